@@ -1,0 +1,318 @@
+"""The generated ``gpux.yml``: the GPUX runtime 0.1.1 config of a built artifact.
+
+Everything comes from the artifact folder (the ONNX graphs, config.json, tokenizer files)
+and from the manifest's runtime hints, so the text is a pure function of the build:
+fixed key order, no timestamps, no absolute paths.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gpuxbuild.errors import GpuxError
+
+# Which graph the GPUX runtime runs (model.source) when an artifact has several.
+MAIN_GRAPH_ROLES = ("model", "encoder", "decoder")
+
+# Tasks whose "logits" output scores the classes of config.json's id2label.
+CLASSIFICATION_TASKS = frozenset(
+    {
+        "text-classification",
+        "token-classification",
+        "zero-shot-classification",
+        "image-classification",
+        "audio-classification",
+        "audio-frame-classification",
+    }
+)
+LABELLED_OUTPUT = "logits"
+
+DEFAULT_GPU = {"memory": "2GB", "backend": "auto"}
+DEFAULT_RUNTIME = {"timeout": 30, "batch_size": 1}
+# GPUX binds 0.0.0.0 by default; a generated config should not expose a model to the network
+# unless the user asks for it in the manifest.
+DEFAULT_SERVING = {"host": "127.0.0.1", "port": 8080, "timeout": 5, "max_workers": 4}
+
+# transformers writes int(1e30) as model_max_length when a tokenizer has no limit.
+_SANE_MAX_LENGTH = 1_000_000
+
+_DTYPES = {
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    4: "uint16",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    8: "string",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    12: "uint32",
+    13: "uint64",
+    16: "bfloat16",
+}
+
+
+@lru_cache(maxsize=1)
+def gpux_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the gpux.yml that gpuxbuild generates."""
+    text = resources.files("gpuxbuild").joinpath("schemas", "gpux.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def validate_gpux_yml(text: str) -> None:
+    """Check gpux.yml text against ``schemas/gpux.schema.json``; raise GpuxError on the first problem."""
+    import jsonschema
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise GpuxError(
+            f"gpux.yml is not valid YAML: {exc}".splitlines()[0],
+            "regenerate it with gpux build",
+        ) from exc
+    validator = jsonschema.Draft202012Validator(gpux_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise GpuxError(
+            f"gpux.yml field {where}: {err.message}",
+            "check the model's runtime hints in gpux.models.yml (labels, max_length, gpu, serving)",
+        )
+
+
+def render_gpux_yml(
+    *,
+    name: str,
+    task: str,
+    graphs: dict[str, str],
+    artifact_dir: Path,
+    config: dict[str, Any],
+    runtime: dict[str, Any],
+    source: dict[str, str],
+    format_version: int,
+) -> str:
+    """Return the gpux.yml text for the artifact in ``artifact_dir``, validated against the schema.
+
+    ``graphs`` maps graph roles (model / encoder / decoder) to files in ``artifact_dir``;
+    ``config`` is the model's config.json; ``runtime`` holds the manifest's runtime hints
+    (labels, max_length, gpu {memory, backend}, batch_size, timeout, serving {...}).
+    """
+    artifact_dir = Path(artifact_dir)
+    main_role = _main_role(name, graphs)
+    main_file = graphs[main_role]
+    inputs, outputs, axes = read_graph_io(artifact_dir / main_file)
+    for item in inputs + outputs:
+        if "shape" in item:
+            item["shape"] = _Flow(item["shape"])
+
+    labels = _labels(name, task, config, runtime)
+    if labels is not None:
+        _attach_labels(name, outputs, labels, from_manifest="labels" in runtime)
+
+    commit = str(source.get("commit", ""))
+    doc: dict[str, Any] = {
+        "name": name,
+        "version": commit.rsplit(":", 1)[-1][:12] or "0",
+        "description": f"{task} model {source.get('repo', name)}, built by gpuxbuild",
+        "model": {"source": main_file, "format": "onnx"},
+        "inputs": inputs,
+        "outputs": outputs,
+        "runtime": _runtime(runtime),
+        "serving": _serving(runtime),
+    }
+    preprocessing = _preprocessing(artifact_dir, config, runtime)
+    if preprocessing:
+        doc["preprocessing"] = preprocessing
+    doc["metadata"] = {
+        "gpuxbuild": {
+            "format": format_version,
+            "task": task,
+            "source": {k: source.get(k) for k in ("registry", "repo", "commit")},
+            "graphs": {role: graphs[role] for role in sorted(graphs)},
+            "axes": {tensor: _Flow(dims) for tensor, dims in axes.items()},
+        }
+    }
+    text = yaml.dump(
+        doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096
+    )
+    validate_gpux_yml(text)
+    return text
+
+
+def read_graph_io(path: Path) -> tuple[list[dict], list[dict], dict[str, list]]:
+    """The inputs and outputs of an ONNX graph as gpux.yml entries, plus each one's named axes.
+
+    Dynamic axes become -1 in ``shape`` (the GPUX parser takes only integers); their exporter
+    names (batch_size, sequence_length, ...) are kept in the returned axes map.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except FileNotFoundError as exc:
+        raise GpuxError(f"ONNX graph {path.name} is missing", "rebuild the model with gpux build") from exc
+    except Exception as exc:  # protobuf raises its own DecodeError
+        raise GpuxError(f"{path.name} is not a readable ONNX graph: {exc}", "rebuild the model") from exc
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    axes: dict[str, list] = {}
+
+    def entry(value: Any, kind: str) -> dict[str, Any]:
+        if not value.type.HasField("tensor_type"):
+            raise GpuxError(
+                f"{path.name}: {kind} {value.name} is not a tensor", "only tensor inputs and outputs are supported"
+            )
+        tensor = value.type.tensor_type
+        dtype = _DTYPES.get(tensor.elem_type)
+        if dtype is None:
+            raise GpuxError(
+                f"{path.name}: {kind} {value.name} has an unsupported element type {tensor.elem_type}",
+                "export the model with standard dtypes (float32/float16/int64)",
+            )
+        item: dict[str, Any] = {"name": value.name, "type": dtype}
+        if tensor.HasField("shape"):
+            dims = [
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim
+            ]
+            item["shape"] = [d if isinstance(d, int) else -1 for d in dims]
+            axes[value.name] = dims
+        return item
+
+    # Old exporters list weights as graph inputs too; callers never feed those.
+    inputs = [entry(v, "input") for v in graph.input if v.name not in initializers]
+    for item in inputs:
+        item["required"] = True
+    outputs = [entry(v, "output") for v in graph.output]
+    return inputs, outputs, axes
+
+
+def _main_role(name: str, graphs: dict[str, str]) -> str:
+    unknown = sorted(set(graphs) - set(MAIN_GRAPH_ROLES))
+    if unknown or not graphs:
+        raise GpuxError(
+            f"model {name}: unknown graph roles {unknown or '(none)'}",
+            f"graphs must use the roles {', '.join(MAIN_GRAPH_ROLES)}",
+        )
+    return next(role for role in MAIN_GRAPH_ROLES if role in graphs)
+
+
+def _labels(name: str, task: str, config: dict[str, Any], runtime: dict[str, Any]) -> list[str] | None:
+    if "labels" in runtime:
+        return _ordered_labels(runtime["labels"], f"gpux.models.yml: model {name} runtime.labels")
+    # transformers writes a placeholder id2label into every config; it only means something
+    # for classification heads.
+    if task in CLASSIFICATION_TASKS and config.get("id2label"):
+        return _ordered_labels(config["id2label"], f"config.json of model {name}: id2label")
+    return None
+
+
+def _ordered_labels(labels: Any, where: str) -> list[str]:
+    if isinstance(labels, list):
+        return [str(label) for label in labels]
+    if not isinstance(labels, dict):
+        raise GpuxError(f"{where} must be a list or an id -> label map", "write labels as [neg, pos] or {0: neg}")
+    try:
+        by_id = {int(k): str(v) for k, v in labels.items()}
+    except (TypeError, ValueError) as exc:
+        raise GpuxError(f"{where} has a non-integer id", "use integer ids 0..n-1 as keys") from exc
+    if sorted(by_id) != list(range(len(by_id))):
+        raise GpuxError(
+            f"{where} ids are not 0..{len(by_id) - 1}: {sorted(by_id)}",
+            "give runtime.labels as a complete list in gpux.models.yml",
+        )
+    return [by_id[i] for i in range(len(by_id))]
+
+
+def _attach_labels(name: str, outputs: list[dict], labels: list[str], *, from_manifest: bool) -> None:
+    target = next((o for o in outputs if o["name"] == LABELLED_OUTPUT), None)
+    if target is None:
+        if from_manifest:
+            raise GpuxError(
+                f"model {name}: runtime.labels given but the graph has no {LABELLED_OUTPUT} output",
+                "remove runtime.labels from gpux.models.yml for this model",
+            )
+        return
+    classes = (target.get("shape") or [-1])[-1]
+    if classes > 0 and classes != len(labels):
+        raise GpuxError(
+            f"model {name}: {len(labels)} labels but the {LABELLED_OUTPUT} output has {classes} classes",
+            "fix runtime.labels in gpux.models.yml" if from_manifest else "set runtime.labels in gpux.models.yml",
+        )
+    target["labels"] = labels
+
+
+def _runtime(hints: dict[str, Any]) -> dict[str, Any]:
+    gpu = dict(DEFAULT_GPU)
+    gpu.update({k: v for k, v in (hints.get("gpu") or {}).items() if k in DEFAULT_GPU})
+    if isinstance(gpu["memory"], str):
+        # The GPUX parser normalises memory the same way; writing it normalised keeps one spelling.
+        gpu["memory"] = gpu["memory"].strip().upper()
+    runtime: dict[str, Any] = {"gpu": gpu}
+    for key, default in DEFAULT_RUNTIME.items():
+        runtime[key] = hints.get(key, default)
+    runtime["enable_profiling"] = False
+    return runtime
+
+
+def _serving(hints: dict[str, Any]) -> dict[str, Any]:
+    serving = {**DEFAULT_SERVING, "batch_size": hints.get("batch_size", DEFAULT_RUNTIME["batch_size"])}
+    serving.update({k: v for k, v in (hints.get("serving") or {}).items() if k in serving})
+    return {k: serving[k] for k in ("host", "port", "batch_size", "timeout", "max_workers")}
+
+
+def _preprocessing(artifact_dir: Path, config: dict[str, Any], hints: dict[str, Any]) -> dict[str, Any]:
+    preprocessing: dict[str, Any] = {}
+    if (artifact_dir / "tokenizer.json").is_file():
+        preprocessing["tokenizer"] = "tokenizer.json"
+    max_length = hints.get("max_length") or _tokenizer_max_length(artifact_dir) or _config_max_length(config)
+    if max_length is not None:
+        preprocessing["max_length"] = max_length
+    return preprocessing
+
+
+def _tokenizer_max_length(artifact_dir: Path) -> int | None:
+    path = artifact_dir / "tokenizer_config.json"
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text("utf-8")).get("model_max_length")
+    except (ValueError, AttributeError):
+        return None
+    return value if _is_sane_length(value) else None
+
+
+def _config_max_length(config: dict[str, Any]) -> int | None:
+    # GPT-2 style configs call it n_positions.
+    for key in ("max_position_embeddings", "n_positions"):
+        if _is_sane_length(config.get(key)):
+            return config[key]
+    return None
+
+
+def _is_sane_length(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _SANE_MAX_LENGTH
+
+
+class _Flow(list):
+    """A list written on one line (shapes, axes)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style except for _Flow lists; never anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+_Dumper.add_representer(
+    _Flow, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+)
