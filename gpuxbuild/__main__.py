@@ -1,0 +1,3 @@
+from gpuxbuild.cli import main
+
+main()

@@ -1,0 +1,34 @@
+"""Hashes: sha256 of files and streams, and canonical digests of JSON-like data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_json(data: Any) -> bytes:
+    """The one byte form of JSON-like data that digests are taken over: sorted keys, no spaces."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def digest(data: Any) -> str:
+    """`sha256:<hex>` of the canonical JSON of `data`."""
+    return "sha256:" + sha256_bytes(canonical_json(data))

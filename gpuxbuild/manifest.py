@@ -1,0 +1,257 @@
+"""`gpux.models.yml`: the models a project declares, validated, with defaults applied.
+
+The manifest is read with line information so that every error names the file, the field path
+(`models.sentiment.revision`) and the line.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gpuxbuild.errors import ManifestError
+from gpuxbuild.hashing import digest
+from gpuxbuild.schemas_io import describe_error, field_path, first_error, load_schema
+
+MANIFEST_NAME = "gpux.models.yml"
+MANIFEST_VERSION = 1
+
+DEFAULT_CONVERT = {
+    "from": "auto",
+    "variant": "default",
+    "opset": None,
+    "dtype": "fp32",
+    "optimize": None,
+    "quantize": None,
+    "validate": True,
+    "atol": None,
+}
+DEFAULT_RUNTIME = {"gpu": {"memory": "2GB", "backend": "auto"}}
+
+# git check-ref-format, in short: no control chars, space, ~^:?*[\, no "..", "@{", "//", no leading "-" or "/",
+# no trailing "/", "." or ".lock".
+_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/]|/$|\.$|\.lock$|^@$|(^|/)\.")
+
+
+def check_revision(rev: str) -> str | None:
+    """Why `rev` is not a usable branch, tag or commit name, or None when it is."""
+    if _BAD_REF.search(rev):
+        return f"{rev!r} is not a valid branch, tag or commit (git ref rules: no spaces, '..', '~^:?*[\\', leading '-')"
+    return None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model as the manifest declares it, with defaults applied (the 'effective' entry)."""
+
+    name: str
+    source: str
+    registry: str
+    ref: str  # repo id for remote registries, a project-relative path for `local`
+    revision: str | None
+    task: str | None
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    allow_pickle: bool
+    trust_remote_code: bool
+    convert: dict = field(hash=False)
+    runtime: dict = field(hash=False)
+
+    def as_dict(self) -> dict:
+        """The entry as plain data, the form that is digested and written to the lock."""
+        return {
+            "source": self.source,
+            "registry": self.registry,
+            "ref": self.ref,
+            "revision": self.revision,
+            "task": self.task,
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+            "allow_pickle": self.allow_pickle,
+            "trust_remote_code": self.trust_remote_code,
+            "convert": self.convert,
+            "runtime": self.runtime,
+        }
+
+    @property
+    def digest(self) -> str:
+        """Digest of everything in the entry; a lock entry with the same digest is up to date."""
+        return digest(self.as_dict())
+
+    @property
+    def pin_key(self) -> dict:
+        """What decides *which commit* is pinned; other fields can change without moving the pin."""
+        return {"registry": self.registry, "ref": self.ref, "revision": self.revision}
+
+
+@dataclass
+class Manifest:
+    """A parsed, validated manifest."""
+
+    path: Path
+    models: dict[str, ModelSpec]
+
+    @property
+    def digest(self) -> str:
+        """Digest of the content that matters to the lock (effective entries, not comments or order)."""
+        return manifest_digest(self.models.values())
+
+
+def manifest_digest(specs) -> str:
+    """Digest over effective model entries, independent of their order in the file."""
+    return digest({"version": MANIFEST_VERSION, "models": {s.name: s.as_dict() for s in specs}})
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys, which plain PyYAML silently drops."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, line):
+        self.key, self.line = key, line
+
+
+def _line_of(node: yaml.Node | None, path: list) -> int | None:
+    """1-based line of the YAML node at `path` (or its deepest existing parent)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == str(part):
+                    node, line = v, k.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _error(path: Path, line: int | None, field_: str | None, reason: str, hint: str) -> ManifestError:
+    where = f"{path.name}:{line}" if line else path.name
+    what = f"{field_}: {reason}" if field_ else reason
+    return ManifestError(f"{where}: {what}", hint)
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read and validate a manifest file. Raises ManifestError (exit 2) naming the file, field and line."""
+    if not path.is_file():
+        raise ManifestError(
+            f"{path.name}: no manifest in {path.parent}",
+            "run `gpux init` to create one, or pass --project DIR",
+        )
+    return parse_manifest(path.read_text(encoding="utf-8"), path)
+
+
+def parse_manifest(text: str, path: Path) -> Manifest:
+    """Validate manifest `text` read from `path` (the path is used for messages and relative sources)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.load(text, Loader=_LineLoader)
+    except _DuplicateKey as exc:
+        raise _error(path, exc.line, None, f"duplicate key {exc.key!r}", "each key, and each model name, may appear once")
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise _error(path, line, None, f"invalid YAML: {problem}", "fix the YAML syntax (indentation, quotes, colons)")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise _error(path, 1, None, "expected a mapping with 'version' and 'models'", "see `gpux init` for an example")
+
+    from jsonschema import Draft202012Validator
+
+    err = first_error(Draft202012Validator(load_schema("gpux.models.schema.json")), data)
+    if err is not None:
+        fpath, reason = describe_error(err)
+        raise _error(path, _line_of(node, fpath), field_path(fpath), reason, "see docs/manifest.md for the fields")
+
+    defaults = data.get("defaults") or {}
+    models = {}
+    for name, entry in (data.get("models") or {}).items():
+        models[name] = _effective(name, entry or {}, defaults, path, node)
+    return Manifest(path=path, models=models)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def _effective(name: str, entry: dict, defaults: dict, path: Path, node) -> ModelSpec:
+    from gpuxbuild.registries import parse_source
+
+    def get(key, fallback=None):
+        return entry.get(key, defaults.get(key, fallback))
+
+    field_ = f"models.{name}"
+    try:
+        registry, ref = parse_source(entry["source"], get("registry"), project=path.parent)
+    except ManifestError as exc:
+        raise _error(path, _line_of(node, ["models", name, "source"]), f"{field_}.source", exc.message, exc.hint or "")
+    revision = get("revision")
+    if revision is not None:
+        bad = check_revision(revision)
+        if bad:
+            where = ["models", name, "revision"] if "revision" in entry else ["defaults", "revision"]
+            raise _error(path, _line_of(node, where), field_path(where), bad, "use a branch, a tag or a 40-hex commit")
+    elif registry != "local":
+        revision = "main"
+    runtime = _merge(DEFAULT_RUNTIME, _merge(defaults.get("runtime") or {}, entry.get("runtime") or {}))
+    if isinstance(runtime.get("labels"), dict):
+        runtime["labels"] = {str(k): v for k, v in sorted(runtime["labels"].items(), key=lambda kv: int(kv[0]))}
+    return ModelSpec(
+        name=name,
+        source=entry["source"],
+        registry=registry,
+        ref=ref,
+        revision=revision,
+        task=entry.get("task"),
+        include=tuple(get("include") or ()),
+        exclude=tuple(get("exclude") or ()),
+        allow_pickle=bool(get("allow_pickle", False)),
+        trust_remote_code=bool(get("trust_remote_code", False)),
+        convert=_merge(DEFAULT_CONVERT, _merge(defaults.get("convert") or {}, entry.get("convert") or {})),
+        runtime=runtime,
+    )
+
+
+STARTER = """\
+# gpux.models.yml: the models this project uses. `gpux lock` pins them into gpux.lock
+# (commit it); `gpux sync` builds them into .gpux/models/. Fields: docs/manifest.md.
+version: 1
+
+# Settings every model inherits unless it sets its own.
+defaults:
+  trust_remote_code: false   # never run code shipped in a model repo
+  # convert: {opset: 17, dtype: fp32, optimize: null, quantize: null}
+  # runtime: {gpu: {backend: auto, memory: 2GB}}
+
+models:
+  # sentiment:
+  #   source: hf:distilbert/distilbert-base-uncased-finetuned-sst-2-english
+  #   revision: main            # branch, tag or 40-hex commit
+  #   task: text-classification # optional: inferred when absent
+  # local-model:
+  #   source: path:./models/my-model
+"""

@@ -1,0 +1,113 @@
+"""The registry table: which `ModelManager` serves which source prefix.
+
+Adding a registry is one module in this package and one `register(...)` line below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpuxbuild.errors import ManifestError
+from gpuxbuild.registries.base import FileEntry, ModelInfo, ModelManager, PinnedModel
+
+__all__ = ["FileEntry", "ModelInfo", "ModelManager", "PinnedModel", "get_manager", "parse_source", "known_registries"]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    prefixes: tuple[str, ...]
+    target: str  # "module:Class", imported only when the registry is used
+    ref_pattern: str  # what a reference in this registry looks like, for early validation
+    ref_help: str
+
+
+_TABLE: dict[str, _Entry] = {}
+
+
+def register(name: str, prefixes: tuple[str, ...], target: str, ref_pattern: str = r".+", ref_help: str = "") -> None:
+    """Make a registry known under `name` and its source prefixes (`hf` in `hf:org/name`)."""
+    _TABLE[name] = _Entry(name, (name, *prefixes), target, ref_pattern, ref_help)
+
+
+register(
+    "huggingface",
+    ("hf",),
+    "gpuxbuild.registries.huggingface:HuggingFaceManager",
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?/)?[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?",
+    "a Hub repo id like org/name",
+)
+register("local", ("path",), "gpuxbuild.registries.local:LocalManager", r".+", "a folder path relative to the project")
+
+
+def known_registries() -> list[str]:
+    """Names of every registered registry."""
+    return sorted(_TABLE)
+
+
+def _lookup(name_or_prefix: str) -> _Entry | None:
+    for entry in _TABLE.values():
+        if name_or_prefix in entry.prefixes:
+            return entry
+    return None
+
+
+def _unknown(name: str) -> ManifestError:
+    prefixes = ", ".join(f"{e.name} ({'/'.join(p + ':' for p in e.prefixes)})" for e in _TABLE.values())
+    return ManifestError(f"unknown registry {name!r}", f"known registries: {prefixes}")
+
+
+def parse_source(source: str, registry: str | None = None, *, project: Path | None = None) -> tuple[str, str]:
+    """Split a source string into (registry name, reference).
+
+    `hf:org/name` -> ("huggingface", "org/name"); `path:./x`, `./x`, `../x` -> ("local", "x" normalized);
+    a bare `org/name` goes to `registry` (default huggingface).
+    """
+    if source.startswith(("./", "../")) or source in (".", ".."):
+        entry, ref = _TABLE["local"], source
+    else:
+        m = re.match(r"^([a-z][a-z0-9_-]*):(.*)$", source)
+        if m:
+            entry = _lookup(m.group(1))
+            if entry is None:
+                raise _unknown(m.group(1))
+            ref = m.group(2)
+        else:
+            name = registry or "huggingface"
+            entry = _lookup(name)
+            if entry is None:
+                raise _unknown(name)
+            ref = source
+    if registry is not None and _lookup(registry) is not entry:
+        if _lookup(registry) is None:
+            raise _unknown(registry)
+        raise ManifestError(f"source {source!r} belongs to registry {entry.name!r}, not {registry!r}", "drop one of the two")
+    if entry.name == "local":
+        ref = _local_ref(ref)
+    elif not re.fullmatch(entry.ref_pattern, ref) or ".." in ref or "--" in ref:
+        raise ManifestError(f"bad source {source!r}: expected {entry.ref_help}", f"e.g. {entry.prefixes[-1]}:org/name")
+    return entry.name, ref
+
+
+def _local_ref(ref: str) -> str:
+    if not ref:
+        raise ManifestError("empty local path", "e.g. path:./models/my-model")
+    p = Path(ref)
+    if p.is_absolute():
+        raise ManifestError(
+            f"absolute path {ref!r}: a lock must not depend on where the project lives",
+            "use a path relative to the project folder, e.g. path:./models/x",
+        )
+    return p.as_posix()
+
+
+def get_manager(name: str, *, project: Path, offline: bool = False) -> ModelManager:
+    """An instance of the registry `name` (a name or a prefix)."""
+    entry = _lookup(name)
+    if entry is None:
+        raise _unknown(name)
+    module, cls = entry.target.split(":")
+    return getattr(importlib.import_module(module), cls)(project=project, offline=offline)

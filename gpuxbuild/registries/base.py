@@ -1,0 +1,87 @@
+"""The `ModelManager` strategy: what every registry implements.
+
+A registry resolves a requested model + revision into a pinned record (an immutable commit and every
+file with its sha256 and size), describes a model, and transfers a pinned file's bytes. The store
+(`gpuxbuild.store`) owns hashing, locking and atomic placement, so a registry only moves bytes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable, ClassVar
+
+
+@dataclass(frozen=True, order=True)
+class FileEntry:
+    """A file of a pinned model: repo-relative POSIX path, sha256 (hex) and size in bytes."""
+
+    path: str
+    sha256: str
+    size: int
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "sha256": self.sha256, "size": self.size}
+
+
+@dataclass
+class ModelInfo:
+    """What a registry knows about a model at a commit."""
+
+    pipeline_tag: str | None = None
+    library: str | None = None
+    architectures: list[str] = field(default_factory=list)
+    model_type: str | None = None
+    license: str | None = None
+    card_data: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+
+@dataclass
+class PinnedModel:
+    """A model resolved to an immutable commit, with every file it has at that commit."""
+
+    registry: str
+    repo: str
+    revision: str | None
+    commit: str
+    files: list[FileEntry]
+    info: ModelInfo
+
+
+Progress = Callable[[int], None]
+
+
+class ModelManager(ABC):
+    """A model registry. Subclasses set `name` and implement the abstract methods.
+
+    `offline=True` means: make no network request; raise RegistryError naming what is missing.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, *, project: Path, offline: bool = False):
+        self.project = project
+        self.offline = offline
+
+    @abstractmethod
+    def resolve(self, repo: str, revision: str | None, *, pin: str | None = None) -> PinnedModel:
+        """Resolve `revision` (branch, tag or commit) of `repo` to a commit and list its files with hashes.
+
+        With `pin`, list the files at that already-pinned commit instead of resolving `revision` again.
+        """
+
+    @abstractmethod
+    def download(
+        self, repo: str, commit: str, file: FileEntry, dest: BinaryIO, *, resume_from: int = 0, progress: Progress | None = None
+    ) -> None:
+        """Write the bytes of `file` at `commit` into `dest` (opened for append), starting at `resume_from`."""
+
+    def describe(self, repo: str, revision: str | None) -> ModelInfo:
+        """Task/pipeline tag, architecture, license and card data of a model."""
+        return self.resolve(repo, revision).info
+
+    def display(self, repo: str) -> str:
+        """How the model is shown to users, e.g. `hf:org/name`."""
+        return f"{self.name}:{repo}"

@@ -1,0 +1,175 @@
+"""`gpux lock`: turn a manifest (and the previous lock) into a new lock.
+
+Like uv and Cargo, a model whose manifest entry did not change keeps its pin, even if its branch moved;
+a changed entry keeps its commit when its registry, repo and revision are the same; `upgrade` re-resolves.
+The result is a plan (`LockPlan`) that the caller writes, so nothing is written when any model fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpuxbuild.errors import GpuxError, RegistryError
+from gpuxbuild.lockfile import Lock, LockedModel, options_of
+from gpuxbuild.manifest import Manifest, ModelSpec
+from gpuxbuild.registries import get_manager
+from gpuxbuild.registries.base import PinnedModel
+from gpuxbuild.selection import select_files
+
+
+@dataclass
+class LockChange:
+    """What happened to one model's pin."""
+
+    name: str
+    action: str  # added | updated | removed | unchanged
+    old_commit: str | None = None
+    new_commit: str | None = None
+    reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "action": self.action,
+            "old_commit": self.old_commit,
+            "new_commit": self.new_commit,
+            "reasons": self.reasons,
+        }
+
+
+@dataclass
+class LockPlan:
+    lock: Lock
+    changes: list[LockChange]
+
+    @property
+    def changed(self) -> bool:
+        return any(c.action != "unchanged" for c in self.changes)
+
+
+def resolve_task(spec: ModelSpec, pinned: PinnedModel, paths: list[str]) -> str:
+    """The manifest's task, else the registry's pipeline tag, else one derived from config.json."""
+    from gpuxbuild.build.tasks import infer_task, normalize_task
+
+    for candidate in (spec.task, pinned.info.pipeline_tag):
+        task = normalize_task(candidate) if candidate else None
+        if task:
+            return task
+    task = infer_task(pinned.info.config, paths)
+    if task:
+        return task
+    arch = ", ".join(pinned.info.architectures) or "no architectures in config.json"
+    raise GpuxError(
+        f"model {spec.name!r}: cannot infer its task ({arch})",
+        "set `task:` for it in gpux.models.yml, e.g. task: feature-extraction",
+    )
+
+
+def lock_model(spec: ModelSpec, pinned: PinnedModel) -> LockedModel:
+    """The lock entry of a resolved model."""
+    files = select_files(pinned.files, include=spec.include, exclude=spec.exclude, convert=spec.convert)
+    if not files:
+        raise GpuxError(f"model {spec.name!r}: no files left after include/exclude", "loosen `include`/`exclude`")
+    paths = [f.path for f in files]
+    library = pinned.info.library or ("sentence-transformers" if "modules.json" in paths else "transformers")
+    return LockedModel(
+        name=spec.name,
+        source=spec.source,
+        registry=spec.registry,
+        repo=spec.ref,
+        revision=spec.revision,
+        commit=pinned.commit,
+        task=resolve_task(spec, pinned, paths),
+        spec_digest=spec.digest,
+        options=options_of(spec),
+        files=files,
+        library=library,
+        architecture=(pinned.info.architectures or [None])[0],
+        license=pinned.info.license,
+    )
+
+
+def plan_lock(
+    manifest: Manifest,
+    old: Lock | None,
+    *,
+    upgrade: bool | set[str] = False,
+    store=None,
+    offline: bool = False,
+) -> LockPlan:
+    """Compute the new lock. `upgrade=True` re-resolves every model, a set of names only those."""
+    project = manifest.path.parent
+    unknown = sorted(set(upgrade) - set(manifest.models)) if isinstance(upgrade, set) else []
+    if unknown:
+        raise GpuxError(f"--upgrade {', '.join(unknown)}: no such model in {manifest.path.name}", "check the name")
+    managers: dict[str, object] = {}
+    models: dict[str, LockedModel] = {}
+    changes: list[LockChange] = []
+    old_models = old.models if old else {}
+    for name, spec in sorted(manifest.models.items()):
+        prev = old_models.get(name)
+        up = upgrade is True or (isinstance(upgrade, set) and name in upgrade)
+        if prev is not None and not up and prev.spec_digest == spec.digest:
+            models[name] = prev
+            changes.append(LockChange(name, "unchanged", prev.commit, prev.commit))
+            continue
+        keep_pin = (
+            prev is not None
+            and not up
+            and (prev.registry, prev.repo, prev.revision) == (spec.registry, spec.ref, spec.revision)
+        )
+        if spec.registry not in managers:
+            kwargs = {"store": store} if spec.registry == "huggingface" else {}
+            managers[spec.registry] = get_manager(spec.registry, project=project, offline=offline, **kwargs)
+        manager = managers[spec.registry]
+        try:
+            pinned = manager.resolve(spec.ref, spec.revision, pin=prev.commit if keep_pin else None)
+            entry = lock_model(spec, pinned)
+        except GpuxError as exc:
+            cls = type(exc) if isinstance(exc, RegistryError) else GpuxError
+            msg = exc.message if exc.message.startswith("model ") else f"model {name!r}: {exc.message}"
+            raise cls(msg, exc.hint, exit_code=exc.exit_code) from None
+        if prev is not None and entry.artifact is None and prev.artifact and _same_inputs(prev, entry):
+            entry.artifact = prev.artifact
+        models[name] = entry
+        changes.append(_change(prev, entry))
+    for name in sorted(set(old_models) - set(manifest.models)):
+        changes.append(LockChange(name, "removed", old_models[name].commit, None, ["no longer in the manifest"]))
+    return LockPlan(Lock(manifest_digest=manifest.digest, models=models), changes)
+
+
+def _same_inputs(a: LockedModel, b: LockedModel) -> bool:
+    return (a.commit, a.files, a.task, a.options) == (b.commit, b.files, b.task, b.options)
+
+
+def _change(prev: LockedModel | None, new: LockedModel) -> LockChange:
+    if prev is None:
+        return LockChange(new.name, "added", None, new.commit, ["new in the manifest"])
+    reasons = []
+    if prev.commit != new.commit:
+        reasons.append(f"commit {prev.commit[:12]} -> {new.commit[:12]}")
+    if prev.revision != new.revision:
+        reasons.append(f"revision {prev.revision} -> {new.revision}")
+    if prev.files != new.files:
+        reasons.append("files changed")
+    if prev.options != new.options:
+        reasons.append("options changed")
+    if prev.task != new.task:
+        reasons.append(f"task {prev.task} -> {new.task}")
+    if prev.source != new.source:
+        reasons.append("source changed")
+    if not reasons and prev.as_dict() == new.as_dict():
+        return LockChange(new.name, "unchanged", prev.commit, new.commit)
+    return LockChange(new.name, "updated", prev.commit, new.commit, reasons or ["manifest entry changed"])
+
+
+def lock_project(project: Path, *, upgrade: bool | set[str] = False, store=None, offline: bool = False) -> LockPlan:
+    """Plan and write the project's gpux.lock (atomically; untouched when nothing changed)."""
+    from gpuxbuild.lockfile import lock_path, read_lock, write_lock
+    from gpuxbuild.manifest import MANIFEST_NAME, load_manifest
+
+    manifest = load_manifest(project / MANIFEST_NAME)
+    plan = plan_lock(manifest, read_lock(lock_path(project)), upgrade=upgrade, store=store, offline=offline)
+    write_lock(lock_path(project), plan.lock)
+    return plan

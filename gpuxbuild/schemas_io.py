@@ -1,0 +1,57 @@
+"""Loading the JSON Schemas shipped in `schemas/` and turning validation errors into one line."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+
+
+@cache
+def load_schema(name: str) -> dict:
+    """The JSON Schema `schemas/<name>` as a dict."""
+    return json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+
+
+def field_path(parts) -> str:
+    """`models.sentiment.revision` from a jsonschema error path."""
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def describe_error(err) -> tuple[list, str]:
+    """(path of the offending field, a short human reason) for a jsonschema ValidationError."""
+    path = list(err.absolute_path)
+    v = err.validator
+    if v == "additionalProperties":
+        known = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(known)) if isinstance(err.instance, dict) else []
+        if extra:
+            reason = f"unknown key '{extra[0]}'"
+            if known:
+                reason += f" (known keys: {', '.join(known)})"
+            return path + [extra[0]], reason
+    if v == "required":
+        return path, err.message.replace("is a required property", "is required")
+    if v == "propertyNames":
+        return path, f"invalid name {err.instance!r}: use letters, digits, '.', '_' or '-' (first a letter or digit)"
+    if v in ("enum", "const"):
+        allowed = err.validator_value if v == "enum" else [err.validator_value]
+        return path, f"{err.instance!r} is not one of: {', '.join(map(str, allowed))}"
+    if v == "type":
+        return path, f"expected {err.validator_value}, got {type(err.instance).__name__} {err.instance!r}"
+    return path, err.message
+
+
+def first_error(validator, data):
+    """The most relevant validation error (deepest path first, then by path), or None."""
+    errors = list(validator.iter_errors(data))
+    if not errors:
+        return None
+    from jsonschema.exceptions import best_match
+
+    return best_match(errors)

@@ -1,0 +1,65 @@
+"""Which of a repo's files a model needs: user include/exclude, other frameworks' weights left out,
+pickles left out where safetensors exist, and either the shipped ONNX files or the PyTorch weights.
+
+Decided at lock time, so the lock lists exactly the files that will be fetched.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from posixpath import dirname
+
+from gpuxbuild.errors import GpuxError
+from gpuxbuild.registries.base import FileEntry
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+# Weights for other runtimes and frameworks: never needed to export or run ONNX.
+OTHER_FRAMEWORKS = (
+    "*.h5", "*.msgpack", "*.ot", "*.tflite", "*.gguf", "*.mlmodel", "*.mlpackage/*", "coreml/*",
+    "openvino/*", "tf_model*", "flax_model*", "rust_model*", ".gitattributes",
+)
+ONNX_SUFFIXES = (".onnx", ".onnx_data", ".onnx.data")
+
+
+def _matches(path: str, patterns) -> bool:
+    return any(fnmatchcase(path, p) or fnmatchcase(path.rsplit("/", 1)[-1], p) for p in patterns)
+
+
+def is_pickle(path: str) -> bool:
+    """Weights in a pickle format, which can run code when loaded."""
+    return path.endswith(PICKLE_SUFFIXES) and not path.endswith(ONNX_SUFFIXES)
+
+
+def is_onnx(path: str) -> bool:
+    return path.endswith(ONNX_SUFFIXES)
+
+
+def conversion_path(files: list[FileEntry], convert: dict) -> str:
+    """"onnx" when the model will use ONNX files the repo ships, "export" when it will be exported."""
+    has_onnx = any(f.path.endswith(".onnx") for f in files)
+    mode = convert.get("from", "auto")
+    if mode == "onnx" and not has_onnx:
+        raise GpuxError("convert.from is 'onnx' but the repo ships no .onnx file", "use convert.from: auto or export")
+    return "onnx" if has_onnx and mode in ("auto", "onnx") else "export"
+
+
+def select_files(files: list[FileEntry], *, include=(), exclude=(), convert: dict) -> list[FileEntry]:
+    """The files of `files` that a model with these options needs, sorted by path."""
+    chosen = [f for f in files if (not include or _matches(f.path, include)) and not _matches(f.path, exclude)]
+    chosen = [f for f in chosen if not _matches(f.path, OTHER_FRAMEWORKS) or (include and _matches(f.path, include))]
+    if conversion_path(chosen, convert) == "onnx":
+        from gpuxbuild.build.onnx_files import select_onnx_files
+
+        keep = set(select_onnx_files([f.path for f in chosen if is_onnx(f.path)], convert.get("variant")))
+        chosen = [f for f in chosen if (f.path in keep) or not (is_onnx(f.path) or _is_torch_weight(f.path))]
+    else:
+        chosen = [f for f in chosen if not is_onnx(f.path)]
+        safetensor_dirs = {dirname(f.path) for f in chosen if f.path.endswith(".safetensors")}
+        chosen = [f for f in chosen if not (is_pickle(f.path) and dirname(f.path) in safetensor_dirs)]
+    return sorted(chosen)
+
+
+def _is_torch_weight(path: str) -> bool:
+    return path.endswith(".safetensors") or path.endswith(".safetensors.index.json") or is_pickle(path) or (
+        path.endswith(".bin.index.json")
+    )
