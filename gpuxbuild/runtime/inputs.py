@@ -1,0 +1,129 @@
+"""Parse what a user passes to `gpux run` / `POST /predict` into texts or raw tensors plus options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gpuxbuild.errors import GpuxError
+
+TEXT_KEYS = ("text", "text_pair", "question", "context")
+
+# Decoding and post-processing options that may ride along with the text.
+OPTION_KEYS = (
+    "aggregation_strategy",
+    "do_sample",
+    "max_answer_len",
+    "max_new_tokens",
+    "seed",
+    "temperature",
+    "top_k",
+    "top_p",
+)
+
+_ONNX_DTYPES = {
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+}
+
+
+@dataclass
+class ParsedInputs:
+    """Either texts (with optional second texts) or raw tensors; `batched` says whether to answer with a list."""
+
+    texts: list[str] = field(default_factory=list)
+    pairs: list[str] | None = None
+    tensors: dict[str, np.ndarray] | None = None
+    batched: bool = False
+    options: dict = field(default_factory=dict)
+
+    @property
+    def is_tensors(self) -> bool:
+        return self.tensors is not None
+
+
+def _expected(input_types: dict[str, str]) -> str:
+    return f"expected {{\"text\": ...}} (optionally text_pair, question, context), a list of strings, or tensors {sorted(input_types)}"
+
+
+def _as_texts(value, key: str, input_types: dict[str, str]) -> tuple[list[str], bool]:
+    if isinstance(value, str):
+        return [value], False
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value), True
+    raise GpuxError(f"input '{key}' must be a string or a non-empty list of strings", _expected(input_types), exit_code=2)
+
+
+def _tensor(name: str, value, onnx_type: str) -> np.ndarray:
+    dtype = _ONNX_DTYPES.get(onnx_type)
+    try:
+        array = np.asarray(value, dtype=dtype)
+    except (ValueError, TypeError) as exc:
+        raise GpuxError(f"tensor input '{name}' is not a rectangular {onnx_type}: {exc}",
+                        "pass nested lists of numbers with equal lengths", exit_code=2) from exc
+    if array.dtype == object:
+        raise GpuxError(f"tensor input '{name}' is not rectangular", "pass nested lists with equal lengths", exit_code=2)
+    return array
+
+
+def parse_inputs(data, input_types: dict[str, str], task: str | None = None, options: dict | None = None) -> ParsedInputs:
+    """Turn JSON-like `data` into ParsedInputs.
+
+    `input_types` maps the graph's input names to ONNX types (e.g. "tensor(int64)"); a dict whose keys are
+    all graph input names is taken as raw tensors and bypasses the tokenizer (the GPUX runtime's format).
+    """
+    opts = dict(options or {})
+    if isinstance(data, str):
+        return ParsedInputs(texts=[data], options=opts)
+    if isinstance(data, list):
+        texts, batched = _as_texts(data, "inputs", input_types)
+        return ParsedInputs(texts=texts, batched=batched, options=opts)
+    if not isinstance(data, dict) or not data:
+        raise GpuxError("inputs must be a JSON object, a string or a list of strings", _expected(input_types), exit_code=2)
+
+    if set(data) <= set(input_types):
+        tensors = {name: _tensor(name, value, input_types[name]) for name, value in data.items()}
+        missing = sorted(set(input_types) - set(tensors))
+        if missing:
+            raise GpuxError(f"tensor inputs are missing {missing}", f"the model takes {sorted(input_types)}", exit_code=2)
+        return ParsedInputs(tensors=tensors, batched=True, options=opts)
+
+    unknown = sorted(set(data) - set(TEXT_KEYS) - set(OPTION_KEYS))
+    if unknown:
+        raise GpuxError(f"unknown input keys {unknown}", _expected(input_types) + f"; options: {list(OPTION_KEYS)}",
+                        exit_code=2)
+    opts.update({k: data[k] for k in OPTION_KEYS if k in data})
+
+    if task == "question-answering":
+        question = data.get("question", data.get("text"))
+        context = data.get("context", data.get("text_pair"))
+        if "question" in data and "context" not in data and "text_pair" not in data:
+            context = data.get("text")
+        if question is None or context is None:
+            raise GpuxError("question-answering needs a question and a context",
+                            'expected {"question": ..., "context": ...}', exit_code=2)
+        questions, q_batched = _as_texts(question, "question", input_types)
+        contexts, c_batched = _as_texts(context, "context", input_types)
+        if len(questions) != len(contexts):
+            raise GpuxError(f"{len(questions)} questions but {len(contexts)} contexts",
+                            "pass one context per question", exit_code=2)
+        return ParsedInputs(texts=questions, pairs=contexts, batched=q_batched or c_batched, options=opts)
+
+    if "text" not in data:
+        raise GpuxError(f"no 'text' in the inputs (got {sorted(data)})", _expected(input_types), exit_code=2)
+    texts, batched = _as_texts(data["text"], "text", input_types)
+    pair_value = next((data[k] for k in ("text_pair", "context", "question") if k in data), None)
+    pairs = None
+    if pair_value is not None:
+        pairs, pair_batched = _as_texts(pair_value, "text_pair", input_types)
+        if len(pairs) != len(texts):
+            raise GpuxError(f"{len(texts)} texts but {len(pairs)} text pairs", "pass one text_pair per text", exit_code=2)
+        batched = batched or pair_batched
+    return ParsedInputs(texts=texts, pairs=pairs, batched=batched, options=opts)

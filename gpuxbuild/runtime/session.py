@@ -1,0 +1,307 @@
+"""Load an artifact folder and run it: `load(folder) -> Model`, `Model.predict(inputs) -> dict`, `benchmark`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gpuxbuild.errors import GpuxError
+from gpuxbuild.runtime import generate, tasks
+from gpuxbuild.runtime.inputs import ParsedInputs, parse_inputs
+from gpuxbuild.runtime.providers import ProviderChoice, select_providers
+from gpuxbuild.runtime.tokenize import TextTokenizer
+
+log = logging.getLogger(__name__)
+
+_HINT_REBUILD = "rebuild it with gpux build, or point at an artifact folder"
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """The parts of gpux.yml the runtime honours."""
+
+    backend: str | None = None
+    memory: str | None = None
+    max_length: int | None = None
+
+
+def _read_json(path: Path, required: bool = False) -> dict:
+    if not path.is_file():
+        if required:
+            raise GpuxError(f"{path} does not exist", _HINT_REBUILD)
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GpuxError(f"{path} is not valid JSON: {exc}", _HINT_REBUILD) from exc
+
+
+def read_runtime_config(folder: Path) -> RuntimeConfig:
+    """runtime.gpu.backend, runtime.gpu.memory and preprocessing.max_length from gpux.yml (all optional)."""
+    path = Path(folder) / "gpux.yml"
+    if not path.is_file():
+        return RuntimeConfig()
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise GpuxError(f"{path} is not valid YAML: {exc}".splitlines()[0], "fix or regenerate gpux.yml") from exc
+    if not isinstance(data, dict):
+        raise GpuxError(f"{path} is not a mapping", "fix or regenerate gpux.yml")
+    gpu = ((data.get("runtime") or {}).get("gpu") or {})
+    max_length = (data.get("preprocessing") or {}).get("max_length")
+    if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
+        raise GpuxError(f"{path}: preprocessing.max_length must be a positive integer", "fix gpux.yml")
+    return RuntimeConfig(backend=gpu.get("backend"), memory=gpu.get("memory"), max_length=max_length)
+
+
+def _sentence_transformers(folder: Path) -> tuple[str, bool] | None:
+    """(pooling mode, normalize) of a sentence-transformers folder, or None when it is not one."""
+    modules = _read_json(folder / "modules.json")
+    if not isinstance(modules, list) or not modules:
+        return None
+    mode, normalize = "mean", False
+    for module in modules:
+        kind = str(module.get("type", ""))
+        if kind.endswith("Pooling"):
+            pooling = _read_json(folder / module.get("path", "1_Pooling") / "config.json")
+            if isinstance(pooling.get("pooling_mode"), str):
+                mode = pooling["pooling_mode"]
+            else:
+                flags = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens",
+                         "lasttoken": "pooling_mode_lasttoken", "mean": "pooling_mode_mean_tokens",
+                         "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens"}
+                chosen = [name for name, key in flags.items() if pooling.get(key)]
+                mode = chosen[0] if chosen else "mean"
+        elif kind.endswith("Normalize"):
+            normalize = True
+    return mode, normalize
+
+
+def _create_session(path: Path, choice: ProviderChoice):
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise GpuxError("onnxruntime is not installed", "pip install onnxruntime (see docs/gpus.md)") from exc
+    if not path.is_file():
+        raise GpuxError(f"graph {path} does not exist", _HINT_REBUILD)
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # ORT's warnings are about graph internals the user cannot act on
+    try:
+        return onnxruntime.InferenceSession(str(path), sess_options=options,
+                                            providers=list(zip(choice.providers, choice.options)))
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/RuntimeException types
+        raise GpuxError(f"onnxruntime could not load {path.name}: {str(exc).splitlines()[0]}",
+                        "check the provider with gpux doctor, or rebuild the artifact") from exc
+
+
+class Model:
+    """An artifact folder ready to run. Create it with `load()`."""
+
+    def __init__(self, folder: Path, provider: str | None = "auto", device_id: int = 0):
+        self.folder = Path(folder)
+        manifest = _read_json(self.folder / "artifact.json", required=True)
+        graphs = manifest.get("graphs")
+        if not isinstance(graphs, dict) or not graphs:
+            raise GpuxError(f"{self.folder / 'artifact.json'} has no 'graphs'", _HINT_REBUILD)
+        self.raw_task = str(manifest.get("task") or "")
+        self.task = tasks.normalize_task(self.raw_task)
+        self.graphs = {k: str(v) for k, v in graphs.items()}
+        self.config = _read_json(self.folder / "config.json")
+        self.generation_config = _read_json(self.folder / "generation_config.json")
+        self.runtime_config = read_runtime_config(self.folder)
+        self.sentence_transformers = _sentence_transformers(self.folder)
+
+        import onnxruntime
+
+        self.choice = select_providers(onnxruntime.get_available_providers(), provider,
+                                       self.runtime_config.backend, device_id, self.runtime_config.memory)
+        self.notice = self.choice.notice
+        self.sessions = {}
+        if self.task == "text2text-generation":
+            for key in ("encoder", "decoder"):
+                if key not in self.graphs:
+                    raise GpuxError(f"artifact.json graphs lacks '{key}' for a seq2seq model", _HINT_REBUILD)
+        for key, rel in sorted(self.graphs.items()):
+            self.sessions[key] = _create_session(self.folder / rel, self.choice)
+        self.main = self.sessions.get("model") or self.sessions.get("encoder") or next(iter(self.sessions.values()))
+        self.providers = list(self.main.get_providers())
+        if self.choice.primary not in self.providers:
+            message = f"{self.choice.primary} failed to initialise; onnxruntime would run on {self.providers[0]}"
+            if self.choice.requested != "auto":
+                raise GpuxError(message, "check the GPU driver and CUDA/cuDNN libraries with gpux doctor")
+            self.notice = message
+        self.input_types = {i.name: i.type for i in self.main.get_inputs()}
+        self.output_names = [o.name for o in self.main.get_outputs()]
+        self._tokenizer: TextTokenizer | None = None
+
+    @property
+    def tokenizer(self) -> TextTokenizer:
+        if self._tokenizer is None:
+            self._tokenizer = TextTokenizer(self.folder, self.runtime_config.max_length, self.config)
+        return self._tokenizer
+
+    def info(self) -> dict:
+        """What /info and `gpux run --info` show: task, graphs, inputs/outputs, providers."""
+        return {
+            "folder": self.folder.name,
+            "graphs": dict(self.graphs),
+            "inputs": [{"name": i.name, "shape": [str(d) for d in i.shape], "type": i.type}
+                       for i in self.main.get_inputs()],
+            "notice": self.notice,
+            "outputs": [{"name": o.name, "shape": [str(d) for d in o.shape], "type": o.type}
+                        for o in self.main.get_outputs()],
+            "providers": self.providers,
+            "task": self.task,
+        }
+
+    def run(self, feed: dict[str, np.ndarray], graph: str | None = None) -> dict[str, np.ndarray]:
+        """Run one graph (the main one by default) on numpy inputs; returns outputs by name."""
+        session = self.sessions[graph] if graph else self.main
+        try:
+            values = session.run(None, feed)
+        except Exception as exc:  # ORT's InvalidArgument etc.: wrong shapes/dtypes from the caller
+            raise GpuxError(f"onnxruntime rejected the inputs: {str(exc).splitlines()[0]}",
+                            f"the model takes {self.input_types}", exit_code=2) from exc
+        return dict(zip([o.name for o in session.get_outputs()], values))
+
+    def _feed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [n for n in self.input_types if n not in arrays]
+        if missing:
+            raise GpuxError(f"the graph needs inputs {missing} that text tokenization does not give",
+                            f"pass raw tensors for {sorted(self.input_types)}", exit_code=2)
+        return {n: arrays[n] for n in self.input_types}
+
+    def _encode(self, parsed: ParsedInputs, truncation: str = "longest_first"):
+        batch = self.tokenizer.encode(parsed.texts, parsed.pairs, truncation=truncation)
+        return batch, self.run(self._feed(batch.arrays))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Sentence embeddings [len(texts), dim] (pooled; L2-normalized for sentence-transformers models)."""
+        batch, outputs = self._encode(ParsedInputs(texts=list(texts)))
+        mode, normalize = self.sentence_transformers or ("mean", False)
+        return tasks.embeddings(outputs, batch.arrays["attention_mask"], mode, normalize)
+
+    def similarity(self, text_a: str, text_b: str) -> float:
+        """Cosine similarity of two texts' embeddings."""
+        if self.task != "feature-extraction":
+            raise GpuxError(f"similarity needs a feature-extraction model, this one is {self.task}",
+                            "use a sentence-transformers or feature-extraction artifact", exit_code=2)
+        a, b = self.embed([text_a, text_b])
+        return tasks.cosine(a, b)
+
+    def predict(self, inputs, on_token: Callable[[int, str], None] | None = None, **options) -> dict:
+        """Run the model on JSON-like inputs and return a JSON-ready dict.
+
+        One input gives the task's result dict; a batch gives {"results": [...]}; raw tensors give
+        the graph's outputs by name as nested lists. `on_token(token_id, text)` streams generated tokens.
+        """
+        parsed = parse_inputs(inputs, self.input_types, self.task, options)
+        if parsed.is_tensors:
+            return {name: value.tolist() for name, value in self.run(self._feed(parsed.tensors)).items()}
+        results = self._predict_texts(parsed, on_token)
+        return {"results": results} if parsed.batched else results[0]
+
+    def _predict_texts(self, parsed: ParsedInputs, on_token) -> list[dict]:
+        opts = parsed.options
+        task = self.task
+        if task in ("text-generation", "text2text-generation"):
+            return [self._generate(text, opts, on_token) for text in parsed.texts]
+        if task == "feature-extraction":
+            if parsed.pairs is not None:
+                return [{"similarity": self.similarity(a, b)} for a, b in zip(parsed.texts, parsed.pairs)]
+            return [{"embedding": v.tolist()} for v in self.embed(parsed.texts)]
+        if task == "question-answering":
+            batch, outputs = self._encode(parsed, truncation="only_second")
+            return [
+                tasks.question_answering(outputs["start_logits"][i], outputs["end_logits"][i], enc,
+                                         parsed.pairs[i], self.tokenizer, int(opts.get("top_k", 1)),
+                                         int(opts.get("max_answer_len", 15)))
+                for i, enc in enumerate(batch.encodings)
+            ]
+        batch, outputs = self._encode(parsed)
+        logits = outputs.get("logits", next(iter(outputs.values())))
+        id2label = self.config.get("id2label") or {}
+        if task == "text-classification":
+            return tasks.classify(logits, id2label, self.config.get("problem_type"), opts.get("top_k"))
+        if task == "fill-mask":
+            return tasks.fill_mask(logits, batch.arrays["input_ids"], self.tokenizer, int(opts.get("top_k", 5)))
+        return tasks.token_classification(logits, batch.encodings, id2label, self.tokenizer,
+                                          str(opts.get("aggregation_strategy", "simple")))
+
+    def _generate(self, text: str, options: dict, on_token) -> dict:
+        prompt = [int(i) for i in self.tokenizer.encode([text], pad=False).arrays["input_ids"][0]]
+        opts = generate.GenerationOptions.from_configs(self.config, self.generation_config, options)
+        stream = None
+        if on_token is not None:
+            shown: list[str] = [""]
+            tokens: list[int] = []
+
+            def stream(token_id: int) -> None:
+                # Decode the whole completion each time: byte-level BPE pieces are not valid text alone.
+                tokens.append(token_id)
+                text_so_far = self.tokenizer.decode(tokens)
+                on_token(token_id, text_so_far[len(shown[0]):])
+                shown[0] = text_so_far
+
+        if self.task == "text-generation":
+            limit = self.config.get("max_position_embeddings") or self.config.get("n_positions")
+            if limit:
+                room = int(limit) - len(prompt)
+                if room < 1:
+                    raise GpuxError(f"the prompt has {len(prompt)} tokens, the model's limit is {limit}",
+                                    "shorten the prompt", exit_code=2)
+                opts.max_new_tokens = min(opts.max_new_tokens, room)
+            out = generate.decode_causal(self.main, prompt, opts, stream)
+            completion = self.tokenizer.decode(out.token_ids)
+            return {"completion": completion, "finish_reason": out.finish_reason,
+                    "generated_text": text + completion, "token_ids": out.token_ids}
+        start = self.generation_config.get("decoder_start_token_id", self.config.get("decoder_start_token_id"))
+        if start is None:
+            start = self.config.get("pad_token_id", 0)
+        out = generate.decode_seq2seq(self.sessions["encoder"], self.sessions["decoder"], prompt, int(start), opts,
+                                      stream)
+        return {"finish_reason": out.finish_reason, "generated_text": self.tokenizer.decode(out.token_ids),
+                "token_ids": out.token_ids}
+
+
+def load(artifact_dir: str | Path, provider: str | None = "auto", device_id: int = 0) -> Model:
+    """Load an artifact folder (see docs/architecture.md) onto the chosen execution provider."""
+    folder = Path(artifact_dir)
+    if not folder.is_dir():
+        raise GpuxError(f"{folder} is not a folder", "pass the path of a built artifact (gpux build)")
+    return Model(folder, provider, device_id)
+
+
+def benchmark(model: Model, inputs, runs: int = 100, warmup: int = 10) -> dict:
+    """Time `model.predict(inputs)`: latency percentiles in ms and throughput in items per second."""
+    if runs < 1 or warmup < 0:
+        raise GpuxError("benchmark needs runs >= 1 and warmup >= 0", "pass e.g. --runs 100 --warmup 10", exit_code=2)
+    for _ in range(warmup):
+        model.predict(inputs)
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        result = model.predict(inputs)
+        times[i] = time.perf_counter() - start
+    items = len(result["results"]) if isinstance(result, dict) and "results" in result else 1
+    ms = times * 1000.0
+    return {
+        "batch_size": items,
+        "latency_ms": {
+            "max": float(ms.max()), "mean": float(ms.mean()), "min": float(ms.min()),
+            "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+            "p99": float(np.percentile(ms, 99)),
+        },
+        "provider": model.providers[0],
+        "runs": runs,
+        "throughput_per_s": float(items * runs / times.sum()),
+        "warmup": warmup,
+    }

@@ -1,0 +1,252 @@
+"""Post-processing per task: graph outputs (numpy) -> JSON-ready results, matching transformers' pipelines."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpuxbuild.errors import GpuxError
+
+# optimum task names (and aliases) -> the pipeline task the runtime implements.
+TASK_ALIASES = {
+    "sentence-similarity": "feature-extraction",
+    "default": "feature-extraction",
+    "sequence-classification": "text-classification",
+    "zero-shot-classification": "text-classification",
+    "ner": "token-classification",
+    "masked-lm": "fill-mask",
+    "causal-lm": "text-generation",
+    "seq2seq-lm": "text2text-generation",
+    "summarization": "text2text-generation",
+    "translation": "text2text-generation",
+}
+
+TASKS = (
+    "feature-extraction",
+    "fill-mask",
+    "question-answering",
+    "text-classification",
+    "text-generation",
+    "text2text-generation",
+    "token-classification",
+)
+
+
+def normalize_task(task: str) -> str:
+    """Map an artifact's task ("text-generation-with-past", "sentence-similarity", ...) to a runtime task."""
+    base = task.removesuffix("-with-past")
+    base = TASK_ALIASES.get(base, base)
+    if base not in TASKS:
+        raise GpuxError(f"artifact.json task '{task}' is not supported by gpux run",
+                        f"supported tasks: {', '.join(TASKS)}; raw tensors still work with any graph")
+    return base
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    x = x.astype(np.float64)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+
+
+def _label(id2label: dict, index: int) -> str:
+    return str(id2label.get(str(index), id2label.get(index, f"LABEL_{index}")))
+
+
+def classify(logits: np.ndarray, id2label: dict, problem_type: str | None = None, top_k: int | None = None) -> list[dict]:
+    """Per row: {"label", "score", "labels": all labels sorted by score, desc}.
+
+    Softmax for single-label models, sigmoid for multi-label ones (and for one-logit models), like the pipeline.
+    """
+    if problem_type == "multi_label_classification" or logits.shape[-1] == 1:
+        scores = sigmoid(logits)
+    elif problem_type == "regression":
+        scores = logits.astype(np.float64)
+    else:
+        scores = softmax(logits)
+    results = []
+    for row in scores:
+        order = np.argsort(-row, kind="stable")
+        if top_k is not None:
+            order = order[: int(top_k)]
+        labels = [{"label": _label(id2label, int(i)), "score": float(row[i])} for i in order]
+        results.append({"label": labels[0]["label"], "score": labels[0]["score"], "labels": labels})
+    return results
+
+
+def pool(hidden: np.ndarray, mask: np.ndarray, mode: str = "mean") -> np.ndarray:
+    """Sentence vectors from token vectors [batch, seq, dim] with the attention mask (mean, cls, max, lasttoken)."""
+    mask_f = mask[..., None].astype(hidden.dtype)
+    if mode == "cls":
+        return hidden[:, 0]
+    if mode == "max":
+        return np.where(mask_f > 0, hidden, -1e9).max(axis=1)
+    if mode == "lasttoken":
+        last = mask.sum(axis=1) - 1
+        return hidden[np.arange(hidden.shape[0]), last]
+    if mode != "mean":
+        raise GpuxError(f"1_Pooling/config.json asks for pooling '{mode}', which gpux run does not implement",
+                        "use a model with mean, cls, max or lasttoken pooling")
+    return (hidden * mask_f).sum(axis=1) / np.clip(mask_f.sum(axis=1), 1e-9, None)
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12, None)
+
+
+def embeddings(outputs: dict[str, np.ndarray], mask: np.ndarray, pooling: str = "mean", normalize: bool = False) -> np.ndarray:
+    """Sentence embeddings: the graph's `sentence_embedding` if it has one, else pooled `last_hidden_state`."""
+    if "sentence_embedding" in outputs:
+        vectors = outputs["sentence_embedding"]
+    else:
+        hidden = outputs.get("last_hidden_state")
+        if hidden is None:
+            hidden = next(v for v in outputs.values() if v.ndim == 3)
+        vectors = pool(hidden, mask, pooling)
+    vectors = vectors.astype(np.float32)
+    return l2_normalize(vectors) if normalize else vectors
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two vectors."""
+    return float(np.dot(a, b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12))
+
+
+def fill_mask(logits: np.ndarray, input_ids: np.ndarray, tokenizer, top_k: int = 5) -> list[dict]:
+    """Per row: {"masks": [[{"score", "token", "token_str", "sequence"}, ...top_k] per mask token]}."""
+    if tokenizer.mask_token_id is None:
+        raise GpuxError("this tokenizer has no mask token", "fill-mask needs a model trained with one")
+    results = []
+    for row_logits, ids in zip(logits, input_ids):
+        positions = np.nonzero(ids == tokenizer.mask_token_id)[0]
+        if positions.size == 0:
+            mask_text = tokenizer.id_to_token(tokenizer.mask_token_id)
+            raise GpuxError(f"no {mask_text} token in the text", f"put {mask_text} where a word should be predicted",
+                            exit_code=2)
+        single = positions.size == 1
+        masks = []
+        for pos in positions:
+            probs = softmax(row_logits[pos])
+            order = np.argsort(-probs, kind="stable")[: int(top_k)]
+            candidates = []
+            for token in order:
+                filled = ids.copy()
+                filled[pos] = token
+                filled = filled[filled != tokenizer.pad_token_id]
+                candidates.append({
+                    "score": float(probs[token]),
+                    "token": int(token),
+                    "token_str": tokenizer.decode([token], skip_special_tokens=False),
+                    "sequence": tokenizer.decode(filled, skip_special_tokens=single),
+                })
+            masks.append(candidates)
+        results.append({"masks": masks})
+    return results
+
+
+def _tag(entity: str) -> tuple[str, str]:
+    if entity.startswith("B-") or entity.startswith("I-"):
+        return entity[0], entity[2:]
+    return "I", entity
+
+
+def _group(tokens: list[dict], tokenizer) -> dict:
+    return {
+        "entity_group": tokens[0]["entity"].split("-", 1)[-1],
+        "score": float(np.nanmean([t["score"] for t in tokens])),
+        "word": tokenizer.tokens_to_string([t["word"] for t in tokens]),
+        "start": tokens[0]["start"],
+        "end": tokens[-1]["end"],
+    }
+
+
+def token_classification(logits: np.ndarray, encodings: list, id2label: dict, tokenizer,
+                         aggregation_strategy: str = "simple", ignore_labels=("O",)) -> list[dict]:
+    """Per row: {"entities": [...]}, character spans from the tokenizer's offsets.
+
+    "none" gives one entry per token; "simple" groups adjacent tokens with the same entity type
+    (a new B- tag starts a new group), like the pipeline's aggregation_strategy="simple".
+    """
+    if aggregation_strategy not in ("none", "simple"):
+        raise GpuxError(f"aggregation_strategy '{aggregation_strategy}' is not supported", "use 'simple' or 'none'",
+                        exit_code=2)
+    results = []
+    for row_logits, enc in zip(logits, encodings):
+        probs = softmax(row_logits)
+        tokens = []
+        for index, (token_id, special, offsets) in enumerate(zip(enc.ids, enc.special_tokens_mask, enc.offsets)):
+            if special or enc.attention_mask[index] == 0:
+                continue
+            best = int(probs[index].argmax())
+            tokens.append({
+                "entity": _label(id2label, best),
+                "score": float(probs[index][best]),
+                "index": index,
+                "word": tokenizer.id_to_token(token_id),
+                "start": int(offsets[0]),
+                "end": int(offsets[1]),
+            })
+        if aggregation_strategy == "simple":
+            groups, current = [], []
+            for token in tokens:
+                if current:
+                    bi, tag = _tag(token["entity"])
+                    if not (tag == _tag(current[-1]["entity"])[1] and bi != "B"):
+                        groups.append(_group(current, tokenizer))
+                        current = []
+                current.append(token)
+            if current:
+                groups.append(_group(current, tokenizer))
+            entities = [g for g in groups if g["entity_group"] not in ignore_labels]
+        else:
+            entities = [t for t in tokens if t["entity"] not in ignore_labels]
+        results.append({"entities": entities})
+    return results
+
+
+def question_answering(start_logits: np.ndarray, end_logits: np.ndarray, encoding, context: str, tokenizer,
+                       top_k: int = 1, max_answer_len: int = 15) -> dict | list[dict]:
+    """Best answer span(s) in `context`: {"answer", "score", "start", "end"} (a list when top_k > 1).
+
+    Like the pipeline: only context tokens (and CLS) may hold the answer, start/end probabilities are softmaxed
+    separately, spans are aligned to whole words and equal answers add up their scores.
+    """
+    question_first = tokenizer.padding_side == "right"
+    context_seq = 1 if question_first else 0
+    seq_ids = encoding.sequence_ids
+    allowed = np.array([1 if s == context_seq else 0 for s in seq_ids], dtype=np.int64)
+    if tokenizer.cls_token_id is not None:
+        allowed[np.array(encoding.ids) == tokenizer.cls_token_id] = 1
+    allowed &= np.array(encoding.attention_mask, dtype=np.int64)
+    start = softmax(np.where(allowed == 0, -10000.0, start_logits))
+    end = softmax(np.where(allowed == 0, -10000.0, end_logits))
+    start[0] = end[0] = 0.0
+
+    candidates = np.tril(np.triu(np.outer(start, end)), max_answer_len - 1)
+    flat = candidates.flatten()
+    pre_k = int(top_k) * 2 + 10
+    order = np.argsort(-flat, kind="stable")[:pre_k] if pre_k < flat.size else np.argsort(-flat, kind="stable")
+    starts, ends = np.unravel_index(order, candidates.shape)
+    ok_positions = np.nonzero(allowed)[0]
+    keep = np.isin(starts, ok_positions) & np.isin(ends, ok_positions)
+
+    answers: list[dict] = []
+    for s, e in zip(starts[keep], ends[keep]):
+        score = float(candidates[s, e])
+        try:
+            start_char = encoding.word_to_chars(encoding.token_to_word(int(s)), context_seq)[0]
+            end_char = encoding.word_to_chars(encoding.token_to_word(int(e)), context_seq)[1]
+        except Exception:  # tokenizers without word ids: keep to token offsets
+            start_char, end_char = encoding.offsets[s][0], encoding.offsets[e][1]
+        text = context[start_char:end_char]
+        same = next((a for a in answers if a["answer"].lower() == text.lower()), None)
+        if same:
+            same["score"] += score
+        else:
+            answers.append({"answer": text, "end": int(end_char), "score": score, "start": int(start_char)})
+    answers = sorted(answers, key=lambda a: a["score"], reverse=True)[: int(top_k)]
+    if not answers:
+        return {"answer": "", "end": 0, "score": 0.0, "start": 0}
+    return answers[0] if int(top_k) == 1 else answers
