@@ -1,0 +1,122 @@
+"""The tiny model repos load with transformers and are byte-deterministic."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tinymodels
+
+HERE = Path(__file__).parent
+
+# model class suffix -> transformers Auto class that must load it
+AUTO_CLASSES = {
+    "ForSequenceClassification": "AutoModelForSequenceClassification",
+    "ForTokenClassification": "AutoModelForTokenClassification",
+    "ForQuestionAnswering": "AutoModelForQuestionAnswering",
+    "ForMaskedLM": "AutoModelForMaskedLM",
+    "ForCausalLM": "AutoModelForCausalLM",
+    "LMHeadModel": "AutoModelForCausalLM",
+    "ForConditionalGeneration": "AutoModelForSeq2SeqLM",
+    "Model": "AutoModel",
+}
+
+
+def _load_and_run(kind: str, folder: Path) -> None:
+    import torch
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    assert tokenizer.is_fast
+    arch = tinymodels.KINDS[kind].model_cls
+    auto = next(cls for suffix, cls in AUTO_CLASSES.items() if arch.endswith(suffix))
+    model = getattr(transformers, auto).from_pretrained(folder).eval()
+    assert type(model).__name__ == arch
+    assert model.config.vocab_size >= len(tokenizer)
+    enc = tokenizer(["the quick brown fox jumps"], return_tensors="pt")
+    ids = enc["input_ids"]
+    assert ids.max() < model.config.vocab_size
+    for name in ("bos", "eos", "pad"):
+        token = getattr(tokenizer, f"{name}_token")
+        if token is not None:
+            assert getattr(model.config, f"{name}_token_id") == tokenizer.convert_tokens_to_ids(token)
+    with torch.no_grad():
+        if auto == "AutoModelForSeq2SeqLM":
+            model(**enc, decoder_input_ids=ids[:, :2])
+        else:
+            model(**enc)
+
+
+def test_bert_loads_and_classifies(tmp_path):
+    folder = tinymodels.write_repo("bert", tmp_path / "bert")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["id2label"] == {"0": "NEGATIVE", "1": "POSITIVE"}
+    assert {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+            "model.safetensors"} <= {p.name for p in folder.iterdir()}
+    _load_and_run("bert", folder)
+
+
+def test_seed_gives_other_weights_same_tokenizer():
+    a, b = tinymodels.make_repo("bert"), tinymodels.make_repo("bert", seed=1)
+    assert a["model.safetensors"] != b["model.safetensors"]
+    assert a["tokenizer.json"] == b["tokenizer.json"]
+
+
+WEIGHTED = sorted(set(tinymodels.KINDS) - {"onnx-shipped", "slow-tokenizer-only"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", WEIGHTED)
+def test_kind_loads_with_transformers(kind):
+    _load_and_run(kind, tinymodels.repo_dir(kind))
+
+
+@pytest.mark.slow
+def test_special_repos(tmp_path):
+    import transformers
+
+    slow = tinymodels.repo_dir("slow-tokenizer-only")
+    assert not (slow / "tokenizer.json").exists() and (slow / "vocab.txt").exists()
+    assert transformers.AutoTokenizer.from_pretrained(slow).is_fast  # converted on load
+    assert transformers.AutoModelForSequenceClassification.from_pretrained(slow)
+
+    files = tinymodels.make_repo("pickle-only")
+    assert "pytorch_model.bin" in files and not any(p.endswith(".safetensors") for p in files)
+
+    st = tinymodels.make_repo("sentence-transformers")
+    assert {"modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+            "1_Pooling/config.json"} <= set(st)
+
+    import numpy as np
+    import onnxruntime as ort
+
+    shipped = tinymodels.repo_dir("onnx-shipped")
+    assert not any(p.suffix in {".safetensors", ".bin"} for p in shipped.iterdir())
+    feed = {n: np.ones((1, 5), dtype=np.int64) for n in ("input_ids", "attention_mask", "token_type_ids")}
+    for name in ("model.onnx", "model_quantized.onnx", "model_fp16.onnx"):
+        session = ort.InferenceSession(str(shipped / "onnx" / name), providers=["CPUExecutionProvider"])
+        (logits,) = session.run(["logits"], feed)
+        assert logits.shape == (1, 2)
+
+
+@pytest.mark.slow
+def test_repos_byte_identical_across_processes(tmp_path):
+    """Two fresh caches built by processes with different hash seeds hold identical bytes."""
+    kinds = ["bert", "gpt2", "t5", "llama", "pickle-only", "onnx-shipped"]
+    code = ("import sys, hashlib, tinymodels\n"
+            "for k in sys.argv[1:]:\n"
+            "    for p, b in sorted(tinymodels.make_repo(k).items()):\n"
+            "        print(k, p, hashlib.sha256(b).hexdigest())\n")
+    outputs = []
+    for seed in ("1", "2"):
+        env = os.environ | {"GPUX_TEST_CACHE": str(tmp_path / seed), "PYTHONHASHSEED": seed}
+        run = subprocess.run([sys.executable, "-c", code, *kinds], cwd=HERE, env=env, check=True,
+                             capture_output=True, text=True)
+        outputs.append(run.stdout)
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0].splitlines()) > 6 * len(kinds) - 10
