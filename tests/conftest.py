@@ -1,0 +1,115 @@
+"""Shared fixtures: a local Hugging Face Hub for the whole session, and a clean environment per test."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import os
+import re
+import sys
+
+import pytest
+from hubserver import HubServer
+
+# huggingface_hub reads HF_ENDPOINT once, at import (constants.ENDPOINT and the resolve URL template), so the
+# server must be listening and the variable set before anything imports it. It keeps its ports all session.
+if "huggingface_hub" in sys.modules:
+    raise RuntimeError("huggingface_hub was imported before tests/conftest.py could set HF_ENDPOINT")
+_HUB = HubServer().start()
+os.environ["HF_ENDPOINT"] = _HUB.endpoint
+
+# Names other huggingface_hub modules copied from constants at import time.
+_HF_CONSTANT_COPIES = {
+    "huggingface_hub.utils._cache_manager": ("HF_HUB_CACHE",),
+    "huggingface_hub.utils._cache_assets": ("HF_ASSETS_CACHE",),
+}
+_HF_CLEARED = (
+    "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+    "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE", "HF_XET_CACHE", "HF_HUB_ENABLE_HF_TRANSFER",
+)
+_repo_numbers = itertools.count(1)
+
+
+def _sync_hf_constants(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the imported huggingface_hub see os.environ as a fresh process would (HF_HOME, offline, ...)."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import reset_sessions
+
+    spec = importlib.util.spec_from_file_location("_hf_constants_now", constants.__file__)
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    for name, value in vars(fresh).items():
+        if name.isupper() and getattr(constants, name, None) != value:
+            monkeypatch.setattr(constants, name, value)
+    for module, names in _HF_CONSTANT_COPIES.items():
+        for name in names:
+            monkeypatch.setattr(f"{module}.{name}", getattr(fresh, name))
+    # Sessions are cached and pick the offline adapter when created.
+    reset_sessions()
+
+
+@pytest.fixture(scope="session")
+def hub() -> HubServer:
+    """The session's Hub server (HF_ENDPOINT points at it). Tests use their own ``repo_id`` on it."""
+    _HUB.start()
+    yield _HUB
+    _HUB.stop()
+
+
+@pytest.fixture
+def hf_home(tmp_path_factory: pytest.TempPathFactory):
+    """This test's HF_HOME (the client cache lives in ``hf_home / "hub"``)."""
+    return tmp_path_factory.mktemp("hf_home")
+
+
+@pytest.fixture
+def gpux_home(tmp_path_factory: pytest.TempPathFactory):
+    """This test's GPUX_HOME."""
+    return tmp_path_factory.mktemp("gpux_home")
+
+
+@pytest.fixture
+def hf_env(monkeypatch: pytest.MonkeyPatch):
+    """Set (or, with None, unset) environment variables mid-test, e.g. ``hf_env(HF_HUB_OFFLINE="1")``.
+
+    Subprocesses see them, and so does the already imported huggingface_hub. Undone after the test.
+    """
+
+    def apply(**env: str | None) -> None:
+        for name, value in env.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        _sync_hf_constants(monkeypatch)
+
+    return apply
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(hub: HubServer, hf_home, gpux_home, hf_env):
+    """Every test: HF_ENDPOINT at the session hub, its own HF_HOME and GPUX_HOME, online, no token, empty log."""
+    if not hub.running:
+        hub.start()
+    hub.reset_log()
+    hf_env(
+        HF_ENDPOINT=hub.endpoint,
+        HF_HOME=str(hf_home),
+        GPUX_HOME=str(gpux_home),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        **dict.fromkeys(_HF_CLEARED),
+    )
+    yield
+    if not hub.running:  # a test that took the hub offline must not leave it so for the next one
+        hub.start()
+    from huggingface_hub.utils import reset_sessions
+
+    reset_sessions()
+
+
+@pytest.fixture
+def repo_id(request: pytest.FixtureRequest) -> str:
+    """A repo id no other test uses: ``test-org/<test name>-<n>`` (not created; call ``hub.create_repo``)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name).strip("-.")[:60]
+    return f"test-org/{name}-{next(_repo_numbers)}"
