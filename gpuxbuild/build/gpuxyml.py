@@ -243,8 +243,9 @@ def _attach_labels(name: str, outputs: list[dict], labels: list[str], *, from_ma
         return
     classes = (target.get("shape") or [-1])[-1]
     if classes > 0 and classes != len(labels):
+        origin = "runtime.labels" if from_manifest else "config.json id2label"
         raise GpuxError(
-            f"model {name}: {len(labels)} labels but the {LABELLED_OUTPUT} output has {classes} classes",
+            f"model {name}: {len(labels)} labels ({origin}) but the {LABELLED_OUTPUT} output has {classes} classes",
             "fix runtime.labels in gpux.models.yml" if from_manifest else "set runtime.labels in gpux.models.yml",
         )
     target["labels"] = labels
