@@ -279,6 +279,7 @@ class HubServer:
             return self.commit(repo_id, initial, message="initial commit")
 
     def delete_repo(self, repo_id: str) -> None:
+        """Remove the repo (its LFS bytes stay on the CDN, as old signed URLs would)."""
         with self._lock:
             del self._repos[repo_id]
             for key in [k for k in self._faults if k[0] == repo_id]:
@@ -290,6 +291,7 @@ class HubServer:
             self._repo(repo_id).card = dict(card)
 
     def set_access(self, repo_id: str, *, private: bool | None = None, gated: bool | str | None = None) -> None:
+        """Make an existing repo private/public or gated/open."""
         with self._lock:
             repo = self._repo(repo_id)
             if private is not None:
@@ -417,6 +419,7 @@ class HubServer:
         return len(self.requests(method, repo, path, kind, revision))
 
     def reset_log(self) -> None:
+        """Forget logged requests (conftest does this before every test)."""
         with self._lock:
             self._log.clear()
 
@@ -495,7 +498,10 @@ class _Handler(BaseHTTPRequestHandler):
                 headers["X-Error-Message"] = err.message
             body = json.dumps({"error": err.message or "error"}).encode()
             self._send(err.status, body, headers, "application/json")
-        except (BrokenPipeError, ConnectionResetError):
+        except ValueError as err:  # a malformed body or query
+            self._send(400, json.dumps({"error": str(err)}).encode(), {"X-Error-Message": "Bad request"},
+                       "application/json")
+        except OSError:  # the client went away, or stop() cut the connection
             pass
 
     def _send(self, status: int, body: bytes = b"", headers: dict | None = None, content_type: str | None = None,

@@ -272,6 +272,23 @@ def test_gated_repo(hub, repo_id, hf_env):
     assert hub.requests("HEAD", repo=repo_id, path="model.onnx")[-1].token == DEFAULT_TOKEN
 
 
+def test_deletes_card_and_access_changes(hub, model):
+    hub.commit(model, {}, delete=["big.txt", "onnx/"], message="prune")
+    assert sorted(hub.files(model)) == [".gitattributes", "config.json", "model.safetensors"]
+    assert [e.path for e in HfApi().list_repo_tree(model)] == [".gitattributes", "config.json", "model.safetensors"]
+    hub.set_card(model, {"pipeline_tag": "feature-extraction", "tags": ["custom"],
+                         "transformersInfo": {"auto_model": "AutoModel"}})
+    info = HfApi().model_info(model)
+    assert info.pipeline_tag == "feature-extraction" and info.tags[0] == "custom"
+    assert info.transformers_info.auto_model == "AutoModel" and info.library_name is None
+    hub.set_access(model, private=True)
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi().model_info(model)
+    hub.delete_repo(model)
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi(token=DEFAULT_TOKEN).model_info(model)
+
+
 def test_hostile_paths_are_listed_verbatim(hub, repo_id):
     hub.create_repo(repo_id)
     hub.commit(repo_id, {"../evil.txt": b"1", "/abs.txt": b"2", "a/../../x": b"3"})
