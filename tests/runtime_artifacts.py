@@ -2,8 +2,8 @@
 
 `artifacts` (a session fixture) builds each kind once per test session: `artifacts("bert")` returns an
 `Built(source, artifact)` pair: `source` is the transformers folder (for reference outputs), `artifact`
-the folder in the layout of docs/architecture.md. When tests/tinymodels.py exists its `write_repo(kind, dest)`
-provides the source folders instead of the models made here.
+the folder in the layout of docs/architecture.md. Source folders come from tests/tinymodels.py (`write_repo`),
+except the few kinds it lacks, which are made here.
 """
 
 from __future__ import annotations
@@ -28,15 +28,24 @@ CORPUS = [
 KINDS = {
     "bert": ("text-classification", "text-classification"),
     "bert-multilabel": ("text-classification", "text-classification"),
+    "distilbert": ("text-classification", "text-classification"),
+    "roberta": ("text-classification", "text-classification"),
     "bert-mlm": ("fill-mask", "fill-mask"),
     "bert-ner": ("token-classification", "token-classification"),
     "bert-qa": ("question-answering", "question-answering"),
     "sentence-transformers": ("feature-extraction", "feature-extraction"),
     "gpt2": ("text-generation-with-past", "text-generation"),
     "llama": ("text-generation-with-past", "text-generation"),
+    "qwen2": ("text-generation-with-past", "text-generation"),
     "t5": ("text2text-generation-with-past", "text2text-generation"),
     "bart": ("text2text-generation-with-past", "text2text-generation"),
+    # Our own wide-init seq2seq models: tinymodels' t5/bart greedily emit only pad/eos, which tests no cache.
+    "t5-peaky": ("text2text-generation-with-past", "text2text-generation"),
+    "bart-peaky": ("text2text-generation-with-past", "text2text-generation"),
 }
+
+# Kinds always made here (tests/tinymodels.py has no equivalent).
+_OWN_KINDS = {"bert-multilabel", "t5-peaky", "bart-peaky"}
 
 _COPY = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json", "generation_config.json",
          "modules.json", "config_sentence_transformers.json", "sentence_bert_config.json")
@@ -84,83 +93,45 @@ def _bytelevel(specials: list[str], template: str | None, **special_kwargs):
     return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=64, **special_kwargs)
 
 
-def _model_and_tokenizer(kind: str):
+def _own_model_and_tokenizer(kind: str):
     import torch
     import transformers as tf
 
     torch.manual_seed(0)
-    # A wide init makes outputs peaky, so argmax decisions do not hinge on float rounding between torch and ORT.
-    small = dict(hidden_size=32, num_attention_heads=2, intermediate_size=37, initializer_range=0.5)
-    if kind.startswith("bert") or kind == "sentence-transformers":
+    if kind == "bert-multilabel":
         tokenizer = _wordpiece()
-        labels = {"bert": ["negative", "neutral", "positive"], "bert-multilabel": ["sports", "tech", "travel"],
-                  "bert-ner": ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]}.get(kind, ["LABEL_0", "LABEL_1"])
+        labels = ["sports", "tech", "travel"]
         config = tf.BertConfig(vocab_size=len(tokenizer), num_hidden_layers=2, max_position_embeddings=64,
-                               num_labels=len(labels), id2label=dict(enumerate(labels)),
-                               label2id={v: i for i, v in enumerate(labels)}, **small)
-        if kind == "bert-multilabel":
-            config.problem_type = "multi_label_classification"
-        cls = {"bert": tf.BertForSequenceClassification, "bert-multilabel": tf.BertForSequenceClassification,
-               "bert-mlm": tf.BertForMaskedLM, "bert-ner": tf.BertForTokenClassification,
-               "bert-qa": tf.BertForQuestionAnswering, "sentence-transformers": tf.BertModel}[kind]
-        return cls(config).eval(), tokenizer
-    if kind == "gpt2":
-        tokenizer = _bytelevel(["<|endoftext|>"], None, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                               unk_token="<|endoftext|>")
-        config = tf.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=64,
-                               bos_token_id=0, eos_token_id=0, initializer_range=0.5)
-        return tf.GPT2LMHeadModel(config).eval(), tokenizer
-    if kind == "llama":
-        tokenizer = _bytelevel(["<unk>", "<s>", "</s>"], "<s> $A", bos_token="<s>", eos_token="</s>", unk_token="<unk>")
-        config = tf.LlamaConfig(vocab_size=len(tokenizer), num_hidden_layers=2, num_key_value_heads=1,
-                                max_position_embeddings=64, bos_token_id=1, eos_token_id=2, **small)
-        return tf.LlamaForCausalLM(config).eval(), tokenizer
-    if kind == "t5":
+                               hidden_size=32, num_attention_heads=2, intermediate_size=37,
+                               id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)},
+                               problem_type="multi_label_classification")
+        return tf.BertForSequenceClassification(config).eval(), tokenizer
+    # A wide init makes logits peaky, so greedy choices do not hinge on float rounding between torch and ORT.
+    if kind == "t5-peaky":
         tokenizer = _bytelevel(["<pad>", "</s>", "<unk>"], "$A </s>", pad_token="<pad>", eos_token="</s>",
                                unk_token="<unk>")
         config = tf.T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=37, num_layers=2, num_heads=2,
-                             decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-                             initializer_factor=8.0)
+                             decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, initializer_factor=8.0)
         return tf.T5ForConditionalGeneration(config).eval(), tokenizer
-    if kind == "bart":
-        tokenizer = _bytelevel(["<s>", "<pad>", "</s>", "<unk>", "<mask>"], "<s> $A </s>", bos_token="<s>",
-                               pad_token="<pad>", eos_token="</s>", unk_token="<unk>", mask_token="<mask>")
-        config = tf.BartConfig(vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2,
-                               encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=37,
-                               decoder_ffn_dim=37, max_position_embeddings=64, pad_token_id=1, bos_token_id=0,
-                               eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=2,
-                               init_std=0.5)
-        return tf.BartForConditionalGeneration(config).eval(), tokenizer
-    raise ValueError(kind)
-
-
-def _write_sentence_transformers(folder: Path) -> None:
-    (folder / "1_Pooling").mkdir(exist_ok=True)
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({
-        "word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
-        "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}))
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
-    (folder / "2_Normalize").mkdir(exist_ok=True)
+    tokenizer = _bytelevel(["<s>", "<pad>", "</s>", "<unk>", "<mask>"], "<s> $A </s>", bos_token="<s>",
+                           pad_token="<pad>", eos_token="</s>", unk_token="<unk>", mask_token="<mask>")
+    config = tf.BartConfig(vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2,
+                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=37,
+                           decoder_ffn_dim=37, max_position_embeddings=64, pad_token_id=1, bos_token_id=0,
+                           eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=2, init_std=0.2)
+    return tf.BartForConditionalGeneration(config).eval(), tokenizer
 
 
 def write_source(kind: str, dest: Path) -> Path:
-    """Write a tiny transformers model folder of `kind` (from tests/tinymodels.py when that exists)."""
-    try:
-        from tinymodels import write_repo  # the shared test-model factory, once it lands
-    except ImportError:
-        write_repo = None
-    if write_repo is not None and kind in ("bert-mlm", "bert-ner", "bert-qa", "gpt2", "llama", "t5", "bart"):
-        write_repo(kind, dest)
-        return dest
-    model, tokenizer = _model_and_tokenizer(kind)
+    """Write the tiny transformers model folder of `kind` (tests/tinymodels.py's, or one made here)."""
+    if kind not in _OWN_KINDS:
+        from tinymodels import write_repo
+
+        return write_repo(kind, dest)
+    model, tokenizer = _own_model_and_tokenizer(kind)
     dest.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dest)
     tokenizer.save_pretrained(dest)
-    if kind == "sentence-transformers":
-        _write_sentence_transformers(dest)
     return dest
 
 
