@@ -234,9 +234,8 @@ def test_manifest_labels_override_config(bert_dir, labels, expected):
         ({"runtime": {"labels": {"x": "a"}}}, "non-integer id"),
         ({"config": {"id2label": {"0": "a", "1": "b", "2": "c"}}}, "config.json id2label"),
         ({"runtime": {"gpu": {"backend": "tpu"}}}, "runtime/gpu/backend"),
-        ({"runtime": {"gpu": {"memory": "lots"}}}, "runtime/gpu/memory"),
+        ({"runtime": {"gpu": {"memory": "lots"}}}, "runtime.gpu.memory 'lots' is not a size"),
         ({"runtime": {"batch_size": 0}}, "runtime/batch_size"),
-        ({"runtime": {"serving": {"port": "http"}}}, "serving/port"),
         ({"graphs": {"model": "missing.onnx"}}, "missing.onnx is missing"),
         ({"graphs": {"vision": "model.onnx"}}, "unknown graph roles"),
     ],
@@ -255,13 +254,24 @@ def test_labels_on_a_graph_without_logits(tmp_path):
 
 
 def test_runtime_hints(bert_dir):
-    hints = {"gpu": {"memory": " 4gb", "backend": "cuda"}, "batch_size": 8, "timeout": 60, "max_length": 32,
-             "serving": {"host": "0.0.0.0", "port": 9000}}
-    doc = yaml.safe_load(_render(bert_dir, runtime=hints))
-    assert doc["runtime"] == {"gpu": {"memory": "4GB", "backend": "cuda"}, "timeout": 60, "batch_size": 8,
+    hints = {"gpu": {"memory": " 4gb", "backend": "tensorrt"}, "batch_size": 8, "max_length": 32}
+    text = _render(bert_dir, runtime=hints)
+    doc = yaml.safe_load(text)
+    assert doc["runtime"] == {"gpu": {"memory": "4GB", "backend": "tensorrt"}, "timeout": 30, "batch_size": 8,
                               "enable_profiling": False}
-    assert doc["serving"] == {"host": "0.0.0.0", "port": 9000, "batch_size": 8, "timeout": 5, "max_workers": 4}
+    assert doc["serving"] == {"host": "127.0.0.1", "port": 8080, "batch_size": 8, "timeout": 5, "max_workers": 4}
     assert doc["preprocessing"]["max_length"] == 32
+    assert load_with_gpux_runtime(_write(bert_dir, text))["runtime"]["gpu"] == doc["runtime"]["gpu"]
+
+
+@pytest.mark.parametrize(
+    ("memory", "expected"),
+    [("2GB", "2GB"), ("512 MB", "512MB"), ("1.5GiB", "1.5GB"), ("1TB", "1024GB"), ("0.5TiB", "512GB"),
+     ("100B", "1KB"), ("64kib", "64KB")],
+)
+def test_memory_sizes_become_what_gpux_parses(bert_dir, memory, expected):
+    text = _render(bert_dir, runtime={"gpu": {"memory": memory}})
+    assert yaml.safe_load(text)["runtime"]["gpu"] == {"memory": expected, "backend": "auto"}
 
 
 @pytest.mark.parametrize(
@@ -344,22 +354,35 @@ def test_shipped_onnx_variants_end_to_end(tmp_path, variant):
 
 
 @pytest.mark.slow
-def test_optimum_export_end_to_end(tmp_path):
-    """A real optimum export of a tiny BERT classifier: the generated gpux.yml matches the graph GPUX loads."""
+@pytest.mark.parametrize(
+    ("kind", "task", "roles"),
+    [
+        ("bert", "text-classification", {"model"}),
+        ("gpt2", "text-generation-with-past", {"model"}),
+        ("t5", "text2text-generation-with-past", {"encoder", "decoder"}),
+    ],
+)
+def test_optimum_export_end_to_end(tmp_path, kind, task, roles):
+    """Real optimum exports of tiny models: placed like a repo that ships ONNX, then gpux.yml vs the graph GPUX loads."""
     import tinymodels
     from optimum.exporters.onnx import main_export
 
-    repo = tinymodels.repo_dir("bert")
-    out = tmp_path / "artifact"
-    main_export(str(repo), output=out, task="text-classification", do_validation=False)
-    config = json.loads((out / "config.json").read_text())
-    text = render_gpux_yml(name="bert", task="text-classification", graphs={"model": "model.onnx"}, artifact_dir=out,
-                           config=config, runtime={}, source=SOURCE, format_version=1)
+    from gpuxbuild.build.onnx_files import place_onnx
+
+    repo = tinymodels.repo_dir(kind)
+    export, out = tmp_path / "export", tmp_path / "artifact"
+    main_export(str(repo), output=export, task=task, do_validation=False)
+    graphs = place_onnx(export, out, None)
+    assert set(graphs) == roles
+    shutil.copy(export / "tokenizer.json", out / "tokenizer.json")
+    config = json.loads((export / "config.json").read_text())
+    text = render_gpux_yml(name=kind, task=task, graphs=graphs, artifact_dir=out, config=config, runtime={},
+                           source=SOURCE, format_version=1)
     doc = yaml.safe_load(text)
-    assert [(i["name"], i["type"], i["shape"]) for i in doc["inputs"]] == [
-        (n, "int64", [-1, -1]) for n in ("input_ids", "attention_mask", "token_type_ids")
-    ]
-    assert doc["outputs"] == [{"name": "logits", "type": "float32", "shape": [-1, 2], "labels": ["NEGATIVE", "POSITIVE"]}]
-    assert doc["preprocessing"]["tokenizer"] == "tokenizer.json"
-    load_with_gpux_runtime(_write(out, text))
-    _assert_runtime_inspection_matches(out / "model.onnx", doc)
+    assert doc["inputs"][0] == {"name": "input_ids", "type": "int64", "shape": [-1, -1], "required": True}
+    if kind == "bert":
+        assert doc["outputs"] == [
+            {"name": "logits", "type": "float32", "shape": [-1, 2], "labels": ["NEGATIVE", "POSITIVE"]}
+        ]
+    assert load_with_gpux_runtime(_write(out, text))["model"]["source"] == graphs.get("model", "encoder_model.onnx")
+    _assert_runtime_inspection_matches(out / doc["model"]["source"], doc)

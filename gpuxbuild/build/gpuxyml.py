@@ -8,6 +8,8 @@ fixed key order, no timestamps, no absolute paths.
 from __future__ import annotations
 
 import json
+import re
+from decimal import ROUND_CEILING, Decimal
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -34,10 +36,11 @@ CLASSIFICATION_TASKS = frozenset(
 LABELLED_OUTPUT = "logits"
 
 DEFAULT_GPU = {"memory": "2GB", "backend": "auto"}
-DEFAULT_RUNTIME = {"timeout": 30, "batch_size": 1}
-# GPUX binds 0.0.0.0 by default; a generated config should not expose a model to the network
-# unless the user asks for it in the manifest.
+DEFAULT_TIMEOUT = 30
+# GPUX binds 0.0.0.0 by default; a generated config should not expose a model to the network.
+# batch_size is added from the runtime hints.
 DEFAULT_SERVING = {"host": "127.0.0.1", "port": 8080, "timeout": 5, "max_workers": 4}
+_MEMORY = re.compile(r"^(?P<number>[0-9]+(\.[0-9]+)?)\s*(?:(?P<unit>[KMGT])I?)?B$")
 
 # transformers writes int(1e30) as model_max_length when a tokenizer has no limit.
 _SANE_MAX_LENGTH = 1_000_000
@@ -104,7 +107,7 @@ def render_gpux_yml(
 
     ``graphs`` maps graph roles (model / encoder / decoder) to files in ``artifact_dir``;
     ``config`` is the model's config.json; ``runtime`` holds the manifest's runtime hints
-    (labels, max_length, gpu {memory, backend}, batch_size, timeout, serving {...}).
+    (labels, max_length, gpu {memory, backend}, batch_size).
     """
     artifact_dir = Path(artifact_dir)
     main_role = _main_role(name, graphs)
@@ -116,17 +119,18 @@ def render_gpux_yml(
 
     labels = _labels(name, task, config, runtime)
     if labels is not None:
-        _attach_labels(name, outputs, labels, from_manifest="labels" in runtime)
+        _attach_labels(name, outputs, labels, from_manifest=runtime.get("labels") is not None)
 
     commit = str(source.get("commit", ""))
     doc: dict[str, Any] = {
         "name": name,
-        "version": commit.rsplit(":", 1)[-1][:12] or "0",
+        # The model's revision: what a GPUX user would call the version of this model.
+        "version": commit.rsplit(":", 1)[-1][:12],
         "description": f"{task} model {source.get('repo', name)}, built by gpuxbuild",
         "model": {"source": main_file, "format": "onnx"},
         "inputs": inputs,
         "outputs": outputs,
-        "runtime": _runtime(runtime),
+        "runtime": _runtime(name, runtime),
         "serving": _serving(runtime),
     }
     preprocessing = _preprocessing(artifact_dir, config, runtime)
@@ -206,7 +210,7 @@ def _main_role(name: str, graphs: dict[str, str]) -> str:
 
 
 def _labels(name: str, task: str, config: dict[str, Any], runtime: dict[str, Any]) -> list[str] | None:
-    if "labels" in runtime:
+    if runtime.get("labels") is not None:
         return _ordered_labels(runtime["labels"], f"gpux.models.yml: model {name} runtime.labels")
     # transformers writes a placeholder id2label into every config; it only means something
     # for classification heads.
@@ -251,30 +255,47 @@ def _attach_labels(name: str, outputs: list[dict], labels: list[str], *, from_ma
     target["labels"] = labels
 
 
-def _runtime(hints: dict[str, Any]) -> dict[str, Any]:
-    gpu = dict(DEFAULT_GPU)
-    gpu.update({k: v for k, v in (hints.get("gpu") or {}).items() if k in DEFAULT_GPU})
-    if isinstance(gpu["memory"], str):
-        # The GPUX parser normalises memory the same way; writing it normalised keeps one spelling.
-        gpu["memory"] = gpu["memory"].strip().upper()
-    runtime: dict[str, Any] = {"gpu": gpu}
-    for key, default in DEFAULT_RUNTIME.items():
-        runtime[key] = hints.get(key, default)
-    runtime["enable_profiling"] = False
-    return runtime
+def _runtime(name: str, hints: dict[str, Any]) -> dict[str, Any]:
+    gpu = {**DEFAULT_GPU, **(hints.get("gpu") or {})}
+    gpu["memory"] = gpux_memory(name, gpu["memory"])
+    return {
+        "gpu": {"memory": gpu["memory"], "backend": gpu["backend"]},
+        "timeout": DEFAULT_TIMEOUT,
+        "batch_size": hints.get("batch_size", 1),
+        "enable_profiling": False,
+    }
+
+
+def gpux_memory(name: str, value: Any) -> str:
+    """A memory size as the GPUX parser takes it: a number and GB, MB or KB (GPUX reads GB as 2**30 bytes).
+
+    The manifest also allows B, TB and binary units (GiB, ...), which GPUX would reject.
+    """
+    match = _MEMORY.match(str(value).strip().upper())
+    if not match:
+        raise GpuxError(
+            f"model {name}: runtime.gpu.memory {value!r} is not a size",
+            "write it like 2GB, 512MB or 1.5GiB in gpux.models.yml",
+        )
+    number, unit = Decimal(match["number"]), match["unit"]
+    if unit is None:
+        number, unit = (number / 1024).to_integral_value(ROUND_CEILING), "K"
+    elif unit == "T":
+        number, unit = number * 1024, "G"
+    return f"{format(number.normalize(), 'f')}{unit}B"
 
 
 def _serving(hints: dict[str, Any]) -> dict[str, Any]:
-    serving = {**DEFAULT_SERVING, "batch_size": hints.get("batch_size", DEFAULT_RUNTIME["batch_size"])}
-    serving.update({k: v for k, v in (hints.get("serving") or {}).items() if k in serving})
-    return {k: serving[k] for k in ("host", "port", "batch_size", "timeout", "max_workers")}
+    return {**DEFAULT_SERVING, "batch_size": hints.get("batch_size", 1)}
 
 
 def _preprocessing(artifact_dir: Path, config: dict[str, Any], hints: dict[str, Any]) -> dict[str, Any]:
     preprocessing: dict[str, Any] = {}
     if (artifact_dir / "tokenizer.json").is_file():
         preprocessing["tokenizer"] = "tokenizer.json"
-    max_length = hints.get("max_length") or _tokenizer_max_length(artifact_dir) or _config_max_length(config)
+    max_length = hints.get("max_length")
+    if max_length is None:
+        max_length = _tokenizer_max_length(artifact_dir) or _config_max_length(config)
     if max_length is not None:
         preprocessing["max_length"] = max_length
     return preprocessing
