@@ -267,6 +267,9 @@ def _artifact_report(folder: Path, available: list[str], provider: str | None) -
     from gpuxbuild.runtime.session import read_runtime_config
 
     entry: dict = {"path": str(folder)}
+    if not (folder / "artifact.json").is_file():
+        entry["error"] = f"{folder} has no artifact.json: not an artifact folder"
+        return entry
     try:
         cfg = read_runtime_config(folder)
         choice = select_providers(available, provider, cfg.backend, memory=cfg.memory)
