@@ -42,6 +42,7 @@ class LockChange:
 class LockPlan:
     lock: Lock
     changes: list[LockChange]
+    written: bool = False  # set by the caller that wrote the lock file
 
     @property
     def changed(self) -> bool:
@@ -120,8 +121,7 @@ def plan_lock(
             and (prev.registry, prev.repo, prev.revision) == (spec.registry, spec.ref, spec.revision)
         )
         if spec.registry not in managers:
-            kwargs = {"store": store} if spec.registry == "huggingface" else {}
-            managers[spec.registry] = get_manager(spec.registry, project=project, offline=offline, **kwargs)
+            managers[spec.registry] = get_manager(spec.registry, project=project, offline=offline, store=store)
         manager = managers[spec.registry]
         try:
             pinned = manager.resolve(spec.ref, spec.revision, pin=prev.commit if keep_pin else None)
@@ -171,5 +171,5 @@ def lock_project(project: Path, *, upgrade: bool | set[str] = False, store=None,
 
     manifest = load_manifest(project / MANIFEST_NAME)
     plan = plan_lock(manifest, read_lock(lock_path(project)), upgrade=upgrade, store=store, offline=offline)
-    write_lock(lock_path(project), plan.lock)
+    plan.written = write_lock(lock_path(project), plan.lock)
     return plan

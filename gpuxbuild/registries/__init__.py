@@ -104,10 +104,10 @@ def _local_ref(ref: str) -> str:
     return p.as_posix()
 
 
-def get_manager(name: str, *, project: Path, offline: bool = False) -> ModelManager:
+def get_manager(name: str, *, project: Path, offline: bool = False, store=None) -> ModelManager:
     """An instance of the registry `name` (a name or a prefix)."""
     entry = _lookup(name)
     if entry is None:
         raise _unknown(name)
     module, cls = entry.target.split(":")
-    return getattr(importlib.import_module(module), cls)(project=project, offline=offline)
+    return getattr(importlib.import_module(module), cls)(project=project, offline=offline, store=store)

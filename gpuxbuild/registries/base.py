@@ -61,9 +61,10 @@ class ModelManager(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, *, project: Path, offline: bool = False):
+    def __init__(self, *, project: Path, offline: bool = False, store=None):
         self.project = project
         self.offline = offline
+        self.store = store  # a gpuxbuild.store.Store, for registries that keep bytes while resolving
 
     @abstractmethod
     def resolve(self, repo: str, revision: str | None, *, pin: str | None = None) -> PinnedModel:

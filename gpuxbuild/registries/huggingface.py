@@ -52,9 +52,8 @@ class HuggingFaceManager(ModelManager):
     name = "huggingface"
 
     def __init__(self, *, project, offline: bool = False, store=None):
-        super().__init__(project=project, offline=offline)
+        super().__init__(project=project, offline=offline, store=store)
         self.offline = offline or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-        self.store = store
 
     def display(self, repo: str) -> str:
         return f"hf:{repo}"
@@ -153,8 +152,12 @@ class HuggingFaceManager(ModelManager):
         return self.store
 
     def _hash_small(self, repo: str, commit: str, path: str, blob_id: str | None) -> FileEntry:
-        """Download a small file into the store, hashing it as it streams, and check its git blob sha1."""
+        """The sha256 of a small file: from the store's git-blob index, else downloaded into the store
+        (hashed as it streams) and checked against its git blob sha1."""
         store = self._store()
+        known = store.sha256_of_blob(blob_id) if blob_id else None
+        if known:
+            return FileEntry(path, known, store.object_path(known).stat().st_size)
         sha, size = store.add_bytes_unknown(lambda dest, _resume: self._get(repo, commit, path, dest, 0, None, None))
         if blob_id:
             data = store.object_path(sha).read_bytes()
@@ -164,6 +167,7 @@ class HuggingFaceManager(ModelManager):
                     f"hf:{repo}@{commit[:12]}: {path} does not match its git blob id (expected {blob_id}, got {git})",
                     "the server sent other bytes than it lists; retry, or report the mirror",
                 )
+            store.remember_blob(blob_id, sha)
         return FileEntry(path, sha, size)
 
     def _read_json(self, entry: FileEntry, repo: str) -> dict:
