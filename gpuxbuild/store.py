@@ -188,6 +188,21 @@ class Store:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def _blob_index_path(self, git_sha1: str) -> Path:
+        return self.root / "index" / "gitsha1" / git_sha1[:2] / git_sha1
+
+    def sha256_of_blob(self, git_sha1: str) -> str | None:
+        """The sha256 of a stored object known by its git blob sha1 (small Hub files), or None."""
+        try:
+            sha = self._blob_index_path(git_sha1).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return sha if is_sha256(sha) and self.has_object(sha) else None
+
+    def remember_blob(self, git_sha1: str, sha256: str) -> None:
+        """Record that the object `sha256` has git blob id `git_sha1`, so it is not fetched again to be hashed."""
+        write_atomic(self._blob_index_path(git_sha1), sha256.encode())
+
     def _publish(self, src: Path, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(src, 0o444)
@@ -202,6 +217,24 @@ class Store:
         for sub in sorted(base.iterdir()):
             for p in sorted(sub.iterdir()):
                 yield p.name, p
+
+    # -- counters --------------------------------------------------------------------------------
+    def load_counters(self) -> dict:
+        """Lifetime hit/miss counters of this store."""
+        return read_json(self.root / "stats.json", {}) or {}
+
+    def save_counters(self, **extra: int) -> None:
+        """Add this process's counters (and `extra` ones) to the store's lifetime counters."""
+        add = {"object_hits": self.stats.hits, "object_downloads": self.stats.downloaded,
+               "bytes_downloaded": self.stats.bytes_downloaded, **extra}
+        if not any(add.values()):
+            return
+        with self.lock("stats"):
+            data = self.load_counters()
+            for k, v in add.items():
+                data[k] = data.get(k, 0) + v
+            write_atomic(self.root / "stats.json", json.dumps(data, sort_keys=True).encode())
+        self.stats = Stats()
 
     # -- housekeeping ----------------------------------------------------------------------------
     def clean_tmp(self, max_age: float = STALE_TMP_SECONDS) -> int:

@@ -1,0 +1,274 @@
+"""`gpux pull`, `ls`/`images`, `rm`/`rmi`, `inspect`, `cache verify|prune|info`."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import click
+from rich.table import Table
+
+from gpuxbuild.cli import Context, console, err_console, main, pass_context, print_json
+from gpuxbuild.cli.project_cmds import JSON, OFFLINE
+
+
+class RichReporter:
+    """A progress bar per file and a total, on stderr; only on a TTY and without --quiet."""
+
+    def __init__(self, total: int):
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        self._lock = threading.Lock()
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+            console=err_console, transient=True,
+        )
+        self.total = self.progress.add_task("total", total=total)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def start(self, key: str, total: int) -> None:
+        with self._lock:
+            self.tasks[key] = self.progress.add_task(key[-40:], total=total)
+
+    def advance(self, key: str, n: int) -> None:
+        self.progress.advance(self.tasks[key], n)
+        self.progress.advance(self.total, n)
+
+    def finish(self, key: str, hit: bool) -> None:
+        with self._lock:
+            self.progress.remove_task(self.tasks.pop(key))
+
+
+def show_progress(ctx: Context, as_json: bool) -> bool:
+    return not ctx.quiet and not as_json and err_console.is_terminal
+
+
+def _store():
+    from gpuxbuild.store import Store
+
+    return Store()
+
+
+@main.command()
+@click.argument("ref")
+@click.option("--registry", help="Registry name when REF has no prefix (default: huggingface).")
+@click.option("--revision", help="Branch, tag or commit (same as REF@REVISION).")
+@click.option("--task", help="Task, when it cannot be inferred.")
+@click.option("--allow-pickle", is_flag=True, help="Accept pickle weights when the repo has no safetensors.")
+@click.option("--no-build", is_flag=True, help="Stop after the download.")
+@click.option("-j", "--jobs", default=4, show_default=True, help="Parallel downloads.")
+@OFFLINE
+@JSON
+@pass_context
+def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, jobs, offline, as_json) -> None:
+    """Download a model (org/name[@REV], hf:org/name[@REV], path:./dir) into the store and build it."""
+    from gpuxbuild.pull import human_size, parse_ref, pull as do_pull
+
+    store = _store()
+    parsed = parse_ref(ref, registry=registry, revision=revision)
+    reporter_box = {}
+
+    def on_resolved(record):
+        if not ctx.quiet and not as_json:
+            console.print(f"{parsed}: commit {record['commit'][:12]}, {len(record['files'])} files, {human_size(record['size'])}")
+        if show_progress(ctx, as_json):
+            reporter_box["r"] = RichReporter(record["size"]).__enter__()
+
+    class Forward:
+        def start(self, k, t):
+            if "r" in reporter_box:
+                reporter_box["r"].start(k, t)
+
+        def advance(self, k, n):
+            if "r" in reporter_box:
+                reporter_box["r"].advance(k, n)
+
+        def finish(self, k, hit):
+            if "r" in reporter_box:
+                reporter_box["r"].finish(k, hit)
+
+    t0 = time.perf_counter()
+    try:
+        res = do_pull(
+            parsed, store=store, project=ctx.project, offline=offline, allow_pickle=allow_pickle, task=task,
+            jobs=jobs, reporter=Forward(), on_resolved=on_resolved,
+        )
+    finally:
+        if "r" in reporter_box:
+            reporter_box["r"].__exit__(None, None, None)
+        store.save_counters()
+    built = None
+    if not no_build:
+        from gpuxbuild.build.pipeline import build_pulled
+
+        built = build_pulled(res, store=store, offline=offline)
+    if as_json:
+        out = res.as_dict()
+        if built is not None:
+            out["build"] = built.as_dict()
+        print_json(out)
+        return
+    if ctx.quiet:
+        return
+    if res.already:
+        console.print(f"{parsed}: already in the store, nothing downloaded")
+    else:
+        console.print(
+            f"{parsed}: downloaded {len(res.fetched.downloaded)} files ({human_size(res.fetched.bytes_downloaded)}), "
+            f"{len(res.fetched.hits)} already stored, in {time.perf_counter() - t0:.1f}s"
+        )
+    if built is not None:
+        console.print(f"{parsed}: artifact {built.digest[:19]} ({built.status}) at {built.path}")
+
+
+def _when(ts) -> str:
+    if not ts:
+        return "-"
+    d = time.time() - ts
+    for unit, secs in (("d", 86400), ("h", 3600), ("m", 60)):
+        if d >= secs:
+            return f"{int(d // secs)}{unit} ago"
+    return "just now"
+
+
+@main.command("ls")
+@JSON
+@pass_context
+def ls(ctx: Context, as_json: bool) -> None:
+    """List pulled and synced models."""
+    from gpuxbuild.pull import human_size, list_models
+
+    rows = list_models(_store())
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(box=None)
+    for col in ("NAME", "REVISION", "COMMIT", "TASK", "SIZE", "LAST USED", "KIND"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r.get("revision") or "-", (r.get("commit") or "")[:12], r.get("task") or "-",
+                      human_size(r.get("size") or 0), _when(r.get("last_used")), r["kind"])
+    console.print(table)
+
+
+main.add_command(ls, "images")
+
+
+@main.command("rm")
+@click.argument("names", nargs=-1, required=True)
+@JSON
+@pass_context
+def rm(ctx: Context, names, as_json: bool) -> None:
+    """Forget pulled models (NAME[@REV]); files another model or a synced project uses stay."""
+    from gpuxbuild.pull import human_size, remove
+
+    store = _store()
+    out = []
+    for name in names:
+        recs, freed = remove(name, store)
+        out.append({"name": name, "commits": [r["commit"] for r in recs], "bytes_freed": freed})
+        if not as_json and not ctx.quiet:
+            console.print(f"Removed {name} ({', '.join(r['commit'][:12] for r in recs)}), freed {human_size(freed)}")
+    if as_json:
+        print_json(out)
+
+
+main.add_command(rm, "rmi")
+
+
+@main.command()
+@click.argument("name")
+@JSON
+@pass_context
+def inspect(ctx: Context, name: str, as_json: bool) -> None:
+    """Everything known about a pulled model or a model of this project."""
+    from gpuxbuild.inspect import inspect_model
+
+    data = inspect_model(name, store=_store(), project=ctx.project)
+    if as_json:
+        print_json(data)
+        return
+    for key in ("name", "kind", "registry", "repo", "revision", "commit", "task", "library", "architecture", "license", "size"):
+        if data.get(key) is not None:
+            console.print(f"[bold]{key}[/]: {data[key]}")
+    art = data.get("artifact")
+    console.print(f"[bold]artifact[/]: {art['digest'] + ' at ' + art['path'] if art else 'not built'}")
+    if art and art.get("gpux_yml"):
+        console.print(f"[bold]gpux.yml[/]: {art['gpux_yml']}")
+    console.print("[bold]files[/]:")
+    for f in data.get("files", []):
+        console.print(f"  {f['sha256'][:16]}  {f['size']:>12}  {f['path']}")
+
+
+@main.group()
+def cache() -> None:
+    """Inspect and maintain the store ($GPUX_HOME)."""
+
+
+@cache.command()
+@click.option("--fix", is_flag=True, help="Remove every object or artifact that fails.")
+@JSON
+@pass_context
+def verify(ctx: Context, fix: bool, as_json: bool) -> None:
+    """Re-hash the store; exit 1 if any object's bytes do not match its name."""
+    from gpuxbuild.gc import verify as do_verify
+
+    report = do_verify(_store(), fix=fix)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        for b in report.bad_objects:
+            console.print(f"[red]corrupt object[/] {b['object']} (content hashes to {b['actual']})" + (" - removed" if fix else ""))
+        for b in report.bad_artifacts:
+            console.print(f"[red]corrupt artifact[/] {b['artifact']}: {'; '.join(b['problems'])}" + (" - removed" if fix else ""))
+        if not ctx.quiet:
+            n = len(report.bad_objects) + len(report.bad_artifacts)
+            console.print(f"Checked {report.checked} files: {n} problem(s)" + ("" if n == 0 or fix else "; run `gpux cache verify --fix`"))
+    if report and not fix:
+        sys.exit(1)
+
+
+@cache.command()
+@click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
+@JSON
+@pass_context
+def prune(ctx: Context, dry_run: bool, as_json: bool) -> None:
+    """Remove objects and artifacts no pulled model, synced project or recent build uses."""
+    from gpuxbuild.gc import prune as do_prune
+    from gpuxbuild.pull import human_size
+
+    report = do_prune(_store(), dry_run=dry_run)
+    if as_json:
+        print_json({**report.as_dict(), "dry_run": dry_run})
+        return
+    verb = "Would free" if dry_run else "Freed"
+    console.print(f"{verb} {human_size(report.bytes_freed)}: {len(report.objects)} objects, {len(report.artifacts)} artifacts")
+
+
+@cache.command("info")
+@JSON
+@pass_context
+def cache_info(ctx: Context, as_json: bool) -> None:
+    """Store size, object counts and hit/miss counters."""
+    from gpuxbuild.gc import info
+    from gpuxbuild.pull import human_size
+
+    data = info(_store())
+    if as_json:
+        print_json(data)
+        return
+    console.print(f"store: {data['root']}")
+    console.print(f"objects: {data['objects']} ({human_size(data['objects_bytes'])})")
+    console.print(f"artifacts: {data['artifacts']} ({human_size(data['artifacts_bytes'])})")
+    console.print(f"pulled models: {data['pulled_models']}, synced projects: {data['synced_projects']}")
+    c = data["counters"]
+    console.print(f"hits: {c.get('object_hits', 0)}, downloads: {c.get('object_downloads', 0)} "
+                  f"({human_size(c.get('bytes_downloaded', 0))}), builds: {c.get('builds', 0)}, build hits: {c.get('build_hits', 0)}")

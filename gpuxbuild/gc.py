@@ -1,0 +1,164 @@
+"""What keeps store objects alive, and `gpux cache verify | prune | info`."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpuxbuild.hashing import sha256_file
+from gpuxbuild.store import Store, is_sha256, make_writable, read_json
+
+RECENT_BUILD_SECONDS = 7 * 24 * 3600
+
+
+def project_records(store: Store) -> list[dict]:
+    """Records that `gpux sync` keeps of each synced project (refs/projects/*.json)."""
+    base = store.root / "refs" / "projects"
+    return [r for p in sorted(base.glob("*.json")) if (r := read_json(p))] if base.is_dir() else []
+
+
+def _pulled(store: Store) -> list[dict]:
+    from gpuxbuild.pull import Records
+
+    return Records(store).all()
+
+
+def live_artifacts(store: Store, now: float | None = None) -> set[str]:
+    """Build keys (hex) of artifacts a pulled model or a synced project uses, or that were built recently."""
+    keys = set()
+    for rec in _pulled(store) + [m for p in project_records(store) for m in p.get("models", {}).values()]:
+        art = rec.get("artifact") or {}
+        if art.get("build_key"):
+            keys.add(art["build_key"].removeprefix("sha256:"))
+    base = store.root / "artifacts"
+    now = now or time.time()
+    if base.is_dir():
+        for d in base.iterdir():
+            if d.is_dir() and now - d.stat().st_mtime < RECENT_BUILD_SECONDS:
+                keys.add(d.name)
+    return keys
+
+
+def live_objects(store: Store) -> set[str]:
+    """sha256 of every object a pulled model or a synced project refers to."""
+    live = set()
+    for rec in _pulled(store):
+        live.update(f["sha256"] for f in rec.get("files", []))
+    for proj in project_records(store):
+        for m in proj.get("models", {}).values():
+            live.update(m.get("files", []))
+    return live
+
+
+@dataclass
+class PruneReport:
+    objects: list[str] = field(default_factory=list)
+    artifacts: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+
+    def as_dict(self) -> dict:
+        return {"objects": self.objects, "artifacts": self.artifacts, "bytes_freed": self.bytes_freed}
+
+
+def _tree_size(p: Path) -> int:
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+
+
+def prune(store: Store, *, dry_run: bool = False) -> PruneReport:
+    """Remove objects and artifacts nothing refers to (and stale temp files). `dry_run` only reports."""
+    report = PruneReport()
+    live = live_objects(store)
+    for sha, path in store.iter_objects():
+        if sha not in live:
+            report.objects.append(sha)
+            report.bytes_freed += path.stat().st_size
+            if not dry_run:
+                with store.lock(f"obj-{sha}"):
+                    path.unlink(missing_ok=True)
+    arts = store.root / "artifacts"
+    keep = live_artifacts(store)
+    if arts.is_dir():
+        for d in sorted(arts.iterdir()):
+            if d.name not in keep:
+                report.artifacts.append(d.name)
+                report.bytes_freed += _tree_size(d)
+                if not dry_run:
+                    remove_tree(d)
+    if not dry_run:
+        store.clean_tmp()
+    return report
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder tree of read-only store files."""
+    if path.is_dir():
+        make_writable(path)
+        shutil.rmtree(path)
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    bad_objects: list[dict] = field(default_factory=list)
+    bad_artifacts: list[dict] = field(default_factory=list)
+    fixed: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.bad_objects or self.bad_artifacts)
+
+    def as_dict(self) -> dict:
+        return {"checked": self.checked, "bad_objects": self.bad_objects, "bad_artifacts": self.bad_artifacts, "fixed": self.fixed}
+
+
+def verify(store: Store, *, fix: bool = False) -> VerifyReport:
+    """Re-hash every object (and every artifact file) and report those whose bytes do not match their name."""
+    report = VerifyReport(fixed=fix)
+    for sha, path in store.iter_objects():
+        report.checked += 1
+        actual = sha256_file(path) if is_sha256(sha) else None
+        if actual != sha:
+            report.bad_objects.append({"object": sha, "actual": actual, "path": str(path)})
+            if fix:
+                path.unlink(missing_ok=True)
+    arts = store.root / "artifacts"
+    if arts.is_dir():
+        for d in sorted(arts.iterdir()):
+            manifest = read_json(d / "artifact.json")
+            problems = []
+            if not manifest:
+                problems.append("artifact.json missing or unreadable")
+            else:
+                for f in manifest.get("files", []):
+                    report.checked += 1
+                    p = d / f["path"]
+                    if not p.is_file():
+                        problems.append(f"{f['path']}: missing")
+                    elif sha256_file(p) != f["sha256"]:
+                        problems.append(f"{f['path']}: sha256 mismatch")
+            if problems:
+                report.bad_artifacts.append({"artifact": d.name, "problems": problems})
+                if fix:
+                    remove_tree(d)
+    return report
+
+
+def info(store: Store) -> dict:
+    """Size, object and artifact counts, and hit/miss counters of the store."""
+    n_obj = size_obj = 0
+    for _, p in store.iter_objects():
+        n_obj += 1
+        size_obj += p.stat().st_size
+    arts = store.root / "artifacts"
+    art_dirs = [d for d in arts.iterdir() if d.is_dir()] if arts.is_dir() else []
+    return {
+        "root": str(store.root),
+        "objects": n_obj,
+        "objects_bytes": size_obj,
+        "artifacts": len(art_dirs),
+        "artifacts_bytes": sum(_tree_size(d) for d in art_dirs),
+        "pulled_models": len(_pulled(store)),
+        "synced_projects": len(project_records(store)),
+        "counters": store.load_counters(),
+    }

@@ -1,0 +1,292 @@
+"""Docker-like ad hoc models: `gpux pull`, `ls`, `rm`, `inspect`.
+
+A pulled model is recorded in the store (refs/pulled/...) with its commit and files; a tag record maps
+the requested revision to that commit so that `gpux run org/name` finds it without the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from gpuxbuild.errors import GpuxError
+from gpuxbuild.fetch import FetchResult, Reporter, check_pickles, fetch
+from gpuxbuild.hashing import canonical_json
+from gpuxbuild.manifest import DEFAULT_CONVERT, DEFAULT_RUNTIME, check_revision
+from gpuxbuild.registries import get_manager, parse_source
+from gpuxbuild.registries.base import FileEntry
+from gpuxbuild.selection import select_files
+from gpuxbuild.store import Store, read_json, write_atomic
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed `[registry:]repo[@revision]` reference."""
+
+    registry: str
+    repo: str
+    revision: str | None
+
+    def __str__(self) -> str:
+        prefix = "path:" if self.registry == "local" else ("" if self.registry == "huggingface" else f"{self.registry}:")
+        return f"{prefix}{self.repo}" + (f"@{self.revision}" if self.revision else "")
+
+
+def parse_ref(text: str, *, registry: str | None = None, revision: str | None = None) -> Ref:
+    """`org/name`, `org/name@REV`, `hf:org/name[@REV]`, `path:./dir`; `--revision` wins over `@REV` only if equal."""
+    body, at, rev = text.rpartition("@") if "@" in text else (text, "", None)
+    if not at:
+        body = text
+    if rev is not None and revision is not None and rev != revision:
+        raise GpuxError(f"{text}: revision given twice ({rev!r} and --revision {revision!r})", "give it once")
+    rev = revision or rev
+    if rev is not None:
+        bad = check_revision(rev)
+        if bad:
+            raise GpuxError(f"{text}: {bad}", "use a branch, tag or 40-hex commit", exit_code=2)
+    try:
+        reg, repo = parse_source(body, registry)
+    except GpuxError as exc:
+        raise GpuxError(f"{text}: {exc.message}", exc.hint, exit_code=2) from None
+    return Ref(reg, repo, rev)
+
+
+def _safe(part: str) -> str:
+    return quote(part, safe="")
+
+
+class Records:
+    """Pulled-model records in the store."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.base = store.root / "refs" / "pulled"
+
+    def _dir(self, registry: str, repo: str) -> Path:
+        return self.base / _safe(registry) / _safe(repo)
+
+    def save(self, record: dict, revision: str | None) -> None:
+        d = self._dir(record["registry"], record["repo"])
+        write_atomic(d / "commits" / f"{record['commit']}.json", canonical_json(record))
+        if revision:
+            write_atomic(d / "tags" / f"{_safe(revision)}.json", canonical_json({"commit": record["commit"]}))
+        self.touch(record)
+
+    def touch(self, record: dict) -> None:
+        used = self._dir(record["registry"], record["repo"]) / "commits" / f"{record['commit']}.used"
+        used.parent.mkdir(parents=True, exist_ok=True)
+        used.touch()
+
+    def last_used(self, record: dict) -> float | None:
+        try:
+            return (self._dir(record["registry"], record["repo"]) / "commits" / f"{record['commit']}.used").stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def tags(self, registry: str, repo: str) -> dict[str, str]:
+        d = self._dir(registry, repo) / "tags"
+        out = {}
+        if d.is_dir():
+            from urllib.parse import unquote
+
+            for p in sorted(d.glob("*.json")):
+                out[unquote(p.stem)] = (read_json(p) or {}).get("commit")
+        return out
+
+    def all(self) -> list[dict]:
+        out = []
+        if self.base.is_dir():
+            for p in sorted(self.base.glob("*/*/commits/*.json")):
+                rec = read_json(p)
+                if rec:
+                    out.append(rec)
+        return out
+
+    def find(self, ref: Ref) -> list[dict]:
+        """Records matching `ref`: by tag, by commit (prefix), or every commit of the repo when no revision."""
+        d = self._dir(ref.registry, ref.repo) / "commits"
+        recs = [read_json(p) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
+        if ref.revision is None:
+            return recs
+        tag = self.tags(ref.registry, ref.repo).get(ref.revision)
+        return [r for r in recs if r["commit"] == tag or (len(ref.revision) >= 7 and r["commit"].startswith(ref.revision))]
+
+    def lookup(self, ref: Ref) -> dict | None:
+        """The one record `ref` means: its revision's, else `main`'s, else the only one."""
+        if ref.revision is not None:
+            found = self.find(ref)
+            return found[0] if len(found) == 1 else None
+        tags = self.tags(ref.registry, ref.repo)
+        if "main" in tags:
+            found = self.find(Ref(ref.registry, ref.repo, "main"))
+            return found[0] if found else None
+        found = self.find(ref)
+        return found[0] if len(found) == 1 else None
+
+    def delete(self, record: dict) -> None:
+        d = self._dir(record["registry"], record["repo"])
+        for suffix in (".json", ".used"):
+            (d / "commits" / f"{record['commit']}{suffix}").unlink(missing_ok=True)
+        for tag, commit in self.tags(record["registry"], record["repo"]).items():
+            if commit == record["commit"]:
+                (d / "tags" / f"{_safe(tag)}.json").unlink(missing_ok=True)
+
+
+@dataclass
+class PullResult:
+    ref: Ref
+    record: dict
+    fetched: FetchResult
+    already: bool  # everything was in the store
+    project: Path
+    allow_pickle: bool = False
+
+    def as_dict(self) -> dict:
+        return {
+            "ref": str(self.ref),
+            "commit": self.record["commit"],
+            "task": self.record.get("task"),
+            "size": self.record["size"],
+            "downloaded": self.fetched.downloaded,
+            "cached": self.fetched.hits,
+            "bytes_downloaded": self.fetched.bytes_downloaded,
+            "already_pulled": self.already,
+            "artifact": self.record.get("artifact"),
+        }
+
+
+def make_record(ref: Ref, commit: str, files: list[FileEntry], task, library, architecture, license_) -> dict:
+    return {
+        "registry": ref.registry,
+        "repo": ref.repo,
+        "commit": commit,
+        "task": task,
+        "library": library,
+        "architecture": architecture,
+        "license": license_,
+        "files": [f.as_dict() for f in sorted(files)],
+        "size": sum(f.size for f in files),
+    }
+
+
+def pull(
+    ref: Ref,
+    *,
+    store: Store,
+    project: Path,
+    offline: bool = False,
+    allow_pickle: bool = False,
+    task: str | None = None,
+    jobs: int = 4,
+    reporter: Reporter | None = None,
+    on_resolved=None,
+) -> PullResult:
+    """Resolve `ref`, download what the store lacks, and record it. Offline: use the recorded pin only."""
+    from gpuxbuild.lockfile import LockedModel
+    from gpuxbuild.manifest import ModelSpec
+    from gpuxbuild.resolver import lock_model
+
+    records = Records(store)
+    manager = get_manager(ref.registry, project=project, offline=offline, store=store)
+    known = records.lookup(Ref(ref.registry, ref.repo, ref.revision or "main")) if ref.registry != "local" else None
+    if manager.offline:
+        if known is None:
+            raise GpuxError(
+                f"{ref}: not in the store, and offline mode is on",
+                "pull it once online; `gpux ls` shows what is available offline",
+            )
+        record = known
+    else:
+        pinned = manager.resolve(ref.repo, ref.revision or ("main" if ref.registry != "local" else None))
+        spec = ModelSpec(
+            name=ref.repo.rsplit("/", 1)[-1], source=str(ref), registry=ref.registry, ref=ref.repo,
+            revision=ref.revision, task=task, include=(), exclude=(), allow_pickle=allow_pickle,
+            trust_remote_code=False, convert=dict(DEFAULT_CONVERT), runtime=dict(DEFAULT_RUNTIME),
+        )
+        entry: LockedModel = lock_model(spec, pinned)
+        record = make_record(ref, pinned.commit, entry.files, entry.task, entry.library, entry.architecture, entry.license)
+    files = [FileEntry(f["path"], f["sha256"], f["size"]) for f in record["files"]]
+    if on_resolved:
+        on_resolved(record)
+    check_pickles(str(ref), files, allow_pickle)
+    result = fetch(manager, ref.repo, record["commit"], files, store, label=str(ref), jobs=jobs, reporter=reporter)
+    records.save(record, ref.revision or ("main" if ref.registry != "local" else None))
+    return PullResult(ref, record, result, already=not result.downloaded, project=project, allow_pickle=allow_pickle)
+
+
+def resolve_name(name: str, store: Store) -> dict:
+    """The pulled record `name` (`org/name[@rev]`) refers to, or a GpuxError listing what is there."""
+    ref = parse_ref(name)
+    records = Records(store)
+    rec = records.lookup(ref)
+    if rec is None:
+        found = records.find(Ref(ref.registry, ref.repo, None))
+        if len(found) > 1:
+            commits = ", ".join(r["commit"][:12] for r in found)
+            raise GpuxError(f"{name}: several revisions are pulled ({commits})", f"say which: {ref.repo}@REVISION")
+        raise GpuxError(f"{name}: no such pulled model", f"pull it with `gpux pull {name}`; `gpux ls` lists models")
+    return rec
+
+
+def remove(name: str, store: Store) -> tuple[list[dict], int]:
+    """Forget the pulled model(s) `name` matches; delete their objects that nothing else uses. Returns (records, bytes freed)."""
+    from gpuxbuild.gc import live_objects
+
+    ref = parse_ref(name)
+    records = Records(store)
+    victims = records.find(ref) if ref.revision else records.find(Ref(ref.registry, ref.repo, None))
+    if not victims:
+        raise GpuxError(f"{name}: no such pulled model", "`gpux ls` lists pulled models")
+    for rec in victims:
+        records.delete(rec)
+    live = live_objects(store)
+    freed = 0
+    for rec in victims:
+        for f in rec["files"]:
+            p = store.object_path(f["sha256"])
+            if f["sha256"] not in live and p.exists():
+                freed += p.stat().st_size
+                p.unlink()
+    return victims, freed
+
+
+def list_models(store: Store) -> list[dict]:
+    """Pulled models (with tags and last use) and models of synced projects, for `gpux ls`."""
+    from gpuxbuild.gc import project_records
+
+    records = Records(store)
+    rows = []
+    for rec in records.all():
+        tags = sorted(t for t, c in records.tags(rec["registry"], rec["repo"]).items() if c == rec["commit"])
+        rows.append({
+            "name": str(Ref(rec["registry"], rec["repo"], None)),
+            "kind": "pulled",
+            "revision": ",".join(tags) or None,
+            "commit": rec["commit"],
+            "task": rec.get("task"),
+            "size": rec["size"],
+            "last_used": records.last_used(rec),
+        })
+    for proj in project_records(store):
+        for name, m in sorted(proj.get("models", {}).items()):
+            rows.append({
+                "name": name,
+                "kind": "synced",
+                "project": proj.get("project"),
+                "revision": m.get("revision"),
+                "commit": m.get("commit"),
+                "task": m.get("task"),
+                "size": m.get("size", 0),
+                "last_used": proj.get("synced_at"),
+            })
+    return rows
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
