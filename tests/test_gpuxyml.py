@@ -142,6 +142,7 @@ def test_bert_classifier_fields(bert_dir):
     assert doc["outputs"] == [{"name": "logits", "type": "float32", "shape": [-1, 2], "labels": ["NEGATIVE", "POSITIVE"]}]
     assert doc["preprocessing"] == {"tokenizer": "tokenizer.json", "max_length": 128}
     assert doc["runtime"]["gpu"] == {"memory": "2GB", "backend": "auto"}
+    assert list(doc["serving"]) == ["host", "port", "batch_size", "timeout", "max_workers"]
     meta = doc["metadata"]["gpuxbuild"]
     assert meta["source"] == SOURCE and meta["task"] == "text-classification" and meta["format"] == 1
     assert meta["graphs"] == {"model": "model.onnx"}
@@ -294,6 +295,23 @@ def test_no_tokenizer_no_preprocessing(tmp_path):
     folder.mkdir()
     onnx.save(t5_encoder(), str(folder / "model.onnx"))
     assert "preprocessing" not in yaml.safe_load(_render(folder, task="feature-extraction", config={}))
+
+
+def test_graph_io_skips_weight_inputs_and_keeps_unknown_shapes(tmp_path):
+    """Old exporters list initializers as inputs; outputs may have no shape or unnamed dynamic dims."""
+    from gpuxbuild.build.gpuxyml import read_graph_io
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"]), helper.make_node("Identity", ["y"], ["z"])],
+        "old", [_float("x", [None, 3]), _float("w", [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None), _float("z", [None, 3])],
+        [_const("w", [1.0, 2.0, 3.0])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=OPSET), str(tmp_path / "m.onnx"))
+    inputs, outputs, axes = read_graph_io(tmp_path / "m.onnx")
+    assert inputs == [{"name": "x", "type": "float32", "shape": [-1, 3], "required": True}]
+    assert outputs == [{"name": "y", "type": "float32"}, {"name": "z", "type": "float32", "shape": [-1, 3]}]
+    assert axes == {"x": [None, 3], "z": [None, 3]}
 
 
 @pytest.mark.parametrize(

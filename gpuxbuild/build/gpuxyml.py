@@ -121,11 +121,10 @@ def render_gpux_yml(
     if labels is not None:
         _attach_labels(name, outputs, labels, from_manifest=runtime.get("labels") is not None)
 
-    commit = str(source.get("commit", ""))
     doc: dict[str, Any] = {
         "name": name,
         # The model's revision: what a GPUX user would call the version of this model.
-        "version": commit.rsplit(":", 1)[-1][:12],
+        "version": str(source["commit"])[:12],
         "description": f"{task} model {source.get('repo', name)}, built by gpuxbuild",
         "model": {"source": main_file, "format": "onnx"},
         "inputs": inputs,
@@ -286,7 +285,8 @@ def gpux_memory(name: str, value: Any) -> str:
 
 
 def _serving(hints: dict[str, Any]) -> dict[str, Any]:
-    return {**DEFAULT_SERVING, "batch_size": hints.get("batch_size", 1)}
+    serving = {**DEFAULT_SERVING, "batch_size": hints.get("batch_size", 1)}
+    return {k: serving[k] for k in ("host", "port", "batch_size", "timeout", "max_workers")}
 
 
 def _preprocessing(artifact_dir: Path, config: dict[str, Any], hints: dict[str, Any]) -> dict[str, Any]:
