@@ -4,8 +4,7 @@ Paths match the GPUX runtime 0.1.1 server: GET /health, GET /info, GET /metrics,
 POST /predict takes the same JSON as `gpux run` and answers what `Model.predict` returns.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI must see the real `Request` class, imported inside create_app.
 import os
 import threading
 from pathlib import Path
