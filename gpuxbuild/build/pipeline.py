@@ -1,0 +1,357 @@
+"""`gpux build`: turn locked (or pulled) models into artifacts in the store.
+
+Per model: compute the build key; if the artifact exists it is reused ("cached"); otherwise fetch the
+sources, lay them out in a staging folder (hardlinks to store objects), convert (optimum export, or the
+ONNX files the repo ships), write gpux.yml and artifact.json, and rename the folder into place under a
+per-artifact lock. A failure or a kill leaves only a staging folder, which nothing trusts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from gpuxbuild.build.artifact import (
+    ARTIFACT_FORMAT,
+    artifact_digest,
+    artifact_path,
+    build_key,
+    publish,
+    toolchain_versions,
+    write_manifest,
+)
+from gpuxbuild.errors import GpuxError
+from gpuxbuild.fetch import check_pickles, fetch
+from gpuxbuild.registries import get_manager
+from gpuxbuild.registries.base import FileEntry
+from gpuxbuild.selection import conversion_path
+from gpuxbuild.store import Store, make_writable, read_json
+
+# Repo files an artifact carries next to its graphs, when present.
+METADATA_FILES = (
+    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "added_tokens.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+    "1_Pooling/config.json", "2_Normalize", "README.md",
+)
+EXPORT_PEAK_FACTOR = 6  # export peaks near 6x the fp32 weights (field notes)
+
+Stage = Callable[[str, str], None]  # (model name, stage)
+
+
+@dataclass
+class BuildJob:
+    """Everything needed to build one model; comes from a lock entry or a pulled record."""
+
+    name: str
+    registry: str
+    repo: str
+    commit: str
+    task: str
+    library: str
+    files: list[FileEntry]
+    options: dict
+
+    @property
+    def source(self) -> dict:
+        return {"registry": self.registry, "repo": self.repo, "commit": self.commit}
+
+    @property
+    def conversion(self) -> str:
+        return conversion_path(self.files, self.options.get("convert", {}))
+
+    @property
+    def toolchain(self) -> dict:
+        return toolchain_versions(self.conversion, self.options.get("convert", {}))
+
+    @property
+    def key(self) -> str:
+        return build_key(
+            name=self.name, source=self.source, files=[f.as_dict() for f in self.files], task=self.task,
+            library=self.library, options=self.options, conversion=self.conversion, toolchain=self.toolchain,
+        )
+
+    @property
+    def weights_bytes(self) -> int:
+        return sum(f.size for f in self.files if f.path.endswith((".safetensors", ".bin", ".pt", ".pth", ".ckpt")))
+
+
+@dataclass
+class BuildResult:
+    name: str
+    status: str  # cached | built | failed
+    digest: str | None = None
+    build_key: str | None = None
+    path: str | None = None
+    toolchain: dict = field(default_factory=dict)
+    stages: dict = field(default_factory=dict)
+    error: str | None = None
+    hint: str | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name, "status": self.status, "digest": self.digest, "build_key": self.build_key,
+            "path": self.path, "toolchain": self.toolchain, "stages": self.stages, "error": self.error,
+        }
+
+    @property
+    def lock_record(self) -> dict:
+        return {"digest": self.digest, "build_key": self.build_key, "toolchain": self.toolchain}
+
+
+def safe_join(root: Path, rel: str) -> Path:
+    """`root/rel`, refusing anything that would land outside `root`."""
+    p = (root / rel).resolve()
+    if not p.is_relative_to(root.resolve()) or rel.startswith("/") or ".." in rel.split("/"):
+        raise GpuxError(f"refusing file name {rel!r}: it would land outside {root.name}", "report the repo")
+    return p
+
+
+def _snapshot(store: Store, files: list[FileEntry], dest: Path) -> None:
+    """Lay out source files in `dest` as hardlinks to their store objects (a copy across filesystems)."""
+    for f in files:
+        p = safe_join(dest, f.path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(store.object_path(f.sha256), p)
+        except OSError:
+            shutil.copyfile(store.object_path(f.sha256), p)
+
+
+def _copy_metadata(src: Path, out: Path) -> None:
+    for rel in METADATA_FILES:
+        s = src / rel
+        if s.is_dir():
+            shutil.copytree(s, out / rel, dirs_exist_ok=True)
+        elif s.is_file() and not (out / rel).exists():
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(s, out / rel)
+
+
+def _convert(job: BuildJob, src: Path, out: Path, validate: bool, stages: dict) -> dict:
+    convert = job.options.get("convert", {})
+    if job.conversion == "onnx":
+        from gpuxbuild.build.onnx_files import place_onnx
+
+        t = time.perf_counter()
+        graphs = place_onnx(src, out, convert.get("variant"), repo=job.repo)
+        _copy_metadata(src, out)
+        if not (out / "tokenizer.json").exists():
+            from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
+
+            ensure_fast_tokenizer(src, out)
+        stages["place_onnx"] = round(time.perf_counter() - t, 3)
+        return graphs
+    from gpuxbuild.build.convert import export_onnx
+
+    result = export_onnx(
+        src, out, task=job.task, library=job.library, opset=convert.get("opset"), dtype=convert.get("dtype", "fp32"),
+        optimize=convert.get("optimize"), quantize=convert.get("quantize"), validate=validate and convert.get("validate", True),
+        atol=convert.get("atol"), trust_remote_code=job.options.get("trust_remote_code", False), name=job.name,
+    )
+    stages.update({k: round(v, 3) for k, v in result.stages.items()})
+    _copy_metadata(src, out)
+    return result.graphs
+
+
+def build_one(
+    job: BuildJob,
+    *,
+    store: Store,
+    project: Path,
+    offline: bool = False,
+    validate: bool = True,
+    on_stage: Stage | None = None,
+) -> BuildResult:
+    """Build (or reuse) one model's artifact. Raises GpuxError on failure."""
+    stage = on_stage or (lambda n, s: None)
+    key, toolchain = job.key, job.toolchain
+    dest = artifact_path(store, key)
+    res = BuildResult(job.name, "cached", build_key=key, toolchain=toolchain, path=str(dest))
+    if (dest / "artifact.json").is_file():
+        res.digest = artifact_digest(dest)
+        os.utime(dest)  # a recent use keeps it from `cache prune`
+        stage(job.name, "cached")
+        return res
+    check_pickles(job.name, job.files, job.options.get("allow_pickle", False))
+    stage(job.name, "waiting for lock")
+    with store.lock(f"art-{key.removeprefix('sha256:')}"):
+        if (dest / "artifact.json").is_file():
+            res.digest = artifact_digest(dest)
+            stage(job.name, "cached")
+            return res
+        t = time.perf_counter()
+        stage(job.name, "fetching sources")
+        manager = get_manager(job.registry, project=project, offline=offline, store=store)
+        fetch(manager, job.repo, job.commit, job.files, store, label=job.name)
+        res.stages["fetch"] = round(time.perf_counter() - t, 3)
+        work = store.tmp_dir() / f"build-{uuid.uuid4().hex}"
+        src, out = work / "src", work / "out"
+        try:
+            _snapshot(store, job.files, src)
+            out.mkdir(parents=True)
+            stage(job.name, "converting" if job.conversion == "export" else "placing ONNX")
+            graphs = _convert(job, src, out, validate, res.stages)
+            stage(job.name, "writing gpux.yml")
+            from gpuxbuild.build.gpuxyml import render_gpux_yml
+
+            config = read_json(out / "config.json", {}) or {}
+            text = render_gpux_yml(
+                name=job.name, task=job.task, graphs=graphs, artifact_dir=out, config=config,
+                runtime=job.options.get("runtime", {}), source=job.source, format_version=ARTIFACT_FORMAT,
+            )
+            (out / "gpux.yml").write_text(text, encoding="utf-8")
+            res.digest = write_manifest(out, task=job.task, graphs=graphs, source=job.source, library=job.library,
+                                        key=key, toolchain=toolchain, name=job.name)
+            publish(out, dest)
+        finally:
+            if work.exists():
+                make_writable(work)
+                shutil.rmtree(work, ignore_errors=True)
+        res.status = "built"
+        res.stages["total"] = round(time.perf_counter() - t, 3)
+        stage(job.name, "built")
+        return res
+
+
+def memory_bounded_jobs(jobs: int, batch: list[BuildJob]) -> int:
+    """At most `jobs`, and no more parallel exports than the machine's free memory holds at ~6x weights each."""
+    exports = [j.weights_bytes for j in batch if j.conversion == "export"]
+    if not exports:
+        return max(1, jobs)
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable"))
+    except (OSError, StopIteration):
+        return max(1, jobs)
+    per_job = max(EXPORT_PEAK_FACTOR * max(exports), 1 << 30)  # imports alone take ~1 GB
+    return max(1, min(jobs, avail // per_job))
+
+
+def build_many(
+    batch: list[BuildJob],
+    *,
+    store: Store,
+    project: Path,
+    jobs: int = 1,
+    offline: bool = False,
+    validate: bool = True,
+    keep_going: bool = True,
+    on_stage: Stage | None = None,
+) -> list[BuildResult]:
+    """Build several models in parallel; failures are reported per model (all build with `keep_going`)."""
+
+    def one(job: BuildJob) -> BuildResult:
+        try:
+            return build_one(job, store=store, project=project, offline=offline, validate=validate, on_stage=on_stage)
+        except GpuxError as exc:
+            if on_stage:
+                on_stage(job.name, "failed")
+            if not keep_going:
+                raise
+            return BuildResult(job.name, "failed", error=exc.message, hint=exc.hint)
+
+    with ThreadPoolExecutor(max_workers=memory_bounded_jobs(jobs, batch)) as pool:
+        results = list(pool.map(one, batch))
+    store.save_counters(builds=sum(r.status == "built" for r in results), build_hits=sum(r.status == "cached" for r in results))
+    return results
+
+
+def job_from_lock(entry) -> BuildJob:
+    """A BuildJob from a gpux.lock model entry."""
+    return BuildJob(entry.name, entry.registry, entry.repo, entry.commit, entry.task, entry.library or "transformers",
+                    list(entry.files), entry.options)
+
+
+def build_pulled(pulled, *, store: Store, offline: bool = False) -> BuildResult:
+    """Build a model fetched by `gpux pull` and record its artifact in the pull record."""
+    from gpuxbuild.lockfile import options_of
+    from gpuxbuild.manifest import DEFAULT_CONVERT, DEFAULT_RUNTIME, ModelSpec
+    from gpuxbuild.pull import Records
+
+    rec = pulled.record
+    spec = ModelSpec(
+        name=rec["repo"].rsplit("/", 1)[-1], source=str(pulled.ref), registry=rec["registry"], ref=rec["repo"],
+        revision=None, task=None, include=(), exclude=(), allow_pickle=pulled.allow_pickle, trust_remote_code=False,
+        convert=dict(DEFAULT_CONVERT), runtime=dict(DEFAULT_RUNTIME),
+    )
+    job = BuildJob(spec.name, rec["registry"], rec["repo"], rec["commit"], rec["task"], rec.get("library") or "transformers",
+                   [FileEntry(**f) for f in rec["files"]], options_of(spec))
+    res = build_one(job, store=store, project=pulled.project, offline=offline)
+    rec["artifact"] = {"digest": res.digest, "build_key": res.build_key, "path": res.path}
+    Records(store).save(rec, pulled.ref.revision or ("main" if rec["registry"] != "local" else None))
+    return res
+
+
+@dataclass
+class ProjectBuild:
+    results: list[BuildResult]
+    lock_written: bool = False
+
+    @property
+    def failed(self) -> list[BuildResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+
+def _locked_mismatch(entry, res: BuildResult) -> str | None:
+    locked = entry.artifact or {}
+    if not locked.get("digest"):
+        return "gpux.lock records no artifact digest for it: run `gpux build` and commit gpux.lock"
+    if locked["digest"] == res.digest:
+        return None
+    old, new = locked.get("toolchain", {}), res.toolchain
+    diffs = [f"{k} {new.get(k, 'absent')} (locked {old.get(k, 'absent')})" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    why = "toolchain differs: " + ", ".join(diffs) if diffs else "same toolchain versions as locked, so the inputs or the build changed"
+    return f"artifact {res.digest} differs from the locked {locked['digest']} ({why})"
+
+
+def build_project(
+    project: Path,
+    names: tuple[str, ...] = (),
+    *,
+    store: Store,
+    locked: bool = False,
+    jobs: int = 1,
+    offline: bool = False,
+    validate: bool = True,
+    keep_going: bool = True,
+    on_stage: Stage | None = None,
+) -> ProjectBuild:
+    """Build the project's locked models (all, or `names`) and record their artifact digests in gpux.lock.
+
+    With `locked`, the lock must be up to date and is not written: every artifact must have the digest
+    the lock records, which is how CI proves a committed lock still builds the same bytes.
+    """
+    from gpuxbuild.lockfile import check_lock, lock_path, read_lock, write_lock
+    from gpuxbuild.manifest import MANIFEST_NAME, load_manifest
+    from gpuxbuild.resolver import lock_project
+
+    manifest_path = project / MANIFEST_NAME
+    if locked:
+        check_lock(load_manifest(manifest_path), read_lock(lock_path(project)))
+        lock = read_lock(lock_path(project))
+    else:
+        lock = lock_project(project, store=store, offline=offline).lock
+    unknown = sorted(set(names) - set(lock.models))
+    if unknown:
+        raise GpuxError(f"no model {', '.join(unknown)} in gpux.lock", f"models: {', '.join(sorted(lock.models)) or 'none'}")
+    entries = [lock.models[n] for n in sorted(names or lock.models)]
+    results = build_many([job_from_lock(e) for e in entries], store=store, project=project, jobs=jobs, offline=offline,
+                         validate=validate, keep_going=keep_going, on_stage=on_stage)
+    out = ProjectBuild(results)
+    if locked:
+        for entry, res in zip(entries, results):
+            if res.status != "failed" and (problem := _locked_mismatch(entry, res)):
+                res.status, res.error = "failed", f"model {entry.name!r}: {problem}"
+                res.hint = "if the change is intended, run `gpux build` without --locked and commit gpux.lock"
+        return out
+    for entry, res in zip(entries, results):
+        if res.status != "failed":
+            entry.artifact = res.lock_record
+    out.lock_written = write_lock(lock_path(project), lock)
+    return out

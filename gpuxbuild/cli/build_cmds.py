@@ -1,0 +1,87 @@
+"""`gpux build`."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import click
+from rich.live import Live
+from rich.table import Table
+
+from gpuxbuild.cli import Context, console, err_console, main, pass_context, print_json
+from gpuxbuild.cli.project_cmds import JSON, OFFLINE
+
+
+class StageTable:
+    """A live line per model with its current stage (TTY only)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.stages: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.live = Live(self._table(), console=err_console, transient=True) if enabled else None
+
+    def _table(self) -> Table:
+        t = Table(box=None, show_header=False)
+        for name, stage in sorted(self.stages.items()):
+            t.add_row(name, stage)
+        return t
+
+    def __call__(self, name: str, stage: str) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            self.stages[name] = stage
+            self.live.update(self._table())
+
+    def __enter__(self):
+        if self.live:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live:
+            self.live.stop()
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@click.option("--locked", is_flag=True, help="Fail unless gpux.lock is up to date and every artifact has the digest it records.")
+@click.option("--no-validate", is_flag=True, help="Skip comparing ONNX outputs with PyTorch's after export.")
+@click.option("-j", "--jobs", type=click.IntRange(1), default=min(2, os.cpu_count() or 1), show_default=True,
+              help="Models built in parallel (bounded by free memory).")
+@click.option("--keep-going/--fail-fast", default=True, show_default=True, help="Build the other models when one fails.")
+@OFFLINE
+@JSON
+@pass_context
+def build(ctx: Context, names, locked, no_validate, jobs, keep_going, offline, as_json) -> None:
+    """Build locked models into reproducible ONNX artifacts with a generated gpux.yml.
+
+    Cached artifacts (same build key) are reused. Digests are recorded in gpux.lock; with --locked
+    they are checked instead.
+    """
+    from gpuxbuild.build.pipeline import build_project
+    from gpuxbuild.store import Store
+
+    store = Store()
+    with StageTable(not as_json and not ctx.quiet and err_console.is_terminal) as table:
+        out = build_project(ctx.project, tuple(names), store=store, locked=locked, jobs=jobs, offline=offline,
+                            validate=not no_validate, keep_going=keep_going, on_stage=table)
+    if as_json:
+        print_json({"models": [r.as_dict() for r in out.results], "lock_written": out.lock_written})
+    else:
+        for r in out.results:
+            if r.status == "failed":
+                err_console.print(f"[red]failed[/] {r.name}: {r.error}", soft_wrap=True)
+                if r.hint:
+                    err_console.print(f"  [dim]hint:[/] {r.hint}", soft_wrap=True)
+            elif not ctx.quiet:
+                took = f" in {r.stages['total']:.1f}s" if "total" in r.stages else ""
+                console.print(f"{r.status:>6} {r.name} {r.digest}{took}", soft_wrap=True)
+        if not ctx.quiet:
+            n = {s: sum(r.status == s for r in out.results) for s in ("built", "cached", "failed")}
+            console.print(f"{n['built']} built, {n['cached']} cached, {n['failed']} failed")
+    if out.failed:
+        sys.exit(1)
