@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from gpuxbuild import __version__
 from gpuxbuild.errors import GpuxError
@@ -38,13 +39,18 @@ class GpuxGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GpuxError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
-            if exc.hint:
-                err_console.print(f"  [dim]hint:[/] {exc.hint}", soft_wrap=True)
+            print_error(exc.message, exc.hint)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             err_console.print("[bold red]interrupted[/]")
             sys.exit(130)
+
+
+def print_error(message: str, hint: str | None = None, prefix: str = "error:") -> None:
+    """One error line on stderr (and its hint), with user text escaped from rich markup."""
+    err_console.print(f"[bold red]{prefix}[/] {escape(message)}", soft_wrap=True)
+    if hint:
+        err_console.print(f"  [dim]hint:[/] {escape(hint)}", soft_wrap=True)
 
 
 def print_json(data) -> None:

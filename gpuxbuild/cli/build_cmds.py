@@ -10,7 +10,7 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from gpuxbuild.cli import Context, console, err_console, main, pass_context, print_json
+from gpuxbuild.cli import Context, console, err_console, main, pass_context, print_error, print_json
 from gpuxbuild.cli.project_cmds import JSON, OFFLINE
 
 
@@ -74,9 +74,7 @@ def build(ctx: Context, names, locked, no_validate, jobs, keep_going, offline, a
     else:
         for r in out.results:
             if r.status == "failed":
-                err_console.print(f"[red]failed[/] {r.name}: {r.error}", soft_wrap=True)
-                if r.hint:
-                    err_console.print(f"  [dim]hint:[/] {r.hint}", soft_wrap=True)
+                print_error(f"{r.name}: {r.error}", r.hint, prefix="failed")
             elif not ctx.quiet:
                 took = f" in {r.stages['total']:.1f}s" if "total" in r.stages else ""
                 console.print(f"{r.status:>6} {r.name} {r.digest}{took}", soft_wrap=True)
