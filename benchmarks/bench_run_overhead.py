@@ -53,11 +53,11 @@ def main() -> int:
         folder = args.artifact or _tiny_artifact(Path(tmp))
         model = load(folder, provider="cpu")
         texts = [f"the quick brown fox number {i} jumps over the lazy dog" for i in range(args.batch)]
-        feed = model._feed(model.tokenizer.encode(texts).arrays)
+        feed = model.feed(model.tokenizer.encode(texts).arrays)
         bare = model.main  # the same InferenceSession, called directly
 
         bare_run, our_run = _medians_ms(lambda: bare.run(None, feed), lambda: model.run(feed), args.runs)
-        bare_full, our_full = _medians_ms(lambda: bare.run(None, model._feed(model.tokenizer.encode(texts).arrays)),
+        bare_full, our_full = _medians_ms(lambda: bare.run(None, model.feed(model.tokenizer.encode(texts).arrays)),
                                           lambda: model.predict({"text": texts}), args.runs)
 
     print(f"batch {args.batch}, {args.runs} runs, median ms")

@@ -43,7 +43,7 @@ def main() -> int:
             else:
                 inputs = {"text": ["hello world", "paris is the capital of france"]}
                 arrays = cpu.tokenizer.encode(inputs["text"]).arrays
-                feed = {k: v.tolist() for k, v in cpu._feed(arrays).items()}
+                feed = {k: v.tolist() for k, v in cpu.feed(arrays).items()}
                 a, b = gpu.predict(feed), cpu.predict(feed)
                 for name in a:
                     np.testing.assert_allclose(np.array(a[name]), np.array(b[name]), atol=1e-3)

@@ -90,7 +90,7 @@ def test_token_type_ids_only_when_the_graph_takes_them(artifacts):
     bert, distil = load(artifacts("bert").artifact), load(artifacts("distilbert").artifact)
     assert "token_type_ids" in bert.input_types and "token_type_ids" not in distil.input_types
     batch = distil.tokenizer.encode(["hi"])
-    assert set(distil._feed(batch.arrays)) == {"input_ids", "attention_mask"}
+    assert set(distil.feed(batch.arrays)) == {"input_ids", "attention_mask"}
 
 
 def test_raw_tensors_bypass_the_tokenizer(artifacts):

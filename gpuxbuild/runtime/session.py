@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,8 +15,6 @@ from gpuxbuild.runtime import generate, tasks
 from gpuxbuild.runtime.inputs import ParsedInputs, parse_inputs
 from gpuxbuild.runtime.providers import ProviderChoice, select_providers
 from gpuxbuild.runtime.tokenize import TextTokenizer
-
-log = logging.getLogger(__name__)
 
 _HINT_REBUILD = "rebuild it with gpux build, or point at an artifact folder"
 
@@ -172,7 +169,8 @@ class Model:
                             f"the model takes {self.input_types}", exit_code=2) from exc
         return dict(zip([o.name for o in session.get_outputs()], values))
 
-    def _feed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def feed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The subset of `arrays` the main graph takes (e.g. no token_type_ids for DistilBERT); error if one is missing."""
         missing = [n for n in self.input_types if n not in arrays]
         if missing:
             raise GpuxError(f"the graph needs inputs {missing} that text tokenization does not give",
@@ -181,7 +179,7 @@ class Model:
 
     def _encode(self, parsed: ParsedInputs, truncation: str = "longest_first"):
         batch = self.tokenizer.encode(parsed.texts, parsed.pairs, truncation=truncation)
-        return batch, self.run(self._feed(batch.arrays))
+        return batch, self.run(self.feed(batch.arrays))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Sentence embeddings [len(texts), dim] (pooled; L2-normalized for sentence-transformers models)."""
@@ -205,7 +203,7 @@ class Model:
         """
         parsed = parse_inputs(inputs, self.input_types, self.task, options)
         if parsed.is_tensors:
-            return {name: value.tolist() for name, value in self.run(self._feed(parsed.tensors)).items()}
+            return {name: value.tolist() for name, value in self.run(self.feed(parsed.tensors)).items()}
         results = self._predict_texts(parsed, on_token)
         return {"results": results} if parsed.batched else results[0]
 
