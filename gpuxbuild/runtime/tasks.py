@@ -11,6 +11,7 @@ TASK_ALIASES = {
     "sentence-similarity": "feature-extraction",
     "default": "feature-extraction",
     "sequence-classification": "text-classification",
+    "sentiment-analysis": "text-classification",
     "zero-shot-classification": "text-classification",
     "ner": "token-classification",
     "masked-lm": "fill-mask",
