@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: set up the project (scripts/setup.sh) and run the whole test suite, slow tests included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# The GPUX runtime (PyPI gpux 0.1.1) lives in its own venv: its console script is also `gpux`.
+.venv/bin/python tests/gpux_runtime.py >/dev/null
+export GPUX_RUNTIME_REQUIRED=1
+exec .venv/bin/python -m pytest -q "$@"
