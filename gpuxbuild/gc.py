@@ -25,13 +25,19 @@ def _pulled(store: Store) -> list[dict]:
     return Records(store).all()
 
 
-def live_artifacts(store: Store, now: float | None = None) -> set[str]:
-    """Build keys (hex) of artifacts a pulled model or a synced project uses, or that were built recently."""
+def referenced_artifacts(store: Store) -> set[str]:
+    """Build keys (hex) of artifacts a pulled model or a synced project refers to."""
     keys = set()
     for rec in _pulled(store) + [m for p in project_records(store) for m in p.get("models", {}).values()]:
         art = rec.get("artifact") or {}
         if art.get("build_key"):
             keys.add(art["build_key"].removeprefix("sha256:"))
+    return keys
+
+
+def live_artifacts(store: Store, now: float | None = None) -> set[str]:
+    """Referenced artifacts, and those built or used within `RECENT_BUILD_SECONDS`."""
+    keys = referenced_artifacts(store)
     base = store.root / "artifacts"
     now = now or time.time()
     if base.is_dir():
@@ -62,30 +68,32 @@ class PruneReport:
         return {"objects": self.objects, "artifacts": self.artifacts, "bytes_freed": self.bytes_freed}
 
 
-def _tree_size(p: Path) -> int:
+def tree_size(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
 
 
 def prune(store: Store, *, dry_run: bool = False) -> PruneReport:
     """Remove objects and artifacts nothing refers to (and stale temp files). `dry_run` only reports."""
     report = PruneReport()
-    live = live_objects(store)
-    for sha, path in store.iter_objects():
-        if sha not in live:
-            report.objects.append(sha)
-            report.bytes_freed += path.stat().st_size
-            if not dry_run:
-                with store.lock(f"obj-{sha}"):
-                    path.unlink(missing_ok=True)
-    arts = store.root / "artifacts"
-    keep = live_artifacts(store)
-    if arts.is_dir():
-        for d in sorted(arts.iterdir()):
-            if d.name not in keep:
-                report.artifacts.append(d.name)
-                report.bytes_freed += _tree_size(d)
+    with store.lock("gc"):  # pulls save their records under it, so none is half-counted
+        live = live_objects(store)
+        for sha, path in store.iter_objects():
+            if sha not in live:
+                report.objects.append(sha)
+                report.bytes_freed += path.stat().st_size
                 if not dry_run:
-                    remove_tree(d)
+                    with store.lock(f"obj-{sha}"):
+                        path.unlink(missing_ok=True)
+        arts = store.root / "artifacts"
+        keep = live_artifacts(store)
+        if arts.is_dir():
+            for d in sorted(arts.iterdir()):
+                if d.name not in keep:
+                    report.artifacts.append(d.name)
+                    report.bytes_freed += tree_size(d)
+                    if not dry_run:
+                        with store.lock(f"art-{d.name}"):
+                            remove_tree(d)
     if not dry_run:
         store.clean_tmp()
     return report
@@ -157,7 +165,7 @@ def info(store: Store) -> dict:
         "objects": n_obj,
         "objects_bytes": size_obj,
         "artifacts": len(art_dirs),
-        "artifacts_bytes": sum(_tree_size(d) for d in art_dirs),
+        "artifacts_bytes": sum(tree_size(d) for d in art_dirs),
         "pulled_models": len(_pulled(store)),
         "synced_projects": len(project_records(store)),
         "counters": store.load_counters(),

@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from gpuxbuild.errors import GpuxError
-from gpuxbuild.fetch import FetchResult, Reporter, check_pickles, fetch
+from gpuxbuild.fetch import FetchResult, Reporter, check_pickles, fetch, missing_files
 from gpuxbuild.hashing import canonical_json
 from gpuxbuild.manifest import DEFAULT_CONVERT, DEFAULT_RUNTIME, check_revision
 from gpuxbuild.registries import get_manager, parse_source
@@ -67,13 +67,22 @@ class Records:
         return self.base / _safe(registry) / _safe(repo)
 
     def save(self, record: dict, revision: str | None) -> None:
+        """Write `record` (keeping the artifact an earlier pull of the same commit and task built) and tag it."""
         d = self._dir(record["registry"], record["repo"])
-        write_atomic(d / "commits" / f"{record['commit']}.json", canonical_json(record))
+        path = d / "commits" / f"{record['commit']}.json"
+        old = read_json(path) or {}
+        if old.get("artifact") and not record.get("artifact") and old.get("task") == record.get("task"):
+            record = {**record, "artifact": old["artifact"]}
+        write_atomic(path, canonical_json(record))
         if revision:
             write_atomic(d / "tags" / f"{_safe(revision)}.json", canonical_json({"commit": record["commit"]}))
         self.touch(record)
 
+    def commit_path(self, record: dict) -> Path:
+        return self._dir(record["registry"], record["repo"]) / "commits" / f"{record['commit']}.json"
+
     def touch(self, record: dict) -> None:
+        """Mark the model as used now (`gpux ls` shows it as LAST USED)."""
         used = self._dir(record["registry"], record["repo"]) / "commits" / f"{record['commit']}.used"
         used.parent.mkdir(parents=True, exist_ok=True)
         used.touch()
@@ -138,9 +147,16 @@ class PullResult:
     ref: Ref
     record: dict
     fetched: FetchResult
-    already: bool  # everything was in the store
     project: Path
+    objects_downloaded: int = 0  # every object this pull stored, small files hashed while resolving included
+    bytes_downloaded: int = 0
+    resolved_online: bool = False  # False: the pin came from the store (offline, or a pulled commit)
     allow_pickle: bool = False
+
+    @property
+    def already(self) -> bool:
+        """Everything was in the store: nothing was downloaded."""
+        return self.objects_downloaded == 0
 
     def as_dict(self) -> dict:
         return {
@@ -148,15 +164,19 @@ class PullResult:
             "commit": self.record["commit"],
             "task": self.record.get("task"),
             "size": self.record["size"],
+            "files": len(self.record["files"]),
             "downloaded": self.fetched.downloaded,
             "cached": self.fetched.hits,
-            "bytes_downloaded": self.fetched.bytes_downloaded,
+            "objects_downloaded": self.objects_downloaded,
+            "bytes_downloaded": self.bytes_downloaded,
             "already_pulled": self.already,
+            "resolved_online": self.resolved_online,
             "artifact": self.record.get("artifact"),
         }
 
 
 def make_record(ref: Ref, commit: str, files: list[FileEntry], task, library, architecture, license_) -> dict:
+    """The pulled-model record kept under refs/pulled (canonical JSON, no timestamps)."""
     return {
         "registry": ref.registry,
         "repo": ref.repo,
@@ -168,6 +188,10 @@ def make_record(ref: Ref, commit: str, files: list[FileEntry], task, library, ar
         "files": [f.as_dict() for f in sorted(files)],
         "size": sum(f.size for f in files),
     }
+
+
+def _is_commit(rev: str | None) -> bool:
+    return rev is not None and len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)
 
 
 def pull(
@@ -182,15 +206,23 @@ def pull(
     reporter: Reporter | None = None,
     on_resolved=None,
 ) -> PullResult:
-    """Resolve `ref`, download what the store lacks, and record it. Offline: use the recorded pin only."""
+    """Resolve `ref`, download what the store lacks, and record it.
+
+    Offline, or for a commit pulled before, the recorded pin is used and no request is made at all;
+    a branch or tag is re-resolved online (one metadata request when nothing changed).
+    """
     from gpuxbuild.lockfile import LockedModel
     from gpuxbuild.manifest import ModelSpec
     from gpuxbuild.resolver import lock_model
 
+    store.clean_tmp()
     records = Records(store)
     manager = get_manager(ref.registry, project=project, offline=offline, store=store)
-    known = records.lookup(Ref(ref.registry, ref.repo, ref.revision or "main")) if ref.registry != "local" else None
-    if manager.offline:
+    tag = ref.revision or ("main" if ref.registry != "local" else None)
+    known = records.lookup(Ref(ref.registry, ref.repo, tag)) if ref.registry != "local" else None
+    before = (store.stats.downloaded, store.stats.bytes_downloaded)
+    online = not manager.offline and not (known and _is_commit(ref.revision) and known["commit"] == ref.revision)
+    if not online:
         if known is None:
             raise GpuxError(
                 f"{ref}: not in the store, and offline mode is on",
@@ -198,7 +230,7 @@ def pull(
             )
         record = known
     else:
-        pinned = manager.resolve(ref.repo, ref.revision or ("main" if ref.registry != "local" else None))
+        pinned = manager.resolve(ref.repo, tag)
         spec = ModelSpec(
             name=ref.repo.rsplit("/", 1)[-1], source=str(ref), registry=ref.registry, ref=ref.repo,
             revision=ref.revision, task=task, include=(), exclude=(), allow_pickle=allow_pickle,
@@ -211,8 +243,18 @@ def pull(
         on_resolved(record)
     check_pickles(str(ref), files, allow_pickle)
     result = fetch(manager, ref.repo, record["commit"], files, store, label=str(ref), jobs=jobs, reporter=reporter)
-    records.save(record, ref.revision or ("main" if ref.registry != "local" else None))
-    return PullResult(ref, record, result, already=not result.downloaded, project=project, allow_pickle=allow_pickle)
+    # Saving the record and checking its objects under the gc lock means a concurrent `rm`/`cache prune`
+    # either saw the record (and kept the objects) or ran before, and what it deleted is fetched again.
+    with store.lock("gc"):
+        records.save(record, tag)
+        record = read_json(records.commit_path(record)) or record
+        missing = missing_files(store, files)
+    if missing:
+        fetch(manager, ref.repo, record["commit"], missing, store, label=str(ref), jobs=jobs, reporter=reporter)
+    return PullResult(
+        ref, record, result, project, objects_downloaded=store.stats.downloaded - before[0],
+        bytes_downloaded=store.stats.bytes_downloaded - before[1], resolved_online=online, allow_pickle=allow_pickle,
+    )
 
 
 def resolve_name(name: str, store: Store) -> dict:
@@ -230,24 +272,32 @@ def resolve_name(name: str, store: Store) -> dict:
 
 
 def remove(name: str, store: Store) -> tuple[list[dict], int]:
-    """Forget the pulled model(s) `name` matches; delete their objects that nothing else uses. Returns (records, bytes freed)."""
-    from gpuxbuild.gc import live_objects
+    """Forget the pulled model(s) `name` matches and delete their objects and artifact that nothing else
+    (another pulled model, a synced project) uses. Returns (records removed, bytes freed)."""
+    from gpuxbuild.gc import live_objects, referenced_artifacts, remove_tree, tree_size
 
     ref = parse_ref(name)
     records = Records(store)
-    victims = records.find(ref) if ref.revision else records.find(Ref(ref.registry, ref.repo, None))
-    if not victims:
-        raise GpuxError(f"{name}: no such pulled model", "`gpux ls` lists pulled models")
-    for rec in victims:
-        records.delete(rec)
-    live = live_objects(store)
-    freed = 0
-    for rec in victims:
-        for f in rec["files"]:
-            p = store.object_path(f["sha256"])
-            if f["sha256"] not in live and p.exists():
-                freed += p.stat().st_size
-                p.unlink()
+    with store.lock("gc"):
+        victims = records.find(ref) if ref.revision else records.find(Ref(ref.registry, ref.repo, None))
+        if not victims:
+            raise GpuxError(f"{name}: no such pulled model", "`gpux ls` lists pulled models")
+        for rec in victims:
+            records.delete(rec)
+        live, live_arts = live_objects(store), referenced_artifacts(store)
+        freed = 0
+        for sha in sorted({f["sha256"] for rec in victims for f in rec["files"]} - live):
+            p = store.object_path(sha)
+            with store.lock(f"obj-{sha}"):
+                if p.exists():
+                    freed += p.stat().st_size
+                    p.unlink()
+        for key in sorted({(r.get("artifact") or {}).get("build_key", "").removeprefix("sha256:") for r in victims} - {""}):
+            if key not in live_arts:
+                d = store.root / "artifacts" / key
+                if d.is_dir():
+                    freed += tree_size(d)
+                    remove_tree(d)
     return victims, freed
 
 
@@ -284,6 +334,7 @@ def list_models(store: Store) -> list[dict]:
 
 
 def human_size(n: float) -> str:
+    """`1.5 MB` style sizes (powers of 1000)."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -44,20 +45,33 @@ def is_sha256(s: str) -> bool:
     return len(s) == 64 and set(s) <= HEX64
 
 
+class TooLarge(OSError):
+    """The source sent more bytes than the file's recorded size."""
+
+
 class HashingWriter:
     """A file wrapper that hashes bytes as they are written (one pass, no second read).
 
+    `limit` stops a source that sends more than the expected size before it fills the disk.
     huggingface_hub's `http_get` may seek(0)+truncate() when a server ignores a Range request;
     the hash restarts then.
     """
 
-    def __init__(self, f: BinaryIO, hasher):
+    def __init__(self, f: BinaryIO, hasher, *, limit: int | None = None, git_size: int | None = None):
         self._f = f
         self.hasher = hasher
+        self.limit = limit
         self.name = getattr(f, "name", "")
+        # Small Hub files are only known by their git blob sha1, so it is computed in the same pass.
+        self._git_size = git_size
+        self.git = _git_hasher(git_size) if git_size is not None else None
 
     def write(self, data: bytes) -> int:
+        if self.limit is not None and self._f.tell() + len(data) > self.limit:
+            raise TooLarge(f"more than the expected {self.limit} bytes")
         self.hasher.update(data)
+        if self.git is not None:
+            self.git.update(data)
         return self._f.write(data)
 
     def tell(self) -> int:
@@ -66,6 +80,8 @@ class HashingWriter:
     def seek(self, pos: int, whence: int = 0) -> int:
         if pos == 0 and whence == 0:
             self.hasher = hashlib.sha256()
+            if self.git is not None:
+                self.git = _git_hasher(self._git_size)
         elif (pos, whence) != (0, 2):
             raise OSError("HashingWriter only rewinds to the start")
         return self._f.seek(pos, whence)
@@ -75,6 +91,10 @@ class HashingWriter:
 
     def flush(self) -> None:
         self._f.flush()
+
+
+def _git_hasher(size: int):
+    return hashlib.sha1(b"blob %d\0" % size)
 
 
 Writer = Callable[[BinaryIO, int], None]  # (destination, resume_from) -> None
@@ -95,6 +115,12 @@ class Store:
     def __init__(self, root: Path | None = None):
         self.root = (root or gpux_home()).resolve()
         self.stats = Stats()
+        self._stats_lock = threading.Lock()  # downloads run in threads
+
+    def _count(self, **add: int) -> None:
+        with self._stats_lock:
+            for k, v in add.items():
+                setattr(self.stats, k, getattr(self.stats, k) + v)
 
     # -- paths -----------------------------------------------------------------------------------
     def path(self, *parts: str) -> Path:
@@ -123,70 +149,99 @@ class Store:
         """Make object `sha256` exist, writing it with `writer` if needed. Returns True on a store hit.
 
         The partial file is named by the hash, so an interrupted download resumes in a later run;
-        the per-object lock makes concurrent processes download each object once.
+        the per-object lock makes concurrent processes download each object once. Bytes that do not
+        hash to `sha256` raise IntegrityError naming `label`, and nothing is kept.
         """
         if self.has_object(sha256):
-            self.stats.hits += 1
+            self._count(hits=1)
             return True
         with self.lock(f"obj-{sha256}"):
             if self.has_object(sha256):
-                self.stats.hits += 1
+                self._count(hits=1)
                 return True
             partial = self.tmp_dir() / f"{sha256}.partial"
-            hasher = hashlib.sha256()
-            resume = 0
-            if partial.exists():
-                resume = partial.stat().st_size
-                if resume > size:
-                    partial.unlink()
-                    resume = 0
-                else:
-                    with open(partial, "rb") as f:
-                        while chunk := f.read(1 << 20):
-                            hasher.update(chunk)
-            # A failed transfer leaves its prefix for the next run to resume; the hash check below is what
-            # decides whether anything becomes visible.
-            with open(partial, "ab") as f:
-                hw = HashingWriter(f, hasher)
-                writer(hw, resume)
-                f.flush()
-                os.fsync(f.fileno())
-                hasher = hw.hasher
-            actual_size = partial.stat().st_size
-            actual = hasher.hexdigest()
+            actual, actual_size, resumed = self._write_partial(partial, size, writer)
+            if actual != sha256 and resumed:
+                # The kept prefix may be what is wrong (another source, a bad disk): start over once.
+                partial.unlink(missing_ok=True)
+                actual, actual_size, _ = self._write_partial(partial, size, writer)
             if actual != sha256 or actual_size != size:
                 partial.unlink(missing_ok=True)
-                raise IntegrityError(
-                    f"{label}: sha256 mismatch (expected {sha256}, got {actual}; size {actual_size} vs {size}); "
-                    "nothing was stored",
-                    "the source changed or was tampered with; if the change is intended, re-lock the model "
-                    "with `gpux lock --upgrade NAME`",
-                )
+                raise mismatch(label, sha256, actual, size, actual_size)
             self._publish(partial, self.object_path(sha256))
-            self.stats.downloaded += 1
-            self.stats.bytes_downloaded += size
+            self._count(downloaded=1, bytes_downloaded=size)
             return False
 
-    def add_bytes_unknown(self, writer: Writer) -> tuple[str, int]:
-        """Store bytes whose hash is not known yet (e.g. a small Hub file); returns (sha256, size)."""
-        tmp = self.tmp_dir() / f"new-{uuid.uuid4().hex}.partial"
+    def _write_partial(self, partial: Path, size: int, writer: Writer) -> tuple[str | None, int, bool]:
+        """Append the missing bytes to `partial` with `writer`; (sha256 or None if too large, size, resumed)."""
+        hasher = hashlib.sha256()
+        resume = partial.stat().st_size if partial.exists() else 0
+        if resume > size:
+            partial.unlink()
+            resume = 0
+        if resume:
+            with open(partial, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    hasher.update(chunk)
         try:
-            with open(tmp, "wb") as f:
-                hw = HashingWriter(f, hashlib.sha256())
-                writer(hw, 0)
+            with open(partial, "ab") as f:
+                hw = HashingWriter(f, hasher, limit=size)
+                if resume < size:
+                    writer(hw, resume)
                 f.flush()
                 os.fsync(f.fileno())
-            sha, size = hw.hasher.hexdigest(), tmp.stat().st_size
-            with self.lock(f"obj-{sha}"):
-                if self.has_object(sha):
-                    self.stats.hits += 1
-                else:
-                    self._publish(tmp, self.object_path(sha))
-                    self.stats.downloaded += 1
-                    self.stats.bytes_downloaded += size
-            return sha, size
-        finally:
-            tmp.unlink(missing_ok=True)
+        except TooLarge:
+            partial.unlink(missing_ok=True)
+            return None, size + 1, bool(resume)
+        # Any other failure leaves the prefix for the next run to resume: the hash decides what is trusted.
+        return hw.hasher.hexdigest(), partial.stat().st_size, bool(resume)
+
+    def ensure_blob(self, git_sha1: str, size: int, writer: Writer, *, label: str) -> str:
+        """The sha256 of a file known only by its git blob sha1 (small Hub files), downloading it if needed.
+
+        Both hashes are computed as the bytes stream in; the object is published only when the git sha1
+        matches. A per-blob lock makes concurrent processes download it once.
+        """
+        known = self.sha256_of_blob(git_sha1)
+        if known:
+            self._count(hits=1)
+            return known
+        with self.lock(f"blob-{git_sha1}"):
+            known = self.sha256_of_blob(git_sha1)
+            if known:
+                self._count(hits=1)
+                return known
+            partial = self.tmp_dir() / f"blob-{git_sha1}.partial"
+            try:
+                with open(partial, "wb") as f:
+                    hw = HashingWriter(f, hashlib.sha256(), limit=size, git_size=size)
+                    writer(hw, 0)
+                    f.flush()
+                    os.fsync(f.fileno())
+                actual_size = partial.stat().st_size
+                git = hw.git.hexdigest() if actual_size == size else None
+                if git != git_sha1:
+                    raise IntegrityError(
+                        f"{label}: git blob id mismatch (expected {git_sha1}, got {git or 'other size'}; "
+                        f"size {actual_size} vs {size}); nothing was stored",
+                        "the server sent other bytes than it lists; retry, or report the mirror",
+                    )
+                sha = hw.hasher.hexdigest()
+                with self.lock(f"obj-{sha}"):
+                    if self.has_object(sha):
+                        self._count(hits=1)
+                    else:
+                        self._publish(partial, self.object_path(sha))
+                        self._count(downloaded=1, bytes_downloaded=size)
+            except TooLarge:
+                raise IntegrityError(
+                    f"{label}: the server sent more than the {size} bytes it lists; nothing was stored",
+                    "the server sent other bytes than it lists; retry, or report the mirror",
+                ) from None
+            finally:
+                partial.unlink(missing_ok=True)
+            self.remember_blob(git_sha1, sha)
+            return sha
 
     def _blob_index_path(self, git_sha1: str) -> Path:
         return self.root / "index" / "gitsha1" / git_sha1[:2] / git_sha1
@@ -238,29 +293,58 @@ class Store:
 
     # -- housekeeping ----------------------------------------------------------------------------
     def clean_tmp(self, max_age: float = STALE_TMP_SECONDS) -> int:
-        """Remove leftovers of killed processes: staging folders and unnamed partials older than `max_age`.
+        """Remove leftovers of killed processes from tmp/; returns how many. Safe while other processes work.
 
-        Hash-named partial downloads are kept: the next fetch of that object resumes from them.
+        A partial download is removed only while holding its lock (so never under a running download):
+        blob partials at once (small files are fetched again whole), hash-named ones once older than
+        `max_age` (until then the next fetch of that object resumes from them). Anything else, such as
+        build staging folders, goes once older than `max_age`.
         """
+        from filelock import Timeout
+
         tmp = self.root / "tmp"
         if not tmp.is_dir():
             return 0
         removed, now = 0, time.time()
-        for p in tmp.iterdir():
-            named = p.name.endswith(".partial") and is_sha256(p.name.removesuffix(".partial"))
+        for p in sorted(tmp.iterdir()):
             try:
                 old = now - p.lstat().st_mtime > max_age
             except FileNotFoundError:
                 continue
-            if named or not old:
-                continue
-            if p.is_dir() and not p.is_symlink():
-                make_writable(p)
-                shutil.rmtree(p, ignore_errors=True)
+            stem = p.name.removesuffix(".partial")
+            if p.name.endswith(".partial") and is_sha256(stem):
+                if not old:
+                    continue
+                lock = f"obj-{stem}"
+            elif p.name.startswith("blob-") and p.name.endswith(".partial"):
+                lock = stem
+            elif old:
+                lock = None
             else:
-                p.unlink(missing_ok=True)
+                continue
+            try:
+                if lock is not None:
+                    with self.lock(lock, timeout=0):
+                        p.unlink(missing_ok=True)
+                elif p.is_dir() and not p.is_symlink():
+                    make_writable(p)
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+            except Timeout:
+                continue  # in use by a running download
             removed += 1
         return removed
+
+
+def mismatch(label: str, expected: str, actual: str | None, size: int, actual_size: int) -> IntegrityError:
+    """The error for bytes that do not match their pinned sha256 (`actual` None: more bytes than expected)."""
+    got = actual if actual is not None else f"more than {size} bytes"
+    return IntegrityError(
+        f"{label}: sha256 mismatch (expected {expected}, got {got}; size {actual_size} vs {size}); nothing was stored",
+        "the source changed or was tampered with; if the change is intended, re-lock the model "
+        "with `gpux lock --upgrade NAME` (or pull it again)",
+    )
 
 
 def make_writable(tree: Path) -> None:

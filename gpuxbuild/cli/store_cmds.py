@@ -122,8 +122,8 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, jo
         console.print(f"{parsed}: already in the store, nothing downloaded")
     else:
         console.print(
-            f"{parsed}: downloaded {len(res.fetched.downloaded)} files ({human_size(res.fetched.bytes_downloaded)}), "
-            f"{len(res.fetched.hits)} already stored, in {time.perf_counter() - t0:.1f}s"
+            f"{parsed}: downloaded {res.objects_downloaded} file(s) ({human_size(res.bytes_downloaded)}) "
+            f"in {time.perf_counter() - t0:.1f}s"
         )
     if built is not None:
         console.print(f"{parsed}: artifact {built.digest[:19]} ({built.status}) at {built.path}")

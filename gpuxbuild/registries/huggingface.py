@@ -8,7 +8,6 @@ The token (HF_TOKEN or the stored login) is passed to the client and never writt
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -109,6 +108,12 @@ class HuggingFaceManager(ModelManager):
                 f"{where}: cannot reach {self.endpoint} ({type(exc).__name__})",
                 "check the network or HF_ENDPOINT; models already in the store work with --offline",
             ) from None
+        except requests.RequestException as exc:
+            # e.g. a transfer cut mid-body (ChunkedEncodingError): what arrived is kept and resumed next time
+            raise RegistryError(
+                f"{where}" + (f": {path}" if path else "") + f": transfer failed ({type(exc).__name__})",
+                "run the command again: large downloads resume where they stopped",
+            ) from None
 
     def resolve(self, repo: str, revision: str | None, *, pin: str | None = None) -> PinnedModel:
         from huggingface_hub import HfApi
@@ -122,12 +127,14 @@ class HuggingFaceManager(ModelManager):
             raise RegistryError(f"hf:{repo}@{rev}: the server returned no commit id", "check HF_ENDPOINT points to a Hub")
         files = []
         config: dict = {}
-        for sib in sorted(info.siblings or [], key=lambda s: s.rfilename):
+        siblings = sorted(info.siblings or [], key=lambda s: s.rfilename)
+        for sib in siblings:  # every name is checked before anything is downloaded
             check_repo_path(repo, sib.rfilename)
+        for sib in siblings:
             if sib.lfs is not None:
                 files.append(FileEntry(sib.rfilename, sib.lfs.sha256, sib.lfs.size))
                 continue
-            entry = self._hash_small(repo, commit, sib.rfilename, sib.blob_id)
+            entry = self._hash_small(repo, commit, sib.rfilename, sib.blob_id, sib.size)
             files.append(entry)
             if sib.rfilename == "config.json":
                 config = self._read_json(entry, repo)
@@ -151,23 +158,14 @@ class HuggingFaceManager(ModelManager):
             self.store = Store()
         return self.store
 
-    def _hash_small(self, repo: str, commit: str, path: str, blob_id: str | None) -> FileEntry:
+    def _hash_small(self, repo: str, commit: str, path: str, blob_id: str | None, size: int | None) -> FileEntry:
         """The sha256 of a small file: from the store's git-blob index, else downloaded into the store
-        (hashed as it streams) and checked against its git blob sha1."""
+        (hashed as it streams) and checked against its git blob sha1 before it becomes visible."""
         store = self._store()
-        known = store.sha256_of_blob(blob_id) if blob_id else None
-        if known:
-            return FileEntry(path, known, store.object_path(known).stat().st_size)
-        sha, size = store.add_bytes_unknown(lambda dest, _resume: self._get(repo, commit, path, dest, 0, None, None))
-        if blob_id:
-            data = store.object_path(sha).read_bytes()
-            git = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-            if git != blob_id:
-                raise RegistryError(
-                    f"hf:{repo}@{commit[:12]}: {path} does not match its git blob id (expected {blob_id}, got {git})",
-                    "the server sent other bytes than it lists; retry, or report the mirror",
-                )
-            store.remember_blob(blob_id, sha)
+        label = f"hf:{repo}@{commit[:12]}: {path}"
+        if not blob_id or size is None:
+            raise RegistryError(f"{label}: the server lists no git blob id or size for it", "check HF_ENDPOINT points to a Hub")
+        sha = store.ensure_blob(blob_id, size, lambda dest, _resume: self._get(repo, commit, path, dest, 0, size, None), label=label)
         return FileEntry(path, sha, size)
 
     def _read_json(self, entry: FileEntry, repo: str) -> dict:
@@ -196,7 +194,8 @@ class HuggingFaceManager(ModelManager):
                 dest,
                 resume_size=resume_from,
                 headers=build_hf_headers(),
-                expected_size=size,
+                # The store checks size and sha256 (and stops a longer body), and names the model in its error.
+                expected_size=None,
                 displayed_filename=path,
                 _tqdm_bar=_Ticks(progress),
             )

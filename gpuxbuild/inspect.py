@@ -1,0 +1,104 @@
+"""`gpux inspect NAME`: everything known about a pulled model or a model of the project's gpux.lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpuxbuild.errors import GpuxError
+from gpuxbuild.store import Store
+
+
+def inspect_model(name: str, *, store: Store, project: Path) -> dict:
+    """A pulled model (`org/name[@REV]`), else the model `name` of `project`'s gpux.lock, as plain data:
+    registry, repo, revision, commit, task, library, license, files with hashes (and whether each is
+    stored), and the artifact (digest, path, gpux.yml) when one is built."""
+    from gpuxbuild.pull import resolve_name
+
+    try:
+        rec = resolve_name(name, store)
+    except GpuxError as exc:
+        entry = _lock_entry(project, name)
+        if entry is None:
+            raise GpuxError(exc.message, (exc.hint or "") + f"; or name a model of {project / 'gpux.lock'}") from None
+        return _from_lock(entry, store, project)
+    return _from_pulled(rec, store)
+
+
+def _lock_entry(project: Path, name: str):
+    from gpuxbuild.lockfile import lock_path, read_lock
+
+    path = lock_path(project)
+    lock = read_lock(path) if path.is_file() else None
+    return lock.models.get(name) if lock else None
+
+
+def _files(store: Store, files: list[dict]) -> list[dict]:
+    return [{**f, "stored": store.has_object(f["sha256"])} for f in sorted(files, key=lambda f: f["path"])]
+
+
+def _artifact(store: Store, art: dict | None) -> dict | None:
+    """Where a recorded artifact lives, if it is in the store."""
+    from gpuxbuild.build.artifact import artifact_digest, artifact_path
+
+    if not art:
+        return None
+    path = Path(art["path"]) if art.get("path") else (artifact_path(store, art["build_key"]) if art.get("build_key") else None)
+    if path is None or not (path / "artifact.json").is_file():
+        return None
+    gpux_yml = path / "gpux.yml"
+    return {
+        "digest": art.get("digest") or artifact_digest(path),
+        "build_key": art.get("build_key"),
+        "path": str(path),
+        "gpux_yml": str(gpux_yml) if gpux_yml.is_file() else None,
+    }
+
+
+def _from_pulled(rec: dict, store: Store) -> dict:
+    from gpuxbuild.pull import Records, Ref
+
+    records = Records(store)
+    tags = sorted(t for t, c in records.tags(rec["registry"], rec["repo"]).items() if c == rec["commit"])
+    return {
+        "name": str(Ref(rec["registry"], rec["repo"], None)),
+        "kind": "pulled",
+        "registry": rec["registry"],
+        "repo": rec["repo"],
+        "revision": ",".join(tags) or None,
+        "commit": rec["commit"],
+        "task": rec.get("task"),
+        "library": rec.get("library"),
+        "architecture": rec.get("architecture"),
+        "license": rec.get("license"),
+        "size": rec["size"],
+        "files": _files(store, rec["files"]),
+        "artifact": _artifact(store, rec.get("artifact")),
+        "last_used": records.last_used(rec),
+    }
+
+
+def _from_lock(entry, store: Store, project: Path) -> dict:
+    from gpuxbuild.gc import project_records
+
+    synced = next(
+        (p.get("models", {}).get(entry.name) for p in project_records(store) if p.get("project") == str(project)), None
+    )
+    artifact = _artifact(store, (synced or {}).get("artifact")) or _artifact(store, entry.artifact)
+    return {
+        "name": entry.name,
+        "kind": "locked",
+        "project": str(project),
+        "source": entry.source,
+        "registry": entry.registry,
+        "repo": entry.repo,
+        "revision": entry.revision,
+        "commit": entry.commit,
+        "task": entry.task,
+        "library": entry.library,
+        "architecture": entry.architecture,
+        "license": entry.license,
+        "size": entry.size,
+        "files": _files(store, [f.as_dict() for f in entry.files]),
+        "artifact": artifact,
+        "synced": synced is not None,
+    }

@@ -1,0 +1,207 @@
+"""The content-addressed store: verified objects, resumable partials, locks, leftovers, verify/prune/info."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from gpuxbuild import gc
+from gpuxbuild.errors import IntegrityError
+from gpuxbuild.store import Store, gpux_home
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def git_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def feeder(data: bytes, calls: list | None = None, chunk: int = 1000):
+    """A writer that serves `data` from the offset it is asked for, in chunks, like a ranged download."""
+
+    def write(dest, resume_from):
+        if calls is not None:
+            calls.append(resume_from)
+        for i in range(resume_from, len(data), chunk):
+            dest.write(data[i:i + chunk])
+
+    return write
+
+
+def objects(store: Store) -> list[str]:
+    return [s for s, _ in store.iter_objects()]
+
+
+def tmp_files(store: Store) -> list[str]:
+    return sorted(p.name for p in (store.root / "tmp").iterdir()) if (store.root / "tmp").is_dir() else []
+
+
+def test_gpux_home_defaults(monkeypatch, tmp_path):
+    monkeypatch.delenv("GPUX_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert gpux_home() == tmp_path / "xdg" / "gpux"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert gpux_home() == tmp_path / "home" / ".cache" / "gpux"
+    monkeypatch.setenv("GPUX_HOME", str(tmp_path / "g"))
+    assert gpux_home() == tmp_path / "g"
+
+
+def test_object_is_stored_once_read_only_and_counted():
+    store, data = Store(), os.urandom(5000)
+    calls: list = []
+    assert store.ensure_object(sha(data), len(data), feeder(data, calls), label="m: f") is False
+    assert store.ensure_object(sha(data), len(data), feeder(data, calls), label="m: f") is True
+    path = store.object_path(sha(data))
+    assert path.read_bytes() == data and calls == [0]
+    assert path.stat().st_mode & 0o222 == 0
+    assert (store.stats.hits, store.stats.downloaded, store.stats.bytes_downloaded) == (1, 1, 5000)
+    store.save_counters()
+    assert store.load_counters() == {"object_hits": 1, "object_downloads": 1, "bytes_downloaded": 5000}
+    assert tmp_files(store) == []
+
+
+def test_mismatch_names_file_and_hashes_and_keeps_nothing():
+    store, good, bad = Store(), b"a" * 3000, b"b" * 3000
+    with pytest.raises(IntegrityError) as err:
+        store.ensure_object(sha(good), len(good), feeder(bad), label="org/m: model.safetensors")
+    msg = err.value.message
+    assert "org/m: model.safetensors" in msg and sha(good) in msg and sha(bad) in msg
+    assert objects(store) == [] and tmp_files(store) == []
+
+
+def test_longer_body_is_cut_off_and_refused():
+    store, good = Store(), b"a" * 3000
+    with pytest.raises(IntegrityError, match="more than 3000 bytes"):
+        store.ensure_object(sha(good), len(good), feeder(good + b"x" * 10_000), label="m: f")
+    assert objects(store) == [] and tmp_files(store) == []
+
+
+def test_interrupted_write_resumes_from_its_partial():
+    store, data = Store(), os.urandom(10_000)
+    calls: list = []
+
+    def dies(dest, resume_from):
+        calls.append(resume_from)
+        dest.write(data[:4000])
+        raise ConnectionError("cut")
+
+    with pytest.raises(ConnectionError):
+        store.ensure_object(sha(data), len(data), dies, label="m: f")
+    assert objects(store) == [] and tmp_files(store) == [f"{sha(data)}.partial"]
+    assert store.ensure_object(sha(data), len(data), feeder(data, calls), label="m: f") is False
+    assert calls == [0, 4000]
+    assert store.object_path(sha(data)).read_bytes() == data and tmp_files(store) == []
+
+
+def test_bad_partial_prefix_is_discarded_and_downloaded_again():
+    store, data = Store(), os.urandom(10_000)
+    store.tmp_dir().joinpath(f"{sha(data)}.partial").write_bytes(b"\0" * 4000)
+    calls: list = []
+    store.ensure_object(sha(data), len(data), feeder(data, calls), label="m: f")
+    assert calls == [4000, 0]
+    assert store.object_path(sha(data)).read_bytes() == data
+
+
+def test_writer_that_rewinds_restarts_the_hash():
+    store, data = Store(), os.urandom(3000)
+    store.tmp_dir().joinpath(f"{sha(data)}.partial").write_bytes(b"junk")
+
+    def ignores_range(dest, resume_from):  # as http_get does when a server answers 200 to a Range request
+        dest.seek(0)
+        dest.truncate()
+        dest.write(data)
+
+    store.ensure_object(sha(data), len(data), ignores_range, label="m: f")
+    assert store.object_path(sha(data)).read_bytes() == data
+
+
+def test_blob_checked_by_git_sha1_in_the_same_pass():
+    store, data = Store(), b'{"a": 1}'
+    calls: list = []
+    assert store.ensure_blob(git_sha1(data), len(data), feeder(data, calls), label="m: config.json") == sha(data)
+    assert store.ensure_blob(git_sha1(data), len(data), feeder(data, calls), label="m: config.json") == sha(data)
+    assert calls == [0]  # the second time, the git-blob index answers
+    with pytest.raises(IntegrityError) as err:
+        store.ensure_blob(git_sha1(b"other!!!"), 8, feeder(b"evil!!!!"), label="m: tokenizer.json")
+    assert "m: tokenizer.json" in err.value.message and git_sha1(b"other!!!") in err.value.message
+    assert objects(store) == [sha(data)] and tmp_files(store) == []
+
+
+def _slow_ensure(root: str, data: bytes, log: str) -> None:
+    def write(dest, resume_from):
+        with open(log, "a") as f:
+            f.write("w\n")
+        for i in range(0, len(data), 1000):
+            dest.write(data[i:i + 1000])
+            time.sleep(0.01)
+
+    store = Store(Path(root))
+    store.ensure_object(sha(data), len(data), write, label="m: f")
+
+
+def test_concurrent_processes_write_an_object_once(tmp_path):
+    data, log = os.urandom(20_000), tmp_path / "log"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_slow_ensure, args=(str(tmp_path / "s"), data, str(log))) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0] * 4
+    assert log.read_text() == "w\n"
+    assert Store(tmp_path / "s").object_path(sha(data)).read_bytes() == data
+
+
+def test_clean_tmp_removes_leftovers_but_not_what_is_in_use():
+    store = Store()
+    tmp = store.tmp_dir()
+    old = time.time() - 2 * 24 * 3600
+    fresh_partial = tmp / f"{'a' * 64}.partial"
+    stale_partial = tmp / f"{'b' * 64}.partial"
+    dead_blob = tmp / f"blob-{'c' * 40}.partial"
+    busy_blob = tmp / f"blob-{'d' * 40}.partial"
+    old_dir, new_dir = tmp / "build-old", tmp / "build-new"
+    for p in (fresh_partial, stale_partial, dead_blob, busy_blob):
+        p.write_bytes(b"x")
+    old_dir.mkdir()
+    new_dir.mkdir()
+    (old_dir / "f").write_bytes(b"x")
+    os.chmod(old_dir, 0o555)
+    for p in (stale_partial, old_dir):
+        os.utime(p, (old, old))
+    with store.lock(f"blob-{'d' * 40}"):
+        assert store.clean_tmp() == 3
+    assert tmp_files(store) == sorted([fresh_partial.name, busy_blob.name, new_dir.name])
+
+
+def test_verify_prune_info(tmp_path):
+    store = Store()
+    live, orphan = os.urandom(2000), os.urandom(3000)
+    for data in (live, orphan):
+        store.ensure_object(sha(data), len(data), feeder(data), label="m: f")
+    rec = store.root / "refs" / "projects" / "p.json"
+    rec.parent.mkdir(parents=True)
+    rec.write_text('{"project": "/p", "models": {"m": {"files": ["%s"]}}}' % sha(live))
+    assert not gc.verify(store)
+    path = store.object_path(sha(live))
+    os.chmod(path, 0o644)
+    path.write_bytes(b"rot" + live[3:])
+    report = gc.verify(store)
+    assert [b["object"] for b in report.bad_objects] == [sha(live)]
+    gc.verify(store, fix=True)
+    assert objects(store) == [sha(orphan)]
+    store.ensure_object(sha(live), len(live), feeder(live), label="m: f")
+    dry = gc.prune(store, dry_run=True)
+    assert dry.objects == [sha(orphan)] and dry.bytes_freed == 3000 and store.has_object(sha(orphan))
+    assert gc.prune(store).objects == [sha(orphan)]
+    assert objects(store) == [sha(live)]
+    data = gc.info(store)
+    assert (data["objects"], data["objects_bytes"], data["synced_projects"]) == (1, 2000, 1)
