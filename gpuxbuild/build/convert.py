@@ -1,0 +1,430 @@
+"""ONNX export of a downloaded model repo with optimum, reproducible to the byte.
+
+``export_onnx`` runs the export in a fresh Python process with ``PYTHONHASHSEED=0``: optimum merges seq2seq
+decoders through a ``set.pop()``, so the graph bytes depend on the hash seed. The process boundary also
+lets a caller bound memory and run exports in parallel. Post-processing (ORT optimizer, fp16, int8) runs
+in that process too, and every graph is re-serialized without doc strings or metadata, so no temp path
+ends up in the bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpuxbuild.build.tasks import SUPPORTED_TASKS, optimum_task
+from gpuxbuild.errors import GpuxError, MissingExtraError
+
+DTYPES = ("fp32", "fp16")
+OPTIMIZE_LEVELS = (0, 1, 2, 99)
+QUANTIZE_MODES = ("int8",)
+
+# Validation tolerance (max absolute difference to PyTorch) of fp32 graphs, per task.
+TASK_ATOL = {
+    "feature-extraction": 1e-3,
+    "fill-mask": 1e-3,
+    "question-answering": 1e-3,
+    "text-classification": 1e-3,
+    "token-classification": 1e-3,
+    "text-generation": 2e-3,
+    "text2text-generation": 2e-3,
+}
+FP16_ATOL_FACTOR = 50
+# Dynamic int8 error grows with the output's magnitude: tolerate this fraction of the largest reference value.
+INT8_RELATIVE_ATOL = 0.25
+
+SAMPLE_TEXT = "The quick brown fox jumps over the lazy dog. Paris is the capital of France."
+SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+TWO_GB = 2**31
+
+
+class ExportError(GpuxError):
+    """The exporter failed on a model it claims to support."""
+
+
+class UnsupportedModelError(GpuxError):
+    """The model's architecture cannot be exported to ONNX for the requested task."""
+
+
+class ValidationError(GpuxError):
+    """The exported graph's outputs differ from the PyTorch model's beyond the tolerance."""
+
+    def __init__(self, message: str, hint: str | None = None, *, max_diff: float):
+        super().__init__(message, hint)
+        self.max_diff = max_diff
+
+
+_ERRORS = {cls.__name__: cls for cls in (GpuxError, ExportError, UnsupportedModelError, ValidationError,
+                                         MissingExtraError)}
+
+
+@dataclass
+class ExportResult:
+    """What an export produced: graph role -> file name in out_dir, validation max diff, seconds per stage."""
+
+    graphs: dict[str, str]
+    max_diff: float | None = None
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+def export_onnx(source_dir: Path, out_dir: Path, *, task: str, library: str = "transformers", opset: int | None = None,
+                dtype: str = "fp32", optimize: int | None = None, quantize: str | None = None, validate: bool = True,
+                atol: float | None = None, trust_remote_code: bool = False, name: str | None = None,
+                env: dict[str, str] | None = None) -> ExportResult:
+    """Export the model repo in ``source_dir`` to ONNX graphs plus runtime files in ``out_dir`` (must be empty).
+
+    ``name`` labels the model in errors (default: the folder name); ``env`` adds variables to the export
+    process's environment. Raises GpuxError subclasses for unsupported models, failed validation and
+    missing dependencies.
+    """
+    source_dir, out_dir = Path(source_dir).resolve(), Path(out_dir).resolve()
+    name = name or source_dir.name
+    _check_options(name, task, dtype, optimize, quantize, opset)
+    if not (source_dir / "config.json").is_file():
+        raise GpuxError(f"{name}: no config.json in the model files", "export needs a transformers model repo")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise GpuxError(f"{out_dir}: output folder is not empty", "export into a new folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    request = {
+        "source_dir": str(source_dir), "out_dir": str(out_dir), "task": task, "library": library, "opset": opset,
+        "dtype": dtype, "optimize": optimize, "quantize": quantize, "validate": validate, "atol": atol,
+        "trust_remote_code": trust_remote_code, "name": name,
+    }
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="gpux-export-") as tmp:
+        request_path, result_path = Path(tmp) / "request.json", Path(tmp) / "result.json"
+        request_path.write_text(json.dumps(request))
+        proc = subprocess.run(
+            [sys.executable, "-m", "gpuxbuild.build._export_worker", str(request_path), str(result_path)],
+            env=_worker_env(env), cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        )
+        payload = json.loads(result_path.read_text()) if result_path.is_file() else None
+    if payload is None or "error" not in payload and proc.returncode != 0:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise ExportError(f"{name}: ONNX export failed: {_last_line(proc.stderr) or f'exit code {proc.returncode}'}",
+                          "see the exporter's log above; report it if the model loads with transformers")
+    if "error" in payload:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise _error_from(payload["error"])
+    result = payload["result"]
+    stages = dict(result["stages"]) | {"total": round(time.perf_counter() - started, 3)}
+    return ExportResult(graphs=result["graphs"], max_diff=result["max_diff"], stages=stages)
+
+
+def _check_options(name: str, task: str, dtype: str, optimize: int | None, quantize: str | None,
+                   opset: int | None) -> None:
+    if task not in SUPPORTED_TASKS:
+        raise GpuxError(f"{name}: task {task!r} cannot be exported", f"supported tasks: {', '.join(SUPPORTED_TASKS)}")
+    if dtype not in DTYPES:
+        raise GpuxError(f"{name}: dtype {dtype!r} is not supported", f"use one of: {', '.join(DTYPES)}")
+    if optimize is not None and optimize not in OPTIMIZE_LEVELS:
+        raise GpuxError(f"{name}: optimize level {optimize!r} is not supported",
+                        f"use one of: {', '.join(map(str, OPTIMIZE_LEVELS))}")
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise GpuxError(f"{name}: quantize {quantize!r} is not supported", "use: int8")
+    if quantize and dtype != "fp32":
+        raise GpuxError(f"{name}: int8 quantization needs dtype fp32, not {dtype}", "drop one of dtype/quantize")
+    if opset is not None and not 11 <= opset <= 23:
+        raise GpuxError(f"{name}: opset {opset} is out of range", "use an opset between 11 and 23, or leave it unset")
+
+
+def _worker_env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ) | (extra or {})
+    env["PYTHONHASHSEED"] = "0"
+    # Never reach the Hub from an export: everything comes from the downloaded folder.
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TRANSFORMERS_OFFLINE"] = "1"
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    # The worker imports gpuxbuild from wherever this process did.
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _error_from(error: dict) -> GpuxError:
+    """Rebuild the GpuxError the export process reported."""
+    cls = _ERRORS.get(error["type"], GpuxError)
+    exc = cls.__new__(cls)
+    GpuxError.__init__(exc, error["message"], error["hint"])
+    if cls is ValidationError:
+        exc.max_diff = error["max_diff"]
+    return exc
+
+
+# --------------------------------------------------------------------------- in the export process
+
+
+def run_export(source_dir: str, out_dir: str, *, task: str, library: str, opset: int | None, dtype: str,
+               optimize: int | None, quantize: str | None, validate: bool, atol: float | None,
+               trust_remote_code: bool, name: str) -> dict:
+    """The export itself; runs inside the worker process (see ``export_onnx``). Returns the result as JSON data."""
+    stages: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def stage(label: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stages[label] = round(now - clock, 3)
+        clock = now
+
+    try:
+        import torch
+        import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX configs)
+        from optimum.exporters.onnx import main_export
+    except ImportError:
+        raise MissingExtraError("convert", f"exporting {name} to ONNX") from None
+    torch.manual_seed(0)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    stage("import")
+
+    source, out = Path(source_dir), Path(out_dir)
+    config = json.loads((source / "config.json").read_text())
+    _check_supported(name, config, task)
+    with tempfile.TemporaryDirectory(prefix="gpux-onnx-") as tmp:
+        export_dir = Path(tmp)
+        # sentence-transformers models export as their transformer (last_hidden_state); the runtime pools
+        # per the copied 1_Pooling config, so the export needs no sentence-transformers package.
+        main_export(str(source), export_dir, task=optimum_task(task), opset=opset, device="cpu", dtype="fp32",
+                    do_validation=False, library_name="transformers", trust_remote_code=trust_remote_code)
+        stage("export")
+        graphs = ({"encoder": "encoder_model.onnx", "decoder": "decoder_model_merged.onnx"}
+                  if task == "text2text-generation" else {"model": "model.onnx"})
+        for file_name in graphs.values():
+            if not (export_dir / file_name).is_file():
+                raise ExportError(f"{name}: the exporter wrote no {file_name}", "report this model")
+            _post_process(export_dir / file_name, out / file_name, config, optimize, dtype, quantize, stage)
+        # Older repos keep generation settings in config.json; optimum moves them to a generation config.
+        if not (source / "generation_config.json").is_file() and (export_dir / "generation_config.json").is_file():
+            shutil.copyfile(export_dir / "generation_config.json", out / "generation_config.json")
+    _copy_runtime_files(source, out)
+    stage("files")
+
+    max_diff = None
+    if validate:
+        max_diff = _validate(source, out, graphs, task, name, dtype, quantize, atol)
+        stage("validate")
+    return {"graphs": graphs, "max_diff": max_diff, "stages": stages}
+
+
+def _check_supported(name: str, config: dict, task: str) -> None:
+    from optimum.exporters.tasks import TasksManager
+
+    model_type = config.get("model_type") or "unknown"
+    arch = ", ".join(config.get("architectures") or []) or model_type
+    try:
+        supported = TasksManager.get_supported_tasks_for_model_type(model_type, exporter="onnx",
+                                                                    library_name="transformers")
+    except KeyError:
+        raise UnsupportedModelError(
+            f"{name}: architecture {arch} (model_type {model_type}) cannot be exported to ONNX for task {task}",
+            "optimum's ONNX exporter does not support it; choose a model that ships ONNX files or another architecture",
+        ) from None
+    if optimum_task(task) not in supported:
+        tasks = sorted({t.removesuffix("-with-past") for t in supported} & set(SUPPORTED_TASKS))
+        raise UnsupportedModelError(
+            f"{name}: architecture {arch} (model_type {model_type}) cannot be exported to ONNX for task {task}",
+            f"set `task:` to one it supports: {', '.join(tasks) or 'none that gpux runs'}",
+        )
+
+
+def _post_process(src: Path, dest: Path, config: dict, optimize: int | None, dtype: str, quantize: str | None,
+                  stage) -> None:
+    """Optimize / fp16 / int8 one graph, then write it to ``dest`` without doc strings or metadata."""
+    import onnx
+
+    work = src
+    if optimize is not None:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        model_type = {"gpt2": "gpt2", "t5": "t5", "bart": "bart"}.get(config.get("model_type"), "bert")
+        optimized = optimize_model(str(work), model_type=model_type, num_heads=0, hidden_size=0, opt_level=optimize,
+                                   use_gpu=False)
+        work = src.with_name(f"optimized-{src.name}")
+        optimized.save_model_to_file(str(work), use_external_data_format=_is_large(src))
+        stage("optimize")
+    if dtype == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        # Inputs and outputs stay float32 so the runtime feeds every dtype the same way.
+        half = convert_float_to_float16(onnx.load(str(work)), keep_io_types=True)
+        work = src.with_name(f"fp16-{src.name}")
+        _save(half, work)
+        stage("fp16")
+    if quantize == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantized = src.with_name(f"int8-{src.name}")
+        quantize_dynamic(work, quantized, weight_type=QuantType.QInt8, use_external_data_format=_is_large(work),
+                         extra_options={"EnableSubgraph": True})
+        work = quantized
+        stage("quantize")
+    model = onnx.load(str(work))
+    _strip(model)
+    _save(model, dest)
+
+
+def _is_large(path: Path) -> bool:
+    return sum(p.stat().st_size for p in path.parent.glob(f"{path.name}*")) >= TWO_GB
+
+
+def _strip(model) -> None:
+    """Drop what may carry machine-specific text: doc strings and metadata, in every (sub)graph."""
+    model.doc_string = ""
+    del model.metadata_props[:]
+
+    def graph(g) -> None:
+        g.doc_string = ""
+        for node in g.node:
+            node.doc_string = ""
+            del node.metadata_props[:]
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    graph(attr.g)
+                for sub in attr.graphs:
+                    graph(sub)
+
+    graph(model.graph)
+
+
+def _save(model, dest: Path) -> None:
+    """Save a graph; over 2 GB its weights go to ``<name>_data`` next to it (a relative location)."""
+    import onnx
+
+    if model.ByteSize() < TWO_GB:
+        onnx.save(model, str(dest))
+    else:
+        onnx.save(model, str(dest), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=f"{dest.name}_data", size_threshold=1024)
+
+
+def _copy_runtime_files(source: Path, out: Path) -> None:
+    """Tokenizer (always fast), config, generation config and sentence-transformers metadata."""
+    from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
+
+    ensure_fast_tokenizer(source, out)
+    names = ["config.json", "generation_config.json", *SENTENCE_TRANSFORMERS_FILES]
+    if (source / "modules.json").is_file():
+        for module in json.loads((source / "modules.json").read_text()):
+            path = module.get("path") or ""
+            if path and (source / path / "config.json").is_file():
+                names.append(f"{path}/config.json")
+    for rel in names:
+        if (source / rel).is_file():
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / rel, out / rel)
+
+
+# --------------------------------------------------------------------------- validation
+
+AUTO_CLASSES = {
+    "feature-extraction": "AutoModel",
+    "fill-mask": "AutoModelForMaskedLM",
+    "question-answering": "AutoModelForQuestionAnswering",
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "text-generation": "AutoModelForCausalLM",
+    "text2text-generation": "AutoModelForSeq2SeqLM",
+}
+
+
+def _validate(source: Path, out: Path, graphs: dict[str, str], task: str, name: str, dtype: str,
+              quantize: str | None, atol: float | None) -> float:
+    """Run the final graphs and the PyTorch model on a sample text; raise ValidationError beyond the tolerance.
+
+    Generative graphs are checked on their first step (empty KV cache), the step every generation starts with.
+    """
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    import transformers
+
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(out / "tokenizer.json"))
+    ids = np.array([tokenizer(SAMPLE_TEXT)["input_ids"][:24]], dtype=np.int64)
+    mask = np.ones_like(ids)
+    model = getattr(transformers, AUTO_CLASSES[task]).from_pretrained(source, local_files_only=True).eval()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+
+    def session(file_name: str):
+        return ort.InferenceSession(str(out / file_name), options, providers=["CPUExecutionProvider"])
+
+    pairs: list[tuple[str, np.ndarray, np.ndarray]] = []  # (output, onnx, torch)
+    with torch.no_grad():
+        if task == "text2text-generation":
+            encoder, decoder = session(graphs["encoder"]), session(graphs["decoder"])
+            start = model.config.decoder_start_token_id
+            dec_ids = np.concatenate([np.array([[start]], dtype=np.int64), ids[:, :3]], axis=1)
+            (hidden,) = encoder.run(["last_hidden_state"], _feeds(encoder, {"input_ids": ids, "attention_mask": mask}))
+            ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                        decoder_input_ids=torch.from_numpy(dec_ids), use_cache=False)
+            pairs.append(("encoder last_hidden_state", hidden, ref.encoder_last_hidden_state.numpy()))
+            feeds = {"input_ids": dec_ids, "encoder_hidden_states": ref.encoder_last_hidden_state.numpy(),
+                     "encoder_attention_mask": mask, "use_cache_branch": np.array([False])}
+            (logits,) = decoder.run(["logits"], _feeds(decoder, feeds))
+            pairs.append(("decoder logits", logits, ref.logits.numpy()))
+        else:
+            graph = session(graphs["model"])
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids),
+                     "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None]}
+            torch_inputs = {k: torch.from_numpy(v) for k, v in feeds.items()
+                            if k in {i.name for i in graph.get_inputs()} and k != "position_ids"}
+            if task == "text-generation":
+                torch_inputs["use_cache"] = False
+            ref = model(**torch_inputs)
+            names = [o.name for o in graph.get_outputs() if not o.name.startswith("present")]
+            for out_name, value in zip(names, graph.run(names, _feeds(graph, feeds))):
+                if out_name in ref:
+                    pairs.append((out_name, value, ref[out_name].numpy()))
+    if not pairs:
+        raise ExportError(f"{name}: no ONNX output matches the PyTorch model's outputs", "report this model")
+
+    max_diff = 0.0
+    for label, got, want in pairs:
+        diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
+        tol = atol if atol is not None else _tolerance(task, dtype, quantize, want)
+        max_diff = max(max_diff, diff)
+        if not diff <= tol:  # also catches NaN
+            raise ValidationError(
+                f"{name}: ONNX output '{label}' differs from PyTorch by {diff:.3g} (tolerance {tol:.3g})",
+                "the exported graph is not faithful; try another opset/optimize level, or raise `atol` if expected",
+                max_diff=diff,
+            )
+    return max_diff
+
+
+def _tolerance(task: str, dtype: str, quantize: str | None, reference) -> float:
+    tol = TASK_ATOL[task] * (FP16_ATOL_FACTOR if dtype == "fp16" else 1)
+    if quantize == "int8":
+        tol = max(tol, INT8_RELATIVE_ATOL * float(abs(reference).max()))
+    return tol
+
+
+def _feeds(session, known: dict) -> dict:
+    """Inputs for ``session``: the known ones it takes, and an empty KV cache for every past_key_values input."""
+    import numpy as np
+
+    feeds = {}
+    for spec in session.get_inputs():
+        if spec.name in known:
+            feeds[spec.name] = known[spec.name]
+        elif spec.name.startswith("past_key_values"):
+            # batch 1, cache length 0; fixed dims (heads, head size) as declared
+            shape = [d if isinstance(d, int) else (1 if "batch" in str(d) else 0) for d in spec.shape]
+            dtype = np.float16 if "float16" in spec.type else np.float32
+            feeds[spec.name] = np.zeros(shape, dtype=dtype)
+        else:
+            raise ExportError(f"graph input {spec.name!r} is unknown to the validator", "report this model")
+    return feeds

@@ -1,0 +1,79 @@
+"""The task vocabulary shared by lock, build and run: Hugging Face pipeline tags -> optimum export tasks.
+
+Pure Python: no heavy imports.
+"""
+
+from __future__ import annotations
+
+SUPPORTED_TASKS = (
+    "feature-extraction",
+    "fill-mask",
+    "question-answering",
+    "text-classification",
+    "text-generation",
+    "text2text-generation",
+    "token-classification",
+)
+
+# Tasks exported with their KV cache ("-with-past" in optimum's vocabulary).
+GENERATIVE_TASKS = ("text-generation", "text2text-generation")
+
+# Pipeline tags and optimum/transformers aliases -> the supported task they run as.
+TASK_ALIASES = {
+    "sentence-similarity": "feature-extraction",
+    "default": "feature-extraction",
+    "sequence-classification": "text-classification",
+    "sentiment-analysis": "text-classification",
+    "zero-shot-classification": "text-classification",
+    "ner": "token-classification",
+    "masked-lm": "fill-mask",
+    "causal-lm": "text-generation",
+    "seq2seq-lm": "text2text-generation",
+    "summarization": "text2text-generation",
+    "translation": "text2text-generation",
+}
+
+# config.json architecture name suffix -> task; the first matching suffix wins.
+ARCHITECTURE_SUFFIXES = (
+    ("ForSequenceClassification", "text-classification"),
+    ("ForTokenClassification", "token-classification"),
+    ("ForQuestionAnswering", "question-answering"),
+    ("ForMaskedLM", "fill-mask"),
+    ("ForCausalLM", "text-generation"),
+    ("LMHeadModel", "text-generation"),
+    ("ForConditionalGeneration", "text2text-generation"),
+    ("MTModel", "text2text-generation"),
+    ("ForPreTraining", "feature-extraction"),
+    ("Model", "feature-extraction"),
+)
+
+
+def normalize_task(tag: str | None) -> str | None:
+    """The supported task for a pipeline tag or optimum task name, or None when it has none."""
+    if not tag:
+        return None
+    base = tag.strip().lower().removesuffix("-with-past")
+    if base.startswith("translation_"):  # transformers' "translation_en_to_de"
+        base = "translation"
+    base = TASK_ALIASES.get(base, base)
+    return base if base in SUPPORTED_TASKS else None
+
+
+def infer_task(config: dict | None, files: list[str]) -> str | None:
+    """The task of a repo from its files (sentence-transformers metadata) and config.json, or None."""
+    if "modules.json" in files:
+        return "feature-extraction"
+    config = config or {}
+    for arch in config.get("architectures") or []:
+        for suffix, task in ARCHITECTURE_SUFFIXES:
+            if arch.endswith(suffix):
+                # Vision/speech models also end in ForConditionalGeneration; only text encoder-decoders qualify.
+                if task == "text2text-generation" and not config.get("is_encoder_decoder"):
+                    return None
+                return task
+    return None
+
+
+def optimum_task(task: str) -> str:
+    """The optimum exporter task for a supported task: generative tasks are exported with their KV cache."""
+    return f"{task}-with-past" if task in GENERATIVE_TASKS else task

@@ -1,0 +1,246 @@
+"""Task vocabulary, fast tokenizers, and the ONNX export of every tiny architecture."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tinymodels
+from gpuxbuild.build.convert import ExportResult, UnsupportedModelError, ValidationError, export_onnx
+from gpuxbuild.build.tasks import SUPPORTED_TASKS, infer_task, normalize_task, optimum_task
+from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
+from gpuxbuild.errors import GpuxError, MissingExtraError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@pytest.mark.parametrize("tag, task", [
+    ("sentence-similarity", "feature-extraction"),
+    ("summarization", "text2text-generation"),
+    ("translation", "text2text-generation"),
+    ("translation_en_to_de", "text2text-generation"),
+    ("text-generation-with-past", "text-generation"),
+    ("text-classification", "text-classification"),
+    ("sentiment-analysis", "text-classification"),
+    ("ner", "token-classification"),
+    ("image-classification", None),
+    ("", None),
+    (None, None),
+])
+def test_normalize_task(tag, task):
+    assert normalize_task(tag) == task
+
+
+@pytest.mark.parametrize("arch, extra, task", [
+    ("BertForSequenceClassification", {}, "text-classification"),
+    ("GPT2LMHeadModel", {}, "text-generation"),
+    ("LlamaForCausalLM", {}, "text-generation"),
+    ("T5ForConditionalGeneration", {"is_encoder_decoder": True}, "text2text-generation"),
+    ("BartForConditionalGeneration", {"is_encoder_decoder": True}, "text2text-generation"),
+    ("LlavaForConditionalGeneration", {}, None),
+    ("BertModel", {}, "feature-extraction"),
+    ("BertForTokenClassification", {}, "token-classification"),
+    ("RobertaForQuestionAnswering", {}, "question-answering"),
+    ("AlbertForMaskedLM", {}, "fill-mask"),
+    ("BertForMultipleChoice", {}, None),
+])
+def test_infer_task_from_architecture(arch, extra, task):
+    assert infer_task({"architectures": [arch]} | extra, ["config.json"]) == task
+
+
+def test_infer_task_sentence_transformers_and_unknown():
+    assert infer_task({"architectures": ["BertForMaskedLM"]}, ["config.json", "modules.json"]) == "feature-extraction"
+    assert infer_task({}, ["config.json"]) is None
+    assert infer_task(None, []) is None
+    assert optimum_task("text-generation") == "text-generation-with-past"
+    assert optimum_task("fill-mask") == "fill-mask"
+    assert set(SUPPORTED_TASKS) >= {normalize_task(t) for t in SUPPORTED_TASKS}
+
+
+def test_option_errors_are_user_errors(tmp_path):
+    source = tinymodels.write_repo("bert", tmp_path / "bert")
+    for kwargs in ({"task": "image-classification"}, {"task": "fill-mask", "dtype": "bf16"},
+                   {"task": "fill-mask", "optimize": 3}, {"task": "fill-mask", "quantize": "int4"},
+                   {"task": "fill-mask", "dtype": "fp16", "quantize": "int8"}):
+        with pytest.raises(GpuxError) as info:
+            export_onnx(source, tmp_path / "out", **kwargs)
+        assert info.value.hint and "bert" in info.value.message
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+def test_ensure_fast_tokenizer_copies_and_converts(tmp_path):
+    from tokenizers import Tokenizer
+
+    fast = ensure_fast_tokenizer(tinymodels.repo_dir("bert"), tmp_path / "a")
+    assert fast == ["special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
+    assert (tmp_path / "a/tokenizer.json").read_bytes() == tinymodels.make_repo("bert")["tokenizer.json"]
+
+    slow = tinymodels.repo_dir("slow-tokenizer-only")
+    assert ensure_fast_tokenizer(slow, tmp_path / "b") == fast
+    ensure_fast_tokenizer(slow, tmp_path / "c")
+    assert (tmp_path / "b/tokenizer.json").read_bytes() == (tmp_path / "c/tokenizer.json").read_bytes()
+    reference = Tokenizer.from_file(str(tmp_path / "a/tokenizer.json"))
+    converted = Tokenizer.from_file(str(tmp_path / "b/tokenizer.json"))
+    text = "Paris is the capital of France; unbelievable!"
+    assert converted.encode(text).ids == reference.encode(text).ids
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GpuxError, match="no tokenizer files"):
+        ensure_fast_tokenizer(tmp_path / "empty", tmp_path / "d")
+
+
+# --------------------------------------------------------------------------- export
+
+EXPORT_KINDS = sorted(set(tinymodels.KINDS) - {"onnx-shipped", "unsupported"})
+
+
+def _task(kind: str) -> str:
+    root = tinymodels.repo_dir(kind)
+    files = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+    return infer_task(json.loads((root / "config.json").read_text()), files)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """kind -> (ExportResult, out folder) of a default export, computed once per kind."""
+    cache: dict[str, tuple[ExportResult, Path]] = {}
+
+    def get(kind: str) -> tuple[ExportResult, Path]:
+        if kind not in cache:
+            out = tmp_path_factory.mktemp("export") / kind
+            cache[kind] = export_onnx(tinymodels.repo_dir(kind), out, task=_task(kind)), out
+        return cache[kind]
+
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", EXPORT_KINDS)
+def test_export_kind(kind, exported):
+    import onnx
+
+    result, out = exported(kind)
+    task = _task(kind)
+    files = set(_files(out))
+    expected_graphs = ({"encoder": "encoder_model.onnx", "decoder": "decoder_model_merged.onnx"}
+                       if task == "text2text-generation" else {"model": "model.onnx"})
+    assert result.graphs == expected_graphs
+    assert result.max_diff is not None and result.max_diff < 1e-3
+    assert {"export", "validate", "total"} <= set(result.stages)
+    assert {"config.json", "tokenizer.json", "tokenizer_config.json", *expected_graphs.values()} <= files
+    assert not any(f.endswith((".safetensors", ".bin", ".txt", ".model")) or f == "vocab.json" for f in files)
+    assert ("generation_config.json" in files) == (task in {"text-generation", "text2text-generation"})
+    if kind == "sentence-transformers":
+        assert {"modules.json", "sentence_bert_config.json", "1_Pooling/config.json"} <= files
+    graph = onnx.load(str(out / expected_graphs.get("model", expected_graphs.get("decoder"))))
+    inputs = {i.name for i in graph.graph.input}
+    if task in {"text-generation", "text2text-generation"}:
+        assert any(name.startswith("past_key_values") for name in inputs)
+    assert not graph.doc_string and not graph.metadata_props
+
+
+def _export_in_subprocess(source: Path, out: Path, task: str, hash_seed: str, **options) -> None:
+    code = ("import sys, json; from gpuxbuild.build.convert import export_onnx; "
+            "export_onnx(sys.argv[1], sys.argv[2], task=sys.argv[3], **json.loads(sys.argv[4]))")
+    env = os.environ | {"PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", code, str(source), str(out), task, json.dumps(options)],
+                   env=env, check=True, capture_output=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["bert", "gpt2", "t5"])
+def test_export_is_byte_identical_across_processes_and_folders(kind, exported, tmp_path):
+    _, first = exported(kind)
+    source = shutil.copytree(tinymodels.repo_dir(kind), tmp_path / "elsewhere" / "src-copy")
+    second = tmp_path / "other-out" / "deeper"
+    _export_in_subprocess(source, second, _task(kind), hash_seed="12345")
+    assert _files(first) == _files(second)
+    for data in _files(second).values():
+        assert str(tmp_path).encode() not in data and b"/tmp/" not in data
+
+
+@pytest.mark.slow
+def test_unsupported_architecture_is_named(tmp_path):
+    with pytest.raises(UnsupportedModelError) as info:
+        export_onnx(tinymodels.repo_dir("unsupported"), tmp_path / "out", task="text-generation", name="tiny-xlnet")
+    message = str(info.value)
+    assert "XLNetLMHeadModel" in message and "text-generation" in message and "tiny-xlnet" in message
+    assert not (tmp_path / "out").exists()
+
+    with pytest.raises(UnsupportedModelError, match="BertForSequenceClassification.*text2text-generation") as info:
+        export_onnx(tinymodels.repo_dir("bert"), tmp_path / "out", task="text2text-generation")
+    assert "text-classification" in info.value.hint
+
+
+@pytest.mark.slow
+def test_missing_convert_extra(tmp_path):
+    shim = tmp_path / "shim" / "torch"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('torch is not installed')\n")
+    with pytest.raises(MissingExtraError, match="convert") as info:
+        export_onnx(tinymodels.repo_dir("bert"), tmp_path / "out", task="text-classification", name="tiny-bert",
+                    env={"PYTHONPATH": str(shim.parent)})
+    assert "tiny-bert" in info.value.message and "pip install" in info.value.hint
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options, check", [
+    ({"dtype": "fp16", "optimize": 1}, "fp16"),
+    ({"quantize": "int8", "optimize": 2}, "int8"),
+])
+def test_bert_options_are_deterministic(options, check, tmp_path):
+    import numpy as np
+    import onnx
+
+    source = tinymodels.repo_dir("bert")
+    first = export_onnx(source, tmp_path / "a", task="text-classification", **options)
+    assert first.max_diff is not None and {"optimize", check} <= set(first.stages)
+    _export_in_subprocess(shutil.copytree(source, tmp_path / "src"), tmp_path / "b", "text-classification",
+                          hash_seed="7", **options)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+
+    graph = onnx.load(str(tmp_path / "a/model.onnx"))
+    assert [o.type.tensor_type.elem_type for o in graph.graph.output] == [onnx.TensorProto.FLOAT]
+    weights = [onnx.numpy_helper.to_array(t).dtype for t in graph.graph.initializer]
+    if check == "fp16":
+        assert np.dtype("float16") in weights
+    else:
+        assert np.dtype("int8") in weights
+        assert any(n.op_type in {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}
+                   for n in graph.graph.node)
+
+
+@pytest.mark.slow
+def test_validation_failure_names_max_difference(tmp_path):
+    with pytest.raises(ValidationError) as info:
+        export_onnx(tinymodels.repo_dir("bert"), tmp_path / "out", task="text-classification", dtype="fp16",
+                    atol=1e-9)
+    assert info.value.max_diff > 1e-9
+    assert f"{info.value.max_diff:.3g}" in info.value.message and "tolerance 1e-09" in info.value.message
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_validate_false_skips_validation(tmp_path):
+    result = export_onnx(tinymodels.repo_dir("bert-qa"), tmp_path / "out", task="question-answering",
+                         validate=False, opset=17)
+    assert result.max_diff is None and "validate" not in result.stages
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "out/model.onnx"))
+    assert {o.domain: o.version for o in graph.opset_import}[""] == 17
