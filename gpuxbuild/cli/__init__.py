@@ -75,4 +75,4 @@ def main(ctx: click.Context, project: Path | None, quiet: bool) -> None:
 
 
 # Command modules register themselves on `main` when imported.
-from gpuxbuild.cli import build_cmds, project_cmds, run_cmds, store_cmds  # noqa: E402,F401
+from gpuxbuild.cli import build_cmds, project_cmds, run_cmds, store_cmds, sync_cmds  # noqa: E402,F401

@@ -1,0 +1,81 @@
+"""`gpux sync`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gpuxbuild.cli import Context, console, err_console, main, pass_context, print_json
+from gpuxbuild.cli.project_cmds import JSON, OFFLINE
+
+_SIGNS = {"add": "[green]+[/]", "update": "[yellow]~[/]", "remove": "[red]-[/]"}
+
+
+def _human(n: int) -> str:
+    from gpuxbuild.pull import human_size
+
+    return human_size(n)
+
+
+def _render(res, ctx: Context) -> None:
+    plan = res.plan
+    if ctx.quiet:
+        console.print(("dry run: " if res.dry_run else "") + plan.summary())
+        return
+    relocked = [c for c in plan.lock_changes if c.action != "unchanged"]
+    if relocked:
+        verb = "would re-lock" if res.dry_run else "re-locked"
+        console.print(f"gpux.lock was out of date, {verb}: " + ", ".join(f"{c.name} ({c.action})" for c in relocked))
+    for act in plan.models:
+        if act.action == "unchanged":
+            continue
+        digest = f" {act.digest[7:19]}" if act.digest else ""
+        built = " [dim](to build)[/]" if res.dry_run and act.artifact == "build" else ""
+        why = f" [dim]({'; '.join(act.reasons)})[/]" if act.reasons else ""
+        console.print(f" {_SIGNS[act.action]} {act.name}{digest}{why}{built}", soft_wrap=True)
+    for f in [u for a in plan.models for u in a.user_files] + plan.user_files:
+        console.print(f" [cyan]?[/] {f} [dim](not placed by gpux sync; left alone)[/]", soft_wrap=True)
+    if res.dry_run:
+        console.print(f"dry run, nothing changed: {plan.summary()}")
+        return
+    console.print(plan.summary())
+    cache = f"artifacts: {res.reused} reused, {res.built} built"
+    if res.sources_downloaded:
+        cache += f"; {res.sources_downloaded} source files downloaded ({_human(res.bytes_downloaded)})"
+    if res.link_modes:
+        cache += f"; placed by {'/'.join(res.link_modes)}"
+    console.print(cache)
+
+
+@main.command()
+@click.option("--locked", is_flag=True, help="Fail (exit 1) if gpux.lock is out of date instead of re-locking it.")
+@click.option("--frozen", is_flag=True, help="Use gpux.lock as it is, without reading gpux.models.yml.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--target", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to mirror the lock into. Default: .gpux/models in the project.")
+@click.option("--link-mode", type=click.Choice(["auto", "reflink", "hardlink", "copy"]), default="auto", show_default=True,
+              help="How files come from the store: auto tries reflink, then hardlink, then copy.")
+@OFFLINE
+@JSON
+@pass_context
+def sync(ctx: Context, locked: bool, frozen: bool, dry_run: bool, target: Path | None, link_mode: str,
+         offline: bool, as_json: bool) -> None:
+    """Make .gpux/models/ hold exactly the models of gpux.lock: add, update, remove, restore.
+
+    A stale gpux.lock is re-locked first (unchanged models keep their pins), unless --locked or --frozen.
+    """
+    from gpuxbuild.sync import sync as do_sync
+
+    show = not ctx.quiet and not as_json
+
+    def on_event(name: str, what: str) -> None:
+        if show and what not in ("cached", "placing"):
+            err_console.print(f"[dim]{name}: {what}[/]")
+
+    res = do_sync(ctx.project, target=target, locked=locked, frozen=frozen, offline=offline, dry_run=dry_run,
+                  link_mode=link_mode, on_event=on_event)
+    if as_json:
+        print_json(res.as_dict())
+    else:
+        _render(res, ctx)

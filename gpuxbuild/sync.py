@@ -1,0 +1,733 @@
+"""`gpux sync`: make a project's model folder mirror gpux.lock exactly (docs/sync.md).
+
+`plan_sync` compares the lock with what the target holds (per model: add, update, remove or unchanged,
+with the reasons), `execute` carries the plan out. The target keeps a record of what sync placed
+(`.gpux-sync.json`: per model its build key and artifact digest, per file its sha256, size, mtime and
+inode), so a no-op sync only stats files, a changed or deleted file is restored, and nothing sync did
+not place is ever deleted. Each model folder is prepared beside the old one and swapped in by an atomic
+rename, so a sync killed at any moment leaves every model either fully old or fully new.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import stat
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from gpuxbuild.errors import GpuxError, IntegrityError
+from gpuxbuild.hashing import digest, sha256_bytes, sha256_file
+from gpuxbuild.store import Store, make_writable, read_json, write_atomic
+
+if TYPE_CHECKING:
+    from gpuxbuild.lockfile import Lock, LockedModel
+
+# Imported lazily: a no-op sync that the fast path answers needs neither the build pipeline nor a YAML parse.
+ARTIFACT_MANIFEST = "artifact.json"  # = gpuxbuild.build.artifact.ARTIFACT_MANIFEST
+LOCK_FILE, MANIFEST_FILE = "gpux.lock", "gpux.models.yml"  # = lockfile.LOCK_NAME, manifest.MANIFEST_NAME
+# Distributions whose versions enter build keys (gpuxbuild.build.artifact.toolchain_versions), plus our own.
+TOOLCHAIN_DISTS = ("gpuxbuild", "onnx", "onnxruntime", "optimum", "optimum-onnx", "torch", "transformers")
+FAST_PATH_MAX_AGE = 3600  # the store's project record is refreshed by a full sync at least this often
+
+DEFAULT_TARGET = Path(".gpux") / "models"
+RECORD_NAME = ".gpux-sync.json"
+RECORD_VERSION = 1
+LINK_MODES = ("auto", "reflink", "hardlink", "copy")
+TMP_PREFIX, OLD_PREFIX = ".tmp-", ".old-"
+# Files of the target itself that sync manages (never reported as the user's).
+OWN_FILES = (RECORD_NAME, ".gitignore")
+
+Event = Callable[[str, str], None]  # (model name, what is happening)
+
+
+# ------------------------------------------------------------------------------------------ plan
+
+
+@dataclass
+class ModelAction:
+    """What sync will do to one model folder, and why."""
+
+    name: str
+    action: str  # add | update | remove | unchanged
+    reasons: list[str] = field(default_factory=list)
+    commit: str | None = None
+    build_key: str | None = None
+    digest: str | None = None  # artifact digest when known before executing
+    artifact: str | None = None  # "store" (reused) | "build" (to build) | None for removals
+    user_files: list[str] = field(default_factory=list)  # files in the folder that sync did not place
+    conflict: str | None = None  # why the folder cannot be replaced (it is not sync's)
+    refresh: dict = field(default_factory=dict)  # path -> new stat record, for files re-hashed and found intact
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name, "action": self.action, "reasons": self.reasons, "commit": self.commit,
+            "build_key": self.build_key, "digest": self.digest, "artifact": self.artifact,
+            "user_files": self.user_files, "conflict": self.conflict,
+        }
+
+
+@dataclass
+class SyncPlan:
+    """A sync plan as plain data; `execute` carries it out."""
+
+    project: Path
+    target: Path
+    lock: Lock | None  # None when the fast path answered without parsing the lock
+    models: list[ModelAction]
+    user_files: list[str] = field(default_factory=list)  # target entries outside any model folder
+    leftovers: list[str] = field(default_factory=list)  # staging folders of killed syncs
+    lock_changes: list = field(default_factory=list)  # resolver LockChange list when the lock was re-locked
+    record: dict = field(default_factory=dict)
+
+    def count(self, action: str) -> int:
+        return sum(m.action == action for m in self.models)
+
+    @property
+    def changed(self) -> bool:
+        return any(m.action != "unchanged" for m in self.models)
+
+    def summary(self) -> str:
+        return ", ".join(f"{self.count(a)} {a2}" for a, a2 in
+                         (("add", "added"), ("update", "updated"), ("remove", "removed"), ("unchanged", "unchanged")))
+
+    def as_dict(self) -> dict:
+        return {
+            "target": str(self.target),
+            "models": [m.as_dict() for m in self.models],
+            "user_files": self.user_files,
+            "leftovers": self.leftovers,
+            "relocked": [c.as_dict() for c in self.lock_changes if c.action != "unchanged"],
+            "summary": {a: self.count(a) for a in ("add", "update", "remove", "unchanged")},
+        }
+
+
+def read_record(target: Path) -> dict:
+    """The target's record of what sync placed: {"version", "models": {name: {...}}}."""
+    try:
+        data = json.loads((target / RECORD_NAME).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return {"version": RECORD_VERSION, "models": {}}
+    if not isinstance(data, dict) or data.get("version") != RECORD_VERSION or not isinstance(data.get("models"), dict):
+        return {"version": RECORD_VERSION, "models": {}}
+    return data
+
+
+def _stat_record(sha256: str, st: os.stat_result) -> dict:
+    return {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+
+
+def _check_files(folder: Path, files: dict[str, dict]) -> tuple[list[str], dict]:
+    """(drifted files with why, stat records of files whose stat changed but whose bytes did not).
+
+    Trusts (size, mtime_ns, inode): only files whose stat differs from the record are re-hashed.
+    """
+    drifted, refresh = [], {}
+    for rel, rec in sorted(files.items()):
+        p = folder / rel
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            drifted.append(f"{rel} (deleted)")
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            drifted.append(f"{rel} (not a file)")
+        elif (st.st_size, st.st_mtime_ns, st.st_ino) == (rec["size"], rec.get("mtime_ns"), rec.get("ino")):
+            continue
+        elif st.st_size == rec["size"] and sha256_file(p) == rec["sha256"]:
+            refresh[rel] = _stat_record(rec["sha256"], st)
+        else:
+            drifted.append(f"{rel} (changed)")
+    return drifted, refresh
+
+
+def _user_files(folder: Path, managed: set[str]) -> list[str]:
+    """Files (and symlinks) under `folder` that are not in `managed` (POSIX paths relative to `folder`)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        rel_dir = Path(dirpath).relative_to(folder)
+        for n in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            rel = (rel_dir / n).as_posix()
+            if rel not in managed:
+                found.append(rel)
+    return sorted(found)
+
+
+def _adopt(folder: Path) -> dict | None:
+    """A record for a model folder that has an artifact.json but no record entry (the record was lost).
+
+    The files artifact.json lists are gpuxbuild's; the stat fields are unknown, so every file is re-hashed.
+    """
+    try:
+        data = (folder / ARTIFACT_MANIFEST).read_bytes()
+        manifest = json.loads(data)
+        files = {f["path"]: {"sha256": f["sha256"], "size": f["size"]} for f in manifest["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    files[ARTIFACT_MANIFEST] = {"sha256": sha256_bytes(data), "size": len(data)}
+    return {"build_key": manifest.get("build_key"), "digest": "sha256:" + sha256_bytes(data), "files": files}
+
+
+def _inputs(entry: LockedModel) -> dict:
+    """What the record keeps of a lock entry, to say why a model's artifact changed."""
+    return {
+        "commit": entry.commit,
+        "options": digest(entry.options),
+        "sources": digest([f.as_dict() for f in sorted(entry.files)]),
+        "task": entry.task,
+    }
+
+
+def _why_changed(old: dict, entry: LockedModel) -> list[str]:
+    new = _inputs(entry)
+    reasons = []
+    if old.get("commit") != new["commit"]:
+        reasons.append(f"commit {str(old.get('commit'))[:12]} -> {new['commit'][:12]}")
+    if old.get("options") != new["options"]:
+        reasons.append("options changed")
+    if old.get("sources") != new["sources"] and old.get("commit") == new["commit"]:
+        reasons.append("source files changed")
+    if old.get("task") != new["task"]:
+        reasons.append(f"task {old.get('task')} -> {new['task']}")
+    return reasons or ["toolchain changed"]
+
+
+def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan:
+    """Compare `lock` with what `target` holds; reads and stats, changes nothing."""
+    from gpuxbuild.build.artifact import artifact_digest, artifact_path
+    from gpuxbuild.build.pipeline import job_from_lock
+
+    record = read_record(target)
+    record.pop("fast", None)  # whatever execute changes invalidates the fast-path memo
+    placed = record["models"]
+    plan = SyncPlan(project=project, target=target, lock=lock, models=[], record=record)
+    entries = {e.name: e for e in os.scandir(target)} if target.is_dir() else {}
+    for name, entry in sorted(lock.models.items()):
+        job = job_from_lock(entry)
+        key = job.key
+        folder = target / name
+        act = ModelAction(name, "unchanged", commit=entry.commit, build_key=key)
+        rec = placed.get(name)
+        if rec is None and name in entries:
+            rec = _adopt(folder)
+            if rec is None:
+                act.conflict = f"{name}/ exists and was not placed by gpux sync"
+                act.user_files = [f"{name}/{p}" for p in _user_files(folder, set())]
+        store_art = artifact_path(store, key)
+        if rec is None:
+            act.action, act.reasons = "add", ["new in lock"]
+        elif rec.get("build_key") != key:
+            act.action = "update"
+            act.reasons = _why_changed(rec.get("inputs") or {}, entry) if name in placed else ["not in the sync record, and a different artifact"]
+        else:
+            drifted, act.refresh = _check_files(folder, rec["files"])
+            if drifted:
+                act.action, act.reasons = "update", ["files drifted: " + ", ".join(drifted)]
+            act.digest = rec.get("digest")
+        if name in entries and entries[name].is_dir(follow_symlinks=False):
+            managed = set(rec["files"]) if rec else set()
+            act.user_files = act.user_files or [f"{name}/{p}" for p in _user_files(folder, managed)]
+        if act.action != "unchanged":
+            in_store = (store_art / ARTIFACT_MANIFEST).is_file()
+            act.artifact = "store" if in_store else "build"
+            if in_store:
+                act.digest = artifact_digest(store_art)
+            elif entry.artifact and entry.artifact.get("build_key") == key:
+                act.digest = entry.artifact.get("digest")
+        plan.models.append(act)
+    for name in sorted(set(placed) - set(lock.models)):
+        folder = target / name
+        user = [f"{name}/{p}" for p in _user_files(folder, set(placed[name]["files"]))] if folder.is_dir() else []
+        plan.models.append(ModelAction(name, "remove", ["no longer locked"], commit=(placed[name].get("inputs") or {}).get("commit"),
+                                       build_key=placed[name].get("build_key"), digest=placed[name].get("digest"),
+                                       user_files=user))
+    for n, e in sorted(entries.items()):
+        if n.startswith((TMP_PREFIX, OLD_PREFIX)):
+            plan.leftovers.append(n)
+        elif n not in lock.models and n not in placed and n not in OWN_FILES:
+            plan.user_files.append(n + ("/" if e.is_dir(follow_symlinks=False) else ""))
+    return plan
+
+
+# ------------------------------------------------------------------------------------- placement
+
+FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+_NO_REFLINK = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS, errno.EBADF, errno.EPERM}
+_NO_HARDLINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP}
+
+
+class Linker:
+    """Places store files into a project: reflink, hardlink or copy; `auto` keeps the first that works."""
+
+    def __init__(self, mode: str = "auto"):
+        if mode not in LINK_MODES:
+            raise GpuxError(f"--link-mode {mode}: unknown", f"use one of: {', '.join(LINK_MODES)}", exit_code=2)
+        self.mode = mode
+        self.used: set[str] = set()
+        self._candidates = ["reflink", "hardlink", "copy"] if mode == "auto" else [mode]
+
+    def place(self, src: Path, dst: Path) -> None:
+        for how in list(self._candidates):
+            try:
+                getattr(self, f"_{how}")(src, dst)
+            except OSError as exc:
+                dst.unlink(missing_ok=True)
+                fallback = _NO_REFLINK if how == "reflink" else _NO_HARDLINK if how == "hardlink" else set()
+                if self.mode != "auto" or exc.errno not in fallback:
+                    if self.mode != "auto" and exc.errno in fallback:
+                        raise GpuxError(f"--link-mode {how}: not supported here ({os.strerror(exc.errno)}) for {dst}",
+                                        "use --link-mode auto, which falls back to hardlink or copy") from None
+                    raise
+                self._candidates.remove(how)  # this filesystem does not do it: do not try again
+                continue
+            self.used.add(how)
+            return
+        raise GpuxError(f"cannot place {dst}", "check permissions of the target folder")
+
+    @staticmethod
+    def _reflink(src: Path, dst: Path) -> None:
+        import fcntl
+
+        with open(src, "rb") as s, open(dst, "xb") as d:
+            fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
+        os.chmod(dst, 0o444)
+
+    @staticmethod
+    def _hardlink(src: Path, dst: Path) -> None:
+        os.link(src, dst)  # store files are 0444 already: an edit in the project cannot reach the store
+
+    @staticmethod
+    def _copy(src: Path, dst: Path) -> None:
+        shutil.copyfile(src, dst)
+        os.chmod(dst, 0o444)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE). False where unsupported."""
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        make_writable(path)
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_record(target: Path, record: dict) -> None:
+    write_atomic(target / RECORD_NAME, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+
+
+# --------------------------------------------------------------------------------------- execute
+
+
+@dataclass
+class SyncResult:
+    """What `execute` did: the plan, artifact and source counters, and how files were placed."""
+
+    plan: SyncPlan
+    reused: int = 0
+    built: int = 0
+    sources_downloaded: int = 0
+    bytes_downloaded: int = 0
+    link_modes: list[str] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)  # model -> artifact digest now in the target
+    lock_written: bool = False
+    dry_run: bool = False
+
+    def as_dict(self) -> dict:
+        return {
+            **self.plan.as_dict(),
+            "dry_run": self.dry_run,
+            "cache": {"artifacts_reused": self.reused, "artifacts_built": self.built,
+                      "sources_downloaded": self.sources_downloaded, "bytes_downloaded": self.bytes_downloaded},
+            "link_modes": self.link_modes,
+            "digests": self.digests,
+            "lock_written": self.lock_written,
+        }
+
+
+def _ensure_artifacts(plan: SyncPlan, store: Store, *, offline: bool, on_event: Event, res: SyncResult) -> dict[str, Path]:
+    """Every artifact the plan places, from the store or built; one error naming every model that failed."""
+    from gpuxbuild.build.artifact import artifact_digest, artifact_path
+    from gpuxbuild.build.pipeline import build_one, job_from_lock
+
+    paths, failures = {}, []
+    for act in plan.models:
+        if act.action not in ("add", "update"):
+            continue
+        job = job_from_lock(plan.lock.models[act.name])
+        dest = artifact_path(store, act.build_key)
+        if (dest / ARTIFACT_MANIFEST).is_file():
+            res.reused += 1
+            os.utime(dest)  # a recent use keeps it from `cache prune`
+        else:
+            on_event(act.name, "building")
+            try:
+                built = build_one(job, store=store, project=plan.project, offline=offline,
+                                  on_stage=on_event)
+            except GpuxError as exc:
+                failures.append((act.name, exc))
+                continue
+            res.built += built.status == "built"
+            res.reused += built.status == "cached"
+            dest = Path(built.path)
+        act.digest = artifact_digest(dest)
+        paths[act.name] = dest
+    res.sources_downloaded, res.bytes_downloaded = store.stats.downloaded, store.stats.bytes_downloaded
+    if failures:
+        raise _build_failure(failures)
+    return paths
+
+
+def _build_failure(failures: list[tuple[str, GpuxError]]) -> GpuxError:
+    """One error for all models that could not be built; models that miss an extra are named together."""
+    from gpuxbuild.errors import MissingExtraError
+
+    missing = [(n, e) for n, e in failures if isinstance(e, MissingExtraError)]
+    if missing:
+        found = re.search(r"the '([\w-]+)' extra", missing[0][1].message)
+        names = ", ".join(n for n, _ in missing)
+        exc = MissingExtraError(found.group(1) if found else "convert",
+                                f"syncing {names} (not in the store, so they must be built)")
+        exc.hint += "; or build them where it is installed and share the store (GPUX_HOME)"
+        return exc
+    name, exc = failures[0]
+    more = f" (also failed: {', '.join(n for n, _ in failures[1:])})" if len(failures) > 1 else ""
+    msg = exc.message if exc.message.startswith("model ") else f"model {name!r}: {exc.message}"
+    return GpuxError(msg + more, exc.hint, exit_code=exc.exit_code)
+
+
+def _check_locked_digests(plan: SyncPlan) -> None:
+    """--locked: an artifact recorded in gpux.lock with the same build key must have the same digest."""
+    for act in plan.models:
+        entry = plan.lock.models.get(act.name)
+        art = entry.artifact if entry else None
+        if act.action == "remove" or not art or art.get("build_key") != act.build_key or not act.digest:
+            continue
+        if art.get("digest") != act.digest:
+            raise IntegrityError(
+                f"model {act.name!r}: artifact {act.digest[:19]} differs from {art.get('digest', '')[:19]} recorded in gpux.lock",
+                "the build is not reproducible here; run `gpux build --locked` to see it, or drop --locked to record the new digest",
+            )
+
+
+def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, record: dict) -> None:
+    """Prepare the model's new folder beside the old, record it, then swap it in atomically."""
+    target = plan.target
+    folder = target / act.name
+    tmp = target / f"{TMP_PREFIX}{act.name}-{uuid.uuid4().hex[:12]}"
+    manifest = json.loads((src / ARTIFACT_MANIFEST).read_bytes())
+    files = {f["path"]: f["sha256"] for f in manifest["files"]}
+    files[ARTIFACT_MANIFEST] = act.digest.removeprefix("sha256:")
+    tmp.mkdir()
+    stats = {}
+    for rel, sha in sorted(files.items()):
+        dst = tmp / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        linker.place(src / rel, dst)
+        stats[rel] = _stat_record(sha, os.lstat(dst))
+    for rel in act.user_files:
+        # A user's file in the old folder lives on in the new one: a second link, so a kill loses nothing.
+        inner = rel.split("/", 1)[1]
+        if inner in files:
+            raise GpuxError(f"{target.name}/{rel} is your file, but the new artifact of {act.name!r} has a file there",
+                            "move your file elsewhere and sync again")
+        (tmp / inner).parent.mkdir(parents=True, exist_ok=True)
+        os.link(folder / inner, tmp / inner, follow_symlinks=False)
+    _fsync_dir(tmp)
+    entry = plan.lock.models[act.name]
+    record["models"][act.name] = {"build_key": act.build_key, "digest": act.digest, "files": stats,
+                                  "inputs": _inputs(entry)}
+    # Recorded before the swap: a kill in between leaves an old folder whose stats do not match, which the
+    # next sync re-hashes and restores.
+    _write_record(target, record)
+    if folder.exists() or folder.is_symlink():
+        if not _exchange(tmp, folder):
+            old = target / f"{OLD_PREFIX}{act.name}-{uuid.uuid4().hex[:12]}"
+            os.rename(folder, old)
+            os.rename(tmp, folder)
+            tmp = old
+        _fsync_dir(target)
+        _remove_tree(tmp)
+    else:
+        os.rename(tmp, folder)
+        _fsync_dir(target)
+
+
+def _remove(plan: SyncPlan, act: ModelAction, record: dict) -> None:
+    """Remove what sync placed for a model; a user's files stay where they are."""
+    folder = plan.target / act.name
+    rec = record["models"][act.name]
+    if folder.is_dir() and not act.user_files:
+        old = plan.target / f"{OLD_PREFIX}{act.name}-{uuid.uuid4().hex[:12]}"
+        os.rename(folder, old)
+        _remove_tree(old)
+    elif folder.is_dir():
+        for rel in rec["files"]:
+            p = folder / rel
+            if p.is_file() or p.is_symlink():
+                p.unlink()
+        for dirpath, _, _ in sorted(os.walk(folder), key=lambda w: -len(w[0])):
+            if dirpath != str(folder) and not os.listdir(dirpath):
+                os.rmdir(dirpath)
+    del record["models"][act.name]
+    _write_record(plan.target, record)
+
+
+def _project_record(plan: SyncPlan, store: Store, digests: dict[str, str]) -> None:
+    """refs/projects/<sha256 of the project path>.json: what `cache prune` and `ls` must keep for this project."""
+    models = {}
+    for name, entry in sorted(plan.lock.models.items()):
+        act = next(a for a in plan.models if a.name == name)
+        models[name] = {
+            "commit": entry.commit, "revision": entry.revision, "task": entry.task, "size": entry.size,
+            "files": sorted({f.sha256 for f in entry.files}),
+            "artifact": {"digest": digests.get(name), "build_key": act.build_key},
+        }
+    project = str(plan.project.resolve())
+    doc = {"project": project, "synced_at": int(time.time()), "models": models}
+    path = _project_record_path(store, plan.project)
+    old = read_json(path)
+    if old and old.get("models") == models and time.time() - old.get("synced_at", 0) < FAST_PATH_MAX_AGE / 2:
+        return  # nothing changed since a recent sync: spare the write
+    write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def execute(
+    plan: SyncPlan,
+    *,
+    store: Store,
+    link_mode: str = "auto",
+    offline: bool = False,
+    check_digests: bool = False,
+    on_event: Event | None = None,
+) -> SyncResult:
+    """Carry out a plan: artifacts from the store (built when missing), then each model swapped in atomically.
+
+    Nothing in the target changes until every artifact the plan needs is available. Must run under
+    `project_lock` (as `sync` does) so two syncs of one project do not interleave.
+    """
+    on_event = on_event or (lambda n, s: None)
+    res = SyncResult(plan)
+    linker = Linker(link_mode)
+    conflicts = [a.conflict for a in plan.models if a.conflict and a.action != "unchanged"]
+    if conflicts:
+        raise GpuxError(f"refusing to replace {plan.target.name}/{conflicts[0]}", "move that folder away and sync again")
+    sources = _ensure_artifacts(plan, store, offline=offline, on_event=on_event, res=res)
+    if check_digests:
+        _check_locked_digests(plan)
+    target = plan.target
+    new_target = not target.is_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    if new_target:
+        (target / ".gitignore").write_text("# Written by gpux sync: these models come from gpux.lock.\n*\n")
+    for name in plan.leftovers:
+        _remove_tree(target / name)
+    record = plan.record
+    record_dirty = False
+    for act in plan.models:
+        if act.action in ("add", "update"):
+            on_event(act.name, "placing")
+            _materialize(plan, act, sources[act.name], linker, record)
+        elif act.action == "remove":
+            _remove(plan, act, record)
+        elif act.refresh:
+            record["models"][act.name]["files"].update(act.refresh)
+            record_dirty = True
+        if act.name in record["models"]:
+            res.digests[act.name] = record["models"][act.name]["digest"]
+    if record_dirty or (new_target and not plan.models):
+        _write_record(target, record)
+    res.link_modes = sorted(linker.used)
+    _project_record(plan, store, res.digests)
+    store.save_counters(builds=res.built, build_hits=res.reused)
+    return res
+
+
+# ------------------------------------------------------------------------------------- the command
+
+
+def project_lock(store: Store, project: Path):
+    """The inter-process lock that serializes syncs (and their re-locks) of one project."""
+    return store.lock(f"project-{sha256_bytes(str(project.resolve()).encode())}")
+
+
+def _project_record_path(store: Store, project: Path) -> Path:
+    return store.root / "refs" / "projects" / f"{sha256_bytes(str(project.resolve()).encode())}.json"
+
+
+def _installed(dists: tuple[str, ...]) -> list[str]:
+    """The installed `*.dist-info` folder names (name and version) of `dists`, found by listing sys.path.
+
+    A fingerprint of the toolchain for the fast path, ~100x cheaper than importing importlib.metadata.
+    """
+    wanted = {d.replace("-", "_").lower() for d in dists}
+    found = []
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry) if entry else []
+        except OSError:
+            continue
+        found += [n for n in names if n.endswith(".dist-info") and n[:-10].rsplit("-", 1)[0].replace("-", "_").lower() in wanted]
+    return sorted(found)
+
+
+def _fingerprint(project: Path, frozen: bool) -> dict:
+    """What a no-op sync's result depends on besides the target: lock and manifest bytes, toolchain versions."""
+
+    def sha(p: Path) -> str | None:
+        try:
+            return sha256_bytes(p.read_bytes())
+        except FileNotFoundError:
+            return None
+
+    return {"lock": sha(project / LOCK_FILE), "manifest": None if frozen else sha(project / MANIFEST_FILE),
+            "tools": _installed(TOOLCHAIN_DISTS)}
+
+
+def _fast_noop(project: Path, target: Path, store: Store, fingerprint: dict, *, frozen: bool) -> SyncResult | None:
+    """The result of a sync that has nothing to do, found without parsing the lock; None when unsure.
+
+    Valid when the lock, the manifest (unless --frozen) and the toolchain are byte-for-byte those of the last
+    complete sync, whose record says the lock was checked against that manifest, and every placed file
+    still has its recorded stat. Anything else takes the full path.
+    """
+    record = read_record(target)
+    memo = record.get("fast")
+    if not memo or fingerprint["lock"] is None or memo["lock"] != fingerprint["lock"] or memo["tools"] != fingerprint["tools"]:
+        return None
+    if not frozen and (memo["manifest"] is None or memo["manifest"] != fingerprint["manifest"]):
+        return None
+    proj = read_json(_project_record_path(store, project)) or {}
+    if time.time() - proj.get("synced_at", 0) > FAST_PATH_MAX_AGE or sorted(proj.get("models", {})) != sorted(record["models"]):
+        return None
+    plan = SyncPlan(project=project, target=target, lock=None, models=[], record=record)
+    res = SyncResult(plan)
+    for name, rec in sorted(record["models"].items()):
+        drifted, refresh = _check_files(target / name, rec["files"])
+        if drifted or refresh:
+            return None
+        user = [f"{name}/{p}" for p in _user_files(target / name, set(rec["files"]))]
+        plan.models.append(ModelAction(name, "unchanged", commit=(rec.get("inputs") or {}).get("commit"),
+                                       build_key=rec["build_key"], digest=rec["digest"], user_files=user))
+        res.digests[name] = rec["digest"]
+    for e in os.scandir(target):
+        if e.name.startswith((TMP_PREFIX, OLD_PREFIX)):
+            return None
+        if e.name not in record["models"] and e.name not in OWN_FILES:
+            plan.user_files.append(e.name + ("/" if e.is_dir(follow_symlinks=False) else ""))
+    plan.user_files.sort()
+    return res
+
+
+def sync(
+    project: Path,
+    *,
+    target: Path | None = None,
+    locked: bool = False,
+    frozen: bool = False,
+    offline: bool = False,
+    dry_run: bool = False,
+    link_mode: str = "auto",
+    store: Store | None = None,
+    on_event: Event | None = None,
+) -> SyncResult:
+    """`gpux sync`: check or re-lock gpux.lock (as uv does), plan, and unless `dry_run` execute the plan."""
+    if locked and frozen:
+        raise GpuxError("--locked and --frozen exclude each other", "--frozen skips the check that --locked makes", exit_code=2)
+    Linker(link_mode)  # reject a bad mode before any work
+    store = store or Store()
+    project = project.resolve()
+    target = (target or project / DEFAULT_TARGET).resolve()
+    with project_lock(store, project):
+        fingerprint = _fingerprint(project, frozen)
+        fast = _fast_noop(project, target, store, fingerprint, frozen=frozen)
+        if fast is not None:
+            fast.dry_run = dry_run
+            return fast
+        res = _full_sync(project, target, store, locked=locked, frozen=frozen, offline=offline, dry_run=dry_run,
+                         link_mode=link_mode, on_event=on_event)
+        if not dry_run:
+            record = read_record(target)
+            record["fast"] = _fingerprint(project, frozen)
+            _write_record(target, record)
+        return res
+
+
+def _full_sync(project: Path, target: Path, store: Store, *, locked: bool, frozen: bool, offline: bool,
+               dry_run: bool, link_mode: str, on_event: Event | None) -> SyncResult:
+    from gpuxbuild.lockfile import check_lock, lock_path, read_lock, staleness, write_lock
+
+    lock = read_lock(lock_path(project))
+    changes = []
+    if frozen:
+        if lock is None:
+            raise GpuxError(f"--frozen: no gpux.lock in {project}", "run `gpux lock` first, or drop --frozen")
+    else:
+        from gpuxbuild.manifest import MANIFEST_NAME, load_manifest
+
+        manifest = load_manifest(project / MANIFEST_NAME)
+        if locked:
+            check_lock(manifest, lock)
+        elif staleness(manifest, lock):
+            from gpuxbuild.resolver import plan_lock
+
+            lock_plan = plan_lock(manifest, lock, store=store, offline=offline)
+            lock, changes = lock_plan.lock, lock_plan.changes
+    plan = plan_sync(project, lock, target, store)
+    plan.lock_changes = changes
+    if dry_run:
+        return SyncResult(plan, dry_run=True)
+    lock_written = bool(changes) and write_lock(lock_path(project), lock)
+    res = execute(plan, store=store, link_mode=link_mode, offline=offline, check_digests=locked, on_event=on_event)
+    res.lock_written = lock_written
+    if not (locked or frozen):
+        res.lock_written |= _record_artifacts(project, lock, res)
+    return res
+
+
+def _record_artifacts(project: Path, lock: Lock, res: SyncResult) -> bool:
+    """Write each synced artifact's digest into its gpux.lock entry (only where it changed)."""
+    from gpuxbuild.build.pipeline import job_from_lock
+    from gpuxbuild.lockfile import lock_path, write_lock
+
+    acts = {a.name: a for a in res.plan.models}
+    changed = False
+    for name, entry in lock.models.items():
+        digest_now = res.digests.get(name)
+        if not digest_now:
+            continue
+        rec = {"digest": digest_now, "build_key": acts[name].build_key, "toolchain": job_from_lock(entry).toolchain}
+        if entry.artifact != rec:
+            entry.artifact = rec
+            changed = True
+    return changed and write_lock(lock_path(project), lock)
