@@ -7,6 +7,7 @@ import threading
 import time
 
 import click
+from rich.console import Console
 from rich.table import Table
 
 from gpuxbuild.cli import Context, console, err_console, main, pass_context, print_json
@@ -47,6 +48,11 @@ class RichReporter:
             self.progress.remove_task(self.tasks.pop(key))
 
 
+def say(text: str) -> None:
+    """Print one message line to stdout, never wrapped (piped output is read by scripts)."""
+    console.print(text, soft_wrap=True)
+
+
 def show_progress(ctx: Context, as_json: bool) -> bool:
     return not ctx.quiet and not as_json and err_console.is_terminal
 
@@ -78,7 +84,7 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, jo
 
     def on_resolved(record):
         if not ctx.quiet and not as_json:
-            console.print(f"{parsed}: commit {record['commit'][:12]}, {len(record['files'])} files, {human_size(record['size'])}")
+            say(f"{parsed}: commit {record['commit'][:12]}, {len(record['files'])} files, {human_size(record['size'])}")
         if show_progress(ctx, as_json):
             reporter_box["r"] = RichReporter(record["size"]).__enter__()
 
@@ -119,14 +125,14 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, jo
     if ctx.quiet:
         return
     if res.already:
-        console.print(f"{parsed}: already in the store, nothing downloaded")
+        say(f"{parsed}: already in the store, nothing downloaded")
     else:
-        console.print(
+        say(
             f"{parsed}: downloaded {res.objects_downloaded} file(s) ({human_size(res.bytes_downloaded)}) "
             f"in {time.perf_counter() - t0:.1f}s"
         )
     if built is not None:
-        console.print(f"{parsed}: artifact {built.digest[:19]} ({built.status}) at {built.path}")
+        say(f"{parsed}: artifact {built.digest[:19]} ({built.status}) at {built.path}")
 
 
 def _when(ts) -> str:
@@ -156,7 +162,9 @@ def ls(ctx: Context, as_json: bool) -> None:
     for r in rows:
         table.add_row(r["name"], r.get("revision") or "-", (r.get("commit") or "")[:12], r.get("task") or "-",
                       human_size(r.get("size") or 0), _when(r.get("last_used")), r["kind"])
-    console.print(table)
+    # piped output is not cut to 80 columns
+    out = console if console.is_terminal else Console(width=1000, highlight=False)
+    out.print(table)
 
 
 main.add_command(ls, "images")
@@ -176,7 +184,7 @@ def rm(ctx: Context, names, as_json: bool) -> None:
         recs, freed = remove(name, store)
         out.append({"name": name, "commits": [r["commit"] for r in recs], "bytes_freed": freed})
         if not as_json and not ctx.quiet:
-            console.print(f"Removed {name} ({', '.join(r['commit'][:12] for r in recs)}), freed {human_size(freed)}")
+            say(f"Removed {name} ({', '.join(r['commit'][:12] for r in recs)}), freed {human_size(freed)}")
     if as_json:
         print_json(out)
 
@@ -198,14 +206,14 @@ def inspect(ctx: Context, name: str, as_json: bool) -> None:
         return
     for key in ("name", "kind", "registry", "repo", "revision", "commit", "task", "library", "architecture", "license", "size"):
         if data.get(key) is not None:
-            console.print(f"[bold]{key}[/]: {data[key]}")
+            say(f"[bold]{key}[/]: {data[key]}")
     art = data.get("artifact")
-    console.print(f"[bold]artifact[/]: {art['digest'] + ' at ' + art['path'] if art else 'not built'}")
+    say(f"[bold]artifact[/]: {art['digest'] + ' at ' + art['path'] if art else 'not built'}")
     if art and art.get("gpux_yml"):
-        console.print(f"[bold]gpux.yml[/]: {art['gpux_yml']}")
-    console.print("[bold]files[/]:")
+        say(f"[bold]gpux.yml[/]: {art['gpux_yml']}")
+    say("[bold]files[/]:")
     for f in data.get("files", []):
-        console.print(f"  {f['sha256'][:16]}  {f['size']:>12}  {f['path']}")
+        say(f"  {f['sha256'][:16]}  {f['size']:>12}  {f['path']}")
 
 
 @main.group()
@@ -226,12 +234,12 @@ def verify(ctx: Context, fix: bool, as_json: bool) -> None:
         print_json(report.as_dict())
     else:
         for b in report.bad_objects:
-            console.print(f"[red]corrupt object[/] {b['object']} (content hashes to {b['actual']})" + (" - removed" if fix else ""))
+            say(f"[red]corrupt object[/] {b['object']} (content hashes to {b['actual']})" + (" - removed" if fix else ""))
         for b in report.bad_artifacts:
-            console.print(f"[red]corrupt artifact[/] {b['artifact']}: {'; '.join(b['problems'])}" + (" - removed" if fix else ""))
+            say(f"[red]corrupt artifact[/] {b['artifact']}: {'; '.join(b['problems'])}" + (" - removed" if fix else ""))
         if not ctx.quiet:
             n = len(report.bad_objects) + len(report.bad_artifacts)
-            console.print(f"Checked {report.checked} files: {n} problem(s)" + ("" if n == 0 or fix else "; run `gpux cache verify --fix`"))
+            say(f"Checked {report.checked} files: {n} problem(s)" + ("" if n == 0 or fix else "; run `gpux cache verify --fix`"))
     if report and not fix:
         sys.exit(1)
 
@@ -250,7 +258,7 @@ def prune(ctx: Context, dry_run: bool, as_json: bool) -> None:
         print_json({**report.as_dict(), "dry_run": dry_run})
         return
     verb = "Would free" if dry_run else "Freed"
-    console.print(f"{verb} {human_size(report.bytes_freed)}: {len(report.objects)} objects, {len(report.artifacts)} artifacts")
+    say(f"{verb} {human_size(report.bytes_freed)}: {len(report.objects)} objects, {len(report.artifacts)} artifacts")
 
 
 @cache.command("info")
@@ -265,10 +273,10 @@ def cache_info(ctx: Context, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
-    console.print(f"store: {data['root']}")
-    console.print(f"objects: {data['objects']} ({human_size(data['objects_bytes'])})")
-    console.print(f"artifacts: {data['artifacts']} ({human_size(data['artifacts_bytes'])})")
-    console.print(f"pulled models: {data['pulled_models']}, synced projects: {data['synced_projects']}")
+    say(f"store: {data['root']}")
+    say(f"objects: {data['objects']} ({human_size(data['objects_bytes'])})")
+    say(f"artifacts: {data['artifacts']} ({human_size(data['artifacts_bytes'])})")
+    say(f"pulled models: {data['pulled_models']}, synced projects: {data['synced_projects']}")
     c = data["counters"]
-    console.print(f"hits: {c.get('object_hits', 0)}, downloads: {c.get('object_downloads', 0)} "
+    say(f"hits: {c.get('object_hits', 0)}, downloads: {c.get('object_downloads', 0)} "
                   f"({human_size(c.get('bytes_downloaded', 0))}), builds: {c.get('builds', 0)}, build hits: {c.get('build_hits', 0)}")

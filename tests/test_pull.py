@@ -1,0 +1,327 @@
+"""`gpux pull`, `ls`/`images`, `rm`/`rmi`, `inspect`, `cache verify|prune|info`, end to end: the real CLI in
+subprocesses against the test Hub."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import gpux, publish
+
+from gpuxbuild.store import Store
+
+CHUNK = 10 * 1024 * 1024  # huggingface_hub writes whole 10 MiB chunks, so a resume starts at a multiple
+
+
+def pull_json(*args: str, **kw) -> dict:
+    return json.loads(gpux("pull", *args, "--no-build", "--json", **kw).stdout)
+
+
+def gets(hub, repo_id: str) -> dict[str, int]:
+    """Downloads per file: GETs of small files (resolve) and of LFS files (CDN)."""
+    out: dict[str, int] = {}
+    for r in hub.requests("GET", repo=repo_id):
+        if r.kind in ("resolve", "lfs"):
+            out[r.path] = out.get(r.path, 0) + 1
+    return out
+
+
+def objects(home: Path) -> set[str]:
+    base = home / "objects" / "sha256"
+    return {p.name for p in base.glob("*/*")} if base.is_dir() else set()
+
+
+def big_file(size: int = 12 * 1024 * 1024, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def test_pull_then_again_ls_inspect(hub, repo_id, gpux_home):
+    commit = publish(hub, repo_id, "bert")
+    first = gpux("pull", repo_id, "--no-build")
+    assert commit[:12] in first.stdout and "downloaded" in first.stdout
+    files = {p for p in hub.files(repo_id) if p != ".gitattributes"}
+    assert set(gets(hub, repo_id)) >= files and all(n == 1 for n in gets(hub, repo_id).values())
+
+    hub.reset_log()
+    again = gpux("pull", repo_id, "--no-build")
+    assert "already in the store, nothing downloaded" in again.stdout
+    assert gets(hub, repo_id) == {} and hub.count(kind="api") == 1  # only the branch is re-resolved
+
+    hub.reset_log()
+    pinned = pull_json(f"{repo_id}@{commit}")
+    assert pinned["already_pulled"] and not pinned["resolved_online"] and hub.count() == 0
+
+    rows = json.loads(gpux("ls", "--json").stdout)
+    assert [(r["name"], r["revision"], r["commit"], r["task"], r["kind"]) for r in rows] == [
+        (repo_id, commit + ",main", commit, "text-classification", "pulled")
+    ]
+    assert rows[0]["size"] == sum(b.size for p, b in hub.files(repo_id).items() if p in files)
+    assert rows[0]["last_used"] is not None
+    assert json.loads(gpux("images", "--json").stdout) == rows
+    table = gpux("ls").stdout
+    assert repo_id in table and commit[:12] in table and "text-classification" in table
+
+    info = json.loads(gpux("inspect", repo_id, "--json").stdout)
+    assert (info["registry"], info["repo"], info["commit"], info["task"], info["license"]) == (
+        "huggingface", repo_id, commit, "text-classification", "apache-2.0")
+    by_path = {f["path"]: f for f in info["files"]}
+    assert set(by_path) == files and all(f["stored"] for f in info["files"])
+    weights = hub.files(repo_id)["model.safetensors"]
+    assert by_path["model.safetensors"]["sha256"] == weights.sha256
+    assert info["artifact"] is None
+    text = gpux("inspect", repo_id).stdout
+    assert commit in text and weights.sha256[:16] in text and "not built" in text
+
+    missing = gpux("inspect", "nobody/nothing", check=False)
+    assert missing.returncode == 1 and "nobody/nothing" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_concurrent_pulls_download_each_file_once(hub, repo_id, gpux_home):
+    publish(hub, repo_id, "bert")
+    hub.commit(repo_id, {"extra.safetensors": big_file(2 * 1024 * 1024)})
+    hub.throttle(repo_id, "extra.safetensors", 1024 * 1024)  # 2 s: all four pulls are in flight together
+    hub.reset_log()
+    cmd = [sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build", "--json"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outs
+    results = [json.loads(o) for o, _ in outs]
+    assert len({r["commit"] for r in results}) == 1
+    counts = gets(hub, repo_id)
+    assert "extra.safetensors" in counts and "model.safetensors" in counts
+    assert counts == dict.fromkeys(counts, 1)
+    assert sum(r["objects_downloaded"] for r in results) == len(objects(gpux_home))
+    assert gpux("cache", "verify").returncode == 0
+
+
+def test_sigkill_mid_download_then_resume(hub, repo_id, gpux_home):
+    publish(hub, repo_id, "bert")
+    data = big_file()
+    hub.commit(repo_id, {"extra.safetensors": data})
+    digest = hashlib.sha256(data).hexdigest()
+    partial = gpux_home / "tmp" / f"{digest}.partial"
+    hub.throttle(repo_id, "extra.safetensors", 6 * 1024 * 1024)
+    proc = subprocess.Popen([sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (partial.exists() and partial.stat().st_size >= CHUNK):
+        assert proc.poll() is None and time.monotonic() < deadline, "the download never reached one chunk"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert digest not in objects(gpux_home)
+    assert partial.stat().st_size == CHUNK
+    assert gpux("cache", "verify").returncode == 0  # whatever objects exist are whole and verified
+    # leftovers of other killed processes: a small-file partial and a week-old staging folder
+    leftover = gpux_home / "tmp" / f"blob-{'0' * 40}.partial"
+    leftover.write_bytes(b"half")
+    staging = gpux_home / "tmp" / "build-killed"
+    staging.mkdir()
+    os.utime(staging, (time.time() - 8 * 86400,) * 2)
+
+    hub.clear_faults(repo_id)
+    hub.reset_log()
+    out = pull_json(repo_id)
+    assert not out["already_pulled"]
+    ranges = [r.range for r in hub.requests("GET", repo=repo_id, path="extra.safetensors", kind="lfs")]
+    assert ranges == [f"bytes={CHUNK}-"]
+    assert (gpux_home / "objects" / "sha256" / digest[:2] / digest).read_bytes() == data
+    assert list((gpux_home / "tmp").iterdir()) == []
+
+
+def test_cache_verify_catches_and_fixes_corruption(hub, repo_id, gpux_home):
+    publish(hub, repo_id, "bert")
+    gpux("pull", repo_id, "--no-build")
+    weights = hub.files(repo_id)["model.safetensors"].sha256
+    path = gpux_home / "objects" / "sha256" / weights[:2] / weights
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.write(b"\xff\xff\xff\xff")
+    bad = gpux("cache", "verify", check=False)
+    assert bad.returncode == 1 and weights in bad.stdout
+    report = json.loads(gpux("cache", "verify", "--json", check=False).stdout)
+    assert [b["object"] for b in report["bad_objects"]] == [weights]
+    fixed = gpux("cache", "verify", "--fix")
+    assert "removed" in fixed.stdout and not path.exists()
+    assert gpux("cache", "verify").returncode == 0
+    hub.reset_log()
+    assert pull_json(repo_id)["objects_downloaded"] == 1 and path.exists()
+
+
+def test_tampered_file_is_caught_before_it_lands(hub, repo_id, gpux_home):
+    publish(hub, repo_id, "bert")
+    real = hub.files(repo_id)["model.safetensors"]
+    evil = bytes(reversed(real.data))
+    hub.tamper(repo_id, "model.safetensors", evil)
+    r = gpux("pull", repo_id, "--no-build", check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    err = " ".join(r.stderr.split())
+    for needle in (repo_id, "model.safetensors", real.sha256, hashlib.sha256(evil).hexdigest()):
+        assert needle in err
+    assert real.sha256 not in objects(gpux_home) and hashlib.sha256(evil).hexdigest() not in objects(gpux_home)
+    assert list((gpux_home / "tmp").iterdir()) == []
+    assert json.loads(gpux("ls", "--json").stdout) == []
+
+    other = repo_id + "-small"  # a small file, never stored before: checked against its git blob id
+    publish(hub, other, "bert")
+    hub.commit(other, {"config.json": hub.files(other)["config.json"].data.replace(b"}", b', "y": 2}', 1)})
+    hub.tamper(other, "config.json", b'{"evil": true}')
+    r = gpux("pull", other, "--no-build", check=False)
+    assert r.returncode == 1 and "config.json" in r.stderr and "git blob" in r.stderr
+    assert hashlib.sha256(b'{"evil": true}').hexdigest() not in objects(gpux_home)
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "/abs.txt", "a/../../x"], ids=["parent", "absolute", "nested"])
+def test_hostile_file_names_are_refused(hub, repo_id, gpux_home, name):
+    publish(hub, repo_id, "bert")
+    hub.commit(repo_id, {name: b"pwned"})
+    hub.reset_log()
+    r = gpux("pull", repo_id, "--no-build", check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "unsafe file name" in r.stderr and repr(name) in r.stderr
+    assert gets(hub, repo_id) == {}  # refused before any download
+    assert not (gpux_home.parent / "evil.txt").exists() and objects(gpux_home) == set()
+
+
+def test_offline_pull_makes_no_request(hub, repo_id, gpux_home, hf_env):
+    publish(hub, repo_id, "bert")
+    gpux("pull", repo_id, "--no-build")
+    hub.reset_log()
+    assert pull_json(repo_id, "--offline")["already_pulled"]
+    assert hub.count() == 0
+    hub.stop()
+    started = time.monotonic()
+    out = gpux("pull", repo_id, "--offline", "--no-build")
+    assert "already in the store" in out.stdout
+    hf_env(HF_HUB_OFFLINE="1")
+    assert pull_json(repo_id)["commit"] == hub.head(repo_id)
+    assert time.monotonic() - started < 20  # huggingface_hub would retry a refused connection for ~23 s
+    missing = gpux("pull", "test-org/never-pulled", "--no-build", check=False)
+    assert missing.returncode == 1 and "test-org/never-pulled" in missing.stderr and "offline" in missing.stderr
+    hf_env(HF_HUB_OFFLINE=None)
+    hub.start()
+    assert hub.count() == 0
+
+
+def test_revisions_share_files_and_rm_keeps_shared(hub, repo_id, gpux_home):
+    first = publish(hub, repo_id, "bert")
+    weights = hub.files(repo_id)["model.safetensors"].sha256
+    pull_json(repo_id)
+    second = hub.commit(repo_id, {"config.json": hub.files(repo_id)["config.json"].data.replace(b"}", b',"x": 1}', 1)})
+    hub.reset_log()
+    out = pull_json(repo_id)
+    assert out["commit"] == second and out["objects_downloaded"] == 1
+    assert gets(hub, repo_id) == {"config.json": 1}
+    rows = json.loads(gpux("ls", "--json").stdout)
+    assert sorted((r["commit"], r["revision"]) for r in rows) == sorted([(first, None), (second, "main")])
+    before = objects(gpux_home)
+    removed = gpux("rm", f"{repo_id}@{first}")
+    assert first[:12] in removed.stdout
+    assert weights in objects(gpux_home) and len(before - objects(gpux_home)) == 1  # only the old config.json
+    assert [r["commit"] for r in json.loads(gpux("ls", "--json").stdout)] == [second]
+    assert json.loads(gpux("inspect", repo_id, "--json").stdout)["commit"] == second
+    gpux("rmi", repo_id)
+    assert json.loads(gpux("ls", "--json").stdout) == []
+    assert weights not in objects(gpux_home)
+    gone = gpux("rm", repo_id, check=False)
+    assert gone.returncode == 1 and "no such pulled model" in gone.stderr
+
+
+def test_rm_keeps_files_of_another_model_and_of_synced_projects(hub, repo_id, gpux_home):
+    publish(hub, repo_id, "bert")
+    twin = repo_id + "-twin"
+    publish(hub, twin, "bert")  # same files, another repo
+    pull_json(repo_id)
+    pull_json(twin)
+    stored = objects(gpux_home)
+    gpux("rm", repo_id)
+    assert objects(gpux_home) == stored
+    weights = hub.files(twin)["model.safetensors"].sha256
+    record = gpux_home / "refs" / "projects" / "p.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"project": "/p", "models": {"m": {"files": [weights]}}}))
+    gpux("rm", twin)
+    model_files = {b.sha256 or hashlib.sha256(b.data).hexdigest() for p, b in hub.files(twin).items() if p != ".gitattributes"}
+    assert objects(gpux_home) & model_files == {weights}
+
+
+def test_prune_and_info_counters(hub, repo_id, gpux_home):
+    publish(hub, repo_id, "bert")
+    out = pull_json(repo_id)
+    pull_json(repo_id)
+    orphan = b"nobody refers to me"
+    Store(gpux_home).ensure_object(hashlib.sha256(orphan).hexdigest(), len(orphan),
+                                   lambda dest, _: dest.write(orphan), label="x")
+    dry = json.loads(gpux("cache", "prune", "--dry-run", "--json").stdout)
+    # .gitattributes was hashed while resolving but is no file of the model: unreferenced too
+    unused = {hashlib.sha256(orphan).hexdigest(), hashlib.sha256(hub.files(repo_id)[".gitattributes"].data).hexdigest()}
+    assert set(dry["objects"]) == unused and dry["dry_run"]
+    assert hashlib.sha256(orphan).hexdigest() in objects(gpux_home)
+    assert "Would free" in gpux("cache", "prune", "--dry-run").stdout
+    assert "Freed" in gpux("cache", "prune").stdout
+    assert hashlib.sha256(orphan).hexdigest() not in objects(gpux_home)
+    info = json.loads(gpux("cache", "info", "--json").stdout)
+    assert info["objects"] == len(objects(gpux_home)) and info["pulled_models"] == 1
+    counters = info["counters"]
+    assert counters["object_downloads"] == out["objects_downloaded"]
+    assert counters["bytes_downloaded"] == out["bytes_downloaded"]
+    assert counters["object_hits"] >= out["files"]  # the second pull found every file in the store
+    text = gpux("cache", "info").stdout
+    assert "objects:" in text and "hits:" in text
+
+
+def test_pickles_skipped_or_refused(hub, repo_id, gpux_home):
+    publish(hub, repo_id, "bert")
+    hub.commit(repo_id, {"pytorch_model.bin": b"pickle bytes that must never be fetched"})
+    hub.reset_log()
+    out = pull_json(repo_id)
+    assert "pytorch_model.bin" not in out["downloaded"] + out["cached"]
+    assert "pytorch_model.bin" not in gets(hub, repo_id)
+
+    only = repo_id + "-pickles"
+    publish(hub, only, "pickle-only")
+    refused = gpux("pull", only, "--no-build", check=False)
+    assert refused.returncode == 1 and "pickle" in refused.stderr and "--allow-pickle" in refused.stderr
+    assert json.loads(gpux("ls", "--json").stdout)[0]["name"] == repo_id  # nothing recorded for it
+    allowed = pull_json(only, "--allow-pickle")
+    assert "pytorch_model.bin" in allowed["downloaded"]
+
+
+def test_no_progress_output_in_pipes(hub, repo_id):
+    publish(hub, repo_id, "bert")
+    hub.commit(repo_id, {"extra.safetensors": big_file(1024 * 1024)})
+    r = gpux("pull", repo_id, "--no-build")
+    for out in (r.stdout, r.stderr):
+        assert "━" not in out and "%|" not in out and "\r" not in out and "\x1b[" not in out
+    assert r.stderr == ""
+    gpux("rm", repo_id)
+    quiet = gpux("--quiet", "pull", repo_id, "--no-build")
+    assert quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_bad_refs_are_user_errors(hub):
+    for ref, needle in (("hf:", "hf:"), ("org/a@b@c", "org/a"), ("nope:org/x", "unknown registry")):
+        r = gpux("pull", ref, "--no-build", check=False)
+        assert r.returncode != 0 and needle in r.stderr and "Traceback" not in r.stderr
+    r = gpux("pull", "test-org/does-not-exist", "--no-build", check=False)
+    assert r.returncode == 1 and "not found" in r.stderr
+
+
+def test_pull_builds_a_model_that_ships_onnx(hub, repo_id, gpux_home):
+    publish(hub, repo_id, "onnx-shipped")
+    out = json.loads(gpux("pull", repo_id, "--json").stdout)
+    assert out["build"]["status"] == "built"
+    info = json.loads(gpux("inspect", repo_id, "--json").stdout)
+    art = info["artifact"]
+    assert art and art["digest"] == out["build"]["digest"] and Path(art["gpux_yml"]).is_file()
+    again = json.loads(gpux("pull", repo_id, "--json").stdout)
+    assert again["already_pulled"] and again["build"]["status"] == "cached"
+    assert json.loads(gpux("cache", "prune", "--json").stdout)["artifacts"] == []
