@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up .venv with gpuxbuild (editable) and its convert, serve and test extras.
+# Idempotent and quiet: prints nothing when all is well, the failing step's output when not.
+# Needs Python >= 3.11 (PYTHON=/path/to/python to choose one) and access to PyPI (or a mirror set in pip's config).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.13.0 # keep in step with the convert extra in pyproject.toml
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.gpuxbuild-setup
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+step() { # step WHAT COMMAND...: run COMMAND, its output kept back unless it fails
+    local what=$1
+    shift
+    if ! "$@" >"$log" 2>&1; then
+        echo "setup: $what failed:" >&2
+        tail -n 40 "$log" >&2
+        exit 1
+    fi
+}
+
+# Everything below is skipped when the inputs of the last successful setup have not changed.
+key=$(cat pyproject.toml "$0" | sha256sum | cut -d' ' -f1)
+if [ -x "$VENV/bin/gpux" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$key" ]; then
+    exit 0
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        echo "setup: gpuxbuild needs Python >= 3.11; '$PYTHON' is not (set PYTHON=/path/to/python3.11)" >&2
+        exit 1
+    fi
+    step "creating $VENV" "$PYTHON" -m venv "$VENV"
+fi
+# torch first and pinned: left to resolve as a dependency, it becomes a CUDA build with several GB of wheels.
+step "installing torch==$TORCH_VERSION" "$VENV/bin/python" -m pip install -q "torch==$TORCH_VERSION"
+step "installing gpuxbuild" "$VENV/bin/python" -m pip install -q -e '.[convert,serve,test]'
+echo "$key" >"$STAMP"
