@@ -422,7 +422,7 @@ def _build_failure(failures: list[tuple[str, GpuxError]]) -> GpuxError:
         return exc
     name, exc = failures[0]
     more = f" (also failed: {', '.join(n for n, _ in failures[1:])})" if len(failures) > 1 else ""
-    msg = exc.message if exc.message.startswith("model ") else f"model {name!r}: {exc.message}"
+    msg = exc.message if exc.message.startswith("model ") else f"model {name!r}: {exc.message.removeprefix(name + ': ')}"
     return GpuxError(msg + more, exc.hint, exit_code=exc.exit_code)
 
 
@@ -449,21 +449,11 @@ def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, re
     files = {f["path"]: f["sha256"] for f in manifest["files"]}
     files[ARTIFACT_MANIFEST] = act.digest.removeprefix("sha256:")
     tmp.mkdir()
-    stats = {}
-    for rel, sha in sorted(files.items()):
-        dst = tmp / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        linker.place(src / rel, dst)
-        stats[rel] = _stat_record(sha, os.lstat(dst))
-    for rel in act.user_files:
-        # A user's file in the old folder lives on in the new one: a second link, so a kill loses nothing.
-        inner = rel.split("/", 1)[1]
-        if inner in files:
-            raise GpuxError(f"{target.name}/{rel} is your file, but the new artifact of {act.name!r} has a file there",
-                            "move your file elsewhere and sync again")
-        (tmp / inner).parent.mkdir(parents=True, exist_ok=True)
-        os.link(folder / inner, tmp / inner, follow_symlinks=False)
-    _fsync_dir(tmp)
+    try:
+        stats = _prepare(tmp, src, files, folder, act, linker)
+    except BaseException:
+        _remove_tree(tmp)
+        raise
     entry = plan.lock.models[act.name]
     record["models"][act.name] = {"build_key": act.build_key, "digest": act.digest, "files": stats,
                                   "inputs": _inputs(entry)}
@@ -481,6 +471,26 @@ def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, re
     else:
         os.rename(tmp, folder)
         _fsync_dir(target)
+
+
+def _prepare(tmp: Path, src: Path, files: dict[str, str], folder: Path, act: ModelAction, linker: Linker) -> dict:
+    """Fill the staging folder: the artifact's files, plus the user's files of the old folder; return stat records."""
+    stats = {}
+    for rel, sha in sorted(files.items()):
+        dst = tmp / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        linker.place(src / rel, dst)
+        stats[rel] = _stat_record(sha, os.lstat(dst))
+    for rel in act.user_files:
+        # A user's file in the old folder lives on in the new one: a second link, so a kill loses nothing.
+        inner = rel.split("/", 1)[1]
+        if inner in files:
+            raise GpuxError(f"{rel} is your file, but the new artifact of {act.name!r} has a file there",
+                            "move your file elsewhere and sync again")
+        (tmp / inner).parent.mkdir(parents=True, exist_ok=True)
+        os.link(folder / inner, tmp / inner, follow_symlinks=False)
+    _fsync_dir(tmp)
+    return stats
 
 
 def _remove(plan: SyncPlan, act: ModelAction, record: dict) -> None:

@@ -21,12 +21,12 @@ def _human(n: int) -> str:
 def _render(res, ctx: Context) -> None:
     plan = res.plan
     if ctx.quiet:
-        console.print(("dry run: " if res.dry_run else "") + plan.summary())
+        console.print(("dry run: " if res.dry_run else "") + plan.summary(), soft_wrap=True)
         return
     relocked = [c for c in plan.lock_changes if c.action != "unchanged"]
     if relocked:
         verb = "would re-lock" if res.dry_run else "re-locked"
-        console.print(f"gpux.lock was out of date, {verb}: " + ", ".join(f"{c.name} ({c.action})" for c in relocked))
+        console.print(f"gpux.lock was out of date, {verb}: " + ", ".join(f"{c.name} ({c.action})" for c in relocked), soft_wrap=True)
     for act in plan.models:
         if act.action == "unchanged":
             continue
@@ -37,15 +37,15 @@ def _render(res, ctx: Context) -> None:
     for f in [u for a in plan.models for u in a.user_files] + plan.user_files:
         console.print(f" [cyan]?[/] {f} [dim](not placed by gpux sync; left alone)[/]", soft_wrap=True)
     if res.dry_run:
-        console.print(f"dry run, nothing changed: {plan.summary()}")
+        console.print(f"dry run, nothing changed: {plan.summary()}", soft_wrap=True)
         return
-    console.print(plan.summary())
+    console.print(plan.summary(), soft_wrap=True)
     cache = f"artifacts: {res.reused} reused, {res.built} built"
     if res.sources_downloaded:
         cache += f"; {res.sources_downloaded} source files downloaded ({_human(res.bytes_downloaded)})"
     if res.link_modes:
         cache += f"; placed by {'/'.join(res.link_modes)}"
-    console.print(cache)
+    console.print(cache, soft_wrap=True)
 
 
 @main.command()
@@ -70,8 +70,8 @@ def sync(ctx: Context, locked: bool, frozen: bool, dry_run: bool, target: Path |
     show = not ctx.quiet and not as_json
 
     def on_event(name: str, what: str) -> None:
-        if show and what not in ("cached", "placing"):
-            err_console.print(f"[dim]{name}: {what}[/]")
+        if show and what not in ("cached", "placing", "waiting for lock"):
+            err_console.print(f"[dim]{name}: {what}[/]", soft_wrap=True)
 
     res = do_sync(ctx.project, target=target, locked=locked, frozen=frozen, offline=offline, dry_run=dry_run,
                   link_mode=link_mode, on_event=on_event)
