@@ -99,6 +99,9 @@ def test_first_sync_then_noop(hub, onnx_repo, tmp_path, gpux_home):
     # The folder is what the GPUX runtime itself loads.
     config = load_with_gpux_runtime(target / "a" / "gpux.yml")
     assert config["name"] == "a"
+    for ref in ("a", str(target / "a")):
+        r = gpux("run", ref, "I loved this movie", "--json", cwd=tmp_path)
+        assert "POSITIVE" in r.stdout or "NEGATIVE" in r.stdout
 
 
 def test_added_removed_revision_bump_and_options(hub, onnx_repo, tmp_path):
