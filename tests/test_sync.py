@@ -376,3 +376,16 @@ def test_concurrent_syncs_of_one_project(onnx_repo, tmp_path):
     assert added == [0, 3]  # one placed everything, the other waited and found nothing to do
     lock = read_lock(tmp_path)
     assert _folder_states(models_dir(tmp_path), names) == {n: lock["models"][n]["artifact"]["digest"] for n in names}
+
+
+@pytest.mark.slow
+def test_sync_exports_a_pytorch_model(hub, repo_id, tmp_path):
+    publish(hub, repo_id, "bert")
+    write_manifest(tmp_path, {"clf": {"source": f"hf:{repo_id}"}})
+    r = gpux("sync", cwd=tmp_path)
+    assert summary(r.stdout) == "1 added, 0 updated, 0 removed, 0 unchanged" and "1 built" in r.stdout
+    folder = models_dir(tmp_path) / "clf"
+    assert check_folder(folder) == read_lock(tmp_path)["models"]["clf"]["artifact"]["digest"]
+    assert "torch" in read_lock(tmp_path)["models"]["clf"]["artifact"]["toolchain"]
+    load_with_gpux_runtime(folder / "gpux.yml")
+    assert summary(gpux("sync", cwd=tmp_path).stdout) == "0 added, 0 updated, 0 removed, 1 unchanged"
