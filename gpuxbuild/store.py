@@ -20,6 +20,7 @@ import shutil
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -52,36 +53,60 @@ class TooLarge(OSError):
 class HashingWriter:
     """A file wrapper that hashes bytes as they are written (one pass, no second read).
 
-    `limit` stops a source that sends more than the expected size before it fills the disk.
-    huggingface_hub's `http_get` may seek(0)+truncate() when a server ignores a Range request;
-    the hash restarts then.
+    Each chunk is hashed on a helper thread while the caller receives the next one (hashlib releases
+    the GIL), so hashing adds almost nothing to a download. `limit` stops a source that sends more than
+    the expected size before it fills the disk. huggingface_hub's `http_get` may seek(0)+truncate() when
+    a server ignores a Range request; the hash restarts then.
     """
 
     def __init__(self, f: BinaryIO, hasher, *, limit: int | None = None, git_size: int | None = None):
         self._f = f
-        self.hasher = hasher
+        self._hasher = hasher
         self.limit = limit
         self.name = getattr(f, "name", "")
         # Small Hub files are only known by their git blob sha1, so it is computed in the same pass.
         self._git_size = git_size
-        self.git = _git_hasher(git_size) if git_size is not None else None
+        self._git = _git_hasher(git_size) if git_size is not None else None
+        self._pending: Future | None = None
+
+    def _update(self, data: bytes) -> None:
+        self._hasher.update(data)
+        if self._git is not None:
+            self._git.update(data)
+
+    def _drain(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
 
     def write(self, data: bytes) -> int:
         if self.limit is not None and self._f.tell() + len(data) > self.limit:
             raise TooLarge(f"more than the expected {self.limit} bytes")
-        self.hasher.update(data)
-        if self.git is not None:
-            self.git.update(data)
+        self._drain()
+        data = bytes(data)
+        if len(data) >= 1 << 20:
+            self._pending = _HASH_POOL.submit(self._update, data)
+        else:
+            self._update(data)
         return self._f.write(data)
+
+    def sha256(self) -> str:
+        self._drain()
+        return self._hasher.hexdigest()
+
+    def git_sha1(self) -> str | None:
+        self._drain()
+        return self._git.hexdigest() if self._git is not None else None
 
     def tell(self) -> int:
         return self._f.tell()
 
     def seek(self, pos: int, whence: int = 0) -> int:
+        self._drain()
         if pos == 0 and whence == 0:
-            self.hasher = hashlib.sha256()
-            if self.git is not None:
-                self.git = _git_hasher(self._git_size)
+            self._hasher = hashlib.sha256()
+            if self._git is not None:
+                self._git = _git_hasher(self._git_size)
         elif (pos, whence) != (0, 2):
             raise OSError("HashingWriter only rewinds to the start")
         return self._f.seek(pos, whence)
@@ -91,6 +116,9 @@ class HashingWriter:
 
     def flush(self) -> None:
         self._f.flush()
+
+
+_HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gpux-hash")
 
 
 def _git_hasher(size: int):
@@ -194,7 +222,7 @@ class Store:
             partial.unlink(missing_ok=True)
             return None, size + 1, bool(resume)
         # Any other failure leaves the prefix for the next run to resume: the hash decides what is trusted.
-        return hw.hasher.hexdigest(), partial.stat().st_size, bool(resume)
+        return hw.sha256(), partial.stat().st_size, bool(resume)
 
     def ensure_blob(self, git_sha1: str, size: int, writer: Writer, *, label: str) -> str:
         """The sha256 of a file known only by its git blob sha1 (small Hub files), downloading it if needed.
@@ -219,14 +247,14 @@ class Store:
                     f.flush()
                     os.fsync(f.fileno())
                 actual_size = partial.stat().st_size
-                git = hw.git.hexdigest() if actual_size == size else None
+                git = hw.git_sha1() if actual_size == size else None
                 if git != git_sha1:
                     raise IntegrityError(
                         f"{label}: git blob id mismatch (expected {git_sha1}, got {git or 'other size'}; "
                         f"size {actual_size} vs {size}); nothing was stored",
                         "the server sent other bytes than it lists; retry, or report the mirror",
                     )
-                sha = hw.hasher.hexdigest()
+                sha = hw.sha256()
                 with self.lock(f"obj-{sha}"):
                     if self.has_object(sha):
                         self._count(hits=1)

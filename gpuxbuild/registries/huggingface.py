@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import BinaryIO
 
 from gpuxbuild.errors import RegistryError
 from gpuxbuild.registries.base import FileEntry, ModelInfo, ModelManager, PinnedModel, Progress
+
+SMALL_FILE_JOBS = 8  # small files are fetched at resolve time to learn their sha256, in parallel
 
 
 def check_repo_path(repo: str, path: str) -> None:
@@ -125,19 +128,17 @@ class HuggingFaceManager(ModelManager):
         commit = info.sha or ""
         if len(commit) != 40 or any(c not in "0123456789abcdef" for c in commit):
             raise RegistryError(f"hf:{repo}@{rev}: the server returned no commit id", "check HF_ENDPOINT points to a Hub")
-        files = []
         config: dict = {}
         siblings = sorted(info.siblings or [], key=lambda s: s.rfilename)
         for sib in siblings:  # every name is checked before anything is downloaded
             check_repo_path(repo, sib.rfilename)
-        for sib in siblings:
-            if sib.lfs is not None:
-                files.append(FileEntry(sib.rfilename, sib.lfs.sha256, sib.lfs.size))
-                continue
-            entry = self._hash_small(repo, commit, sib.rfilename, sib.blob_id, sib.size)
-            files.append(entry)
-            if sib.rfilename == "config.json":
+        small = [s for s in siblings if s.lfs is None]
+        with ThreadPoolExecutor(max_workers=min(SMALL_FILE_JOBS, len(small) or 1)) as pool:
+            hashed = list(pool.map(lambda s: self._hash_small(repo, commit, s.rfilename, s.blob_id, s.size), small))
+        for entry in hashed:
+            if entry.path == "config.json":
                 config = self._read_json(entry, repo)
+        files = sorted(hashed + [FileEntry(s.rfilename, s.lfs.sha256, s.lfs.size) for s in siblings if s.lfs is not None])
         card = info.card_data.to_dict() if info.card_data is not None else {}
         license_ = card.get("license") or next((t.split(":", 1)[1] for t in info.tags or [] if t.startswith("license:")), None)
         model_info = ModelInfo(

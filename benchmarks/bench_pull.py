@@ -1,0 +1,138 @@
+"""Benchmark: `gpux pull --no-build` against `huggingface_hub.snapshot_download` of the same ~100 MB repo.
+
+Serves a bert-base-sized random-weight model (one ~100 MB model.safetensors plus config and tokenizer
+files) from the test Hub (tests/hubserver.py) on loopback, then in one run, each in a fresh process
+with fresh caches, alternating to even out noise:
+  - `gpux pull --no-build` (downloads straight into the store, sha256 hashed while streaming)
+  - `snapshot_download` of the same repo into an empty HF cache (no hashing)
+and prints the median ratio (goal: <= 1.1x), then times a second `gpux pull` of the pulled model
+(goal: < 0.3 s, nothing downloaded) and a pull by commit (no request at all).
+
+    python benchmarks/bench_pull.py [--size-mb 100] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from hubserver import HubServer  # noqa: E402
+
+REPO = "bench/bert-base-random"
+CONFIG = {
+    "architectures": ["BertForSequenceClassification"], "model_type": "bert", "hidden_size": 768,
+    "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "vocab_size": 30522,
+    "max_position_embeddings": 512, "type_vocab_size": 2, "id2label": {"0": "NEGATIVE", "1": "POSITIVE"},
+    "label2id": {"NEGATIVE": 0, "POSITIVE": 1},
+}
+
+
+def safetensors_bytes(size: int, seed: int = 0) -> bytes:
+    """A valid safetensors file holding one float32 tensor of about `size` bytes of random values."""
+    n = size // 4
+    header = json.dumps({"weight": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + random.Random(seed).randbytes(4 * n)
+
+
+def repo_files(size: int) -> dict[str, bytes]:
+    vocab = "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(30517)]) + "\n"
+    return {
+        "config.json": json.dumps(CONFIG, indent=2).encode(),
+        "model.safetensors": safetensors_bytes(size),
+        "tokenizer_config.json": json.dumps({"do_lower_case": True, "model_max_length": 512}).encode(),
+        "special_tokens_map.json": json.dumps({"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+                                               "unk_token": "[UNK]", "mask_token": "[MASK]"}).encode(),
+        "vocab.txt": vocab.encode(),
+    }
+
+
+def run(cmd: list[str], env: dict) -> tuple[float, str]:
+    started = time.perf_counter()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}")
+    return elapsed, r.stdout
+
+
+def in_process_pull(env: dict) -> float:
+    """Time `gpuxbuild.pull.pull` of the already pulled repo in this process, after one warm-up call."""
+    os.environ.update({k: env[k] for k in ("HF_ENDPOINT", "GPUX_HOME", "HF_HOME", "HF_HUB_DISABLE_TELEMETRY")})
+    from gpuxbuild.pull import parse_ref, pull
+    from gpuxbuild.store import Store
+
+    ref = parse_ref(REPO)
+    pull(ref, store=Store(), project=Path.cwd())
+    started = time.perf_counter()
+    res = pull(ref, store=Store(), project=Path.cwd())
+    elapsed = time.perf_counter() - started
+    assert res.already, "the second pull downloaded something"
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size-mb", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+
+    hub = HubServer().start()
+    hub.create_repo(REPO, card={"pipeline_tag": "text-classification", "library_name": "transformers", "license": "mit"})
+    commit = hub.commit(REPO, repo_files(args.size_mb * 1_000_000))
+    total = sum(b.size for b in hub.files(REPO).values())
+    work = Path(tempfile.mkdtemp(prefix="bench-pull-"))
+    base = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    for name in ("HF_TOKEN", "HF_HUB_OFFLINE", "HF_HUB_ENABLE_HF_TRANSFER"):
+        base.pop(name, None)
+    gpux = [sys.executable, "-m", "gpuxbuild", "pull", REPO, "--no-build", "--json"]
+    snapshot = [sys.executable, "-c", f"from huggingface_hub import snapshot_download; snapshot_download({REPO!r})"]
+    print(f"repo {REPO}@{commit[:12]}: {len(hub.files(REPO))} files, {total / 1e6:.1f} MB, served on loopback")
+
+    times: dict[str, list[float]] = {"gpux pull": [], "snapshot_download": []}
+    try:
+        for i in range(args.rounds):
+            order = [("gpux pull", gpux), ("snapshot_download", snapshot)]
+            for label, cmd in order if i % 2 == 0 else order[::-1]:
+                home = work / f"{label.split()[0]}-{i}"
+                env = {**base, "GPUX_HOME": str(home / "gpux"), "HF_HOME": str(home / "hf")}
+                elapsed, _ = run(cmd, env)
+                times[label].append(elapsed)
+                shutil.rmtree(home, ignore_errors=True)  # fresh caches for every run
+        for label, ts in times.items():
+            print(f"{label:>18}: median {statistics.median(ts):.2f} s  ({', '.join(f'{t:.2f}' for t in ts)})")
+        ratio = statistics.median(times["gpux pull"]) / statistics.median(times["snapshot_download"])
+        print(f"{'ratio':>18}: {ratio:.2f}x  (goal <= 1.1x, hashing included)")
+
+        env = {**base, "GPUX_HOME": str(work / "again" / "gpux"), "HF_HOME": str(work / "again" / "hf")}
+        first, _ = run(gpux, env)
+        hub.reset_log()
+        second, out = run(gpux, env)
+        res = json.loads(out)
+        print(f"{'second pull':>18}: {second:.2f} s vs first {first:.2f} s; downloaded {res['objects_downloaded']} "
+              f"files, {hub.count()} request(s) (re-resolving the branch)  (goal < 0.3 s, no download)")
+        hub.reset_log()
+        pinned, _ = run([*gpux[:4], f"{REPO}@{commit}", *gpux[5:]], env)
+        print(f"{'pull by commit':>18}: {pinned:.2f} s, {hub.count()} request(s)")
+        print(f"{'in-process pull':>18}: {in_process_pull(env):.3f} s for the second pull without interpreter start "
+              "and imports (what a process that already imported huggingface_hub pays)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        hub.stop()
+
+
+if __name__ == "__main__":
+    main()
