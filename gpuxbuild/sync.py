@@ -215,17 +215,20 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
         folder = target / name
         act = ModelAction(name, "unchanged", commit=entry.commit, build_key=key)
         rec = placed.get(name)
-        if rec is None and name in entries:
+        adopted = rec is None and name in entries
+        if adopted:
             rec = _adopt(folder)
             if rec is None:
                 act.conflict = f"{name}/ exists and was not placed by gpux sync"
                 act.user_files = [f"{name}/{p}" for p in _user_files(folder, set())]
+            else:
+                placed[name] = rec | {"inputs": _inputs(entry)}  # kept (with fresh stats) if it proves intact
         store_art = artifact_path(store, key)
         if rec is None:
             act.action, act.reasons = "add", ["new in lock"]
         elif rec.get("build_key") != key:
             act.action = "update"
-            act.reasons = _why_changed(rec.get("inputs") or {}, entry) if name in placed else ["not in the sync record, and a different artifact"]
+            act.reasons = ["not in the sync record, a different artifact"] if adopted else _why_changed(rec.get("inputs") or {}, entry)
         else:
             drifted, act.refresh = _check_files(folder, rec["files"])
             if drifted:

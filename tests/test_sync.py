@@ -389,3 +389,20 @@ def test_sync_exports_a_pytorch_model(hub, repo_id, tmp_path):
     assert "torch" in read_lock(tmp_path)["models"]["clf"]["artifact"]["toolchain"]
     load_with_gpux_runtime(folder / "gpux.yml")
     assert summary(gpux("sync", cwd=tmp_path).stdout) == "0 added, 0 updated, 0 removed, 1 unchanged"
+
+
+def test_lost_record_adopts_and_foreign_folder_is_refused(onnx_repo, tmp_path):
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    gpux("sync", cwd=tmp_path)
+    target = models_dir(tmp_path)
+    (target / ".gpux-sync.json").unlink()
+    r = gpux("sync", cwd=tmp_path)  # the folder's artifact.json says what sync placed: every file re-hashed
+    assert summary(r.stdout) == "0 added, 0 updated, 0 removed, 1 unchanged"
+    assert "a" in json.loads((target / ".gpux-sync.json").read_text())["models"]
+
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}, "b": {"source": f"hf:{onnx_repo}"}})
+    (target / "b").mkdir()
+    (target / "b" / "weights.onnx").write_bytes(b"not from gpux")
+    r = gpux("sync", cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "refusing to replace models/b/" in r.stderr and "Traceback" not in r.stderr
+    assert (target / "b" / "weights.onnx").read_bytes() == b"not from gpux"
