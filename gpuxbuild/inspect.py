@@ -9,26 +9,28 @@ from gpuxbuild.store import Store
 
 
 def inspect_model(name: str, *, store: Store, project: Path) -> dict:
-    """A pulled model (`org/name[@REV]`), else the model `name` of `project`'s gpux.lock, as plain data:
-    registry, repo, revision, commit, task, library, license, files with hashes (and whether each is
-    stored), and the artifact (digest, path, gpux.yml) when one is built."""
+    """Everything known about `name`, as plain data: registry, repo, revision, commit, task, library, license,
+    files with hashes (and whether each is stored), and the artifact (digest, path, gpux.yml) when built.
+
+    `name` is looked up like `gpux run` does: a model of `project`'s gpux.lock first, else a pulled model
+    (`org/name[@REV]`).
+    """
     from gpuxbuild.pull import resolve_name
 
+    entry = _lock_entry(project, name)
+    if entry is not None:
+        return _from_lock(entry, store, project)
     try:
         rec = resolve_name(name, store)
     except GpuxError as exc:
-        entry = _lock_entry(project, name)
-        if entry is None:
-            raise GpuxError(exc.message, (exc.hint or "") + f"; or name a model of {project / 'gpux.lock'}") from None
-        return _from_lock(entry, store, project)
+        raise GpuxError(exc.message, (exc.hint or "") + f"; or name a model of {project / 'gpux.lock'}") from None
     return _from_pulled(rec, store)
 
 
 def _lock_entry(project: Path, name: str):
     from gpuxbuild.lockfile import lock_path, read_lock
 
-    path = lock_path(project)
-    lock = read_lock(path) if path.is_file() else None
+    lock = read_lock(lock_path(project))
     return lock.models.get(name) if lock else None
 
 
@@ -83,7 +85,13 @@ def _from_lock(entry, store: Store, project: Path) -> dict:
     synced = next(
         (p.get("models", {}).get(entry.name) for p in project_records(store) if p.get("project") == str(project)), None
     )
+    from gpuxbuild.sync import DEFAULT_TARGET
+
     artifact = _artifact(store, (synced or {}).get("artifact")) or _artifact(store, entry.artifact)
+    folder = project / DEFAULT_TARGET / entry.name
+    if artifact and (folder / "artifact.json").is_file():
+        # the project's synced copy is what `gpux run NAME` uses
+        artifact = {**artifact, "path": str(folder), "gpux_yml": str(folder / "gpux.yml"), "store_path": artifact["path"]}
     return {
         "name": entry.name,
         "kind": "locked",

@@ -325,3 +325,45 @@ def test_pull_builds_a_model_that_ships_onnx(hub, repo_id, gpux_home):
     again = json.loads(gpux("pull", repo_id, "--json").stdout)
     assert again["already_pulled"] and again["build"]["status"] == "cached"
     assert json.loads(gpux("cache", "prune", "--json").stdout)["artifacts"] == []
+
+
+def test_progress_bars_on_a_tty(hub, repo_id):
+    import pty
+
+    publish(hub, repo_id, "bert")
+    hub.commit(repo_id, {"extra.safetensors": big_file(1024 * 1024)})
+    hub.throttle(repo_id, "extra.safetensors", 2 * 1024 * 1024)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build"],
+                            stdin=follower, stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        seen += data
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    assert b"extra.safetensors" in seen and b"total" in seen  # one bar per file and a total, on the terminal
+    assert "━" not in proc.stdout.read().decode()  # stdout stays clean
+
+
+def test_inspect_a_model_of_the_project_lock(hub, repo_id, tmp_path):
+    from helpers import write_manifest
+
+    commit = publish(hub, repo_id, "onnx-shipped")
+    write_manifest(tmp_path, {"sentiment": {"source": f"hf:{repo_id}"}})
+    gpux("lock", cwd=tmp_path)
+    info = json.loads(gpux("inspect", "sentiment", "--json", cwd=tmp_path).stdout)
+    assert (info["kind"], info["repo"], info["commit"], info["artifact"]) == ("locked", repo_id, commit, None)
+    assert {f["path"] for f in info["files"]} >= {"config.json"}
+    gpux("sync", cwd=tmp_path)
+    info = json.loads(gpux("inspect", "sentiment", "--json", cwd=tmp_path).stdout)
+    assert info["synced"] and Path(info["artifact"]["gpux_yml"]).is_file()
+    assert Path(info["artifact"]["store_path"]).is_relative_to(Path(os.environ["GPUX_HOME"]))
+    rows = json.loads(gpux("ls", "--json").stdout)
+    assert [(r["name"], r["kind"], r["commit"]) for r in rows] == [("sentiment", "synced", commit)]

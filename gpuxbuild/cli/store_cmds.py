@@ -17,7 +17,7 @@ from gpuxbuild.cli.project_cmds import JSON, OFFLINE
 class RichReporter:
     """A progress bar per file and a total, on stderr; only on a TTY and without --quiet."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, done: int = 0):
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
         self._lock = threading.Lock()
@@ -25,7 +25,7 @@ class RichReporter:
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
             console=err_console, transient=True,
         )
-        self.total = self.progress.add_task("total", total=total)
+        self.total = self.progress.add_task("total", total=total, completed=done)
         self.tasks: dict[str, int] = {}
 
     def __enter__(self):
@@ -86,7 +86,8 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, jo
         if not ctx.quiet and not as_json:
             say(f"{parsed}: commit {record['commit'][:12]}, {len(record['files'])} files, {human_size(record['size'])}")
         if show_progress(ctx, as_json):
-            reporter_box["r"] = RichReporter(record["size"]).__enter__()
+            done = sum(f["size"] for f in record["files"] if store.has_object(f["sha256"]))
+            reporter_box["r"] = RichReporter(record["size"], done).__enter__()
 
     class Forward:
         def start(self, k, t):
