@@ -291,14 +291,14 @@ def test_link_modes_and_target(onnx_repo, tmp_path, gpux_home):
 
 def _noop_modules(project: Path) -> list[str]:
     code = (
-        "import sys\nfrom gpuxbuild.cli import main\n"
+        "import json, sys\nfrom gpuxbuild.cli import main\n"
         "try:\n    main(['sync'], standalone_mode=False)\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert summary(r.stdout).endswith("unchanged") and " 0 updated" in r.stdout
-    return eval(r.stdout.strip().splitlines()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def test_noop_sync_imports_nothing_heavy(onnx_repo, tmp_path):
