@@ -96,6 +96,7 @@ def prune(store: Store, *, dry_run: bool = False) -> PruneReport:
                             remove_tree(d)
     if not dry_run:
         store.clean_tmp()
+        store.drop_stale_index()
     return report
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.fetch import FetchResult, Reporter, check_pickles, fetch, missing_files
@@ -16,7 +16,6 @@ from gpuxbuild.hashing import canonical_json
 from gpuxbuild.manifest import DEFAULT_CONVERT, DEFAULT_RUNTIME, check_revision
 from gpuxbuild.registries import get_manager, parse_source
 from gpuxbuild.registries.base import FileEntry
-from gpuxbuild.selection import select_files
 from gpuxbuild.store import Store, read_json, write_atomic
 
 
@@ -97,8 +96,6 @@ class Records:
         d = self._dir(registry, repo) / "tags"
         out = {}
         if d.is_dir():
-            from urllib.parse import unquote
-
             for p in sorted(d.glob("*.json")):
                 out[unquote(p.stem)] = (read_json(p) or {}).get("commit")
         return out

@@ -282,6 +282,20 @@ class Store:
             return None
         return sha if is_sha256(sha) and self.has_object(sha) else None
 
+    def drop_stale_index(self) -> int:
+        """Forget git-blob index entries whose object is gone (after a prune); returns how many."""
+        base = self.root / "index" / "gitsha1"
+        dropped = 0
+        for p in sorted(base.glob("*/*")) if base.is_dir() else []:
+            try:
+                sha = p.read_text().strip()
+            except FileNotFoundError:
+                continue
+            if not (is_sha256(sha) and self.has_object(sha)):
+                p.unlink(missing_ok=True)
+                dropped += 1
+        return dropped
+
     def remember_blob(self, git_sha1: str, sha256: str) -> None:
         """Record that the object `sha256` has git blob id `git_sha1`, so it is not fetched again to be hashed."""
         write_atomic(self._blob_index_path(git_sha1), sha256.encode())

@@ -201,7 +201,11 @@ def test_verify_prune_info(tmp_path):
     store.ensure_object(sha(live), len(live), feeder(live), label="m: f")
     dry = gc.prune(store, dry_run=True)
     assert dry.objects == [sha(orphan)] and dry.bytes_freed == 3000 and store.has_object(sha(orphan))
-    assert gc.prune(store).objects == [sha(orphan)]
+    blob = b"small"
+    store.ensure_blob(git_sha1(blob), len(blob), feeder(blob), label="m: small")
+    assert sorted(gc.prune(store).objects) == sorted([sha(orphan), sha(blob)])
     assert objects(store) == [sha(live)]
+    assert store.sha256_of_blob(git_sha1(blob)) is None
+    assert not [p for p in (store.root / "index").rglob("*") if p.is_file()]
     data = gc.info(store)
     assert (data["objects"], data["objects_bytes"], data["synced_projects"]) == (1, 2000, 1)
