@@ -89,6 +89,17 @@ class ModelSpec:
         return {"registry": self.registry, "ref": self.ref, "revision": self.revision}
 
 
+def adhoc_spec(source: str, registry: str, ref: str, *, revision: str | None = None, task: str | None = None,
+               allow_pickle: bool = False) -> ModelSpec:
+    """The spec of a model used without a manifest (`gpux pull`, `gpux run org/name`): all defaults,
+    named after the repo's last path segment."""
+    return ModelSpec(
+        name=ref.rstrip("/").rsplit("/", 1)[-1], source=source, registry=registry, ref=ref, revision=revision,
+        task=task, include=(), exclude=(), allow_pickle=allow_pickle, trust_remote_code=False,
+        convert=copy.deepcopy(DEFAULT_CONVERT), runtime=copy.deepcopy(DEFAULT_RUNTIME),
+    )
+
+
 @dataclass
 class Manifest:
     """A parsed, validated manifest."""

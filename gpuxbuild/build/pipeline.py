@@ -271,15 +271,11 @@ def job_from_lock(entry) -> BuildJob:
 def build_pulled(pulled, *, store: Store, offline: bool = False) -> BuildResult:
     """Build a model fetched by `gpux pull` and record its artifact in the pull record."""
     from gpuxbuild.lockfile import options_of
-    from gpuxbuild.manifest import DEFAULT_CONVERT, DEFAULT_RUNTIME, ModelSpec
+    from gpuxbuild.manifest import adhoc_spec
     from gpuxbuild.pull import Records
 
     rec = pulled.record
-    spec = ModelSpec(
-        name=rec["repo"].rsplit("/", 1)[-1], source=str(pulled.ref), registry=rec["registry"], ref=rec["repo"],
-        revision=None, task=None, include=(), exclude=(), allow_pickle=pulled.allow_pickle, trust_remote_code=False,
-        convert=dict(DEFAULT_CONVERT), runtime=dict(DEFAULT_RUNTIME),
-    )
+    spec = adhoc_spec(str(pulled.ref), rec["registry"], rec["repo"], allow_pickle=pulled.allow_pickle)
     job = BuildJob(spec.name, rec["registry"], rec["repo"], rec["commit"], rec["task"], rec.get("library") or "transformers",
                    [FileEntry(**f) for f in rec["files"]], options_of(spec))
     res = build_one(job, store=store, project=pulled.project, offline=offline)

@@ -6,37 +6,14 @@ import numpy as np
 
 from gpuxbuild.errors import GpuxError
 
-# optimum task names (and aliases) -> the pipeline task the runtime implements.
-TASK_ALIASES = {
-    "sentence-similarity": "feature-extraction",
-    "default": "feature-extraction",
-    "sequence-classification": "text-classification",
-    "sentiment-analysis": "text-classification",
-    "zero-shot-classification": "text-classification",
-    "ner": "token-classification",
-    "masked-lm": "fill-mask",
-    "causal-lm": "text-generation",
-    "seq2seq-lm": "text2text-generation",
-    "summarization": "text2text-generation",
-    "translation": "text2text-generation",
-}
-
-TASKS = (
-    "feature-extraction",
-    "fill-mask",
-    "question-answering",
-    "text-classification",
-    "text-generation",
-    "text2text-generation",
-    "token-classification",
-)
+from gpuxbuild.build.tasks import SUPPORTED_TASKS as TASKS
+from gpuxbuild.build.tasks import normalize_task as _normalize
 
 
 def normalize_task(task: str) -> str:
     """Map an artifact's task ("text-generation-with-past", "sentence-similarity", ...) to a runtime task."""
-    base = task.removesuffix("-with-past")
-    base = TASK_ALIASES.get(base, base)
-    if base not in TASKS:
+    base = _normalize(task)
+    if base is None:
         raise GpuxError(f"artifact.json task '{task}' is not supported by gpux run",
                         f"supported tasks: {', '.join(TASKS)}; raw tensors still work with any graph")
     return base
