@@ -1,15 +1,14 @@
-"""Tiny artifact folders for the runtime tests: a random transformers model, a trained tokenizer, an optimum export.
+"""Artifact folders for the runtime tests, made end to end: tiny model on the test Hub -> gpux lock -> build -> sync.
 
-`artifacts` (a session fixture) builds each kind once per test session: `artifacts("bert")` returns an
+`artifacts` (a session fixture) does that once per test session for every kind: `artifacts("bert")` returns a
 `Built(source, artifact)` pair: `source` is the transformers folder (for reference outputs), `artifact`
-the folder in the layout of docs/architecture.md. Source folders come from tests/tinymodels.py (`write_repo`),
+the synced model folder (.gpux/models/<kind>, the layout of docs/architecture.md). Source folders come from tests/tinymodels.py (`write_repo`),
 except the few kinds it lacks, which are made here.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +45,6 @@ KINDS = {
 
 # Kinds always made here (tests/tinymodels.py has no equivalent).
 _OWN_KINDS = {"bert-multilabel", "t5-peaky", "bart-peaky"}
-
-_COPY = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json", "generation_config.json",
-         "modules.json", "config_sentence_transformers.json", "sentence_bert_config.json")
 
 
 @dataclass(frozen=True)
@@ -135,43 +131,38 @@ def write_source(kind: str, dest: Path) -> Path:
     return dest
 
 
-def export_artifact(kind: str, source: Path, dest: Path) -> Path:
-    """Export `source` with optimum and lay it out as an artifact folder."""
-    from optimum.exporters.onnx import main_export
+def sync_artifacts(hub, kinds: list[str], sources: dict[str, Path], root: Path) -> dict[str, Path]:
+    """Publish each source on the test Hub, then `gpux lock`, `gpux build` and `gpux sync` them in one project,
+    exactly as a user would; returns kind -> synced model folder."""
+    from helpers import gpux, write_manifest
 
-    optimum_task, task = KINDS[kind]
-    raw = dest.parent / f"{dest.name}-raw"
-    main_export(str(source), output=str(raw), task=optimum_task, do_validation=False)
-    dest.mkdir(parents=True, exist_ok=True)
-    if (raw / "model.onnx").is_file():
-        graphs = {"model": "model.onnx"}
-    else:
-        graphs = {"encoder": "encoder_model.onnx", "decoder": "decoder_model_merged.onnx"}
-    for name in graphs.values():
-        shutil.copy(raw / name, dest / name)
-    for name in _COPY:
-        if (source / name).is_file():
-            shutil.copy(source / name, dest / name)
-    for sub in ("1_Pooling", "2_Normalize"):
-        if (source / sub).is_dir():
-            shutil.copytree(source / sub, dest / sub)
-    manifest = {"format": 1, "task": task, "graphs": graphs,
-                "library": "sentence-transformers" if (source / "modules.json").is_file() else "transformers"}
-    (dest / "artifact.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    shutil.rmtree(raw)
-    return dest
+    models = {}
+    for kind in kinds:
+        repo = f"runtime-artifacts/{kind}"
+        hub.create_repo(repo)
+        files = {p.relative_to(sources[kind]).as_posix(): p.read_bytes() for p in sources[kind].rglob("*") if p.is_file()}
+        hub.commit(repo, files, message=f"add {kind}")
+        models[kind] = {"source": f"hf:{repo}", "task": KINDS[kind][1]}
+    project = root / "project"
+    write_manifest(project, models)
+    env = {**os.environ, "GPUX_HOME": str(root / "gpux-home")}
+    gpux("lock", cwd=project, env=env)
+    gpux("build", "--jobs", "2", cwd=project, env=env)
+    gpux("sync", "--locked", cwd=project, env=env)
+    return {kind: project / ".gpux" / "models" / kind for kind in kinds}
 
 
 @pytest.fixture(scope="session")
-def artifacts(tmp_path_factory):
-    """`artifacts(kind) -> Built`, each kind exported once per test session."""
+def artifacts(tmp_path_factory, hub):
+    """`artifacts(kind) -> Built`: every kind is published on the test Hub, locked, built and synced once per session."""
     root = tmp_path_factory.mktemp("runtime-artifacts")
     cache: dict[str, Built] = {}
 
     def get(kind: str) -> Built:
-        if kind not in cache:
-            source = write_source(kind, root / f"{kind}-src")
-            cache[kind] = Built(source, export_artifact(kind, source, root / kind))
+        if not cache:
+            sources = {k: write_source(k, root / f"{k}-src") for k in KINDS}
+            for k, folder in sync_artifacts(hub, list(KINDS), sources, root).items():
+                cache[k] = Built(sources[k], folder)
         return cache[kind]
 
     return get
