@@ -111,5 +111,5 @@ def _isolated_env(hub: HubServer, hf_home, gpux_home, hf_env):
 @pytest.fixture
 def repo_id(request: pytest.FixtureRequest) -> str:
     """A repo id no other test uses: ``test-org/<test name>-<n>`` (not created; call ``hub.create_repo``)."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name).strip("-.")[:60]
+    name = re.sub(r"[^A-Za-z0-9._]+", "-", request.node.name).strip("-.")[:60].strip("-.")  # Hub ids: no "--" or ".."
     return f"test-org/{name}-{next(_repo_numbers)}"
