@@ -70,7 +70,8 @@ def test_option_errors_are_user_errors(tmp_path):
     source = tinymodels.write_repo("bert", tmp_path / "bert")
     for kwargs in ({"task": "image-classification"}, {"task": "fill-mask", "dtype": "bf16"},
                    {"task": "fill-mask", "optimize": 3}, {"task": "fill-mask", "quantize": "int4"},
-                   {"task": "fill-mask", "dtype": "fp16", "quantize": "int8"}):
+                   {"task": "fill-mask", "dtype": "fp16", "quantize": "int8"},
+                   {"task": "text2text-generation", "dtype": "fp16"}):
         with pytest.raises(GpuxError) as info:
             export_onnx(source, tmp_path / "out", **kwargs)
         assert info.value.hint and "bert" in info.value.message
@@ -116,17 +117,35 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """kind -> (ExportResult, out folder) of a default export, computed once per kind."""
-    cache: dict[str, tuple[ExportResult, Path]] = {}
+def exported(request, tmp_path_factory):
+    """kind -> (ExportResult, out folder) of a default export.
+
+    The kinds the selected tests need are exported up front, in parallel: each export is its own process.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    needed = sorted({item.callspec.params["kind"] for item in request.session.items
+                     if getattr(item, "originalname", "") in KIND_TESTS and "kind" in item.callspec.params})
+    root = tmp_path_factory.mktemp("export")
+
+    def export(kind: str) -> tuple[ExportResult, Path]:
+        return export_onnx(tinymodels.repo_dir(kind), root / kind, task=_task(kind)), root / kind
+
+    for kind in needed:
+        tinymodels.repo_dir(kind)  # generate sequentially: repo generation is in-process
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+        futures = {kind: pool.submit(export, kind) for kind in needed}
+    cache = {kind: future.result() for kind, future in futures.items()}
 
     def get(kind: str) -> tuple[ExportResult, Path]:
         if kind not in cache:
-            out = tmp_path_factory.mktemp("export") / kind
-            cache[kind] = export_onnx(tinymodels.repo_dir(kind), out, task=_task(kind)), out
+            cache[kind] = export(kind)
         return cache[kind]
 
     return get
+
+
+KIND_TESTS = {"test_export_kind", "test_export_is_byte_identical_across_processes_and_folders"}
 
 
 @pytest.mark.slow
@@ -209,7 +228,7 @@ def test_bert_options_are_deterministic(options, check, tmp_path):
 
     source = tinymodels.repo_dir("bert")
     first = export_onnx(source, tmp_path / "a", task="text-classification", **options)
-    assert first.max_diff is not None and {"optimize", check} <= set(first.stages)
+    assert first.max_diff is not None and {"optimize", {"fp16": "fp16", "int8": "quantize"}[check]} <= set(first.stages)
     _export_in_subprocess(shutil.copytree(source, tmp_path / "src"), tmp_path / "b", "text-classification",
                           hash_seed="7", **options)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
@@ -223,6 +242,13 @@ def test_bert_options_are_deterministic(options, check, tmp_path):
         assert np.dtype("int8") in weights
         assert any(n.op_type in {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}
                    for n in graph.graph.node)
+
+
+@pytest.mark.slow
+def test_seq2seq_int8_with_optimizer(tmp_path):
+    result = export_onnx(tinymodels.repo_dir("t5"), tmp_path / "out", task="text2text-generation", optimize=99,
+                         quantize="int8")
+    assert result.graphs["decoder"] == "decoder_model_merged.onnx" and {"quantize", "merge"} <= set(result.stages)
 
 
 @pytest.mark.slow

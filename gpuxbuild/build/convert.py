@@ -132,6 +132,10 @@ def _check_options(name: str, task: str, dtype: str, optimize: int | None, quant
         raise GpuxError(f"{name}: quantize {quantize!r} is not supported", "use: int8")
     if quantize and dtype != "fp32":
         raise GpuxError(f"{name}: int8 quantization needs dtype fp32, not {dtype}", "drop one of dtype/quantize")
+    if dtype == "fp16" and task == "text2text-generation":
+        # The fp16 decoders' IO casts break optimum's merge of the two decoder graphs.
+        raise GpuxError(f"{name}: dtype fp16 is not supported for text2text-generation yet",
+                        "use dtype fp32, optionally with quantize: int8")
     if opset is not None and not 11 <= opset <= 23:
         raise GpuxError(f"{name}: opset {opset} is out of range", "use an opset between 11 and 23, or leave it unset")
 
@@ -177,7 +181,7 @@ def run_export(source_dir: str, out_dir: str, *, task: str, library: str, opset:
     def stage(label: str) -> None:
         nonlocal clock
         now = time.perf_counter()
-        stages[label] = round(now - clock, 3)
+        stages[label] = round(stages.get(label, 0.0) + now - clock, 3)
         clock = now
 
     try:
@@ -195,17 +199,31 @@ def run_export(source_dir: str, out_dir: str, *, task: str, library: str, opset:
     _check_supported(name, config, task)
     with tempfile.TemporaryDirectory(prefix="gpux-onnx-") as tmp:
         export_dir = Path(tmp)
+        seq2seq = task == "text2text-generation"
         # sentence-transformers models export as their transformer (last_hidden_state); the runtime pools
         # per the copied 1_Pooling config, so the export needs no sentence-transformers package.
+        # Seq2seq decoders are post-processed before they are merged: ORT's optimizer, fp16 converter and
+        # quantizer do not handle the merged graph's If subgraphs.
         main_export(str(source), export_dir, task=optimum_task(task), opset=opset, device="cpu", dtype="fp32",
-                    do_validation=False, library_name="transformers", trust_remote_code=trust_remote_code)
+                    do_validation=False, library_name="transformers", trust_remote_code=trust_remote_code,
+                    no_post_process=seq2seq)
         stage("export")
         graphs = ({"encoder": "encoder_model.onnx", "decoder": "decoder_model_merged.onnx"}
-                  if task == "text2text-generation" else {"model": "model.onnx"})
-        for file_name in graphs.values():
+                  if seq2seq else {"model": "model.onnx"})
+        parts = (["encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx"] if seq2seq
+                 else ["model.onnx"])
+        processed = export_dir / "processed"
+        processed.mkdir()
+        for file_name in parts:
             if not (export_dir / file_name).is_file():
                 raise ExportError(f"{name}: the exporter wrote no {file_name}", "report this model")
-            _post_process(export_dir / file_name, out / file_name, config, optimize, dtype, quantize, stage)
+            _post_process(export_dir / file_name, processed / file_name, config, optimize, dtype, quantize, stage)
+        if seq2seq:
+            _merge_decoders(processed)
+            stage("merge")
+        for file_name in graphs.values():
+            for path in processed.glob(f"{file_name}*"):
+                shutil.copyfile(path, out / path.name)
         # Older repos keep generation settings in config.json; optimum moves them to a generation config.
         if not (source / "generation_config.json").is_file() and (export_dir / "generation_config.json").is_file():
             shutil.copyfile(export_dir / "generation_config.json", out / "generation_config.json")
@@ -249,7 +267,8 @@ def _post_process(src: Path, dest: Path, config: dict, optimize: int | None, dty
     if optimize is not None:
         from onnxruntime.transformers.optimizer import optimize_model
 
-        model_type = {"gpt2": "gpt2", "t5": "t5", "bart": "bart"}.get(config.get("model_type"), "bert")
+        # T5 fusions emit CUDA-only kernels (RelativePositionBias); the generic BERT fusions run everywhere.
+        model_type = {"gpt2": "gpt2", "bart": "bart"}.get(config.get("model_type"), "bert")
         optimized = optimize_model(str(work), model_type=model_type, num_heads=0, hidden_size=0, opt_level=optimize,
                                    use_gpu=False)
         work = src.with_name(f"optimized-{src.name}")
@@ -267,13 +286,27 @@ def _post_process(src: Path, dest: Path, config: dict, optimize: int | None, dty
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         quantized = src.with_name(f"int8-{src.name}")
+        # Fused ops of the ORT optimizer lack shape-inference types; their outputs are float tensors.
         quantize_dynamic(work, quantized, weight_type=QuantType.QInt8, use_external_data_format=_is_large(work),
-                         extra_options={"EnableSubgraph": True})
+                         extra_options={"EnableSubgraph": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
         work = quantized
         stage("quantize")
     model = onnx.load(str(work))
     _strip(model)
     _save(model, dest)
+
+
+def _merge_decoders(folder: Path) -> None:
+    """decoder_model.onnx + decoder_with_past_model.onnx -> decoder_model_merged.onnx (one graph, If on the cache)."""
+    import onnx
+    from optimum.onnx import merge_decoders
+
+    merged = folder / "merged.onnx"
+    merge_decoders(decoder=folder / "decoder_model.onnx", decoder_with_past=folder / "decoder_with_past_model.onnx",
+                   save_path=merged, strict=False)
+    model = onnx.load(str(merged))
+    _strip(model)
+    _save(model, folder / "decoder_model_merged.onnx")
 
 
 def _is_large(path: Path) -> bool:
