@@ -1,12 +1,15 @@
-"""Entry point of the export process started by ``convert.export_onnx``: ``python -m ... REQUEST RESULT``.
+"""The export process started by ``convert.ExportPool``: ``python -m gpuxbuild.build._export_worker --serve``.
 
-Reads the request JSON, runs ``convert.run_export``, writes ``{"result": ...}`` or ``{"error": ...}`` (a
-GpuxError) to RESULT. Any other exception leaves RESULT unwritten and its traceback on stderr.
+It reads one JSON line per export from stdin, ``[REQUEST, RESULT]`` (two file paths), runs ``convert.run_export``
+on the request, writes ``{"result": ...}`` or ``{"error": ...}`` (a GpuxError) to RESULT, and answers with one line
+on stdout. Any other exception leaves RESULT unwritten and its traceback on stderr. Libraries' prints go to
+stderr, so stdout carries only the protocol.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,5 +29,16 @@ def main(request_path: str, result_path: str) -> None:
     Path(result_path).write_text(json.dumps(payload))
 
 
+def serve() -> None:
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    for line in sys.stdin:
+        request_path, result_path = json.loads(line)
+        main(request_path, result_path)
+        protocol.write("done\n")
+        protocol.flush()
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    serve()

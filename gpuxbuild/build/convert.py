@@ -77,12 +77,13 @@ class ExportResult:
 def export_onnx(source_dir: Path, out_dir: Path, *, task: str, library: str = "transformers", opset: int | None = None,
                 dtype: str = "fp32", optimize: int | None = None, quantize: str | None = None, validate: bool = True,
                 atol: float | None = None, trust_remote_code: bool = False, name: str | None = None,
-                env: dict[str, str] | None = None) -> ExportResult:
+                env: dict[str, str] | None = None, pool: "ExportPool | None" = None) -> ExportResult:
     """Export the model repo in ``source_dir`` to ONNX graphs plus runtime files in ``out_dir`` (must be empty).
 
     ``name`` labels the model in errors (default: the folder name); ``env`` adds variables to the export
-    process's environment. Raises GpuxError subclasses for unsupported models, failed validation and
-    missing dependencies.
+    process's environment; ``pool`` runs it in a long-lived worker of that pool (torch and optimum are then
+    imported once per worker, not once per model). Raises GpuxError subclasses for unsupported models, failed
+    validation and missing dependencies.
     """
     source_dir, out_dir = Path(source_dir).resolve(), Path(out_dir).resolve()
     name = name or source_dir.name
@@ -99,24 +100,108 @@ def export_onnx(source_dir: Path, out_dir: Path, *, task: str, library: str = "t
         "trust_remote_code": trust_remote_code, "name": name,
     }
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="gpux-export-") as tmp:
-        request_path, result_path = Path(tmp) / "request.json", Path(tmp) / "result.json"
-        request_path.write_text(json.dumps(request))
-        proc = subprocess.run(
-            [sys.executable, "-m", "gpuxbuild.build._export_worker", str(request_path), str(result_path)],
-            env=_worker_env(env), cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        )
-        payload = json.loads(result_path.read_text()) if result_path.is_file() else None
-    if payload is None or "error" not in payload and proc.returncode != 0:
-        shutil.rmtree(out_dir, ignore_errors=True)
-        raise ExportError(f"{name}: ONNX export failed: {_last_line(proc.stderr) or f'exit code {proc.returncode}'}",
-                          "see the exporter's log above; report it if the model loads with transformers")
+    if pool is None:
+        with ExportPool(1, env) as own:
+            payload = own.run(request)
+    else:
+        payload = pool.run(request)
     if "error" in payload:
         shutil.rmtree(out_dir, ignore_errors=True)
         raise _error_from(payload["error"])
     result = payload["result"]
     stages = dict(result["stages"]) | {"total": round(time.perf_counter() - started, 3)}
     return ExportResult(graphs=result["graphs"], max_diff=result["max_diff"], stages=stages)
+
+
+class _Worker:
+    """One export process serving requests one at a time (protocol in _export_worker.py)."""
+
+    def __init__(self, env: dict[str, str]):
+        self.log = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gpuxbuild.build._export_worker", "--serve"], env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=tempfile.gettempdir(),
+        )
+
+    def run(self, request: dict) -> dict | None:
+        """The worker's payload, or None when it died (its log then says why)."""
+        with tempfile.TemporaryDirectory(prefix="gpux-export-") as tmp:
+            request_path, result_path = Path(tmp) / "request.json", Path(tmp) / "result.json"
+            request_path.write_text(json.dumps(request))
+            self.log.seek(0)
+            self.log.truncate()
+            try:
+                self.proc.stdin.write(json.dumps([str(request_path), str(result_path)]) + "\n")
+                self.proc.stdin.flush()
+                done = self.proc.stdout.readline()
+            except (BrokenPipeError, OSError):
+                done = ""
+            if not done:
+                return None
+            return json.loads(result_path.read_text()) if result_path.is_file() else None
+
+    def last_error(self) -> str:
+        self.log.seek(0)
+        return _last_line(self.log.read())
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+class ExportPool:
+    """Up to ``size`` long-lived export processes, started on first use; safe to share between threads.
+
+    Every worker runs with ``PYTHONHASHSEED=0`` and resets torch's seed per export, so an export's bytes do
+    not depend on which worker ran it or what it ran before (tested by the reproducibility tests).
+    """
+
+    def __init__(self, size: int, env: dict[str, str] | None = None):
+        import queue
+        import threading
+
+        self._env = _worker_env(env)
+        self._idle: "queue.Queue[_Worker | None]" = queue.Queue()
+        for _ in range(max(1, size)):
+            self._idle.put(None)  # a slot; its process starts on first use
+        self._all: list[_Worker] = []
+        self._lock = threading.Lock()
+
+    def run(self, request: dict) -> dict:
+        worker = self._idle.get()
+        try:
+            if worker is None or worker.proc.poll() is not None:
+                worker = _Worker(self._env)
+                with self._lock:
+                    self._all.append(worker)
+            payload = worker.run(request)
+            if payload is None:
+                message = worker.last_error() or f"exit code {worker.proc.poll()}"
+                worker.close()
+                worker = None
+                shutil.rmtree(request["out_dir"], ignore_errors=True)
+                raise ExportError(f"{request['name']}: ONNX export failed: {message}",
+                                  "report it if the model loads with transformers")
+            return payload
+        finally:
+            self._idle.put(worker)
+
+    def close(self) -> None:
+        with self._lock:
+            for worker in self._all:
+                worker.close()
+            self._all.clear()
+
+    def __enter__(self) -> "ExportPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _check_options(name: str, task: str, dtype: str, optimize: int | None, quantize: str | None,

@@ -133,7 +133,7 @@ def _copy_metadata(src: Path, out: Path) -> None:
             shutil.copyfile(s, out / rel)
 
 
-def _convert(job: BuildJob, src: Path, out: Path, validate: bool, stages: dict) -> dict:
+def _convert(job: BuildJob, src: Path, out: Path, validate: bool, stages: dict, pool) -> dict:
     convert = job.options.get("convert", {})
     if job.conversion == "onnx":
         from gpuxbuild.build.onnx_files import place_onnx
@@ -152,7 +152,7 @@ def _convert(job: BuildJob, src: Path, out: Path, validate: bool, stages: dict) 
     result = export_onnx(
         src, out, task=job.task, library=job.library, opset=convert.get("opset"), dtype=convert.get("dtype", "fp32"),
         optimize=convert.get("optimize"), quantize=convert.get("quantize"), validate=validate and convert.get("validate", True),
-        atol=convert.get("atol"), trust_remote_code=job.options.get("trust_remote_code", False), name=job.name,
+        atol=convert.get("atol"), trust_remote_code=job.options.get("trust_remote_code", False), name=job.name, pool=pool,
     )
     stages.update({k: round(v, 3) for k, v in result.stages.items()})
     _copy_metadata(src, out)
@@ -167,8 +167,12 @@ def build_one(
     offline: bool = False,
     validate: bool = True,
     on_stage: Stage | None = None,
+    pool=None,
 ) -> BuildResult:
-    """Build (or reuse) one model's artifact. Raises GpuxError on failure."""
+    """Build (or reuse) one model's artifact. Raises GpuxError on failure.
+
+    `pool` (a `convert.ExportPool`) runs exports in long-lived workers; without one an export gets its own process.
+    """
     stage = on_stage or (lambda n, s: None)
     key, toolchain = job.key, job.toolchain
     dest = artifact_path(store, key)
@@ -196,7 +200,7 @@ def build_one(
             _snapshot(store, job.files, src)
             out.mkdir(parents=True)
             stage(job.name, "converting" if job.conversion == "export" else "placing ONNX")
-            graphs = _convert(job, src, out, validate, res.stages)
+            graphs = _convert(job, src, out, validate, res.stages, pool)
             stage(job.name, "writing gpux.yml")
             from gpuxbuild.build.gpuxyml import render_gpux_yml
 
@@ -246,9 +250,14 @@ def build_many(
 ) -> list[BuildResult]:
     """Build several models in parallel; failures are reported per model (all build with `keep_going`)."""
 
+    from gpuxbuild.build.convert import ExportPool
+
+    workers = memory_bounded_jobs(jobs, batch)
+
     def one(job: BuildJob) -> BuildResult:
         try:
-            return build_one(job, store=store, project=project, offline=offline, validate=validate, on_stage=on_stage)
+            return build_one(job, store=store, project=project, offline=offline, validate=validate, on_stage=on_stage,
+                             pool=pool)
         except GpuxError as exc:
             if on_stage:
                 on_stage(job.name, "failed")
@@ -256,8 +265,9 @@ def build_many(
                 raise
             return BuildResult(job.name, "failed", error=exc.message, hint=exc.hint)
 
-    with ThreadPoolExecutor(max_workers=memory_bounded_jobs(jobs, batch)) as pool:
-        results = list(pool.map(one, batch))
+    # Export processes start on first use, so builds that only place shipped ONNX never import torch.
+    with ExportPool(workers) as pool, ThreadPoolExecutor(max_workers=workers) as threads:
+        results = list(threads.map(one, batch))
     store.save_counters(builds=sum(r.status == "built" for r in results), build_hits=sum(r.status == "cached" for r in results))
     return results
 
