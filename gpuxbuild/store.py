@@ -53,8 +53,8 @@ class TooLarge(OSError):
 class HashingWriter:
     """A file wrapper that hashes bytes as they are written (one pass, no second read).
 
-    Each chunk is hashed on a helper thread while the caller receives the next one (hashlib releases
-    the GIL), so hashing adds almost nothing to a download. `limit` stops a source that sends more than
+    Each large chunk is hashed on a helper thread while the caller writes it and receives the next one
+    (hashlib releases the GIL), so on a multi-core machine hashing adds almost nothing to a download. `limit` stops a source that sends more than
     the expected size before it fills the disk. huggingface_hub's `http_get` may seek(0)+truncate() when
     a server ignores a Range request; the hash restarts then.
     """
@@ -73,6 +73,10 @@ class HashingWriter:
         self._hasher.update(data)
         if self._git is not None:
             self._git.update(data)
+
+    def wait(self) -> None:
+        """Wait for the helper thread to finish hashing what was written."""
+        self._drain()
 
     def _drain(self) -> None:
         if self._pending is not None:
@@ -214,8 +218,11 @@ class Store:
         try:
             with open(partial, "ab") as f:
                 hw = HashingWriter(f, hasher, limit=size)
-                if resume < size:
-                    writer(hw, resume)
+                try:
+                    if resume < size:
+                        writer(hw, resume)
+                finally:
+                    hw.wait()  # a failed transfer must not leave the helper running
                 f.flush()
                 os.fsync(f.fileno())
         except TooLarge:
@@ -243,7 +250,10 @@ class Store:
             try:
                 with open(partial, "wb") as f:
                     hw = HashingWriter(f, hashlib.sha256(), limit=size, git_size=size)
-                    writer(hw, 0)
+                    try:
+                        writer(hw, 0)
+                    finally:
+                        hw.wait()
                     f.flush()
                     os.fsync(f.fileno())
                 actual_size = partial.stat().st_size
