@@ -73,7 +73,7 @@ class Records:
         if old.get("artifact") and not record.get("artifact") and old.get("task") == record.get("task"):
             record = {**record, "artifact": old["artifact"]}
         write_atomic(path, canonical_json(record))
-        if revision:
+        if revision and revision != record["commit"]:  # a commit is found by itself; tags are names for it
             write_atomic(d / "tags" / f"{_safe(revision)}.json", canonical_json({"commit": record["commit"]}))
         self.touch(record)
 

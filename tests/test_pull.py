@@ -61,7 +61,7 @@ def test_pull_then_again_ls_inspect(hub, repo_id, gpux_home):
 
     rows = json.loads(gpux("ls", "--json").stdout)
     assert [(r["name"], r["revision"], r["commit"], r["task"], r["kind"]) for r in rows] == [
-        (repo_id, commit + ",main", commit, "text-classification", "pulled")
+        (repo_id, "main", commit, "text-classification", "pulled")
     ]
     assert rows[0]["size"] == sum(b.size for p, b in hub.files(repo_id).items() if p in files)
     assert rows[0]["last_used"] is not None
