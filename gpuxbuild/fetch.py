@@ -6,6 +6,7 @@ verified objects, so a failure or a kill at any moment leaves nothing a later ru
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -24,6 +25,10 @@ class Reporter(Protocol):
     def start(self, key: str, total: int) -> None: ...
     def advance(self, key: str, n: int) -> None: ...
     def finish(self, key: str, hit: bool) -> None: ...
+
+
+class Stopped(Exception):
+    """A transfer stopped because the fetch it belongs to failed or was interrupted."""
 
 
 @dataclass
@@ -74,24 +79,32 @@ def fetch(
             "run the same command online once, or drop --offline / HF_HUB_OFFLINE",
         )
 
+    stop = threading.Event()
+
     def one(f: FileEntry) -> bool:
         if reporter:
             reporter.start(f.path, f.size)
 
+        def progress(n: int) -> None:
+            # Called between chunks: how a Ctrl-C or another file's failure stops this transfer at once,
+            # keeping what arrived for the next run to resume.
+            if stop.is_set():
+                raise Stopped(f"{label}: {f.path}: stopped")
+            if reporter:
+                reporter.advance(f.path, n)
+
         def writer(dest, resume_from):
             if reporter and resume_from:
                 reporter.advance(f.path, resume_from)
-            manager.download(
-                repo, commit, f, dest, resume_from=resume_from,
-                progress=(lambda n: reporter.advance(f.path, n)) if reporter else None,
-            )
+            manager.download(repo, commit, f, dest, resume_from=resume_from, progress=progress)
 
         hit = store.ensure_object(f.sha256, f.size, writer, label=f"{label}: {f.path}")
         if reporter:
             reporter.finish(f.path, hit)
         return hit
 
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo) or 1))) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo) or 1)))
+    try:
         futures = {pool.submit(one, f): f for f in todo}
         for fut in as_completed(futures):
             f = futures[fut]
@@ -99,6 +112,11 @@ def fetch(
             (result.hits if hit else result.downloaded).append(f.path)
             if not hit:
                 result.bytes_downloaded += f.size
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     result.hits.sort()
     result.downloaded.sort()
     return result

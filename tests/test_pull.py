@@ -137,6 +137,28 @@ def test_sigkill_mid_download_then_resume(hub, repo_id, gpux_home):
     assert list((gpux_home / "tmp").iterdir()) == []
 
 
+def test_ctrl_c_stops_at_once_and_keeps_what_arrived(hub, repo_id, gpux_home):
+    publish(hub, repo_id, "bert")
+    data = big_file(seed=1)
+    hub.commit(repo_id, {"extra.safetensors": data})
+    partial = gpux_home / "tmp" / f"{hashlib.sha256(data).hexdigest()}.partial"
+    hub.throttle(repo_id, "extra.safetensors", 4 * 1024 * 1024)
+    proc = subprocess.Popen([sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (partial.exists() and partial.stat().st_size >= CHUNK):
+        assert proc.poll() is None and time.monotonic() < deadline, "the download never reached one chunk"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)  # the last 2 MB would take 0.5 s more: the transfer is stopped
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert partial.stat().st_size == CHUNK and hashlib.sha256(data).hexdigest() not in objects(gpux_home)
+    hub.clear_faults(repo_id)
+    hub.reset_log()
+    pull_json(repo_id)
+    assert [r.range for r in hub.requests("GET", repo=repo_id, path="extra.safetensors", kind="lfs")] == [f"bytes={CHUNK}-"]
+
+
 def test_cache_verify_catches_and_fixes_corruption(hub, repo_id, gpux_home):
     publish(hub, repo_id, "bert")
     gpux("pull", repo_id, "--no-build")
