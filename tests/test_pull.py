@@ -389,3 +389,16 @@ def test_inspect_a_model_of_the_project_lock(hub, repo_id, tmp_path):
     assert Path(info["artifact"]["store_path"]).is_relative_to(Path(os.environ["GPUX_HOME"]))
     rows = json.loads(gpux("ls", "--json").stdout)
     assert [(r["name"], r["kind"], r["commit"]) for r in rows] == [("sentiment", "synced", commit)]
+
+
+def test_pull_a_local_folder(tmp_path, hub):
+    from tinymodels import write_repo
+
+    write_repo("bert", tmp_path / "m")
+    first = gpux("pull", "path:./m", "--no-build", cwd=tmp_path)
+    assert first.stdout.startswith("path:m: commit ")  # printed as is (rich would make ":m:" an emoji)
+    assert "already in the store" in gpux("pull", "path:./m", "--no-build", cwd=tmp_path).stdout
+    info = json.loads(gpux("inspect", "path:m", "--json", cwd=tmp_path).stdout)
+    assert (info["registry"], info["repo"]) == ("local", "m") and all(f["stored"] for f in info["files"])
+    assert "path:m" in gpux("ls", cwd=tmp_path).stdout
+    assert hub.count() == 0

@@ -9,6 +9,7 @@ import time
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gpuxbuild.cli import Context, console, err_console, main, pass_context, print_json
 from gpuxbuild.cli.project_cmds import JSON, OFFLINE
@@ -48,9 +49,10 @@ class RichReporter:
             self.progress.remove_task(self.tasks.pop(key))
 
 
-def say(text: str) -> None:
-    """Print one message line to stdout, never wrapped (piped output is read by scripts)."""
-    console.print(text, soft_wrap=True)
+def say(text: str, *, label: str | None = None, style: str = "bold") -> None:
+    """Print one line to stdout as is (no markup or emoji: names are data), after an optional styled `label`;
+    never wrapped (piped output is read by scripts)."""
+    console.print(Text.assemble((label or "", style), text), soft_wrap=True)
 
 
 def show_progress(ctx: Context, as_json: bool) -> bool:
@@ -161,8 +163,9 @@ def ls(ctx: Context, as_json: bool) -> None:
     for col in ("NAME", "REVISION", "COMMIT", "TASK", "SIZE", "LAST USED", "KIND"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r.get("revision") or "-", (r.get("commit") or "")[:12], r.get("task") or "-",
-                      human_size(r.get("size") or 0), _when(r.get("last_used")), r["kind"])
+        cells = (r["name"], r.get("revision") or "-", (r.get("commit") or "")[:12], r.get("task") or "-",
+                 human_size(r.get("size") or 0), _when(r.get("last_used")), r["kind"])
+        table.add_row(*(Text(c) for c in cells))
     # piped output is not cut to 80 columns
     out = console if console.is_terminal else Console(width=1000, highlight=False)
     out.print(table)
@@ -207,12 +210,12 @@ def inspect(ctx: Context, name: str, as_json: bool) -> None:
         return
     for key in ("name", "kind", "registry", "repo", "revision", "commit", "task", "library", "architecture", "license", "size"):
         if data.get(key) is not None:
-            say(f"[bold]{key}[/]: {data[key]}")
+            say(str(data[key]), label=f"{key}: ")
     art = data.get("artifact")
-    say(f"[bold]artifact[/]: {art['digest'] + ' at ' + art['path'] if art else 'not built'}")
+    say(f"{art['digest']} at {art['path']}" if art else "not built", label="artifact: ")
     if art and art.get("gpux_yml"):
-        say(f"[bold]gpux.yml[/]: {art['gpux_yml']}")
-    say("[bold]files[/]:")
+        say(art["gpux_yml"], label="gpux.yml: ")
+    say("", label="files:")
     for f in data.get("files", []):
         say(f"  {f['sha256'][:16]}  {f['size']:>12}  {f['path']}")
 
@@ -235,9 +238,9 @@ def verify(ctx: Context, fix: bool, as_json: bool) -> None:
         print_json(report.as_dict())
     else:
         for b in report.bad_objects:
-            say(f"[red]corrupt object[/] {b['object']} (content hashes to {b['actual']})" + (" - removed" if fix else ""))
+            say(f"{b['object']} (content hashes to {b['actual']})" + (" - removed" if fix else ""), label="corrupt object ", style="red")
         for b in report.bad_artifacts:
-            say(f"[red]corrupt artifact[/] {b['artifact']}: {'; '.join(b['problems'])}" + (" - removed" if fix else ""))
+            say(f"{b['artifact']}: {'; '.join(b['problems'])}" + (" - removed" if fix else ""), label="corrupt artifact ", style="red")
         if not ctx.quiet:
             n = len(report.bad_objects) + len(report.bad_artifacts)
             say(f"Checked {report.checked} files: {n} problem(s)" + ("" if n == 0 or fix else "; run `gpux cache verify --fix`"))
