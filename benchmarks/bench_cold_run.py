@@ -248,7 +248,7 @@ def weights_bytes(files: dict[str, bytes]) -> int:
 
 
 class Failed(Exception):
-    pass
+    """A gpux command exited non-zero; the message holds the tail of its output."""
 
 
 def timed(args: list[str], env: dict, cwd: Path) -> tuple[float, str]:
