@@ -157,12 +157,19 @@ def artifacts(tmp_path_factory, hub):
     """`artifacts(kind) -> Built`: every kind is published on the test Hub, locked, built and synced once per session."""
     root = tmp_path_factory.mktemp("runtime-artifacts")
     cache: dict[str, Built] = {}
+    failure: list[BaseException] = []
 
     def get(kind: str) -> Built:
+        if failure:  # built once per session: later tests report the same failure
+            raise failure[0]
         if not cache:
-            sources = {k: write_source(k, root / f"{k}-src") for k in KINDS}
-            for k, folder in sync_artifacts(hub, list(KINDS), sources, root).items():
-                cache[k] = Built(sources[k], folder)
+            try:
+                sources = {k: write_source(k, root / f"{k}-src") for k in KINDS}
+                for k, folder in sync_artifacts(hub, list(KINDS), sources, root).items():
+                    cache[k] = Built(sources[k], folder)
+            except BaseException as exc:
+                failure.append(exc)
+                raise
         return cache[kind]
 
     return get
