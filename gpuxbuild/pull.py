@@ -13,7 +13,7 @@ from urllib.parse import quote, unquote
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.fetch import FetchResult, Reporter, check_pickles, fetch, missing_files
 from gpuxbuild.hashing import canonical_json
-from gpuxbuild.manifest import DEFAULT_CONVERT, DEFAULT_RUNTIME, check_revision
+from gpuxbuild.manifest import adhoc_spec, check_revision
 from gpuxbuild.registries import get_manager, parse_source
 from gpuxbuild.registries.base import FileEntry
 from gpuxbuild.store import Store, read_json, write_atomic
@@ -209,7 +209,6 @@ def pull(
     a branch or tag is re-resolved online (one metadata request when nothing changed).
     """
     from gpuxbuild.lockfile import LockedModel
-    from gpuxbuild.manifest import ModelSpec
     from gpuxbuild.resolver import lock_model
 
     store.clean_tmp()
@@ -228,11 +227,7 @@ def pull(
         record = known
     else:
         pinned = manager.resolve(ref.repo, tag)
-        spec = ModelSpec(
-            name=ref.repo.rsplit("/", 1)[-1], source=str(ref), registry=ref.registry, ref=ref.repo,
-            revision=ref.revision, task=task, include=(), exclude=(), allow_pickle=allow_pickle,
-            trust_remote_code=False, convert=dict(DEFAULT_CONVERT), runtime=dict(DEFAULT_RUNTIME),
-        )
+        spec = adhoc_spec(str(ref), ref.registry, ref.repo, revision=ref.revision, task=task, allow_pickle=allow_pickle)
         entry: LockedModel = lock_model(spec, pinned)
         record = make_record(ref, pinned.commit, entry.files, entry.task, entry.library, entry.architecture, entry.license)
     files = [FileEntry(f["path"], f["sha256"], f["size"]) for f in record["files"]]

@@ -314,7 +314,7 @@ class Store:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(src, 0o444)
         os.replace(src, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
 
     def iter_objects(self):
         """Every (sha256, path) under objects/."""
@@ -405,7 +405,8 @@ def make_writable(tree: Path) -> None:
         os.chmod(dirpath, 0o755)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable
 
 from gpuxbuild.errors import GpuxError, IntegrityError
 from gpuxbuild.hashing import digest, sha256_bytes, sha256_file
-from gpuxbuild.store import Store, make_writable, read_json, write_atomic
+from gpuxbuild.store import Store, fsync_dir, make_writable, read_json, write_atomic
 
 if TYPE_CHECKING:
     from gpuxbuild.lockfile import Lock, LockedModel
@@ -337,14 +337,6 @@ def _remove_tree(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_record(target: Path, record: dict) -> None:
     write_atomic(target / RECORD_NAME, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
@@ -469,11 +461,11 @@ def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, re
             os.rename(folder, old)
             os.rename(tmp, folder)
             tmp = old
-        _fsync_dir(target)
+        fsync_dir(target)
         _remove_tree(tmp)
     else:
         os.rename(tmp, folder)
-        _fsync_dir(target)
+        fsync_dir(target)
 
 
 def _prepare(tmp: Path, src: Path, files: dict[str, str], folder: Path, act: ModelAction, linker: Linker) -> dict:
@@ -492,7 +484,7 @@ def _prepare(tmp: Path, src: Path, files: dict[str, str], folder: Path, act: Mod
                             "move your file elsewhere and sync again")
         (tmp / inner).parent.mkdir(parents=True, exist_ok=True)
         os.link(folder / inner, tmp / inner, follow_symlinks=False)
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     return stats
 
 

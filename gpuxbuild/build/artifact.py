@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from gpuxbuild.hashing import digest, sha256_bytes, sha256_file
-from gpuxbuild.store import Store, _fsync_dir
+from gpuxbuild.store import Store, fsync_dir
 
 ARTIFACT_FORMAT = 1
 ARTIFACT_MANIFEST = "artifact.json"
@@ -99,4 +99,4 @@ def publish(staging: Path, dest: Path) -> None:
             os.chmod(p, 0o444)
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.rename(staging, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)

@@ -17,8 +17,8 @@ from rich.markup import escape
 from gpuxbuild import __version__
 from gpuxbuild.errors import GpuxError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 
 class Context:
