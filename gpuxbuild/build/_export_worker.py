@@ -33,6 +33,10 @@ def serve() -> None:
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    try:  # import the exporter stack while the parent fetches sources; run_export reports a missing extra
+        import optimum.exporters.onnx  # noqa: F401
+    except ImportError:
+        pass
     for line in sys.stdin:
         request_path, result_path = json.loads(line)
         main(request_path, result_path)

@@ -145,12 +145,12 @@ class _Worker:
         return _last_line(self.log.read())
 
     def close(self) -> None:
+        # An idle worker holds no state worth a clean exit, and tearing down torch takes about a second.
         if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdin.close()
+        self.proc.stdout.close()
         self.log.close()
 
 
@@ -171,6 +171,16 @@ class ExportPool:
             self._idle.put(None)  # a slot; its process starts on first use
         self._all: list[_Worker] = []
         self._lock = threading.Lock()
+
+    def prestart(self, count: int) -> None:
+        """Start up to `count` workers now, so their imports overlap with the caller's fetching."""
+        slots = [self._idle.get() for _ in range(self._idle.qsize())]
+        for i, worker in enumerate(slots):
+            if worker is None and i < count:
+                worker = _Worker(self._env)
+                with self._lock:
+                    self._all.append(worker)
+            self._idle.put(worker)
 
     def run(self, request: dict) -> dict:
         worker = self._idle.get()

@@ -267,6 +267,8 @@ def build_many(
 
     # Export processes start on first use, so builds that only place shipped ONNX never import torch.
     with ExportPool(workers) as pool, ThreadPoolExecutor(max_workers=workers) as threads:
+        pool.prestart(sum(j.conversion == "export" and not (artifact_path(store, j.key) / "artifact.json").is_file()
+                          for j in batch))
         results = list(threads.map(one, batch))
     store.save_counters(builds=sum(r.status == "built" for r in results), build_hits=sum(r.status == "cached" for r in results))
     return results

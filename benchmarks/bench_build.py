@@ -1,0 +1,109 @@
+"""`gpux build` vs `optimum-cli export onnx`, timed in one run, and the build success rate over the
+supported architecture list.
+
+- one model: `gpux build` of a one-model project vs one `optimum-cli export onnx` (goal: no slower, 1.0x);
+- five models: `gpux build -j 2` of a five-model project vs five `optimum-cli` runs one after another
+  (goal: at least 1.3x faster);
+- success rate: every architecture of tests/tinymodels.py that gpuxbuild supports, built in one project
+  (goal: above 90%).
+
+Models are tiny random-weight models of real architectures (tests/tinymodels.py), widened with
+`--hidden`, served from local folders (the local registry), each build in a fresh GPUX_HOME. Both sides
+validate their export against PyTorch (optimum-cli does by default). Never asserts times.
+
+    python benchmarks/bench_build.py [--hidden 128] [--skip-sweep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from tinymodels import write_repo  # noqa: E402
+
+FIVE = {"bert": "text-classification", "distilbert": "text-classification", "roberta": "text-classification",
+        "gpt2": "text-generation", "t5": "text2text-generation"}
+OPTIMUM_TASK = {"text-classification": "text-classification", "text-generation": "text-generation-with-past",
+                "text2text-generation": "text2text-generation-with-past"}
+SWEEP = ["bert", "bert-mlm", "bert-ner", "bert-qa", "distilbert", "roberta", "albert", "electra", "mpnet", "xlm-roberta",
+         "deberta-v2", "gpt2", "gpt-neo", "opt", "bloom", "llama", "mistral", "qwen2", "phi", "t5", "bart",
+         "sentence-transformers", "slow-tokenizer-only"]
+
+
+def timed(cmd: list[str], **kw) -> float:
+    start = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    took = time.perf_counter() - start
+    if r.returncode != 0:
+        print(f"FAILED: {' '.join(cmd)}\n{r.stderr[-2000:]}", file=sys.stderr)
+        sys.exit(1)
+    return took
+
+
+def project(root: Path, kinds: dict[str, str | None], hidden: int) -> Path:
+    lines = ["version: 1", "models:"]
+    for kind, task in kinds.items():
+        write_repo(kind, root / "models" / kind, hidden=hidden)
+        entry = f"  {kind}: {{source: path:./models/{kind}" + (f", task: {task}" if task else "") + "}"
+        lines.append(entry)
+    (root / "gpux.models.yml").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def gpux_build(proj: Path, *args: str) -> tuple[float, dict]:
+    env = {**os.environ, "GPUX_HOME": str(proj / "home")}
+    start = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "gpuxbuild", "build", "--json", *args], cwd=proj, env=env,
+                       capture_output=True, text=True)
+    took = time.perf_counter() - start
+    return took, json.loads(r.stdout) if r.stdout.strip() else {"models": [], "stderr": r.stderr}
+
+
+def optimum_cli(src: Path, task: str, out: Path) -> float:
+    cli = str(Path(sys.executable).with_name("optimum-cli"))
+    return timed([cli, "export", "onnx", "--model", str(src), "--task", OPTIMUM_TASK[task], str(out)],
+                 env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hidden", type=int, default=128, help="hidden size of the models (default 128)")
+    ap.add_argument("--skip-sweep", action="store_true", help="skip the architecture success-rate sweep")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gpux-bench-build-") as tmp:
+        tmp = Path(tmp)
+        one = project(tmp / "one", {"bert": FIVE["bert"]}, args.hidden)
+        t_opt1 = optimum_cli(one / "models" / "bert", FIVE["bert"], tmp / "opt-one")
+        t_gpux1, _ = gpux_build(one)
+        print(f"one model (bert):   gpux build {t_gpux1:6.1f} s   optimum-cli {t_opt1:6.1f} s   "
+              f"ratio {t_gpux1 / t_opt1:.2f}x  (goal <= 1.0x)")
+
+        five = project(tmp / "five", FIVE, args.hidden)
+        t_opt5 = sum(optimum_cli(five / "models" / k, task, tmp / f"opt-{k}") for k, task in FIVE.items())
+        t_gpux5, out5 = gpux_build(five, "--jobs", "2")
+        ok5 = sum(m["status"] == "built" for m in out5["models"])
+        print(f"five models:        gpux build {t_gpux5:6.1f} s   optimum-cli x5 {t_opt5:6.1f} s   "
+              f"speed-up {t_opt5 / t_gpux5:.2f}x  (goal >= 1.3x); {ok5}/5 built")
+
+        if not args.skip_sweep:
+            sweep = project(tmp / "sweep", dict.fromkeys(SWEEP), 32)
+            t_sweep, out = gpux_build(sweep, "--jobs", "2")
+            built = [m["name"] for m in out["models"] if m["status"] == "built"]
+            failed = {m["name"]: m["error"] for m in out["models"] if m["status"] == "failed"}
+            rate = len(built) / len(SWEEP)
+            print(f"architectures:      {len(built)}/{len(SWEEP)} built ({rate:.0%}, goal > 90%) in {t_sweep:.0f} s")
+            for name, error in sorted(failed.items()):
+                print(f"  failed {name}: {error}")
+
+
+if __name__ == "__main__":
+    main()
