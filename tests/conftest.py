@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from hubserver import HubServer
+from runtime_artifacts import artifacts  # noqa: F401  (one session-wide instance for every test module)
 
 # huggingface_hub reads HF_ENDPOINT once, at import (constants.ENDPOINT and the resolve URL template), so the
 # server must be listening and the variable set before anything imports it. It keeps its ports all session.

@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-from runtime_artifacts import artifacts  # noqa: F401  (session fixture)
 
 from gpuxbuild.errors import MissingExtraError
 from gpuxbuild.runtime import load

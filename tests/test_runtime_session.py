@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_artifacts import artifacts  # noqa: F401  (session fixture)
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.runtime import benchmark, load

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from runtime_artifacts import artifacts  # noqa: F401  (session fixture)
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.runtime import load
