@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from gpuxbuild.errors import GpuxError
-from gpuxbuild.fetch import FetchResult, Reporter, check_pickles, fetch, missing_files
+from gpuxbuild.fetch import FetchResult, Reporter, check_pickles, missing_files
 from gpuxbuild.hashing import canonical_json
 from gpuxbuild.manifest import adhoc_spec, check_revision
 from gpuxbuild.registries import get_manager, parse_source
@@ -234,7 +234,7 @@ def pull(
     if on_resolved:
         on_resolved(record)
     check_pickles(str(ref), files, allow_pickle)
-    result = fetch(manager, ref.repo, record["commit"], files, store, label=str(ref), jobs=jobs, reporter=reporter)
+    result = manager.fetch(ref.repo, record["commit"], files, label=str(ref), jobs=jobs, reporter=reporter)
     # Saving the record and checking its objects under the gc lock means a concurrent `rm`/`cache prune`
     # either saw the record (and kept the objects) or ran before, and what it deleted is fetched again.
     with store.lock("gc"):
@@ -242,7 +242,7 @@ def pull(
         record = read_json(records.commit_path(record)) or record
         missing = missing_files(store, files)
     if missing:
-        fetch(manager, ref.repo, record["commit"], missing, store, label=str(ref), jobs=jobs, reporter=reporter)
+        manager.fetch(ref.repo, record["commit"], missing, label=str(ref), jobs=jobs, reporter=reporter)
     return PullResult(
         ref, record, result, project, objects_downloaded=store.stats.downloaded - before[0],
         bytes_downloaded=store.stats.bytes_downloaded - before[1], resolved_online=online, allow_pickle=allow_pickle,

@@ -27,7 +27,7 @@ from gpuxbuild.build.artifact import (
     write_manifest,
 )
 from gpuxbuild.errors import GpuxError
-from gpuxbuild.fetch import check_pickles, fetch
+from gpuxbuild.fetch import check_pickles
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import FileEntry
 from gpuxbuild.selection import conversion_path
@@ -192,7 +192,7 @@ def build_one(
         t = time.perf_counter()
         stage(job.name, "fetching sources")
         manager = get_manager(job.registry, project=project, offline=offline, store=store)
-        fetch(manager, job.repo, job.commit, job.files, store, label=job.name)
+        manager.fetch(job.repo, job.commit, job.files, label=job.name)
         res.stages["fetch"] = round(time.perf_counter() - t, 3)
         work = store.tmp_dir() / f"build-{uuid.uuid4().hex}"
         src, out = work / "src", work / "out"

@@ -79,6 +79,15 @@ class ModelManager(ABC):
     ) -> None:
         """Write the bytes of `file` at `commit` into `dest` (opened for append), starting at `resume_from`."""
 
+    def fetch(self, repo: str, commit: str, files: list[FileEntry], *, label: str | None = None, jobs: int = 4, reporter=None):
+        """Fetch a pinned file set into `self.store`: parallel, hashed while streaming, atomic (see gpuxbuild.fetch)."""
+        from gpuxbuild.fetch import fetch
+        from gpuxbuild.store import Store
+
+        if self.store is None:
+            self.store = Store()
+        return fetch(self, repo, commit, files, self.store, label=label or self.display(repo), jobs=jobs, reporter=reporter)
+
     def describe(self, repo: str, revision: str | None) -> ModelInfo:
         """Task/pipeline tag, architecture, license and card data of a model."""
         return self.resolve(repo, revision).info

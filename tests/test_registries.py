@@ -1,0 +1,59 @@
+"""The registry strategy: a third registry is one class and one registration line, and works with lock and fetch."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from gpuxbuild.errors import ManifestError
+from gpuxbuild.manifest import parse_manifest
+from gpuxbuild.registries import _TABLE, known_registries, parse_source, register
+from gpuxbuild.registries.base import FileEntry, ModelInfo, ModelManager, PinnedModel
+from gpuxbuild.resolver import plan_lock
+from gpuxbuild.store import Store
+
+CONFIG = b'{"architectures": ["BertForSequenceClassification"], "model_type": "bert"}'
+FILES = {"config.json": CONFIG, "model.safetensors": b"weights" * 100}
+
+
+class MemoryManager(ModelManager):
+    """A registry holding one model in memory: what a third registry looks like."""
+
+    name = "memory"
+
+    def resolve(self, repo, revision, *, pin=None):
+        files = [FileEntry(p, hashlib.sha256(d).hexdigest(), len(d)) for p, d in sorted(FILES.items())]
+        return PinnedModel(self.name, repo, revision, "ab" * 20, files, ModelInfo(config={"architectures": ["BertForSequenceClassification"]}))
+
+    def download(self, repo, commit, file, dest, *, resume_from=0, progress=None):
+        dest.write(FILES[file.path][resume_from:])
+
+
+@pytest.fixture
+def memory_registry():
+    register("memory", ("mem",), f"{__name__}:MemoryManager")
+    yield
+    del _TABLE["memory"]
+
+
+def test_a_third_registry_is_one_class_and_one_line(memory_registry, tmp_path):
+    assert "memory" in known_registries()
+    assert parse_source("mem:org/model") == ("memory", "org/model")
+    path = tmp_path / "gpux.models.yml"
+    manifest = parse_manifest("version: 1\nmodels:\n  m:\n    source: mem:org/model\n", path)
+    plan = plan_lock(manifest, None, store=Store(tmp_path / "store"))
+    entry = plan.lock.models["m"]
+    assert (entry.registry, entry.commit, entry.task) == ("memory", "ab" * 20, "text-classification")
+    manager = MemoryManager(project=tmp_path, store=Store(tmp_path / "store"))
+    result = manager.fetch("org/model", entry.commit, entry.files)
+    assert result.downloaded == ["config.json", "model.safetensors"]
+    assert manager.store.object_path(entry.files[0].sha256).read_bytes() == CONFIG
+
+
+def test_unknown_registry_lists_the_known_ones():
+    with pytest.raises(ManifestError) as exc:
+        parse_source("s3:bucket/x")
+    assert "unknown registry 's3'" in exc.value.message and "huggingface" in exc.value.hint and "local" in exc.value.hint
+    with pytest.raises(ManifestError):
+        parse_source("org/x", "nope")
