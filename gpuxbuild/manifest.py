@@ -83,11 +83,6 @@ class ModelSpec:
         """Digest of everything in the entry; a lock entry with the same digest is up to date."""
         return digest(self.as_dict())
 
-    @property
-    def pin_key(self) -> dict:
-        """What decides *which commit* is pinned; other fields can change without moving the pin."""
-        return {"registry": self.registry, "ref": self.ref, "revision": self.revision}
-
 
 def adhoc_spec(source: str, registry: str, ref: str, *, revision: str | None = None, task: str | None = None,
                allow_pickle: bool = False) -> ModelSpec:

@@ -33,10 +33,8 @@ class Ref:
 
 
 def parse_ref(text: str, *, registry: str | None = None, revision: str | None = None) -> Ref:
-    """`org/name`, `org/name@REV`, `hf:org/name[@REV]`, `path:./dir`; `--revision` wins over `@REV` only if equal."""
-    body, at, rev = text.rpartition("@") if "@" in text else (text, "", None)
-    if not at:
-        body = text
+    """`org/name`, `org/name@REV`, `hf:org/name[@REV]`, `path:./dir`; `--revision REV` may repeat `@REV`, not contradict it."""
+    body, _, rev = text.rpartition("@") if "@" in text else (text, "", None)
     if rev is not None and revision is not None and rev != revision:
         raise GpuxError(f"{text}: revision given twice ({rev!r} and --revision {revision!r})", "give it once")
     rev = revision or rev
