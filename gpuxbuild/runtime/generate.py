@@ -162,6 +162,8 @@ def decode_causal(session, input_ids: list[int], opts: GenerationOptions,
             feed["attention_mask"] = np.ones((1, total), dtype=np.int64)
         if "position_ids" in names:
             feed["position_ids"] = positions
+        if "use_cache_branch" in names:  # older optimum exports merge two decoders behind an If, as seq2seq does
+            feed["use_cache_branch"] = np.array([total > len(input_ids)])
         outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
         if loop.step(outputs["logits"][0, -1]):
             return loop.result()
