@@ -292,7 +292,7 @@ def run_export(source_dir: str, out_dir: str, *, task: str, library: str, opset:
     source, out = Path(source_dir), Path(out_dir)
     config = json.loads((source / "config.json").read_text())
     _check_supported(name, config, task)
-    with tempfile.TemporaryDirectory(prefix="gpux-onnx-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gpux-onnx-", dir=out.parent) as tmp:
         export_dir = Path(tmp)
         seq2seq = task == "text2text-generation"
         # sentence-transformers models export as their transformer (last_hidden_state); the runtime pools
@@ -318,7 +318,7 @@ def run_export(source_dir: str, out_dir: str, *, task: str, library: str, opset:
             stage("merge")
         for file_name in graphs.values():
             for path in processed.glob(f"{file_name}*"):
-                shutil.copyfile(path, out / path.name)
+                shutil.move(path, out / path.name)  # a rename when both folders share a filesystem
         # Older repos keep generation settings in config.json; optimum moves them to a generation config.
         if not (source / "generation_config.json").is_file() and (export_dir / "generation_config.json").is_file():
             shutil.copyfile(export_dir / "generation_config.json", out / "generation_config.json")
