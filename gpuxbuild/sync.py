@@ -373,30 +373,31 @@ class SyncResult:
 def _ensure_artifacts(plan: SyncPlan, store: Store, *, offline: bool, on_event: Event, res: SyncResult) -> dict[str, Path]:
     """Every artifact the plan places, from the store or built; one error naming every model that failed."""
     from gpuxbuild.build.artifact import artifact_digest, artifact_path
-    from gpuxbuild.build.pipeline import build_one, job_from_lock
+    from gpuxbuild.build.pipeline import build_many, job_from_lock
 
-    paths, failures = {}, []
-    for act in plan.models:
-        if act.action not in ("add", "update"):
-            continue
-        job = job_from_lock(plan.lock.models[act.name])
+    placed = [act for act in plan.models if act.action in ("add", "update")]
+    missing = []
+    for act in placed:
         dest = artifact_path(store, act.build_key)
         if (dest / ARTIFACT_MANIFEST).is_file():
             res.reused += 1
             os.utime(dest)  # a recent use keeps it from `cache prune`
         else:
             on_event(act.name, "building")
-            try:
-                built = build_one(job, store=store, project=plan.project, offline=offline,
-                                  on_stage=on_event)
-            except GpuxError as exc:
-                failures.append((act.name, exc))
-                continue
-            res.built += built.status == "built"
-            res.reused += built.status == "cached"
-            dest = Path(built.path)
-        act.digest = artifact_digest(dest)
-        paths[act.name] = dest
+            missing.append(act)
+    # Missing artifacts are built together: in parallel, with export workers shared between models.
+    results = build_many([job_from_lock(plan.lock.models[act.name]) for act in missing], store=store,
+                         project=plan.project, offline=offline, on_stage=on_event)
+    failures = [(r.name, r.exception) for r in results if r.status == "failed"]
+    res.built += sum(r.status == "built" for r in results)
+    res.reused += sum(r.status == "cached" for r in results)
+    failed = {name for name, _ in failures}
+    paths = {}
+    for act in placed:
+        if act.name not in failed:
+            dest = artifact_path(store, act.build_key)
+            act.digest = artifact_digest(dest)
+            paths[act.name] = dest
     res.sources_downloaded, res.bytes_downloaded = store.stats.downloaded, store.stats.bytes_downloaded
     if failures:
         raise _build_failure(failures)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from gpuxbuild.build import DEFAULT_JOBS
 from gpuxbuild.build.artifact import (
     ARTIFACT_FORMAT,
     artifact_digest,
@@ -92,6 +93,7 @@ class BuildResult:
     stages: dict = field(default_factory=dict)
     error: str | None = None
     hint: str | None = None
+    exception: GpuxError | None = field(default=None, repr=False)  # the failure itself, for callers that re-raise it
 
     def as_dict(self) -> dict:
         return {
@@ -242,7 +244,7 @@ def build_many(
     *,
     store: Store,
     project: Path,
-    jobs: int = 1,
+    jobs: int = DEFAULT_JOBS,
     offline: bool = False,
     validate: bool = True,
     keep_going: bool = True,
@@ -263,14 +265,13 @@ def build_many(
                 on_stage(job.name, "failed")
             if not keep_going:
                 raise
-            return BuildResult(job.name, "failed", error=exc.message, hint=exc.hint)
+            return BuildResult(job.name, "failed", error=exc.message, hint=exc.hint, exception=exc)
 
     # Export processes start on first use, so builds that only place shipped ONNX never import torch.
     with ExportPool(workers) as pool, ThreadPoolExecutor(max_workers=workers) as threads:
         pool.prestart(sum(j.conversion == "export" and not (artifact_path(store, j.key) / "artifact.json").is_file()
                           for j in batch))
         results = list(threads.map(one, batch))
-    store.save_counters(builds=sum(r.status == "built" for r in results), build_hits=sum(r.status == "cached" for r in results))
     return results
 
 
@@ -324,7 +325,7 @@ def build_project(
     *,
     store: Store,
     locked: bool = False,
-    jobs: int = 1,
+    jobs: int = DEFAULT_JOBS,
     offline: bool = False,
     validate: bool = True,
     keep_going: bool = True,
@@ -351,6 +352,7 @@ def build_project(
     entries = [lock.models[n] for n in sorted(names or lock.models)]
     results = build_many([job_from_lock(e) for e in entries], store=store, project=project, jobs=jobs, offline=offline,
                          validate=validate, keep_going=keep_going, on_stage=on_stage)
+    store.save_counters(builds=sum(r.status == "built" for r in results), build_hits=sum(r.status == "cached" for r in results))
     out = ProjectBuild(results)
     if locked:
         for entry, res in zip(entries, results):

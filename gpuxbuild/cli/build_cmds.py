@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 
@@ -11,6 +10,7 @@ from rich.live import Live
 from rich.table import Table
 
 from gpuxbuild.cli import Context, console, err_console, main, pass_context, print_error, print_json
+from gpuxbuild.build import DEFAULT_JOBS
 from gpuxbuild.cli.project_cmds import JSON, OFFLINE
 
 
@@ -50,7 +50,7 @@ class StageTable:
 @click.argument("names", nargs=-1)
 @click.option("--locked", is_flag=True, help="Fail unless gpux.lock is up to date and every artifact has the digest it records.")
 @click.option("--no-validate", is_flag=True, help="Skip comparing ONNX outputs with PyTorch's after export.")
-@click.option("-j", "--jobs", type=click.IntRange(1), default=min(2, os.cpu_count() or 1), show_default=True,
+@click.option("-j", "--jobs", type=click.IntRange(1), default=DEFAULT_JOBS, show_default=True,
               help="Models built in parallel (bounded by free memory).")
 @click.option("--keep-going/--fail-fast", default=True, show_default=True, help="Build the other models when one fails.")
 @OFFLINE
