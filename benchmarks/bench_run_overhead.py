@@ -2,7 +2,7 @@
 
     python benchmarks/bench_run_overhead.py [ARTIFACT_DIR] [--runs N] [--batch B]
 
-Without ARTIFACT_DIR a tiny BERT classifier is exported first (needs the 'convert' extra). Prints two ratios:
+Without ARTIFACT_DIR a tiny BERT classifier is locked and synced first (needs the 'convert' extra). Prints two ratios:
 `run` (our session wrapper vs session.run) and `predict` (tokenize + run + post-process vs tokenize + session.run).
 The goal is under 5% overhead; this script reports, it never fails on timings.
 """
@@ -19,11 +19,18 @@ import numpy as np
 
 
 def _tiny_artifact(root: Path) -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    import runtime_artifacts
+    """A tiny BERT classifier synced the way a user gets it: local model folder -> gpux lock + sync."""
+    import os
+    import subprocess
 
-    source = runtime_artifacts.write_source("bert", root / "src")
-    return runtime_artifacts.export_artifact("bert", source, root / "bert")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from tinymodels import write_repo
+
+    write_repo("bert", root / "models" / "bert")
+    (root / "gpux.models.yml").write_text("version: 1\nmodels:\n  bert: {source: path:./models/bert}\n")
+    env = {**os.environ, "GPUX_HOME": str(root / "home")}
+    subprocess.run([sys.executable, "-m", "gpuxbuild", "-q", "sync"], cwd=root, env=env, check=True)
+    return root / ".gpux" / "models" / "bert"
 
 
 def _medians_ms(bare, ours, runs: int) -> tuple[float, float]:
