@@ -16,9 +16,12 @@ from gpuxbuild.cli.project_cmds import JSON, OFFLINE
 
 
 class RichReporter:
-    """A progress bar per file and a total, on stderr; only on a TTY and without --quiet."""
+    """A progress bar per file and a total, on stderr; only on a TTY and without --quiet.
 
-    def __init__(self, total: int, done: int = 0):
+    Drawn from `begin()` (once the size to fetch is known) until `close()`.
+    """
+
+    def __init__(self):
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
         self._lock = threading.Lock()
@@ -26,14 +29,14 @@ class RichReporter:
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
             console=err_console, transient=True,
         )
-        self.total = self.progress.add_task("total", total=total, completed=done)
+        self.total = self.progress.add_task("total", total=None)
         self.tasks: dict[str, int] = {}
 
-    def __enter__(self):
+    def begin(self, total: int, done: int = 0) -> None:
+        self.progress.update(self.total, total=total, completed=done)
         self.progress.start()
-        return self
 
-    def __exit__(self, *exc):
+    def close(self) -> None:
         self.progress.stop()
 
     def start(self, key: str, total: int) -> None:
@@ -82,37 +85,23 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, jo
 
     store = _store()
     parsed = parse_ref(ref, registry=registry, revision=revision)
-    reporter_box = {}
+    reporter = RichReporter() if show_progress(ctx, as_json) else None
 
     def on_resolved(record):
         if not ctx.quiet and not as_json:
             say(f"{parsed}: commit {record['commit'][:12]}, {len(record['files'])} files, {human_size(record['size'])}")
-        if show_progress(ctx, as_json):
-            done = sum(f["size"] for f in record["files"] if store.has_object(f["sha256"]))
-            reporter_box["r"] = RichReporter(record["size"], done).__enter__()
-
-    class Forward:
-        def start(self, k, t):
-            if "r" in reporter_box:
-                reporter_box["r"].start(k, t)
-
-        def advance(self, k, n):
-            if "r" in reporter_box:
-                reporter_box["r"].advance(k, n)
-
-        def finish(self, k, hit):
-            if "r" in reporter_box:
-                reporter_box["r"].finish(k, hit)
+        if reporter:
+            reporter.begin(record["size"], sum(f["size"] for f in record["files"] if store.has_object(f["sha256"])))
 
     t0 = time.perf_counter()
     try:
         res = do_pull(
             parsed, store=store, project=ctx.project, offline=offline, allow_pickle=allow_pickle, task=task,
-            jobs=jobs, reporter=Forward(), on_resolved=on_resolved,
+            jobs=jobs, reporter=reporter, on_resolved=on_resolved,
         )
     finally:
-        if "r" in reporter_box:
-            reporter_box["r"].__exit__(None, None, None)
+        if reporter:
+            reporter.close()
         store.save_counters()
     built = None
     if not no_build:
