@@ -72,6 +72,7 @@ def fetch(
             result.hits.append(f.path)
         else:
             todo.append(f)
+    store.record_stats(hits=len(result.hits))
     if todo and manager.offline:
         names = ", ".join(f.path for f in todo[:5]) + (" ..." if len(todo) > 5 else "")
         raise RegistryError(

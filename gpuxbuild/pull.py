@@ -145,7 +145,7 @@ class PullResult:
     project: Path
     objects_downloaded: int = 0  # every object this pull stored, small files hashed while resolving included
     bytes_downloaded: int = 0
-    resolved_online: bool = False  # False: the pin came from the store (offline, or a pulled commit)
+    resolved_online: bool = False  # False: the pin came from the store (pulled before, or offline)
     allow_pickle: bool = False
 
     @property
@@ -197,14 +197,15 @@ def pull(
     offline: bool = False,
     allow_pickle: bool = False,
     task: str | None = None,
+    upgrade: bool = False,
     jobs: int = 4,
     reporter: Reporter | None = None,
     on_resolved=None,
 ) -> PullResult:
     """Resolve `ref`, download what the store lacks, and record it.
 
-    Offline, or for a commit pulled before, the recorded pin is used and no request is made at all;
-    a branch or tag is re-resolved online (one metadata request when nothing changed).
+    A revision pulled before keeps the commit it was pinned to, with no request at all (like an
+    unchanged entry of gpux.lock); `upgrade` re-resolves it online, as `gpux lock --upgrade` does.
     """
     from gpuxbuild.lockfile import LockedModel
     from gpuxbuild.resolver import lock_model
@@ -215,7 +216,7 @@ def pull(
     tag = ref.revision or ("main" if ref.registry != "local" else None)
     known = records.lookup(Ref(ref.registry, ref.repo, tag)) if ref.registry != "local" else None
     before = (store.stats.downloaded, store.stats.bytes_downloaded)
-    online = not manager.offline and not (known and _is_commit(ref.revision) and known["commit"] == ref.revision)
+    online = not manager.offline and (known is None or (upgrade and not _is_commit(ref.revision)))
     if not online:
         if known is None:
             raise GpuxError(

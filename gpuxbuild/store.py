@@ -149,7 +149,8 @@ class Store:
         self.stats = Stats()
         self._stats_lock = threading.Lock()  # downloads run in threads
 
-    def _count(self, **add: int) -> None:
+    def record_stats(self, **add: int) -> None:
+        """Add to this process's counters (hits, downloads, bytes), thread-safely."""
         with self._stats_lock:
             for k, v in add.items():
                 setattr(self.stats, k, getattr(self.stats, k) + v)
@@ -185,11 +186,11 @@ class Store:
         hash to `sha256` raise IntegrityError naming `label`, and nothing is kept.
         """
         if self.has_object(sha256):
-            self._count(hits=1)
+            self.record_stats(hits=1)
             return True
         with self.lock(f"obj-{sha256}"):
             if self.has_object(sha256):
-                self._count(hits=1)
+                self.record_stats(hits=1)
                 return True
             partial = self.tmp_dir() / f"{sha256}.partial"
             actual, actual_size, resumed = self._write_partial(partial, size, writer)
@@ -201,7 +202,7 @@ class Store:
                 partial.unlink(missing_ok=True)
                 raise mismatch(label, sha256, actual, size, actual_size)
             self._publish(partial, self.object_path(sha256))
-            self._count(downloaded=1, bytes_downloaded=size)
+            self.record_stats(downloaded=1, bytes_downloaded=size)
             return False
 
     def _write_partial(self, partial: Path, size: int, writer: Writer) -> tuple[str | None, int, bool]:
@@ -239,12 +240,12 @@ class Store:
         """
         known = self.sha256_of_blob(git_sha1)
         if known:
-            self._count(hits=1)
+            self.record_stats(hits=1)
             return known
         with self.lock(f"blob-{git_sha1}"):
             known = self.sha256_of_blob(git_sha1)
             if known:
-                self._count(hits=1)
+                self.record_stats(hits=1)
                 return known
             partial = self.tmp_dir() / f"blob-{git_sha1}.partial"
             try:
@@ -267,10 +268,10 @@ class Store:
                 sha = hw.sha256()
                 with self.lock(f"obj-{sha}"):
                     if self.has_object(sha):
-                        self._count(hits=1)
+                        self.record_stats(hits=1)
                     else:
                         self._publish(partial, self.object_path(sha))
-                        self._count(downloaded=1, bytes_downloaded=size)
+                        self.record_stats(downloaded=1, bytes_downloaded=size)
             except TooLarge:
                 raise IntegrityError(
                     f"{label}: the server sent more than the {size} bytes it lists; nothing was stored",

@@ -52,7 +52,10 @@ def test_pull_then_again_ls_inspect(hub, repo_id, gpux_home):
 
     hub.reset_log()
     again = gpux("pull", repo_id, "--no-build")
-    assert "already in the store, nothing downloaded" in again.stdout
+    assert "already in the store, nothing downloaded" in again.stdout and "--upgrade" in again.stdout
+    assert hub.count() == 0  # the branch keeps the commit it was pulled at: no network
+    upgraded = gpux("pull", repo_id, "--no-build", "--upgrade")
+    assert "already in the store" in upgraded.stdout
     assert gets(hub, repo_id) == {} and hub.count(kind="api") == 1  # only the branch is re-resolved
 
     hub.reset_log()
@@ -238,8 +241,9 @@ def test_revisions_share_files_and_rm_keeps_shared(hub, repo_id, gpux_home):
     weights = hub.files(repo_id)["model.safetensors"].sha256
     pull_json(repo_id)
     second = hub.commit(repo_id, {"config.json": hub.files(repo_id)["config.json"].data.replace(b"}", b',"x": 1}', 1)})
+    assert pull_json(repo_id)["commit"] == first  # pinned until --upgrade
     hub.reset_log()
-    out = pull_json(repo_id)
+    out = pull_json(repo_id, "--upgrade")
     assert out["commit"] == second and out["objects_downloaded"] == 1
     assert gets(hub, repo_id) == {"config.json": 1}
     rows = json.loads(gpux("ls", "--json").stdout)

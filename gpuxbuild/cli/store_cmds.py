@@ -75,11 +75,12 @@ def _store():
 @click.option("--task", help="Task, when it cannot be inferred.")
 @click.option("--allow-pickle", is_flag=True, help="Accept pickle weights when the repo has no safetensors.")
 @click.option("--no-build", is_flag=True, help="Stop after the download.")
+@click.option("--upgrade", is_flag=True, help="Re-resolve a branch or tag pulled before (it otherwise keeps its commit).")
 @click.option("-j", "--jobs", default=4, show_default=True, help="Parallel downloads.")
 @OFFLINE
 @JSON
 @pass_context
-def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, jobs, offline, as_json) -> None:
+def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, upgrade, jobs, offline, as_json) -> None:
     """Download a model (org/name[@REV], hf:org/name[@REV], path:./dir) into the store and build it."""
     from gpuxbuild.pull import human_size, parse_ref, pull as do_pull
 
@@ -97,7 +98,7 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, jo
     try:
         res = do_pull(
             parsed, store=store, project=ctx.project, offline=offline, allow_pickle=allow_pickle, task=task,
-            jobs=jobs, reporter=reporter, on_resolved=on_resolved,
+            upgrade=upgrade, jobs=jobs, reporter=reporter, on_resolved=on_resolved,
         )
     finally:
         if reporter:
@@ -118,6 +119,8 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, jo
         return
     if res.already:
         say(f"{parsed}: already in the store, nothing downloaded")
+        if not res.resolved_online and not offline and parsed.registry != "local":
+            say(f"{parsed}: kept commit {res.record['commit'][:12]} from the earlier pull; --upgrade checks for a newer one")
     else:
         say(
             f"{parsed}: downloaded {res.objects_downloaded} file(s) ({human_size(res.bytes_downloaded)}) "
