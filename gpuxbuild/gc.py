@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuxbuild.hashing import sha256_file
-from gpuxbuild.store import Store, is_sha256, make_writable, read_json
+from gpuxbuild.store import Store, is_sha256, read_json, remove_tree
 
 RECENT_BUILD_SECONDS = 7 * 24 * 3600
 
@@ -98,13 +97,6 @@ def prune(store: Store, *, dry_run: bool = False) -> PruneReport:
         store.clean_tmp()
         store.drop_stale_index()
     return report
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a folder tree of read-only store files."""
-    if path.is_dir():
-        make_writable(path)
-        shutil.rmtree(path)
 
 
 @dataclass

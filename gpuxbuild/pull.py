@@ -16,7 +16,7 @@ from gpuxbuild.hashing import canonical_json
 from gpuxbuild.manifest import adhoc_spec, check_revision
 from gpuxbuild.registries import get_manager, parse_source
 from gpuxbuild.registries.base import FileEntry
-from gpuxbuild.store import Store, read_json, write_atomic
+from gpuxbuild.store import Store, read_json, remove_tree, write_atomic
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class Records:
     def save(self, record: dict, revision: str | None) -> None:
         """Write `record` (keeping the artifact an earlier pull of the same commit and task built) and tag it."""
         d = self._dir(record["registry"], record["repo"])
-        path = d / "commits" / f"{record['commit']}.json"
+        path = self.commit_path(record)
         old = read_json(path) or {}
         if old.get("artifact") and not record.get("artifact") and old.get("task") == record.get("task"):
             record = {**record, "artifact": old["artifact"]}
@@ -80,13 +80,13 @@ class Records:
 
     def touch(self, record: dict) -> None:
         """Mark the model as used now (`gpux ls` shows it as LAST USED)."""
-        used = self._dir(record["registry"], record["repo"]) / "commits" / f"{record['commit']}.used"
+        used = self.commit_path(record).with_suffix(".used")
         used.parent.mkdir(parents=True, exist_ok=True)
         used.touch()
 
     def last_used(self, record: dict) -> float | None:
         try:
-            return (self._dir(record["registry"], record["repo"]) / "commits" / f"{record['commit']}.used").stat().st_mtime
+            return self.commit_path(record).with_suffix(".used").stat().st_mtime
         except FileNotFoundError:
             return None
 
@@ -131,7 +131,7 @@ class Records:
     def delete(self, record: dict) -> None:
         d = self._dir(record["registry"], record["repo"])
         for suffix in (".json", ".used"):
-            (d / "commits" / f"{record['commit']}{suffix}").unlink(missing_ok=True)
+            self.commit_path(record).with_suffix(suffix).unlink(missing_ok=True)
         for tag, commit in self.tags(record["registry"], record["repo"]).items():
             if commit == record["commit"]:
                 (d / "tags" / f"{_safe(tag)}.json").unlink(missing_ok=True)
@@ -265,7 +265,7 @@ def resolve_name(name: str, store: Store) -> dict:
 def remove(name: str, store: Store) -> tuple[list[dict], int]:
     """Forget the pulled model(s) `name` matches and delete their objects and artifact that nothing else
     (another pulled model, a synced project) uses. Returns (records removed, bytes freed)."""
-    from gpuxbuild.gc import live_objects, referenced_artifacts, remove_tree, tree_size
+    from gpuxbuild.gc import live_objects, referenced_artifacts, tree_size
 
     ref = parse_ref(name)
     records = Records(store)

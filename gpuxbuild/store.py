@@ -125,6 +125,17 @@ class HashingWriter:
 _HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gpux-hash")
 
 
+def _fill(f: BinaryIO, hw: HashingWriter, writer: Writer | None, resume: int) -> None:
+    """Run `writer` (if any) into `hw`, which wraps the open file `f`, then make the bytes durable."""
+    try:
+        if writer is not None:
+            writer(hw, resume)
+    finally:
+        hw.wait()  # a failed transfer must not leave the helper thread running
+    f.flush()
+    os.fsync(f.fileno())
+
+
 def _git_hasher(size: int):
     return hashlib.sha1(b"blob %d\0" % size)
 
@@ -219,13 +230,7 @@ class Store:
         try:
             with open(partial, "ab") as f:
                 hw = HashingWriter(f, hasher, limit=size)
-                try:
-                    if resume < size:
-                        writer(hw, resume)
-                finally:
-                    hw.wait()  # a failed transfer must not leave the helper running
-                f.flush()
-                os.fsync(f.fileno())
+                _fill(f, hw, writer if resume < size else None, resume)
         except TooLarge:
             partial.unlink(missing_ok=True)
             return None, size + 1, bool(resume)
@@ -251,12 +256,7 @@ class Store:
             try:
                 with open(partial, "wb") as f:
                     hw = HashingWriter(f, hashlib.sha256(), limit=size, git_size=size)
-                    try:
-                        writer(hw, 0)
-                    finally:
-                        hw.wait()
-                    f.flush()
-                    os.fsync(f.fileno())
+                    _fill(f, hw, writer, 0)
                 actual_size = partial.stat().st_size
                 git = hw.git_sha1() if actual_size == size else None
                 if git != git_sha1:
@@ -379,11 +379,8 @@ class Store:
                 if lock is not None:
                     with self.lock(lock, timeout=0):
                         p.unlink(missing_ok=True)
-                elif p.is_dir() and not p.is_symlink():
-                    make_writable(p)
-                    shutil.rmtree(p, ignore_errors=True)
                 else:
-                    p.unlink(missing_ok=True)
+                    remove_tree(p, ignore_errors=True)
             except Timeout:
                 continue  # in use by a running download
             removed += 1
@@ -404,6 +401,15 @@ def make_writable(tree: Path) -> None:
     """Make every folder of a tree writable (store folders may be read-only) so the tree can be removed."""
     for dirpath, dirnames, _ in os.walk(tree):
         os.chmod(dirpath, 0o755)
+
+
+def remove_tree(path: Path, *, ignore_errors: bool = False) -> None:
+    """Remove a folder tree of read-only store files (or a single file or link)."""
+    if path.is_dir() and not path.is_symlink():
+        make_writable(path)
+        shutil.rmtree(path, ignore_errors=ignore_errors)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def fsync_dir(path: Path) -> None:

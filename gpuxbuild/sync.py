@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable
 
 from gpuxbuild.errors import GpuxError, IntegrityError
 from gpuxbuild.hashing import digest, sha256_bytes, sha256_file
-from gpuxbuild.store import Store, fsync_dir, make_writable, read_json, write_atomic
+from gpuxbuild.store import Store, fsync_dir, read_json, remove_tree, write_atomic
 
 if TYPE_CHECKING:
     from gpuxbuild.lockfile import Lock, LockedModel
@@ -329,14 +329,6 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a))
 
 
-def _remove_tree(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        make_writable(path)
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
 def _write_record(target: Path, record: dict) -> None:
     write_atomic(target / RECORD_NAME, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
@@ -448,7 +440,7 @@ def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, re
     try:
         stats = _prepare(tmp, src, files, folder, act, linker)
     except BaseException:
-        _remove_tree(tmp)
+        remove_tree(tmp, ignore_errors=True)
         raise
     entry = plan.lock.models[act.name]
     record["models"][act.name] = {"build_key": act.build_key, "digest": act.digest, "files": stats,
@@ -463,7 +455,7 @@ def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, re
             os.rename(tmp, folder)
             tmp = old
         fsync_dir(target)
-        _remove_tree(tmp)
+        remove_tree(tmp, ignore_errors=True)
     else:
         os.rename(tmp, folder)
         fsync_dir(target)
@@ -496,7 +488,7 @@ def _remove(plan: SyncPlan, act: ModelAction, record: dict) -> None:
     if folder.is_dir() and not act.user_files:
         old = plan.target / f"{OLD_PREFIX}{act.name}-{uuid.uuid4().hex[:12]}"
         os.rename(folder, old)
-        _remove_tree(old)
+        remove_tree(old, ignore_errors=True)
     elif folder.is_dir():
         for rel in rec["files"]:
             p = folder / rel
@@ -557,7 +549,7 @@ def execute(
     if new_target:
         (target / ".gitignore").write_text("# Written by gpux sync: these models come from gpux.lock.\n*\n")
     for name in plan.leftovers:
-        _remove_tree(target / name)
+        remove_tree(target / name, ignore_errors=True)
     record = plan.record
     record_dirty = False
     for act in plan.models:
@@ -582,13 +574,17 @@ def execute(
 # ------------------------------------------------------------------------------------- the command
 
 
+def _project_id(project: Path) -> str:
+    return sha256_bytes(str(project.resolve()).encode())
+
+
 def project_lock(store: Store, project: Path):
     """The inter-process lock that serializes syncs (and their re-locks) of one project."""
-    return store.lock(f"project-{sha256_bytes(str(project.resolve()).encode())}")
+    return store.lock(f"project-{_project_id(project)}")
 
 
 def _project_record_path(store: Store, project: Path) -> Path:
-    return store.root / "refs" / "projects" / f"{sha256_bytes(str(project.resolve()).encode())}.json"
+    return store.root / "refs" / "projects" / f"{_project_id(project)}.json"
 
 
 def _installed(dists: tuple[str, ...]) -> list[str]:

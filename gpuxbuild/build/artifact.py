@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -22,6 +23,7 @@ ARTIFACT_MANIFEST = "artifact.json"
 _NOT_IN_KEY = ("validate", "atol")
 
 
+@cache  # versions do not change while a process runs, and metadata lookups scan sys.path
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)

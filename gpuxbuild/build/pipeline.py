@@ -14,6 +14,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -32,7 +33,7 @@ from gpuxbuild.fetch import check_pickles
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import FileEntry
 from gpuxbuild.selection import conversion_path
-from gpuxbuild.store import Store, make_writable, read_json
+from gpuxbuild.store import Store, read_json, remove_tree
 
 # Repo files an artifact carries next to its graphs, when present.
 METADATA_FILES = (
@@ -62,15 +63,16 @@ class BuildJob:
     def source(self) -> dict:
         return {"registry": self.registry, "repo": self.repo, "commit": self.commit}
 
-    @property
+    # Derived once per job: planning, scheduling and building each ask for them.
+    @cached_property
     def conversion(self) -> str:
         return conversion_path(self.files, self.options.get("convert", {}))
 
-    @property
+    @cached_property
     def toolchain(self) -> dict:
         return toolchain_versions(self.conversion, self.options.get("convert", {}))
 
-    @property
+    @cached_property
     def key(self) -> str:
         return build_key(
             name=self.name, source=self.source, files=[f.as_dict() for f in self.files], task=self.task,
@@ -217,8 +219,7 @@ def build_one(
             publish(out, dest)
         finally:
             if work.exists():
-                make_writable(work)
-                shutil.rmtree(work, ignore_errors=True)
+                remove_tree(work, ignore_errors=True)
         res.status = "built"
         res.stages["total"] = round(time.perf_counter() - t, 3)
         stage(job.name, "built")
