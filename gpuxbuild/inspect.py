@@ -17,7 +17,9 @@ def inspect_model(name: str, *, store: Store, project: Path) -> dict:
     """
     from gpuxbuild.pull import resolve_name
 
-    entry = _lock_entry(project, name)
+    from gpuxbuild.lockfile import locked_model
+
+    entry = locked_model(project, name)
     if entry is not None:
         return _from_lock(entry, store, project)
     try:
@@ -25,13 +27,6 @@ def inspect_model(name: str, *, store: Store, project: Path) -> dict:
     except GpuxError as exc:
         raise GpuxError(exc.message, (exc.hint or "") + f"; or name a model of {project / 'gpux.lock'}") from None
     return _from_pulled(rec, store)
-
-
-def _lock_entry(project: Path, name: str):
-    from gpuxbuild.lockfile import lock_path, read_lock
-
-    lock = read_lock(lock_path(project))
-    return lock.models.get(name) if lock else None
 
 
 def _files(store: Store, files: list[dict]) -> list[dict]:
@@ -60,7 +55,7 @@ def _from_pulled(rec: dict, store: Store) -> dict:
     from gpuxbuild.pull import Records, Ref
 
     records = Records(store)
-    tags = sorted(t for t, c in records.tags(rec["registry"], rec["repo"]).items() if c == rec["commit"])
+    tags = records.tags_of(rec)
     return {
         "name": str(Ref(rec["registry"], rec["repo"], None)),
         "kind": "pulled",

@@ -19,13 +19,13 @@ def is_artifact(folder: Path) -> bool:
 
 def _from_lock(name: str, project: Path, store: Store, offline: bool) -> Path | None:
     from gpuxbuild.build.artifact import artifact_path
-    from gpuxbuild.lockfile import lock_path, read_lock
+    from gpuxbuild.lockfile import locked_model
+    from gpuxbuild.sync import DEFAULT_TARGET
 
-    lock = read_lock(lock_path(project))
-    entry = lock.models.get(name) if lock else None
+    entry = locked_model(project, name)
     if entry is None:
         return None
-    synced = project / ".gpux" / "models" / name
+    synced = project / DEFAULT_TARGET / name
     if is_artifact(synced):
         return synced
     if entry.artifact and is_artifact(artifact_path(store, entry.artifact["build_key"])):

@@ -147,6 +147,12 @@ def read_lock(path: Path) -> Lock | None:
     )
 
 
+def locked_model(project: Path, name: str) -> LockedModel | None:
+    """The entry of model `name` in the project's gpux.lock, or None (no lock, or no such model)."""
+    lock = read_lock(lock_path(project))
+    return lock.models.get(name) if lock else None
+
+
 def write_lock(path: Path, lock: Lock) -> bool:
     """Write the lock atomically. Returns False, touching nothing, when the content is unchanged."""
     return write_atomic(path, lock.dumps().encode("utf-8"))

@@ -98,6 +98,10 @@ class Records:
                 out[unquote(p.stem)] = (read_json(p) or {}).get("commit")
         return out
 
+    def tags_of(self, record: dict) -> list[str]:
+        """The revisions (branches, tags) that point at this record's commit, sorted."""
+        return sorted(t for t, c in self.tags(record["registry"], record["repo"]).items() if c == record["commit"])
+
     def all(self) -> list[dict]:
         out = []
         if self.base.is_dir():
@@ -132,9 +136,8 @@ class Records:
         d = self._dir(record["registry"], record["repo"])
         for suffix in (".json", ".used"):
             self.commit_path(record).with_suffix(suffix).unlink(missing_ok=True)
-        for tag, commit in self.tags(record["registry"], record["repo"]).items():
-            if commit == record["commit"]:
-                (d / "tags" / f"{_safe(tag)}.json").unlink(missing_ok=True)
+        for tag in self.tags_of(record):
+            (d / "tags" / f"{_safe(tag)}.json").unlink(missing_ok=True)
 
 
 @dataclass
@@ -299,7 +302,7 @@ def list_models(store: Store) -> list[dict]:
     records = Records(store)
     rows = []
     for rec in records.all():
-        tags = sorted(t for t, c in records.tags(rec["registry"], rec["repo"]).items() if c == rec["commit"])
+        tags = records.tags_of(rec)
         rows.append({
             "name": str(Ref(rec["registry"], rec["repo"], None)),
             "kind": "pulled",
