@@ -33,7 +33,7 @@ from gpuxbuild.fetch import check_pickles
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import FileEntry
 from gpuxbuild.selection import conversion_path
-from gpuxbuild.store import Store, read_json, remove_tree
+from gpuxbuild.store import Linker, Store, read_json, remove_tree
 
 # Repo files an artifact carries next to its graphs, when present.
 METADATA_FILES = (
@@ -117,14 +117,12 @@ def safe_join(root: Path, rel: str) -> Path:
 
 
 def _snapshot(store: Store, files: list[FileEntry], dest: Path) -> None:
-    """Lay out source files in `dest` as hardlinks to their store objects (a copy across filesystems)."""
+    """Lay out source files in `dest` as links to their store objects (a copy across filesystems)."""
+    linker = Linker("auto")
     for f in files:
         p = safe_join(dest, f.path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(store.object_path(f.sha256), p)
-        except OSError:
-            shutil.copyfile(store.object_path(f.sha256), p)
+        linker.place(store.object_path(f.sha256), p)
 
 
 def _copy_metadata(src: Path, out: Path) -> None:
