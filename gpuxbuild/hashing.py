@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 CHUNK = 1 << 20
 
@@ -24,11 +23,11 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def canonical_json(data: Any) -> bytes:
+def canonical_json(data: object) -> bytes:
     """The one byte form of JSON-like data that digests are taken over: sorted keys, no spaces."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def digest(data: Any) -> str:
+def digest(data: object) -> str:
     """`sha256:<hex>` of the canonical JSON of `data`."""
     return "sha256:" + sha256_bytes(canonical_json(data))

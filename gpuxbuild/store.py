@@ -29,17 +29,10 @@ from typing import BinaryIO, Callable
 from filelock import FileLock
 
 from gpuxbuild.errors import GpuxError, IntegrityError
+from gpuxbuild.home import gpux_home
 
 HEX64 = frozenset("0123456789abcdef")
 STALE_TMP_SECONDS = 24 * 3600
-
-
-def gpux_home() -> Path:
-    """`$GPUX_HOME`, else `$XDG_CACHE_HOME/gpux`, else `~/.cache/gpux`."""
-    if os.environ.get("GPUX_HOME"):
-        return Path(os.environ["GPUX_HOME"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache).expanduser() / "gpux"
 
 
 def is_sha256(s: str) -> bool:

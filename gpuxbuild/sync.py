@@ -2,9 +2,8 @@
 
 `plan_sync` compares the lock with what the target holds (per model: add, update, remove or unchanged,
 with the reasons), `execute` carries the plan out. The target keeps a record of what sync placed
-(`.gpux-sync.json`: per model its build key and artifact digest, per file its sha256, size, mtime and
-inode), so a no-op sync only stats files, a changed or deleted file is restored, and nothing sync did
-not place is ever deleted. Each model folder is prepared beside the old one and swapped in by an atomic
+(gpuxbuild.sync_record), so a no-op sync only stats files, a changed or deleted file is restored, and
+nothing sync did not place is ever deleted. Each model folder is prepared beside the old one and swapped in by an atomic
 rename, so a sync killed at any moment leaves every model either fully old or fully new.
 """
 
@@ -14,8 +13,6 @@ import errno
 import json
 import os
 import re
-import stat
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,26 +20,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from gpuxbuild.errors import GpuxError, IntegrityError
-from gpuxbuild.hashing import digest, sha256_bytes, sha256_file
+from gpuxbuild.hashing import digest, sha256_bytes
 from gpuxbuild.store import Linker, Store, fsync_dir, read_json, remove_tree, write_atomic
+from gpuxbuild.sync_record import (
+    DEFAULT_TARGET, FAST_PATH_MAX_AGE, OLD_PREFIX, OWN_FILES, RECORD_NAME, TMP_PREFIX, check_files, fingerprint, noop_state,
+    project_record_path, read_record, stat_record, summary_line, user_files,
+)
 
 if TYPE_CHECKING:
     from gpuxbuild.lockfile import Lock, LockedModel
 
-# Imported lazily: a no-op sync that the fast path answers needs neither the build pipeline nor a YAML parse.
-ARTIFACT_MANIFEST = "artifact.json"  # = gpuxbuild.build.artifact.ARTIFACT_MANIFEST
-LOCK_FILE, MANIFEST_FILE = "gpux.lock", "gpux.models.yml"  # = lockfile.LOCK_NAME, manifest.MANIFEST_NAME
-# Distributions whose versions enter build keys (gpuxbuild.build.artifact.toolchain_versions), plus our own.
-TOOLCHAIN_DISTS = ("gpuxbuild", "onnx", "onnxruntime", "optimum", "optimum-onnx", "torch", "transformers")
-FAST_PATH_MAX_AGE = 3600  # the store's project record is refreshed by a full sync at least this often
-
-DEFAULT_TARGET = Path(".gpux") / "models"
-RECORD_NAME = ".gpux-sync.json"
-RECORD_VERSION = 1
-TMP_PREFIX, OLD_PREFIX = ".tmp-", ".old-"
-# Files of the target itself that sync manages (never reported as the user's).
-OWN_FILES = (RECORD_NAME, ".gitignore")
-
+ARTIFACT_MANIFEST = "artifact.json"  # = gpuxbuild.build.artifact.ARTIFACT_MANIFEST, imported lazily
 Event = Callable[[str, str], None]  # (model name, what is happening)
 
 
@@ -93,8 +81,7 @@ class SyncPlan:
         return any(m.action != "unchanged" for m in self.models)
 
     def summary(self) -> str:
-        return ", ".join(f"{self.count(a)} {a2}" for a, a2 in
-                         (("add", "added"), ("update", "updated"), ("remove", "removed"), ("unchanged", "unchanged")))
+        return summary_line({a: self.count(a) for a in ("add", "update", "remove", "unchanged")})
 
     def as_dict(self) -> dict:
         return {
@@ -105,57 +92,6 @@ class SyncPlan:
             "relocked": [c.as_dict() for c in self.lock_changes if c.action != "unchanged"],
             "summary": {a: self.count(a) for a in ("add", "update", "remove", "unchanged")},
         }
-
-
-def read_record(target: Path) -> dict:
-    """The target's record of what sync placed: {"version", "models": {name: {...}}}."""
-    try:
-        data = json.loads((target / RECORD_NAME).read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return {"version": RECORD_VERSION, "models": {}}
-    if not isinstance(data, dict) or data.get("version") != RECORD_VERSION or not isinstance(data.get("models"), dict):
-        return {"version": RECORD_VERSION, "models": {}}
-    return data
-
-
-def _stat_record(sha256: str, st: os.stat_result) -> dict:
-    return {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
-
-
-def _check_files(folder: Path, files: dict[str, dict]) -> tuple[list[str], dict]:
-    """(drifted files with why, stat records of files whose stat changed but whose bytes did not).
-
-    Trusts (size, mtime_ns, inode): only files whose stat differs from the record are re-hashed.
-    """
-    drifted, refresh = [], {}
-    for rel, rec in sorted(files.items()):
-        p = folder / rel
-        try:
-            st = os.lstat(p)
-        except FileNotFoundError:
-            drifted.append(f"{rel} (deleted)")
-            continue
-        if not stat.S_ISREG(st.st_mode):
-            drifted.append(f"{rel} (not a file)")
-        elif (st.st_size, st.st_mtime_ns, st.st_ino) == (rec["size"], rec.get("mtime_ns"), rec.get("ino")):
-            continue
-        elif st.st_size == rec["size"] and sha256_file(p) == rec["sha256"]:
-            refresh[rel] = _stat_record(rec["sha256"], st)
-        else:
-            drifted.append(f"{rel} (changed)")
-    return drifted, refresh
-
-
-def _user_files(folder: Path, managed: set[str]) -> list[str]:
-    """Files (and symlinks) under `folder` that are not in `managed` (POSIX paths relative to `folder`)."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        rel_dir = Path(dirpath).relative_to(folder)
-        for n in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            rel = (rel_dir / n).as_posix()
-            if rel not in managed:
-                found.append(rel)
-    return sorted(found)
 
 
 def _adopt(folder: Path) -> dict | None:
@@ -218,7 +154,7 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
             rec = _adopt(folder)
             if rec is None:
                 act.conflict = f"{name}/ exists and was not placed by gpux sync"
-                act.user_files = [f"{name}/{p}" for p in _user_files(folder, set())]
+                act.user_files = [f"{name}/{p}" for p in user_files(folder, set())]
             else:
                 placed[name] = rec | {"inputs": _inputs(entry)}  # kept (with fresh stats) if it proves intact
         store_art = artifact_path(store, key)
@@ -228,13 +164,13 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
             act.action = "update"
             act.reasons = ["not in the sync record, a different artifact"] if adopted else _why_changed(rec.get("inputs") or {}, entry)
         else:
-            drifted, act.refresh = _check_files(folder, rec["files"])
+            drifted, act.refresh = check_files(folder, rec["files"])
             if drifted:
                 act.action, act.reasons = "update", ["files drifted: " + ", ".join(drifted)]
             act.digest = rec.get("digest")
         if name in entries and entries[name].is_dir(follow_symlinks=False):
             managed = set(rec["files"]) if rec else set()
-            act.user_files = act.user_files or [f"{name}/{p}" for p in _user_files(folder, managed)]
+            act.user_files = act.user_files or [f"{name}/{p}" for p in user_files(folder, managed)]
         if act.action != "unchanged":
             in_store = (store_art / ARTIFACT_MANIFEST).is_file()
             act.artifact = "store" if in_store else "build"
@@ -245,7 +181,7 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
         plan.models.append(act)
     for name in sorted(set(placed) - set(lock.models)):
         folder = target / name
-        user = [f"{name}/{p}" for p in _user_files(folder, set(placed[name]["files"]))] if folder.is_dir() else []
+        user = [f"{name}/{p}" for p in user_files(folder, set(placed[name]["files"]))] if folder.is_dir() else []
         plan.models.append(ModelAction(name, "remove", ["no longer locked"], commit=(placed[name].get("inputs") or {}).get("commit"),
                                        build_key=placed[name].get("build_key"), digest=placed[name].get("digest"),
                                        user_files=user))
@@ -415,7 +351,7 @@ def _prepare(tmp: Path, src: Path, files: dict[str, str], folder: Path, act: Mod
         dst = tmp / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         linker.place(src / rel, dst)
-        stats[rel] = _stat_record(sha, os.lstat(dst))
+        stats[rel] = stat_record(sha, os.lstat(dst))
     for rel in act.user_files:
         # A user's file in the old folder lives on in the new one: a second link, so a kill loses nothing.
         inner = rel.split("/", 1)[1]
@@ -460,7 +396,7 @@ def _project_record(plan: SyncPlan, store: Store, digests: dict[str, str]) -> No
         }
     project = str(plan.project.resolve())
     doc = {"project": project, "synced_at": int(time.time()), "models": models}
-    path = _project_record_path(store, plan.project)
+    path = project_record_path(store.root, plan.project)
     old = read_json(path)
     if old and old.get("models") == models and time.time() - old.get("synced_at", 0) < FAST_PATH_MAX_AGE / 2:
         return  # nothing changed since a recent sync: spare the write
@@ -521,81 +457,9 @@ def execute(
 # ------------------------------------------------------------------------------------- the command
 
 
-def _project_id(project: Path) -> str:
-    return sha256_bytes(str(project.resolve()).encode())
-
-
 def project_lock(store: Store, project: Path):
     """The inter-process lock that serializes syncs (and their re-locks) of one project."""
-    return store.lock(f"project-{_project_id(project)}")
-
-
-def _project_record_path(store: Store, project: Path) -> Path:
-    return store.root / "refs" / "projects" / f"{_project_id(project)}.json"
-
-
-def _installed(dists: tuple[str, ...]) -> list[str]:
-    """The installed `*.dist-info` folder names (name and version) of `dists`, found by listing sys.path.
-
-    A fingerprint of the toolchain for the fast path, ~100x cheaper than importing importlib.metadata.
-    """
-    wanted = {d.replace("-", "_").lower() for d in dists}
-    found = []
-    for entry in sys.path:
-        try:
-            names = os.listdir(entry) if entry else []
-        except OSError:
-            continue
-        found += [n for n in names if n.endswith(".dist-info") and n[:-10].rsplit("-", 1)[0].replace("-", "_").lower() in wanted]
-    return sorted(found)
-
-
-def _fingerprint(project: Path, frozen: bool) -> dict:
-    """What a no-op sync's result depends on besides the target: lock and manifest bytes, toolchain versions."""
-
-    def sha(p: Path) -> str | None:
-        try:
-            return sha256_bytes(p.read_bytes())
-        except FileNotFoundError:
-            return None
-
-    return {"lock": sha(project / LOCK_FILE), "manifest": None if frozen else sha(project / MANIFEST_FILE),
-            "tools": _installed(TOOLCHAIN_DISTS)}
-
-
-def _fast_noop(project: Path, target: Path, store: Store, fingerprint: dict, *, frozen: bool) -> SyncResult | None:
-    """The result of a sync that has nothing to do, found without parsing the lock; None when unsure.
-
-    Valid when the lock, the manifest (unless --frozen) and the toolchain are byte-for-byte those of the last
-    complete sync, whose record says the lock was checked against that manifest, and every placed file
-    still has its recorded stat. Anything else takes the full path.
-    """
-    record = read_record(target)
-    memo = record.get("fast")
-    if not memo or fingerprint["lock"] is None or memo["lock"] != fingerprint["lock"] or memo["tools"] != fingerprint["tools"]:
-        return None
-    if not frozen and (memo["manifest"] is None or memo["manifest"] != fingerprint["manifest"]):
-        return None
-    proj = read_json(_project_record_path(store, project)) or {}
-    if time.time() - proj.get("synced_at", 0) > FAST_PATH_MAX_AGE or sorted(proj.get("models", {})) != sorted(record["models"]):
-        return None
-    plan = SyncPlan(project=project, target=target, lock=None, models=[], record=record)
-    res = SyncResult(plan)
-    for name, rec in sorted(record["models"].items()):
-        drifted, refresh = _check_files(target / name, rec["files"])
-        if drifted or refresh:
-            return None
-        user = [f"{name}/{p}" for p in _user_files(target / name, set(rec["files"]))]
-        plan.models.append(ModelAction(name, "unchanged", commit=(rec.get("inputs") or {}).get("commit"),
-                                       build_key=rec["build_key"], digest=rec["digest"], user_files=user))
-        res.digests[name] = rec["digest"]
-    for e in os.scandir(target):
-        if e.name.startswith((TMP_PREFIX, OLD_PREFIX)):
-            return None
-        if e.name not in record["models"] and e.name not in OWN_FILES:
-            plan.user_files.append(e.name + ("/" if e.is_dir(follow_symlinks=False) else ""))
-    plan.user_files.sort()
-    return res
+    return store.lock(f"project-{sha256_bytes(str(project.resolve()).encode())}")
 
 
 def sync(
@@ -617,19 +481,25 @@ def sync(
     store = store or Store()
     project = project.resolve()
     target = (target or project / DEFAULT_TARGET).resolve()
+    state = noop_state(project, target, store.root, frozen=frozen)
+    if state is not None:
+        return _noop_result(project, target, state, dry_run=dry_run)
     with project_lock(store, project):
-        fingerprint = _fingerprint(project, frozen)
-        fast = _fast_noop(project, target, store, fingerprint, frozen=frozen)
-        if fast is not None:
-            fast.dry_run = dry_run
-            return fast
         res = _full_sync(project, target, store, locked=locked, frozen=frozen, offline=offline, dry_run=dry_run,
                          link_mode=link_mode, on_event=on_event)
         if not dry_run:
             record = read_record(target)
-            record["fast"] = _fingerprint(project, frozen)
+            record["fast"] = fingerprint(project, frozen)
             _write_record(target, record)
         return res
+
+
+def _noop_result(project: Path, target: Path, state: dict, *, dry_run: bool) -> SyncResult:
+    """The result of a sync that `noop_state` found to have nothing to do."""
+    models = [ModelAction(m["name"], "unchanged", commit=m["commit"], build_key=m["build_key"], digest=m["digest"],
+                          user_files=m["user_files"]) for m in state["models"]]
+    plan = SyncPlan(project=project, target=target, lock=None, models=models, user_files=state["user_files"])
+    return SyncResult(plan, digests={m.name: m.digest for m in models}, dry_run=dry_run)
 
 
 def _full_sync(project: Path, target: Path, store: Store, *, locked: bool, frozen: bool, offline: bool,

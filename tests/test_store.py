@@ -12,7 +12,8 @@ import pytest
 
 from gpuxbuild import gc
 from gpuxbuild.errors import IntegrityError
-from gpuxbuild.store import Store, gpux_home
+from gpuxbuild.home import gpux_home
+from gpuxbuild.store import Store
 
 
 def sha(data: bytes) -> str:

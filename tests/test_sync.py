@@ -289,11 +289,12 @@ def test_link_modes_and_target(onnx_repo, tmp_path, gpux_home):
         assert not (models_dir(tmp_path) / "a").exists()
 
 
-def _noop_modules(project: Path) -> list[str]:
+def _noop_modules(project: Path, watched: tuple[str, ...] = HEAVY) -> list[str]:
+    """The `watched` top-level packages that a no-op `gpux sync` of `project` imports."""
     code = (
         "import json, sys\nfrom gpuxbuild.cli import main\n"
-        "try:\n    main(['sync'], standalone_mode=False)\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
+        "try:\n    main(['sync'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(watched)!r})))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -304,7 +305,8 @@ def _noop_modules(project: Path) -> list[str]:
 def test_noop_sync_imports_nothing_heavy(onnx_repo, tmp_path):
     write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
     gpux("sync", cwd=tmp_path)
-    assert _noop_modules(tmp_path) == []
+    # The start-up fast path (gpuxbuild.cli.quick) needs not even the CLI framework or the store's locks.
+    assert _noop_modules(tmp_path, HEAVY + ("click", "rich", "filelock", "yaml", "jsonschema")) == []
     # Also through the full plan (no fast-path memo, every file re-hashed because its stat changed).
     record = models_dir(tmp_path) / ".gpux-sync.json"
     data = json.loads(record.read_text())
@@ -312,6 +314,48 @@ def test_noop_sync_imports_nothing_heavy(onnx_repo, tmp_path):
     record.write_text(json.dumps(data))
     os.utime(models_dir(tmp_path) / "a" / "model.onnx", ns=(5, 5))
     assert _noop_modules(tmp_path) == []
+
+
+def test_quick_noop_prints_what_the_full_command_prints(onnx_repo, tmp_path, monkeypatch, capsys):
+    from gpuxbuild.cli.app import cli
+    from gpuxbuild.cli.quick import quick_sync
+
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}, "b": {"source": f"hf:{onnx_repo}"}})
+    gpux("sync", cwd=tmp_path)
+    other = tmp_path / "elsewhere"
+    gpux("sync", "--target", str(other), cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+
+    def both(argv: list[str]) -> tuple[bool, str, str]:
+        answered = quick_sync(argv)
+        quick = capsys.readouterr().out
+        with pytest.raises(SystemExit) as exit:
+            cli.main(argv, prog_name="gpux")
+        assert exit.value.code == 0
+        return answered, quick, capsys.readouterr().out
+
+    for argv in (["sync"], ["-q", "sync", "--locked"], ["--project", str(tmp_path), "sync", "--frozen", "--offline"],
+                 ["--quiet", "--project=.", "sync", "--link-mode=copy", "--offline", "--locked"],
+                 ["sync", "--target", "elsewhere"], ["sync", f"--target={other}", "--link-mode", "hardlink"]):
+        answered, quick, full = both(argv)
+        assert answered and quick == full and "2 unchanged" in full, argv
+    # What it leaves to the full command: other output forms, files to report, changes to make.
+    for argv in (["sync", "--json"], ["sync", "--dry-run"], ["sync", "-q"], ["sync", "--locked", "--frozen"],
+                 ["sync", "--link-mode", "fast"], ["sync", "--target"], ["lock"], ["--version"], ["sync", "--help"]):
+        assert not quick_sync(argv), argv
+    assert capsys.readouterr().out == ""
+    (models_dir(tmp_path) / "a" / "notes.txt").write_text("mine")
+    answered, quick, full = both(["sync"])
+    assert not answered and quick == "" and "a/notes.txt (not placed by gpux sync; left alone)" in full
+    (models_dir(tmp_path) / "a" / "notes.txt").unlink()
+    (models_dir(tmp_path) / "b" / "tokenizer.json").write_text("{}")
+    answered, quick, full = both(["sync"])
+    assert not answered and "1 updated" in full and "tokenizer.json (changed)" in full
+    assert both(["sync"])[0]
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    answered, quick, full = both(["sync"])
+    assert not answered and "1 removed, 1 unchanged" in full
+    assert both(["sync"])[0]
 
 
 def _folder_states(target: Path, names: list[str]) -> dict[str, str]:

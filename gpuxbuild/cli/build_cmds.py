@@ -9,7 +9,7 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from gpuxbuild.cli import Context, console, err_console, main, pass_context, print_error, print_json
+from gpuxbuild.cli.app import Context, cli, console, err_console, pass_context, print_error, print_json
 from gpuxbuild.build import DEFAULT_JOBS
 from gpuxbuild.cli.project_cmds import JSON, OFFLINE
 
@@ -46,7 +46,7 @@ class StageTable:
             self.live.stop()
 
 
-@main.command()
+@cli.command()
 @click.argument("names", nargs=-1)
 @click.option("--locked", is_flag=True, help="Fail unless gpux.lock is up to date and every artifact has the digest it records.")
 @click.option("--no-validate", is_flag=True, help="Skip comparing ONNX outputs with PyTorch's after export.")

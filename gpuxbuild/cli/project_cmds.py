@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gpuxbuild.cli import Context, console, main, pass_context, print_json
+from gpuxbuild.cli.app import Context, cli, console, pass_context, print_json
 
 OFFLINE = click.option("--offline", is_flag=True, help="Make no network request (also: HF_HUB_OFFLINE=1).")
 JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -28,7 +28,7 @@ def _render_plan(plan, ctx: Context, as_json: bool, lock_name: str = "gpux.lock"
     console.print(f"Locked {n} model{'s' if n != 1 else ''} -> {lock_name}{state}")
 
 
-@main.command()
+@cli.command()
 @pass_context
 def init(ctx: Context) -> None:
     """Write a commented starter gpux.models.yml."""
@@ -39,7 +39,7 @@ def init(ctx: Context) -> None:
         console.print(f"Wrote {path.name}: add models with `gpux add SOURCE`")
 
 
-@main.command()
+@cli.command()
 @click.argument("source")
 @click.option("--name", help="Model name (default: the repo's last path segment).")
 @click.option("--revision", help="Branch, tag or 40-hex commit (default: main).")
@@ -60,7 +60,7 @@ def add(ctx: Context, source: str, name, revision, task, offline: bool, as_json:
     _render_plan(res.plan, ctx, as_json)
 
 
-@main.command()
+@cli.command()
 @click.argument("name")
 @JSON
 @pass_context
@@ -74,7 +74,7 @@ def remove(ctx: Context, name: str, as_json: bool) -> None:
     _render_plan(res.plan, ctx, as_json)
 
 
-@main.command()
+@cli.command()
 @click.argument("names", nargs=-1)
 @click.option("--check", is_flag=True, help="Exit 1 if gpux.lock does not match the manifest. No network.")
 @click.option("--upgrade", is_flag=True, help="Re-resolve every model (or only NAMES) to its revision's current commit.")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gpuxbuild.cli import Context, console, err_console, main, pass_context, print_json
+from gpuxbuild.cli.app import Context, cli, console, err_console, pass_context, print_json
 from gpuxbuild.cli.project_cmds import JSON, OFFLINE
 from gpuxbuild.errors import GpuxError
 
@@ -51,7 +51,7 @@ def _read_input(value: str | None, file: Path | None, texts: tuple[str, ...]):
         raise GpuxError(f"{where}: not valid JSON ({exc})", 'e.g. {"text": "I love this"}', exit_code=2) from None
 
 
-@main.command()
+@cli.command()
 @click.argument("name")
 @click.argument("texts", nargs=-1)
 @click.option("-i", "--input", "input_", help="JSON input, or @file.json.")
@@ -110,7 +110,7 @@ def run(ctx: Context, name, texts, input_, file, provider, device_id, max_new_to
         console.print(Pretty(result, max_length=12))
 
 
-@main.command()
+@cli.command()
 @click.argument("name")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 exposes it to the network).")
 @click.option("--port", default=8080, show_default=True)
@@ -127,7 +127,7 @@ def serve(ctx: Context, name, host, port, workers, provider, device_id, offline)
     do_serve(folder, host=host, port=port, workers=workers, provider=provider or None, device_id=device_id)
 
 
-@main.command()
+@cli.command()
 @click.option("--provider", default="auto", show_default=True, help="Provider request to evaluate.")
 @JSON
 @pass_context

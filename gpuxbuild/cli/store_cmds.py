@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gpuxbuild.cli import Context, console, err_console, main, pass_context, print_json
+from gpuxbuild.cli.app import Context, cli, console, err_console, pass_context, print_json
 from gpuxbuild.cli.project_cmds import JSON, OFFLINE
 
 
@@ -68,7 +68,7 @@ def _store():
     return Store()
 
 
-@main.command()
+@cli.command()
 @click.argument("ref")
 @click.option("--registry", help="Registry name when REF has no prefix (default: huggingface).")
 @click.option("--revision", help="Branch, tag or commit (same as REF@REVISION).")
@@ -140,7 +140,7 @@ def _when(ts) -> str:
     return "just now"
 
 
-@main.command("ls")
+@cli.command("ls")
 @JSON
 @pass_context
 def ls(ctx: Context, as_json: bool) -> None:
@@ -163,10 +163,10 @@ def ls(ctx: Context, as_json: bool) -> None:
     out.print(table)
 
 
-main.add_command(ls, "images")
+cli.add_command(ls, "images")
 
 
-@main.command("rm")
+@cli.command("rm")
 @click.argument("names", nargs=-1, required=True)
 @JSON
 @pass_context
@@ -185,10 +185,10 @@ def rm(ctx: Context, names, as_json: bool) -> None:
         print_json(out)
 
 
-main.add_command(rm, "rmi")
+cli.add_command(rm, "rmi")
 
 
-@main.command()
+@cli.command()
 @click.argument("name")
 @JSON
 @pass_context
@@ -212,7 +212,7 @@ def inspect(ctx: Context, name: str, as_json: bool) -> None:
         say(f"  {f['sha256'][:16]}  {f['size']:>12}  {f['path']}")
 
 
-@main.group()
+@cli.group()
 def cache() -> None:
     """Inspect and maintain the store ($GPUX_HOME)."""
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from gpuxbuild.cli import Context, console, err_console, main, pass_context, print_json
+from gpuxbuild.cli.app import Context, cli, console, err_console, pass_context, print_json
 from gpuxbuild.cli.project_cmds import JSON, OFFLINE
+from gpuxbuild.sync_record import cache_line
 
 _SIGNS = {"add": "[green]+[/]", "update": "[yellow]~[/]", "remove": "[red]-[/]"}
 
@@ -40,15 +41,11 @@ def _render(res, ctx: Context) -> None:
         console.print(f"dry run, nothing changed: {plan.summary()}", soft_wrap=True)
         return
     console.print(plan.summary(), soft_wrap=True)
-    cache = f"artifacts: {res.reused} reused, {res.built} built"
-    if res.sources_downloaded:
-        cache += f"; {res.sources_downloaded} source files downloaded ({_human(res.bytes_downloaded)})"
-    if res.link_modes:
-        cache += f"; placed by {'/'.join(res.link_modes)}"
-    console.print(cache, soft_wrap=True)
+    downloaded = f"{res.sources_downloaded} source files downloaded ({_human(res.bytes_downloaded)})" if res.sources_downloaded else None
+    console.print(cache_line(res.reused, res.built, downloaded, res.link_modes), soft_wrap=True)
 
 
-@main.command()
+@cli.command()
 @click.option("--locked", is_flag=True, help="Fail (exit 1) if gpux.lock is out of date instead of re-locking it.")
 @click.option("--frozen", is_flag=True, help="Use gpux.lock as it is, without reading gpux.models.yml.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
