@@ -166,7 +166,10 @@ class HuggingFaceManager(ModelManager):
         label = f"hf:{repo}@{commit[:12]}: {path}"
         if not blob_id or size is None:
             raise RegistryError(f"{label}: the server lists no git blob id or size for it", "check HF_ENDPOINT points to a Hub")
-        sha = store.ensure_blob(blob_id, size, lambda dest, _resume: self._get(repo, commit, path, dest, 0, size, None), label=label)
+        # One GET, no metadata request first: a git-stored file is never Xet-backed, and the blob sha1
+        # check proves the bytes are this commit's.
+        sha = store.ensure_blob(blob_id, size, lambda dest, _resume: self._get(repo, commit, path, dest, 0, size, None, head=False),
+                                label=label)
         return FileEntry(path, sha, size)
 
     def _read_json(self, entry: FileEntry, repo: str) -> dict:
@@ -176,7 +179,9 @@ class HuggingFaceManager(ModelManager):
             raise RegistryError(f"hf:{repo}: {entry.path} is not valid JSON ({exc})", "fix the file in the repo") from None
         return data if isinstance(data, dict) else {}
 
-    def _get(self, repo, commit, path, dest: BinaryIO, resume_from: int, size: int | None, progress: Progress | None):
+    def _get(self, repo, commit, path, dest: BinaryIO, resume_from: int, size: int | None, progress: Progress | None,
+             *, head: bool = True):
+        """Download one file of `commit` into `dest`; `head` first asks for its metadata (CDN location, Xet)."""
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
         from huggingface_hub.file_download import http_get
         from huggingface_hub.utils import build_hf_headers
@@ -184,14 +189,16 @@ class HuggingFaceManager(ModelManager):
         self._need_network(f"downloading hf:{repo}@{commit[:12]}/{path}")
         with self._errors(repo, commit, path):
             url = hf_hub_url(repo, path, revision=commit, endpoint=self.endpoint)
-            meta = get_hf_file_metadata(url, endpoint=self.endpoint)
-            if meta.commit_hash and meta.commit_hash != commit:
-                raise RegistryError(f"hf:{repo}: asked for commit {commit}, server answered {meta.commit_hash}", "check HF_ENDPOINT")
-            if meta.xet_file_data is not None:
-                self._xet_get(meta, dest, resume_from, size, path)
-                return
+            if head:
+                meta = get_hf_file_metadata(url, endpoint=self.endpoint)
+                if meta.commit_hash and meta.commit_hash != commit:
+                    raise RegistryError(f"hf:{repo}: asked for commit {commit}, server answered {meta.commit_hash}", "check HF_ENDPOINT")
+                if meta.xet_file_data is not None:
+                    self._xet_get(meta, dest, resume_from, size, path)
+                    return
+                url = meta.location
             http_get(
-                meta.location,
+                url,
                 dest,
                 resume_size=resume_from,
                 headers=build_hf_headers(),
