@@ -5,6 +5,7 @@ Each command group lives in its own module of this package and registers itself 
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -30,10 +31,32 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
+# Options several commands share.
+OFFLINE = click.option("--offline", is_flag=True, help="Make no network request (also: HF_HUB_OFFLINE=1).")
+JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
+# Which module defines each command: a command line imports only its command's module (start-up time).
+COMMAND_MODULES = {
+    "init": "project_cmds", "add": "project_cmds", "remove": "project_cmds", "lock": "project_cmds",
+    "build": "build_cmds", "sync": "sync_cmds",
+    "pull": "store_cmds", "ls": "store_cmds", "images": "store_cmds", "rm": "store_cmds", "rmi": "store_cmds",
+    "inspect": "store_cmds", "cache": "store_cmds",
+    "run": "run_cmds", "serve": "run_cmds", "doctor": "run_cmds",
+}
 
 
 class GpuxGroup(click.Group):
-    """A click group that turns `GpuxError` into one line on stderr and its exit code."""
+    """A click group that loads each command's module when the command is used, and turns `GpuxError`
+    into one line on stderr and its exit code."""
+
+    def get_command(self, ctx, name):
+        if name in COMMAND_MODULES and name not in self.commands:
+            importlib.import_module(f"gpuxbuild.cli.{COMMAND_MODULES[name]}")  # registers its commands on `cli`
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx):
+        return sorted(COMMAND_MODULES)
 
     def invoke(self, ctx):
         try:
@@ -73,6 +96,3 @@ def cli(ctx: click.Context, project: Path | None, quiet: bool) -> None:
     root = (project or Path(os.environ.get("GPUX_PROJECT", "."))).resolve()
     ctx.obj = Context(project=root, quiet=quiet)
 
-
-# Command modules register themselves on `cli` when imported.
-from gpuxbuild.cli import build_cmds, project_cmds, run_cmds, store_cmds, sync_cmds  # noqa: E402,F401

@@ -9,9 +9,8 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from gpuxbuild.cli.app import Context, cli, console, err_console, pass_context, print_error, print_json
+from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, err_console, pass_context, print_error, print_json
 from gpuxbuild.build import DEFAULT_JOBS
-from gpuxbuild.cli.project_cmds import JSON, OFFLINE
 
 
 class StageTable:

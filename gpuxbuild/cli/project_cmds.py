@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import click
 
-from gpuxbuild.cli.app import Context, cli, console, pass_context, print_json
+from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, pass_context, print_json
 
-OFFLINE = click.option("--offline", is_flag=True, help="Make no network request (also: HF_HUB_OFFLINE=1).")
-JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
 def _render_plan(plan, ctx: Context, as_json: bool, lock_name: str = "gpux.lock") -> None:

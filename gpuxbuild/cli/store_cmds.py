@@ -7,12 +7,9 @@ import threading
 import time
 
 import click
-from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
-from gpuxbuild.cli.app import Context, cli, console, err_console, pass_context, print_json
-from gpuxbuild.cli.project_cmds import JSON, OFFLINE
+from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, err_console, pass_context, print_json
 
 
 class RichReporter:
@@ -151,6 +148,9 @@ def ls(ctx: Context, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(box=None)
     for col in ("NAME", "REVISION", "COMMIT", "TASK", "SIZE", "LAST USED", "KIND"):
         table.add_column(col)

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from gpuxbuild.cli.app import Context, cli, console, err_console, pass_context, print_json
-from gpuxbuild.cli.project_cmds import JSON, OFFLINE
+from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, err_console, pass_context, print_json
 from gpuxbuild.sync_record import cache_line
 
 _SIGNS = {"add": "[green]+[/]", "update": "[yellow]~[/]", "remove": "[red]-[/]"}

@@ -1,0 +1,57 @@
+"""The command line's plumbing: commands loaded on use, and the start-up parser of `gpux sync`."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gpuxbuild.cli.quick import parse_sync
+
+
+def test_command_table_matches_the_modules():
+    from gpuxbuild.cli.app import COMMAND_MODULES, cli
+
+    for module in set(COMMAND_MODULES.values()):
+        importlib.import_module(f"gpuxbuild.cli.{module}")
+    assert sorted(cli.commands) == sorted(COMMAND_MODULES)
+    for name, command in cli.commands.items():
+        assert command.callback.__module__ == f"gpuxbuild.cli.{COMMAND_MODULES[name]}", name
+
+
+def test_a_command_imports_only_its_module(tmp_path):
+    code = (
+        "import json, sys\nfrom gpuxbuild.cli import main\n"
+        "try:\n    main(['ls', '--json'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('gpuxbuild.cli.'))))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == ["gpuxbuild.cli.app", "gpuxbuild.cli.quick", "gpuxbuild.cli.store_cmds"]
+    r = subprocess.run([sys.executable, "-m", "gpuxbuild", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and all(f"  {c} " in r.stdout for c in ("init", "lock", "build", "sync", "pull", "rmi", "doctor"))
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["sync"], {}),
+    (["-q", "sync"], {"quiet": True}),
+    (["--quiet", "--project", "p", "sync", "--locked"], {"quiet": True, "project": "p", "flags": {"--locked"}}),
+    (["--project=p", "sync", "--frozen", "--offline"], {"project": "p", "flags": {"--frozen", "--offline"}}),
+    (["sync", "--target", "t", "--link-mode=copy"], {"target": "t", "link_mode": "copy"}),
+    (["sync", "--target=a", "--target", "b"], {"target": "b"}),  # the last one wins, as in click
+])
+def test_quick_parser_accepts(argv, expected):
+    opts = {"project": None, "quiet": False, "target": None, "link_mode": "auto", "flags": set()} | expected
+    assert parse_sync(argv) == opts
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["lock"], ["sync", "--json"], ["sync", "--dry-run"], ["sync", "-q"], ["sync", "-h"], ["--help", "sync"],
+    ["sync", "--locked", "--frozen"], ["sync", "--link-mode", "symlink"], ["sync", "--target"], ["--project", "sync"],
+    ["sync", "--target="], ["sync", "extra"], ["--version"], ["sync", "--"], ["sync", "--target", "t", "--project", "p"],
+])
+def test_quick_parser_leaves_the_rest_to_click(argv):
+    assert parse_sync(argv) is None
