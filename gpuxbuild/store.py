@@ -32,7 +32,6 @@ from gpuxbuild.errors import GpuxError, IntegrityError
 from gpuxbuild.home import gpux_home
 
 HEX64 = frozenset("0123456789abcdef")
-WRITEBACK_EVERY = 16 << 20  # bytes of a download after which the helper thread flushes them to disk
 STALE_TMP_SECONDS = 24 * 3600
 
 
@@ -49,9 +48,8 @@ class HashingWriter:
     """A file wrapper that hashes bytes as they are written (one pass, no second read).
 
     Each large chunk is hashed on a helper thread while the caller writes it and receives the next one
-    (hashlib releases the GIL), so on a multi-core machine hashing adds almost nothing to a download;
-    every WRITEBACK_EVERY bytes the helper also flushes them to disk. `limit` stops a source that sends
-    more than the expected size before it fills the disk. huggingface_hub's `http_get` may seek(0)+truncate() when
+    (hashlib releases the GIL), so on a multi-core machine hashing adds almost nothing to a download. `limit` stops a source that sends more than
+    the expected size before it fills the disk. huggingface_hub's `http_get` may seek(0)+truncate() when
     a server ignores a Range request; the hash restarts then.
     """
 
@@ -64,16 +62,11 @@ class HashingWriter:
         self._git_size = git_size
         self._git = _git_hasher(git_size) if git_size is not None else None
         self._pending: Future | None = None
-        self._synced = f.tell()  # where the last writeback started from
 
-    def _update(self, data: bytes, writeback: int | None = None) -> None:
+    def _update(self, data: bytes) -> None:
         self._hasher.update(data)
         if self._git is not None:
             self._git.update(data)
-        if writeback is not None:
-            # Flush what earlier chunks put in the page cache while the next one arrives, so the fsync
-            # that publishes the object has only the tail left to write.
-            os.fdatasync(writeback)
 
     def wait(self) -> None:
         """Wait for the helper thread to finish hashing what was written."""
@@ -90,10 +83,7 @@ class HashingWriter:
         self._drain()
         data = bytes(data)
         if len(data) >= 1 << 20:
-            writeback = None
-            if self._f.tell() - self._synced >= WRITEBACK_EVERY:
-                writeback, self._synced = self._f.fileno(), self._f.tell()
-            self._pending = _HASH_POOL.submit(self._update, data, writeback)
+            self._pending = _HASH_POOL.submit(self._update, data)
         else:
             self._update(data)
         return self._f.write(data)
@@ -112,7 +102,6 @@ class HashingWriter:
     def seek(self, pos: int, whence: int = 0) -> int:
         self._drain()
         if pos == 0 and whence == 0:
-            self._synced = 0
             self._hasher = hashlib.sha256()
             if self._git is not None:
                 self._git = _git_hasher(self._git_size)
