@@ -14,6 +14,7 @@ hashed while they stream into tmp/, then renamed into place under a per-object l
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -62,11 +63,14 @@ class HashingWriter:
         self._git_size = git_size
         self._git = _git_hasher(git_size) if git_size is not None else None
         self._pending: Future | None = None
+        self._flushed = f.tell()  # where the last started writeback ends
 
-    def _update(self, data: bytes) -> None:
+    def _update(self, data: bytes, writeback: tuple[int, int, int] | None = None) -> None:
         self._hasher.update(data)
         if self._git is not None:
             self._git.update(data)
+        if writeback is not None:
+            start_writeback(*writeback)
 
     def wait(self) -> None:
         """Wait for the helper thread to finish hashing what was written."""
@@ -83,7 +87,11 @@ class HashingWriter:
         self._drain()
         data = bytes(data)
         if len(data) >= 1 << 20:
-            self._pending = _HASH_POOL.submit(self._update, data)
+            pos, writeback = self._f.tell(), None
+            if pos - self._flushed >= WRITEBACK_EVERY:
+                self._f.flush()
+                writeback, self._flushed = (self._f.fileno(), self._flushed, pos - self._flushed), pos
+            self._pending = _HASH_POOL.submit(self._update, data, writeback)
         else:
             self._update(data)
         return self._f.write(data)
@@ -102,6 +110,7 @@ class HashingWriter:
     def seek(self, pos: int, whence: int = 0) -> int:
         self._drain()
         if pos == 0 and whence == 0:
+            self._flushed = 0
             self._hasher = hashlib.sha256()
             if self._git is not None:
                 self._git = _git_hasher(self._git_size)
@@ -117,6 +126,30 @@ class HashingWriter:
 
 
 _HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gpux-hash")
+WRITEBACK_EVERY = 16 << 20
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a file range to disk, without waiting (Linux sync_file_range).
+
+    A download arrives slower than a disk writes, so writing behind it leaves the fsync that publishes the
+    object only the tail to wait for. Does nothing where the call is unavailable.
+    """
+    fn = _sync_file_range()
+    if fn is not None:
+        fn(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE
+
+
+@functools.cache
+def _sync_file_range():
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (AttributeError, OSError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    return fn
 
 
 def _fill(f: BinaryIO, hw: HashingWriter, writer: Writer | None, resume: int) -> None:
