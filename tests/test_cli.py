@@ -35,6 +35,13 @@ def test_a_command_imports_only_its_module(tmp_path):
     assert r.returncode == 0 and all(f"  {c} " in r.stdout for c in ("init", "lock", "build", "sync", "pull", "rmi", "doctor"))
 
 
+def test_quick_parser_knows_the_link_modes():
+    from gpuxbuild.cli import quick
+    from gpuxbuild.store import LINK_MODES
+
+    assert quick.LINK_MODES == LINK_MODES
+
+
 @pytest.mark.parametrize("argv, expected", [
     (["sync"], {}),
     (["-q", "sync"], {"quiet": True}),

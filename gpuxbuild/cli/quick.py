@@ -18,7 +18,7 @@ from gpuxbuild.home import gpux_home
 from gpuxbuild.sync_record import DEFAULT_TARGET, cache_line, noop_state, summary_line
 
 FLAGS = {"--locked", "--frozen", "--offline"}
-LINK_MODES = ("auto", "reflink", "hardlink", "copy")  # = the choices of `gpux sync --link-mode`
+LINK_MODES = ("auto", "reflink", "hardlink", "copy")  # = gpuxbuild.store.LINK_MODES, without importing the store
 
 
 def parse_sync(argv: list[str]) -> dict | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, err_console, pass_context, print_json
+from gpuxbuild.store import LINK_MODES
 from gpuxbuild.sync_record import cache_line
 
 _SIGNS = {"add": "[green]+[/]", "update": "[yellow]~[/]", "remove": "[red]-[/]"}
@@ -50,7 +51,7 @@ def _render(res, ctx: Context) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
 @click.option("--target", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to mirror the lock into. Default: .gpux/models in the project.")
-@click.option("--link-mode", type=click.Choice(["auto", "reflink", "hardlink", "copy"]), default="auto", show_default=True,
+@click.option("--link-mode", type=click.Choice(LINK_MODES), default="auto", show_default=True,
               help="How files come from the store: auto tries reflink, then hardlink, then copy.")
 @OFFLINE
 @JSON
