@@ -146,7 +146,7 @@ def _sync_file_range():
         import ctypes
 
         fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):  # not Linux: the final fsync does all the work
         return None
     fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
     return fn

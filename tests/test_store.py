@@ -124,6 +124,22 @@ def test_writer_that_rewinds_restarts_the_hash():
     assert store.object_path(sha(data)).read_bytes() == data
 
 
+def test_large_downloads_are_written_behind_in_contiguous_ranges(monkeypatch):
+    """The hashing thread starts writeback of each 16 MB that arrived, resumed or not, with no gap or overlap."""
+    from gpuxbuild import store as store_mod
+
+    ranges: list[tuple[int, int]] = []
+    real = store_mod.start_writeback
+    monkeypatch.setattr(store_mod, "start_writeback", lambda fd, off, n: (ranges.append((off, n)), real(fd, off, n)))
+    store, data = Store(), os.urandom(45 << 20)
+    part = 5 << 20
+    store.tmp_dir().joinpath(f"{sha(data)}.partial").write_bytes(data[:part])  # a resumed download
+    assert store.ensure_object(sha(data), len(data), feeder(data, chunk=4 << 20), label="m: f") is False
+    assert store.object_path(sha(data)).read_bytes() == data
+    assert ranges and ranges[0][0] == part and all(a + n == b for (a, n), (b, _) in zip(ranges, ranges[1:]))
+    assert all(n >= store_mod.WRITEBACK_EVERY for _, n in ranges) and ranges[-1][0] + ranges[-1][1] <= len(data)
+
+
 def test_blob_checked_by_git_sha1_in_the_same_pass():
     store, data = Store(), b'{"a": 1}'
     calls: list = []
