@@ -24,7 +24,7 @@ from gpuxbuild.hashing import digest, sha256_bytes
 from gpuxbuild.store import Linker, Store, fsync_dir, read_json, remove_tree, write_atomic
 from gpuxbuild.sync_record import (
     DEFAULT_TARGET, FAST_PATH_MAX_AGE, OLD_PREFIX, OWN_FILES, RECORD_NAME, TMP_PREFIX, check_files, fingerprint, noop_state,
-    project_record_path, read_record, stat_record, summary_line, user_files,
+    project_id, project_record_path, read_record, stat_record, summary_line, user_files,
 )
 
 if TYPE_CHECKING:
@@ -459,7 +459,7 @@ def execute(
 
 def project_lock(store: Store, project: Path):
     """The inter-process lock that serializes syncs (and their re-locks) of one project."""
-    return store.lock(f"project-{sha256_bytes(str(project.resolve()).encode())}")
+    return store.lock(f"project-{project_id(project)}")
 
 
 def sync(

@@ -88,9 +88,14 @@ def user_files(folder: Path, managed: set[str]) -> list[str]:
     return sorted(found)
 
 
+def project_id(project: Path) -> str:
+    """The sha256 of the project's absolute path: names its record and its lock in the store."""
+    return sha256_bytes(str(project.resolve()).encode())
+
+
 def project_record_path(store_root: Path, project: Path) -> Path:
-    """refs/projects/<sha256 of the project path>.json in the store: what the project's last sync keeps alive."""
-    return store_root / "refs" / "projects" / f"{sha256_bytes(str(project.resolve()).encode())}.json"
+    """refs/projects/<project id>.json in the store: what the project's last sync keeps alive."""
+    return store_root / "refs" / "projects" / f"{project_id(project)}.json"
 
 
 def _installed(dists: tuple[str, ...]) -> list[str]:
