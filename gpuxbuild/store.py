@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from gpuxbuild.errors import GpuxError, IntegrityError
 from gpuxbuild.home import gpux_home
@@ -179,6 +179,41 @@ class Stats:
     bytes_downloaded: int = 0
 
 
+_THREAD_LOCKS: dict[str, threading.RLock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+class StoreLock:
+    """A named store lock: a lock between this process's threads, then the file lock between processes.
+
+    filelock wakes a waiter by polling every 50 ms; threads of one process (parallel downloads, resolves,
+    builds wanting the same object) wait on the thread lock instead and go on the moment it is released.
+    Taking a lock again in the thread that holds it is a bug that filelock reports (RuntimeError).
+    """
+
+    def __init__(self, path: str, timeout: float = -1):
+        with _THREAD_LOCKS_GUARD:
+            self._thread = _THREAD_LOCKS.setdefault(path, threading.RLock())
+        self._file = FileLock(path, timeout=timeout)
+        self._timeout = timeout
+
+    def __enter__(self) -> StoreLock:
+        if not self._thread.acquire(timeout=self._timeout if self._timeout >= 0 else -1):
+            raise Timeout(self._file.lock_file)
+        try:
+            self._file.acquire()
+        except BaseException:
+            self._thread.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._file.release()
+        finally:
+            self._thread.release()
+
+
 class Store:
     """A content-addressed store rooted at `root` (default: `gpux_home()`)."""
 
@@ -206,9 +241,9 @@ class Store:
     def has_object(self, sha256: str) -> bool:
         return self.object_path(sha256).is_file()
 
-    def lock(self, name: str, timeout: float = -1) -> FileLock:
+    def lock(self, name: str, timeout: float = -1) -> StoreLock:
         """An inter-process lock named `name` (e.g. `obj-<sha>`, `art-<key>`, `project-<hash>`)."""
-        return FileLock(str(self.path("locks", f"{name}.lock")), timeout=timeout)
+        return StoreLock(str(self.path("locks", f"{name}.lock")), timeout)
 
     def tmp_dir(self) -> Path:
         d = self.root / "tmp"
@@ -380,8 +415,6 @@ class Store:
         `max_age` (until then the next fetch of that object resumes from them). Anything else, such as
         build staging folders, goes once older than `max_age`.
         """
-        from filelock import Timeout
-
         tmp = self.root / "tmp"
         if not tmp.is_dir():
             return 0

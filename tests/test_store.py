@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -175,6 +178,35 @@ def test_concurrent_processes_write_an_object_once(tmp_path):
     assert [p.exitcode for p in procs] == [0] * 4
     assert log.read_text() == "w\n"
     assert Store(tmp_path / "s").object_path(sha(data)).read_bytes() == data
+
+
+def test_store_lock_between_threads_and_processes(tmp_path):
+    from filelock import Timeout
+
+    store = Store(tmp_path)
+    events: list[str] = []
+    with store.lock("x"):
+
+        def other():
+            try:
+                with store.lock("x", timeout=0):
+                    events.append("got it while held")
+            except Timeout:
+                events.append("timed out")
+            with Store(tmp_path).lock("x"):  # another Store object on the same root: the same lock
+                events.append("got it after release")
+
+        t = threading.Thread(target=other)
+        t.start()
+        while not events:
+            time.sleep(0.01)
+        events.append("released")
+    t.join(10)
+    assert events == ["timed out", "released", "got it after release"]
+    code = "import sys\nfrom filelock import FileLock\nFileLock(sys.argv[1], timeout=0).acquire()\n"
+    with store.lock("x"):  # a process sees the file lock
+        r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "locks" / "x.lock")], capture_output=True, text=True)
+    assert r.returncode != 0 and "Timeout" in r.stderr
 
 
 def test_clean_tmp_removes_leftovers_but_not_what_is_in_use():
