@@ -7,6 +7,7 @@ The result is a plan (`LockPlan`) that the caller writes, so nothing is written 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from gpuxbuild.manifest import Manifest, ModelSpec
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import PinnedModel
 from gpuxbuild.selection import select_files
+
+RESOLVE_JOBS = 4  # models resolved at once (each fetches its small files with up to 8 requests at a time)
 
 
 @dataclass
@@ -98,38 +101,37 @@ def plan_lock(
     upgrade: bool | set[str] = False,
     store=None,
     offline: bool = False,
+    jobs: int = RESOLVE_JOBS,
 ) -> LockPlan:
-    """Compute the new lock. `upgrade=True` re-resolves every model, a set of names only those."""
+    """Compute the new lock. `upgrade=True` re-resolves every model, a set of names only those; `jobs`
+    models are resolved at a time."""
     project = manifest.path.parent
     unknown = sorted(set(upgrade) - set(manifest.models)) if isinstance(upgrade, set) else []
     if unknown:
         raise GpuxError(f"--upgrade {', '.join(unknown)}: no such model in {manifest.path.name}", "check the name")
-    managers: dict[str, object] = {}
-    models: dict[str, LockedModel] = {}
-    changes: list[LockChange] = []
     old_models = old.models if old else {}
+    todo: list[tuple[ModelSpec, LockedModel | None, bool]] = []  # (spec, previous entry, keep its commit)
     for name, spec in sorted(manifest.models.items()):
         prev = old_models.get(name)
         up = upgrade is True or (isinstance(upgrade, set) and name in upgrade)
         if prev is not None and not up and prev.spec_digest == spec.digest:
-            models[name] = prev
-            changes.append(LockChange(name, "unchanged", prev.commit, prev.commit))
             continue
         keep_pin = (
             prev is not None
             and not up
             and (prev.registry, prev.repo, prev.revision) == (spec.registry, spec.ref, spec.revision)
         )
-        if spec.registry not in managers:
-            managers[spec.registry] = get_manager(spec.registry, project=project, offline=offline, store=store)
-        manager = managers[spec.registry]
-        try:
-            pinned = manager.resolve(spec.ref, spec.revision, pin=prev.commit if keep_pin else None)
-            entry = lock_model(spec, pinned)
-        except GpuxError as exc:
-            cls = type(exc) if isinstance(exc, RegistryError) else GpuxError
-            msg = exc.message if exc.message.startswith("model ") else f"model {name!r}: {exc.message}"
-            raise cls(msg, exc.hint, exit_code=exc.exit_code) from None
+        todo.append((spec, prev, keep_pin))
+    resolved = _resolve_all(todo, project, store=store, offline=offline, jobs=jobs)
+    models: dict[str, LockedModel] = {}
+    changes: list[LockChange] = []
+    for name in sorted(manifest.models):
+        prev = old_models.get(name)
+        if name not in resolved:
+            models[name] = prev
+            changes.append(LockChange(name, "unchanged", prev.commit, prev.commit))
+            continue
+        entry = resolved[name]
         if prev is not None and entry.artifact is None and prev.artifact and _same_inputs(prev, entry):
             entry.artifact = prev.artifact
         models[name] = entry
@@ -137,6 +139,45 @@ def plan_lock(
     for name in sorted(set(old_models) - set(manifest.models)):
         changes.append(LockChange(name, "removed", old_models[name].commit, None, ["no longer in the manifest"]))
     return LockPlan(Lock(manifest_digest=manifest.digest, models=models), changes)
+
+
+def _resolve_all(todo: list[tuple[ModelSpec, LockedModel | None, bool]], project: Path, *, store, offline: bool,
+                 jobs: int) -> dict[str, LockedModel]:
+    """Resolve the models of `todo`, `jobs` at a time (each is a few registry round trips); name -> new entry.
+
+    Every model is tried; the error raised is that of the first failing model by name, so a run with
+    several bad models reports the same one every time.
+    """
+    if not todo:
+        return {}
+    if store is None:
+        from gpuxbuild.store import Store
+
+        store = Store()  # one store for all threads (its counters are shared)
+    managers = {r: get_manager(r, project=project, offline=offline, store=store) for r in sorted({s.registry for s, _, _ in todo})}
+
+    def one(item: tuple[ModelSpec, LockedModel | None, bool]) -> LockedModel | GpuxError:
+        spec, prev, keep_pin = item
+        try:
+            pinned = managers[spec.registry].resolve(spec.ref, spec.revision, pin=prev.commit if keep_pin else None)
+            return lock_model(spec, pinned)
+        except GpuxError as exc:
+            cls = type(exc) if isinstance(exc, RegistryError) else GpuxError
+            msg = exc.message if exc.message.startswith("model ") else f"model {spec.name!r}: {exc.message}"
+            return cls(msg, exc.hint, exit_code=exc.exit_code)
+
+    if len(todo) == 1 or jobs <= 1:
+        results = [one(item) for item in todo]
+    else:
+        pool = ThreadPoolExecutor(max_workers=min(jobs, len(todo)), thread_name_prefix="gpux-resolve")
+        try:
+            results = list(pool.map(one, todo))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    for result in results:
+        if isinstance(result, GpuxError):
+            raise result
+    return {spec.name: entry for (spec, _, _), entry in zip(todo, results)}
 
 
 def _same_inputs(a: LockedModel, b: LockedModel) -> bool:
@@ -164,12 +205,13 @@ def _change(prev: LockedModel | None, new: LockedModel) -> LockChange:
     return LockChange(new.name, "updated", prev.commit, new.commit, reasons or ["manifest entry changed"])
 
 
-def lock_project(project: Path, *, upgrade: bool | set[str] = False, store=None, offline: bool = False) -> LockPlan:
+def lock_project(project: Path, *, upgrade: bool | set[str] = False, store=None, offline: bool = False,
+                 jobs: int = RESOLVE_JOBS) -> LockPlan:
     """Plan and write the project's gpux.lock (atomically; untouched when nothing changed)."""
     from gpuxbuild.lockfile import lock_path, read_lock, write_lock
     from gpuxbuild.manifest import MANIFEST_NAME, load_manifest
 
     manifest = load_manifest(project / MANIFEST_NAME)
-    plan = plan_lock(manifest, read_lock(lock_path(project)), upgrade=upgrade, store=store, offline=offline)
+    plan = plan_lock(manifest, read_lock(lock_path(project)), upgrade=upgrade, store=store, offline=offline, jobs=jobs)
     plan.written = write_lock(lock_path(project), plan.lock)
     return plan

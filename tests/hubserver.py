@@ -211,6 +211,7 @@ class HubServer:
         self._lfs: dict[str, bytes] = {}
         self._faults: dict[tuple[str, str], _Fault] = {}
         self._log: list[LoggedRequest] = []
+        self.latency = 0.0  # seconds every request waits before it is answered, like a distant Hub
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -483,6 +484,8 @@ class _Handler(BaseHTTPRequestHandler):
         kind = "lfs" if self.server.role == "cdn" else "api" if split.path.startswith("/api/") else "resolve"
         self.entry = LoggedRequest(method, kind, self.path, self.token, self.headers.get("Range"))
         hub._record(self.entry)
+        if hub.latency:
+            time.sleep(hub.latency)
         try:
             if kind == "lfs":
                 self._cdn(method, split.path)

@@ -128,6 +128,33 @@ def test_resolve_errors_leave_lock_untouched(hub, repo_id, tmp_path, case, expec
     assert (tmp_path / "gpux.lock").read_bytes() == before
 
 
+def test_parallel_resolution_locks_what_one_at_a_time_does(hub, repo_id, tmp_path):
+    """Models resolve in parallel (`-j`); the lock is the same bytes, shared files are fetched once."""
+    for kind in ("bert", "distilbert", "gpt2"):
+        publish(hub, f"{repo_id}-{kind}", kind)
+    models = {f"{k}{n}": {"source": f"hf:{repo_id}-{k}"} for k in ("bert", "distilbert", "gpt2") for n in (1, 2)}
+    locks = []
+    for jobs, home in (("1", "serial"), ("6", "parallel")):
+        project = tmp_path / home
+        write_manifest(project, models)
+        hub.reset_log()
+        gpux("lock", "-j", jobs, cwd=project, env={**os.environ, "GPUX_HOME": str(tmp_path / f"{home}-home")})
+        gets = [e.url for e in hub.requests("GET", kind="resolve")]
+        assert len(gets) == len(set(gets)), "a small file was downloaded twice"
+        locks.append((project / "gpux.lock").read_bytes())
+    assert locks[0] == locks[1]
+
+
+def test_several_failing_models_report_the_first_by_name(hub, repo_id, tmp_path):
+    publish(hub, repo_id, "bert")
+    write_manifest(tmp_path, {"ok": {"source": f"hf:{repo_id}"}, "zz-missing": {"source": "hf:test-org/does-not-exist"},
+                              "b-bad-revision": {"source": f"hf:{repo_id}", "revision": "nope"}})
+    for _ in range(3):
+        r = gpux("lock", cwd=tmp_path, check=False)
+        assert r.returncode == 1 and "'b-bad-revision'" in r.stderr and "zz-missing" not in r.stderr, r.stderr
+        assert not (tmp_path / "gpux.lock").exists()
+
+
 def test_gated_repo_with_token_locks_and_token_never_written(hub, repo_id, tmp_path):
     from hubserver import DEFAULT_TOKEN
 
