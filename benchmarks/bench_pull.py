@@ -13,8 +13,9 @@ interpreter start and imports.
 
 On loopback, a 100 MB transfer takes ~0.1 s, so what gpux pull does besides it shows: the imports of
 its CLI (~35 ms over huggingface_hub's), learning the sha256 of the small files before the large ones
-(the lock needs every file's hash; ~20 ms), and the fsync that makes each object durable before it is
-published (~40 ms per 100 MB here), which snapshot_download does not do.
+(the lock needs every file's hash; ~20 ms), and the tail of hashing and of the fsync that makes each
+object durable before it is published (~12 ms; the disk writes behind the download, and
+snapshot_download does not fsync).
 
     python benchmarks/bench_pull.py [--size-mb 100] [--rounds 3] [--mb-per-s 125]
 """

@@ -15,7 +15,7 @@ from gpuxbuild.fetch import FetchResult, Reporter, check_pickles, missing_files
 from gpuxbuild.hashing import canonical_json
 from gpuxbuild.manifest import adhoc_spec, check_revision
 from gpuxbuild.registries import get_manager, parse_source
-from gpuxbuild.registries.base import FileEntry
+from gpuxbuild.registries.base import FileEntry, is_git_commit
 from gpuxbuild.store import Store, read_json, remove_tree, write_atomic
 
 
@@ -188,10 +188,6 @@ def make_record(ref: Ref, commit: str, files: list[FileEntry], task, library, ar
     }
 
 
-def _is_commit(rev: str | None) -> bool:
-    return rev is not None and len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)
-
-
 def pull(
     ref: Ref,
     *,
@@ -219,7 +215,7 @@ def pull(
     tag = ref.revision or ("main" if ref.registry != "local" else None)
     known = records.lookup(Ref(ref.registry, ref.repo, tag)) if ref.registry != "local" else None
     before = (store.stats.downloaded, store.stats.bytes_downloaded)
-    online = not manager.offline and (known is None or (upgrade and not _is_commit(ref.revision)))
+    online = not manager.offline and (known is None or (upgrade and not is_git_commit(ref.revision)))
     if not online:
         if known is None:
             raise GpuxError(

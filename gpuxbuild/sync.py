@@ -3,8 +3,8 @@
 `plan_sync` compares the lock with what the target holds (per model: add, update, remove or unchanged,
 with the reasons), `execute` carries the plan out. The target keeps a record of what sync placed
 (gpuxbuild.sync_record), so a no-op sync only stats files, a changed or deleted file is restored, and
-nothing sync did not place is ever deleted. Each model folder is prepared beside the old one and swapped in by an atomic
-rename, so a sync killed at any moment leaves every model either fully old or fully new.
+nothing sync did not place is ever deleted. Each model folder is prepared beside the old one and swapped
+in by an atomic rename, so a sync killed at any moment leaves every model either fully old or fully new.
 """
 
 from __future__ import annotations

@@ -408,16 +408,9 @@ class HubServer:
         with self._lock:
             return [r for r in self._log if all(v is None or getattr(r, k) == v for k, v in wanted.items())]
 
-    def count(
-        self,
-        method: str | None = None,
-        repo: str | None = None,
-        path: str | None = None,
-        kind: str | None = None,
-        revision: str | None = None,
-    ) -> int:
-        """How many logged requests match (see ``requests``)."""
-        return len(self.requests(method, repo, path, kind, revision))
+    def count(self, *args, **filters) -> int:
+        """How many logged requests match (the filters of ``requests``)."""
+        return len(self.requests(*args, **filters))
 
     def reset_log(self) -> None:
         """Forget logged requests (conftest does this before every test)."""

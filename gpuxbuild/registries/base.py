@@ -53,6 +53,11 @@ class PinnedModel:
 Progress = Callable[[int], None]
 
 
+def is_git_commit(rev: str | None) -> bool:
+    """True for a full git commit id: 40 lowercase hex characters."""
+    return rev is not None and len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)
+
+
 class ModelManager(ABC):
     """A model registry. Subclasses set `name` and implement the abstract methods.
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 from gpuxbuild.errors import RegistryError
-from gpuxbuild.registries.base import FileEntry, ModelInfo, ModelManager, PinnedModel, Progress
+from gpuxbuild.registries.base import FileEntry, ModelInfo, ModelManager, PinnedModel, Progress, is_git_commit
 
 SMALL_FILE_JOBS = 8  # small files are fetched at resolve time to learn their sha256, in parallel
 
@@ -126,7 +126,7 @@ class HuggingFaceManager(ModelManager):
         with self._errors(repo, rev):
             info = HfApi(endpoint=self.endpoint).model_info(repo, revision=rev, files_metadata=True)
         commit = info.sha or ""
-        if len(commit) != 40 or any(c not in "0123456789abcdef" for c in commit):
+        if not is_git_commit(commit):
             raise RegistryError(f"hf:{repo}@{rev}: the server returned no commit id", "check HF_ENDPOINT points to a Hub")
         config: dict = {}
         siblings = sorted(info.siblings or [], key=lambda s: s.rfilename)
