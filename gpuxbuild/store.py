@@ -198,10 +198,12 @@ class StoreLock:
         self._timeout = timeout
 
     def __enter__(self) -> StoreLock:
+        started = time.monotonic()
         if not self._thread.acquire(timeout=self._timeout if self._timeout >= 0 else -1):
             raise Timeout(self._file.lock_file)
         try:
-            self._file.acquire()
+            # `timeout` bounds the whole wait, both locks together.
+            self._file.acquire(timeout=max(0.0, self._timeout - (time.monotonic() - started)) if self._timeout >= 0 else -1)
         except BaseException:
             self._thread.release()
             raise
