@@ -53,6 +53,93 @@ def missing_files(store: Store, files: list[FileEntry]) -> list[FileEntry]:
     return [f for f in files if not store.has_object(f.sha256)]
 
 
+class Fetcher:
+    """Downloads files into the store on a thread pool; more files can be added while others are in flight.
+
+    `gpux pull` adds the files whose sha256 the registry listed (large weights) while the rest are still
+    being hashed, then the remainder; `wait()` returns once every added file is in the store. Leaving a
+    `with` block by an exception stops the transfers at their next chunk (what arrived is kept, for a later
+    run to resume).
+    """
+
+    def __init__(self, manager: ModelManager, repo: str, store: Store, *, label: str, jobs: int = DEFAULT_JOBS,
+                 reporter: Reporter | None = None):
+        self.manager, self.repo, self.store, self.label, self.reporter = manager, repo, store, label, reporter
+        self.result = FetchResult()
+        self._added: set[str] = set()
+        self._futures: dict = {}
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="gpux-fetch")
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is not None:
+            self._stop.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def add(self, commit: str, files: list[FileEntry]) -> None:
+        """Start fetching the files of `commit` not added before and not in the store yet."""
+        files = [f for f in files if f.path not in self._added]
+        self._added.update(f.path for f in files)
+        todo = []
+        for f in files:
+            if self.store.has_object(f.sha256):
+                self.result.hits.append(f.path)
+            else:
+                todo.append(f)
+        self.store.record_stats(hits=len(files) - len(todo))
+        if todo and self.manager.offline:
+            names = ", ".join(f.path for f in todo[:5]) + (" ..." if len(todo) > 5 else "")
+            raise RegistryError(
+                f"{self.label}: {len(todo)} file(s) not in the store and offline mode is on: {names}",
+                "run the same command online once, or drop --offline / HF_HUB_OFFLINE",
+            )
+        for f in todo:
+            self._futures[self._pool.submit(self._one, commit, f)] = f
+
+    def _one(self, commit: str, f: FileEntry) -> bool:
+        reporter, label = self.reporter, f"{self.label}: {f.path}"
+        if reporter:
+            reporter.start(f.path, f.size)
+
+        def progress(n: int) -> None:
+            # Called between chunks: how a Ctrl-C or another file's failure stops this transfer at once,
+            # keeping what arrived for the next run to resume.
+            if self._stop.is_set():
+                raise Stopped(f"{label}: stopped")
+            if reporter:
+                reporter.advance(f.path, n)
+
+        def writer(dest, resume_from):
+            if reporter and resume_from:
+                reporter.advance(f.path, resume_from)
+            self.manager.download(self.repo, commit, f, dest, resume_from=resume_from, progress=progress)
+
+        hit = self.store.ensure_object(f.sha256, f.size, writer, label=label)
+        if reporter:
+            reporter.finish(f.path, hit)
+        return hit
+
+    def wait(self) -> FetchResult:
+        """Wait for every added file; the first failure stops the others and is raised."""
+        try:
+            for fut in as_completed(self._futures):
+                f = self._futures[fut]
+                hit = fut.result()
+                (self.result.hits if hit else self.result.downloaded).append(f.path)
+                if not hit:
+                    self.result.bytes_downloaded += f.size
+        except BaseException:
+            self._stop.set()
+            raise
+        self._futures = {}
+        self.result.hits.sort()
+        self.result.downloaded.sort()
+        return self.result
+
+
 def fetch(
     manager: ModelManager,
     repo: str,
@@ -65,59 +152,6 @@ def fetch(
     reporter: Reporter | None = None,
 ) -> FetchResult:
     """Make every file's object exist in the store, downloading the missing ones in parallel."""
-    result = FetchResult()
-    todo = []
-    for f in files:
-        if store.has_object(f.sha256):
-            result.hits.append(f.path)
-        else:
-            todo.append(f)
-    store.record_stats(hits=len(result.hits))
-    if todo and manager.offline:
-        names = ", ".join(f.path for f in todo[:5]) + (" ..." if len(todo) > 5 else "")
-        raise RegistryError(
-            f"{label}: {len(todo)} file(s) not in the store and offline mode is on: {names}",
-            "run the same command online once, or drop --offline / HF_HUB_OFFLINE",
-        )
-
-    stop = threading.Event()
-
-    def one(f: FileEntry) -> bool:
-        if reporter:
-            reporter.start(f.path, f.size)
-
-        def progress(n: int) -> None:
-            # Called between chunks: how a Ctrl-C or another file's failure stops this transfer at once,
-            # keeping what arrived for the next run to resume.
-            if stop.is_set():
-                raise Stopped(f"{label}: {f.path}: stopped")
-            if reporter:
-                reporter.advance(f.path, n)
-
-        def writer(dest, resume_from):
-            if reporter and resume_from:
-                reporter.advance(f.path, resume_from)
-            manager.download(repo, commit, f, dest, resume_from=resume_from, progress=progress)
-
-        hit = store.ensure_object(f.sha256, f.size, writer, label=f"{label}: {f.path}")
-        if reporter:
-            reporter.finish(f.path, hit)
-        return hit
-
-    pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo) or 1)))
-    try:
-        futures = {pool.submit(one, f): f for f in todo}
-        for fut in as_completed(futures):
-            f = futures[fut]
-            hit = fut.result()
-            (result.hits if hit else result.downloaded).append(f.path)
-            if not hit:
-                result.bytes_downloaded += f.size
-    except BaseException:
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown()
-    result.hits.sort()
-    result.downloaded.sort()
-    return result
+    with Fetcher(manager, repo, store, label=label, jobs=jobs, reporter=reporter) as fetcher:
+        fetcher.add(commit, files)
+        return fetcher.wait()

@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpuxbuild.hashing import sha256_file
-from gpuxbuild.store import Store, is_sha256, read_json, remove_tree
+from gpuxbuild.hashing import is_sha256, sha256_file
+from gpuxbuild.store import Store, read_json, remove_tree
 
 RECENT_BUILD_SECONDS = 7 * 24 * 3600
 

@@ -7,6 +7,17 @@ import json
 from pathlib import Path
 
 CHUNK = 1 << 20
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_hex_digest(s: str | None, length: int) -> bool:
+    """True for a lowercase hex digest of `length` characters (64: sha256; 40: sha1, a git object id)."""
+    return isinstance(s, str) and len(s) == length and set(s) <= _HEX
+
+
+def is_sha256(s: str | None) -> bool:
+    """True for a 64-char lowercase hex string."""
+    return is_hex_digest(s, 64)
 
 
 def sha256_file(path: Path) -> str:

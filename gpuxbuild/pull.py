@@ -11,11 +11,12 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from gpuxbuild.errors import GpuxError
-from gpuxbuild.fetch import FetchResult, Reporter, check_pickles, missing_files
+from gpuxbuild.fetch import FetchResult, Fetcher, Reporter, check_pickles, missing_files
 from gpuxbuild.hashing import canonical_json
 from gpuxbuild.manifest import adhoc_spec, check_revision
 from gpuxbuild.registries import get_manager, parse_source
 from gpuxbuild.registries.base import FileEntry, is_git_commit
+from gpuxbuild.selection import is_pickle, select_paths
 from gpuxbuild.store import Store, read_json, remove_tree, write_atomic
 
 
@@ -188,6 +189,19 @@ def make_record(ref: Ref, commit: str, files: list[FileEntry], task, library, ar
     }
 
 
+def early_files(spec, paths: list[str], listed: list[FileEntry]) -> list[FileEntry]:
+    """Of the files a registry listed with their sha256 before resolving the rest, those the pull will
+    fetch whatever the rest turns out to be: the lock's selection decides by names alone. None when the
+    selection fails or keeps pickles the model does not allow (resolving then reports it)."""
+    try:
+        keep = set(select_paths(paths, include=spec.include, exclude=spec.exclude, convert=spec.convert))
+    except GpuxError:
+        return []
+    if not spec.allow_pickle and any(is_pickle(p) for p in keep):
+        return []
+    return [f for f in listed if f.path in keep]
+
+
 def pull(
     ref: Ref,
     *,
@@ -216,23 +230,28 @@ def pull(
     known = records.lookup(Ref(ref.registry, ref.repo, tag)) if ref.registry != "local" else None
     before = (store.stats.downloaded, store.stats.bytes_downloaded)
     online = not manager.offline and (known is None or (upgrade and not is_git_commit(ref.revision)))
-    if not online:
-        if known is None:
-            raise GpuxError(
-                f"{ref}: not in the store, and offline mode is on",
-                "pull it once online; `gpux ls` shows what is available offline",
-            )
+    if not online and known is None:
+        raise GpuxError(
+            f"{ref}: not in the store, and offline mode is on",
+            "pull it once online; `gpux ls` shows what is available offline",
+        )
+    with Fetcher(manager, ref.repo, store, label=str(ref), jobs=jobs, reporter=reporter) as fetcher:
         record = known
-    else:
-        pinned = manager.resolve(ref.repo, tag)
-        spec = adhoc_spec(str(ref), ref.registry, ref.repo, revision=ref.revision, task=task, allow_pickle=allow_pickle)
-        entry: LockedModel = lock_model(spec, pinned)
-        record = make_record(ref, pinned.commit, entry.files, entry.task, entry.library, entry.architecture, entry.license)
-    files = [FileEntry(f["path"], f["sha256"], f["size"]) for f in record["files"]]
-    if on_resolved:
-        on_resolved(record)
-    check_pickles(str(ref), files, allow_pickle)
-    result = manager.fetch(ref.repo, record["commit"], files, label=str(ref), jobs=jobs, reporter=reporter)
+        if online:
+            spec = adhoc_spec(str(ref), ref.registry, ref.repo, revision=ref.revision, task=task, allow_pickle=allow_pickle)
+
+            def on_listed(commit: str, paths: list[str], listed: list[FileEntry]) -> None:
+                fetcher.add(commit, early_files(spec, paths, listed))
+
+            pinned = manager.resolve_streaming(ref.repo, tag, on_listed)
+            entry: LockedModel = lock_model(spec, pinned)
+            record = make_record(ref, pinned.commit, entry.files, entry.task, entry.library, entry.architecture, entry.license)
+        files = [FileEntry(f["path"], f["sha256"], f["size"]) for f in record["files"]]
+        if on_resolved:
+            on_resolved(record)
+        check_pickles(str(ref), files, allow_pickle)
+        fetcher.add(record["commit"], files)
+        result = fetcher.wait()
     # Saving the record and checking its objects under the gc lock means a concurrent `rm`/`cache prune`
     # either saw the record (and kept the objects) or ran before, and what it deleted is fetched again.
     with store.lock("gc"):

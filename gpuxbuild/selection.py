@@ -34,29 +34,35 @@ def is_onnx(path: str) -> bool:
     return path.endswith(ONNX_SUFFIXES)
 
 
-def conversion_path(files: list[FileEntry], convert: dict) -> str:
+def conversion_path(paths: list[str], convert: dict) -> str:
     """"onnx" when the model will use ONNX files the repo ships, "export" when it will be exported."""
-    has_onnx = any(f.path.endswith(".onnx") for f in files)
+    has_onnx = any(p.endswith(".onnx") for p in paths)
     mode = convert.get("from", "auto")
     if mode == "onnx" and not has_onnx:
         raise GpuxError("convert.from is 'onnx' but the repo ships no .onnx file", "use convert.from: auto or export")
     return "onnx" if has_onnx and mode in ("auto", "onnx") else "export"
 
 
-def select_files(files: list[FileEntry], *, include=(), exclude=(), convert: dict) -> list[FileEntry]:
-    """The files of `files` that a model with these options needs, sorted by path."""
-    chosen = [f for f in files if (not include or _matches(f.path, include)) and not _matches(f.path, exclude)]
-    chosen = [f for f in chosen if not _matches(f.path, OTHER_FRAMEWORKS) or (include and _matches(f.path, include))]
+def select_paths(paths: list[str], *, include=(), exclude=(), convert: dict) -> list[str]:
+    """The paths of a repo's files that a model with these options needs, sorted (names alone decide)."""
+    chosen = [p for p in paths if (not include or _matches(p, include)) and not _matches(p, exclude)]
+    chosen = [p for p in chosen if not _matches(p, OTHER_FRAMEWORKS) or (include and _matches(p, include))]
     if conversion_path(chosen, convert) == "onnx":
         from gpuxbuild.build.onnx_files import select_onnx_files
 
-        keep = set(select_onnx_files([f.path for f in chosen if is_onnx(f.path)], convert.get("variant")))
-        chosen = [f for f in chosen if (f.path in keep) or not (is_onnx(f.path) or _is_torch_weight(f.path))]
+        keep = set(select_onnx_files([p for p in chosen if is_onnx(p)], convert.get("variant")))
+        chosen = [p for p in chosen if (p in keep) or not (is_onnx(p) or _is_torch_weight(p))]
     else:
-        chosen = [f for f in chosen if not is_onnx(f.path)]
-        safetensor_dirs = {dirname(f.path) for f in chosen if f.path.endswith(".safetensors")}
-        chosen = [f for f in chosen if not (is_pickle(f.path) and dirname(f.path) in safetensor_dirs)]
+        chosen = [p for p in chosen if not is_onnx(p)]
+        safetensor_dirs = {dirname(p) for p in chosen if p.endswith(".safetensors")}
+        chosen = [p for p in chosen if not (is_pickle(p) and dirname(p) in safetensor_dirs)]
     return sorted(chosen)
+
+
+def select_files(files: list[FileEntry], *, include=(), exclude=(), convert: dict) -> list[FileEntry]:
+    """The files of `files` that a model with these options needs, sorted by path."""
+    keep = set(select_paths([f.path for f in files], include=include, exclude=exclude, convert=convert))
+    return sorted(f for f in files if f.path in keep)
 
 
 def _is_torch_weight(path: str) -> bool:

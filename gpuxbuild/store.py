@@ -30,15 +30,10 @@ from typing import BinaryIO, Callable
 from filelock import FileLock, Timeout
 
 from gpuxbuild.errors import GpuxError, IntegrityError
+from gpuxbuild.hashing import is_sha256
 from gpuxbuild.home import gpux_home
 
-HEX64 = frozenset("0123456789abcdef")
 STALE_TMP_SECONDS = 24 * 3600
-
-
-def is_sha256(s: str) -> bool:
-    """True for a 64-char lowercase hex string."""
-    return len(s) == 64 and set(s) <= HEX64
 
 
 class TooLarge(OSError):

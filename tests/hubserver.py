@@ -150,6 +150,7 @@ class _Fault:
     cut_after: int | None = None
     cuts_left: int = 0
     bytes_per_s: int | None = None
+    listed_sha256: str | None = None
 
 
 @dataclass
@@ -388,8 +389,13 @@ class HubServer:
         with self._lock:
             self._fault(repo_id, path).bytes_per_s = bytes_per_s
 
+    def misreport(self, repo_id: str, path: str, sha256: str | None) -> None:
+        """List ``sha256`` (any string, hostile ones included) as the LFS file ``path``'s hash; None undoes."""
+        with self._lock:
+            self._fault(repo_id, path).listed_sha256 = sha256
+
     def clear_faults(self, repo_id: str | None = None) -> None:
-        """Undo tamper/cut_after/throttle for one repo, or all."""
+        """Undo tamper/cut_after/throttle/misreport for one repo, or all."""
         with self._lock:
             for key in [k for k in self._faults if repo_id in (None, k[0])]:
                 del self._faults[key]
@@ -581,7 +587,10 @@ class _Handler(BaseHTTPRequestHandler):
             if blobs:
                 sibling.update(blobId=blob.oid, size=blob.size)
                 if blob.sha256:
-                    sibling["lfs"] = {"sha256": blob.sha256, "size": blob.size, "pointerSize": blob.pointer_size}
+                    with self.server.hub._lock:
+                        fault = self.server.hub._faults.get((repo.id, path))
+                    listed = fault.listed_sha256 if fault and fault.listed_sha256 is not None else blob.sha256
+                    sibling["lfs"] = {"sha256": listed, "size": blob.size, "pointerSize": blob.pointer_size}
             siblings.append(sibling)
         card = dict(repo.card)
         pipeline_tag, library_name = card.pop("pipeline_tag", None), card.pop("library_name", None)

@@ -62,3 +62,21 @@ def test_quick_parser_accepts(argv, expected):
 ])
 def test_quick_parser_leaves_the_rest_to_click(argv):
     assert parse_sync(argv) is None
+
+
+def test_progress_total_counts_a_file_fetched_before_the_bars_are_drawn():
+    """A pull starts large files before it knows the total; begin() must not count them twice."""
+    from gpuxbuild.cli.store_cmds import RichReporter
+
+    reporter = RichReporter()
+    reporter.start("early.safetensors", 100)
+    reporter.advance("early.safetensors", 100)
+    reporter.finish("early.safetensors", False)
+    reporter.start("late.safetensors", 50)
+    reporter.advance("late.safetensors", 20)
+    reporter.begin(200, {"early.safetensors": 100, "cached.json": 30})
+    try:
+        total = reporter.progress.tasks[reporter.total]
+        assert (total.total, total.completed) == (200, 150)
+    finally:
+        reporter.close()

@@ -406,3 +406,61 @@ def test_pull_a_local_folder(tmp_path, hub):
     assert (info["registry"], info["repo"]) == ("local", "m") and all(f["stored"] for f in info["files"])
     assert "path:m" in gpux("ls", cwd=tmp_path).stdout
     assert hub.count() == 0
+
+
+def test_large_files_are_listed_before_any_file_is_fetched(hub, repo_id, tmp_path):
+    """The Hub manager hands out the LFS files (sha256 known) before it hashes the small ones, so a
+    pull starts the large downloads one round trip earlier."""
+    from gpuxbuild.registries.base import FileEntry
+    from gpuxbuild.registries.huggingface import HuggingFaceManager
+
+    publish(hub, repo_id, "bert")
+    hub.commit(repo_id, {"extra.safetensors": big_file(1024 * 1024)})
+    manager = HuggingFaceManager(project=tmp_path, store=Store(tmp_path / "store"))
+    seen = []
+    pinned = manager.resolve_streaming(repo_id, None, lambda *args: seen.append((*args, gets(hub, repo_id))))
+    files = hub.files(repo_id)
+    [(commit, paths, listed, fetched_so_far)] = seen
+    assert commit == pinned.commit == hub.head(repo_id)
+    assert paths == sorted(files)
+    assert listed == sorted(FileEntry(p, b.sha256, b.size) for p, b in files.items() if b.sha256)
+    assert {f.path for f in listed} >= {"model.safetensors", "extra.safetensors"}
+    assert fetched_so_far == {}
+    assert pinned.files == manager.resolve(repo_id, None).files
+
+
+def test_early_files_follow_the_lock_selection():
+    from gpuxbuild.manifest import adhoc_spec
+    from gpuxbuild.pull import early_files
+    from gpuxbuild.registries.base import FileEntry
+
+    def entry(path):
+        return FileEntry(path, "0" * 64, 1)
+
+    spec = adhoc_spec("org/m", "huggingface", "org/m")
+    paths = ["config.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5", "onnx/model.onnx"]
+    listed = [entry(p) for p in paths if p != "config.json"]
+    # The repo ships ONNX: the lock keeps it and drops the PyTorch and TF weights; so does the early fetch.
+    assert [f.path for f in early_files(spec, paths, listed)] == ["onnx/model.onnx"]
+    export = adhoc_spec("org/m", "huggingface", "org/m")
+    export.convert["from"] = "export"
+    assert [f.path for f in early_files(export, paths, listed)] == ["model.safetensors"]
+    pickles_only = ["config.json", "pytorch_model.bin"]
+    assert early_files(spec, pickles_only, [entry("pytorch_model.bin")]) == []  # refused later, not fetched
+    allowed = adhoc_spec("org/m", "huggingface", "org/m", allow_pickle=True)
+    assert [f.path for f in early_files(allowed, pickles_only, [entry("pytorch_model.bin")])] == ["pytorch_model.bin"]
+    onnx_only = adhoc_spec("org/m", "huggingface", "org/m")
+    onnx_only.convert["from"] = "onnx"
+    assert early_files(onnx_only, ["config.json", "model.safetensors"], [entry("model.safetensors")]) == []
+
+
+@pytest.mark.parametrize("listed", ["../../../../escape", "A" * 64, "abc"], ids=["traversal", "uppercase", "short"])
+def test_a_hostile_listed_hash_is_refused(hub, repo_id, gpux_home, listed):
+    publish(hub, repo_id, "bert")
+    hub.misreport(repo_id, "model.safetensors", listed)
+    hub.reset_log()
+    r = gpux("pull", repo_id, "--no-build", check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "invalid sha256" in r.stderr and "model.safetensors" in r.stderr and repr(listed) in r.stderr
+    assert gets(hub, repo_id) == {} and objects(gpux_home) == set()  # refused before any download
+    assert not list(gpux_home.parent.glob("escape*"))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import pytest
 
 from gpuxbuild.errors import ManifestError
 from gpuxbuild.manifest import parse_manifest
+from gpuxbuild.pull import parse_ref, pull
 from gpuxbuild.registries import _TABLE, known_registries, parse_source, register
 from gpuxbuild.registries.base import FileEntry, ModelInfo, ModelManager, PinnedModel
 from gpuxbuild.resolver import plan_lock
@@ -30,10 +32,29 @@ class MemoryManager(ModelManager):
         dest.write(FILES[file.path][resume_from:])
 
 
-@pytest.fixture
-def memory_registry():
-    register("memory", ("mem",), f"{__name__}:MemoryManager")
-    yield
+class StreamingMemoryManager(MemoryManager):
+    """Lists its weights before it finishes resolving, and waits until the caller has fetched them."""
+
+    name = "memory"
+    fetched = threading.Event()
+
+    def resolve_streaming(self, repo, revision, on_listed):
+        pinned = self.resolve(repo, revision)
+        on_listed(pinned.commit, [f.path for f in pinned.files], [f for f in pinned.files if f.path == "model.safetensors"])
+        assert self.fetched.wait(10), "the listed file was not fetched while the model was still resolving"
+        return pinned
+
+    def download(self, repo, commit, file, dest, *, resume_from=0, progress=None):
+        super().download(repo, commit, file, dest, resume_from=resume_from, progress=progress)
+        if file.path == "model.safetensors":
+            self.fetched.set()
+
+
+@pytest.fixture(params=["MemoryManager", "StreamingMemoryManager"])
+def memory_registry(request):
+    register("memory", ("mem",), f"{__name__}:{request.param}")
+    StreamingMemoryManager.fetched.clear()
+    yield request.param
     del _TABLE["memory"]
 
 
@@ -57,3 +78,14 @@ def test_unknown_registry_lists_the_known_ones():
     assert "unknown registry 's3'" in exc.value.message and "huggingface" in exc.value.hint and "local" in exc.value.hint
     with pytest.raises(ManifestError):
         parse_source("org/x", "nope")
+
+
+def test_a_third_registry_pulls(memory_registry, tmp_path):
+    """`gpux pull` works with a registry that only implements resolve() and download(), and with one that
+    lists files early (its resolve_streaming waits until pull has fetched them)."""
+    store = Store(tmp_path / "store")
+    res = pull(parse_ref("mem:org/model"), store=store, project=tmp_path)
+    assert res.record["registry"] == "memory" and res.record["commit"] == "ab" * 20
+    assert res.fetched.downloaded == ["config.json", "model.safetensors"] and res.objects_downloaded == 2
+    for f in res.record["files"]:
+        assert store.object_path(f["sha256"]).read_bytes() == FILES[f["path"]]

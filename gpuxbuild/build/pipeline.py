@@ -66,7 +66,7 @@ class BuildJob:
     # Derived once per job: planning, scheduling and building each ask for them.
     @cached_property
     def conversion(self) -> str:
-        return conversion_path(self.files, self.options.get("convert", {}))
+        return conversion_path([f.path for f in self.files], self.options.get("convert", {}))
 
     @cached_property
     def toolchain(self) -> dict:

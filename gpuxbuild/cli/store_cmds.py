@@ -15,7 +15,8 @@ from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, err_console,
 class RichReporter:
     """A progress bar per file and a total, on stderr; only on a TTY and without --quiet.
 
-    Drawn from `begin()` (once the size to fetch is known) until `close()`.
+    Drawn from `begin()` (once the size to fetch is known) until `close()`; files may start before it
+    (a pull fetches the large files while the small ones are still being hashed).
     """
 
     def __init__(self):
@@ -28,9 +29,14 @@ class RichReporter:
         )
         self.total = self.progress.add_task("total", total=None)
         self.tasks: dict[str, int] = {}
+        self.seen: set[str] = set()
 
-    def begin(self, total: int, done: int = 0) -> None:
-        self.progress.update(self.total, total=total, completed=done)
+    def begin(self, total: int, present: dict[str, int]) -> None:
+        """Show the bars: `total` bytes, of which `present` (path -> size) were in the store already."""
+        with self._lock:
+            done = sum(size for path, size in present.items() if path not in self.seen)
+            self.progress.update(self.total, total=total)
+            self.progress.advance(self.total, done)
         self.progress.start()
 
     def close(self) -> None:
@@ -38,6 +44,7 @@ class RichReporter:
 
     def start(self, key: str, total: int) -> None:
         with self._lock:
+            self.seen.add(key)
             self.tasks[key] = self.progress.add_task(key[-40:], total=total)
 
     def advance(self, key: str, n: int) -> None:
@@ -89,7 +96,7 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
         if not ctx.quiet and not as_json:
             say(f"{parsed}: commit {record['commit'][:12]}, {len(record['files'])} files, {human_size(record['size'])}")
         if reporter:
-            reporter.begin(record["size"], sum(f["size"] for f in record["files"] if store.has_object(f["sha256"])))
+            reporter.begin(record["size"], {f["path"]: f["size"] for f in record["files"] if store.has_object(f["sha256"])})
 
     t0 = time.perf_counter()
     try:

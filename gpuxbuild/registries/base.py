@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, ClassVar
 
+from gpuxbuild.hashing import is_hex_digest
+
 
 @dataclass(frozen=True, order=True)
 class FileEntry:
@@ -51,11 +53,13 @@ class PinnedModel:
 
 
 Progress = Callable[[int], None]
+# (commit, every path of the commit, the files whose sha256 is already known)
+Listed = Callable[[str, list[str], list[FileEntry]], None]
 
 
 def is_git_commit(rev: str | None) -> bool:
     """True for a full git commit id: 40 lowercase hex characters."""
-    return rev is not None and len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)
+    return is_hex_digest(rev, 40)
 
 
 class ModelManager(ABC):
@@ -77,6 +81,14 @@ class ModelManager(ABC):
 
         With `pin`, list the files at that already-pinned commit instead of resolving `revision` again.
         """
+
+    def resolve_streaming(self, repo: str, revision: str | None, on_listed: Listed) -> PinnedModel:
+        """`resolve()`, first telling `on_listed` the commit, its paths and the files whose sha256 is known
+        before the others are hashed, so that a caller can start fetching those meanwhile.
+
+        Registries that learn every hash at once need not override it: `on_listed` is then not called.
+        """
+        return self.resolve(repo, revision)
 
     @abstractmethod
     def download(

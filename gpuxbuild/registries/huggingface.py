@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 from gpuxbuild.errors import RegistryError
-from gpuxbuild.registries.base import FileEntry, ModelInfo, ModelManager, PinnedModel, Progress, is_git_commit
+from gpuxbuild.hashing import is_hex_digest, is_sha256
+from gpuxbuild.registries.base import FileEntry, Listed, ModelInfo, ModelManager, PinnedModel, Progress, is_git_commit
 
 SMALL_FILE_JOBS = 8  # small files are fetched at resolve time to learn their sha256, in parallel
 
@@ -34,6 +35,19 @@ def check_repo_path(repo: str, path: str) -> None:
         raise RegistryError(
             f"{repo}: refusing unsafe file name {path!r} from the registry (it could land outside the model folder)",
             "report the repo to its owner; exclude the file with `exclude:` if you trust the rest",
+        )
+
+
+def check_listed_hashes(where: str, sib) -> None:
+    """Refuse a listing whose hashes are not hex digests: they name files in the store."""
+    if sib.lfs is not None:
+        what, value, ok = "sha256", sib.lfs.sha256, is_sha256(sib.lfs.sha256)
+    else:
+        what, value, ok = "git blob id", sib.blob_id, sib.blob_id is None or is_hex_digest(sib.blob_id, 40)
+    if not ok:
+        raise RegistryError(
+            f"{where}: the server lists an invalid {what} {value!r} for {sib.rfilename}",
+            "check HF_ENDPOINT points to a Hub (or a faithful mirror)",
         )
 
 
@@ -119,9 +133,15 @@ class HuggingFaceManager(ModelManager):
             ) from None
 
     def resolve(self, repo: str, revision: str | None, *, pin: str | None = None) -> PinnedModel:
+        return self._resolve(repo, pin or revision or "main", revision, None)
+
+    def resolve_streaming(self, repo: str, revision: str | None, on_listed: Listed) -> PinnedModel:
+        # LFS files come with their sha256: they can be fetched while the small files are hashed.
+        return self._resolve(repo, revision or "main", revision, on_listed)
+
+    def _resolve(self, repo: str, rev: str, revision: str | None, on_listed: Listed | None) -> PinnedModel:
         from huggingface_hub import HfApi
 
-        rev = pin or revision or "main"
         self._need_network(f"resolving hf:{repo}@{rev}")
         with self._errors(repo, rev):
             info = HfApi(endpoint=self.endpoint).model_info(repo, revision=rev, files_metadata=True)
@@ -130,15 +150,19 @@ class HuggingFaceManager(ModelManager):
             raise RegistryError(f"hf:{repo}@{rev}: the server returned no commit id", "check HF_ENDPOINT points to a Hub")
         config: dict = {}
         siblings = sorted(info.siblings or [], key=lambda s: s.rfilename)
-        for sib in siblings:  # every name is checked before anything is downloaded
+        for sib in siblings:  # every name and hash is checked before anything is downloaded
             check_repo_path(repo, sib.rfilename)
+            check_listed_hashes(f"hf:{repo}@{commit[:12]}", sib)
+        large = [FileEntry(s.rfilename, s.lfs.sha256, s.lfs.size) for s in siblings if s.lfs is not None]
+        if on_listed is not None:
+            on_listed(commit, [s.rfilename for s in siblings], large)
         small = [s for s in siblings if s.lfs is None]
         with ThreadPoolExecutor(max_workers=min(SMALL_FILE_JOBS, len(small) or 1)) as pool:
             hashed = list(pool.map(lambda s: self._hash_small(repo, commit, s.rfilename, s.blob_id, s.size), small))
         for entry in hashed:
             if entry.path == "config.json":
                 config = self._read_json(entry, repo)
-        files = sorted(hashed + [FileEntry(s.rfilename, s.lfs.sha256, s.lfs.size) for s in siblings if s.lfs is not None])
+        files = sorted(hashed + large)
         card = info.card_data.to_dict() if info.card_data is not None else {}
         license_ = card.get("license") or next((t.split(":", 1)[1] for t in info.tags or [] if t.startswith("license:")), None)
         model_info = ModelInfo(
