@@ -6,18 +6,18 @@ with fresh caches, alternating to even out noise:
   - `gpux pull --no-build` (downloads straight into the store, sha256 hashed while streaming)
   - `snapshot_download` of the same repo into an empty HF cache (no hashing)
 and prints the median ratio (goal: <= 1.1x); then the same with the server sending at a realistic
-rate (--mb-per-s, default 125 MB/s), where the transfer, not the fixed costs of each command, sets the
-time; then times a second `gpux pull` of the pulled model (goal: < 0.3 s, nothing downloaded) and a
-pull by commit (no request at all). Finally the loopback comparison inside one process, which leaves out
+rate (--mb-per-s, default 125 MB/s) and answering each request after --latency-ms (default 20 ms),
+where the transfer and the round trips, not the fixed costs of each command, set the time; then times a
+second `gpux pull` of the pulled model (goal: < 0.3 s, nothing downloaded) and a pull by commit (no
+request at all). Finally the loopback comparison inside one process, which leaves out
 interpreter start and imports.
 
-On loopback, a 100 MB transfer takes ~0.1 s, so what gpux pull does besides it shows: the imports of
-its CLI (~35 ms over huggingface_hub's), learning the sha256 of the small files before the large ones
-(the lock needs every file's hash; ~20 ms), and the tail of hashing and of the fsync that makes each
-object durable before it is published (~12 ms; the disk writes behind the download, and
-snapshot_download does not fsync).
+On loopback, a 100 MB transfer takes ~0.1 s, so what gpux pull does besides it shows: hashing the
+100 MB (~55 ms of CPU, which on 2 cores competes with the receiving thread and the server), the fsync
+that makes each object durable before it is published (snapshot_download does not fsync), the imports
+of its CLI (~27 ms over huggingface_hub's) and the store's bookkeeping. docs/store.md has the numbers.
 
-    python benchmarks/bench_pull.py [--size-mb 100] [--rounds 3] [--mb-per-s 125]
+    python benchmarks/bench_pull.py [--size-mb 100] [--rounds 3] [--mb-per-s 125] [--latency-ms 20]
 """
 
 from __future__ import annotations
@@ -134,6 +134,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--mb-per-s", type=int, default=125,
                     help="also compare with the server sending at this rate (default 125 MB/s = 1 Gbit/s; 0: skip)")
+    ap.add_argument("--latency-ms", type=int, default=20,
+                    help="with --mb-per-s, each request also waits this long, like a distant Hub (default 20 ms)")
     args = ap.parse_args()
 
     hub = HubServer().start()
@@ -156,8 +158,11 @@ def main() -> None:
         if args.mb_per_s:
             for path in hub.files(REPO):
                 hub.throttle(REPO, path, args.mb_per_s * 1_000_000)
-            compare(gpux, snapshot, base, work, args.rounds, f"at {args.mb_per_s} MB/s (a fast link to the Hub's CDN)")
+            hub.latency = args.latency_ms / 1000
+            compare(gpux, snapshot, base, work, args.rounds,
+                    f"at {args.mb_per_s} MB/s, {args.latency_ms} ms per request (a fast link to a distant Hub)")
             hub.clear_faults(REPO)
+            hub.latency = 0.0
 
         env = {**base, "GPUX_HOME": str(work / "again" / "gpux"), "HF_HOME": str(work / "again" / "hf")}
         first, _ = run(gpux, env)
