@@ -151,6 +151,7 @@ class _Fault:
     cuts_left: int = 0
     bytes_per_s: int | None = None
     listed_sha256: str | None = None
+    xet: bool = False
 
 
 @dataclass
@@ -394,8 +395,17 @@ class HubServer:
         with self._lock:
             self._fault(repo_id, path).listed_sha256 = sha256
 
+    def advertise_xet(self, repo_id: str, path: str, on: bool = True) -> None:
+        """Say in the LFS file ``path``'s metadata that it is Xet-backed (X-Xet-Hash and a token route).
+
+        This server speaks no Xet: a client that follows the hint fails (the token route answers 404),
+        one that honours HF_HUB_DISABLE_XET=1 downloads the bytes over plain HTTP as before.
+        """
+        with self._lock:
+            self._fault(repo_id, path).xet = on
+
     def clear_faults(self, repo_id: str | None = None) -> None:
-        """Undo tamper/cut_after/throttle/misreport for one repo, or all."""
+        """Undo tamper/cut_after/throttle/misreport/advertise_xet for one repo, or all."""
         with self._lock:
             for key in [k for k in self._faults if repo_id in (None, k[0])]:
                 del self._faults[key]
@@ -742,6 +752,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._content(blob.data, headers, repo.id, path)
         location = f"{self.server.hub.cdn_endpoint}/lfs/{blob.sha256}?" + urlencode({"repo": repo.id, "path": path})
         headers.update({"X-Linked-Etag": f'"{blob.sha256}"', "X-Linked-Size": blob.size, "Location": location})
+        with self.server.hub._lock:
+            fault = self.server.hub._faults.get((repo.id, path))
+        if fault is not None and fault.xet:
+            headers.update({"X-Xet-Hash": blob.sha256,
+                            "X-Xet-Refresh-Route": f"{self.server.hub.endpoint}/api/models/{repo.id}/xet-read-token/{commit.sha}"})
         self._send(302, f"Found. Redirecting to {location}".encode(), headers, "text/plain; charset=utf-8")
 
     def _cdn(self, method: str, path: str) -> None:

@@ -464,3 +464,19 @@ def test_a_hostile_listed_hash_is_refused(hub, repo_id, gpux_home, listed):
     assert "invalid sha256" in r.stderr and "model.safetensors" in r.stderr and repr(listed) in r.stderr
     assert gets(hub, repo_id) == {} and objects(gpux_home) == set()  # refused before any download
     assert not list(gpux_home.parent.glob("escape*"))
+
+
+def test_xet_backed_files_honour_hf_hub_disable_xet(hub, repo_id, gpux_home, hf_env):
+    """A file the Hub says is Xet-backed goes through huggingface_hub's xet_get, unless the user turned
+    Xet off: then, as in hf_hub_download, it is fetched over plain HTTP."""
+    publish(hub, repo_id, "bert")
+    hub.advertise_xet(repo_id, "model.safetensors")
+    r = gpux("pull", repo_id, "--no-build", check=False)  # the test Hub speaks no Xet: the attempt fails
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    err = " ".join(r.stderr.split())
+    assert f"{repo_id}@" in err and "model.safetensors: the Xet download failed" in err and "HF_HUB_DISABLE_XET=1" in err
+    assert hub.count("GET", path="model.safetensors") == 0
+    assert hub.files(repo_id)["model.safetensors"].sha256 not in objects(gpux_home)
+    hf_env(HF_HUB_DISABLE_XET="1")
+    assert pull_json(repo_id)["objects_downloaded"] >= 1
+    assert hub.files(repo_id)["model.safetensors"].sha256 in objects(gpux_home)

@@ -207,7 +207,7 @@ class HuggingFaceManager(ModelManager):
              *, head: bool = True):
         """Download one file of `commit` into `dest`; `head` first asks for its metadata (CDN location, Xet)."""
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
-        from huggingface_hub.file_download import http_get
+        from huggingface_hub.file_download import http_get, is_xet_available
         from huggingface_hub.utils import build_hf_headers
 
         self._need_network(f"downloading hf:{repo}@{commit[:12]}/{path}")
@@ -217,8 +217,9 @@ class HuggingFaceManager(ModelManager):
                 meta = get_hf_file_metadata(url, endpoint=self.endpoint)
                 if meta.commit_hash and meta.commit_hash != commit:
                     raise RegistryError(f"hf:{repo}: asked for commit {commit}, server answered {meta.commit_hash}", "check HF_ENDPOINT")
-                if meta.xet_file_data is not None:
-                    self._xet_get(meta, dest, resume_from, size, path)
+                # As hf_hub_download does: Xet only when hf_xet is installed and HF_HUB_DISABLE_XET is unset.
+                if meta.xet_file_data is not None and is_xet_available():
+                    self._xet_get(meta, dest, size, f"hf:{repo}@{commit[:12]}: {path}")
                     return
                 url = meta.location
             http_get(
@@ -232,17 +233,28 @@ class HuggingFaceManager(ModelManager):
                 _tqdm_bar=_Ticks(progress),
             )
 
-    def _xet_get(self, meta, dest: BinaryIO, resume_from: int, size, path) -> None:
+    def _xet_get(self, meta, dest: BinaryIO, size, label: str) -> None:
         """Xet-backed files: the client writes to a path, so stream that file into `dest` afterwards."""
         import tempfile
         from pathlib import Path
 
+        from huggingface_hub import errors as hf_errors
         from huggingface_hub.file_download import xet_get
         from huggingface_hub.utils import build_hf_headers
 
+        hint = "retry; or set HF_HUB_DISABLE_XET=1 to download it over plain HTTP"
         with tempfile.TemporaryDirectory(dir=self._store().tmp_dir()) as d:
             tmp = Path(d) / "xet"
-            xet_get(incomplete_path=tmp, xet_file_data=meta.xet_file_data, headers=build_hf_headers(), expected_size=size, displayed_filename=path)
+            try:
+                xet_get(incomplete_path=tmp, xet_file_data=meta.xet_file_data, headers=build_hf_headers(),
+                        expected_size=size, displayed_filename=label.rsplit(": ", 1)[-1])
+            except hf_errors.HfHubHTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else None
+                if status in (401, 403):
+                    raise  # reported as an authorization problem
+                raise RegistryError(f"{label}: the Xet download failed (HTTP {status})", hint) from None
+            except (RuntimeError, OSError, ValueError) as exc:  # hf_xet's own failures
+                raise RegistryError(f"{label}: the Xet download failed ({type(exc).__name__}: {exc})", hint) from None
             dest.seek(0)
             dest.truncate()
             with open(tmp, "rb") as f:
