@@ -258,3 +258,29 @@ def test_verify_prune_info(tmp_path):
     assert not [p for p in (store.root / "index").rglob("*") if p.is_file()]
     data = gc.info(store)
     assert (data["objects"], data["objects_bytes"], data["synced_projects"]) == (1, 2000, 1)
+
+
+def test_verify_reports_the_same_whatever_the_parallelism(tmp_path):
+    from gpuxbuild.gc import verify
+
+    store = Store(tmp_path / "store")
+    good = {}
+    for i in range(5):
+        data = bytes([i]) * (100_000 + i)
+        sha = hashlib.sha256(data).hexdigest()
+        store.object_path(sha).parent.mkdir(parents=True, exist_ok=True)
+        store.object_path(sha).write_bytes(data)
+        good[sha] = data
+    bad = sorted(good)[1]
+    store.object_path(bad).write_bytes(b"rotten")
+    odd = store.root / "objects" / "sha256" / "zz" / "not-a-hash"
+    odd.parent.mkdir(parents=True)
+    odd.write_bytes(b"x")
+    reports = [verify(store, jobs=jobs) for jobs in (1, 4)]
+    assert reports[0] == reports[1]
+    assert reports[0].checked == 6
+    assert [(b["object"], b["actual"]) for b in reports[0].bad_objects] == [
+        (bad, hashlib.sha256(b"rotten").hexdigest()), ("not-a-hash", None)]
+    fixed = verify(store, fix=True, jobs=2)
+    assert len(fixed.bad_objects) == 2 and not store.object_path(bad).exists() and not odd.exists()
+    assert verify(store).bad_objects == []
