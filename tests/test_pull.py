@@ -480,3 +480,16 @@ def test_xet_backed_files_honour_hf_hub_disable_xet(hub, repo_id, gpux_home, hf_
     hf_env(HF_HUB_DISABLE_XET="1")
     assert pull_json(repo_id)["objects_downloaded"] >= 1
     assert hub.files(repo_id)["model.safetensors"].sha256 in objects(gpux_home)
+
+
+def test_hf_transfer_setting_does_not_bypass_hashing(hub, repo_id, gpux_home, hf_env):
+    """HF_HUB_ENABLE_HF_TRANSFER=1 (set globally in many ML images) would make http_get hand the file to
+    hf_transfer, which writes it by name, unhashed (or fail when the package is missing): downloads
+    stream through the store's hashing writer regardless, without a warning."""
+    publish(hub, repo_id, "bert")
+    hf_env(HF_HUB_ENABLE_HF_TRANSFER="1")
+    r = gpux("pull", repo_id, "--no-build")
+    assert r.stderr == ""
+    for path, blob in hub.files(repo_id).items():
+        if path != ".gitattributes":
+            assert hashlib.sha256(blob.data).hexdigest() in objects(gpux_home)

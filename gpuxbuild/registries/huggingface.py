@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -17,6 +18,9 @@ from typing import BinaryIO
 from gpuxbuild.errors import RegistryError
 from gpuxbuild.hashing import is_hex_digest, is_sha256
 from gpuxbuild.registries.base import FileEntry, Listed, ModelInfo, ModelManager, PinnedModel, Progress, is_git_commit
+
+# Said by http_get when it streams itself instead of using hf_transfer: what `proxies={}` below is for.
+warnings.filterwarnings("ignore", message="'hf_transfer' does not support `proxies`", module="huggingface_hub")
 
 SMALL_FILE_JOBS = 8  # small files are fetched at resolve time to learn their sha256, in parallel
 
@@ -229,6 +233,9 @@ class HuggingFaceManager(ModelManager):
                 headers=build_hf_headers(),
                 # The store checks size and sha256 (and stops a longer body), and names the model in its error.
                 expected_size=None,
+                # An explicit (empty: the environment's) proxy setting keeps http_get streaming through `dest`
+                # when HF_HUB_ENABLE_HF_TRANSFER is set: hf_transfer would write the file by name, unhashed.
+                proxies={},
                 displayed_filename=path,
                 _tqdm_bar=_Ticks(progress),
             )
