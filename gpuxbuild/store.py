@@ -396,11 +396,14 @@ class Store:
                "bytes_downloaded": self.stats.bytes_downloaded, **extra}
         if not any(add.values()):
             return
-        with self.lock("stats"):
-            data = self.load_counters()
-            for k, v in add.items():
-                data[k] = data.get(k, 0) + v
-            write_atomic(self.root / "stats.json", json.dumps(data, sort_keys=True).encode())
+        try:
+            with self.lock("stats"):
+                data = self.load_counters()
+                for k, v in add.items():
+                    data[k] = data.get(k, 0) + v
+                write_atomic(self.root / "stats.json", json.dumps(data, sort_keys=True).encode())
+        except OSError:
+            return  # the counters are advisory: a full disk must not hide the error that filled it
         self.stats = Stats()
 
     # -- housekeeping ----------------------------------------------------------------------------

@@ -80,3 +80,45 @@ def test_progress_total_counts_a_file_fetched_before_the_bars_are_drawn():
         assert (total.total, total.completed) == (200, 150)
     finally:
         reporter.close()
+
+
+def test_a_full_disk_or_a_read_only_folder_is_one_line_not_a_traceback(monkeypatch, tmp_path):
+    import errno
+
+    from click.testing import CliRunner
+
+    import gpuxbuild.gc
+    from gpuxbuild.cli.app import cli, explain_os_error
+
+    def full(*_args, **_kw):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "objects"))
+
+    monkeypatch.setenv("GPUX_HOME", str(tmp_path / "gpux"))
+    monkeypatch.setattr(gpuxbuild.gc, "info", full)
+    r = CliRunner().invoke(cli, ["cache", "info"])
+    assert r.exit_code == 1 and r.exc_info[0] is SystemExit
+    assert f"no space left on the device ({tmp_path / 'objects'})" in " ".join(r.output.split())
+    assert "gpux cache prune" in r.output
+
+    message, hint = explain_os_error(PermissionError(errno.EACCES, "Permission denied", "/srv/models"))
+    assert message == "cannot write (/srv/models): Permission denied" and "GPUX_HOME" in hint
+    assert explain_os_error(OSError(errno.EBADF, "Bad file descriptor")) is None  # a bug keeps its traceback
+
+
+def test_store_counters_never_hide_the_error_that_filled_the_disk(monkeypatch, tmp_path):
+    import errno
+
+    import gpuxbuild.store
+    from gpuxbuild.store import Store
+
+    store = Store(tmp_path / "gpux")
+    store.record_stats(downloaded=1, bytes_downloaded=10)
+
+    def full(*_args, **_kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gpuxbuild.store, "write_atomic", full)
+    store.save_counters()  # no exception
+    monkeypatch.undo()
+    store.save_counters()  # kept for the next try
+    assert store.load_counters()["bytes_downloaded"] == 10

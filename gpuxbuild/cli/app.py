@@ -5,6 +5,7 @@ Each command group lives in its own module of this package and registers itself 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
@@ -64,9 +65,29 @@ class GpuxGroup(click.Group):
         except GpuxError as exc:
             print_error(exc.message, exc.hint)
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            explained = explain_os_error(exc)
+            if explained is None:
+                raise
+            print_error(*explained)
+            sys.exit(1)
         except KeyboardInterrupt:
             err_console.print("[bold red]interrupted[/]")
             sys.exit(130)
+
+
+def explain_os_error(exc: OSError) -> tuple[str, str] | None:
+    """(message, hint) for what the machine, not gpuxbuild, got wrong: a full disk, a folder it may not
+    write. None for anything else (a bug keeps its traceback)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"no space left on the device{where}",
+                "free space (`gpux cache prune` removes what nothing uses) or set GPUX_HOME to a larger disk; "
+                "an interrupted download resumes where it stopped")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"cannot write{where}: {exc.strerror}",
+                "make the folder writable, or set GPUX_HOME (the store) or --project to one that is")
+    return None
 
 
 def print_error(message: str, hint: str | None = None, prefix: str = "error:") -> None:
