@@ -130,7 +130,7 @@ def verify(store: Store, *, fix: bool = False, jobs: int | None = None) -> Verif
     large store is checked at the speed of the disk rather than of one core.
     """
     report = VerifyReport(fixed=fix)
-    objects = [(sha, path) for sha, path in store.iter_objects()]
+    objects = list(store.iter_objects())
     with ThreadPoolExecutor(max_workers=jobs or min(8, os.cpu_count() or 1)) as pool:
         named = [(sha, path) for sha, path in objects if is_sha256(sha)]  # other names are wrong anyway
         actuals = dict(zip((sha for sha, _ in named), pool.map(_rehash, [path for _, path in named])))

@@ -449,6 +449,11 @@ class HubServer:
         self._repo(repo_id)
         return self._faults.setdefault((repo_id, path), _Fault())
 
+    def _fault_of(self, repo_id: str, path: str) -> _Fault | None:
+        """The faults set on ``path`` (for metadata: the listed hash, Xet), without creating any."""
+        with self._lock:
+            return self._faults.get((repo_id, path))
+
     def _record(self, entry: LoggedRequest) -> None:
         with self._lock:
             self._log.append(entry)
@@ -597,8 +602,7 @@ class _Handler(BaseHTTPRequestHandler):
             if blobs:
                 sibling.update(blobId=blob.oid, size=blob.size)
                 if blob.sha256:
-                    with self.server.hub._lock:
-                        fault = self.server.hub._faults.get((repo.id, path))
+                    fault = self.server.hub._fault_of(repo.id, path)
                     listed = fault.listed_sha256 if fault and fault.listed_sha256 is not None else blob.sha256
                     sibling["lfs"] = {"sha256": listed, "size": blob.size, "pointerSize": blob.pointer_size}
             siblings.append(sibling)
@@ -752,8 +756,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._content(blob.data, headers, repo.id, path)
         location = f"{self.server.hub.cdn_endpoint}/lfs/{blob.sha256}?" + urlencode({"repo": repo.id, "path": path})
         headers.update({"X-Linked-Etag": f'"{blob.sha256}"', "X-Linked-Size": blob.size, "Location": location})
-        with self.server.hub._lock:
-            fault = self.server.hub._faults.get((repo.id, path))
+        fault = self.server.hub._fault_of(repo.id, path)
         if fault is not None and fault.xet:
             headers.update({"X-Xet-Hash": blob.sha256,
                             "X-Xet-Refresh-Route": f"{self.server.hub.endpoint}/api/models/{repo.id}/xet-read-token/{commit.sha}"})

@@ -223,7 +223,7 @@ class HuggingFaceManager(ModelManager):
                     raise RegistryError(f"hf:{repo}: asked for commit {commit}, server answered {meta.commit_hash}", "check HF_ENDPOINT")
                 # As hf_hub_download does: Xet only when hf_xet is installed and HF_HUB_DISABLE_XET is unset.
                 if meta.xet_file_data is not None and is_xet_available():
-                    self._xet_get(meta, dest, size, f"hf:{repo}@{commit[:12]}: {path}")
+                    self._xet_get(meta, dest, size, path, label=f"hf:{repo}@{commit[:12]}: {path}")
                     return
                 url = meta.location
             http_get(
@@ -240,7 +240,7 @@ class HuggingFaceManager(ModelManager):
                 _tqdm_bar=_Ticks(progress),
             )
 
-    def _xet_get(self, meta, dest: BinaryIO, size, label: str) -> None:
+    def _xet_get(self, meta, dest: BinaryIO, size, path: str, *, label: str) -> None:
         """Xet-backed files: the client writes to a path, so stream that file into `dest` afterwards."""
         import tempfile
         from pathlib import Path
@@ -254,7 +254,7 @@ class HuggingFaceManager(ModelManager):
             tmp = Path(d) / "xet"
             try:
                 xet_get(incomplete_path=tmp, xet_file_data=meta.xet_file_data, headers=build_hf_headers(),
-                        expected_size=size, displayed_filename=label.rsplit(": ", 1)[-1])
+                        expected_size=size, displayed_filename=path)
             except hf_errors.HfHubHTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else None
                 if status in (401, 403):
