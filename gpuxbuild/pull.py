@@ -16,7 +16,7 @@ from gpuxbuild.hashing import canonical_json
 from gpuxbuild.manifest import adhoc_spec, check_revision
 from gpuxbuild.registries import get_manager, parse_source
 from gpuxbuild.registries.base import FileEntry, is_git_commit
-from gpuxbuild.selection import is_pickle, select_paths
+from gpuxbuild.selection import is_pickle
 from gpuxbuild.store import Store, read_json, remove_tree, write_atomic
 
 
@@ -189,15 +189,11 @@ def make_record(ref: Ref, commit: str, files: list[FileEntry], task, library, ar
     }
 
 
-def early_files(spec, paths: list[str], listed: list[FileEntry]) -> list[FileEntry]:
+def early_files(spec, keep: set[str] | None, listed: list[FileEntry]) -> list[FileEntry]:
     """Of the files a registry listed with their sha256 before resolving the rest, those the pull will
-    fetch whatever the rest turns out to be: the lock's selection decides by names alone. None when the
-    selection fails or keeps pickles the model does not allow (resolving then reports it)."""
-    try:
-        keep = set(select_paths(paths, include=spec.include, exclude=spec.exclude, convert=spec.convert))
-    except GpuxError:
-        return []
-    if not spec.allow_pickle and any(is_pickle(p) for p in keep):
+    fetch whatever the rest turns out to be: `keep`, the lock's selection, decides by names alone.
+    None when the selection failed or keeps pickles the model does not allow (resolving reports it)."""
+    if not keep or (not spec.allow_pickle and any(is_pickle(p) for p in keep)):
         return []
     return [f for f in listed if f.path in keep]
 
@@ -221,7 +217,7 @@ def pull(
     unchanged entry of gpux.lock); `upgrade` re-resolves it online, as `gpux lock --upgrade` does.
     """
     from gpuxbuild.lockfile import LockedModel
-    from gpuxbuild.resolver import lock_model
+    from gpuxbuild.resolver import resolve_model
 
     store.clean_tmp()
     records = Records(store)
@@ -240,12 +236,11 @@ def pull(
         if online:
             spec = adhoc_spec(str(ref), ref.registry, ref.repo, revision=ref.revision, task=task, allow_pickle=allow_pickle)
 
-            def on_listed(commit: str, paths: list[str], listed: list[FileEntry]) -> None:
-                fetcher.add(commit, early_files(spec, paths, listed))
+            def on_listed(commit: str, listed: list[FileEntry], keep: set[str] | None) -> None:
+                fetcher.add(commit, early_files(spec, keep, listed))
 
-            pinned = manager.resolve_streaming(ref.repo, tag, on_listed)
-            entry: LockedModel = lock_model(spec, pinned)
-            record = make_record(ref, pinned.commit, entry.files, entry.task, entry.library, entry.architecture, entry.license)
+            entry: LockedModel = resolve_model(manager, spec, on_listed=on_listed)
+            record = make_record(ref, entry.commit, entry.files, entry.task, entry.library, entry.architecture, entry.license)
         files = [FileEntry(f["path"], f["sha256"], f["size"]) for f in record["files"]]
         if on_resolved:
             on_resolved(record)

@@ -16,7 +16,7 @@ from gpuxbuild.lockfile import Lock, LockedModel, options_of
 from gpuxbuild.manifest import Manifest, ModelSpec
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import PinnedModel
-from gpuxbuild.selection import select_files
+from gpuxbuild.selection import select_paths
 
 RESOLVE_JOBS = 4  # models resolved at once (each fetches its small files with up to 8 requests at a time)
 
@@ -70,12 +70,41 @@ def resolve_task(spec: ModelSpec, pinned: PinnedModel, paths: list[str]) -> str:
     )
 
 
+def wanted_paths(spec: ModelSpec, paths: list[str]) -> set[str] | None:
+    """The paths of a commit that `spec` keeps (names alone decide), or None when the selection fails
+    (`lock_model` then reports why)."""
+    try:
+        return set(select_paths(paths, include=spec.include, exclude=spec.exclude, convert=spec.convert))
+    except GpuxError:
+        return None
+
+
+def resolve_model(manager, spec: ModelSpec, *, pin: str | None = None, on_listed=None) -> LockedModel:
+    """Resolve `spec` with its registry and make its lock entry; only the files it keeps are hashed.
+
+    `on_listed(commit, listed, keep)` (optional) learns the files whose sha256 the registry listed
+    up front and the paths the model keeps, before the other files are hashed."""
+
+    def listed(commit: str, paths: list[str], known: list) -> set[str] | None:
+        keep = wanted_paths(spec, paths)
+        if on_listed is not None:
+            on_listed(commit, known, keep)
+        return keep
+
+    return lock_model(spec, manager.resolve_streaming(spec.ref, spec.revision, listed, pin=pin))
+
+
 def lock_model(spec: ModelSpec, pinned: PinnedModel) -> LockedModel:
     """The lock entry of a resolved model."""
-    files = select_files(pinned.files, include=spec.include, exclude=spec.exclude, convert=spec.convert)
+    keep = set(select_paths(pinned.all_paths(), include=spec.include, exclude=spec.exclude, convert=spec.convert))
+    files = sorted(f for f in pinned.files if f.path in keep)
     if not files:
         raise GpuxError(f"model {spec.name!r}: no files left after include/exclude", "loosen `include`/`exclude`")
     paths = [f.path for f in files]
+    if len(files) != len(keep):
+        missing = ", ".join(sorted(keep - set(paths)))
+        raise RegistryError(f"model {spec.name!r}: the {pinned.registry} registry did not hash {missing}",
+                            "report this registry bug; `gpux lock` cannot pin those files")
     library = pinned.info.library or ("sentence-transformers" if "modules.json" in paths else "transformers")
     return LockedModel(
         name=spec.name,
@@ -159,8 +188,7 @@ def _resolve_all(todo: list[tuple[ModelSpec, LockedModel | None, bool]], project
     def one(item: tuple[ModelSpec, LockedModel | None, bool]) -> LockedModel | GpuxError:
         spec, prev, keep_pin = item
         try:
-            pinned = managers[spec.registry].resolve(spec.ref, spec.revision, pin=prev.commit if keep_pin else None)
-            return lock_model(spec, pinned)
+            return resolve_model(managers[spec.registry], spec, pin=prev.commit if keep_pin else None)
         except GpuxError as exc:
             cls = type(exc) if isinstance(exc, RegistryError) else GpuxError
             msg = exc.message if exc.message.startswith("model ") else f"model {spec.name!r}: {exc.message}"

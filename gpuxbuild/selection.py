@@ -10,7 +10,6 @@ from fnmatch import fnmatchcase
 from posixpath import dirname
 
 from gpuxbuild.errors import GpuxError
-from gpuxbuild.registries.base import FileEntry
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # Weights for other runtimes and frameworks: never needed to export or run ONNX.
@@ -57,12 +56,6 @@ def select_paths(paths: list[str], *, include=(), exclude=(), convert: dict) -> 
         safetensor_dirs = {dirname(p) for p in chosen if p.endswith(".safetensors")}
         chosen = [p for p in chosen if not (is_pickle(p) and dirname(p) in safetensor_dirs)]
     return sorted(chosen)
-
-
-def select_files(files: list[FileEntry], *, include=(), exclude=(), convert: dict) -> list[FileEntry]:
-    """The files of `files` that a model with these options needs, sorted by path."""
-    keep = set(select_paths([f.path for f in files], include=include, exclude=exclude, convert=convert))
-    return sorted(f for f in files if f.path in keep)
 
 
 def _is_torch_weight(path: str) -> bool:

@@ -41,5 +41,14 @@ def write_manifest(project: Path, models: dict, defaults: dict | None = None) ->
     return path
 
 
+def gets(hub, repo_id: str) -> dict[str, int]:
+    """Downloads per file: GETs of small files (resolve) and of LFS files (CDN)."""
+    out: dict[str, int] = {}
+    for r in hub.requests("GET", repo=repo_id):
+        if r.kind in ("resolve", "lfs"):
+            out[r.path] = out.get(r.path, 0) + 1
+    return out
+
+
 def read_lock(project: Path) -> dict:
     return yaml.safe_load((project / "gpux.lock").read_text())

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from gpuxbuild.schemas_io import load_schema
-from helpers import gpux, publish, read_lock, write_manifest
+from helpers import gets, gpux, publish, read_lock, write_manifest
 
 
 def test_lock_pins_commit_and_every_file(hub, repo_id, tmp_path):
@@ -40,6 +40,23 @@ def test_lock_pins_commit_and_every_file(hub, repo_id, tmp_path):
     assert (tmp_path / "gpux.lock").read_bytes() == before
     assert os.stat(tmp_path / "gpux.lock").st_mtime_ns == mtime  # nothing rewritten
     assert gpux("lock", "--check", cwd=tmp_path).returncode == 0
+
+
+def test_lock_downloads_only_the_small_files_it_pins(hub, repo_id, tmp_path):
+    """Small files are hashed by downloading them: those the model does not keep are not downloaded."""
+    publish(hub, repo_id, "bert")
+    hub.commit(repo_id, {"README.md": b"# card\n", "coreml/m.mlpackage/Manifest.json": b"{}",
+                         "onnx/README.txt": b"notes"})
+    write_manifest(tmp_path, {"m": {"source": f"hf:{repo_id}", "exclude": ["README.md", "config.json"]}})
+    hub.reset_log()
+    gpux("lock", cwd=tmp_path)
+    locked = {f["path"] for f in read_lock(tmp_path)["models"]["m"]["files"]}
+    assert "README.md" not in locked and "config.json" not in locked and "onnx/README.txt" in locked
+    # config.json is still read, for the model's metadata; nothing else outside the lock is fetched,
+    # and LFS files are not fetched at all (the Hub lists their sha256).
+    small = {p for p in locked if hub.files(repo_id)[p].sha256 is None}
+    assert "model.safetensors" in locked and "model.safetensors" not in small
+    assert gets(hub, repo_id) == dict.fromkeys(small | {"config.json"}, 1)
 
 
 def test_unchanged_entry_keeps_pin_until_upgrade(hub, repo_id, tmp_path):

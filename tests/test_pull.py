@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import gpux, publish
+from helpers import gets, gpux, publish
 
 from gpuxbuild.store import Store
 
@@ -23,15 +23,6 @@ CHUNK = 10 * 1024 * 1024  # huggingface_hub writes whole 10 MiB chunks, so a res
 
 def pull_json(*args: str, **kw) -> dict:
     return json.loads(gpux("pull", *args, "--no-build", "--json", **kw).stdout)
-
-
-def gets(hub, repo_id: str) -> dict[str, int]:
-    """Downloads per file: GETs of small files (resolve) and of LFS files (CDN)."""
-    out: dict[str, int] = {}
-    for r in hub.requests("GET", repo=repo_id):
-        if r.kind in ("resolve", "lfs"):
-            out[r.path] = out.get(r.path, 0) + 1
-    return out
 
 
 def objects(home: Path) -> set[str]:
@@ -48,7 +39,8 @@ def test_pull_then_again_ls_inspect(hub, repo_id, gpux_home):
     first = gpux("pull", repo_id, "--no-build")
     assert commit[:12] in first.stdout and "downloaded" in first.stdout
     files = {p for p in hub.files(repo_id) if p != ".gitattributes"}
-    assert set(gets(hub, repo_id)) >= files and all(n == 1 for n in gets(hub, repo_id).values())
+    assert gets(hub, repo_id) == dict.fromkeys(files, 1)  # each file once; .gitattributes never
+    assert f"{len(files)} files" in first.stdout and f"downloaded {len(files)} file(s)" in first.stdout
 
     hub.reset_log()
     again = gpux("pull", repo_id, "--no-build")
@@ -287,9 +279,9 @@ def test_prune_and_info_counters(hub, repo_id, gpux_home):
     Store(gpux_home).ensure_object(hashlib.sha256(orphan).hexdigest(), len(orphan),
                                    lambda dest, _: dest.write(orphan), label="x")
     dry = json.loads(gpux("cache", "prune", "--dry-run", "--json").stdout)
-    # .gitattributes was hashed while resolving but is no file of the model: unreferenced too
-    unused = {hashlib.sha256(orphan).hexdigest(), hashlib.sha256(hub.files(repo_id)[".gitattributes"].data).hexdigest()}
-    assert set(dry["objects"]) == unused and dry["dry_run"]
+    # only the orphan: resolving downloads no file the model does not keep (.gitattributes)
+    assert set(dry["objects"]) == {hashlib.sha256(orphan).hexdigest()} and dry["dry_run"]
+    assert out["objects_downloaded"] == out["files"]
     assert hashlib.sha256(orphan).hexdigest() in objects(gpux_home)
     assert "Would free" in gpux("cache", "prune", "--dry-run").stdout
     assert "Freed" in gpux("cache", "prune").stdout
@@ -431,11 +423,15 @@ def test_large_files_are_listed_before_any_file_is_fetched(hub, repo_id, tmp_pat
 
 def test_early_files_follow_the_lock_selection():
     from gpuxbuild.manifest import adhoc_spec
-    from gpuxbuild.pull import early_files
+    from gpuxbuild.pull import early_files as early
     from gpuxbuild.registries.base import FileEntry
+    from gpuxbuild.resolver import wanted_paths
 
     def entry(path):
         return FileEntry(path, "0" * 64, 1)
+
+    def early_files(spec, paths, listed):
+        return early(spec, wanted_paths(spec, paths), listed)
 
     spec = adhoc_spec("org/m", "huggingface", "org/m")
     paths = ["config.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5", "onnx/model.onnx"]
@@ -452,6 +448,7 @@ def test_early_files_follow_the_lock_selection():
     onnx_only = adhoc_spec("org/m", "huggingface", "org/m")
     onnx_only.convert["from"] = "onnx"
     assert early_files(onnx_only, ["config.json", "model.safetensors"], [entry("model.safetensors")]) == []
+    assert wanted_paths(onnx_only, ["config.json", "model.safetensors"]) is None  # resolving reports why
 
 
 @pytest.mark.parametrize("listed", ["../../../../escape", "A" * 64, "abc"], ids=["traversal", "uppercase", "short"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, ClassVar
+from typing import BinaryIO, Callable, ClassVar, Collection
 
 from gpuxbuild.hashing import is_hex_digest
 
@@ -42,7 +42,11 @@ class ModelInfo:
 
 @dataclass
 class PinnedModel:
-    """A model resolved to an immutable commit, with every file it has at that commit."""
+    """A model resolved to an immutable commit, with its files at that commit.
+
+    `paths` lists every path of the commit; `files` holds at least those the caller said it needs
+    (see `ModelManager.resolve_streaming`), each with its sha256. Empty `paths` means `files` is all.
+    """
 
     registry: str
     repo: str
@@ -50,11 +54,17 @@ class PinnedModel:
     commit: str
     files: list[FileEntry]
     info: ModelInfo
+    paths: list[str] = field(default_factory=list)
+
+    def all_paths(self) -> list[str]:
+        """Every path of the commit, sorted."""
+        return sorted(self.paths or (f.path for f in self.files))
 
 
 Progress = Callable[[int], None]
-# (commit, every path of the commit, the files whose sha256 is already known)
-Listed = Callable[[str, list[str], list[FileEntry]], None]
+# (commit, every path of the commit, the files whose sha256 is already known) -> the paths whose sha256
+# the caller needs (None: all of them)
+Listed = Callable[[str, list[str], list[FileEntry]], "Collection[str] | None"]
 
 
 def is_git_commit(rev: str | None) -> bool:
@@ -82,13 +92,15 @@ class ModelManager(ABC):
         With `pin`, list the files at that already-pinned commit instead of resolving `revision` again.
         """
 
-    def resolve_streaming(self, repo: str, revision: str | None, on_listed: Listed) -> PinnedModel:
+    def resolve_streaming(self, repo: str, revision: str | None, on_listed: Listed, *, pin: str | None = None) -> PinnedModel:
         """`resolve()`, first telling `on_listed` the commit, its paths and the files whose sha256 is known
-        before the others are hashed, so that a caller can start fetching those meanwhile.
+        before the others are hashed, so that a caller can start fetching those meanwhile. `on_listed`
+        returns the paths the caller needs; a registry that hashes files by downloading them may then
+        leave the others out of `files` (`paths` still lists them).
 
         Registries that learn every hash at once need not override it: `on_listed` is then not called.
         """
-        return self.resolve(repo, revision)
+        return self.resolve(repo, revision, pin=pin)
 
     @abstractmethod
     def download(
@@ -107,7 +119,7 @@ class ModelManager(ABC):
 
     def describe(self, repo: str, revision: str | None) -> ModelInfo:
         """Task/pipeline tag, architecture, license and card data of a model."""
-        return self.resolve(repo, revision).info
+        return self.resolve_streaming(repo, revision, lambda *_: ()).info
 
     def display(self, repo: str) -> str:
         """How the model is shown to users, e.g. `hf:org/name`."""

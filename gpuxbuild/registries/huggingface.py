@@ -139,9 +139,10 @@ class HuggingFaceManager(ModelManager):
     def resolve(self, repo: str, revision: str | None, *, pin: str | None = None) -> PinnedModel:
         return self._resolve(repo, pin or revision or "main", revision, None)
 
-    def resolve_streaming(self, repo: str, revision: str | None, on_listed: Listed) -> PinnedModel:
-        # LFS files come with their sha256: they can be fetched while the small files are hashed.
-        return self._resolve(repo, revision or "main", revision, on_listed)
+    def resolve_streaming(self, repo: str, revision: str | None, on_listed: Listed, *, pin: str | None = None) -> PinnedModel:
+        # LFS files come with their sha256: they can be fetched while the small files are hashed, and
+        # small files the caller does not need (README.md, .gitattributes) are not downloaded at all.
+        return self._resolve(repo, pin or revision or "main", revision, on_listed)
 
     def _resolve(self, repo: str, rev: str, revision: str | None, on_listed: Listed | None) -> PinnedModel:
         from huggingface_hub import HfApi
@@ -158,9 +159,10 @@ class HuggingFaceManager(ModelManager):
             check_repo_path(repo, sib.rfilename)
             check_listed_hashes(f"hf:{repo}@{commit[:12]}", sib)
         large = [FileEntry(s.rfilename, s.lfs.sha256, s.lfs.size) for s in siblings if s.lfs is not None]
-        if on_listed is not None:
-            on_listed(commit, [s.rfilename for s in siblings], large)
-        small = [s for s in siblings if s.lfs is None]
+        paths = [s.rfilename for s in siblings]
+        wanted = on_listed(commit, paths, large) if on_listed is not None else None
+        # config.json is read for the model's metadata even when the caller does not keep it.
+        small = [s for s in siblings if s.lfs is None and (wanted is None or s.rfilename in wanted or s.rfilename == "config.json")]
         with ThreadPoolExecutor(max_workers=min(SMALL_FILE_JOBS, len(small) or 1)) as pool:
             hashed = list(pool.map(lambda s: self._hash_small(repo, commit, s.rfilename, s.blob_id, s.size), small))
         for entry in hashed:
@@ -178,7 +180,7 @@ class HuggingFaceManager(ModelManager):
             card_data=card,
             config=config,
         )
-        return PinnedModel(self.name, repo, revision, commit, files, model_info)
+        return PinnedModel(self.name, repo, revision, commit, files, model_info, paths)
 
     def _store(self):
         if self.store is None:
