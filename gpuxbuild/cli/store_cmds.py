@@ -108,6 +108,14 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
         if reporter:
             reporter.close()
         store.save_counters()
+    elapsed = time.perf_counter() - t0
+    if not ctx.quiet and not as_json:  # said before the build starts, which may take a while
+        if res.already:
+            say(f"{parsed}: already in the store, nothing downloaded")
+            if not res.resolved_online and not offline and parsed.registry != "local":
+                say(f"{parsed}: kept commit {res.record['commit'][:12]} from the earlier pull; --upgrade checks for a newer one")
+        else:
+            say(f"{parsed}: downloaded {res.objects_downloaded} file(s) ({human_size(res.bytes_downloaded)}) in {elapsed:.1f}s")
     built = None
     if not no_build:
         from gpuxbuild.build.pipeline import build_pulled
@@ -119,18 +127,7 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
             out["build"] = built.as_dict()
         print_json(out)
         return
-    if ctx.quiet:
-        return
-    if res.already:
-        say(f"{parsed}: already in the store, nothing downloaded")
-        if not res.resolved_online and not offline and parsed.registry != "local":
-            say(f"{parsed}: kept commit {res.record['commit'][:12]} from the earlier pull; --upgrade checks for a newer one")
-    else:
-        say(
-            f"{parsed}: downloaded {res.objects_downloaded} file(s) ({human_size(res.bytes_downloaded)}) "
-            f"in {time.perf_counter() - t0:.1f}s"
-        )
-    if built is not None:
+    if built is not None and not ctx.quiet:
         say(f"{parsed}: artifact {built.digest[:19]} ({built.status}) at {built.path}")
 
 
