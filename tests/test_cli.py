@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 
@@ -122,3 +123,21 @@ def test_store_counters_never_hide_the_error_that_filled_the_disk(monkeypatch, t
     monkeypatch.undo()
     store.save_counters()  # kept for the next try
     assert store.load_counters()["bytes_downloaded"] == 10
+
+
+def test_only_the_process_entry_point_skips_the_exit_collection(tmp_path, monkeypatch):
+    """`gpux` as a program freezes the heap as it ends (sparing shutdown's collections); `main(args)`
+    called as a library leaves the caller's garbage collector alone."""
+    import gc
+
+    from gpuxbuild.cli import main
+
+    monkeypatch.setenv("GPUX_HOME", str(tmp_path / "gpux"))
+    before = gc.get_freeze_count()
+    with pytest.raises(SystemExit) as exc:
+        main(["cache", "info", "--json"])
+    assert exc.value.code == 0 and gc.get_freeze_count() == before
+    script = ("import gc, sys\nfrom gpuxbuild.cli import main\nsys.argv = ['gpux', 'cache', 'info', '--json']\n"
+              "try:\n    main()\nfinally:\n    print('frozen', gc.get_freeze_count() > 0, file=sys.stderr)\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ})
+    assert r.returncode == 0 and "frozen True" in r.stderr and json.loads(r.stdout)["objects"] == 0
