@@ -13,14 +13,43 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.markup import escape
-
 from gpuxbuild import __version__
 from gpuxbuild.errors import GpuxError
 
-console = Console(highlight=False, emoji=False)
-err_console = Console(stderr=True, highlight=False, emoji=False)
+class LazyConsole:
+    """A rich Console made on first use. Importing rich costs ~20 ms of start-up; a command such as
+    `gpux pull` first prints once its downloads are under way, so it pays that while they run."""
+
+    def __init__(self, **options):
+        self._options = options
+        self._console = None
+
+    def get(self):
+        """The rich Console itself (for rich objects that take one)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    @property
+    def is_terminal(self) -> bool:
+        """rich's answer; without importing rich when the stream is no TTY and no variable overrides it."""
+        stream = sys.stderr if self._options.get("stderr") else sys.stdout
+        try:
+            tty = bool(stream.isatty())
+        except (AttributeError, ValueError):  # no such method, or a closed stream
+            tty = False
+        if not tty and "TTY_COMPATIBLE" not in os.environ and "FORCE_COLOR" not in os.environ:
+            return False
+        return self.get().is_terminal
+
+    def __getattr__(self, name):
+        return getattr(self.get(), name)
+
+
+console = LazyConsole(highlight=False, emoji=False)
+err_console = LazyConsole(stderr=True, highlight=False, emoji=False)
 
 
 class Context:
@@ -92,6 +121,8 @@ def explain_os_error(exc: OSError) -> tuple[str, str] | None:
 
 def print_error(message: str, hint: str | None = None, prefix: str = "error:") -> None:
     """One error line on stderr (and its hint), with user text escaped from rich markup."""
+    from rich.markup import escape
+
     err_console.print(f"[bold red]{prefix}[/] {escape(message)}", soft_wrap=True)
     if hint:
         err_console.print(f"  [dim]hint:[/] {escape(hint)}", soft_wrap=True)

@@ -7,7 +7,6 @@ import threading
 import time
 
 import click
-from rich.text import Text
 
 from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, err_console, pass_context, print_json
 
@@ -25,7 +24,7 @@ class RichReporter:
         self._lock = threading.Lock()
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            console=err_console, transient=True,
+            console=err_console.get(), transient=True,
         )
         self.total = self.progress.add_task("total", total=None)
         self.tasks: dict[str, int] = {}
@@ -59,6 +58,8 @@ class RichReporter:
 def say(text: str, *, label: str | None = None, style: str = "bold") -> None:
     """Print one line to stdout as is (no markup or emoji: names are data), after an optional styled `label`;
     never wrapped (piped output is read by scripts)."""
+    from rich.text import Text
+
     console.print(Text.assemble((label or "", style), text), soft_wrap=True)
 
 
@@ -154,6 +155,7 @@ def ls(ctx: Context, as_json: bool) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None)
     for col in ("NAME", "REVISION", "COMMIT", "TASK", "SIZE", "LAST USED", "KIND"):
