@@ -141,3 +141,16 @@ def test_only_the_process_entry_point_skips_the_exit_collection(tmp_path, monkey
               "try:\n    main()\nfinally:\n    print('frozen', gc.get_freeze_count() > 0, file=sys.stderr)\n")
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ})
     assert r.returncode == 0 and "frozen True" in r.stderr and json.loads(r.stdout)["objects"] == 0
+
+
+@pytest.mark.parametrize("env, expected, rich_loaded", [
+    ({}, False, False),  # piped, nothing overrides: answered without rich
+    ({"FORCE_COLOR": "1"}, True, True),  # rich's rules apply when a variable says so
+    ({"TTY_COMPATIBLE": "1"}, True, True),
+])
+def test_consoles_load_rich_only_when_they_need_it(env, expected, rich_loaded):
+    script = ("import sys\nfrom gpuxbuild.cli.app import err_console\n"
+              "print(err_console.is_terminal, 'rich' in sys.modules)\n")
+    clean = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**clean, **env})
+    assert r.stdout.split() == [str(expected), str(rich_loaded)]
