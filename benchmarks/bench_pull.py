@@ -15,7 +15,8 @@ interpreter start and imports.
 On loopback, a 100 MB transfer takes ~0.1 s, so what gpux pull does besides it shows: hashing the
 100 MB (~55 ms of CPU, which on 2 cores competes with the receiving thread and the server), the fsync
 that makes each object durable before it is published (snapshot_download does not fsync), the imports
-of its CLI (~27 ms over huggingface_hub's) and the store's bookkeeping. docs/store.md has the numbers.
+of its CLI and the store's bookkeeping; and what it saves: no small file the model does not keep, no
+exit-time garbage collection, rich imported only once the downloads run. docs/store.md has the numbers.
 
     python benchmarks/bench_pull.py [--size-mb 100] [--rounds 3] [--mb-per-s 125] [--latency-ms 20]
 """
