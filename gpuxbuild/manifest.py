@@ -40,6 +40,8 @@ _BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/]|/$|\.$|\.lock
 
 def check_revision(rev: str) -> str | None:
     """Why `rev` is not a usable branch, tag or commit name, or None when it is."""
+    if not rev:
+        return "the revision is empty"
     if _BAD_REF.search(rev):
         return f"{rev!r} is not a valid branch, tag or commit (git ref rules: no spaces, '..', '~^:?*[\\', leading '-')"
     return None

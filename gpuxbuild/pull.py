@@ -38,7 +38,7 @@ def parse_ref(text: str, *, registry: str | None = None, revision: str | None = 
     body, _, rev = text.rpartition("@") if "@" in text else (text, "", None)
     if rev is not None and revision is not None and rev != revision:
         raise GpuxError(f"{text}: revision given twice ({rev!r} and --revision {revision!r})", "give it once")
-    rev = revision or rev
+    rev = rev if revision is None else revision
     if rev is not None:
         bad = check_revision(rev)
         if bad:
@@ -46,7 +46,7 @@ def parse_ref(text: str, *, registry: str | None = None, revision: str | None = 
     try:
         reg, repo = parse_source(body, registry)
     except GpuxError as exc:
-        raise GpuxError(f"{text}: {exc.message}", exc.hint, exit_code=2) from None
+        raise GpuxError(f"{text or repr(text)}: {exc.message}", exc.hint, exit_code=2) from None
     return Ref(reg, repo, rev)
 
 

@@ -326,9 +326,13 @@ def test_no_progress_output_in_pipes(hub, repo_id):
 
 
 def test_bad_refs_are_user_errors(hub):
-    for ref, needle in (("hf:", "hf:"), ("org/a@b@c", "org/a"), ("nope:org/x", "unknown registry")):
+    for ref, needle in (("hf:", "hf:"), ("org/a@b@c", "org/a"), ("nope:org/x", "unknown registry"),
+                        ("org/a@", "the revision is empty"), ("", "bad source ''")):
         r = gpux("pull", ref, "--no-build", check=False)
         assert r.returncode != 0 and needle in r.stderr and "Traceback" not in r.stderr
+    for args in (("--revision", ""), ("-j", "0")):
+        r = gpux("pull", "org/a", *args, "--no-build", check=False)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and hub.count(repo="org/a") == 0
     r = gpux("pull", "test-org/does-not-exist", "--no-build", check=False)
     assert r.returncode == 1 and "not found" in r.stderr
 

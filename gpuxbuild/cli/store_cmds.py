@@ -81,7 +81,7 @@ def _store():
 @click.option("--allow-pickle", is_flag=True, help="Accept pickle weights when the repo has no safetensors.")
 @click.option("--no-build", is_flag=True, help="Stop after the download.")
 @click.option("--upgrade", is_flag=True, help="Re-resolve a branch or tag pulled before (it otherwise keeps its commit).")
-@click.option("-j", "--jobs", default=4, show_default=True, help="Parallel downloads.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=4, show_default=True, help="Parallel downloads.")
 @OFFLINE
 @JSON
 @pass_context
