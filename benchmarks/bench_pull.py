@@ -18,7 +18,7 @@ that makes each object durable before it is published (snapshot_download does no
 of its CLI and the store's bookkeeping; and what it saves: no small file the model does not keep, no
 exit-time garbage collection, rich imported only once the downloads run. docs/store.md has the numbers.
 
-    python benchmarks/bench_pull.py [--size-mb 100] [--rounds 3] [--mb-per-s 125] [--latency-ms 20]
+    python benchmarks/bench_pull.py [--size-mb 100] [--rounds 7] [--mb-per-s 125] [--latency-ms 20]
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def compare(gpux: list[str], snapshot: list[str], base: dict, work: Path, rounds
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-mb", type=int, default=100)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=7, help="timed rounds per case; the medians are compared (default 7: the machine is noisy)")
     ap.add_argument("--mb-per-s", type=int, default=125,
                     help="also compare with the server sending at this rate (default 125 MB/s = 1 Gbit/s; 0: skip)")
     ap.add_argument("--latency-ms", type=int, default=20,

@@ -786,7 +786,7 @@ class _Handler(BaseHTTPRequestHandler):
         if span is not None:
             (start, end), status = span, 206
             headers = {**headers, "Content-Range": f"bytes {start}-{end}/{total}"}
-        body = data[start:end + 1]
+        body = memoryview(data)[start:end + 1]  # slices of a view copy nothing: the server stays cheap on CPU
         self._send(status, b"", headers, "application/octet-stream", length=len(body))
         if self.command == "HEAD":
             return
