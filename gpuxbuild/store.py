@@ -44,8 +44,9 @@ class HashingWriter:
     """A file wrapper that hashes bytes as they are written (one pass, no second read).
 
     Each large chunk is hashed on a helper thread while the caller writes it and receives the next one
-    (hashlib releases the GIL), so on a multi-core machine hashing adds almost nothing to a download. `limit` stops a source that sends more than
-    the expected size before it fills the disk. huggingface_hub's `http_get` may seek(0)+truncate() when
+    (hashlib releases the GIL), so on a multi-core machine hashing adds almost nothing to a download; the
+    kernel starts writing each large chunk to disk as soon as it is written (`start_writeback`).
+    `limit` stops a source that sends more than the expected size before it fills the disk. huggingface_hub's `http_get` may seek(0)+truncate() when
     a server ignores a Range request; the hash restarts then.
     """
 
@@ -58,14 +59,11 @@ class HashingWriter:
         self._git_size = git_size
         self._git = _git_hasher(git_size) if git_size is not None else None
         self._pending: Future | None = None
-        self._flushed = f.tell()  # where the last started writeback ends
 
-    def _update(self, data: bytes, writeback: tuple[int, int, int] | None = None) -> None:
+    def _update(self, data: bytes) -> None:
         self._hasher.update(data)
         if self._git is not None:
             self._git.update(data)
-        if writeback is not None:
-            start_writeback(*writeback)
 
     def wait(self) -> None:
         """Wait for the helper thread to finish hashing what was written."""
@@ -81,15 +79,15 @@ class HashingWriter:
             raise TooLarge(f"more than the expected {self.limit} bytes")
         self._drain()
         data = bytes(data)
-        if len(data) >= 1 << 20:
-            pos, writeback = self._f.tell(), None
-            if pos - self._flushed >= WRITEBACK_EVERY:
-                self._f.flush()
-                writeback, self._flushed = (self._f.fileno(), self._flushed, pos - self._flushed), pos
-            self._pending = _HASH_POOL.submit(self._update, data, writeback)
-        else:
+        if len(data) < 1 << 20:
             self._update(data)
-        return self._f.write(data)
+            return self._f.write(data)
+        self._pending = _HASH_POOL.submit(self._update, data)
+        pos = self._f.tell()
+        written = self._f.write(data)
+        self._f.flush()
+        start_writeback(self._f.fileno(), pos, written)
+        return written
 
     def sha256(self) -> str:
         self._drain()
@@ -105,7 +103,6 @@ class HashingWriter:
     def seek(self, pos: int, whence: int = 0) -> int:
         self._drain()
         if pos == 0 and whence == 0:
-            self._flushed = 0
             self._hasher = hashlib.sha256()
             if self._git is not None:
                 self._git = _git_hasher(self._git_size)
@@ -121,14 +118,14 @@ class HashingWriter:
 
 
 _HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gpux-hash")
-WRITEBACK_EVERY = 16 << 20
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
     """Ask the kernel to start writing a file range to disk, without waiting (Linux sync_file_range).
 
-    A download arrives slower than a disk writes, so writing behind it leaves the fsync that publishes the
-    object only the tail to wait for. Does nothing where the call is unavailable.
+    A download arrives slower than a disk writes, so writing each chunk behind it leaves the fsync that
+    publishes the object only the last chunk to wait for (and that one is written while it is hashed).
+    Does nothing where the call is unavailable.
     """
     fn = _sync_file_range()
     if fn is not None:
