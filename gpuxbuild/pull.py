@@ -192,7 +192,7 @@ def make_record(ref: Ref, commit: str, files: list[FileEntry], task, library, ar
 def early_files(spec, keep: set[str] | None, listed: list[FileEntry]) -> list[FileEntry]:
     """Of the files a registry listed with their sha256 before resolving the rest, those the pull will
     fetch whatever the rest turns out to be: `keep`, the lock's selection, decides by names alone.
-    None when the selection failed or keeps pickles the model does not allow (resolving reports it)."""
+    Nothing when the selection failed or keeps pickles the model does not allow (resolving reports it)."""
     if not keep or (not spec.allow_pickle and any(is_pickle(p) for p in keep)):
         return []
     return [f for f in listed if f.path in keep]

@@ -46,8 +46,9 @@ class HashingWriter:
     Each large chunk is hashed on a helper thread while the caller writes it and receives the next one
     (hashlib releases the GIL), so on a multi-core machine hashing adds almost nothing to a download; the
     kernel starts writing each large chunk to disk as soon as it is written (`start_writeback`).
-    `limit` stops a source that sends more than the expected size before it fills the disk. huggingface_hub's `http_get` may seek(0)+truncate() when
-    a server ignores a Range request; the hash restarts then.
+    `limit` stops a source that sends more than the expected size before it fills the disk.
+    huggingface_hub's `http_get` may seek(0)+truncate() when a server ignores a Range request; the hash
+    restarts then.
     """
 
     def __init__(self, f: BinaryIO, hasher, *, limit: int | None = None, git_size: int | None = None):

@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 
 import click
+
 from gpuxbuild import __version__
 from gpuxbuild.errors import GpuxError
+
 
 class LazyConsole:
     """A rich Console made on first use. Importing rich costs ~20 ms of start-up; a command such as
