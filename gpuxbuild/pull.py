@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from gpuxbuild.errors import GpuxError
-from gpuxbuild.fetch import FetchResult, Fetcher, Reporter, check_pickles, missing_files
+from gpuxbuild.fetch import Fetcher, Reporter, check_pickles, missing_files
 from gpuxbuild.hashing import canonical_json
 from gpuxbuild.manifest import adhoc_spec, check_revision
 from gpuxbuild.registries import get_manager, parse_source
@@ -145,7 +145,8 @@ class Records:
 class PullResult:
     ref: Ref
     record: dict
-    fetched: FetchResult
+    downloaded: list[str]  # paths this pull downloaded (small files fetched while resolving included)
+    cached: list[str]  # paths that were in the store already
     project: Path
     objects_downloaded: int = 0  # every object this pull stored, small files hashed while resolving included
     bytes_downloaded: int = 0
@@ -164,8 +165,8 @@ class PullResult:
             "task": self.record.get("task"),
             "size": self.record["size"],
             "files": len(self.record["files"]),
-            "downloaded": self.fetched.downloaded,
-            "cached": self.fetched.hits,
+            "downloaded": self.downloaded,
+            "cached": self.cached,
             "objects_downloaded": self.objects_downloaded,
             "bytes_downloaded": self.bytes_downloaded,
             "already_pulled": self.already,
@@ -224,7 +225,7 @@ def pull(
     manager = get_manager(ref.registry, project=project, offline=offline, store=store)
     tag = ref.revision or ("main" if ref.registry != "local" else None)
     known = records.lookup(Ref(ref.registry, ref.repo, tag)) if ref.registry != "local" else None
-    before = (store.stats.downloaded, store.stats.bytes_downloaded)
+    before = (store.stats.downloaded, store.stats.bytes_downloaded, set(store.downloaded))
     online = not manager.offline and (known is None or (upgrade and not is_git_commit(ref.revision)))
     if not online and known is None:
         raise GpuxError(
@@ -246,7 +247,7 @@ def pull(
             on_resolved(record)
         check_pickles(str(ref), files, allow_pickle)
         fetcher.add(record["commit"], files)
-        result = fetcher.wait()
+        fetcher.wait()
     # Saving the record and checking its objects under the gc lock means a concurrent `rm`/`cache prune`
     # either saw the record (and kept the objects) or ran before, and what it deleted is fetched again.
     with store.lock("gc"):
@@ -255,9 +256,11 @@ def pull(
         missing = missing_files(store, files)
     if missing:
         manager.fetch(ref.repo, record["commit"], missing, label=str(ref), jobs=jobs, reporter=reporter)
+    new = store.downloaded - before[2]
     return PullResult(
-        ref, record, result, project, objects_downloaded=store.stats.downloaded - before[0],
-        bytes_downloaded=store.stats.bytes_downloaded - before[1], resolved_online=online, allow_pickle=allow_pickle,
+        ref, record, sorted(f.path for f in files if f.sha256 in new), sorted(f.path for f in files if f.sha256 not in new),
+        project, objects_downloaded=store.stats.downloaded - before[0], bytes_downloaded=store.stats.bytes_downloaded - before[1],
+        resolved_online=online, allow_pickle=allow_pickle,
     )
 
 

@@ -215,6 +215,7 @@ class Store:
     def __init__(self, root: Path | None = None):
         self.root = (root or gpux_home()).resolve()
         self.stats = Stats()
+        self.downloaded: set[str] = set()  # sha256 of the objects this instance downloaded
         self._stats_lock = threading.Lock()  # downloads run in threads
 
     def record_stats(self, **add: int) -> None:
@@ -222,6 +223,12 @@ class Store:
         with self._stats_lock:
             for k, v in add.items():
                 setattr(self.stats, k, getattr(self.stats, k) + v)
+
+    def _record_download(self, sha256: str, size: int) -> None:
+        with self._stats_lock:
+            self.stats.downloaded += 1
+            self.stats.bytes_downloaded += size
+            self.downloaded.add(sha256)
 
     # -- paths -----------------------------------------------------------------------------------
     def path(self, *parts: str) -> Path:
@@ -270,7 +277,7 @@ class Store:
                 partial.unlink(missing_ok=True)
                 raise mismatch(label, sha256, actual, size, actual_size)
             self._publish(partial, self.object_path(sha256))
-            self.record_stats(downloaded=1, bytes_downloaded=size)
+            self._record_download(sha256, size)
             return False
 
     def _write_partial(self, partial: Path, size: int, writer: Writer) -> tuple[str | None, int, bool]:
@@ -328,7 +335,7 @@ class Store:
                         self.record_stats(hits=1)
                     else:
                         self._publish(partial, self.object_path(sha))
-                        self.record_stats(downloaded=1, bytes_downloaded=size)
+                        self._record_download(sha, size)
             except TooLarge:
                 raise IntegrityError(
                     f"{label}: the server sent more than the {size} bytes it lists; nothing was stored",

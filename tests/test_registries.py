@@ -91,6 +91,6 @@ def test_a_third_registry_pulls(memory_registry, tmp_path):
     store = Store(tmp_path / "store")
     res = pull(parse_ref("mem:org/model"), store=store, project=tmp_path)
     assert res.record["registry"] == "memory" and res.record["commit"] == "ab" * 20
-    assert res.fetched.downloaded == ["config.json", "model.safetensors"] and res.objects_downloaded == 2
+    assert res.downloaded == ["config.json", "model.safetensors"] and res.cached == [] and res.objects_downloaded == 2
     for f in res.record["files"]:
         assert store.object_path(f["sha256"]).read_bytes() == FILES[f["path"]]
