@@ -85,18 +85,24 @@ def resolve_model(manager, spec: ModelSpec, *, pin: str | None = None, on_listed
     `on_listed(commit, listed, keep)` (optional) learns the files whose sha256 the registry listed
     up front and the paths the model keeps, before the other files are hashed."""
 
+    keep: set[str] | None = None
+
     def listed(commit: str, paths: list[str], known: list) -> set[str] | None:
+        nonlocal keep
         keep = wanted_paths(spec, paths)
         if on_listed is not None:
             on_listed(commit, known, keep)
         return keep
 
-    return lock_model(spec, manager.resolve_streaming(spec.ref, spec.revision, listed, pin=pin))
+    pinned = manager.resolve_streaming(spec.ref, spec.revision, listed, pin=pin)
+    return lock_model(spec, pinned, keep)
 
 
-def lock_model(spec: ModelSpec, pinned: PinnedModel) -> LockedModel:
-    """The lock entry of a resolved model."""
-    keep = set(select_paths(pinned.all_paths(), include=spec.include, exclude=spec.exclude, convert=spec.convert))
+def lock_model(spec: ModelSpec, pinned: PinnedModel, keep: set[str] | None = None) -> LockedModel:
+    """The lock entry of a resolved model; `keep` is the selection already made over its paths (None: make it,
+    which also reports why a selection fails)."""
+    if keep is None:
+        keep = set(select_paths(pinned.all_paths(), include=spec.include, exclude=spec.exclude, convert=spec.convert))
     files = sorted(f for f in pinned.files if f.path in keep)
     if not files:
         raise GpuxError(f"model {spec.name!r}: no files left after include/exclude", "loosen `include`/`exclude`")

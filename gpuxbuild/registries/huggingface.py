@@ -137,16 +137,17 @@ class HuggingFaceManager(ModelManager):
             ) from None
 
     def resolve(self, repo: str, revision: str | None, *, pin: str | None = None) -> PinnedModel:
-        return self._resolve(repo, pin or revision or "main", revision, None)
+        return self._resolve(repo, revision, pin, None)
 
     def resolve_streaming(self, repo: str, revision: str | None, on_listed: Listed, *, pin: str | None = None) -> PinnedModel:
         # LFS files come with their sha256: they can be fetched while the small files are hashed, and
         # small files the caller does not need (README.md, .gitattributes) are not downloaded at all.
-        return self._resolve(repo, pin or revision or "main", revision, on_listed)
+        return self._resolve(repo, revision, pin, on_listed)
 
-    def _resolve(self, repo: str, rev: str, revision: str | None, on_listed: Listed | None) -> PinnedModel:
+    def _resolve(self, repo: str, revision: str | None, pin: str | None, on_listed: Listed | None) -> PinnedModel:
         from huggingface_hub import HfApi
 
+        rev = pin or revision or "main"
         self._need_network(f"resolving hf:{repo}@{rev}")
         with self._errors(repo, rev):
             info = HfApi(endpoint=self.endpoint).model_info(repo, revision=rev, files_metadata=True)
