@@ -15,9 +15,8 @@ def inspect_model(name: str, *, store: Store, project: Path) -> dict:
     `name` is looked up like `gpux run` does: a model of `project`'s gpux.lock first, else a pulled model
     (`org/name[@REV]`).
     """
-    from gpuxbuild.pull import resolve_name
-
     from gpuxbuild.lockfile import locked_model
+    from gpuxbuild.pull import resolve_name
 
     entry = locked_model(project, name)
     if entry is not None:

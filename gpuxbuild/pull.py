@@ -225,7 +225,7 @@ def pull(
     manager = get_manager(ref.registry, project=project, offline=offline, store=store)
     tag = ref.revision or ("main" if ref.registry != "local" else None)
     known = records.lookup(Ref(ref.registry, ref.repo, tag)) if ref.registry != "local" else None
-    before = (store.stats.downloaded, store.stats.bytes_downloaded, set(store.downloaded))
+    before = (store.stats.downloaded, store.stats.bytes_downloaded, set(store.downloaded_objects))
     online = not manager.offline and (known is None or (upgrade and not is_git_commit(ref.revision)))
     if not online and known is None:
         raise GpuxError(
@@ -256,7 +256,7 @@ def pull(
         missing = missing_files(store, files)
     if missing:
         manager.fetch(ref.repo, record["commit"], missing, label=str(ref), jobs=jobs, reporter=reporter)
-    new = store.downloaded - before[2]
+    new = store.downloaded_objects - before[2]
     return PullResult(
         ref, record, sorted(f.path for f in files if f.sha256 in new), sorted(f.path for f in files if f.sha256 not in new),
         project, objects_downloaded=store.stats.downloaded - before[0], bytes_downloaded=store.stats.bytes_downloaded - before[1],

@@ -215,7 +215,7 @@ class Store:
     def __init__(self, root: Path | None = None):
         self.root = (root or gpux_home()).resolve()
         self.stats = Stats()
-        self.downloaded: set[str] = set()  # sha256 of the objects this instance downloaded
+        self.downloaded_objects: set[str] = set()  # sha256 of the objects this instance downloaded
         self._stats_lock = threading.Lock()  # downloads run in threads
 
     def record_stats(self, **add: int) -> None:
@@ -228,7 +228,7 @@ class Store:
         with self._stats_lock:
             self.stats.downloaded += 1
             self.stats.bytes_downloaded += size
-            self.downloaded.add(sha256)
+            self.downloaded_objects.add(sha256)
 
     # -- paths -----------------------------------------------------------------------------------
     def path(self, *parts: str) -> Path:

@@ -7,7 +7,6 @@ import click
 from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, pass_context, print_json
 
 
-
 def _render_plan(plan, ctx: Context, as_json: bool, lock_name: str = "gpux.lock") -> None:
     if as_json:
         print_json({"changes": [c.as_dict() for c in plan.changes], "models": len(plan.lock.models)})
