@@ -85,8 +85,8 @@ def in_process(env: dict, work: Path, rounds: int) -> tuple[list[float], list[fl
     os.environ.update({k: env[k] for k in ("HF_ENDPOINT", "HF_HUB_DISABLE_TELEMETRY", "HF_HUB_DISABLE_PROGRESS_BARS")})
     from huggingface_hub import snapshot_download
 
-    from gpuxbuild.pull import parse_ref, pull
-    from gpuxbuild.store import Store
+    from gpuxbuild.models.pull import parse_ref, pull
+    from gpuxbuild.store.objects import Store
 
     ref = parse_ref(REPO)
     pulls, snaps = [], []

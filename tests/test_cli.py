@@ -38,7 +38,7 @@ def test_a_command_imports_only_its_module(tmp_path):
 
 def test_quick_parser_knows_the_link_modes():
     from gpuxbuild.cli import quick
-    from gpuxbuild.store import LINK_MODES
+    from gpuxbuild.store.objects import LINK_MODES
 
     assert quick.LINK_MODES == LINK_MODES
 
@@ -88,14 +88,14 @@ def test_a_full_disk_or_a_read_only_folder_is_one_line_not_a_traceback(monkeypat
 
     from click.testing import CliRunner
 
-    import gpuxbuild.gc
+    import gpuxbuild.store.gc
     from gpuxbuild.cli.app import cli, explain_os_error
 
     def full(*_args, **_kw):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "objects"))
 
     monkeypatch.setenv("GPUX_HOME", str(tmp_path / "gpux"))
-    monkeypatch.setattr(gpuxbuild.gc, "info", full)
+    monkeypatch.setattr(gpuxbuild.store.gc, "info", full)
     r = CliRunner().invoke(cli, ["cache", "info"])
     assert r.exit_code == 1 and r.exc_info[0] is SystemExit
     assert f"no space left on the device ({tmp_path / 'objects'})" in " ".join(r.output.split())
@@ -109,8 +109,8 @@ def test_a_full_disk_or_a_read_only_folder_is_one_line_not_a_traceback(monkeypat
 def test_store_counters_never_hide_the_error_that_filled_the_disk(monkeypatch, tmp_path):
     import errno
 
-    import gpuxbuild.store
-    from gpuxbuild.store import Store
+    import gpuxbuild.store.objects
+    from gpuxbuild.store.objects import Store
 
     store = Store(tmp_path / "gpux")
     store.record_stats(downloaded=1, bytes_downloaded=10)
@@ -118,7 +118,7 @@ def test_store_counters_never_hide_the_error_that_filled_the_disk(monkeypatch, t
     def full(*_args, **_kw):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(gpuxbuild.store, "write_atomic", full)
+    monkeypatch.setattr(gpuxbuild.store.objects, "write_atomic", full)
     store.save_counters()  # no exception
     monkeypatch.undo()
     store.save_counters()  # kept for the next try

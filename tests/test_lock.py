@@ -226,8 +226,8 @@ def test_local_registry_and_content_digest(tmp_path):
 
 def test_lock_check_imports_no_heavy_modules(tmp_path):
     """A 20-model lock is checked without importing torch, transformers, optimum, onnxruntime or huggingface_hub."""
-    from gpuxbuild.lockfile import Lock, LockedModel, options_of, write_lock
-    from gpuxbuild.manifest import parse_manifest
+    from gpuxbuild.project.lockfile import Lock, LockedModel, options_of, write_lock
+    from gpuxbuild.project.manifest import parse_manifest
 
     models = {f"m{i}": {"source": f"hf:org/model-{i}"} for i in range(20)}
     path = write_manifest(tmp_path, models)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gpuxbuild.errors import ManifestError
-from gpuxbuild.manifest import parse_manifest
+from gpuxbuild.project.manifest import parse_manifest
 
 GOOD = """\
 version: 1

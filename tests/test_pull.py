@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import gets, gpux, publish
 
-from gpuxbuild.store import Store
+from gpuxbuild.store.objects import Store
 
 CHUNK = 10 * 1024 * 1024  # huggingface_hub writes whole 10 MiB chunks, so a resume starts at a multiple
 
@@ -428,10 +428,10 @@ def test_large_files_are_listed_before_any_file_is_fetched(hub, repo_id, tmp_pat
 
 
 def test_early_files_follow_the_lock_selection():
-    from gpuxbuild.manifest import adhoc_spec
-    from gpuxbuild.pull import early_files as early
+    from gpuxbuild.project.manifest import adhoc_spec
+    from gpuxbuild.models.pull import early_files as early
     from gpuxbuild.registries.base import FileEntry
-    from gpuxbuild.resolver import wanted_paths
+    from gpuxbuild.project.resolver import wanted_paths
 
     def entry(path):
         return FileEntry(path, "0" * 64, 1)

@@ -8,12 +8,12 @@ import threading
 import pytest
 
 from gpuxbuild.errors import ManifestError
-from gpuxbuild.manifest import parse_manifest
-from gpuxbuild.pull import parse_ref, pull
+from gpuxbuild.project.manifest import parse_manifest
+from gpuxbuild.models.pull import parse_ref, pull
 from gpuxbuild.registries import _TABLE, known_registries, parse_source, register
 from gpuxbuild.registries.base import FileEntry, ModelInfo, ModelManager, PinnedModel
-from gpuxbuild.resolver import plan_lock
-from gpuxbuild.store import Store
+from gpuxbuild.project.resolver import plan_lock
+from gpuxbuild.store.objects import Store
 
 CONFIG = b'{"architectures": ["BertForSequenceClassification"], "model_type": "bert"}'
 FILES = {"config.json": CONFIG, "model.safetensors": b"weights" * 100}

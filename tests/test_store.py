@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from gpuxbuild import gc
+from gpuxbuild.store import gc
 from gpuxbuild.errors import IntegrityError
-from gpuxbuild.home import gpux_home
-from gpuxbuild.store import Store
+from gpuxbuild.store.home import gpux_home
+from gpuxbuild.store.objects import Store
 
 
 def sha(data: bytes) -> str:
@@ -129,8 +129,7 @@ def test_writer_that_rewinds_restarts_the_hash():
 
 def test_large_downloads_are_written_behind_in_contiguous_ranges(monkeypatch):
     """Writeback of each large chunk starts as it is written, resumed or not, with no gap or overlap."""
-    from gpuxbuild import store as store_mod
-
+    from gpuxbuild.store import objects as store_mod
     ranges: list[tuple[int, int]] = []
     real = store_mod.start_writeback
     monkeypatch.setattr(store_mod, "start_writeback", lambda fd, off, n: (ranges.append((off, n)), real(fd, off, n)))
@@ -261,7 +260,7 @@ def test_verify_prune_info(tmp_path):
 
 
 def test_verify_reports_the_same_whatever_the_parallelism(tmp_path):
-    from gpuxbuild.gc import verify
+    from gpuxbuild.store.gc import verify
 
     store = Store(tmp_path / "store")
     good = {}

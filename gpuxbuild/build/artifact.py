@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from gpuxbuild.hashing import digest, sha256_bytes, sha256_file
-from gpuxbuild.store import Store, fsync_dir
+from gpuxbuild.store.objects import Store, fsync_dir
 
 ARTIFACT_FORMAT = 1
 ARTIFACT_MANIFEST = "artifact.json"

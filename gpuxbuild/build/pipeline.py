@@ -29,11 +29,11 @@ from gpuxbuild.build.artifact import (
     write_manifest,
 )
 from gpuxbuild.errors import GpuxError
-from gpuxbuild.fetch import check_pickles
+from gpuxbuild.store.fetch import check_pickles
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import FileEntry
-from gpuxbuild.selection import conversion_path
-from gpuxbuild.store import Linker, Store, read_json, remove_tree
+from gpuxbuild.project.selection import conversion_path
+from gpuxbuild.store.objects import Linker, Store, read_json, remove_tree
 
 # Repo files an artifact carries next to its graphs, when present.
 METADATA_FILES = (
@@ -282,9 +282,9 @@ def job_from_lock(entry) -> BuildJob:
 
 def build_pulled(pulled, *, store: Store, offline: bool = False) -> BuildResult:
     """Build a model fetched by `gpux pull` and record its artifact in the pull record."""
-    from gpuxbuild.lockfile import options_of
-    from gpuxbuild.manifest import adhoc_spec
-    from gpuxbuild.pull import Records
+    from gpuxbuild.project.lockfile import options_of
+    from gpuxbuild.project.manifest import adhoc_spec
+    from gpuxbuild.models.pull import Records
 
     rec = pulled.record
     spec = adhoc_spec(str(pulled.ref), rec["registry"], rec["repo"], allow_pickle=pulled.allow_pickle)
@@ -335,9 +335,9 @@ def build_project(
     With `locked`, the lock must be up to date and is not written: every artifact must have the digest
     the lock records, which is how CI proves a committed lock still builds the same bytes.
     """
-    from gpuxbuild.lockfile import check_lock, lock_path, read_lock, write_lock
-    from gpuxbuild.manifest import MANIFEST_NAME, load_manifest
-    from gpuxbuild.resolver import lock_project
+    from gpuxbuild.project.lockfile import check_lock, lock_path, read_lock, write_lock
+    from gpuxbuild.project.manifest import MANIFEST_NAME, load_manifest
+    from gpuxbuild.project.resolver import lock_project
 
     manifest_path = project / MANIFEST_NAME
     if locked:

@@ -62,7 +62,7 @@ def build(ctx: Context, names, locked, no_validate, jobs, keep_going, offline, a
     they are checked instead.
     """
     from gpuxbuild.build.pipeline import build_project
-    from gpuxbuild.store import Store
+    from gpuxbuild.store.objects import Store
 
     store = Store()
     with StageTable(not as_json and not ctx.quiet and err_console.is_terminal) as table:

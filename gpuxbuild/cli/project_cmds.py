@@ -29,7 +29,7 @@ def _render_plan(plan, ctx: Context, as_json: bool, lock_name: str = "gpux.lock"
 @pass_context
 def init(ctx: Context) -> None:
     """Write a commented starter gpux.models.yml."""
-    from gpuxbuild.project import init_project
+    from gpuxbuild.project.edits import init_project
 
     path = init_project(ctx.project)
     if not ctx.quiet:
@@ -49,7 +49,7 @@ def add(ctx: Context, source: str, name, revision, task, offline: bool, as_json:
 
     SOURCE is REGISTRY:REF, e.g. hf:org/name or path:./models/x.
     """
-    from gpuxbuild.project import add_model
+    from gpuxbuild.project.edits import add_model
 
     res = add_model(ctx.project, source, name=name, revision=revision, task=task, offline=offline)
     if not as_json and not ctx.quiet:
@@ -63,7 +63,7 @@ def add(ctx: Context, source: str, name, revision, task, offline: bool, as_json:
 @pass_context
 def remove(ctx: Context, name: str, as_json: bool) -> None:
     """Remove a model from gpux.models.yml and gpux.lock."""
-    from gpuxbuild.project import remove_model
+    from gpuxbuild.project.edits import remove_model
 
     res = remove_model(ctx.project, name)
     if not as_json and not ctx.quiet:
@@ -85,8 +85,8 @@ def lock(ctx: Context, names: tuple[str, ...], check: bool, upgrade: bool, jobs:
     Models whose manifest entry did not change keep their pins; `--upgrade [NAME...]` moves them.
     """
     from gpuxbuild.errors import GpuxError
-    from gpuxbuild.lockfile import check_lock, lock_path, read_lock
-    from gpuxbuild.manifest import MANIFEST_NAME, load_manifest
+    from gpuxbuild.project.lockfile import check_lock, lock_path, read_lock
+    from gpuxbuild.project.manifest import MANIFEST_NAME, load_manifest
 
     if names and not upgrade:
         raise GpuxError("model names are only taken with --upgrade", "use `gpux lock --upgrade NAME`", exit_code=2)
@@ -100,7 +100,7 @@ def lock(ctx: Context, names: tuple[str, ...], check: bool, upgrade: bool, jobs:
         elif not ctx.quiet:
             console.print(f"gpux.lock is up to date ({len(manifest.models)} models)")
         return
-    from gpuxbuild.resolver import lock_project
+    from gpuxbuild.project.resolver import lock_project
 
     plan = lock_project(ctx.project, upgrade=(set(names) if names else True) if upgrade else False, offline=offline, jobs=jobs)
     _render_plan(plan, ctx, as_json)

@@ -3,7 +3,7 @@
 A no-op sync is what CI and editors run most, and its work (hash two small files, stat the placed
 ones) costs less than importing click and rich. So `main` hands the command line here first: when it
 is a plain `gpux [--project P] [-q] sync [--locked | --frozen] [--offline] [--target T] [--link-mode M]`
-and gpuxbuild.sync_record finds nothing to do and nothing to report beyond the summary, the two lines
+and gpuxbuild.sync.record finds nothing to do and nothing to report beyond the summary, the two lines
 the full command would print are printed here. Anything else (another command, other options, a
 change to make, a file to report, an error) returns False and the click application runs as usual.
 """
@@ -14,11 +14,11 @@ import os
 import sys
 from pathlib import Path
 
-from gpuxbuild.home import gpux_home
-from gpuxbuild.sync_record import DEFAULT_TARGET, cache_line, noop_state, summary_line
+from gpuxbuild.store.home import gpux_home
+from gpuxbuild.sync.record import DEFAULT_TARGET, cache_line, noop_state, summary_line
 
 FLAGS = {"--locked", "--frozen", "--offline"}
-LINK_MODES = ("auto", "reflink", "hardlink", "copy")  # = gpuxbuild.store.LINK_MODES, without importing the store
+LINK_MODES = ("auto", "reflink", "hardlink", "copy")  # = gpuxbuild.store.objects.LINK_MODES, without importing the store
 
 
 def parse_sync(argv: list[str]) -> dict | None:

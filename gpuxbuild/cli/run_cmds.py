@@ -18,8 +18,8 @@ DEVICE = click.option("--device-id", default=0, show_default=True, help="GPU ind
 
 
 def _locate(ctx: Context, name: str, offline: bool) -> Path:
-    from gpuxbuild.locate import locate
-    from gpuxbuild.store import Store
+    from gpuxbuild.models.locate import locate
+    from gpuxbuild.store.objects import Store
 
     def on_pull(ref):
         if not ctx.quiet:

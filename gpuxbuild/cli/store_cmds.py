@@ -68,7 +68,7 @@ def show_progress(ctx: Context, as_json: bool) -> bool:
 
 
 def _store():
-    from gpuxbuild.store import Store
+    from gpuxbuild.store.objects import Store
 
     return Store()
 
@@ -87,7 +87,7 @@ def _store():
 @pass_context
 def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, upgrade, jobs, offline, as_json) -> None:
     """Download a model (org/name[@REV], hf:org/name[@REV], path:./dir) into the store and build it."""
-    from gpuxbuild.pull import human_size, parse_ref, pull as do_pull
+    from gpuxbuild.models.pull import human_size, parse_ref, pull as do_pull
 
     store = _store()
     parsed = parse_ref(ref, registry=registry, revision=revision)
@@ -147,7 +147,7 @@ def _when(ts) -> str:
 @pass_context
 def ls(ctx: Context, as_json: bool) -> None:
     """List pulled and synced models."""
-    from gpuxbuild.pull import human_size, list_models
+    from gpuxbuild.models.pull import human_size, list_models
 
     rows = list_models(_store())
     if as_json:
@@ -178,7 +178,7 @@ cli.add_command(ls, "images")
 @pass_context
 def rm(ctx: Context, names, as_json: bool) -> None:
     """Forget pulled models (NAME[@REV]); files another model or a synced project uses stay."""
-    from gpuxbuild.pull import human_size, remove
+    from gpuxbuild.models.pull import human_size, remove
 
     store = _store()
     out = []
@@ -200,7 +200,7 @@ cli.add_command(rm, "rmi")
 @pass_context
 def inspect(ctx: Context, name: str, as_json: bool) -> None:
     """Everything known about a pulled model or a model of this project."""
-    from gpuxbuild.inspect import inspect_model
+    from gpuxbuild.models.inspect import inspect_model
 
     data = inspect_model(name, store=_store(), project=ctx.project)
     if as_json:
@@ -229,7 +229,7 @@ def cache() -> None:
 @pass_context
 def verify(ctx: Context, fix: bool, as_json: bool) -> None:
     """Re-hash the store; exit 1 if any object's bytes do not match its name."""
-    from gpuxbuild.gc import verify as do_verify
+    from gpuxbuild.store.gc import verify as do_verify
 
     report = do_verify(_store(), fix=fix)
     if as_json:
@@ -252,8 +252,8 @@ def verify(ctx: Context, fix: bool, as_json: bool) -> None:
 @pass_context
 def prune(ctx: Context, dry_run: bool, as_json: bool) -> None:
     """Remove objects and artifacts no pulled model, synced project or recent build uses."""
-    from gpuxbuild.gc import prune as do_prune
-    from gpuxbuild.pull import human_size
+    from gpuxbuild.store.gc import prune as do_prune
+    from gpuxbuild.models.pull import human_size
 
     report = do_prune(_store(), dry_run=dry_run)
     if as_json:
@@ -268,8 +268,8 @@ def prune(ctx: Context, dry_run: bool, as_json: bool) -> None:
 @pass_context
 def cache_info(ctx: Context, as_json: bool) -> None:
     """Store size, object counts and hit/miss counters."""
-    from gpuxbuild.gc import info
-    from gpuxbuild.pull import human_size
+    from gpuxbuild.store.gc import info
+    from gpuxbuild.models.pull import human_size
 
     data = info(_store())
     if as_json:

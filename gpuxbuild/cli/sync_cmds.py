@@ -7,14 +7,14 @@ from pathlib import Path
 import click
 
 from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, err_console, pass_context, print_json
-from gpuxbuild.store import LINK_MODES
-from gpuxbuild.sync_record import cache_line
+from gpuxbuild.store.objects import LINK_MODES
+from gpuxbuild.sync.record import cache_line
 
 _SIGNS = {"add": "[green]+[/]", "update": "[yellow]~[/]", "remove": "[red]-[/]"}
 
 
 def _human(n: int) -> str:
-    from gpuxbuild.pull import human_size
+    from gpuxbuild.models.pull import human_size
 
     return human_size(n)
 
@@ -62,7 +62,7 @@ def sync(ctx: Context, locked: bool, frozen: bool, dry_run: bool, target: Path |
 
     A stale gpux.lock is re-locked first (unchanged models keep their pins), unless --locked or --frozen.
     """
-    from gpuxbuild.sync import sync as do_sync
+    from gpuxbuild.sync.plan import sync as do_sync
 
     show = not ctx.quiet and not as_json
 

@@ -2,7 +2,7 @@
 
 A registry resolves a requested model + revision into a pinned record (an immutable commit and every
 file with its sha256 and size), describes a model, and transfers a pinned file's bytes. The store
-(`gpuxbuild.store`) owns hashing, locking and atomic placement, so a registry only moves bytes.
+(`gpuxbuild.store.objects`) owns hashing, locking and atomic placement, so a registry only moves bytes.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class ModelManager(ABC):
     def __init__(self, *, project: Path, offline: bool = False, store=None):
         self.project = project
         self.offline = offline
-        self.store = store  # a gpuxbuild.store.Store, for registries that keep bytes while resolving
+        self.store = store  # a gpuxbuild.store.objects.Store, for registries that keep bytes while resolving
 
     @abstractmethod
     def resolve(self, repo: str, revision: str | None, *, pin: str | None = None) -> PinnedModel:
@@ -109,9 +109,9 @@ class ModelManager(ABC):
         """Write the bytes of `file` at `commit` into `dest` (opened for append), starting at `resume_from`."""
 
     def fetch(self, repo: str, commit: str, files: list[FileEntry], *, label: str | None = None, jobs: int = 4, reporter=None):
-        """Fetch a pinned file set into `self.store`: parallel, hashed while streaming, atomic (see gpuxbuild.fetch)."""
-        from gpuxbuild.fetch import fetch
-        from gpuxbuild.store import Store
+        """Fetch a pinned file set into `self.store`: parallel, hashed while streaming, atomic (see gpuxbuild.store.fetch)."""
+        from gpuxbuild.store.fetch import fetch
+        from gpuxbuild.store.objects import Store
 
         if self.store is None:
             self.store = Store()

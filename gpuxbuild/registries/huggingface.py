@@ -185,7 +185,7 @@ class HuggingFaceManager(ModelManager):
 
     def _store(self):
         if self.store is None:
-            from gpuxbuild.store import Store
+            from gpuxbuild.store.objects import Store
 
             self.store = Store()
         return self.store

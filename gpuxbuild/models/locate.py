@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gpuxbuild.errors import GpuxError
-from gpuxbuild.store import Store
+from gpuxbuild.store.objects import Store
 
 
 def is_artifact(folder: Path) -> bool:
@@ -19,8 +19,8 @@ def is_artifact(folder: Path) -> bool:
 
 def _from_lock(name: str, project: Path, store: Store, offline: bool) -> Path | None:
     from gpuxbuild.build.artifact import artifact_path
-    from gpuxbuild.lockfile import locked_model
-    from gpuxbuild.sync import DEFAULT_TARGET
+    from gpuxbuild.project.lockfile import locked_model
+    from gpuxbuild.sync.plan import DEFAULT_TARGET
 
     entry = locked_model(project, name)
     if entry is None:
@@ -37,7 +37,7 @@ def _from_lock(name: str, project: Path, store: Store, offline: bool) -> Path | 
 
 def _from_pulled(name: str, project: Path, store: Store, offline: bool, on_pull=None) -> Path:
     from gpuxbuild.build.pipeline import build_pulled
-    from gpuxbuild.pull import Records, parse_ref, pull
+    from gpuxbuild.models.pull import Records, parse_ref, pull
 
     ref = parse_ref(name)
     rec = Records(store).lookup(ref)

@@ -2,7 +2,7 @@
 
 `plan_sync` compares the lock with what the target holds (per model: add, update, remove or unchanged,
 with the reasons), `execute` carries the plan out. The target keeps a record of what sync placed
-(gpuxbuild.sync_record), so a no-op sync only stats files, a changed or deleted file is restored, and
+(gpuxbuild.sync.record), so a no-op sync only stats files, a changed or deleted file is restored, and
 nothing sync did not place is ever deleted. Each model folder is prepared beside the old one and swapped
 in by an atomic rename, so a sync killed at any moment leaves every model either fully old or fully new.
 """
@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Callable
 
 from gpuxbuild.errors import GpuxError, IntegrityError
 from gpuxbuild.hashing import digest, sha256_bytes
-from gpuxbuild.store import Linker, Store, fsync_dir, read_json, remove_tree, write_atomic
-from gpuxbuild.sync_record import (
+from gpuxbuild.store.objects import Linker, Store, fsync_dir, read_json, remove_tree, write_atomic
+from gpuxbuild.sync.record import (
     DEFAULT_TARGET, FAST_PATH_MAX_AGE, OLD_PREFIX, OWN_FILES, RECORD_NAME, TMP_PREFIX, check_files, fingerprint, noop_state,
     project_id, project_record_path, read_record, stat_record, summary_line, user_files,
 )
 
 if TYPE_CHECKING:
-    from gpuxbuild.lockfile import Lock, LockedModel
+    from gpuxbuild.project.lockfile import Lock, LockedModel
 
 ARTIFACT_MANIFEST = "artifact.json"  # = gpuxbuild.build.artifact.ARTIFACT_MANIFEST, imported lazily
 Event = Callable[[str, str], None]  # (model name, what is happening)
@@ -504,7 +504,7 @@ def _noop_result(project: Path, target: Path, state: dict, *, dry_run: bool) -> 
 
 def _full_sync(project: Path, target: Path, store: Store, *, locked: bool, frozen: bool, offline: bool,
                dry_run: bool, link_mode: str, on_event: Event | None) -> SyncResult:
-    from gpuxbuild.lockfile import check_lock, lock_path, read_lock, staleness, write_lock
+    from gpuxbuild.project.lockfile import check_lock, lock_path, read_lock, staleness, write_lock
 
     lock = read_lock(lock_path(project))
     changes = []
@@ -512,13 +512,13 @@ def _full_sync(project: Path, target: Path, store: Store, *, locked: bool, froze
         if lock is None:
             raise GpuxError(f"--frozen: no gpux.lock in {project}", "run `gpux lock` first, or drop --frozen")
     else:
-        from gpuxbuild.manifest import MANIFEST_NAME, load_manifest
+        from gpuxbuild.project.manifest import MANIFEST_NAME, load_manifest
 
         manifest = load_manifest(project / MANIFEST_NAME)
         if locked:
             check_lock(manifest, lock)
         elif staleness(manifest, lock):
-            from gpuxbuild.resolver import plan_lock
+            from gpuxbuild.project.resolver import plan_lock
 
             lock_plan = plan_lock(manifest, lock, store=store, offline=offline)
             lock, changes = lock_plan.lock, lock_plan.changes
@@ -537,7 +537,7 @@ def _full_sync(project: Path, target: Path, store: Store, *, locked: bool, froze
 def _record_artifacts(project: Path, lock: Lock, res: SyncResult) -> bool:
     """Write each synced artifact's digest into its gpux.lock entry (only where it changed)."""
     from gpuxbuild.build.pipeline import job_from_lock
-    from gpuxbuild.lockfile import lock_path, write_lock
+    from gpuxbuild.project.lockfile import lock_path, write_lock
 
     acts = {a.name: a for a in res.plan.models}
     changed = False

@@ -12,10 +12,10 @@ from pathlib import Path
 import yaml
 
 from gpuxbuild.errors import ManifestError, StaleLockError
-from gpuxbuild.manifest import Manifest, ModelSpec
+from gpuxbuild.project.manifest import Manifest, ModelSpec
 from gpuxbuild.registries.base import FileEntry
 from gpuxbuild.schemas_io import describe_error, field_path, first_error, load_schema
-from gpuxbuild.store import write_atomic
+from gpuxbuild.store.objects import write_atomic
 
 LOCK_NAME = "gpux.lock"
 LOCK_VERSION = 1

@@ -13,8 +13,8 @@ from typing import Protocol
 
 from gpuxbuild.errors import GpuxError, RegistryError
 from gpuxbuild.registries.base import FileEntry, ModelManager
-from gpuxbuild.selection import is_pickle
-from gpuxbuild.store import Store
+from gpuxbuild.project.selection import is_pickle
+from gpuxbuild.store.objects import Store
 
 DEFAULT_JOBS = 4
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuxbuild.hashing import is_sha256, sha256_file
-from gpuxbuild.store import Store, read_json, remove_tree
+from gpuxbuild.store.objects import Store, read_json, remove_tree
 
 RECENT_BUILD_SECONDS = 7 * 24 * 3600
 
@@ -21,7 +21,7 @@ def project_records(store: Store) -> list[dict]:
 
 
 def _pulled(store: Store) -> list[dict]:
-    from gpuxbuild.pull import Records
+    from gpuxbuild.models.pull import Records
 
     return Records(store).all()
 

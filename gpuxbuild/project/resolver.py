@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuxbuild.errors import GpuxError, RegistryError
-from gpuxbuild.lockfile import Lock, LockedModel, options_of
-from gpuxbuild.manifest import Manifest, ModelSpec
+from gpuxbuild.project.lockfile import Lock, LockedModel, options_of
+from gpuxbuild.project.manifest import Manifest, ModelSpec
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import PinnedModel
-from gpuxbuild.selection import select_paths
+from gpuxbuild.project.selection import select_paths
 
 RESOLVE_JOBS = 4  # models resolved at once (each fetches its small files with up to 8 requests at a time)
 
@@ -186,7 +186,7 @@ def _resolve_all(todo: list[tuple[ModelSpec, LockedModel | None, bool]], project
     if not todo:
         return {}
     if store is None:
-        from gpuxbuild.store import Store
+        from gpuxbuild.store.objects import Store
 
         store = Store()  # one store for all threads (its counters are shared)
     managers = {r: get_manager(r, project=project, offline=offline, store=store) for r in sorted({s.registry for s, _, _ in todo})}
@@ -242,8 +242,8 @@ def _change(prev: LockedModel | None, new: LockedModel) -> LockChange:
 def lock_project(project: Path, *, upgrade: bool | set[str] = False, store=None, offline: bool = False,
                  jobs: int = RESOLVE_JOBS) -> LockPlan:
     """Plan and write the project's gpux.lock (atomically; untouched when nothing changed)."""
-    from gpuxbuild.lockfile import lock_path, read_lock, write_lock
-    from gpuxbuild.manifest import MANIFEST_NAME, load_manifest
+    from gpuxbuild.project.lockfile import lock_path, read_lock, write_lock
+    from gpuxbuild.project.manifest import MANIFEST_NAME, load_manifest
 
     manifest = load_manifest(project / MANIFEST_NAME)
     plan = plan_lock(manifest, read_lock(lock_path(project)), upgrade=upgrade, store=store, offline=offline, jobs=jobs)

@@ -31,7 +31,7 @@ from filelock import FileLock, Timeout
 
 from gpuxbuild.errors import GpuxError, IntegrityError
 from gpuxbuild.hashing import is_sha256
-from gpuxbuild.home import gpux_home
+from gpuxbuild.store.home import gpux_home
 
 STALE_TMP_SECONDS = 24 * 3600
 

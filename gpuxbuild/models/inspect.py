@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gpuxbuild.errors import GpuxError
-from gpuxbuild.store import Store
+from gpuxbuild.store.objects import Store
 
 
 def inspect_model(name: str, *, store: Store, project: Path) -> dict:
@@ -15,8 +15,8 @@ def inspect_model(name: str, *, store: Store, project: Path) -> dict:
     `name` is looked up like `gpux run` does: a model of `project`'s gpux.lock first, else a pulled model
     (`org/name[@REV]`).
     """
-    from gpuxbuild.lockfile import locked_model
-    from gpuxbuild.pull import resolve_name
+    from gpuxbuild.project.lockfile import locked_model
+    from gpuxbuild.models.pull import resolve_name
 
     entry = locked_model(project, name)
     if entry is not None:
@@ -51,7 +51,7 @@ def _artifact(store: Store, art: dict | None) -> dict | None:
 
 
 def _from_pulled(rec: dict, store: Store) -> dict:
-    from gpuxbuild.pull import Records, Ref
+    from gpuxbuild.models.pull import Records, Ref
 
     records = Records(store)
     tags = records.tags_of(rec)
@@ -74,12 +74,12 @@ def _from_pulled(rec: dict, store: Store) -> dict:
 
 
 def _from_lock(entry, store: Store, project: Path) -> dict:
-    from gpuxbuild.gc import project_records
+    from gpuxbuild.store.gc import project_records
 
     synced = next(
         (p.get("models", {}).get(entry.name) for p in project_records(store) if p.get("project") == str(project)), None
     )
-    from gpuxbuild.sync import DEFAULT_TARGET
+    from gpuxbuild.sync.plan import DEFAULT_TARGET
 
     artifact = _artifact(store, (synced or {}).get("artifact")) or _artifact(store, entry.artifact)
     folder = project / DEFAULT_TARGET / entry.name

@@ -11,13 +11,13 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from gpuxbuild.errors import GpuxError
-from gpuxbuild.fetch import Fetcher, Reporter, check_pickles, missing_files
+from gpuxbuild.store.fetch import Fetcher, Reporter, check_pickles, missing_files
 from gpuxbuild.hashing import canonical_json
-from gpuxbuild.manifest import adhoc_spec, check_revision
+from gpuxbuild.project.manifest import adhoc_spec, check_revision
 from gpuxbuild.registries import get_manager, parse_source
 from gpuxbuild.registries.base import FileEntry, is_git_commit
-from gpuxbuild.selection import is_pickle
-from gpuxbuild.store import Store, read_json, remove_tree, write_atomic
+from gpuxbuild.project.selection import is_pickle
+from gpuxbuild.store.objects import Store, read_json, remove_tree, write_atomic
 
 
 @dataclass(frozen=True)
@@ -217,8 +217,8 @@ def pull(
     A revision pulled before keeps the commit it was pinned to, with no request at all (like an
     unchanged entry of gpux.lock); `upgrade` re-resolves it online, as `gpux lock --upgrade` does.
     """
-    from gpuxbuild.lockfile import LockedModel
-    from gpuxbuild.resolver import resolve_model
+    from gpuxbuild.project.lockfile import LockedModel
+    from gpuxbuild.project.resolver import resolve_model
 
     store.clean_tmp()
     records = Records(store)
@@ -281,7 +281,7 @@ def resolve_name(name: str, store: Store) -> dict:
 def remove(name: str, store: Store) -> tuple[list[dict], int]:
     """Forget the pulled model(s) `name` matches and delete their objects and artifact that nothing else
     (another pulled model, a synced project) uses. Returns (records removed, bytes freed)."""
-    from gpuxbuild.gc import live_objects, referenced_artifacts, tree_size
+    from gpuxbuild.store.gc import live_objects, referenced_artifacts, tree_size
 
     ref = parse_ref(name)
     records = Records(store)
@@ -310,7 +310,7 @@ def remove(name: str, store: Store) -> tuple[list[dict], int]:
 
 def list_models(store: Store) -> list[dict]:
     """Pulled models (with tags and last use) and models of synced projects, for `gpux ls`."""
-    from gpuxbuild.gc import project_records
+    from gpuxbuild.store.gc import project_records
 
     records = Records(store)
     rows = []

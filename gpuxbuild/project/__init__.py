@@ -1,0 +1,1 @@
+"""The project's files: gpux.models.yml (manifest), gpux.lock (lockfile), locking them (resolver), edits."""

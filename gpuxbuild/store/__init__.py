@@ -1,0 +1,1 @@
+"""The content-addressed store under $GPUX_HOME: objects, locks, fetching into it, what keeps objects alive."""
