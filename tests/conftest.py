@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
 import re
 import sys
 
 import pytest
+from helpers import sync_hf_constants
 from hubserver import HubServer
 from runtime_artifacts import artifacts  # noqa: F401  (one session-wide instance for every test module)
 
@@ -19,34 +19,11 @@ if "huggingface_hub" in sys.modules:
 _HUB = HubServer().start()
 os.environ["HF_ENDPOINT"] = _HUB.endpoint
 
-# Names other huggingface_hub modules copied from constants at import time.
-_HF_CONSTANT_COPIES = {
-    "huggingface_hub.utils._cache_manager": ("HF_HUB_CACHE",),
-    "huggingface_hub.utils._cache_assets": ("HF_ASSETS_CACHE",),
-}
 _HF_CLEARED = (
     "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
     "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE", "HF_XET_CACHE", "HF_HUB_ENABLE_HF_TRANSFER",
 )
 _repo_numbers = itertools.count(1)
-
-
-def _sync_hf_constants(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the imported huggingface_hub see os.environ as a fresh process would (HF_HOME, offline, ...)."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import reset_sessions
-
-    spec = importlib.util.spec_from_file_location("_hf_constants_now", constants.__file__)
-    fresh = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fresh)
-    for name, value in vars(fresh).items():
-        if name.isupper() and getattr(constants, name, None) != value:
-            monkeypatch.setattr(constants, name, value)
-    for module, names in _HF_CONSTANT_COPIES.items():
-        for name in names:
-            monkeypatch.setattr(f"{module}.{name}", getattr(fresh, name))
-    # Sessions are cached and pick the offline adapter when created.
-    reset_sessions()
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +59,7 @@ def hf_env(monkeypatch: pytest.MonkeyPatch):
                 monkeypatch.delenv(name, raising=False)
             else:
                 monkeypatch.setenv(name, value)
-        _sync_hf_constants(monkeypatch)
+        sync_hf_constants(monkeypatch)
 
     return apply
 

@@ -1,11 +1,18 @@
-"""Helpers for end-to-end tests: run the real CLI in a subprocess, publish tiny models on the test Hub."""
+"""Helpers for end-to-end tests: run the real CLI (in this process, or in a subprocess where a test needs a
+process of its own), publish tiny models on the test Hub."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
+import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tinymodels import make_repo
@@ -17,11 +24,89 @@ CARDS = {
 
 
 def gpux(*args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None, timeout: float = 600):
-    """Run `python -m gpuxbuild ARGS` like a user would; returns the CompletedProcess."""
-    r = subprocess.run([sys.executable, "-m", "gpuxbuild", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
+    """Run `gpux ARGS` in this process, as pdm's test fixture does: `gpuxbuild.cli.main(args)` with its own
+    working folder, environment (`env` replaces it whole, as for a subprocess) and captured output.
+    Returns a CompletedProcess. Start-up cost is paid once per test run instead of once per command;
+    tests of what a process imports, of signals, races or terminals use `gpux_process`."""
+    del timeout  # pytest-timeout bounds the test
+    from gpuxbuild.cli import main
+    from gpuxbuild.cli.app import console, err_console
+
+    out, err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8"), io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    code = 0
+    with contextlib.ExitStack() as stack:
+        monkeypatch = stack.enter_context(pytest.MonkeyPatch.context())
+        if env is not None:
+            for name in set(os.environ) - set(env):
+                monkeypatch.delenv(name)
+            for name, value in env.items():
+                monkeypatch.setenv(name, value)
+            sync_hf_constants(monkeypatch)
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        for lazy in (console, err_console):  # rich reads FORCE_COLOR, COLUMNS, ... when a Console is made
+            monkeypatch.setattr(lazy, "_console", None)
+        monkeypatch.setattr(sys, "stdout", out)
+        monkeypatch.setattr(sys, "stderr", err)
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            if isinstance(exc.code, str):
+                print(exc.code, file=err)
+                code = 1
+            else:
+                code = exc.code or 0
+        except Exception:  # what an uncaught error does to a process: a traceback and status 1
+            traceback.print_exc(file=err)
+            code = 1
+        finally:
+            out.flush()
+            err.flush()
+    r = subprocess.CompletedProcess(["gpux", *args], code, _text(out), _text(err))
     if check and r.returncode != 0:
         raise AssertionError(f"gpux {' '.join(args)} exited {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}")
     return r
+
+
+def _text(stream: io.TextIOWrapper) -> str:
+    """What a subprocess reader with text=True would get: decoded, universal newlines."""
+    data = stream.buffer.getvalue().decode("utf-8", errors="replace")
+    return data.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def gpux_process(*args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None,
+                 timeout: float = 600):
+    """Run `python -m gpuxbuild ARGS` in a process of its own; returns the CompletedProcess."""
+    r = subprocess.run([sys.executable, "-m", "gpuxbuild", *args], cwd=cwd, capture_output=True, text=True, env=env,
+                       timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"gpux {' '.join(args)} exited {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+    return r
+
+
+# Names other huggingface_hub modules copied from constants at import time.
+_HF_CONSTANT_COPIES = {
+    "huggingface_hub.utils._cache_manager": ("HF_HUB_CACHE",),
+    "huggingface_hub.utils._cache_assets": ("HF_ASSETS_CACHE",),
+}
+
+
+def sync_hf_constants(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the imported huggingface_hub see os.environ as a fresh process would (HF_HOME, offline, ...)."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import reset_sessions
+
+    spec = importlib.util.spec_from_file_location("_hf_constants_now", constants.__file__)
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    for name, value in vars(fresh).items():
+        if name.isupper() and getattr(constants, name, None) != value:
+            monkeypatch.setattr(constants, name, value)
+    for module, names in _HF_CONSTANT_COPIES.items():
+        for name in names:
+            monkeypatch.setattr(f"{module}.{name}", getattr(fresh, name))
+    # Sessions are cached and pick the offline adapter when created.
+    reset_sessions()
 
 
 def publish(hub, repo_id: str, kind: str = "bert", *, card: dict | None = None, seed: int = 0, **kw) -> str:
