@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gpuxbuild.errors import GpuxError
-from gpuxbuild.runtime.providers import CPU, canonical_name, doctor, parse_memory, select_providers
+from gpuxbuild.runtime.doctor import doctor
+from gpuxbuild.runtime.providers import CPU, canonical_name, parse_memory, select_providers
 
 MACOS = ["CoreMLExecutionProvider", "AzureExecutionProvider", CPU]
 LINUX_CUDA = ["TensorrtExecutionProvider", "CUDAExecutionProvider", CPU]

@@ -5,7 +5,8 @@ Public API: `load`, `Model`, `benchmark`, `doctor`, `select_providers`, `create_
 
 from __future__ import annotations
 
-from gpuxbuild.runtime.providers import ProviderChoice, doctor, select_providers
+from gpuxbuild.runtime.doctor import doctor
+from gpuxbuild.runtime.providers import ProviderChoice, select_providers
 from gpuxbuild.runtime.session import Model, benchmark, load
 
 __all__ = ["Model", "ProviderChoice", "benchmark", "create_app", "doctor", "load", "select_providers", "serve"]
