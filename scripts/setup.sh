@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Set up .venv with gpuxbuild (editable) and its convert, serve and test extras.
+# Set up .venv with gpuxbuild (editable) and the pinned, hashed environment of requirements/dev.txt
+# (its convert, serve, test and dev extras; refresh it with scripts/lock-dev.sh).
 # Idempotent and quiet: prints nothing when all is well, the failing step's output when not.
 # Needs Python >= 3.11 (PYTHON=/path/to/python to choose one) and access to PyPI (or a mirror set in pip's config).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TORCH_VERSION=2.13.0 # keep in step with the convert extra in pyproject.toml
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.gpuxbuild-setup
@@ -24,7 +24,7 @@ step() { # step WHAT COMMAND...: run COMMAND, its output kept back unless it fai
 }
 
 # Everything below is skipped when the inputs of the last successful setup have not changed.
-key=$(cat pyproject.toml "$0" | sha256sum | cut -d' ' -f1)
+key=$(cat pyproject.toml requirements/dev.txt "$0" | sha256sum | cut -d' ' -f1)
 if [ -x "$VENV/bin/gpux" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$key" ]; then
     exit 0
 fi
@@ -36,7 +36,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     fi
     step "creating $VENV" "$PYTHON" -m venv "$VENV"
 fi
-# torch first and pinned: left to resolve as a dependency, it becomes a CUDA build with several GB of wheels.
-step "installing torch==$TORCH_VERSION" "$VENV/bin/python" -m pip install -q "torch==$TORCH_VERSION"
-step "installing gpuxbuild" "$VENV/bin/python" -m pip install -q -e '.[convert,serve,test]'
+# Every package pinned and checked by hash (torch included: its CPU build, never a CUDA one).
+step "installing requirements/dev.txt" "$VENV/bin/python" -m pip install -q --require-hashes -r requirements/dev.txt
+step "installing gpuxbuild" "$VENV/bin/python" -m pip install -q --no-deps -e .
 echo "$key" >"$STAMP"
