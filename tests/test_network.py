@@ -89,7 +89,7 @@ def test_a_server_that_never_answers_times_out(silent_server, tmp_path, command)
 def test_huggingface_hub_timeout_variables_are_honoured(silent_server):
     env = {**os.environ, "HF_ENDPOINT": silent_server, "HF_HUB_ETAG_TIMEOUT": "1", "GPUX_HTTP_RETRIES": "0"}
     r = gpux("pull", "test-org/anything", "--no-build", check=False, env=env, timeout=60)
-    assert r.returncode == 1 and "(ReadTimeout, 1 attempts)" in one_error_line(r.stderr)
+    assert r.returncode == 1 and "(ReadTimeout, 1 attempt)" in one_error_line(r.stderr)
 
 
 def test_a_body_that_stalls_times_out_and_is_retried(hub, repo_id):

@@ -132,7 +132,7 @@ class HuggingFaceManager(ModelManager):
 
         attempts = ""
         if isinstance(exc, GaveUp):
-            exc, attempts = exc.error, f", {exc.attempts} attempts"
+            exc, attempts = exc.error, f", {exc.attempts} attempt" + ("s" if exc.attempts > 1 else "")
         response = getattr(exc, "response", None)
         request = getattr(exc, "request", None) or getattr(response, "request", None)
         host = url_host(getattr(request, "url", None) or self.endpoint)
