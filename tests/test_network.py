@@ -53,6 +53,30 @@ def test_a_body_cut_mid_transfer_is_resumed_by_range(hub, repo_id, gpux_home):
     assert gpux("cache", "verify").returncode == 0
 
 
+def test_a_download_that_keeps_advancing_is_never_given_up(hub, repo_id, gpux_home):
+    publish(hub, repo_id, "bert")
+    data = random.Random(4).randbytes(3 * CHUNK + 1024)
+    hub.commit(repo_id, {"extra.safetensors": data})
+    hub.cut_after(repo_id, "extra.safetensors", CHUNK + 1000, times=3)  # every attempt brings one chunk, then drops
+    hub.reset_log()
+    r = gpux("pull", repo_id, "--no-build", check=False, env={**os.environ, "GPUX_HTTP_RETRIES": "1"})
+    assert r.returncode == 0, r.stderr
+    ranges = [q.range for q in hub.requests("GET", repo=repo_id, path="extra.safetensors", kind="lfs")]
+    assert ranges == [None] + [f"bytes={n * CHUNK}-" for n in (1, 2, 3)]
+
+
+def test_a_transfer_cut_each_time_ends_in_one_line_naming_the_cdn(hub, repo_id, gpux_home):
+    publish(hub, repo_id, "bert")
+    hub.cut_after(repo_id, "model.safetensors", 1000, times=10)
+    r = gpux("pull", repo_id, "--no-build", check=False, env={**os.environ, "GPUX_HTTP_RETRIES": "1"})
+    assert r.returncode == 1
+    line = one_error_line(r.stderr)
+    cdn = hub.cdn_endpoint.removeprefix("http://")
+    assert f"model.safetensors: transfer from {cdn} failed (ChunkedEncodingError, 2 attempts)" in line
+    assert "run the command again" in r.stderr
+    assert len(hub.requests("GET", repo=repo_id, path="model.safetensors", kind="lfs")) == 2
+
+
 @pytest.mark.parametrize("kind, status", [("api", 503), ("resolve", 429), ("lfs", 500)])
 def test_5xx_and_429_are_retried_as_retry_after_says(hub, repo_id, kind, status):
     publish(hub, repo_id, "bert")

@@ -282,6 +282,7 @@ class HuggingFaceManager(ModelManager):
     @staticmethod
     def _stream(url: str, headers: dict, dest: BinaryIO, progress: Progress | None) -> None:
         """One GET of `url` into `dest`, asking only for the bytes after `dest.tell()`."""
+        import requests
         from huggingface_hub import constants
         from huggingface_hub.utils import get_session, hf_raise_for_status
 
@@ -295,10 +296,14 @@ class HuggingFaceManager(ModelManager):
             if offset and r.status_code == 200:  # the server ignored the Range: start over
                 dest.seek(0)
                 dest.truncate()
-            for chunk in r.iter_content(chunk_size=constants.DOWNLOAD_CHUNK_SIZE):
-                if progress:
-                    progress(len(chunk))
-                dest.write(chunk)
+            try:
+                for chunk in r.iter_content(chunk_size=constants.DOWNLOAD_CHUNK_SIZE):
+                    if progress:
+                        progress(len(chunk))
+                    dest.write(chunk)
+            except requests.RequestException as exc:
+                exc.request = exc.request or r.request  # a body cut short: the error names the host it came from
+                raise
 
     def _xet_get(self, xet_file_data, dest: BinaryIO, size, path: str, *, label: str) -> None:
         """Xet-backed files: the client writes to a path, so stream that file into `dest` afterwards."""
