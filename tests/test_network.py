@@ -10,6 +10,7 @@ import socket
 
 import pytest
 from helpers import gpux, publish, write_manifest
+from hubserver import DEFAULT_TOKEN
 
 from gpuxbuild.network import redact_url
 
@@ -152,3 +153,11 @@ def test_a_bad_setting_is_one_line(hub, repo_id):
     publish(hub, repo_id, "bert")
     r = gpux("pull", repo_id, "--no-build", check=False, env={**os.environ, "GPUX_HTTP_RETRIES": "many"})
     assert r.returncode == 1 and "GPUX_HTTP_RETRIES='many'" in one_error_line(r.stderr)
+
+
+def test_the_token_goes_to_the_hub_never_to_the_cdn(hub, repo_id):
+    publish(hub, repo_id, "bert", private=True)
+    r = gpux("pull", repo_id, "--no-build", check=False, env={**os.environ, "HF_TOKEN": DEFAULT_TOKEN})
+    assert r.returncode == 0, r.stderr
+    assert {q.token for q in hub.requests(repo=repo_id, kind="api")} == {DEFAULT_TOKEN}
+    assert [q.token for q in hub.requests("GET", repo=repo_id, path="model.safetensors", kind="lfs")] == [None]
