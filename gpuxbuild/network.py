@@ -11,6 +11,7 @@ Standard library only, so a client of any kind (requests, boto, httpx) can use i
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -30,6 +31,7 @@ SECRET_PARAMS = frozenset({
     "sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-goog-signature",
     "x-goog-credential", "se", "sp", "sv", "skoid", "sktid", "policy", "key-pair-id",
 })
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")  # a URL inside a message
 
 
 def _env_number(name: str, default: float, *, integer: bool = False, minimum: float = 0) -> float:
@@ -164,6 +166,11 @@ def redact_url(url: str) -> str:
         if any(k.lower() in SECRET_PARAMS for k, _ in pairs):
             query = urlencode([(k, "***" if k.lower() in SECRET_PARAMS else v) for k, v in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_text(text: str) -> str:
+    """`text` (another library's error message) with every URL in it passed through `redact_url`."""
+    return _URL.sub(lambda m: redact_url(m.group(0)), text)
 
 
 def url_host(url: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 from helpers import gpux, publish, write_manifest
 from hubserver import DEFAULT_TOKEN
 
-from gpuxbuild.network import redact_url
+from gpuxbuild.network import redact_text, redact_url
 
 CHUNK = 10 * 1024 * 1024  # the download chunk: what arrived before a cut is kept in whole chunks
 
@@ -147,6 +147,8 @@ def test_redact_url():
     assert redact_url("https://cdn/x?X-Amz-Signature=abc&X-Amz-Credential=k&part=2&token=t") == (
         "https://cdn/x?X-Amz-Signature=***&X-Amz-Credential=***&part=2&token=***")
     assert redact_url("https://huggingface.co") == "https://huggingface.co"
+    assert redact_text("GET 'https://a:b@cas.example/x?sig=1' failed; see https://docs") == (
+        "GET 'https://***@cas.example/x?sig=***' failed; see https://docs")
 
 
 def test_a_bad_setting_is_one_line(hub, repo_id):

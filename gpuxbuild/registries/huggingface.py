@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from gpuxbuild.errors import RegistryError
 from gpuxbuild.hashing import is_hex_digest, is_sha256
-from gpuxbuild.network import GaveUp, RetryPolicy, http_timeout, redact_url, requests_transient, url_host
+from gpuxbuild.network import GaveUp, RetryPolicy, http_timeout, redact_text, redact_url, requests_transient, url_host
 from gpuxbuild.registries.base import FileEntry, Listed, ModelInfo, ModelManager, PinnedModel, Progress, is_git_commit
 
 SMALL_FILE_JOBS = 8  # small files are fetched at resolve time to learn their sha256, in parallel
@@ -326,7 +326,8 @@ class HuggingFaceManager(ModelManager):
                     raise  # reported as an authorization problem
                 raise RegistryError(f"{label}: the Xet download failed (HTTP {status})", hint) from None
             except (RuntimeError, OSError, ValueError) as exc:  # hf_xet's own failures
-                raise RegistryError(f"{label}: the Xet download failed ({type(exc).__name__}: {exc})", hint) from None
+                raise RegistryError(f"{label}: the Xet download failed ({type(exc).__name__}: {redact_text(str(exc))})",
+                                    hint) from None
             dest.seek(0)
             dest.truncate()
             with open(tmp, "rb") as f:
