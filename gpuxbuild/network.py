@@ -150,6 +150,15 @@ def requests_transient(exc: BaseException) -> Transient | None:
     return None
 
 
+def requests_failure_name(exc: BaseException) -> str:
+    """The failure's name for a message: the exception's, except a read timeout that `requests` reports as a
+    ConnectionError (a body that stalled) is a ReadTimeout."""
+    from urllib3.exceptions import ReadTimeoutError
+
+    cause = exc.args[0] if exc.args else None
+    return "ReadTimeout" if isinstance(cause, ReadTimeoutError) else type(exc).__name__
+
+
 def redact_url(url: str) -> str:
     """`url` with its credentials hidden: the `user:password@` part and the values of token-like query
     parameters become `***`. Use it for every URL that reaches a message or a log."""

@@ -85,7 +85,8 @@ def test_5xx_and_429_are_retried_as_retry_after_says(hub, repo_id, kind, status)
     hub.fail(kind, status, times=2, retry_after="0")
     r = gpux("pull", repo_id, "--no-build", check=False)
     assert r.returncode == 0, r.stderr
-    assert [q.status for q in hub.requests(kind=kind)][:3] == [status, status, 200]
+    answers = [q.status for q in hub.requests(kind=kind)]  # in parallel requests' order of arrival
+    assert answers.count(status) == 2 and set(answers) <= {status, 200, 302}  # 302: a large file's CDN location
 
 
 def test_retries_spent_end_in_one_line_naming_the_host(hub, repo_id, tmp_path):
@@ -111,10 +112,17 @@ def test_a_server_that_never_answers_times_out(silent_server, tmp_path, command)
     assert f"cannot reach {silent_server.removeprefix('http://')} (ReadTimeout, 2 attempts)" in line
 
 
-def test_huggingface_hub_timeout_variables_are_honoured(silent_server):
+def test_huggingface_hub_timeout_variables_are_honoured(silent_server, hub, repo_id):
     env = {**os.environ, "HF_ENDPOINT": silent_server, "HF_HUB_ETAG_TIMEOUT": "1", "GPUX_HTTP_RETRIES": "0"}
     r = gpux("pull", "test-org/anything", "--no-build", check=False, env=env, timeout=60)
     assert r.returncode == 1 and "(ReadTimeout, 1 attempt)" in one_error_line(r.stderr)
+
+    publish(hub, repo_id, "bert")
+    hub.stall("lfs", 30, after_headers=True, times=5)
+    env = {**os.environ, "HF_HUB_DOWNLOAD_TIMEOUT": "1", "GPUX_HTTP_RETRIES": "0"}
+    r = gpux("pull", repo_id, "--no-build", check=False, env=env, timeout=60)
+    cdn = hub.cdn_endpoint.removeprefix("http://")
+    assert r.returncode == 1 and f"cannot reach {cdn} (ReadTimeout, 1 attempt)" in one_error_line(r.stderr)
 
 
 def test_a_body_that_stalls_times_out_and_is_retried(hub, repo_id):
@@ -127,7 +135,7 @@ def test_a_body_that_stalls_times_out_and_is_retried(hub, repo_id):
 
     hub.stall("api", 30, after_headers=True, times=5)  # the metadata request, every time
     r = gpux("pull", repo_id, "--no-build", "--upgrade", check=False, env=fast_failing(), timeout=60)
-    assert r.returncode == 1 and "cannot reach" in one_error_line(r.stderr)
+    assert r.returncode == 1 and "(ReadTimeout, 2 attempts)" in one_error_line(r.stderr)
 
 
 def test_credentials_in_hf_endpoint_are_never_printed(hub, repo_id, tmp_path):

@@ -19,7 +19,9 @@ from urllib.parse import urlsplit
 
 from gpuxbuild.errors import RegistryError
 from gpuxbuild.hashing import is_hex_digest, is_sha256
-from gpuxbuild.network import GaveUp, RetryPolicy, http_timeout, redact_text, redact_url, requests_transient, url_host
+from gpuxbuild.network import (
+    GaveUp, RetryPolicy, http_timeout, redact_text, redact_url, requests_failure_name, requests_transient, url_host,
+)
 from gpuxbuild.registries.base import FileEntry, Listed, ModelInfo, ModelManager, PinnedModel, Progress, is_git_commit
 
 SMALL_FILE_JOBS = 8  # small files are fetched at resolve time to learn their sha256, in parallel
@@ -143,7 +145,7 @@ class HuggingFaceManager(ModelManager):
             return RegistryError(f"{where}: {host} answered HTTP {response.status_code}{attempts}", f"{retry}; check HF_ENDPOINT")
         if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
             return RegistryError(
-                f"{where}: cannot reach {host} ({type(exc).__name__}{attempts})",
+                f"{where}: cannot reach {host} ({requests_failure_name(exc)}{attempts})",
                 f"check the network or HF_ENDPOINT ({retry}); models already in the store work with --offline",
             )
         # e.g. a transfer cut mid-body (ChunkedEncodingError) each time: what arrived is kept and resumed next time
