@@ -125,11 +125,17 @@ def test_huggingface_hub_timeout_variables_are_honoured(silent_server, hub, repo
     assert r.returncode == 1 and f"cannot reach {cdn} (ReadTimeout, 1 attempt)" in one_error_line(r.stderr)
 
 
-def test_a_body_that_stalls_times_out_and_is_retried(hub, repo_id):
+def test_stalled_requests_time_out_and_are_retried(hub, repo_id):
     publish(hub, repo_id, "bert")
+    hub.stall("api", 30)  # the listing never answers once
+    r = gpux("pull", repo_id, "--no-build", check=False, env=fast_failing(), timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert hub.count(kind="api") == 2
+
+    hub.commit(repo_id, {"extra.safetensors": b"x" * 20_000})
     hub.stall("lfs", 30, after_headers=True)  # headers, then nothing: the read times out, the retry succeeds
     hub.reset_log()
-    r = gpux("pull", repo_id, "--no-build", check=False, env=fast_failing(), timeout=60)
+    r = gpux("pull", repo_id, "--no-build", "--upgrade", check=False, env=fast_failing(), timeout=60)
     assert r.returncode == 0, r.stderr
     assert len(hub.requests("GET", kind="lfs")) == 2
 
