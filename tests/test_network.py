@@ -6,7 +6,11 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import signal
 import socket
+import subprocess
+import sys
+import time
 
 import pytest
 from helpers import gpux, publish, write_manifest
@@ -87,6 +91,22 @@ def test_5xx_and_429_are_retried_as_retry_after_says(hub, repo_id, kind, status)
     assert r.returncode == 0, r.stderr
     answers = [q.status for q in hub.requests(kind=kind)]  # in parallel requests' order of arrival
     assert answers.count(status) == 2 and set(answers) <= {status, 200, 302}  # 302: a large file's CDN location
+
+
+def test_ctrl_c_ends_a_retry_wait_at_once(hub, repo_id):
+    publish(hub, repo_id, "bert")
+    hub.fail("lfs", 503, times=10, retry_after="60")  # the longest wait honoured
+    proc = subprocess.Popen([sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while hub.count("GET", kind="lfs") == 0:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.5)  # well inside the wait
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)  # half the wait: the wait did not run out
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert hub.count("GET", kind="lfs") == 1
 
 
 def test_retries_spent_end_in_one_line_naming_the_host(hub, repo_id, tmp_path):
