@@ -70,6 +70,7 @@ def _isolated_env(hub: HubServer, hf_home, gpux_home, hf_env):
     if not hub.running:
         hub.start()
     hub.reset_log()
+    hub.clear_server_faults()
     hf_env(
         HF_ENDPOINT=hub.endpoint,
         HF_HOME=str(hf_home),

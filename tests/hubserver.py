@@ -155,6 +155,17 @@ class _Fault:
 
 
 @dataclass
+class _ServerFault:
+    """A fault of every request of one ``kind`` ("api", "resolve", "lfs"), for the next ``times`` requests."""
+
+    times: int
+    status: int | None = None  # answer this status instead
+    retry_after: str | None = None
+    stall: float = 0.0  # seconds to wait, before the headers or (``after_headers``) before the body
+    after_headers: bool = False
+
+
+@dataclass
 class LoggedRequest:
     """One request as the servers saw it. ``kind`` is "api", "resolve" or "lfs" (the CDN)."""
 
@@ -213,6 +224,7 @@ class HubServer:
         self._lfs: dict[str, bytes] = {}
         self._faults: dict[tuple[str, str], _Fault] = {}
         self._log: list[LoggedRequest] = []
+        self._server_faults: dict[str, _ServerFault] = {}
         self.latency = 0.0  # seconds every request waits before it is answered, like a distant Hub
 
     # ----------------------------------------------------------------- lifecycle
@@ -404,11 +416,30 @@ class HubServer:
         with self._lock:
             self._fault(repo_id, path).xet = on
 
+    def fail(self, kind: str, status: int = 503, *, times: int = 1, retry_after: str | None = None) -> None:
+        """The next ``times`` requests of ``kind`` ("api", "resolve" or "lfs") answer ``status`` (with a
+        ``Retry-After`` header if given), as an overloaded Hub or CDN does."""
+        with self._lock:
+            self._server_faults[kind] = _ServerFault(times, status=status, retry_after=retry_after)
+
+    def stall(self, kind: str, seconds: float, *, times: int = 1, after_headers: bool = False) -> None:
+        """The next ``times`` requests of ``kind`` wait ``seconds`` before they are answered, or with
+        ``after_headers`` send their headers and then wait before the body: a server that hangs."""
+        with self._lock:
+            self._server_faults[kind] = _ServerFault(times, stall=seconds, after_headers=after_headers)
+
     def clear_faults(self, repo_id: str | None = None) -> None:
-        """Undo tamper/cut_after/throttle/misreport/advertise_xet for one repo, or all."""
+        """Undo tamper/cut_after/throttle/misreport/advertise_xet for one repo, or all (and fail/stall too)."""
         with self._lock:
             for key in [k for k in self._faults if repo_id in (None, k[0])]:
                 del self._faults[key]
+        if repo_id is None:
+            self.clear_server_faults()
+
+    def clear_server_faults(self) -> None:
+        """Undo fail/stall (conftest does this before every test)."""
+        with self._lock:
+            self._server_faults.clear()
 
     # -------------------------------------------------------------- request log
     def requests(
@@ -458,6 +489,15 @@ class HubServer:
         with self._lock:
             self._log.append(entry)
 
+    def _server_fault(self, kind: str) -> _ServerFault | None:
+        """The fault this request of ``kind`` gets, consuming one of its ``times``."""
+        with self._lock:
+            fault = self._server_faults.get(kind)
+            if fault is None or fault.times <= 0:
+                return None
+            fault.times -= 1
+            return fault
+
     def _content_fault(self, repo_id: str | None, path: str | None, consume: bool) -> tuple:
         """(tampered bytes, cut after n bytes, bytes per second) for one response; consumes a cut if asked."""
         with self._lock:
@@ -500,7 +540,16 @@ class _Handler(BaseHTTPRequestHandler):
         hub._record(self.entry)
         if hub.latency:
             time.sleep(hub.latency)
+        self.stall_body = 0.0
+        fault = hub._server_fault(kind)
+        if fault is not None and fault.stall and not fault.after_headers:
+            time.sleep(fault.stall)
+        elif fault is not None and fault.stall:
+            self.stall_body = fault.stall
         try:
+            if fault is not None and fault.status:
+                raise _HTTPError(fault.status, message="injected fault",
+                                 headers={"Retry-After": fault.retry_after} if fault.retry_after else {})
             if kind == "lfs":
                 self._cdn(method, split.path)
             elif kind == "api":
@@ -532,6 +581,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body) if length is None else length))
         self.send_header("Connection", "close")
         self.end_headers()
+        if self.stall_body:
+            self.wfile.flush()
+            time.sleep(self.stall_body)
         if self.command != "HEAD":
             self.wfile.write(body)
 

@@ -144,10 +144,14 @@ class _Worker:
         self.log.seek(0)
         return _last_line(self.log.read())
 
-    def close(self) -> None:
-        # An idle worker holds no state worth a clean exit, and tearing down torch takes about a second.
+    def kill(self) -> None:
+        """End the process at once; a request in flight then reads end-of-file (safe from another thread)."""
         if self.proc.poll() is None:
             self.proc.kill()
+
+    def close(self) -> None:
+        # An idle worker holds no state worth a clean exit, and tearing down torch takes about a second.
+        self.kill()
         self.proc.wait()
         self.proc.stdin.close()
         self.proc.stdout.close()
@@ -171,24 +175,41 @@ class ExportPool:
             self._idle.put(None)  # a slot; its process starts on first use
         self._all: list[_Worker] = []
         self._lock = threading.Lock()
+        self._stopped = False
+
+    def _start(self) -> _Worker:
+        with self._lock:
+            if self._stopped:
+                raise ExportError("the export was stopped (interrupted)", "run the command again")
+            worker = _Worker(self._env)
+            self._all.append(worker)
+            return worker
 
     def prestart(self, count: int) -> None:
         """Start up to `count` workers now, so their imports overlap with the caller's fetching."""
         slots = [self._idle.get() for _ in range(self._idle.qsize())]
-        for i, worker in enumerate(slots):
-            if worker is None and i < count:
-                worker = _Worker(self._env)
-                with self._lock:
-                    self._all.append(worker)
-            self._idle.put(worker)
+        try:
+            for i, worker in enumerate(slots):
+                if worker is None and i < count:
+                    slots[i] = self._start()
+        finally:
+            for worker in slots:
+                self._idle.put(worker)
+
+    def stop(self) -> None:
+        """Kill every worker now, exports in flight included (Ctrl-C): their callers get an ExportError at
+        once and remove what the export wrote; no new export starts."""
+        with self._lock:
+            self._stopped = True
+            for worker in self._all:
+                worker.kill()
 
     def run(self, request: dict) -> dict:
         worker = self._idle.get()
         try:
             if worker is None or worker.proc.poll() is not None:
-                worker = _Worker(self._env)
-                with self._lock:
-                    self._all.append(worker)
+                worker = None  # a dead one is not put back, even if no new one starts
+                worker = self._start()
             payload = worker.run(request)
             if payload is None:
                 message = worker.last_error() or f"exit code {worker.proc.poll()}"

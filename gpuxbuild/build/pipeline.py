@@ -267,11 +267,19 @@ def build_many(
             return BuildResult(job.name, "failed", error=exc.message, hint=exc.hint, exception=exc)
 
     # Export processes start on first use, so builds that only place shipped ONNX never import torch.
-    with ExportPool(workers) as pool, ThreadPoolExecutor(max_workers=workers) as threads:
-        pool.prestart(sum(j.conversion == "export" and not (artifact_path(store, j.key) / "artifact.json").is_file()
-                          for j in batch))
-        results = list(threads.map(one, batch))
-    return results
+    with ExportPool(workers) as pool:
+        threads = ThreadPoolExecutor(max_workers=workers)
+        try:
+            pool.prestart(sum(j.conversion == "export" and not (artifact_path(store, j.key) / "artifact.json").is_file()
+                              for j in batch))
+            return list(threads.map(one, batch))
+        except BaseException:
+            # Ctrl-C (or a failure without keep_going): end the exports in flight now rather than when they finish;
+            # their threads then remove what they staged, and builds not started yet never start.
+            pool.stop()
+            raise
+        finally:
+            threads.shutdown(wait=True, cancel_futures=True)
 
 
 def job_from_lock(entry) -> BuildJob:

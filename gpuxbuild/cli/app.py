@@ -135,7 +135,12 @@ def print_json(data) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-@click.group(cls=GpuxGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=GpuxGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Network: GPUX_HTTP_RETRIES (default 3) retries transient failures, GPUX_HTTP_TIMEOUT (seconds, "
+    "default 30) bounds each connect and read; see docs/store.md.",
+)
 @click.version_option(__version__, "--version", prog_name="gpux")
 @click.option(
     "--project",

@@ -10,19 +10,31 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import BinaryIO
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 from gpuxbuild.errors import RegistryError
 from gpuxbuild.hashing import is_hex_digest, is_sha256
+from gpuxbuild.network import (
+    GaveUp, RetryPolicy, http_timeout, redact_text, redact_url, requests_failure_name, requests_transient, url_host,
+)
 from gpuxbuild.registries.base import FileEntry, Listed, ModelInfo, ModelManager, PinnedModel, Progress, is_git_commit
 
-# Said by http_get when it streams itself instead of using hf_transfer: what `proxies={}` below is for.
-warnings.filterwarnings("ignore", message="'hf_transfer' does not support `proxies`", module="huggingface_hub")
-
 SMALL_FILE_JOBS = 8  # small files are fetched at resolve time to learn their sha256, in parallel
+MAX_RELATIVE_REDIRECTS = 5  # as a renamed repo's old name answers
+
+
+@dataclass(frozen=True)
+class _Head:
+    """What a HEAD of a file's resolve URL says: the commit it served, where the bytes are, Xet data if any."""
+
+    commit: str | None
+    location: str
+    xet: Any
 
 
 def check_repo_path(repo: str, path: str) -> None:
@@ -55,17 +67,6 @@ def check_listed_hashes(where: str, sib) -> None:
         )
 
 
-class _Ticks:
-    """Adapts huggingface_hub's tqdm-style `update(n)` calls to our progress callback."""
-
-    def __init__(self, progress: Progress | None):
-        self._progress = progress
-
-    def update(self, n: int = 1) -> None:
-        if self._progress:
-            self._progress(n)
-
-
 class HuggingFaceManager(ModelManager):
     """The Hugging Face Hub."""
 
@@ -74,6 +75,10 @@ class HuggingFaceManager(ModelManager):
     def __init__(self, *, project, offline: bool = False, store=None):
         super().__init__(project=project, offline=offline, store=store)
         self.offline = offline or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+    @cached_property
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy.from_env()
 
     def display(self, repo: str) -> str:
         return f"hf:{repo}"
@@ -98,6 +103,7 @@ class HuggingFaceManager(ModelManager):
         import requests
 
         where = f"hf:{repo}" + (f"@{revision}" if revision else "")
+        endpoint = redact_url(self.endpoint)
         try:
             yield
         except hf_errors.GatedRepoError:
@@ -107,7 +113,7 @@ class HuggingFaceManager(ModelManager):
             ) from None
         except hf_errors.RepositoryNotFoundError:
             raise RegistryError(
-                f"{where}: repository not found on {self.endpoint} (or it is private)",
+                f"{where}: repository not found on {endpoint} (or it is private)",
                 "check the repo id in the model's source; for a private repo set HF_TOKEN",
             ) from None
         except hf_errors.RevisionNotFoundError:
@@ -119,22 +125,34 @@ class HuggingFaceManager(ModelManager):
             raise RegistryError(f"{where}: file {path!r} not found", "re-lock the model: `gpux lock --upgrade NAME`") from None
         except hf_errors.OfflineModeIsEnabled:
             raise RegistryError(f"{where}: HF_HUB_OFFLINE is set, so the Hub cannot be reached", "unset it, or use what is in the store") from None
-        except hf_errors.HfHubHTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else None
-            if status in (401, 403):
-                raise RegistryError(f"{where}: not authorized (HTTP {status})", "set HF_TOKEN to a token with access") from None
-            raise RegistryError(f"{where}: the Hub answered HTTP {status}", "retry later; check HF_ENDPOINT") from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise RegistryError(
-                f"{where}: cannot reach {self.endpoint} ({type(exc).__name__})",
-                "check the network or HF_ENDPOINT; models already in the store work with --offline",
-            ) from None
-        except requests.RequestException as exc:
-            # e.g. a transfer cut mid-body (ChunkedEncodingError): what arrived is kept and resumed next time
-            raise RegistryError(
-                f"{where}" + (f": {path}" if path else "") + f": transfer failed ({type(exc).__name__})",
-                "run the command again: large downloads resume where they stopped",
-            ) from None
+        except (requests.RequestException, GaveUp) as exc:
+            raise self._network_error(where, path, exc) from None
+
+    def _network_error(self, where: str, path: str | None, exc: BaseException) -> RegistryError:
+        """One line for a failed request, naming the host it went to (never its credentials)."""
+        import requests
+
+        attempts = ""
+        if isinstance(exc, GaveUp):
+            exc, attempts = exc.error, f", {exc.attempts} attempt" + ("s" if exc.attempts > 1 else "")
+        response = getattr(exc, "response", None)
+        request = getattr(exc, "request", None) or getattr(response, "request", None)
+        host = url_host(getattr(request, "url", None) or self.endpoint)
+        retry = "retry later, or allow more with GPUX_HTTP_RETRIES / GPUX_HTTP_TIMEOUT"
+        if isinstance(exc, requests.HTTPError) and response is not None:
+            if response.status_code in (401, 403):
+                return RegistryError(f"{where}: not authorized (HTTP {response.status_code})", "set HF_TOKEN to a token with access")
+            return RegistryError(f"{where}: {host} answered HTTP {response.status_code}{attempts}", f"{retry}; check HF_ENDPOINT")
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+            return RegistryError(
+                f"{where}: cannot reach {host} ({requests_failure_name(exc)}{attempts})",
+                f"check the network or HF_ENDPOINT ({retry}); models already in the store work with --offline",
+            )
+        # e.g. a transfer cut mid-body (ChunkedEncodingError) each time: what arrived is kept and resumed next time
+        return RegistryError(
+            f"{where}" + (f": {path}" if path else "") + f": transfer from {host} failed ({type(exc).__name__}{attempts})",
+            "run the command again: large downloads resume where they stopped",
+        )
 
     def resolve(self, repo: str, revision: str | None, *, pin: str | None = None) -> PinnedModel:
         return self._resolve(repo, revision, pin, None)
@@ -149,8 +167,12 @@ class HuggingFaceManager(ModelManager):
 
         rev = pin or revision or "main"
         self._need_network(f"resolving hf:{repo}@{rev}")
+        timeout = http_timeout("metadata")
         with self._errors(repo, rev):
-            info = HfApi(endpoint=self.endpoint).model_info(repo, revision=rev, files_metadata=True)
+            info = self.retry.run(
+                lambda: HfApi(endpoint=self.endpoint).model_info(repo, revision=rev, files_metadata=True, timeout=(timeout, timeout)),
+                requests_transient,
+            )
         commit = info.sha or ""
         if not is_git_commit(commit):
             raise RegistryError(f"hf:{repo}@{rev}: the server returned no commit id", "check HF_ENDPOINT points to a Hub")
@@ -199,7 +221,7 @@ class HuggingFaceManager(ModelManager):
             raise RegistryError(f"{label}: the server lists no git blob id or size for it", "check HF_ENDPOINT points to a Hub")
         # One GET, no metadata request first: a git-stored file is never Xet-backed, and the blob sha1
         # check proves the bytes are this commit's.
-        sha = store.ensure_blob(blob_id, size, lambda dest, _resume: self._get(repo, commit, path, dest, 0, size, None, head=False),
+        sha = store.ensure_blob(blob_id, size, lambda dest, _resume: self._get(repo, commit, path, dest, size, None, head=False),
                                 label=label)
         return FileEntry(path, sha, size)
 
@@ -210,40 +232,82 @@ class HuggingFaceManager(ModelManager):
             raise RegistryError(f"hf:{repo}: {entry.path} is not valid JSON ({exc})", "fix the file in the repo") from None
         return data if isinstance(data, dict) else {}
 
-    def _get(self, repo, commit, path, dest: BinaryIO, resume_from: int, size: int | None, progress: Progress | None,
-             *, head: bool = True):
-        """Download one file of `commit` into `dest`; `head` first asks for its metadata (CDN location, Xet)."""
-        from huggingface_hub import get_hf_file_metadata, hf_hub_url
-        from huggingface_hub.file_download import http_get, is_xet_available
+    def _get(self, repo, commit, path, dest: BinaryIO, size: int | None, progress: Progress | None, *, head: bool = True):
+        """Download one file of `commit` into `dest`, from `dest.tell()` on; `head` first asks for its metadata
+        (CDN location, Xet). Transient failures are retried, each attempt resuming from what arrived."""
+        from huggingface_hub import hf_hub_url
+        from huggingface_hub.file_download import is_xet_available
         from huggingface_hub.utils import build_hf_headers
 
         self._need_network(f"downloading hf:{repo}@{commit[:12]}/{path}")
+        check = (lambda: progress(0)) if progress else (lambda: None)  # a stopped fetch ends a retry's wait
         with self._errors(repo, commit, path):
             url = hf_hub_url(repo, path, revision=commit, endpoint=self.endpoint)
+            headers = build_hf_headers()
             if head:
-                meta = get_hf_file_metadata(url, endpoint=self.endpoint)
-                if meta.commit_hash and meta.commit_hash != commit:
-                    raise RegistryError(f"hf:{repo}: asked for commit {commit}, server answered {meta.commit_hash}", "check HF_ENDPOINT")
+                meta = self.retry.run(lambda: self._head(url, headers), requests_transient, check=check)
+                if meta.commit and meta.commit != commit:
+                    raise RegistryError(f"hf:{repo}: asked for commit {commit}, server answered {meta.commit}", "check HF_ENDPOINT")
                 # As hf_hub_download does: Xet only when hf_xet is installed and HF_HUB_DISABLE_XET is unset.
-                if meta.xet_file_data is not None and is_xet_available():
-                    self._xet_get(meta, dest, size, path, label=f"hf:{repo}@{commit[:12]}: {path}")
+                if meta.xet is not None and is_xet_available():
+                    self._xet_get(meta.xet, dest, size, path, label=f"hf:{repo}@{commit[:12]}: {path}")
                     return
+                if urlsplit(meta.location).netloc != urlsplit(url).netloc:
+                    headers.pop("authorization", None)  # another origin (the CDN): its URL is signed, our token stays here
                 url = meta.location
-            http_get(
-                url,
-                dest,
-                resume_size=resume_from,
-                headers=build_hf_headers(),
-                # The store checks size and sha256 (and stops a longer body), and names the model in its error.
-                expected_size=None,
-                # An explicit (empty: the environment's) proxy setting keeps http_get streaming through `dest`
-                # when HF_HUB_ENABLE_HF_TRANSFER is set: hf_transfer would write the file by name, unhashed.
-                proxies={},
-                displayed_filename=path,
-                _tqdm_bar=_Ticks(progress),
-            )
+            mark = dest.tell()
 
-    def _xet_get(self, meta, dest: BinaryIO, size, path: str, *, label: str) -> None:
+            def progressed() -> bool:
+                nonlocal mark
+                moved, mark = dest.tell() != mark, dest.tell()
+                return moved
+
+            self.retry.run(lambda: self._stream(url, headers, dest, progress), requests_transient,
+                           progressed=progressed, check=check)
+
+    def _head(self, url: str, headers: dict) -> _Head:
+        """The file's commit, location and Xet data from a HEAD request; relative redirects (a renamed repo) are followed."""
+        from huggingface_hub.utils import get_session, hf_raise_for_status, parse_xet_file_data_from_response
+
+        timeout = http_timeout("metadata")
+        for _ in range(MAX_RELATIVE_REDIRECTS):
+            r = get_session().head(url, headers={**headers, "Accept-Encoding": "identity"}, allow_redirects=False,
+                                   timeout=(timeout, timeout))
+            target = r.headers.get("Location")
+            if not (300 <= r.status_code < 400 and target and not urlsplit(target).netloc):
+                break
+            url = urlsplit(url)._replace(path=urlsplit(target).path).geturl()
+        hf_raise_for_status(r)
+        return _Head(r.headers.get("X-Repo-Commit"), r.headers.get("Location") or r.request.url,
+                     parse_xet_file_data_from_response(r, endpoint=self.endpoint))
+
+    @staticmethod
+    def _stream(url: str, headers: dict, dest: BinaryIO, progress: Progress | None) -> None:
+        """One GET of `url` into `dest`, asking only for the bytes after `dest.tell()`."""
+        import requests
+        from huggingface_hub import constants
+        from huggingface_hub.utils import get_session, hf_raise_for_status
+
+        offset = dest.tell()
+        headers = {**headers, "Accept-Encoding": "identity"}  # the file's own bytes, so that Range offsets are theirs
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        timeout = http_timeout("download")
+        with get_session().get(url, headers=headers, stream=True, timeout=(timeout, timeout)) as r:
+            hf_raise_for_status(r)
+            if offset and r.status_code == 200:  # the server ignored the Range: start over
+                dest.seek(0)
+                dest.truncate()
+            try:
+                for chunk in r.iter_content(chunk_size=constants.DOWNLOAD_CHUNK_SIZE):
+                    if progress:
+                        progress(len(chunk))
+                    dest.write(chunk)
+            except requests.RequestException as exc:
+                exc.request = exc.request or r.request  # a body cut short: the error names the host it came from
+                raise
+
+    def _xet_get(self, xet_file_data, dest: BinaryIO, size, path: str, *, label: str) -> None:
         """Xet-backed files: the client writes to a path, so stream that file into `dest` afterwards."""
         import tempfile
         from pathlib import Path
@@ -256,7 +320,7 @@ class HuggingFaceManager(ModelManager):
         with tempfile.TemporaryDirectory(dir=self._store().tmp_dir()) as d:
             tmp = Path(d) / "xet"
             try:
-                xet_get(incomplete_path=tmp, xet_file_data=meta.xet_file_data, headers=build_hf_headers(),
+                xet_get(incomplete_path=tmp, xet_file_data=xet_file_data, headers=build_hf_headers(),
                         expected_size=size, displayed_filename=path)
             except hf_errors.HfHubHTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else None
@@ -264,7 +328,8 @@ class HuggingFaceManager(ModelManager):
                     raise  # reported as an authorization problem
                 raise RegistryError(f"{label}: the Xet download failed (HTTP {status})", hint) from None
             except (RuntimeError, OSError, ValueError) as exc:  # hf_xet's own failures
-                raise RegistryError(f"{label}: the Xet download failed ({type(exc).__name__}: {exc})", hint) from None
+                raise RegistryError(f"{label}: the Xet download failed ({type(exc).__name__}: {redact_text(str(exc))})",
+                                    hint) from None
             dest.seek(0)
             dest.truncate()
             with open(tmp, "rb") as f:
@@ -274,4 +339,5 @@ class HuggingFaceManager(ModelManager):
     def download(
         self, repo: str, commit: str, file: FileEntry, dest: BinaryIO, *, resume_from: int = 0, progress: Progress | None = None
     ) -> None:
-        self._get(repo, commit, file.path, dest, resume_from, file.size, progress)
+        # `dest` is positioned after the `resume_from` bytes already there; every attempt asks for what follows.
+        self._get(repo, commit, file.path, dest, file.size, progress)
