@@ -20,18 +20,25 @@ from gpuxbuild.errors import GpuxError
 
 class LazyConsole:
     """A rich Console made on first use. Importing rich costs ~20 ms of start-up; a command such as
-    `gpux pull` first prints once its downloads are under way, so it pays that while they run."""
+    `gpux pull` first prints once its downloads are under way, so it pays that while they run.
+
+    It stands for the Console wherever rich takes one (`Live(console=...)`, `Progress(console=...)`):
+    attributes are read and set on the Console, and `with console:` (which rich's live display and its
+    stderr redirection use) enters it; special methods bypass `__getattr__`, hence their own definitions.
+    """
+
+    __slots__ = ("_options", "_console")
 
     def __init__(self, **options):
-        self._options = options
-        self._console = None
+        object.__setattr__(self, "_options", options)
+        object.__setattr__(self, "_console", None)
 
     def get(self):
         """The rich Console itself (for rich objects that take one)."""
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(**self._options)
+            object.__setattr__(self, "_console", Console(**self._options))
         return self._console
 
     @property
@@ -48,6 +55,15 @@ class LazyConsole:
 
     def __getattr__(self, name):
         return getattr(self.get(), name)
+
+    def __setattr__(self, name, value):
+        setattr(self.get(), name, value)
+
+    def __enter__(self):
+        return self.get().__enter__()
+
+    def __exit__(self, *exc):
+        return self.get().__exit__(*exc)
 
 
 console = LazyConsole(highlight=False, emoji=False)
