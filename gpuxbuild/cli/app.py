@@ -74,8 +74,17 @@ class Context:
     """What every command gets: the project folder and output preferences."""
 
     def __init__(self, project: Path, quiet: bool):
-        self.project = project
+        self.folder = project
         self.quiet = quiet
+
+    @property
+    def project(self) -> Path:
+        """The project folder, which must exist (only `gpux init` makes it: it reads `folder`)."""
+        if not self.folder.is_dir():
+            raise GpuxError(f"project folder {self.folder} does not exist",
+                            "check --project (or $GPUX_PROJECT); `gpux --project DIR init` starts a new project there",
+                            exit_code=2)
+        return self.folder
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -146,23 +155,41 @@ def print_error(message: str, hint: str | None = None, prefix: str = "error:") -
         err_console.print(f"  [dim]hint:[/] {escape(hint)}", soft_wrap=True)
 
 
+def counted(n: int, noun: str) -> str:
+    """"1 model", "2 models": a count and its noun, in agreement."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def print_json(data) -> None:
     """Write `data` as JSON to stdout (sorted keys, stable)."""
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-@click.group(cls=GpuxGroup, context_settings={"help_option_names": ["-h", "--help"]})
+# The variables gpuxbuild reads (the registries' own, such as HF_TOKEN, as huggingface_hub reads them).
+# "\b" keeps click from re-flowing the lines.
+ENVIRONMENT = """\b
+Environment:
+  GPUX_PROJECT    the project folder when --project is not given
+  GPUX_HOME       the store (default: $XDG_CACHE_HOME/gpux, else ~/.cache/gpux)
+  HF_HUB_OFFLINE  1: no network request, as --offline
+  HF_TOKEN        Hugging Face token, for gated or private repos
+  HF_ENDPOINT     the Hugging Face Hub to use (default: https://huggingface.co)
+  FORCE_COLOR     draw colours and live progress even when not on a terminal
+"""
+
+
+@click.group(cls=GpuxGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=ENVIRONMENT)
 @click.version_option(__version__, "--version", prog_name="gpux")
 @click.option(
     "--project",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Project folder (holds gpux.models.yml and gpux.lock). Default: the current folder.",
+    envvar="GPUX_PROJECT",
+    help="Project folder (holds gpux.models.yml and gpux.lock). Default: $GPUX_PROJECT, else the current folder.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and results.")
 @click.pass_context
 def cli(ctx: click.Context, project: Path | None, quiet: bool) -> None:
     """gpux: lock, build, sync and run models for the GPUX runtime."""
-    root = (project or Path(os.environ.get("GPUX_PROJECT", "."))).resolve()
-    ctx.obj = Context(project=root, quiet=quiet)
+    ctx.obj = Context(project=(project or Path(".")).resolve(), quiet=quiet)
 

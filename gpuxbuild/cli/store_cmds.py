@@ -8,7 +8,7 @@ import time
 
 import click
 
-from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, err_console, pass_context, print_json
+from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, counted, err_console, pass_context, print_json
 
 
 class RichReporter:
@@ -95,7 +95,7 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
 
     def on_resolved(record):
         if not ctx.quiet and not as_json:
-            say(f"{parsed}: commit {record['commit'][:12]}, {len(record['files'])} files, {human_size(record['size'])}")
+            say(f"{parsed}: commit {record['commit'][:12]}, {counted(len(record['files']), 'file')}, {human_size(record['size'])}")
         if reporter:
             reporter.begin(record["size"], {f["path"]: f["size"] for f in record["files"] if store.has_object(f["sha256"])})
 
@@ -116,7 +116,7 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
             if not res.resolved_online and not offline and parsed.registry != "local":
                 say(f"{parsed}: kept commit {res.record['commit'][:12]} from the earlier pull; --upgrade checks for a newer one")
         else:
-            say(f"{parsed}: downloaded {res.objects_downloaded} file(s) ({human_size(res.bytes_downloaded)}) in {elapsed:.1f}s")
+            say(f"{parsed}: downloaded {counted(res.objects_downloaded, 'file')} ({human_size(res.bytes_downloaded)}) in {elapsed:.1f}s")
     built = None
     if not no_build:
         from gpuxbuild.build.pipeline import build_pulled
@@ -241,7 +241,7 @@ def verify(ctx: Context, fix: bool, as_json: bool) -> None:
             say(f"{b['artifact']}: {'; '.join(b['problems'])}" + (" - removed" if fix else ""), label="corrupt artifact ", style="red")
         if not ctx.quiet:
             n = len(report.bad_objects) + len(report.bad_artifacts)
-            say(f"Checked {report.checked} files: {n} problem(s)" + ("" if n == 0 or fix else "; run `gpux cache verify --fix`"))
+            say(f"Checked {counted(report.checked, 'file')}: {counted(n, 'problem')}" + ("" if n == 0 or fix else "; run `gpux cache verify --fix`"))
     if report and not fix:
         sys.exit(1)
 
@@ -260,7 +260,7 @@ def prune(ctx: Context, dry_run: bool, as_json: bool) -> None:
         print_json({**report.as_dict(), "dry_run": dry_run})
         return
     verb = "Would free" if dry_run else "Freed"
-    say(f"{verb} {human_size(report.bytes_freed)}: {len(report.objects)} objects, {len(report.artifacts)} artifacts")
+    say(f"{verb} {human_size(report.bytes_freed)}: {counted(len(report.objects), 'object')}, {counted(len(report.artifacts), 'artifact')}")
 
 
 @cache.command("info")
