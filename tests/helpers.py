@@ -71,13 +71,13 @@ class TtyRun:
 
 
 def gpux_tty(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600,
-             interrupt_when: str | None = None) -> TtyRun:
+             interrupt_when: str | None = None, columns: int = 120) -> TtyRun:
     """Run `python -m gpuxbuild ARGS` with stdin, stdout and stderr on a new pseudo-terminal, as in an
     interactive shell. With `interrupt_when`, the terminal's Ctrl-C (SIGINT to the foreground process
     group) is sent once that text has appeared in the output."""
     primary, secondary = os.openpty()
-    # A 120-column terminal (rich reads the size from the terminal, not from $COLUMNS).
-    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    # rich reads the size from the terminal (when $COLUMNS does not say it)
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     proc = subprocess.Popen([sys.executable, "-m", "gpuxbuild", *args], cwd=cwd, env=env, stdin=secondary,
                             stdout=secondary, stderr=secondary, start_new_session=True)
     os.close(secondary)

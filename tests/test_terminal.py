@@ -148,3 +148,46 @@ def test_ctrl_c_stops_serve_on_a_terminal(workspace):
                  timeout=300)
     _check_terminal_output(r.output)
     assert r.returncode in (0, 130), r.output
+
+
+PLAIN = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+LONG = "sentiment-classifier-with-a-rather-long-folder-name-for-its-weights"
+
+
+@pytest.fixture
+def long_named(workspace) -> tuple[Path, Path]:
+    """The workspace, with the example's model also pulled from a folder whose name is long."""
+    project, home = workspace
+    shutil.copytree(project / "models" / "sentiment", project / "models" / LONG)
+    gpux("pull", "--no-build", f"path:./models/{LONG}", cwd=project, env=_env(home))
+    return project, home
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("columns", [60, 80])
+def test_ls_never_cuts_names_or_commits_on_a_narrow_terminal(long_named, columns):
+    project, home = long_named
+    commit = json.loads(gpux("inspect", f"path:models/{LONG}", "--json", cwd=project, env=_env(home)).stdout)["commit"]
+    out = PLAIN.sub("", gpux_tty("ls", cwd=project, env=_env(home), columns=columns).output)
+    row = next(line for line in out.splitlines() if LONG in line)
+    assert commit[:12] in row and "…" not in out
+
+
+@pytest.mark.slow
+def test_ls_piped_is_never_cut(long_named):
+    project, home = long_named
+    out = gpux("ls", cwd=project, env=_env(home, COLUMNS="60")).stdout
+    row = next(line for line in out.splitlines() if LONG in line)
+    assert "text-classification" in row and "pulled" in row and "…" not in out
+
+
+@pytest.mark.slow
+def test_inspect_shows_sizes_as_ls_does_and_exact_ones_in_json(workspace):
+    project, home = workspace
+    text = gpux("inspect", "sentiment", cwd=project, env=_env(home)).stdout
+    data = json.loads(gpux("inspect", "sentiment", "--json", cwd=project, env=_env(home)).stdout)
+    ls_row = next(line for line in gpux("ls", cwd=project, env=_env(home)).stdout.splitlines() if " synced" in line)
+    assert "size: 124.4 KB" in text and "124.4 KB" in ls_row and data["size"] == 124361
+    weights = next(f for f in data["files"] if f["path"] == "model.safetensors")
+    assert weights["size"] == 113640
+    assert re.search(r"\b113\.6 KB  model\.safetensors$", text, re.M), text

@@ -154,19 +154,21 @@ def ls(ctx: Context, as_json: bool) -> None:
         print_json(rows)
         return
     from rich.console import Console
+    from rich.measure import Measurement
     from rich.table import Table
     from rich.text import Text
 
     table = Table(box=None)
     for col in ("NAME", "REVISION", "COMMIT", "TASK", "SIZE", "LAST USED", "KIND"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     for r in rows:
         cells = (r["name"], r.get("revision") or "-", (r.get("commit") or "")[:12], r.get("task") or "-",
                  human_size(r.get("size") or 0), _when(r.get("last_used")), r["kind"])
         table.add_row(*(Text(c) for c in cells))
-    # piped output is not cut to 80 columns
-    out = console if console.is_terminal else Console(width=1000, highlight=False)
-    out.print(table)
+    # Never cut a value (names and commits are what the next command takes): rows longer than the
+    # terminal wrap there, as any long line does; piped rows are as long as they need.
+    natural = Measurement.get(console.get(), console.options.update(width=10_000), table).maximum
+    Console(width=max(natural, console.width), highlight=False, emoji=False).print(table)
 
 
 cli.add_command(ls, "images")
@@ -206,16 +208,18 @@ def inspect(ctx: Context, name: str, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
+    from gpuxbuild.pull import human_size
+
     for key in ("name", "kind", "registry", "repo", "revision", "commit", "task", "library", "architecture", "license", "size"):
         if data.get(key) is not None:
-            say(str(data[key]), label=f"{key}: ")
+            say(human_size(data[key]) if key == "size" else str(data[key]), label=f"{key}: ")
     art = data.get("artifact")
     say(f"{art['digest']} at {art['path']}" if art else "not built", label="artifact: ")
     if art and art.get("gpux_yml"):
         say(art["gpux_yml"], label="gpux.yml: ")
     say("", label="files:")
     for f in data.get("files", []):
-        say(f"  {f['sha256'][:16]}  {f['size']:>12}  {f['path']}")
+        say(f"  {f['sha256'][:16]}  {human_size(f['size']):>9}  {f['path']}")
 
 
 @cli.group()
