@@ -25,3 +25,27 @@ def test_running_the_quickstart_in_place_leaves_the_checkout_clean(written):
     """What `gpux lock` and `gpux sync` write there is ignored (the lock records this machine's toolchain)."""
     r = subprocess.run(["git", "check-ignore", "-q", str(QUICKSTART / written)], cwd=REPO)
     assert r.returncode == 0, f"examples/quickstart/{written} would show as untracked"
+
+
+def test_what_the_suite_writes_outside_the_checkout_is_in_one_folder(tmp_path):
+    import os
+    import sys
+    import tempfile
+
+    from gpux_runtime import runtime_venv
+    from testhome import tests_home
+    from tinymodels import cache_root
+
+    home = tests_home()
+    assert Path(tempfile.gettempdir()).is_relative_to(home) and tmp_path.is_relative_to(home)
+    if not os.environ.get("GPUX_RUNTIME_VENV"):
+        assert runtime_venv().is_relative_to(home)
+    if not os.environ.get("GPUX_TEST_CACHE"):
+        assert cache_root().is_relative_to(home)
+    # the documented clean command
+    doomed = tmp_path / "suite"
+    (doomed / "tmp").mkdir(parents=True)
+    env = {**os.environ, "GPUX_TEST_HOME": str(doomed)}
+    r = subprocess.run([sys.executable, str(REPO / "tests" / "testhome.py"), "--clean"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and not doomed.exists()
+    assert "python tests/testhome.py --clean" in (REPO / "README.md").read_text()
