@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv with gpuxbuild (editable) and its convert, serve and test extras.
-# Idempotent and quiet: prints nothing when all is well, the failing step's output when not.
+# Idempotent: prints nothing when there is nothing to do; else one line per step as it starts (the first
+# setup downloads about 1.3 GB), and the failing step's output when one fails.
 # Needs Python >= 3.11 (PYTHON=/path/to/python to choose one) and access to PyPI (or a mirror set in pip's config).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,9 +14,10 @@ STAMP=$VENV/.gpuxbuild-setup
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-step() { # step WHAT COMMAND...: run COMMAND, its output kept back unless it fails
+step() { # step WHAT COMMAND...: say WHAT, run COMMAND, its output kept back unless it fails
     local what=$1
     shift
+    echo "setup: $what" >&2
     if ! "$@" >"$log" 2>&1; then
         echo "setup: $what failed:" >&2
         tail -n 40 "$log" >&2
@@ -38,5 +40,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # torch first and pinned: left to resolve as a dependency, it becomes a CUDA build with several GB of wheels.
 step "installing torch==$TORCH_VERSION" "$VENV/bin/python" -m pip install -q "torch==$TORCH_VERSION"
-step "installing gpuxbuild" "$VENV/bin/python" -m pip install -q -e '.[convert,serve,test]'
+step "installing gpuxbuild and its convert, serve and test extras" "$VENV/bin/python" -m pip install -q -e '.[convert,serve,test]'
 echo "$key" >"$STAMP"
+echo "setup: done ($VENV)" >&2

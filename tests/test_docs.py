@@ -49,3 +49,28 @@ def test_what_the_suite_writes_outside_the_checkout_is_in_one_folder(tmp_path):
     r = subprocess.run([sys.executable, str(REPO / "tests" / "testhome.py"), "--clean"], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and not doomed.exists()
     assert "python tests/testhome.py --clean" in (REPO / "README.md").read_text()
+
+
+def _fake_checkout(tmp_path: Path) -> Path:
+    """A copy of scripts/setup.sh and pyproject.toml whose venv's python only records what it is asked."""
+    root = tmp_path / "checkout"
+    (root / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "setup.sh", root / "scripts")
+    shutil.copy(REPO / "pyproject.toml", root)
+    bin_ = root / ".venv" / "bin"
+    bin_.mkdir(parents=True)
+    for name in ("python", "gpux"):
+        (bin_ / name).write_text('#!/bin/sh\necho "$@" >> "$(dirname "$0")/calls"\n')
+        (bin_ / name).chmod(0o755)
+    return root
+
+
+def test_setup_says_each_step_it_takes_and_nothing_when_there_is_nothing_to_do(tmp_path):
+    root = _fake_checkout(tmp_path)
+    first = subprocess.run(["bash", "scripts/setup.sh"], cwd=root, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    steps = first.stdout.splitlines() + first.stderr.splitlines()
+    assert any("installing torch==" in line for line in steps) and any("installing gpuxbuild" in line for line in steps)
+    assert all(line.startswith("setup: ") for line in steps), steps
+    again = subprocess.run(["bash", "scripts/setup.sh"], cwd=root, capture_output=True, text=True)
+    assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
