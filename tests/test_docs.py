@@ -74,3 +74,51 @@ def test_setup_says_each_step_it_takes_and_nothing_when_there_is_nothing_to_do(t
     assert all(line.startswith("setup: ") for line in steps), steps
     again = subprocess.run(["bash", "scripts/setup.sh"], cwd=root, capture_output=True, text=True)
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
+
+
+TOPICS = sorted(p.stem for p in (REPO / "docs").glob("*.md"))
+
+
+def test_help_lists_a_topic_per_doc():
+    from helpers import gpux
+
+    out = gpux("help").stdout
+    for topic in TOPICS:
+        title = (REPO / "docs" / f"{topic}.md").read_text().splitlines()[0].lstrip("# ")
+        assert re.search(rf"^  {re.escape(topic)} +{re.escape(title)}$", out, re.M), (topic, out)
+
+
+@pytest.mark.parametrize("topic", ["manifest", "lockfile", "sync", "store"])
+def test_help_topic_prints_the_doc_shipped_with_the_package(topic):
+    from helpers import gpux
+
+    assert gpux("help", topic).stdout == (REPO / "docs" / f"{topic}.md").read_text()
+
+
+def test_the_docs_are_package_data():
+    """So a pip-installed gpux has them (the wheel takes gpuxbuild/docs/*.md, as it takes the schemas)."""
+    import importlib.resources
+    import tomllib
+
+    shipped = importlib.resources.files("gpuxbuild") / "docs"
+    assert sorted(p.name[:-3] for p in shipped.iterdir() if p.name.endswith(".md")) == TOPICS
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["gpuxbuild"]
+    assert "docs/*.md" in data
+
+
+def test_an_unknown_help_topic_is_a_usage_error_that_lists_them():
+    from helpers import gpux
+
+    r = gpux("help", "manfiest", check=False)
+    assert r.returncode == 2 and r.stderr.startswith("error: no help topic 'manfiest'")
+    assert "manifest" in r.stderr.split("hint:")[1]
+
+
+def test_hints_point_at_help_topics_not_at_files_of_the_checkout():
+    sources = {p: p.read_text() for p in (REPO / "gpuxbuild").rglob("*.py")}
+    # what the user is told (docstrings and comments, for developers, may cite the checkout's docs/)
+    told = [(p.name, line.strip()) for p, text in sources.items() for line in text.splitlines()
+            if "see docs/" in line and not line.lstrip().startswith(('"""', "#"))]
+    assert told == []
+    named = {m for text in sources.values() for m in re.findall(r"`gpux help ([a-z][\w-]*)`", text)}
+    assert named and named <= set(TOPICS)

@@ -53,6 +53,8 @@ def workspace(prepared, tmp_path) -> tuple[Path, Path]:
 COMMANDS = [
     (["--help"], "project", 0, False),
     (["--version"], "project", 0, False),
+    (["help"], "project", 0, False),
+    (["help", "manifest"], "project", 0, False),
     (["init"], "empty", 0, False),
     (["add", "path:./models/sentiment", "--name", "again"], "project", 0, True),
     (["remove", "sentiment"], "project", 0, True),

@@ -100,6 +100,7 @@ COMMAND_MODULES = {
     "pull": "store_cmds", "ls": "store_cmds", "images": "store_cmds", "rm": "store_cmds", "rmi": "store_cmds",
     "inspect": "store_cmds", "cache": "store_cmds",
     "run": "run_cmds", "serve": "run_cmds", "doctor": "run_cmds",
+    "help": "help_cmds",
 }
 
 
