@@ -122,3 +122,42 @@ def test_hints_point_at_help_topics_not_at_files_of_the_checkout():
     assert told == []
     named = {m for text in sources.values() for m in re.findall(r"`gpux help ([a-z][\w-]*)`", text)}
     assert named and named <= set(TOPICS)
+
+
+def _docs_examples():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_examples", REPO / "scripts" / "docs_examples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_docs_examples_only_vary_where_runs_do():
+    d = _docs_examples()
+    a = ["$ gpux build", " built sentiment sha256:" + "0" * 64 + " in 11.3s", "at ~/.cache/gpux/artifacts/" + "a" * 64]
+    b = ["$ gpux build", " built sentiment sha256:" + "f" * 64 + " in 9.0s", "at ~/.cache/gpux/artifacts/" + "b" * 64]
+    assert d.normalise(a) == d.normalise(b)
+    assert d.normalise(["3 files (1.2 KB)"]) != d.normalise(["2 files (1.2 KB)"])
+
+
+def test_every_command_output_in_the_docs_is_generated():
+    """A block that shows `$ gpux ...` followed by output carries the marker of scripts/docs_examples.py."""
+    d = _docs_examples()
+    for doc in (REPO / "docs").glob("*.md"):
+        text = doc.read_text()
+        generated = {start for _, start, _ in d.blocks(text)}
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("$ gpux") and i + 1 < len(lines) and not lines[i + 1].startswith(("```", "$ ")):
+                start = max(j for j in range(i + 1) if lines[j].startswith("```")) + 1
+                assert start in generated, f"{doc.name}:{i + 1}: output not made by scripts/docs_examples.py"
+
+
+@pytest.mark.slow
+def test_the_docs_examples_are_what_the_tool_prints():
+    import sys
+
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "docs_examples.py"), "--check"],
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout + r.stderr
