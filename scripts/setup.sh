@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up .venv with gpuxbuild (editable) and the pinned, hashed environment of requirements/dev.txt
 # (its convert, serve, test and dev extras; refresh it with scripts/lock-dev.sh).
-# Idempotent and quiet: prints nothing when all is well, the failing step's output when not.
+# Idempotent: prints nothing when there is nothing to do; else one line per step as it starts (the first
+# setup downloads about 1.3 GB), and the failing step's output when one fails.
 # Needs Python >= 3.11 (PYTHON=/path/to/python to choose one) and access to PyPI (or a mirror set in pip's config).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,9 +14,10 @@ STAMP=$VENV/.gpuxbuild-setup
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-step() { # step WHAT COMMAND...: run COMMAND, its output kept back unless it fails
+step() { # step WHAT COMMAND...: say WHAT, run COMMAND, its output kept back unless it fails
     local what=$1
     shift
+    echo "setup: $what" >&2
     if ! "$@" >"$log" 2>&1; then
         echo "setup: $what failed:" >&2
         tail -n 40 "$log" >&2
@@ -37,6 +39,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     step "creating $VENV" "$PYTHON" -m venv "$VENV"
 fi
 # Every package pinned and checked by hash (torch included: its CPU build, never a CUDA one).
-step "installing requirements/dev.txt" "$VENV/bin/python" -m pip install -q --require-hashes -r requirements/dev.txt
+step "installing the pinned environment of requirements/dev.txt (torch, the exporter, test tools)" "$VENV/bin/python" -m pip install -q --require-hashes -r requirements/dev.txt
 step "installing gpuxbuild" "$VENV/bin/python" -m pip install -q --no-deps -e .
 echo "$key" >"$STAMP"
+echo "setup: done ($VENV)" >&2

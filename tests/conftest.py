@@ -7,10 +7,19 @@ import os
 import re
 import sys
 
+import tempfile
+
 import pytest
 from helpers import sync_hf_constants
 from hubserver import HubServer
 from runtime_artifacts import artifacts  # noqa: F401  (one session-wide instance for every test module)
+from testhome import tests_home
+
+# Temporary folders (pytest's, and those of the commands the tests run) go to the suite's one folder.
+_TMP = tests_home() / "tmp"
+_TMP.mkdir(parents=True, exist_ok=True)
+os.environ["TMPDIR"] = str(_TMP)
+tempfile.tempdir = None  # computed again from TMPDIR
 
 # huggingface_hub reads HF_ENDPOINT once, at import (constants.ENDPOINT and the resolve URL template), so the
 # server must be listening and the variable set before anything imports it. It keeps its ports all session.

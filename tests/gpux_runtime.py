@@ -3,7 +3,7 @@
 The PyPI ``gpux`` package installs a console script named ``gpux`` that clashes with ours,
 so it lives in a separate venv (created once, reused) and runs in a subprocess.
 
-Venv location: ``$GPUX_RUNTIME_VENV``, else ``~/.cache/gpuxbuild/gpux-runtime-0.1.1``.
+Venv location: ``$GPUX_RUNTIME_VENV``, else ``gpux-runtime-0.1.1`` in the suite's folder (tests/testhome.py).
 Pre-create it (CI): ``python tests/gpux_runtime.py``.
 When the venv cannot be created (no PyPI), tests that need it are skipped, unless
 ``GPUX_RUNTIME_REQUIRED=1`` is set, in which case they fail.
@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from testhome import tests_home
 
 GPUX_VERSION = "0.1.1"
 _READY = ".gpuxbuild-ready"
@@ -51,7 +53,7 @@ def runtime_venv() -> Path:
     env = os.environ.get("GPUX_RUNTIME_VENV")
     if env:
         return Path(env)
-    return Path.home() / ".cache" / "gpuxbuild" / f"gpux-runtime-{GPUX_VERSION}"
+    return tests_home() / f"gpux-runtime-{GPUX_VERSION}"
 
 
 def _python(venv: Path) -> Path:

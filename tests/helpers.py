@@ -4,12 +4,19 @@ process of its own), publish tiny models on the test Hub."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import io
 import os
+import select
+import signal
+import struct
 import subprocess
 import sys
+import termios
+import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -137,3 +144,50 @@ def gets(hub, repo_id: str) -> dict[str, int]:
 
 def read_lock(project: Path) -> dict:
     return yaml.safe_load((project / "gpux.lock").read_text())
+
+
+@dataclass(frozen=True)
+class TtyRun:
+    """What a command run on a pseudo-terminal did: its exit status and what the terminal received."""
+
+    returncode: int
+    output: str
+
+
+def gpux_tty(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600,
+             interrupt_when: str | None = None, columns: int = 120) -> TtyRun:
+    """Run `python -m gpuxbuild ARGS` with stdin, stdout and stderr on a new pseudo-terminal, as in an
+    interactive shell. With `interrupt_when`, the terminal's Ctrl-C (SIGINT to the foreground process
+    group) is sent once that text has appeared in the output."""
+    primary, secondary = os.openpty()
+    # rich reads the size from the terminal (when $COLUMNS does not say it)
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "gpuxbuild", *args], cwd=cwd, env=env, stdin=secondary,
+                            stdout=secondary, stderr=secondary, start_new_session=True)
+    os.close(secondary)
+    out = bytearray()
+    deadline = time.monotonic() + timeout
+    interrupted = False
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([primary], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(primary, 65536)
+                except OSError:  # EIO: every holder of the terminal has closed it
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if interrupt_when and not interrupted and interrupt_when.encode() in out:
+                os.killpg(proc.pid, signal.SIGINT)
+                interrupted = True
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"gpux {' '.join(args)} did not end within {timeout}s on a terminal:\n{out.decode(errors='replace')}")
+        rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        os.close(primary)
+    if interrupt_when and not interrupted:
+        raise AssertionError(f"{interrupt_when!r} never appeared:\n{out.decode(errors='replace')}")
+    return TtyRun(rc, out.decode(errors="replace"))

@@ -154,3 +154,22 @@ def test_consoles_load_rich_only_when_they_need_it(env, expected, rich_loaded):
     clean = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**clean, **env})
     assert r.stdout.split() == [str(expected), str(rich_loaded)]
+
+
+@pytest.mark.parametrize("variable", ["FORCE_COLOR", "TTY_COMPATIBLE"])
+def test_the_lazy_consoles_stand_for_a_rich_console(variable):
+    """rich's live displays take the console as theirs: they enter it (`with console:`), also from the
+    stderr they redirect through it, and set attributes on it."""
+    script = ("import sys\nfrom rich.live import Live\nfrom rich.progress import Progress\n"
+              "from gpuxbuild.cli.app import err_console\n"
+              "with Live('table', console=err_console, redirect_stderr=True):\n"
+              "    print('said meanwhile', file=sys.stderr)\n"
+              "with Progress(console=err_console) as progress:\n"
+              "    progress.add_task('total', total=1)\n"
+              "err_console.soft_wrap = True\n"
+              "print(err_console.get().soft_wrap)\n")
+    clean = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**clean, variable: "1"})
+    assert r.returncode == 0, r.stderr
+    assert "said meanwhile" in r.stderr and r.stderr.count("\x1b[?25l") == r.stderr.count("\x1b[?25h") > 0
+    assert r.stdout == "True\n"

@@ -40,7 +40,7 @@ def test_pull_then_again_ls_inspect(hub, repo_id, gpux_home):
     assert commit[:12] in first.stdout and "downloaded" in first.stdout
     files = {p for p in hub.files(repo_id) if p != ".gitattributes"}
     assert gets(hub, repo_id) == dict.fromkeys(files, 1)  # each file once; .gitattributes never
-    assert f"{len(files)} files" in first.stdout and f"downloaded {len(files)} file(s)" in first.stdout
+    assert f"{len(files)} files" in first.stdout and f"downloaded {len(files)} files" in first.stdout
 
     hub.reset_log()
     again = gpux("pull", repo_id, "--no-build")

@@ -3,8 +3,8 @@
 ``make_repo(kind)`` returns the files of a repo (path -> bytes) as ``save_pretrained`` writes them:
 config.json, weights, real tokenizer files trained deterministically on a small embedded corpus, and
 generation_config.json for generative models. Output is byte-deterministic for the same arguments and
-cached on disk (``$GPUX_TEST_CACHE`` or ``/tmp/gpuxbuild-tinymodels``) keyed by kind, arguments and
-``FACTORY_VERSION``; bump the version whenever generation changes.
+cached on disk (``$GPUX_TEST_CACHE``, else ``tinymodels`` in the suite's folder, tests/testhome.py) keyed
+by kind, arguments and ``FACTORY_VERSION``; bump the version whenever generation changes.
 """
 
 from __future__ import annotations
@@ -375,7 +375,9 @@ def _write_onnx_variants(model, onnx_dir: Path) -> None:
 
 def cache_root() -> Path:
     """Where generated repos are cached."""
-    return Path(os.environ.get("GPUX_TEST_CACHE") or "/tmp/gpuxbuild-tinymodels")
+    from testhome import tests_home
+
+    return Path(os.environ["GPUX_TEST_CACHE"]) if os.environ.get("GPUX_TEST_CACHE") else tests_home() / "tinymodels"
 
 
 def repo_dir(kind: str, *, hidden: int = 32, seed: int = 0) -> Path:

@@ -20,18 +20,25 @@ from gpuxbuild.errors import GpuxError
 
 class LazyConsole:
     """A rich Console made on first use. Importing rich costs ~20 ms of start-up; a command such as
-    `gpux pull` first prints once its downloads are under way, so it pays that while they run."""
+    `gpux pull` first prints once its downloads are under way, so it pays that while they run.
+
+    It stands for the Console wherever rich takes one (`Live(console=...)`, `Progress(console=...)`):
+    attributes are read and set on the Console, and `with console:` (which rich's live display and its
+    stderr redirection use) enters it; special methods bypass `__getattr__`, hence their own definitions.
+    """
+
+    __slots__ = ("_options", "_console")
 
     def __init__(self, **options):
-        self._options = options
-        self._console = None
+        object.__setattr__(self, "_options", options)
+        object.__setattr__(self, "_console", None)
 
     def get(self):
         """The rich Console itself (for rich objects that take one)."""
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(**self._options)
+            object.__setattr__(self, "_console", Console(**self._options))
         return self._console
 
     @property
@@ -49,6 +56,15 @@ class LazyConsole:
     def __getattr__(self, name):
         return getattr(self.get(), name)
 
+    def __setattr__(self, name, value):
+        setattr(self.get(), name, value)
+
+    def __enter__(self):
+        return self.get().__enter__()
+
+    def __exit__(self, *exc):
+        return self.get().__exit__(*exc)
+
 
 console = LazyConsole(highlight=False, emoji=False)
 err_console = LazyConsole(stderr=True, highlight=False, emoji=False)
@@ -58,8 +74,17 @@ class Context:
     """What every command gets: the project folder and output preferences."""
 
     def __init__(self, project: Path, quiet: bool):
-        self.project = project
+        self.folder = project
         self.quiet = quiet
+
+    @property
+    def project(self) -> Path:
+        """The project folder, which must exist (only `gpux init` makes it: it reads `folder`)."""
+        if not self.folder.is_dir():
+            raise GpuxError(f"project folder {self.folder} does not exist",
+                            "check --project (or $GPUX_PROJECT); `gpux --project DIR init` starts a new project there",
+                            exit_code=2)
+        return self.folder
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -75,6 +100,7 @@ COMMAND_MODULES = {
     "pull": "store_cmds", "ls": "store_cmds", "images": "store_cmds", "rm": "store_cmds", "rmi": "store_cmds",
     "inspect": "store_cmds", "cache": "store_cmds",
     "run": "run_cmds", "serve": "run_cmds", "doctor": "run_cmds",
+    "help": "help_cmds",
 }
 
 
@@ -130,28 +156,44 @@ def print_error(message: str, hint: str | None = None, prefix: str = "error:") -
         err_console.print(f"  [dim]hint:[/] {escape(hint)}", soft_wrap=True)
 
 
+def counted(n: int, noun: str) -> str:
+    """"1 model", "2 models": a count and its noun, in agreement."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def print_json(data) -> None:
     """Write `data` as JSON to stdout (sorted keys, stable)."""
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-@click.group(
-    cls=GpuxGroup,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Network: GPUX_HTTP_RETRIES (default 3) retries transient failures, GPUX_HTTP_TIMEOUT (seconds, "
-    "default 30) bounds each connect and read; see docs/store.md.",
-)
+# The variables gpuxbuild reads (the registries' own, such as HF_TOKEN, as huggingface_hub reads them).
+# "\b" keeps click from re-flowing the lines.
+ENVIRONMENT = """\b
+Environment:
+  GPUX_PROJECT       the project folder when --project is not given
+  GPUX_HOME          the store (default: $XDG_CACHE_HOME/gpux, else ~/.cache/gpux)
+  GPUX_HTTP_RETRIES  retries of a transient network failure (default 3)
+  GPUX_HTTP_TIMEOUT  seconds each connect and read may take (default 30; else
+                     HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT where set)
+  HF_HUB_OFFLINE     1: no network request, as --offline
+  HF_TOKEN           Hugging Face token, for gated or private repos
+  HF_ENDPOINT        the Hugging Face Hub to use (default: https://huggingface.co)
+  FORCE_COLOR        draw colours and live progress even when not on a terminal
+"""
+
+
+@click.group(cls=GpuxGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=ENVIRONMENT)
 @click.version_option(__version__, "--version", prog_name="gpux")
 @click.option(
     "--project",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Project folder (holds gpux.models.yml and gpux.lock). Default: the current folder.",
+    envvar="GPUX_PROJECT",
+    help="Project folder (holds gpux.models.yml and gpux.lock). Default: $GPUX_PROJECT, else the current folder.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and results.")
 @click.pass_context
 def cli(ctx: click.Context, project: Path | None, quiet: bool) -> None:
     """gpux: lock, build, sync and run models for the GPUX runtime."""
-    root = (project or Path(os.environ.get("GPUX_PROJECT", "."))).resolve()
-    ctx.obj = Context(project=root, quiet=quiet)
+    ctx.obj = Context(project=(project or Path(".")).resolve(), quiet=quiet)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, pass_context, print_json
+from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, counted, pass_context, print_json
 
 
 def _render_plan(plan, ctx: Context, as_json: bool, lock_name: str = "gpux.lock") -> None:
@@ -20,9 +20,8 @@ def _render_plan(plan, ctx: Context, as_json: bool, lock_name: str = "gpux.lock"
         commit = f" {c.new_commit[:12]}" if c.new_commit else ""
         why = f" [dim]({'; '.join(c.reasons)})[/]" if c.reasons else ""
         console.print(f" {sign} {c.name}{commit}{why}")
-    n = len(plan.lock.models)
     state = "" if plan.changed or plan.written else " (no changes)"
-    console.print(f"Locked {n} model{'s' if n != 1 else ''} -> {lock_name}{state}")
+    console.print(f"Locked {counted(len(plan.lock.models), 'model')} -> {lock_name}{state}")
 
 
 @cli.command()
@@ -31,7 +30,7 @@ def init(ctx: Context) -> None:
     """Write a commented starter gpux.models.yml."""
     from gpuxbuild.project.edits import init_project
 
-    path = init_project(ctx.project)
+    path = init_project(ctx.folder)
     if not ctx.quiet:
         console.print(f"Wrote {path.name}: add models with `gpux add SOURCE`")
 
@@ -98,7 +97,7 @@ def lock(ctx: Context, names: tuple[str, ...], check: bool, upgrade: bool, jobs:
         if as_json:
             print_json({"up_to_date": True, "models": len(manifest.models)})
         elif not ctx.quiet:
-            console.print(f"gpux.lock is up to date ({len(manifest.models)} models)")
+            console.print(f"gpux.lock is up to date ({counted(len(manifest.models), 'model')})")
         return
     from gpuxbuild.project.resolver import lock_project
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, err_console, pass_context, print_json
+from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, counted, err_console, pass_context, print_json
 from gpuxbuild.errors import GpuxError
 
 PROVIDER = click.option("--provider", default=None,
@@ -93,7 +93,7 @@ def run(ctx: Context, name, texts, input_, file, provider, device_id, max_new_to
         else:
             lat = result["latency_ms"]
             console.print(f"{name} on {result['provider']}: p50 {lat['p50']:.2f} ms, p95 {lat['p95']:.2f} ms, "
-                          f"p99 {lat['p99']:.2f} ms, {result['throughput_per_s']:.1f} items/s ({runs} runs)")
+                          f"p99 {lat['p99']:.2f} ms, {result['throughput_per_s']:.1f} items/s ({counted(runs, 'run')})")
         return
     streaming = not plain and model.task in ("text-generation", "text2text-generation")
     on_token = (lambda _id, piece: (sys.stdout.write(piece), sys.stdout.flush())) if streaming else None

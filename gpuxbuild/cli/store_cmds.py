@@ -8,7 +8,7 @@ import time
 
 import click
 
-from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, err_console, pass_context, print_json
+from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, counted, err_console, pass_context, print_json
 
 
 class RichReporter:
@@ -95,7 +95,7 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
 
     def on_resolved(record):
         if not ctx.quiet and not as_json:
-            say(f"{parsed}: commit {record['commit'][:12]}, {len(record['files'])} files, {human_size(record['size'])}")
+            say(f"{parsed}: commit {record['commit'][:12]}, {counted(len(record['files']), 'file')}, {human_size(record['size'])}")
         if reporter:
             reporter.begin(record["size"], {f["path"]: f["size"] for f in record["files"] if store.has_object(f["sha256"])})
 
@@ -116,7 +116,7 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
             if not res.resolved_online and not offline and parsed.registry != "local":
                 say(f"{parsed}: kept commit {res.record['commit'][:12]} from the earlier pull; --upgrade checks for a newer one")
         else:
-            say(f"{parsed}: downloaded {res.objects_downloaded} file(s) ({human_size(res.bytes_downloaded)}) in {elapsed:.1f}s")
+            say(f"{parsed}: downloaded {counted(res.objects_downloaded, 'file')} ({human_size(res.bytes_downloaded)}) in {elapsed:.1f}s")
     built = None
     if not no_build:
         from gpuxbuild.build.pipeline import build_pulled
@@ -154,19 +154,21 @@ def ls(ctx: Context, as_json: bool) -> None:
         print_json(rows)
         return
     from rich.console import Console
+    from rich.measure import Measurement
     from rich.table import Table
     from rich.text import Text
 
     table = Table(box=None)
     for col in ("NAME", "REVISION", "COMMIT", "TASK", "SIZE", "LAST USED", "KIND"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     for r in rows:
         cells = (r["name"], r.get("revision") or "-", (r.get("commit") or "")[:12], r.get("task") or "-",
                  human_size(r.get("size") or 0), _when(r.get("last_used")), r["kind"])
         table.add_row(*(Text(c) for c in cells))
-    # piped output is not cut to 80 columns
-    out = console if console.is_terminal else Console(width=1000, highlight=False)
-    out.print(table)
+    # Never cut a value (names and commits are what the next command takes): rows longer than the
+    # terminal wrap there, as any long line does; piped rows are as long as they need.
+    natural = Measurement.get(console.get(), console.options.update(width=10_000), table).maximum
+    Console(width=max(natural, console.width), highlight=False, emoji=False).print(table)
 
 
 cli.add_command(ls, "images")
@@ -206,16 +208,18 @@ def inspect(ctx: Context, name: str, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
+    from gpuxbuild.models.pull import human_size
+
     for key in ("name", "kind", "registry", "repo", "revision", "commit", "task", "library", "architecture", "license", "size"):
         if data.get(key) is not None:
-            say(str(data[key]), label=f"{key}: ")
+            say(human_size(data[key]) if key == "size" else str(data[key]), label=f"{key}: ")
     art = data.get("artifact")
     say(f"{art['digest']} at {art['path']}" if art else "not built", label="artifact: ")
     if art and art.get("gpux_yml"):
         say(art["gpux_yml"], label="gpux.yml: ")
     say("", label="files:")
     for f in data.get("files", []):
-        say(f"  {f['sha256'][:16]}  {f['size']:>12}  {f['path']}")
+        say(f"  {f['sha256'][:16]}  {human_size(f['size']):>9}  {f['path']}")
 
 
 @cli.group()
@@ -241,7 +245,7 @@ def verify(ctx: Context, fix: bool, as_json: bool) -> None:
             say(f"{b['artifact']}: {'; '.join(b['problems'])}" + (" - removed" if fix else ""), label="corrupt artifact ", style="red")
         if not ctx.quiet:
             n = len(report.bad_objects) + len(report.bad_artifacts)
-            say(f"Checked {report.checked} files: {n} problem(s)" + ("" if n == 0 or fix else "; run `gpux cache verify --fix`"))
+            say(f"Checked {counted(report.checked, 'file')}: {counted(n, 'problem')}" + ("" if n == 0 or fix else "; run `gpux cache verify --fix`"))
     if report and not fix:
         sys.exit(1)
 
@@ -260,7 +264,7 @@ def prune(ctx: Context, dry_run: bool, as_json: bool) -> None:
         print_json({**report.as_dict(), "dry_run": dry_run})
         return
     verb = "Would free" if dry_run else "Freed"
-    say(f"{verb} {human_size(report.bytes_freed)}: {len(report.objects)} objects, {len(report.artifacts)} artifacts")
+    say(f"{verb} {human_size(report.bytes_freed)}: {counted(len(report.objects), 'object')}, {counted(len(report.artifacts), 'artifact')}")
 
 
 @cache.command("info")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, err_console, pass_context, print_json
+from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, counted, err_console, pass_context, print_json
 from gpuxbuild.store.objects import LINK_MODES
 from gpuxbuild.sync.record import cache_line
 
@@ -41,7 +41,7 @@ def _render(res, ctx: Context) -> None:
         console.print(f"dry run, nothing changed: {plan.summary()}", soft_wrap=True)
         return
     console.print(plan.summary(), soft_wrap=True)
-    downloaded = f"{res.sources_downloaded} source files downloaded ({_human(res.bytes_downloaded)})" if res.sources_downloaded else None
+    downloaded = f"{counted(res.sources_downloaded, 'source file')} downloaded ({_human(res.bytes_downloaded)})" if res.sources_downloaded else None
     console.print(cache_line(res.reused, res.built, downloaded, res.link_modes), soft_wrap=True)
 
 

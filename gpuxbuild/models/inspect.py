@@ -15,7 +15,7 @@ def inspect_model(name: str, *, store: Store, project: Path) -> dict:
     `name` is looked up like `gpux run` does: a model of `project`'s gpux.lock first, else a pulled model
     (`org/name[@REV]`).
     """
-    from gpuxbuild.project.lockfile import locked_model
+    from gpuxbuild.project.lockfile import lock_path, locked_model
     from gpuxbuild.models.pull import resolve_name
 
     entry = locked_model(project, name)
@@ -24,7 +24,9 @@ def inspect_model(name: str, *, store: Store, project: Path) -> dict:
     try:
         rec = resolve_name(name, store)
     except GpuxError as exc:
-        raise GpuxError(exc.message, (exc.hint or "") + f"; or name a model of {project / 'gpux.lock'}") from None
+        if not lock_path(project).is_file():
+            raise
+        raise GpuxError(exc.message, (exc.hint or "") + f"; or name a model of {lock_path(project)}") from None
     return _from_pulled(rec, store)
 
 

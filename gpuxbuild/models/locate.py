@@ -62,8 +62,12 @@ def locate(name: str, *, project: Path, store: Store, offline: bool = False, on_
     if found is not None:
         return found
     if "/" not in name and ":" not in name:
-        raise GpuxError(
-            f"no model {name!r} in this project's gpux.lock, and it is not a repo id",
-            "use a model name from gpux.models.yml, an org/name repo id, or an artifact folder",
-        )
+        from gpuxbuild.project.lockfile import lock_path
+
+        if lock_path(project).is_file():
+            raise GpuxError(f"no model {name!r} in this project's gpux.lock, and it is not a repo id",
+                            "use a model name from gpux.models.yml, an org/name repo id, or an artifact folder")
+        raise GpuxError(f"no model {name!r}: it is not a repo id, and {project} has no gpux.lock",
+                        "use an org/name repo id or an artifact folder; for a model of a project, "
+                        "run `gpux lock` there and pass --project DIR")
     return _from_pulled(name, project, store, offline, on_pull)

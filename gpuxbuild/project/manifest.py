@@ -190,7 +190,7 @@ def parse_manifest(text: str, path: Path) -> Manifest:
     err = first_error(Draft202012Validator(load_schema("gpux.models.schema.json")), data)
     if err is not None:
         fpath, reason = describe_error(err)
-        raise _error(path, _line_of(node, fpath), field_path(fpath), reason, "see docs/manifest.md for the fields")
+        raise _error(path, _line_of(node, fpath), field_path(fpath), reason, "see `gpux help manifest` for the fields")
 
     defaults = data.get("defaults") or {}
     models = {}
@@ -246,7 +246,7 @@ def _effective(name: str, entry: dict, defaults: dict, path: Path, node) -> Mode
 
 STARTER = """\
 # gpux.models.yml: the models this project uses. `gpux lock` pins them into gpux.lock
-# (commit it); `gpux sync` builds them into .gpux/models/. Fields: docs/manifest.md.
+# (commit it); `gpux sync` builds them into .gpux/models/. Fields: `gpux help manifest`.
 version: 1
 
 # Settings every model inherits unless it sets its own.

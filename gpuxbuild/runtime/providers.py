@@ -174,7 +174,7 @@ def select_providers(
             raise GpuxError(
                 f"{source} asks for {primary}, which this onnxruntime does not offer "
                 f"(available: {', '.join(available) or 'none'})",
-                f"install the onnxruntime build for it (see docs/gpus.md) or use --provider {_short(usable[0])}",
+                f"install the onnxruntime build for it (see `gpux help gpus`) or use --provider {_short(usable[0])}",
                 exit_code=2,
             )
     else:

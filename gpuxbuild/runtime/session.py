@@ -86,7 +86,7 @@ def _create_session(path: Path, choice: ProviderChoice):
     try:
         import onnxruntime
     except ImportError as exc:
-        raise GpuxError("onnxruntime is not installed", "pip install onnxruntime (see docs/gpus.md)") from exc
+        raise GpuxError("onnxruntime is not installed", "pip install onnxruntime (see `gpux help gpus`)") from exc
     if not path.is_file():
         raise GpuxError(f"graph {path} does not exist", _HINT_REBUILD)
     options = onnxruntime.SessionOptions()
