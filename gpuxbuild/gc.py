@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gpuxbuild.hashing import is_sha256, sha256_file
 from gpuxbuild.store import Store, read_json, remove_tree
+from gpuxbuild.sync_record import stat_fields
 
 RECENT_BUILD_SECONDS = 7 * 24 * 3600
 
@@ -115,10 +116,12 @@ class VerifyReport:
         return {"checked": self.checked, "bad_objects": self.bad_objects, "bad_artifacts": self.bad_artifacts, "fixed": self.fixed}
 
 
-def _rehash(path: Path) -> str | None:
-    """The sha256 of a file, or None when it is not a file (gone meanwhile: a concurrent prune or rm)."""
+def _rehash(path: Path) -> tuple[os.stat_result, str] | None:
+    """(stat before hashing, sha256) of a file, or None when it is not a file (gone meanwhile: a concurrent
+    prune or rm)."""
     try:
-        return sha256_file(path)
+        st = os.stat(path)
+        return st, sha256_file(path)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
 
@@ -126,9 +129,14 @@ def _rehash(path: Path) -> str | None:
 def verify(store: Store, *, fix: bool = False, jobs: int | None = None) -> VerifyReport:
     """Re-hash every object (and every artifact file) and report those whose bytes do not match their name.
 
-    Files are hashed `jobs` at a time (default: one per CPU, at most 8): hashlib releases the GIL, so a
-    large store is checked at the speed of the disk rather than of one core.
+    The same checks as before a build or a sync (`Store.check_object`, `check_artifact`), but hashing every
+    file whatever its stat; intact files get their stat recorded, so those checks trust them again. `fix`
+    moves what is corrupt to quarantine/, so it is fetched or built again. Files are hashed `jobs` at a time
+    (default: one per CPU, at most 8): hashlib releases the GIL, so a large store is checked at the speed
+    of the disk rather than of one core.
     """
+    from gpuxbuild.build.artifact import artifact_path, check_artifact
+
     report = VerifyReport(fixed=fix)
     objects = list(store.iter_objects())
     with ThreadPoolExecutor(max_workers=jobs or min(8, os.cpu_count() or 1)) as pool:
@@ -136,30 +144,24 @@ def verify(store: Store, *, fix: bool = False, jobs: int | None = None) -> Verif
         actuals = dict(zip((sha for sha, _ in named), pool.map(_rehash, [path for _, path in named])))
         for sha, path in objects:
             report.checked += 1
-            actual = actuals.get(sha)
-            if actual == sha or (actual is None and sha in actuals and not path.exists()):
-                continue  # intact, or removed meanwhile
-            report.bad_objects.append({"object": sha, "actual": actual, "path": str(path)})
+            found = actuals.get(sha)
+            if found is None and sha in actuals and not path.exists():
+                continue  # removed meanwhile
+            if found is not None and found[1] == sha:
+                store.remember_verified("objects", sha, stat_fields(found[0]))
+                continue
+            report.bad_objects.append({"object": sha, "actual": found and found[1], "path": str(path)})
             if fix:
-                path.unlink(missing_ok=True)
+                store.quarantine("objects", path)
         arts = store.root / "artifacts"
-        for d in sorted(arts.iterdir()) if arts.is_dir() else []:
-            manifest = read_json(d / "artifact.json")
-            problems = []
-            if not manifest:
-                problems.append("artifact.json missing or unreadable")
-            else:
-                files = manifest.get("files", [])
-                report.checked += len(files)
-                for f, actual in zip(files, pool.map(_rehash, [d / f["path"] for f in files])):
-                    if actual is None:
-                        problems.append(f"{f['path']}: missing")
-                    elif actual != f["sha256"]:
-                        problems.append(f"{f['path']}: sha256 mismatch")
+        keys = sorted(d.name for d in arts.iterdir()) if arts.is_dir() else []
+        for key, (_, problems) in zip(keys, pool.map(lambda k: check_artifact(store, k, rehash=True), keys)):
+            manifest = read_json(artifact_path(store, key) / "artifact.json") or {}
+            report.checked += len(manifest.get("files", [])) if isinstance(manifest, dict) else 0
             if problems:
-                report.bad_artifacts.append({"artifact": d.name, "problems": problems})
+                report.bad_artifacts.append({"artifact": key, "problems": problems})
                 if fix:
-                    remove_tree(d)
+                    store.quarantine("artifacts", artifact_path(store, key))
     return report
 
 

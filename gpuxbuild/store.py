@@ -6,9 +6,12 @@ Layout (docs/store.md):
     refs/                             records of pulled models and synced projects (what keeps objects alive)
     locks/                            filelock files, one per object or artifact being written
     tmp/                              partial downloads (resumed by name) and staging folders
+    index/verified/                   the stat of each object and artifact file when it was last hashed
+    quarantine/                       objects and artifacts found corrupt (kept for inspection, never used)
 
 Nothing becomes visible under objects/ or artifacts/ until it is complete and verified: bytes are
-hashed while they stream into tmp/, then renamed into place under a per-object lock.
+hashed while they stream into tmp/, then renamed into place under a per-object lock. Before an object is
+built from, its stat is compared with the one recorded when it was verified; a changed one is re-hashed.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from typing import BinaryIO, Callable
 from filelock import FileLock, Timeout
 
 from gpuxbuild.errors import GpuxError, IntegrityError
-from gpuxbuild.hashing import is_sha256
+from gpuxbuild.hashing import is_sha256, sha256_file
 from gpuxbuild.home import gpux_home
+from gpuxbuild.sync_record import stat_fields, verified_path
 
 STALE_TMP_SECONDS = 24 * 3600
 
@@ -170,6 +174,8 @@ class Stats:
     hits: int = 0
     downloaded: int = 0
     bytes_downloaded: int = 0
+    copied: int = 0  # from a local folder (the `local` registry): not downloads
+    bytes_copied: int = 0
 
 
 _THREAD_LOCKS: dict[str, threading.RLock] = {}
@@ -358,7 +364,8 @@ class Store:
         return sha if is_sha256(sha) and self.has_object(sha) else None
 
     def drop_stale_index(self) -> int:
-        """Forget git-blob index entries whose object is gone (after a prune); returns how many."""
+        """Forget git-blob index entries and verified stats whose object or artifact is gone (after a prune);
+        returns how many."""
         base = self.root / "index" / "gitsha1"
         dropped = 0
         for p in sorted(base.glob("*/*")) if base.is_dir() else []:
@@ -369,6 +376,12 @@ class Store:
             if not (is_sha256(sha) and self.has_object(sha)):
                 p.unlink(missing_ok=True)
                 dropped += 1
+        verified = self.root / "index" / "verified"
+        for kind, exists in (("objects", self.has_object), ("artifacts", lambda k: (self.root / "artifacts" / k).is_dir())):
+            for p in sorted((verified / kind).glob("*/*")):
+                if not p.name.startswith(".") and not exists(p.name):
+                    p.unlink(missing_ok=True)
+                    dropped += 1
         return dropped
 
     def remember_blob(self, git_sha1: str, sha256: str) -> None:
@@ -380,6 +393,52 @@ class Store:
         os.chmod(src, 0o444)
         os.replace(src, dest)
         fsync_dir(dest.parent)
+        self.remember_verified("objects", dest.name, stat_fields(os.stat(dest)))
+
+    # -- verification ----------------------------------------------------------------------------
+    def remember_verified(self, kind: str, name: str, record) -> None:
+        """Record the stat of a file (or an artifact's files) just hashed; not fsynced: losing it costs a re-hash."""
+        path = verified_path(self.root, kind, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_text(json.dumps(record, sort_keys=True))
+        os.replace(tmp, path)
+
+    def check_object(self, sha256: str, *, rehash: bool = False) -> str:
+        """"ok", "missing" or "corrupt" (then moved to quarantine/, so the next fetch downloads it again).
+
+        Trusts an object whose (size, mtime, ctime, inode) equal those recorded when it was last hashed;
+        anything else (`rehash`: always) is hashed again, and its stat recorded when it is intact.
+        """
+        path = self.object_path(sha256)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return "missing"
+        if not rehash and read_json(verified_path(self.root, "objects", sha256)) == stat_fields(st):
+            return "ok"
+        try:
+            actual = sha256_file(path)
+        except FileNotFoundError:
+            return "missing"
+        if actual == sha256:
+            self.remember_verified("objects", sha256, stat_fields(st))
+            return "ok"
+        self.quarantine("objects", path)
+        return "corrupt"
+
+    def quarantine(self, kind: str, path: Path) -> Path | None:
+        """Move a corrupt object or artifact folder (`kind`: objects | artifacts) to quarantine/, where
+        nothing uses it; None if it is gone. Links to it elsewhere (synced targets) keep the bad bytes
+        until the next sync replaces them."""
+        dest = self.root / "quarantine" / kind / f"{path.name}-{uuid.uuid4().hex[:8]}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(path, dest)
+        except FileNotFoundError:
+            return None  # another process quarantined it first
+        verified_path(self.root, kind, path.name).unlink(missing_ok=True)
+        return dest
 
     def iter_objects(self):
         """Every (sha256, path) under objects/."""
@@ -398,7 +457,7 @@ class Store:
     def save_counters(self, **extra: int) -> None:
         """Add this process's counters (and `extra` ones) to the store's lifetime counters."""
         add = {"object_hits": self.stats.hits, "object_downloads": self.stats.downloaded,
-               "bytes_downloaded": self.stats.bytes_downloaded, **extra}
+               "bytes_downloaded": self.stats.bytes_downloaded, "object_copies": self.stats.copied, **extra}
         if not any(add.values()):
             return
         try:

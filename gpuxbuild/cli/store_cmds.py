@@ -236,9 +236,9 @@ def verify(ctx: Context, fix: bool, as_json: bool) -> None:
         print_json(report.as_dict())
     else:
         for b in report.bad_objects:
-            say(f"{b['object']} (content hashes to {b['actual']})" + (" - removed" if fix else ""), label="corrupt object ", style="red")
+            say(f"{b['object']} (content hashes to {b['actual']})" + (" - quarantined" if fix else ""), label="corrupt object ", style="red")
         for b in report.bad_artifacts:
-            say(f"{b['artifact']}: {'; '.join(b['problems'])}" + (" - removed" if fix else ""), label="corrupt artifact ", style="red")
+            say(f"{b['artifact']}: {'; '.join(b['problems'])}" + (" - quarantined" if fix else ""), label="corrupt artifact ", style="red")
         if not ctx.quiet:
             n = len(report.bad_objects) + len(report.bad_artifacts)
             say(f"Checked {report.checked} files: {n} problem(s)" + ("" if n == 0 or fix else "; run `gpux cache verify --fix`"))
