@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuxbuild.hashing import is_sha256, sha256_file
-from gpuxbuild.store import Store, read_json, remove_tree
+from gpuxbuild.store import STALE_TMP_SECONDS, Store, read_json, remove_tree
 from gpuxbuild.sync_record import stat_fields
 
 RECENT_BUILD_SECONDS = 7 * 24 * 3600
@@ -60,6 +60,32 @@ def live_objects(store: Store) -> set[str]:
     return live
 
 
+def held_objects(store: Store, *, clean: bool = True) -> set[str]:
+    """sha256 of the objects running processes hold (`Store.hold`); `clean` removes dead processes' hold files."""
+    import fcntl
+
+    held: set[str] = set()
+    base = store.root / "holds"
+    for p in sorted(base.iterdir()) if base.is_dir() else []:
+        if p.name.startswith("."):  # a process killed while starting to hold: gone once stale
+            if clean and time.time() - p.stat().st_mtime > STALE_TMP_SECONDS:
+                p.unlink(missing_ok=True)
+            continue
+        try:
+            f = open(p)
+        except FileNotFoundError:
+            continue
+        with f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # its process is running
+                held.update(s for line in f if is_sha256(s := line.strip()))
+                continue
+            if clean:
+                p.unlink(missing_ok=True)
+    return held
+
+
 @dataclass
 class PruneReport:
     objects: list[str] = field(default_factory=list)
@@ -78,7 +104,7 @@ def prune(store: Store, *, dry_run: bool = False) -> PruneReport:
     """Remove objects and artifacts nothing refers to (and stale temp files). `dry_run` only reports."""
     report = PruneReport()
     with store.lock("gc"):  # pulls save their records under it, so none is half-counted
-        live = live_objects(store)
+        live = live_objects(store) | held_objects(store, clean=not dry_run)
         for sha, path in store.iter_objects():
             if sha not in live:
                 report.objects.append(sha)

@@ -5,6 +5,7 @@ Layout (docs/store.md):
     artifacts/<build key hex>/        built artifacts (see gpuxbuild.build)
     refs/                             records of pulled models and synced projects (what keeps objects alive)
     locks/                            filelock files, one per object or artifact being written
+    holds/                            per running process, the objects it uses (kept by `cache prune`)
     tmp/                              partial downloads (resumed by name) and staging folders
     index/verified/                   the stat of each object and artifact file when it was last hashed
     quarantine/                       objects and artifacts found corrupt (kept for inspection, never used)
@@ -16,6 +17,7 @@ built from, its stat is compared with the one recorded when it was verified; a c
 
 from __future__ import annotations
 
+import atexit
 import errno
 import functools
 import hashlib
@@ -223,6 +225,8 @@ class Store:
         self.stats = Stats()
         self.downloaded_objects: set[str] = set()  # sha256 of the objects this instance downloaded
         self._stats_lock = threading.Lock()  # downloads run in threads
+        self._held: set[str] = set()
+        self._hold_file = None
 
     def record_stats(self, **add: int) -> None:
         """Add to this process's counters (hits, downloads, bytes), thread-safely."""
@@ -249,6 +253,34 @@ class Store:
     def has_object(self, sha256: str) -> bool:
         return self.object_path(sha256).is_file()
 
+    def hold(self, sha256: str) -> None:
+        """Mark object `sha256` as used by this process until it ends: `cache prune` keeps it (`held_objects`).
+
+        The hold file (holds/<pid>-<id>) is flock-ed for the process's life, so a prune knows a file whose lock
+        it can take is a dead process's, and removes it.
+        """
+        import fcntl
+
+        with self._stats_lock:
+            if sha256 in self._held:
+                return
+            self._held.add(sha256)
+            if self._hold_file is None:
+                base = self.root / "holds"
+                base.mkdir(parents=True, exist_ok=True)
+                name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                f = open(base / f".{name}", "a")  # renamed into sight once locked: a prune never sees it unlocked
+                fcntl.flock(f, fcntl.LOCK_EX)
+                os.rename(base / f".{name}", base / name)
+                self._hold_file = f
+                atexit.register(self._drop_holds, base / name)
+            self._hold_file.write(sha256 + "\n")
+            self._hold_file.flush()
+
+    def _drop_holds(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        self._hold_file.close()
+
     def lock(self, name: str, timeout: float = -1) -> StoreLock:
         """An inter-process lock named `name` (e.g. `obj-<sha>`, `art-<key>`, `project-<hash>`)."""
         return StoreLock(str(self.path("locks", f"{name}.lock")), timeout)
@@ -266,6 +298,7 @@ class Store:
         the per-object lock makes concurrent processes download each object once. Bytes that do not
         hash to `sha256` raise IntegrityError naming `label`, and nothing is kept.
         """
+        self.hold(sha256)
         if self.has_object(sha256):
             self.record_stats(hits=1)
             return True
@@ -315,6 +348,7 @@ class Store:
         """
         known = self.sha256_of_blob(git_sha1)
         if known:
+            self.hold(known)
             self.record_stats(hits=1)
             return known
         with self.lock(f"blob-{git_sha1}"):
@@ -336,6 +370,7 @@ class Store:
                         "the server sent other bytes than it lists; retry, or report the mirror",
                     )
                 sha = hw.sha256()
+                self.hold(sha)
                 with self.lock(f"obj-{sha}"):
                     if self.has_object(sha):
                         self.record_stats(hits=1)

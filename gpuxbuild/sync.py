@@ -164,7 +164,9 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
             act.action = "update"
             act.reasons = ["not in the sync record, a different artifact"] if adopted else _why_changed(rec.get("inputs") or {}, entry)
         else:
-            drifted, act.refresh = check_files(folder, rec["files"], verified_artifact_files(store.root, key))
+            # An adopted folder's files are all re-hashed, so that the record gets their stats.
+            trusted = None if adopted else verified_artifact_files(store.root, key)
+            drifted, act.refresh = check_files(folder, rec["files"], trusted)
             if drifted:
                 act.action, act.reasons = "update", ["files drifted: " + ", ".join(drifted)]
             act.digest = rec.get("digest")

@@ -150,3 +150,30 @@ def test_run_of_a_locked_unsynced_model_says_it_builds_and_counts_it(onnx_repo, 
     assert "a is locked but not built here yet: building it" in r.stderr
     counters = json.loads(gpux("cache", "info", "--json", cwd=tmp_path).stdout)["counters"]
     assert counters["builds"] == 1 and counters["object_downloads"] > 0
+
+
+def test_prune_beside_a_pull_keeps_what_the_pull_fetched(hub, repo_id, gpux_home, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from test_pull import big_file
+
+    publish(hub, repo_id, "bert")
+    hub.commit(repo_id, {"extra.safetensors": big_file(3 * 1024 * 1024)})
+    hub.throttle(repo_id, "extra.safetensors", 1024 * 1024)  # 3 s: the prune runs while it downloads
+    hub.reset_log()
+    pull = subprocess.Popen([sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not ({"config.json", "extra.safetensors"} <= set(gets(hub, repo_id))) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the small files are in the store, the large one is arriving
+    assert pull.poll() is None, "the pull finished before the prune could run beside it"
+    pruned = json.loads(gpux("cache", "prune", "--json", cwd=tmp_path).stdout)
+    assert pull.poll() is None, "the pull finished before the prune was done"
+    out, err = pull.communicate(timeout=120)
+    assert pull.returncode == 0, err
+    assert pruned["objects"] == [], pruned
+    counts = gets(hub, repo_id)
+    assert counts == dict.fromkeys(counts, 1), counts  # nothing downloaded twice
+    assert not list((gpux_home / "holds").iterdir())  # the pull's hold is gone with it
