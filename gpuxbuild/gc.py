@@ -91,17 +91,22 @@ class PruneReport:
     objects: list[str] = field(default_factory=list)
     artifacts: list[str] = field(default_factory=list)
     bytes_freed: int = 0
+    quarantined: list[str] = field(default_factory=list)  # corrupt objects and artifacts found by the checks
+    partials: list[str] = field(default_factory=list)  # partial downloads removed (`partials=True`)
+    partial_bytes_kept: int = 0  # partial downloads kept for resuming
 
     def as_dict(self) -> dict:
-        return {"objects": self.objects, "artifacts": self.artifacts, "bytes_freed": self.bytes_freed}
+        return {"objects": self.objects, "artifacts": self.artifacts, "bytes_freed": self.bytes_freed,
+                "quarantined": self.quarantined, "partials": self.partials, "partial_bytes_kept": self.partial_bytes_kept}
 
 
 def tree_size(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
 
 
-def prune(store: Store, *, dry_run: bool = False) -> PruneReport:
-    """Remove objects and artifacts nothing refers to (and stale temp files). `dry_run` only reports."""
+def prune(store: Store, *, dry_run: bool = False, partials: bool = False) -> PruneReport:
+    """Remove objects and artifacts nothing refers to, what is quarantined, and stale temp files; with
+    `partials` also every partial download no running command is writing. `dry_run` only reports."""
     report = PruneReport()
     with store.lock("gc"):  # pulls save their records under it, so none is half-counted
         live = live_objects(store) | held_objects(store, clean=not dry_run)
@@ -122,9 +127,20 @@ def prune(store: Store, *, dry_run: bool = False) -> PruneReport:
                     if not dry_run:
                         with store.lock(f"art-{d.name}"):
                             remove_tree(d)
+    quarantine = store.root / "quarantine"
+    for p in sorted(quarantine.glob("*/*")):
+        report.quarantined.append(p.name)
+        report.bytes_freed += tree_size(p)
+        if not dry_run:
+            remove_tree(p, ignore_errors=True)
+    if partials:
+        found = store.partials() if dry_run else store.remove_partials()
+        report.partials = [p.name for p, _ in found]
+        report.bytes_freed += sum(size for _, size in found)
     if not dry_run:
         store.clean_tmp()
         store.drop_stale_index()
+    report.partial_bytes_kept = sum(size for _, size in store.partials())
     return report
 
 

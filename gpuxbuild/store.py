@@ -506,6 +506,32 @@ class Store:
         self.stats = Stats()
 
     # -- housekeeping ----------------------------------------------------------------------------
+    def partials(self) -> list[tuple[Path, int]]:
+        """The partial downloads under tmp/ kept for resuming, with their sizes."""
+        tmp = self.root / "tmp"
+        found = []
+        for p in sorted(tmp.glob("*.partial")) if tmp.is_dir() else []:
+            try:
+                found.append((p, p.stat().st_size))
+            except FileNotFoundError:
+                continue
+        return found
+
+    def remove_partials(self) -> list[tuple[Path, int]]:
+        """Remove every partial download no running command is writing (its lock is free), whatever its age;
+        returns what was removed. Frees the space an interrupted download holds (a full disk), at the cost of
+        downloading that file from the start next time."""
+        removed = []
+        for p, size in self.partials():
+            stem = p.name.removesuffix(".partial")
+            try:
+                with self.lock(stem if stem.startswith("blob-") else f"obj-{stem}", timeout=0):
+                    p.unlink(missing_ok=True)
+            except Timeout:
+                continue  # being written right now
+            removed.append((p, size))
+        return removed
+
     def clean_tmp(self, max_age: float = STALE_TMP_SECONDS) -> int:
         """Remove leftovers of killed processes from tmp/; returns how many. Safe while other processes work.
 

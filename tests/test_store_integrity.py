@@ -177,3 +177,47 @@ def test_prune_beside_a_pull_keeps_what_the_pull_fetched(hub, repo_id, gpux_home
     counts = gets(hub, repo_id)
     assert counts == dict.fromkeys(counts, 1), counts  # nothing downloaded twice
     assert not list((gpux_home / "holds").iterdir())  # the pull's hold is gone with it
+
+
+def test_after_a_full_disk_the_hint_and_prune_free_the_partial_download(tmp_path, gpux_home, monkeypatch):
+    import errno
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    import gpuxbuild.gc
+    from gpuxbuild.cli.app import cli
+
+    tmp = gpux_home / "tmp"
+    tmp.mkdir(parents=True)
+    left = tmp / f"{'a' * 64}.partial"  # what a download cut by ENOSPC leaves, to be resumed
+    left.write_bytes(b"x" * 3_000_000)
+    busy = tmp / f"{'b' * 64}.partial"  # a download running in another process right now
+    busy.write_bytes(b"y" * 1000)
+
+    def full(*_args, **_kw):
+        raise OSError(errno.ENOSPC, "No space left on device", str(left))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gpuxbuild.gc, "info", full)
+        r = CliRunner().invoke(cli, ["cache", "info"])
+    assert r.exit_code == 1
+    assert "`gpux cache prune --partials` removes the 3.0 MB of interrupted downloads" in " ".join(r.output.split())
+
+    assert "3.0 MB of interrupted downloads kept to resume them: `gpux cache prune --partials` removes them" in \
+        gpux("cache", "prune", cwd=tmp_path).stdout
+    assert left.exists()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from gpuxbuild.store import Store\n"
+         f"with Store().lock('obj-{'b' * 64}'):\n    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = gpux("cache", "prune", "--partials", "--json", cwd=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    out = json.loads(r.stdout)
+    assert out["partials"] == [left.name] and out["bytes_freed"] == 3_000_000
+    assert not left.exists() and busy.exists()

@@ -248,19 +248,26 @@ def verify(ctx: Context, fix: bool, as_json: bool) -> None:
 
 @cache.command()
 @click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
+@click.option("--partials", is_flag=True,
+              help="Also remove interrupted downloads (kept to resume them), except those being written now.")
 @JSON
 @pass_context
-def prune(ctx: Context, dry_run: bool, as_json: bool) -> None:
+def prune(ctx: Context, dry_run: bool, partials: bool, as_json: bool) -> None:
     """Remove objects and artifacts no pulled model, synced project or recent build uses."""
     from gpuxbuild.gc import prune as do_prune
     from gpuxbuild.pull import human_size
 
-    report = do_prune(_store(), dry_run=dry_run)
+    report = do_prune(_store(), dry_run=dry_run, partials=partials)
     if as_json:
         print_json({**report.as_dict(), "dry_run": dry_run})
         return
     verb = "Would free" if dry_run else "Freed"
-    say(f"{verb} {human_size(report.bytes_freed)}: {len(report.objects)} objects, {len(report.artifacts)} artifacts")
+    extra = "".join(f", {len(found)} {what}" for found, what in ((report.quarantined, "quarantined"),
+                                                                   (report.partials, "partial downloads")) if found)
+    say(f"{verb} {human_size(report.bytes_freed)}: {len(report.objects)} objects, {len(report.artifacts)} artifacts{extra}")
+    if report.partial_bytes_kept and not partials:
+        say(f"{human_size(report.partial_bytes_kept)} of interrupted downloads kept to resume them: "
+            "`gpux cache prune --partials` removes them")
 
 
 @cache.command("info")
