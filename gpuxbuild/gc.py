@@ -61,12 +61,15 @@ def live_objects(store: Store) -> set[str]:
 
 
 def held_objects(store: Store, *, clean: bool = True) -> set[str]:
-    """sha256 of the objects running processes hold (`Store.hold`); `clean` removes dead processes' hold files."""
+    """sha256 of the objects other running commands hold (`Store.hold`; not `store` itself: the pruning
+    one); `clean` removes the hold files of finished or killed ones."""
     import fcntl
 
     held: set[str] = set()
     base = store.root / "holds"
     for p in sorted(base.iterdir()) if base.is_dir() else []:
+        if store.holds_file == p:
+            continue
         if p.name.startswith("."):  # a process killed while starting to hold: gone once stale
             if clean and time.time() - p.stat().st_mtime > STALE_TMP_SECONDS:
                 p.unlink(missing_ok=True)

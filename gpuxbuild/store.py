@@ -17,7 +17,6 @@ built from, its stat is compared with the one recorded when it was verified; a c
 
 from __future__ import annotations
 
-import atexit
 import errno
 import functools
 import hashlib
@@ -27,6 +26,7 @@ import shutil
 import threading
 import time
 import uuid
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +227,7 @@ class Store:
         self._stats_lock = threading.Lock()  # downloads run in threads
         self._held: set[str] = set()
         self._hold_file = None
+        self.holds_file: Path | None = None  # holds/<pid>-<id> once this Store holds an object
 
     def record_stats(self, **add: int) -> None:
         """Add to this process's counters (hits, downloads, bytes), thread-safely."""
@@ -254,10 +255,10 @@ class Store:
         return self.object_path(sha256).is_file()
 
     def hold(self, sha256: str) -> None:
-        """Mark object `sha256` as used by this process until it ends: `cache prune` keeps it (`held_objects`).
+        """Mark object `sha256` as used while this Store lives (a command's run): `cache prune` keeps it.
 
-        The hold file (holds/<pid>-<id>) is flock-ed for the process's life, so a prune knows a file whose lock
-        it can take is a dead process's, and removes it.
+        The hold file (holds/<pid>-<id>) stays flock-ed until then, so a prune knows that a hold file whose
+        lock it can take is a finished or killed process's, and removes it (gpuxbuild.gc.held_objects).
         """
         import fcntl
 
@@ -272,14 +273,11 @@ class Store:
                 f = open(base / f".{name}", "a")  # renamed into sight once locked: a prune never sees it unlocked
                 fcntl.flock(f, fcntl.LOCK_EX)
                 os.rename(base / f".{name}", base / name)
-                self._hold_file = f
-                atexit.register(self._drop_holds, base / name)
+                self._hold_file, self.holds_file = f, base / name
+                weakref.finalize(self, _drop_holds, base / name, f)
             self._hold_file.write(sha256 + "\n")
             self._hold_file.flush()
 
-    def _drop_holds(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
-        self._hold_file.close()
 
     def lock(self, name: str, timeout: float = -1) -> StoreLock:
         """An inter-process lock named `name` (e.g. `obj-<sha>`, `art-<key>`, `project-<hash>`)."""
@@ -492,7 +490,9 @@ class Store:
     def save_counters(self, **extra: int) -> None:
         """Add this process's counters (and `extra` ones) to the store's lifetime counters."""
         add = {"object_hits": self.stats.hits, "object_downloads": self.stats.downloaded,
-               "bytes_downloaded": self.stats.bytes_downloaded, "object_copies": self.stats.copied, **extra}
+               "bytes_downloaded": self.stats.bytes_downloaded, **extra}
+        if self.stats.copied:
+            add["object_copies"] = self.stats.copied
         if not any(add.values()):
             return
         try:
@@ -570,6 +570,12 @@ class Store:
                 continue  # in use by a running download
             removed += 1
         return removed
+
+
+def _drop_holds(path: Path, f) -> None:
+    """Release a Store's holds (when it is collected, or the process exits)."""
+    path.unlink(missing_ok=True)
+    f.close()
 
 
 def mismatch(label: str, expected: str, actual: str | None, size: int, actual_size: int) -> IntegrityError:

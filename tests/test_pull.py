@@ -167,7 +167,7 @@ def test_cache_verify_catches_and_fixes_corruption(hub, repo_id, gpux_home):
     report = json.loads(gpux("cache", "verify", "--json", check=False).stdout)
     assert [b["object"] for b in report["bad_objects"]] == [weights]
     fixed = gpux("cache", "verify", "--fix")
-    assert "removed" in fixed.stdout and not path.exists()
+    assert "quarantined" in fixed.stdout and not path.exists()
     assert gpux("cache", "verify").returncode == 0
     hub.reset_log()
     assert pull_json(repo_id)["objects_downloaded"] == 1 and path.exists()

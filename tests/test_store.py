@@ -249,7 +249,9 @@ def test_verify_prune_info(tmp_path):
     assert objects(store) == [sha(orphan)]
     store.ensure_object(sha(live), len(live), feeder(live), label="m: f")
     dry = gc.prune(store, dry_run=True)
-    assert dry.objects == [sha(orphan)] and dry.bytes_freed == 3000 and store.has_object(sha(orphan))
+    assert dry.objects == [sha(orphan)] and store.has_object(sha(orphan))
+    # and the rotten copy `--fix` quarantined
+    assert [q.split("-")[0] for q in dry.quarantined] == [sha(live)] and dry.bytes_freed == 3000 + 2000
     blob = b"small"
     store.ensure_blob(git_sha1(blob), len(blob), feeder(blob), label="m: small")
     assert sorted(gc.prune(store).objects) == sorted([sha(orphan), sha(blob)])
