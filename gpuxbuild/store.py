@@ -179,6 +179,10 @@ class Stats:
     copied: int = 0  # from a local folder (the `local` registry): not downloads
     bytes_copied: int = 0
 
+    def stored(self) -> tuple[int, int]:
+        """(objects, bytes) newly stored: downloaded or copied in."""
+        return self.downloaded + self.copied, self.bytes_downloaded + self.bytes_copied
+
 
 _THREAD_LOCKS: dict[str, threading.RLock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()

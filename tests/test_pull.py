@@ -399,6 +399,7 @@ def test_pull_a_local_folder(tmp_path, hub):
     write_repo("bert", tmp_path / "m")
     first = gpux("pull", "path:./m", "--no-build", cwd=tmp_path)
     assert first.stdout.startswith("path:m: commit ")  # printed as is (rich would make ":m:" an emoji)
+    assert "already in the store" not in first.stdout
     assert "already in the store" in gpux("pull", "path:./m", "--no-build", cwd=tmp_path).stdout
     info = json.loads(gpux("inspect", "path:m", "--json", cwd=tmp_path).stdout)
     assert (info["registry"], info["repo"]) == ("local", "m") and all(f["stored"] for f in info["files"])
