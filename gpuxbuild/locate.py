@@ -43,10 +43,10 @@ def _from_lock(name: str, project: Path, store: Store, offline: bool, on_build=N
 def _check_synced(folder: Path, name: str, store: Store) -> None:
     """Refuse to run a synced model folder whose files are not those gpux sync placed (stat, else re-hash)."""
     from gpuxbuild.sync import adopted_record
-    from gpuxbuild.sync_record import check_files, read_record, verified_artifact_files
+    from gpuxbuild.sync_record import check_files, read_record
 
     rec = read_record(folder.parent)["models"].get(name) or adopted_record(folder) or {"files": {}}
-    drifted, _ = check_files(folder, rec["files"], verified_artifact_files(store.root, rec.get("build_key")))
+    drifted, _ = check_files(folder, rec["files"], store.root, rec.get("build_key"))
     if drifted or not rec["files"]:
         raise GpuxError(f"model {name!r}: {folder} is not what gpux sync placed: " + (", ".join(drifted) or "no artifact.json"),
                         "run `gpux sync` to restore it (`gpux cache verify` checks the store)")

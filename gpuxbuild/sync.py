@@ -24,7 +24,7 @@ from gpuxbuild.hashing import digest, sha256_bytes
 from gpuxbuild.store import Linker, Store, fsync_dir, read_json, remove_tree, write_atomic
 from gpuxbuild.sync_record import (
     DEFAULT_TARGET, FAST_PATH_MAX_AGE, OLD_PREFIX, OWN_FILES, RECORD_NAME, TMP_PREFIX, check_files, fingerprint, noop_state,
-    project_id, project_record_path, read_record, stat_record, summary_line, user_files, verified_artifact_files,
+    project_id, project_record_path, read_record, stat_record, summary_line, user_files,
 )
 
 if TYPE_CHECKING:
@@ -165,8 +165,7 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
             act.reasons = ["not in the sync record, a different artifact"] if adopted else _why_changed(rec.get("inputs") or {}, entry)
         else:
             # An adopted folder's files are all re-hashed, so that the record gets their stats.
-            trusted = None if adopted else verified_artifact_files(store.root, key)
-            drifted, act.refresh = check_files(folder, rec["files"], trusted)
+            drifted, act.refresh = check_files(folder, rec["files"], None if adopted else store.root, key)
             if drifted:
                 act.action, act.reasons = "update", ["files drifted: " + ", ".join(drifted)]
             act.digest = rec.get("digest")

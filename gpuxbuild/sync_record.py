@@ -76,15 +76,16 @@ def verified_artifact_files(store_root: Path, build_key: str | None) -> dict:
     return files if isinstance(files, dict) else {}
 
 
-def check_files(folder: Path, files: dict[str, dict], trusted: dict | None = None) -> tuple[list[str], dict]:
+def check_files(folder: Path, files: dict[str, dict], store_root: Path | None = None,
+                build_key: str | None = None) -> tuple[list[str], dict]:
     """(drifted files with why, stat records of files whose stat changed but whose bytes did not).
 
     Trusts an unchanged (size, mtime_ns, ctime_ns, inode), or one equal to the verified stat of the
-    store's file it is a hard link of (`trusted`, from `verified_artifact_files`: another sync linking
-    the same file changes the ctime of every link); only other files are re-hashed.
+    store's file of artifact `build_key` it is a hard link of (another sync linking the same file changes
+    the ctime of every link); only other files are re-hashed.
     """
     drifted, refresh = [], {}
-    trusted = trusted or {}
+    trusted = None  # read only when a stat differs: a no-op sync reads no more than it must
     for rel, rec in sorted(files.items()):
         p = folder / rel
         try:
@@ -95,9 +96,14 @@ def check_files(folder: Path, files: dict[str, dict], trusted: dict | None = Non
         now = stat_fields(st)
         if not stat.S_ISREG(st.st_mode):
             drifted.append(f"{rel} (not a file)")
-        elif now == [rec["size"], rec.get("mtime_ns"), rec.get("ctime_ns"), rec.get("ino")] or now == trusted.get(rel):
             continue
-        elif st.st_size == rec["size"] and sha256_file(p) == rec["sha256"]:
+        if now == [rec["size"], rec.get("mtime_ns"), rec.get("ctime_ns"), rec.get("ino")]:
+            continue
+        if trusted is None:
+            trusted = verified_artifact_files(store_root, build_key) if store_root else {}
+        if now == trusted.get(rel):
+            continue
+        if st.st_size == rec["size"] and sha256_file(p) == rec["sha256"]:
             refresh[rel] = stat_record(rec["sha256"], st)
         else:
             drifted.append(f"{rel} (changed)")
@@ -186,7 +192,7 @@ def _noop_state(project: Path, target: Path, store_root: Path, *, frozen: bool) 
         return None
     models = []
     for name, rec in sorted(record["models"].items()):
-        drifted, refresh = check_files(target / name, rec["files"], verified_artifact_files(store_root, rec["build_key"]))
+        drifted, refresh = check_files(target / name, rec["files"], store_root, rec["build_key"])
         if drifted or refresh:
             return None
         models.append({"name": name, "commit": (rec.get("inputs") or {}).get("commit"), "build_key": rec["build_key"],
