@@ -356,6 +356,7 @@ class Store:
         with self.lock(f"blob-{git_sha1}"):
             known = self.sha256_of_blob(git_sha1)
             if known:
+                self.hold(known)
                 self.record_stats(hits=1)
                 return known
             partial = self.tmp_dir() / f"blob-{git_sha1}.partial"
