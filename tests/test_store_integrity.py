@@ -1,5 +1,7 @@
 """Corruption never reaches a built, synced or running model (issue 12): an edit through a hard link, a byte
-flipped in a store artifact or source object, a build whose digest differs from the one gpux.lock records."""
+flipped in a store artifact or source object, a build whose digest differs from the one gpux.lock records.
+And the store's accounting (issue 13): prune beside a pull, partials after a full disk, copies from local
+folders, a build started by `gpux run`."""
 
 from __future__ import annotations
 
@@ -171,7 +173,7 @@ def test_prune_beside_a_pull_keeps_what_the_pull_fetched(hub, repo_id, gpux_home
     assert pull.poll() is None, "the pull finished before the prune could run beside it"
     pruned = json.loads(gpux("cache", "prune", "--json", cwd=tmp_path).stdout)
     assert pull.poll() is None, "the pull finished before the prune was done"
-    out, err = pull.communicate(timeout=120)
+    _, err = pull.communicate(timeout=120)
     assert pull.returncode == 0, err
     assert pruned["objects"] == [], pruned
     counts = gets(hub, repo_id)
@@ -209,8 +211,8 @@ def test_after_a_full_disk_the_hint_and_prune_free_the_partial_download(tmp_path
         gpux("cache", "prune", cwd=tmp_path).stdout
     assert left.exists()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from gpuxbuild.store import Store\n"
-         f"with Store().lock('obj-{'b' * 64}'):\n    print('held', flush=True); time.sleep(60)"],
+        [sys.executable, "-c", ("import time; from gpuxbuild.store import Store\n"
+                                f"with Store().lock('obj-{'b' * 64}'):\n    print('held', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         assert holder.stdout.readline().strip() == "held"
