@@ -167,7 +167,7 @@ def test_cache_verify_catches_and_fixes_corruption(hub, repo_id, gpux_home):
     report = json.loads(gpux("cache", "verify", "--json", check=False).stdout)
     assert [b["object"] for b in report["bad_objects"]] == [weights]
     fixed = gpux("cache", "verify", "--fix")
-    assert "removed" in fixed.stdout and not path.exists()
+    assert "quarantined" in fixed.stdout and not path.exists()
     assert gpux("cache", "verify").returncode == 0
     hub.reset_log()
     assert pull_json(repo_id)["objects_downloaded"] == 1 and path.exists()
@@ -399,6 +399,7 @@ def test_pull_a_local_folder(tmp_path, hub):
     write_repo("bert", tmp_path / "m")
     first = gpux("pull", "path:./m", "--no-build", cwd=tmp_path)
     assert first.stdout.startswith("path:m: commit ")  # printed as is (rich would make ":m:" an emoji)
+    assert "already in the store" not in first.stdout
     assert "already in the store" in gpux("pull", "path:./m", "--no-build", cwd=tmp_path).stdout
     info = json.loads(gpux("inspect", "path:m", "--json", cwd=tmp_path).stdout)
     assert (info["registry"], info["repo"]) == ("local", "m") and all(f["stored"] for f in info["files"])

@@ -248,13 +248,17 @@ def test_verify_prune_info(tmp_path):
     assert objects(store) == [sha(orphan)]
     store.ensure_object(sha(live), len(live), feeder(live), label="m: f")
     dry = gc.prune(store, dry_run=True)
-    assert dry.objects == [sha(orphan)] and dry.bytes_freed == 3000 and store.has_object(sha(orphan))
+    assert dry.objects == [sha(orphan)] and store.has_object(sha(orphan))
+    # and the rotten copy `--fix` quarantined
+    assert [q.split("-")[0] for q in dry.quarantined] == [sha(live)] and dry.bytes_freed == 3000 + 2000
     blob = b"small"
     store.ensure_blob(git_sha1(blob), len(blob), feeder(blob), label="m: small")
     assert sorted(gc.prune(store).objects) == sorted([sha(orphan), sha(blob)])
     assert objects(store) == [sha(live)]
     assert store.sha256_of_blob(git_sha1(blob)) is None
-    assert not [p for p in (store.root / "index").rglob("*") if p.is_file()]
+    # Only the live object's verified stat is left in the index.
+    assert [p.relative_to(store.root / "index").parts[:2] + (p.name,) for p in (store.root / "index").rglob("*")
+            if p.is_file()] == [("verified", "objects", sha(live))]
     data = gc.info(store)
     assert (data["objects"], data["objects_bytes"], data["synced_projects"]) == (1, 2000, 1)
 

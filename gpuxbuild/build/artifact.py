@@ -14,8 +14,10 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
+from gpuxbuild.errors import IntegrityError
 from gpuxbuild.hashing import digest, sha256_bytes, sha256_file
-from gpuxbuild.store.objects import Store, fsync_dir
+from gpuxbuild.store.objects import Store, fsync_dir, read_json
+from gpuxbuild.sync.record import stat_fields, verified_path
 
 ARTIFACT_FORMAT = 1
 ARTIFACT_MANIFEST = "artifact.json"
@@ -102,3 +104,83 @@ def publish(staging: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.rename(staging, dest)
     fsync_dir(dest.parent)
+
+
+def remember_artifact(store: Store, key: str, digest_: str) -> None:
+    """Record the stat of every file of the just-published (so just hashed) artifact `key`."""
+    folder = artifact_path(store, key)
+    files = [f["path"] for f in json.loads((folder / ARTIFACT_MANIFEST).read_bytes())["files"]] + [ARTIFACT_MANIFEST]
+    store.remember_verified("artifacts", folder.name,
+                            {"digest": digest_, "files": {rel: stat_fields(os.stat(folder / rel)) for rel in files}})
+
+
+def check_artifact(store: Store, key: str, *, rehash: bool = False) -> tuple[str | None, list[str]]:
+    """(digest, problems) of the stored artifact `key`: digest None and no problems when it is not there.
+
+    Files whose (size, mtime, ctime, inode) equal those recorded when they were last hashed are trusted;
+    the others (`rehash`: all) are hashed again and compared with artifact.json, and artifact.json with the
+    digest recorded then. Intact files get their new stat recorded.
+    """
+    folder = artifact_path(store, key)
+    if not folder.is_dir():
+        return None, []
+    rec = read_json(verified_path(store.root, "artifacts", folder.name)) or {}
+    known = rec.get("files") or {}
+    now, problems = {}, []
+    try:
+        now[ARTIFACT_MANIFEST] = stat_fields(os.stat(folder / ARTIFACT_MANIFEST))
+        data = (folder / ARTIFACT_MANIFEST).read_bytes()
+        files = json.loads(data)["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, ["artifact.json missing or unreadable"]
+    found = rec.get("digest")
+    if rehash or now[ARTIFACT_MANIFEST] != known.get(ARTIFACT_MANIFEST) or not found:
+        found = "sha256:" + sha256_bytes(data)
+        if rec.get("digest") not in (None, found):
+            problems.append("artifact.json: changed since it was verified")
+    for f in files:
+        p = folder / f["path"]
+        try:
+            now[f["path"]] = st = stat_fields(os.stat(p))
+        except (FileNotFoundError, NotADirectoryError):
+            problems.append(f"{f['path']}: missing")
+            continue
+        if (rehash or st != known.get(f["path"])) and (st[0] != f["size"] or sha256_file(p) != f["sha256"]):
+            problems.append(f"{f['path']}: sha256 mismatch")
+    if not problems and now != known:
+        store.remember_verified("artifacts", folder.name, {"digest": found, "files": now})
+    return found, problems
+
+
+def verified_artifact(store: Store, key: str) -> str | None:
+    """The digest of the stored artifact `key` when it is there and intact (`check_artifact`), else None:
+    a corrupt one is moved to quarantine/ so that it is built again, never placed or run."""
+    found, problems = check_artifact(store, key)
+    if problems:
+        store.quarantine("artifacts", artifact_path(store, key))
+        return None
+    return found
+
+
+def refresh_verified(store: Store, key: str, linked: dict[str, tuple[os.stat_result, os.stat_result]]) -> None:
+    """After hard-linking artifact files elsewhere, which changes their ctime: record the new stat of each file
+    that had its verified stat just before (path -> (stat before, stat of the link))."""
+    name = key.removeprefix("sha256:")
+    rec = read_json(verified_path(store.root, "artifacts", name)) or {}
+    files = rec.get("files") or {}
+    changed = False
+    for rel, (before, after) in linked.items():
+        if files.get(rel) == stat_fields(before) and after.st_ino == before.st_ino and before.st_ctime_ns != after.st_ctime_ns:
+            files[rel], changed = stat_fields(after), True
+    if changed:
+        store.remember_verified("artifacts", name, rec)
+
+
+def not_reproducible(name: str, found: str, recorded: str) -> IntegrityError:
+    """The error for an artifact whose digest differs from the one gpux.lock records for the same build key."""
+    return IntegrityError(
+        f"model {name!r}: artifact {found} differs from {recorded} recorded in gpux.lock for the same inputs and "
+        "toolchain: not reproducible, or a corrupted input: run `gpux cache verify`",
+        "if the store is intact, the build is not reproducible here; to accept the new digest, delete the model's "
+        "`artifact:` from gpux.lock and build again",
+    )

@@ -21,11 +21,13 @@ from typing import Callable
 from gpuxbuild.build import DEFAULT_JOBS
 from gpuxbuild.build.artifact import (
     ARTIFACT_FORMAT,
-    artifact_digest,
     artifact_path,
     build_key,
+    not_reproducible,
     publish,
+    remember_artifact,
     toolchain_versions,
+    verified_artifact,
     write_manifest,
 )
 from gpuxbuild.errors import GpuxError
@@ -95,12 +97,13 @@ class BuildResult:
     stages: dict = field(default_factory=dict)
     error: str | None = None
     hint: str | None = None
+    note: str | None = None  # why the digest differs from the one gpux.lock recorded (another toolchain)
     exception: GpuxError | None = field(default=None, repr=False)  # the failure itself, for callers that re-raise it
 
     def as_dict(self) -> dict:
         return {
             "name": self.name, "status": self.status, "digest": self.digest, "build_key": self.build_key,
-            "path": self.path, "toolchain": self.toolchain, "stages": self.stages, "error": self.error,
+            "path": self.path, "toolchain": self.toolchain, "stages": self.stages, "error": self.error, "note": self.note,
         }
 
     @property
@@ -179,20 +182,24 @@ def build_one(
     key, toolchain = job.key, job.toolchain
     dest = artifact_path(store, key)
     res = BuildResult(job.name, "cached", build_key=key, toolchain=toolchain, path=str(dest))
-    if (dest / "artifact.json").is_file():
-        res.digest = artifact_digest(dest)
+    if (found := verified_artifact(store, key)) is not None:
+        res.digest = found
         os.utime(dest)  # a recent use keeps it from `cache prune`
         stage(job.name, "cached")
         return res
     check_pickles(job.name, job.files, job.options.get("allow_pickle", False))
     stage(job.name, "waiting for lock")
     with store.lock(f"art-{key.removeprefix('sha256:')}"):
-        if (dest / "artifact.json").is_file():
-            res.digest = artifact_digest(dest)
+        if (found := verified_artifact(store, key)) is not None:
+            res.digest = found
             stage(job.name, "cached")
             return res
         t = time.perf_counter()
         stage(job.name, "fetching sources")
+        # Nothing is built from an object that is not verified: a changed stat means a re-hash, and a
+        # corrupt object goes to quarantine/, so the fetch below downloads it again.
+        for f in job.files:
+            store.check_object(f.sha256)
         manager = get_manager(job.registry, project=project, offline=offline, store=store)
         manager.fetch(job.repo, job.commit, job.files, label=job.name)
         res.stages["fetch"] = round(time.perf_counter() - t, 3)
@@ -215,6 +222,7 @@ def build_one(
             res.digest = write_manifest(out, task=job.task, graphs=graphs, source=job.source, library=job.library,
                                         key=key, toolchain=toolchain, name=job.name)
             publish(out, dest)
+            remember_artifact(store, key, res.digest)
         finally:
             if work.exists():
                 remove_tree(work, ignore_errors=True)
@@ -321,9 +329,14 @@ def _locked_mismatch(entry, res: BuildResult) -> str | None:
     if locked["digest"] == res.digest:
         return None
     old, new = locked.get("toolchain", {}), res.toolchain
-    diffs = [f"{k} {new.get(k, 'absent')} (locked {old.get(k, 'absent')})" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-    why = "toolchain differs: " + ", ".join(diffs) if diffs else "same toolchain versions as locked, so the inputs or the build changed"
+    why = _toolchain_diff(old, new) if old != new else "same toolchain versions as locked, so the inputs or the build changed"
     return f"artifact {res.digest} differs from the locked {locked['digest']} ({why})"
+
+
+def _toolchain_diff(old: dict, new: dict) -> str:
+    """"toolchain differs: torch 2.5 (locked 2.4), ..." between a lock's recorded toolchain and this one."""
+    diffs = [f"{k} {new.get(k, 'absent')} (locked {old.get(k, 'absent')})" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return "toolchain differs: " + ", ".join(diffs)
 
 
 def build_project(
@@ -368,7 +381,16 @@ def build_project(
                 res.hint = "if the change is intended, run `gpux build` without --locked and commit gpux.lock"
         return out
     for entry, res in zip(entries, results):
-        if res.status != "failed":
-            entry.artifact = res.lock_record
+        recorded = entry.artifact or {}
+        if res.status == "failed":
+            continue
+        if recorded.get("build_key") == res.build_key and recorded.get("digest") not in (None, res.digest):
+            # Same inputs, same toolchain, other bytes: never recorded over the reviewed digest.
+            exc = not_reproducible(entry.name, res.digest, recorded["digest"])
+            res.status, res.error, res.hint, res.exception = "failed", exc.message, exc.hint, exc
+            continue
+        if recorded.get("digest") not in (None, res.digest) and recorded.get("toolchain") != res.toolchain:
+            res.note = "new digest: " + _toolchain_diff(recorded.get("toolchain") or {}, res.toolchain)
+        entry.artifact = res.lock_record
     out.lock_written = write_lock(lock_path(project), lock)
     return out

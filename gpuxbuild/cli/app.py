@@ -138,9 +138,17 @@ def explain_os_error(exc: OSError) -> tuple[str, str] | None:
     write. None for anything else (a bug keeps its traceback)."""
     where = f" ({exc.filename})" if exc.filename else ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return (f"no space left on the device{where}",
-                "free space (`gpux cache prune` removes what nothing uses) or set GPUX_HOME to a larger disk; "
-                "an interrupted download resumes where it stopped")
+        from gpuxbuild.models.pull import human_size
+        from gpuxbuild.store.objects import Store
+
+        try:
+            kept = sum(size for _, size in Store().partials())
+        except OSError:
+            kept = 0
+        # A partial download stays to be resumed, and resuming it into the same full disk fails again.
+        frees = (f"`gpux cache prune --partials` removes the {human_size(kept)} of interrupted downloads and what nothing uses"
+                 if kept else "`gpux cache prune` removes what nothing uses")
+        return (f"no space left on the device{where}", f"free space: {frees}; or set GPUX_HOME to a larger disk")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return (f"cannot write{where}: {exc.strerror}",
                 "make the folder writable, or set GPUX_HOME (the store) or --project to one that is")

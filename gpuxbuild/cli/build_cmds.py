@@ -77,6 +77,8 @@ def build(ctx: Context, names, locked, no_validate, jobs, keep_going, offline, a
             elif not ctx.quiet:
                 took = f" in {r.stages['total']:.1f}s" if "total" in r.stages else ""
                 console.print(f"{r.status:>6} {r.name} {r.digest}{took}", soft_wrap=True)
+                if r.note:
+                    console.print(f"       [dim]{r.note}[/]", soft_wrap=True)
         if not ctx.quiet:
             n = {s: sum(r.status == s for r in out.results) for s in ("built", "cached", "failed")}
             console.print(f"{n['built']} built, {n['cached']} cached, {n['failed']} failed")

@@ -25,7 +25,11 @@ def _locate(ctx: Context, name: str, offline: bool) -> Path:
         if not ctx.quiet:
             err_console.print(f"{ref} is not here yet: pulling and building it")
 
-    return locate(name, project=ctx.project, store=Store(), offline=offline, on_pull=on_pull)
+    def on_build(model):
+        if not ctx.quiet:
+            err_console.print(f"{model} is locked but not built here yet: building it (`gpux sync` places it in the project)")
+
+    return locate(name, project=ctx.project, store=Store(), offline=offline, on_pull=on_pull, on_build=on_build)
 
 
 def _read_input(value: str | None, file: Path | None, texts: tuple[str, ...]):

@@ -240,9 +240,9 @@ def verify(ctx: Context, fix: bool, as_json: bool) -> None:
         print_json(report.as_dict())
     else:
         for b in report.bad_objects:
-            say(f"{b['object']} (content hashes to {b['actual']})" + (" - removed" if fix else ""), label="corrupt object ", style="red")
+            say(f"{b['object']} (content hashes to {b['actual']})" + (" - quarantined" if fix else ""), label="corrupt object ", style="red")
         for b in report.bad_artifacts:
-            say(f"{b['artifact']}: {'; '.join(b['problems'])}" + (" - removed" if fix else ""), label="corrupt artifact ", style="red")
+            say(f"{b['artifact']}: {'; '.join(b['problems'])}" + (" - quarantined" if fix else ""), label="corrupt artifact ", style="red")
         if not ctx.quiet:
             n = len(report.bad_objects) + len(report.bad_artifacts)
             say(f"Checked {counted(report.checked, 'file')}: {counted(n, 'problem')}" + ("" if n == 0 or fix else "; run `gpux cache verify --fix`"))
@@ -252,19 +252,28 @@ def verify(ctx: Context, fix: bool, as_json: bool) -> None:
 
 @cache.command()
 @click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
+@click.option("--partials", is_flag=True,
+              help="Also remove interrupted downloads (kept to resume them), except those being written now.")
 @JSON
 @pass_context
-def prune(ctx: Context, dry_run: bool, as_json: bool) -> None:
+def prune(ctx: Context, dry_run: bool, partials: bool, as_json: bool) -> None:
     """Remove objects and artifacts no pulled model, synced project or recent build uses."""
     from gpuxbuild.store.gc import prune as do_prune
     from gpuxbuild.models.pull import human_size
 
-    report = do_prune(_store(), dry_run=dry_run)
+    report = do_prune(_store(), dry_run=dry_run, partials=partials)
     if as_json:
         print_json({**report.as_dict(), "dry_run": dry_run})
         return
     verb = "Would free" if dry_run else "Freed"
-    say(f"{verb} {human_size(report.bytes_freed)}: {counted(len(report.objects), 'object')}, {counted(len(report.artifacts), 'artifact')}")
+    extra = "".join(f", {text}" for text in (
+        f"{len(report.quarantined)} quarantined" if report.quarantined else "",
+        counted(len(report.partials), "partial download") if report.partials else "") if text)
+    say(f"{verb} {human_size(report.bytes_freed)}: {counted(len(report.objects), 'object')}, "
+        f"{counted(len(report.artifacts), 'artifact')}{extra}")
+    if report.partial_bytes_kept and not partials:
+        say(f"{human_size(report.partial_bytes_kept)} of interrupted downloads kept to resume them: "
+            "`gpux cache prune --partials` removes them")
 
 
 @cache.command("info")

@@ -41,7 +41,9 @@ def _render(res, ctx: Context) -> None:
         console.print(f"dry run, nothing changed: {plan.summary()}", soft_wrap=True)
         return
     console.print(plan.summary(), soft_wrap=True)
-    downloaded = f"{counted(res.sources_downloaded, 'source file')} downloaded ({_human(res.bytes_downloaded)})" if res.sources_downloaded else None
+    sources = [f"{counted(n, 'source file')} {how} ({_human(size)})" for n, how, size in (
+        (res.sources_downloaded, "downloaded", res.bytes_downloaded), (res.sources_copied, "copied from local folders", res.bytes_copied)) if n]
+    downloaded = ", ".join(sources) or None
     console.print(cache_line(res.reused, res.built, downloaded, res.link_modes), soft_wrap=True)
 
 

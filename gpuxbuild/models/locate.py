@@ -17,8 +17,8 @@ def is_artifact(folder: Path) -> bool:
     return (folder / "artifact.json").is_file()
 
 
-def _from_lock(name: str, project: Path, store: Store, offline: bool) -> Path | None:
-    from gpuxbuild.build.artifact import artifact_path
+def _from_lock(name: str, project: Path, store: Store, offline: bool, on_build=None) -> Path | None:
+    from gpuxbuild.build.artifact import artifact_path, verified_artifact
     from gpuxbuild.project.lockfile import locked_model
     from gpuxbuild.sync.plan import DEFAULT_TARGET
 
@@ -27,22 +27,40 @@ def _from_lock(name: str, project: Path, store: Store, offline: bool) -> Path | 
         return None
     synced = project / DEFAULT_TARGET / name
     if is_artifact(synced):
+        _check_synced(synced, name, store)
         return synced
-    if entry.artifact and is_artifact(artifact_path(store, entry.artifact["build_key"])):
+    if entry.artifact and verified_artifact(store, entry.artifact["build_key"]) is not None:
         return artifact_path(store, entry.artifact["build_key"])
     from gpuxbuild.build.pipeline import build_one, job_from_lock
 
-    return Path(build_one(job_from_lock(entry), store=store, project=project, offline=offline).path)
+    if on_build:
+        on_build(name)
+    res = build_one(job_from_lock(entry), store=store, project=project, offline=offline)
+    store.save_counters(builds=int(res.status == "built"), build_hits=int(res.status == "cached"))
+    return Path(res.path)
+
+
+def _check_synced(folder: Path, name: str, store: Store) -> None:
+    """Refuse to run a synced model folder whose files are not those gpux sync placed (stat, else re-hash)."""
+    from gpuxbuild.sync.plan import adopted_record
+    from gpuxbuild.sync.record import check_files, read_record
+
+    rec = read_record(folder.parent)["models"].get(name) or adopted_record(folder) or {"files": {}}
+    drifted, _ = check_files(folder, rec["files"], store.root, rec.get("build_key"))
+    if drifted or not rec["files"]:
+        raise GpuxError(f"model {name!r}: {folder} is not what gpux sync placed: " + (", ".join(drifted) or "no artifact.json"),
+                        "run `gpux sync` to restore it (`gpux cache verify` checks the store)")
 
 
 def _from_pulled(name: str, project: Path, store: Store, offline: bool, on_pull=None) -> Path:
+    from gpuxbuild.build.artifact import verified_artifact
     from gpuxbuild.build.pipeline import build_pulled
     from gpuxbuild.models.pull import Records, parse_ref, pull
 
     ref = parse_ref(name)
     rec = Records(store).lookup(ref)
     art = (rec or {}).get("artifact") or {}
-    if art.get("path") and is_artifact(Path(art["path"])):
+    if art.get("path") and art.get("build_key") and verified_artifact(store, art["build_key"]) is not None:
         Records(store).touch(rec)
         return Path(art["path"])
     if on_pull:
@@ -51,14 +69,15 @@ def _from_pulled(name: str, project: Path, store: Store, offline: bool, on_pull=
     return Path(build_pulled(pulled, store=store, offline=offline).path)
 
 
-def locate(name: str, *, project: Path, store: Store, offline: bool = False, on_pull=None) -> Path:
-    """The artifact folder `name` refers to, building or pulling it first when needed."""
+def locate(name: str, *, project: Path, store: Store, offline: bool = False, on_pull=None, on_build=None) -> Path:
+    """The artifact folder `name` refers to, building or pulling it first when needed (`on_pull` / `on_build`
+    are told first, with the name)."""
     as_path = Path(name).expanduser()
     if as_path.is_dir():
         if is_artifact(as_path):
             return as_path.resolve()
         raise GpuxError(f"{name} is a folder but not a gpuxbuild artifact (no artifact.json)", "pass a built artifact or a model name")
-    found = _from_lock(name, project, store, offline)
+    found = _from_lock(name, project, store, offline, on_build)
     if found is not None:
         return found
     if "/" not in name and ":" not in name:

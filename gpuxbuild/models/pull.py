@@ -225,7 +225,7 @@ def pull(
     manager = get_manager(ref.registry, project=project, offline=offline, store=store)
     tag = ref.revision or ("main" if ref.registry != "local" else None)
     known = records.lookup(Ref(ref.registry, ref.repo, tag)) if ref.registry != "local" else None
-    before = (store.stats.downloaded, store.stats.bytes_downloaded, set(store.downloaded_objects))
+    before = (*store.stats.stored(), set(store.downloaded_objects))
     online = not manager.offline and (known is None or (upgrade and not is_git_commit(ref.revision)))
     if not online and known is None:
         raise GpuxError(
@@ -259,7 +259,7 @@ def pull(
     new = store.downloaded_objects - before[2]
     return PullResult(
         ref, record, sorted(f.path for f in files if f.sha256 in new), sorted(f.path for f in files if f.sha256 not in new),
-        project, objects_downloaded=store.stats.downloaded - before[0], bytes_downloaded=store.stats.bytes_downloaded - before[1],
+        project, objects_downloaded=store.stats.stored()[0] - before[0], bytes_downloaded=store.stats.stored()[1] - before[1],
         resolved_online=online, allow_pickle=allow_pickle,
     )
 

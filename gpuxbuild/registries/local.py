@@ -91,6 +91,13 @@ class LocalManager(ModelManager):
             config=config,
         )
 
+    def fetch(self, repo: str, commit: str, files: list[FileEntry], **kw):
+        """Copy the folder's files into the store: counted as copied, not as downloaded."""
+        result = super().fetch(repo, commit, files, **kw)
+        n, size = len(result.downloaded), result.bytes_downloaded
+        self.store.record_stats(downloaded=-n, bytes_downloaded=-size, copied=n, bytes_copied=size)
+        return result
+
     def download(
         self, repo: str, commit: str, file: FileEntry, dest: BinaryIO, *, resume_from: int = 0, progress: Progress | None = None
     ) -> None:

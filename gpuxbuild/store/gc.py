@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuxbuild.hashing import is_sha256, sha256_file
-from gpuxbuild.store.objects import Store, read_json, remove_tree
+from gpuxbuild.store.objects import STALE_TMP_SECONDS, Store, read_json, remove_tree
+from gpuxbuild.sync.record import stat_fields
 
 RECENT_BUILD_SECONDS = 7 * 24 * 3600
 
@@ -59,25 +60,59 @@ def live_objects(store: Store) -> set[str]:
     return live
 
 
+def held_objects(store: Store, *, clean: bool = True) -> set[str]:
+    """sha256 of the objects other running commands hold (`Store.hold`; not `store` itself: the pruning
+    one); `clean` removes the hold files of finished or killed ones."""
+    import fcntl
+
+    held: set[str] = set()
+    base = store.root / "holds"
+    for p in sorted(base.iterdir()) if base.is_dir() else []:
+        if store.holds_file == p:
+            continue
+        if p.name.startswith("."):  # a process killed while starting to hold: gone once stale
+            if clean and time.time() - p.stat().st_mtime > STALE_TMP_SECONDS:
+                p.unlink(missing_ok=True)
+            continue
+        try:
+            f = open(p)
+        except FileNotFoundError:
+            continue
+        with f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # its process is running
+                held.update(s for line in f if is_sha256(s := line.strip()))
+                continue
+            if clean:
+                p.unlink(missing_ok=True)
+    return held
+
+
 @dataclass
 class PruneReport:
     objects: list[str] = field(default_factory=list)
     artifacts: list[str] = field(default_factory=list)
     bytes_freed: int = 0
+    quarantined: list[str] = field(default_factory=list)  # corrupt objects and artifacts found by the checks
+    partials: list[str] = field(default_factory=list)  # partial downloads removed (`partials=True`)
+    partial_bytes_kept: int = 0  # partial downloads kept for resuming
 
     def as_dict(self) -> dict:
-        return {"objects": self.objects, "artifacts": self.artifacts, "bytes_freed": self.bytes_freed}
+        return {"objects": self.objects, "artifacts": self.artifacts, "bytes_freed": self.bytes_freed,
+                "quarantined": self.quarantined, "partials": self.partials, "partial_bytes_kept": self.partial_bytes_kept}
 
 
 def tree_size(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
 
 
-def prune(store: Store, *, dry_run: bool = False) -> PruneReport:
-    """Remove objects and artifacts nothing refers to (and stale temp files). `dry_run` only reports."""
+def prune(store: Store, *, dry_run: bool = False, partials: bool = False) -> PruneReport:
+    """Remove objects and artifacts nothing refers to, what is quarantined, and stale temp files; with
+    `partials` also every partial download no running command is writing. `dry_run` only reports."""
     report = PruneReport()
     with store.lock("gc"):  # pulls save their records under it, so none is half-counted
-        live = live_objects(store)
+        live = live_objects(store) | held_objects(store, clean=not dry_run)
         for sha, path in store.iter_objects():
             if sha not in live:
                 report.objects.append(sha)
@@ -95,9 +130,20 @@ def prune(store: Store, *, dry_run: bool = False) -> PruneReport:
                     if not dry_run:
                         with store.lock(f"art-{d.name}"):
                             remove_tree(d)
+    quarantine = store.root / "quarantine"
+    for p in sorted(quarantine.glob("*/*")):
+        report.quarantined.append(p.name)
+        report.bytes_freed += tree_size(p)
+        if not dry_run:
+            remove_tree(p, ignore_errors=True)
+    if partials:
+        found = store.partials() if dry_run else store.remove_partials()
+        report.partials = [p.name for p, _ in found]
+        report.bytes_freed += sum(size for _, size in found)
     if not dry_run:
         store.clean_tmp()
         store.drop_stale_index()
+    report.partial_bytes_kept = sum(size for _, size in store.partials())
     return report
 
 
@@ -115,10 +161,12 @@ class VerifyReport:
         return {"checked": self.checked, "bad_objects": self.bad_objects, "bad_artifacts": self.bad_artifacts, "fixed": self.fixed}
 
 
-def _rehash(path: Path) -> str | None:
-    """The sha256 of a file, or None when it is not a file (gone meanwhile: a concurrent prune or rm)."""
+def _rehash(path: Path) -> tuple[os.stat_result, str] | None:
+    """(stat before hashing, sha256) of a file, or None when it is not a file (gone meanwhile: a concurrent
+    prune or rm)."""
     try:
-        return sha256_file(path)
+        st = os.stat(path)
+        return st, sha256_file(path)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
 
@@ -126,9 +174,14 @@ def _rehash(path: Path) -> str | None:
 def verify(store: Store, *, fix: bool = False, jobs: int | None = None) -> VerifyReport:
     """Re-hash every object (and every artifact file) and report those whose bytes do not match their name.
 
-    Files are hashed `jobs` at a time (default: one per CPU, at most 8): hashlib releases the GIL, so a
-    large store is checked at the speed of the disk rather than of one core.
+    The same checks as before a build or a sync (`Store.check_object`, `check_artifact`), but hashing every
+    file whatever its stat; intact files get their stat recorded, so those checks trust them again. `fix`
+    moves what is corrupt to quarantine/, so it is fetched or built again. Files are hashed `jobs` at a time
+    (default: one per CPU, at most 8): hashlib releases the GIL, so a large store is checked at the speed
+    of the disk rather than of one core.
     """
+    from gpuxbuild.build.artifact import artifact_path, check_artifact
+
     report = VerifyReport(fixed=fix)
     objects = list(store.iter_objects())
     with ThreadPoolExecutor(max_workers=jobs or min(8, os.cpu_count() or 1)) as pool:
@@ -136,30 +189,24 @@ def verify(store: Store, *, fix: bool = False, jobs: int | None = None) -> Verif
         actuals = dict(zip((sha for sha, _ in named), pool.map(_rehash, [path for _, path in named])))
         for sha, path in objects:
             report.checked += 1
-            actual = actuals.get(sha)
-            if actual == sha or (actual is None and sha in actuals and not path.exists()):
-                continue  # intact, or removed meanwhile
-            report.bad_objects.append({"object": sha, "actual": actual, "path": str(path)})
+            found = actuals.get(sha)
+            if found is None and sha in actuals and not path.exists():
+                continue  # removed meanwhile
+            if found is not None and found[1] == sha:
+                store.remember_verified("objects", sha, stat_fields(found[0]))
+                continue
+            report.bad_objects.append({"object": sha, "actual": found and found[1], "path": str(path)})
             if fix:
-                path.unlink(missing_ok=True)
+                store.quarantine("objects", path)
         arts = store.root / "artifacts"
-        for d in sorted(arts.iterdir()) if arts.is_dir() else []:
-            manifest = read_json(d / "artifact.json")
-            problems = []
-            if not manifest:
-                problems.append("artifact.json missing or unreadable")
-            else:
-                files = manifest.get("files", [])
-                report.checked += len(files)
-                for f, actual in zip(files, pool.map(_rehash, [d / f["path"] for f in files])):
-                    if actual is None:
-                        problems.append(f"{f['path']}: missing")
-                    elif actual != f["sha256"]:
-                        problems.append(f"{f['path']}: sha256 mismatch")
+        keys = sorted(d.name for d in arts.iterdir()) if arts.is_dir() else []
+        for key, (_, problems) in zip(keys, pool.map(lambda k: check_artifact(store, k, rehash=True), keys)):
+            manifest = read_json(artifact_path(store, key) / "artifact.json") or {}
+            report.checked += len(manifest.get("files", [])) if isinstance(manifest, dict) else 0
             if problems:
-                report.bad_artifacts.append({"artifact": d.name, "problems": problems})
+                report.bad_artifacts.append({"artifact": key, "problems": problems})
                 if fix:
-                    remove_tree(d)
+                    store.quarantine("artifacts", artifact_path(store, key))
     return report
 
 

@@ -5,10 +5,14 @@ Layout (docs/store.md):
     artifacts/<build key hex>/        built artifacts (see gpuxbuild.build)
     refs/                             records of pulled models and synced projects (what keeps objects alive)
     locks/                            filelock files, one per object or artifact being written
+    holds/                            per running process, the objects it uses (kept by `cache prune`)
     tmp/                              partial downloads (resumed by name) and staging folders
+    index/verified/                   the stat of each object and artifact file when it was last hashed
+    quarantine/                       objects and artifacts found corrupt (kept for inspection, never used)
 
 Nothing becomes visible under objects/ or artifacts/ until it is complete and verified: bytes are
-hashed while they stream into tmp/, then renamed into place under a per-object lock.
+hashed while they stream into tmp/, then renamed into place under a per-object lock. Before an object is
+built from, its stat is compared with the one recorded when it was verified; a changed one is re-hashed.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import shutil
 import threading
 import time
 import uuid
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +35,9 @@ from typing import BinaryIO, Callable
 from filelock import FileLock, Timeout
 
 from gpuxbuild.errors import GpuxError, IntegrityError
-from gpuxbuild.hashing import is_sha256
+from gpuxbuild.hashing import is_sha256, sha256_file
 from gpuxbuild.store.home import gpux_home
+from gpuxbuild.sync.record import stat_fields, verified_path
 
 STALE_TMP_SECONDS = 24 * 3600
 
@@ -170,6 +176,12 @@ class Stats:
     hits: int = 0
     downloaded: int = 0
     bytes_downloaded: int = 0
+    copied: int = 0  # from a local folder (the `local` registry): not downloads
+    bytes_copied: int = 0
+
+    def stored(self) -> tuple[int, int]:
+        """(objects, bytes) newly stored: downloaded or copied in."""
+        return self.downloaded + self.copied, self.bytes_downloaded + self.bytes_copied
 
 
 _THREAD_LOCKS: dict[str, threading.RLock] = {}
@@ -217,6 +229,9 @@ class Store:
         self.stats = Stats()
         self.downloaded_objects: set[str] = set()  # sha256 of the objects this instance downloaded
         self._stats_lock = threading.Lock()  # downloads run in threads
+        self._held: set[str] = set()
+        self._hold_file = None
+        self.holds_file: Path | None = None  # holds/<pid>-<id> once this Store holds an object
 
     def record_stats(self, **add: int) -> None:
         """Add to this process's counters (hits, downloads, bytes), thread-safely."""
@@ -243,6 +258,31 @@ class Store:
     def has_object(self, sha256: str) -> bool:
         return self.object_path(sha256).is_file()
 
+    def hold(self, sha256: str) -> None:
+        """Mark object `sha256` as used while this Store lives (a command's run): `cache prune` keeps it.
+
+        The hold file (holds/<pid>-<id>) stays flock-ed until then, so a prune knows that a hold file whose
+        lock it can take is a finished or killed process's, and removes it (gpuxbuild.store.gc.held_objects).
+        """
+        import fcntl
+
+        with self._stats_lock:
+            if sha256 in self._held:
+                return
+            self._held.add(sha256)
+            if self._hold_file is None:
+                base = self.root / "holds"
+                base.mkdir(parents=True, exist_ok=True)
+                name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                f = open(base / f".{name}", "a")  # renamed into sight once locked: a prune never sees it unlocked
+                fcntl.flock(f, fcntl.LOCK_EX)
+                os.rename(base / f".{name}", base / name)
+                self._hold_file, self.holds_file = f, base / name
+                weakref.finalize(self, _drop_holds, base / name, f)
+            self._hold_file.write(sha256 + "\n")
+            self._hold_file.flush()
+
+
     def lock(self, name: str, timeout: float = -1) -> StoreLock:
         """An inter-process lock named `name` (e.g. `obj-<sha>`, `art-<key>`, `project-<hash>`)."""
         return StoreLock(str(self.path("locks", f"{name}.lock")), timeout)
@@ -260,6 +300,7 @@ class Store:
         the per-object lock makes concurrent processes download each object once. Bytes that do not
         hash to `sha256` raise IntegrityError naming `label`, and nothing is kept.
         """
+        self.hold(sha256)
         if self.has_object(sha256):
             self.record_stats(hits=1)
             return True
@@ -309,11 +350,13 @@ class Store:
         """
         known = self.sha256_of_blob(git_sha1)
         if known:
+            self.hold(known)
             self.record_stats(hits=1)
             return known
         with self.lock(f"blob-{git_sha1}"):
             known = self.sha256_of_blob(git_sha1)
             if known:
+                self.hold(known)
                 self.record_stats(hits=1)
                 return known
             partial = self.tmp_dir() / f"blob-{git_sha1}.partial"
@@ -330,6 +373,7 @@ class Store:
                         "the server sent other bytes than it lists; retry, or report the mirror",
                     )
                 sha = hw.sha256()
+                self.hold(sha)
                 with self.lock(f"obj-{sha}"):
                     if self.has_object(sha):
                         self.record_stats(hits=1)
@@ -358,7 +402,8 @@ class Store:
         return sha if is_sha256(sha) and self.has_object(sha) else None
 
     def drop_stale_index(self) -> int:
-        """Forget git-blob index entries whose object is gone (after a prune); returns how many."""
+        """Forget git-blob index entries and verified stats whose object or artifact is gone (after a prune);
+        returns how many."""
         base = self.root / "index" / "gitsha1"
         dropped = 0
         for p in sorted(base.glob("*/*")) if base.is_dir() else []:
@@ -369,6 +414,12 @@ class Store:
             if not (is_sha256(sha) and self.has_object(sha)):
                 p.unlink(missing_ok=True)
                 dropped += 1
+        verified = self.root / "index" / "verified"
+        for kind, exists in (("objects", self.has_object), ("artifacts", lambda k: (self.root / "artifacts" / k).is_dir())):
+            for p in sorted((verified / kind).glob("*/*")):
+                if not p.name.startswith(".") and not exists(p.name):
+                    p.unlink(missing_ok=True)
+                    dropped += 1
         return dropped
 
     def remember_blob(self, git_sha1: str, sha256: str) -> None:
@@ -380,6 +431,52 @@ class Store:
         os.chmod(src, 0o444)
         os.replace(src, dest)
         fsync_dir(dest.parent)
+        self.remember_verified("objects", dest.name, stat_fields(os.stat(dest)))
+
+    # -- verification ----------------------------------------------------------------------------
+    def remember_verified(self, kind: str, name: str, record) -> None:
+        """Record the stat of a file (or an artifact's files) just hashed; not fsynced: losing it costs a re-hash."""
+        path = verified_path(self.root, kind, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_text(json.dumps(record, sort_keys=True))
+        os.replace(tmp, path)
+
+    def check_object(self, sha256: str, *, rehash: bool = False) -> str:
+        """"ok", "missing" or "corrupt" (then moved to quarantine/, so the next fetch downloads it again).
+
+        Trusts an object whose (size, mtime, ctime, inode) equal those recorded when it was last hashed;
+        anything else (`rehash`: always) is hashed again, and its stat recorded when it is intact.
+        """
+        path = self.object_path(sha256)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return "missing"
+        if not rehash and read_json(verified_path(self.root, "objects", sha256)) == stat_fields(st):
+            return "ok"
+        try:
+            actual = sha256_file(path)
+        except FileNotFoundError:
+            return "missing"
+        if actual == sha256:
+            self.remember_verified("objects", sha256, stat_fields(st))
+            return "ok"
+        self.quarantine("objects", path)
+        return "corrupt"
+
+    def quarantine(self, kind: str, path: Path) -> Path | None:
+        """Move a corrupt object or artifact folder (`kind`: objects | artifacts) to quarantine/, where
+        nothing uses it; None if it is gone. Links to it elsewhere (synced targets) keep the bad bytes
+        until the next sync replaces them."""
+        dest = self.root / "quarantine" / kind / f"{path.name}-{uuid.uuid4().hex[:8]}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(path, dest)
+        except FileNotFoundError:
+            return None  # another process quarantined it first
+        verified_path(self.root, kind, path.name).unlink(missing_ok=True)
+        return dest
 
     def iter_objects(self):
         """Every (sha256, path) under objects/."""
@@ -399,6 +496,8 @@ class Store:
         """Add this process's counters (and `extra` ones) to the store's lifetime counters."""
         add = {"object_hits": self.stats.hits, "object_downloads": self.stats.downloaded,
                "bytes_downloaded": self.stats.bytes_downloaded, **extra}
+        if self.stats.copied:
+            add["object_copies"] = self.stats.copied
         if not any(add.values()):
             return
         try:
@@ -412,6 +511,32 @@ class Store:
         self.stats = Stats()
 
     # -- housekeeping ----------------------------------------------------------------------------
+    def partials(self) -> list[tuple[Path, int]]:
+        """The partial downloads under tmp/ kept for resuming, with their sizes."""
+        tmp = self.root / "tmp"
+        found = []
+        for p in sorted(tmp.glob("*.partial")) if tmp.is_dir() else []:
+            try:
+                found.append((p, p.stat().st_size))
+            except FileNotFoundError:
+                continue
+        return found
+
+    def remove_partials(self) -> list[tuple[Path, int]]:
+        """Remove every partial download no running command is writing (its lock is free), whatever its age;
+        returns what was removed. Frees the space an interrupted download holds (a full disk), at the cost of
+        downloading that file from the start next time."""
+        removed = []
+        for p, size in self.partials():
+            stem = p.name.removesuffix(".partial")
+            try:
+                with self.lock(stem if stem.startswith("blob-") else f"obj-{stem}", timeout=0):
+                    p.unlink(missing_ok=True)
+            except Timeout:
+                continue  # being written right now
+            removed.append((p, size))
+        return removed
+
     def clean_tmp(self, max_age: float = STALE_TMP_SECONDS) -> int:
         """Remove leftovers of killed processes from tmp/; returns how many. Safe while other processes work.
 
@@ -450,6 +575,12 @@ class Store:
                 continue  # in use by a running download
             removed += 1
         return removed
+
+
+def _drop_holds(path: Path, f) -> None:
+    """Release a Store's holds (when it is collected, or the process exits)."""
+    path.unlink(missing_ok=True)
+    f.close()
 
 
 def mismatch(label: str, expected: str, actual: str | None, size: int, actual_size: int) -> IntegrityError:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from gpuxbuild.errors import GpuxError, IntegrityError
+from gpuxbuild.errors import GpuxError
 from gpuxbuild.hashing import digest, sha256_bytes
 from gpuxbuild.store.objects import Linker, Store, fsync_dir, read_json, remove_tree, write_atomic
 from gpuxbuild.sync.record import (
@@ -94,7 +94,7 @@ class SyncPlan:
         }
 
 
-def _adopt(folder: Path) -> dict | None:
+def adopted_record(folder: Path) -> dict | None:
     """A record for a model folder that has an artifact.json but no record entry (the record was lost).
 
     The files artifact.json lists are gpuxbuild's; the stat fields are unknown, so every file is re-hashed.
@@ -151,7 +151,7 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
         rec = placed.get(name)
         adopted = rec is None and name in entries
         if adopted:
-            rec = _adopt(folder)
+            rec = adopted_record(folder)
             if rec is None:
                 act.conflict = f"{name}/ exists and was not placed by gpux sync"
                 act.user_files = [f"{name}/{p}" for p in user_files(folder, set())]
@@ -164,7 +164,8 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
             act.action = "update"
             act.reasons = ["not in the sync record, a different artifact"] if adopted else _why_changed(rec.get("inputs") or {}, entry)
         else:
-            drifted, act.refresh = check_files(folder, rec["files"])
+            # An adopted folder's files are all re-hashed, so that the record gets their stats.
+            drifted, act.refresh = check_files(folder, rec["files"], None if adopted else store.root, key)
             if drifted:
                 act.action, act.reasons = "update", ["files drifted: " + ", ".join(drifted)]
             act.digest = rec.get("digest")
@@ -228,6 +229,8 @@ class SyncResult:
     built: int = 0
     sources_downloaded: int = 0
     bytes_downloaded: int = 0
+    sources_copied: int = 0  # from local folders (path: models)
+    bytes_copied: int = 0
     link_modes: list[str] = field(default_factory=list)
     digests: dict[str, str] = field(default_factory=dict)  # model -> artifact digest now in the target
     lock_written: bool = False
@@ -238,7 +241,8 @@ class SyncResult:
             **self.plan.as_dict(),
             "dry_run": self.dry_run,
             "cache": {"artifacts_reused": self.reused, "artifacts_built": self.built,
-                      "sources_downloaded": self.sources_downloaded, "bytes_downloaded": self.bytes_downloaded},
+                      "sources_downloaded": self.sources_downloaded, "bytes_downloaded": self.bytes_downloaded,
+                      "sources_copied": self.sources_copied, "bytes_copied": self.bytes_copied},
             "link_modes": self.link_modes,
             "digests": self.digests,
             "lock_written": self.lock_written,
@@ -247,14 +251,14 @@ class SyncResult:
 
 def _ensure_artifacts(plan: SyncPlan, store: Store, *, offline: bool, on_event: Event, res: SyncResult) -> dict[str, Path]:
     """Every artifact the plan places, from the store or built; one error naming every model that failed."""
-    from gpuxbuild.build.artifact import artifact_digest, artifact_path
+    from gpuxbuild.build.artifact import artifact_digest, artifact_path, verified_artifact
     from gpuxbuild.build.pipeline import build_many, job_from_lock
 
     placed = [act for act in plan.models if act.action in ("add", "update")]
     missing = []
     for act in placed:
         dest = artifact_path(store, act.build_key)
-        if (dest / ARTIFACT_MANIFEST).is_file():
+        if verified_artifact(store, act.build_key) is not None:  # a corrupt one is quarantined and built again
             res.reused += 1
             os.utime(dest)  # a recent use keeps it from `cache prune`
         else:
@@ -274,6 +278,7 @@ def _ensure_artifacts(plan: SyncPlan, store: Store, *, offline: bool, on_event: 
             act.digest = artifact_digest(dest)
             paths[act.name] = dest
     res.sources_downloaded, res.bytes_downloaded = store.stats.downloaded, store.stats.bytes_downloaded
+    res.sources_copied, res.bytes_copied = store.stats.copied, store.stats.bytes_copied
     if failures:
         raise _build_failure(failures)
     return paths
@@ -297,21 +302,21 @@ def _build_failure(failures: list[tuple[str, GpuxError]]) -> GpuxError:
     return GpuxError(msg + more, exc.hint, exit_code=exc.exit_code)
 
 
-def _check_locked_digests(plan: SyncPlan) -> None:
-    """--locked: an artifact recorded in gpux.lock with the same build key must have the same digest."""
+def _check_recorded_digests(plan: SyncPlan) -> None:
+    """An artifact recorded in gpux.lock with the same build key must have the same digest: nothing else is placed,
+    and the lock is not rewritten."""
+    from gpuxbuild.build.artifact import not_reproducible
+
     for act in plan.models:
         entry = plan.lock.models.get(act.name)
         art = entry.artifact if entry else None
         if act.action == "remove" or not art or art.get("build_key") != act.build_key or not act.digest:
             continue
         if art.get("digest") != act.digest:
-            raise IntegrityError(
-                f"model {act.name!r}: artifact {act.digest[:19]} differs from {art.get('digest', '')[:19]} recorded in gpux.lock",
-                "the build is not reproducible here; run `gpux build --locked` to see it, or drop --locked to record the new digest",
-            )
+            raise not_reproducible(act.name, act.digest, art.get("digest", ""))
 
 
-def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, record: dict) -> None:
+def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, record: dict, store: Store) -> None:
     """Prepare the model's new folder beside the old, record it, then swap it in atomically."""
     target = plan.target
     folder = target / act.name
@@ -321,7 +326,7 @@ def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, re
     files[ARTIFACT_MANIFEST] = act.digest.removeprefix("sha256:")
     tmp.mkdir()
     try:
-        stats = _prepare(tmp, src, files, folder, act, linker)
+        stats = _prepare(tmp, src, files, folder, act, linker, store)
     except BaseException:
         remove_tree(tmp, ignore_errors=True)
         raise
@@ -344,14 +349,20 @@ def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, re
         fsync_dir(target)
 
 
-def _prepare(tmp: Path, src: Path, files: dict[str, str], folder: Path, act: ModelAction, linker: Linker) -> dict:
+def _prepare(tmp: Path, src: Path, files: dict[str, str], folder: Path, act: ModelAction, linker: Linker,
+             store: Store) -> dict:
     """Fill the staging folder: the artifact's files, plus the user's files of the old folder; return stat records."""
-    stats = {}
+    from gpuxbuild.build.artifact import refresh_verified
+
+    stats, linked = {}, {}
     for rel, sha in sorted(files.items()):
         dst = tmp / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
+        before = os.stat(src / rel)
         linker.place(src / rel, dst)
-        stats[rel] = stat_record(sha, os.lstat(dst))
+        linked[rel] = before, os.lstat(dst)
+        stats[rel] = stat_record(sha, linked[rel][1])
+    refresh_verified(store, act.build_key, linked)
     for rel in act.user_files:
         # A user's file in the old folder lives on in the new one: a second link, so a kill loses nothing.
         inner = rel.split("/", 1)[1]
@@ -409,7 +420,6 @@ def execute(
     store: Store,
     link_mode: str = "auto",
     offline: bool = False,
-    check_digests: bool = False,
     on_event: Event | None = None,
 ) -> SyncResult:
     """Carry out a plan: artifacts from the store (built when missing), then each model swapped in atomically.
@@ -424,8 +434,7 @@ def execute(
     if conflicts:
         raise GpuxError(f"refusing to replace {plan.target.name}/{conflicts[0]}", "move that folder away and sync again")
     sources = _ensure_artifacts(plan, store, offline=offline, on_event=on_event, res=res)
-    if check_digests:
-        _check_locked_digests(plan)
+    _check_recorded_digests(plan)
     target = plan.target
     new_target = not target.is_dir()
     target.mkdir(parents=True, exist_ok=True)
@@ -438,7 +447,7 @@ def execute(
     for act in plan.models:
         if act.action in ("add", "update"):
             on_event(act.name, "placing")
-            _materialize(plan, act, sources[act.name], linker, record)
+            _materialize(plan, act, sources[act.name], linker, record, store)
         elif act.action == "remove":
             _remove(plan, act, record)
         elif act.refresh:
@@ -527,7 +536,7 @@ def _full_sync(project: Path, target: Path, store: Store, *, locked: bool, froze
     if dry_run:
         return SyncResult(plan, dry_run=True)
     lock_written = bool(changes) and write_lock(lock_path(project), lock)
-    res = execute(plan, store=store, link_mode=link_mode, offline=offline, check_digests=locked, on_event=on_event)
+    res = execute(plan, store=store, link_mode=link_mode, offline=offline, on_event=on_event)
     res.lock_written = lock_written
     if not (locked or frozen):
         res.lock_written |= _record_artifacts(project, lock, res)

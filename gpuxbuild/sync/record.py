@@ -1,7 +1,7 @@
 """What a sync target holds, by its record, and the check that it already mirrors the lock.
 
 The target keeps a record of what `gpux sync` placed (`.gpux-sync.json`: per model its build key and
-artifact digest, per file its sha256, size, mtime and inode). A complete sync also stores in it a
+artifact digest, per file its sha256, size, mtime, ctime and inode). A complete sync also stores in it a
 fingerprint of what its result depended on (the bytes of gpux.lock and gpux.models.yml, the toolchain's
 versions), so that the next sync can answer "nothing to do" by comparing fingerprints and stat-ing the
 placed files, without parsing the lock.
@@ -49,15 +49,43 @@ def read_record(target: Path) -> dict:
 
 def stat_record(sha256: str, st: os.stat_result) -> dict:
     """A placed file's record entry: its hash and the stat fields trusted to mean it is unchanged."""
-    return {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+    return {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
 
 
-def check_files(folder: Path, files: dict[str, dict]) -> tuple[list[str], dict]:
+def stat_fields(st: os.stat_result) -> list[int]:
+    """[size, mtime_ns, ctime_ns, inode]: what a verified file's record keeps. Any write changes the ctime,
+    also one that puts the mtime back, and so does a chmod that makes a read-only file writable."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def verified_path(store_root: Path, kind: str, name: str) -> Path:
+    """index/verified/<kind>/<2 hex>/<name>: the verified stat of an object (`objects`) or an artifact's files
+    (`artifacts`, by build key hex), as recorded when it was last hashed (docs/store.md)."""
+    return store_root / "index" / "verified" / kind / name[:2] / name
+
+
+def verified_artifact_files(store_root: Path, build_key: str | None) -> dict:
+    """{path: stat fields} of the store's artifact `build_key` as last verified ({} if unknown)."""
+    if not build_key:
+        return {}
+    try:
+        data = json.loads(verified_path(store_root, "artifacts", build_key.removeprefix("sha256:")).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    files = data.get("files") if isinstance(data, dict) else None
+    return files if isinstance(files, dict) else {}
+
+
+def check_files(folder: Path, files: dict[str, dict], store_root: Path | None = None,
+                build_key: str | None = None) -> tuple[list[str], dict]:
     """(drifted files with why, stat records of files whose stat changed but whose bytes did not).
 
-    Trusts (size, mtime_ns, inode): only files whose stat differs from the record are re-hashed.
+    Trusts an unchanged (size, mtime_ns, ctime_ns, inode), or one equal to the verified stat of the
+    store's file of artifact `build_key` it is a hard link of (another sync linking the same file changes
+    the ctime of every link); only other files are re-hashed.
     """
     drifted, refresh = [], {}
+    trusted = None  # read only when a stat differs: a no-op sync reads no more than it must
     for rel, rec in sorted(files.items()):
         p = folder / rel
         try:
@@ -65,11 +93,17 @@ def check_files(folder: Path, files: dict[str, dict]) -> tuple[list[str], dict]:
         except FileNotFoundError:
             drifted.append(f"{rel} (deleted)")
             continue
+        now = stat_fields(st)
         if not stat.S_ISREG(st.st_mode):
             drifted.append(f"{rel} (not a file)")
-        elif (st.st_size, st.st_mtime_ns, st.st_ino) == (rec["size"], rec.get("mtime_ns"), rec.get("ino")):
             continue
-        elif st.st_size == rec["size"] and sha256_file(p) == rec["sha256"]:
+        if now == [rec["size"], rec.get("mtime_ns"), rec.get("ctime_ns"), rec.get("ino")]:
+            continue
+        if trusted is None:
+            trusted = verified_artifact_files(store_root, build_key) if store_root else {}
+        if now == trusted.get(rel):
+            continue
+        if st.st_size == rec["size"] and sha256_file(p) == rec["sha256"]:
             refresh[rel] = stat_record(rec["sha256"], st)
         else:
             drifted.append(f"{rel} (changed)")
@@ -158,7 +192,7 @@ def _noop_state(project: Path, target: Path, store_root: Path, *, frozen: bool) 
         return None
     models = []
     for name, rec in sorted(record["models"].items()):
-        drifted, refresh = check_files(target / name, rec["files"])
+        drifted, refresh = check_files(target / name, rec["files"], store_root, rec["build_key"])
         if drifted or refresh:
             return None
         models.append({"name": name, "commit": (rec.get("inputs") or {}).get("commit"), "build_key": rec["build_key"],
