@@ -31,8 +31,10 @@ def _from_lock(name: str, project: Path, store: Store, offline: bool) -> Path | 
     if entry.artifact and is_artifact(artifact_path(store, entry.artifact["build_key"])):
         return artifact_path(store, entry.artifact["build_key"])
     from gpuxbuild.build.pipeline import build_one, job_from_lock
+    from gpuxbuild.manifest import MANIFEST_NAME, load_manifest
 
-    return Path(build_one(job_from_lock(entry), store=store, project=project, offline=offline).path)
+    manifest = load_manifest(project / MANIFEST_NAME) if (project / MANIFEST_NAME).is_file() else None
+    return Path(build_one(job_from_lock(entry, manifest), store=store, project=project, offline=offline).path)
 
 
 def _from_pulled(name: str, project: Path, store: Store, offline: bool, on_pull=None) -> Path:

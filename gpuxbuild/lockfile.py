@@ -11,9 +11,9 @@ from pathlib import Path
 
 import yaml
 
-from gpuxbuild.errors import ManifestError, StaleLockError
-from gpuxbuild.manifest import Manifest, ModelSpec
-from gpuxbuild.registries.base import FileEntry
+from gpuxbuild.errors import GpuxError, ManifestError, StaleLockError, quote
+from gpuxbuild.manifest import MANIFEST_NAME, Manifest, ModelSpec
+from gpuxbuild.registries.base import FileEntry, is_git_commit
 from gpuxbuild.schemas_io import describe_error, field_path, first_error, load_schema
 from gpuxbuild.store import write_atomic
 
@@ -148,9 +148,18 @@ def read_lock(path: Path) -> Lock | None:
 
 
 def locked_model(project: Path, name: str) -> LockedModel | None:
-    """The entry of model `name` in the project's gpux.lock, or None (no lock, or no such model)."""
+    """The entry of model `name` in the project's gpux.lock, or None (no lock, or no such model).
+
+    The entry is verified (`verify_entry`) against the project's manifest when there is one, else by itself."""
     lock = read_lock(lock_path(project))
-    return lock.models.get(name) if lock else None
+    entry = lock.models.get(name) if lock else None
+    if entry is not None:
+        from gpuxbuild.manifest import load_manifest
+
+        manifest_path = project / MANIFEST_NAME
+        spec = load_manifest(manifest_path).models.get(name) if manifest_path.is_file() else None
+        verify_entry(entry, spec, project)
+    return entry
 
 
 def write_lock(path: Path, lock: Lock) -> bool:
@@ -183,13 +192,92 @@ class Staleness:
         return "; ".join(parts)
 
 
+def _mismatch(spec: ModelSpec, entry: LockedModel) -> str | None:
+    """The first field of `entry` that is not what the manifest entry `spec` makes of it, or None."""
+    from gpuxbuild.build.tasks import normalize_task
+
+    derived = {"source": spec.source, "registry": spec.registry, "repo": spec.ref, "revision": spec.revision}
+    for key, want in derived.items():
+        if getattr(entry, key) != want:
+            return key
+    if spec.task and entry.task != normalize_task(spec.task):
+        return "task"
+    options = options_of(spec)
+    for key in sorted(set(options) | set(entry.options)):
+        if entry.options.get(key) != options.get(key):
+            return f"options.{key}"
+    return None
+
+
+def _spec_of(entry: LockedModel, task: str | None) -> ModelSpec:
+    """The manifest entry `entry` was locked from, given the manifest's `task` (the lock keeps the resolved one)."""
+    o = entry.options
+    return ModelSpec(entry.name, entry.source, entry.registry, entry.repo, entry.revision, task, tuple(o["include"]),
+                     tuple(o["exclude"]), o["allow_pickle"], o["trust_remote_code"], o["convert"], o["runtime"])
+
+
+def _inconsistency(entry: LockedModel, project: Path) -> str | None:
+    """What in `entry` contradicts the entry itself or the project (the check `--frozen` can make), or None."""
+    from gpuxbuild.build.tasks import normalize_task
+    from gpuxbuild.registries import local_ref_problem, parse_source
+    from gpuxbuild.schemas_io import load_schema
+
+    try:
+        registry, repo = parse_source(entry.source, entry.registry)
+    except GpuxError:
+        return f"source {quote(entry.source)} is not a valid source of registry {quote(entry.registry)}"
+    if registry != entry.registry:
+        return "registry (not the one its source names)"
+    if repo != entry.repo:
+        return f"repo {quote(entry.repo)} is not the one its source {quote(entry.source)} names"
+    if registry == "local" and (problem := local_ref_problem(entry.repo, project)):
+        return f"repo {problem}"
+    if (len(entry.commit) != 64) if registry == "local" else not is_git_commit(entry.commit):
+        return "commit (not a commit id of its registry)"
+    if is_git_commit(entry.revision) and entry.commit != entry.revision:
+        return f"commit {entry.commit[:12]} is not the revision {entry.revision[:12]} it pins"
+    paths = [f.path for f in entry.files]
+    if len(set(paths)) != len(paths):
+        return "files (a path listed twice)"
+    tasks = [None] + [t for t in load_schema("gpux.models.schema.json")["$defs"]["task"]["enum"] if normalize_task(t) == entry.task]
+    if all(_spec_of(entry, t).digest != entry.spec_digest for t in tasks):
+        return "spec_digest (not the digest of the entry's own source, revision and options)"
+    return None
+
+
+def verify_entry(entry: LockedModel, spec: ModelSpec | None, project: Path) -> None:
+    """Raise StaleLockError (exit 1) unless `entry` is what its manifest entry `spec` makes of it (when `spec`
+    is given and the entry claims, by its spec_digest, to be locked from it) and consistent in itself.
+
+    Every command that reads a lock entry goes through here: an entry edited by hand (another repo, commit,
+    revision or option) is refused, whatever its spec_digest says."""
+    if spec is not None and entry.spec_digest == spec.digest and (field_ := _mismatch(spec, entry)):
+        raise StaleLockError(f"{LOCK_NAME} does not match {MANIFEST_NAME} for {entry.name}: {field_}", _tampered(entry.name))
+    problem = _inconsistency(entry, project)
+    if problem:
+        where = "does not match gpux.models.yml" if spec is not None and entry.spec_digest == spec.digest else "is not consistent"
+        raise StaleLockError(f"{LOCK_NAME} {where} for {entry.name}: {problem}", _tampered(entry.name))
+
+
+def _tampered(name: str) -> str:
+    return f"gpux.lock was edited by hand: find out who changed it and why, then re-pin with `gpux lock --upgrade {name}`"
+
+
+def verify_lock(manifest: Manifest | None, lock: Lock, project: Path, *, skip=()) -> None:
+    """`verify_entry` for every entry of `lock` (but those named in `skip`); `manifest` None: each by itself."""
+    specs = manifest.models if manifest is not None else {}
+    for name, entry in sorted(lock.models.items()):
+        if name not in skip:
+            verify_entry(entry, specs.get(name), project)
+
+
 def staleness(manifest: Manifest, lock: Lock | None) -> Staleness:
-    """Compare a manifest with a lock, offline."""
+    """Compare a manifest with a lock, offline; a lock entry edited by hand raises StaleLockError (`verify_lock`)."""
     if lock is None:
         return Staleness(missing_lock=True)
+    verify_lock(manifest, lock, manifest.path.parent)
     st = Staleness()
-    if lock.manifest_digest == manifest.digest:
-        return st
+    # Per model even when the top-level digests agree: those say nothing about an entry edited by hand.
     for name, spec in sorted(manifest.models.items()):
         locked = lock.models.get(name)
         if locked is None:
@@ -197,14 +285,14 @@ def staleness(manifest: Manifest, lock: Lock | None) -> Staleness:
         elif locked.spec_digest != spec.digest:
             st.changed.append(name)
     st.removed = sorted(set(lock.models) - set(manifest.models))
-    if not st:
+    if not st and lock.manifest_digest != manifest.digest:
         # Per-model digests agree but the top-level one does not: the lock was edited by hand.
         st.changed.append("(manifest digest)")
     return st
 
 
 def check_lock(manifest: Manifest, lock: Lock | None) -> None:
-    """Raise StaleLockError (exit 1) naming what is stale, or return when the lock matches."""
+    """Raise StaleLockError (exit 1) naming what is stale or edited, or return when the lock matches."""
     st = staleness(manifest, lock)
     if st:
         raise StaleLockError(f"{LOCK_NAME} is out of date: {st.describe()}", "run `gpux lock` and commit gpux.lock")

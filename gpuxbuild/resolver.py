@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuxbuild.errors import GpuxError, RegistryError
-from gpuxbuild.lockfile import Lock, LockedModel, options_of
+from gpuxbuild.lockfile import Lock, LockedModel, options_of, verify_lock
 from gpuxbuild.manifest import Manifest, ModelSpec
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import PinnedModel
@@ -145,6 +145,8 @@ def plan_lock(
     if unknown:
         raise GpuxError(f"--upgrade {', '.join(unknown)}: no such model in {manifest.path.name}", "check the name")
     old_models = old.models if old else {}
+    if old is not None:
+        verify_lock(manifest, old, project, skip=set(manifest.models) if upgrade is True else upgrade or ())
     todo: list[tuple[ModelSpec, LockedModel | None, bool]] = []  # (spec, previous entry, keep its commit)
     for name, spec in sorted(manifest.models.items()):
         prev = old_models.get(name)
