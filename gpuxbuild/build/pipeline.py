@@ -28,7 +28,7 @@ from gpuxbuild.build.artifact import (
     toolchain_versions,
     write_manifest,
 )
-from gpuxbuild.errors import GpuxError
+from gpuxbuild.errors import GpuxError, quote
 from gpuxbuild.fetch import check_pickles
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import FileEntry
@@ -124,7 +124,7 @@ def safe_join(root: Path, rel: str) -> Path:
     """`root/rel`, refusing anything that would land outside `root`."""
     p = (root / rel).resolve()
     if not p.is_relative_to(root.resolve()) or rel.startswith("/") or ".." in rel.split("/"):
-        raise GpuxError(f"refusing file name {rel!r}: it would land outside {root.name}", "report the repo")
+        raise GpuxError(f"refusing file name {quote(rel)}: it would land outside {root.name}", "report the repo")
     return p
 
 

@@ -38,8 +38,10 @@ register(
     "huggingface",
     ("hf",),
     "gpuxbuild.registries.huggingface:HuggingFaceManager",
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?/)?[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?",
-    "a Hub repo id like org/name",
+    # The Hub's rules (huggingface_hub.utils.validate_repo_id), so that no id reaches its client to be refused there:
+    # ASCII letters, digits, '-', '_', '.'; parts of at most 96 characters; not ending in .git ("--", ".." below).
+    r"(?!.*\.git$)(?:[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?/)?[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?",
+    "a Hub repo id like org/name (letters, digits, '-', '_', '.'; parts of at most 96 characters)",
 )
 register("local", ("path",), "gpuxbuild.registries.local:LocalManager", r".+", "a folder path relative to the project")
 
@@ -56,9 +58,15 @@ def _lookup(name_or_prefix: str) -> _Entry | None:
     return None
 
 
+def check_registry(name: str) -> None:
+    """Raise ManifestError unless `name` is a registry's name or prefix."""
+    if _lookup(name) is None:
+        raise _unknown(name)
+
+
 def _unknown(name: str) -> ManifestError:
     prefixes = ", ".join(f"{e.name} ({'/'.join(p + ':' for p in e.prefixes)})" for e in _TABLE.values())
-    return ManifestError(f"unknown registry {name!r}", f"known registries: {prefixes}")
+    return ManifestError(f"unknown registry {quote(name)}", f"known registries: {prefixes}")
 
 
 def parse_source(source: str, registry: str | None = None, *, project: Path | None = None) -> tuple[str, str]:

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import BinaryIO
 
-from gpuxbuild.errors import RegistryError
+from gpuxbuild.errors import RegistryError, quote
 from gpuxbuild.hashing import is_hex_digest, is_sha256
 from gpuxbuild.registries.base import FileEntry, Listed, ModelInfo, ModelManager, PinnedModel, Progress, is_git_commit
 
@@ -37,7 +37,7 @@ def check_repo_path(repo: str, path: str) -> None:
         or (len(path) > 1 and path[1] == ":")
     ):
         raise RegistryError(
-            f"{repo}: refusing unsafe file name {path!r} from the registry (it could land outside the model folder)",
+            f"{repo}: refusing unsafe file name {quote(path)} from the registry (it could land outside the model folder)",
             "report the repo to its owner; exclude the file with `exclude:` if you trust the rest",
         )
 
@@ -50,7 +50,7 @@ def check_listed_hashes(where: str, sib) -> None:
         what, value, ok = "git blob id", sib.blob_id, sib.blob_id is None or is_hex_digest(sib.blob_id, 40)
     if not ok:
         raise RegistryError(
-            f"{where}: the server lists an invalid {what} {value!r} for {sib.rfilename}",
+            f"{where}: the server lists an invalid {what} {quote(value)} for {quote(sib.rfilename)}",
             "check HF_ENDPOINT points to a Hub (or a faithful mirror)",
         )
 
