@@ -22,7 +22,7 @@ class GpuxError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
-QUOTE_LIMIT = 60  # characters of a value an error message quotes
+QUOTE_LIMIT = 100  # characters of a value an error message quotes
 
 
 def quote(value, limit: int = QUOTE_LIMIT) -> str:
