@@ -244,7 +244,9 @@ def _inconsistency(entry: LockedModel, project: Path) -> str | None:
     paths = [f.path for f in entry.files]
     if len(set(paths)) != len(paths):
         return "files (a path listed twice)"
-    tasks = [None] + [t for t in load_schema("gpux.models.schema.json")["$defs"]["task"]["enum"] if normalize_task(t) == entry.task]
+    # The lock keeps the resolved task; the manifest had none, or one that normalizes to it.
+    declared = load_schema("gpux.models.schema.json")["$defs"]["task"]["enum"]
+    tasks = [None] + [t for t in declared if normalize_task(t) == entry.task]
     if all(_spec_of(entry, t).digest != entry.spec_digest for t in tasks):
         return "spec_digest (not the digest of the entry's own source, revision and options)"
     return None
@@ -260,7 +262,7 @@ def verify_entry(entry: LockedModel, spec: ModelSpec | None, project: Path) -> N
         raise StaleLockError(f"{LOCK_NAME} does not match {MANIFEST_NAME} for {entry.name}: {field_}", _tampered(entry.name))
     problem = _inconsistency(entry, project)
     if problem:
-        where = "does not match gpux.models.yml" if spec is not None and entry.spec_digest == spec.digest else "is not consistent"
+        where = f"does not match {MANIFEST_NAME}" if spec is not None and entry.spec_digest == spec.digest else "is not consistent"
         raise StaleLockError(f"{LOCK_NAME} {where} for {entry.name}: {problem}", _tampered(entry.name))
 
 
