@@ -145,8 +145,9 @@ def plan_lock(
     if unknown:
         raise GpuxError(f"--upgrade {', '.join(unknown)}: no such model in {manifest.path.name}", "check the name")
     old_models = old.models if old else {}
-    if old is not None:
-        verify_lock(manifest, old, project, skip=set(manifest.models) if upgrade is True else upgrade or ())
+    if old is not None:  # entries re-resolved from the manifest, or dropped, need not be trusted
+        upgraded = set(manifest.models) if upgrade is True else set(upgrade or ())
+        verify_lock(manifest, old, project, skip=upgraded | (set(old.models) - set(manifest.models)))
     todo: list[tuple[ModelSpec, LockedModel | None, bool]] = []  # (spec, previous entry, keep its commit)
     for name, spec in sorted(manifest.models.items()):
         prev = old_models.get(name)

@@ -201,3 +201,18 @@ def test_quick_noop_does_not_trust_a_fingerprint_of_a_less_checked_sync(project)
     for args in (("sync",), ("sync", "--frozen")):
         r = gpux(*args, cwd=root, check=False)
         assert r.returncode == 1 and "for m:" in r.stderr, (args, r.stdout, r.stderr)
+
+
+def test_a_tampered_entry_of_a_removed_model_does_not_block_relocking(tmp_path):
+    from tinymodels import write_repo
+
+    write_repo("onnx-shipped", tmp_path / "models" / "m")
+    write_manifest(tmp_path, {"m": {"source": "path:./models/m", "task": "text-classification"},
+                              "gone": {"source": "path:./models/m", "task": "text-classification"}})
+    gpux("lock", cwd=tmp_path)
+    data = read_lock(tmp_path)
+    data["models"]["gone"]["options"]["trust_remote_code"] = True
+    write_lock(tmp_path, data)
+    write_manifest(tmp_path, {"m": {"source": "path:./models/m", "task": "text-classification"}})
+    gpux("lock", cwd=tmp_path)
+    assert sorted(read_lock(tmp_path)["models"]) == ["m"]
