@@ -25,10 +25,14 @@ class GpuxError(Exception):
 QUOTE_LIMIT = 100  # characters of a value an error message quotes
 
 
-def quote(value, limit: int = QUOTE_LIMIT) -> str:
-    """`repr(value)` for an error message, cut to a short prefix: a 10 MB value must not make a 10 MB line."""
-    text = repr(value)
+def shorten(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """`text` for an error message, cut to a short prefix: a 10 MB value must not make a 10 MB line."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def quote(value, limit: int = QUOTE_LIMIT) -> str:
+    """`repr(value)`, shortened, for an error message."""
+    return shorten(repr(value), limit)
 
 
 class ManifestError(GpuxError):

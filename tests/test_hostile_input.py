@@ -86,6 +86,11 @@ def test_pull_refuses_ids_the_hub_would_refuse(tmp_path, ref):
     assert r.returncode == 2 and "bad source" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+def test_a_huge_ref_is_not_echoed_whole(tmp_path):
+    r = gpux("pull", "org/" + "x" * 100_000 + "@bad rev", cwd=tmp_path, check=False)
+    assert r.returncode == 2 and "not a valid branch" in r.stderr and len(r.stderr) < 1000, r.stderr[:300]
+
+
 def test_fifo_in_a_local_model_folder_is_refused_not_read(tmp_path):
     from tinymodels import write_repo
 
