@@ -74,7 +74,7 @@ def test_hostile_lock_is_one_line(tmp_path, case, wanted):
                              "exclude": [], "include": [], "runtime": {}, "trust_remote_code": False}}
         text = yaml.safe_dump({"version": 1, "manifest_digest": "sha256:" + "0" * 64, "models": {"m": entry}})
     (tmp_path / "gpux.lock").write_bytes(text.encode("latin-1") if case == "not-utf8" else text.encode())
-    for args in (("lock", "--check"), ("sync", "--frozen"), ("lock",)) if case.startswith("repo-id") else (("lock", "--check"), ("sync", "--frozen")):
+    for args in (("lock", "--check"), ("sync", "--frozen"), ("run", "m", "x")) if case.startswith("repo-id") else (("lock", "--check"), ("sync", "--frozen")):
         r = gpux(*args, cwd=tmp_path, check=False, timeout=60)
         assert r.returncode in (1, 2) and wanted in r.stderr and "Traceback" not in r.stderr, (args, r.stderr[:2000])
         assert len(r.stderr) < 1000
