@@ -22,6 +22,19 @@ class GpuxError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+QUOTE_LIMIT = 100  # characters of a value an error message quotes
+
+
+def shorten(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """`text` for an error message, cut to a short prefix: a 10 MB value must not make a 10 MB line."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def quote(value, limit: int = QUOTE_LIMIT) -> str:
+    """`repr(value)`, shortened, for an error message."""
+    return shorten(repr(value), limit)
+
+
 class ManifestError(GpuxError):
     """The manifest (gpux.models.yml) or a lock file is malformed. Exit code 2, like a usage error."""
 

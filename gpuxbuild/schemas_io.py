@@ -6,6 +6,8 @@ import json
 from functools import cache
 from pathlib import Path
 
+from gpuxbuild.errors import quote
+
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 
@@ -40,13 +42,14 @@ def describe_error(err) -> tuple[list, str]:
     if v == "propertyNames" or "propertyNames" in err.relative_schema_path or (
         err.parent is not None and err.parent.validator == "propertyNames"
     ):
-        return path, f"invalid name {err.instance!r}: use letters, digits, '.', '_' or '-' (first a letter or digit)"
+        return path, f"invalid name {quote(err.instance)}: use letters, digits, '.', '_' or '-' (first a letter or digit)"
     if v in ("enum", "const"):
         allowed = err.validator_value if v == "enum" else [err.validator_value]
-        return path, f"{err.instance!r} is not one of: {', '.join(map(str, allowed))}"
+        return path, f"{quote(err.instance)} is not one of: {', '.join(map(str, allowed))}"
     if v == "type":
-        return path, f"expected {err.validator_value}, got {type(err.instance).__name__} {err.instance!r}"
-    return path, err.message
+        return path, f"expected {err.validator_value}, got {type(err.instance).__name__} {quote(err.instance)}"
+    # jsonschema's own messages start with the whole instance ("'xxx...' is too long"): cut it.
+    return path, err.message.replace(repr(err.instance), quote(err.instance), 1)
 
 
 def first_error(validator, data):

@@ -30,7 +30,7 @@ from gpuxbuild.build.artifact import (
     verified_artifact,
     write_manifest,
 )
-from gpuxbuild.errors import GpuxError
+from gpuxbuild.errors import GpuxError, quote
 from gpuxbuild.store.fetch import check_pickles
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import FileEntry
@@ -60,6 +60,18 @@ class BuildJob:
     library: str
     files: list[FileEntry]
     options: dict
+    # The security options (SECURITY_OPTIONS) as the manifest (or `gpux pull`'s flags) grants them; None when
+    # none was read (`sync --frozen`): the lock alone never grants one, so a build that needs one refuses.
+    grants: dict | None = None
+
+    def granted(self, option: str) -> bool:
+        """Whether the build may use `option` (allow_pickle, trust_remote_code)."""
+        if self.grants is not None:
+            return bool(self.grants.get(option))
+        if self.options.get(option):
+            raise GpuxError(f"model {self.name!r}: {option} is only taken from gpux.models.yml, and none was read",
+                            "build it with `gpux sync` or `gpux build` next to the manifest, then sync --frozen reuses it")
+        return False
 
     @property
     def source(self) -> dict:
@@ -115,7 +127,7 @@ def safe_join(root: Path, rel: str) -> Path:
     """`root/rel`, refusing anything that would land outside `root`."""
     p = (root / rel).resolve()
     if not p.is_relative_to(root.resolve()) or rel.startswith("/") or ".." in rel.split("/"):
-        raise GpuxError(f"refusing file name {rel!r}: it would land outside {root.name}", "report the repo")
+        raise GpuxError(f"refusing file name {quote(rel)}: it would land outside {root.name}", "report the repo")
     return p
 
 
@@ -157,7 +169,7 @@ def _convert(job: BuildJob, src: Path, out: Path, validate: bool, stages: dict, 
     result = export_onnx(
         src, out, task=job.task, library=job.library, opset=convert.get("opset"), dtype=convert.get("dtype", "fp32"),
         optimize=convert.get("optimize"), quantize=convert.get("quantize"), validate=validate and convert.get("validate", True),
-        atol=convert.get("atol"), trust_remote_code=job.options.get("trust_remote_code", False), name=job.name, pool=pool,
+        atol=convert.get("atol"), trust_remote_code=job.granted("trust_remote_code"), name=job.name, pool=pool,
     )
     stages.update({k: round(v, 3) for k, v in result.stages.items()})
     _copy_metadata(src, out)
@@ -187,7 +199,8 @@ def build_one(
         os.utime(dest)  # a recent use keeps it from `cache prune`
         stage(job.name, "cached")
         return res
-    check_pickles(job.name, job.files, job.options.get("allow_pickle", False))
+    check_pickles(job.name, job.files, job.granted("allow_pickle"))
+    job.granted("trust_remote_code")  # refuse now, not after the fetch
     stage(job.name, "waiting for lock")
     with store.lock(f"art-{key.removeprefix('sha256:')}"):
         if (found := verified_artifact(store, key)) is not None:
@@ -290,10 +303,16 @@ def build_many(
             threads.shutdown(wait=True, cancel_futures=True)
 
 
-def job_from_lock(entry) -> BuildJob:
-    """A BuildJob from a gpux.lock model entry."""
+SECURITY_OPTIONS = ("allow_pickle", "trust_remote_code")
+
+
+def job_from_lock(entry, manifest=None) -> BuildJob:
+    """A BuildJob from a gpux.lock model entry (verified against `manifest` by the caller); the security options
+    come from `manifest` only (no manifest: none granted)."""
+    spec = manifest.models.get(entry.name) if manifest is not None else None
+    grants = {k: getattr(spec, k) for k in SECURITY_OPTIONS} if spec is not None else None
     return BuildJob(entry.name, entry.registry, entry.repo, entry.commit, entry.task, entry.library or "transformers",
-                    list(entry.files), entry.options)
+                    list(entry.files), entry.options, grants)
 
 
 def build_pulled(pulled, *, store: Store, offline: bool = False) -> BuildResult:
@@ -305,7 +324,7 @@ def build_pulled(pulled, *, store: Store, offline: bool = False) -> BuildResult:
     rec = pulled.record
     spec = adhoc_spec(str(pulled.ref), rec["registry"], rec["repo"], allow_pickle=pulled.allow_pickle)
     job = BuildJob(spec.name, rec["registry"], rec["repo"], rec["commit"], rec["task"], rec.get("library") or "transformers",
-                   [FileEntry(**f) for f in rec["files"]], options_of(spec))
+                   [FileEntry(**f) for f in rec["files"]], options_of(spec), {k: getattr(spec, k) for k in SECURITY_OPTIONS})
     res = build_one(job, store=store, project=pulled.project, offline=offline)
     rec["artifact"] = {"digest": res.digest, "build_key": res.build_key, "path": res.path}
     Records(store).save(rec, pulled.ref.revision or ("main" if rec["registry"] != "local" else None))
@@ -360,17 +379,17 @@ def build_project(
     from gpuxbuild.project.manifest import MANIFEST_NAME, load_manifest
     from gpuxbuild.project.resolver import lock_project
 
-    manifest_path = project / MANIFEST_NAME
+    manifest = load_manifest(project / MANIFEST_NAME)
     if locked:
-        check_lock(load_manifest(manifest_path), read_lock(lock_path(project)))
         lock = read_lock(lock_path(project))
+        check_lock(manifest, lock)
     else:
         lock = lock_project(project, store=store, offline=offline).lock
     unknown = sorted(set(names) - set(lock.models))
     if unknown:
         raise GpuxError(f"no model {', '.join(unknown)} in gpux.lock", f"models: {', '.join(sorted(lock.models)) or 'none'}")
     entries = [lock.models[n] for n in sorted(names or lock.models)]
-    results = build_many([job_from_lock(e) for e in entries], store=store, project=project, jobs=jobs, offline=offline,
+    results = build_many([job_from_lock(e, manifest) for e in entries], store=store, project=project, jobs=jobs, offline=offline,
                          validate=validate, keep_going=keep_going, on_stage=on_stage)
     store.save_counters(builds=sum(r.status == "built" for r in results), build_hits=sum(r.status == "cached" for r in results))
     out = ProjectBuild(results)

@@ -32,10 +32,12 @@ def _from_lock(name: str, project: Path, store: Store, offline: bool, on_build=N
     if entry.artifact and verified_artifact(store, entry.artifact["build_key"]) is not None:
         return artifact_path(store, entry.artifact["build_key"])
     from gpuxbuild.build.pipeline import build_one, job_from_lock
+    from gpuxbuild.project.manifest import MANIFEST_NAME, load_manifest
 
+    manifest = load_manifest(project / MANIFEST_NAME) if (project / MANIFEST_NAME).is_file() else None
     if on_build:
         on_build(name)
-    res = build_one(job_from_lock(entry), store=store, project=project, offline=offline)
+    res = build_one(job_from_lock(entry, manifest), store=store, project=project, offline=offline)
     store.save_counters(builds=int(res.status == "built"), build_hits=int(res.status == "cached"))
     return Path(res.path)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from gpuxbuild.errors import GpuxError
+from gpuxbuild.errors import GpuxError, shorten
 from gpuxbuild.store.fetch import Fetcher, Reporter, check_pickles, missing_files
 from gpuxbuild.hashing import canonical_json
 from gpuxbuild.project.manifest import adhoc_spec, check_revision
@@ -37,16 +37,16 @@ def parse_ref(text: str, *, registry: str | None = None, revision: str | None = 
     """`org/name`, `org/name@REV`, `hf:org/name[@REV]`, `path:./dir`; `--revision REV` may repeat `@REV`, not contradict it."""
     body, _, rev = text.rpartition("@") if "@" in text else (text, "", None)
     if rev is not None and revision is not None and rev != revision:
-        raise GpuxError(f"{text}: revision given twice ({rev!r} and --revision {revision!r})", "give it once")
+        raise GpuxError(f"{shorten(text)}: revision given twice ({rev!r} and --revision {revision!r})", "give it once")
     rev = rev if revision is None else revision
     if rev is not None:
         bad = check_revision(rev)
         if bad:
-            raise GpuxError(f"{text}: {bad}", "use a branch, tag or 40-hex commit", exit_code=2)
+            raise GpuxError(f"{shorten(text)}: {bad}", "use a branch, tag or 40-hex commit", exit_code=2)
     try:
         reg, repo = parse_source(body, registry)
     except GpuxError as exc:
-        raise GpuxError(f"{text or repr(text)}: {exc.message}", exc.hint, exit_code=2) from None
+        raise GpuxError(f"{shorten(text) or repr(text)}: {exc.message}", exc.hint, exit_code=2) from None
     return Ref(reg, repo, rev)
 
 

@@ -10,16 +10,18 @@ import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from gpuxbuild.errors import ManifestError
+from gpuxbuild.errors import ManifestError, quote
 from gpuxbuild.hashing import digest
 from gpuxbuild.schemas_io import describe_error, field_path, first_error, load_schema
+from gpuxbuild.yaml_io import DuplicateKey, load_yaml
 
 MANIFEST_NAME = "gpux.models.yml"
 MANIFEST_VERSION = 1
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest of 1,000 models is ~100 KB
+MAX_MANIFEST_NODES = 100_000  # with aliases expanded; 1,000 models of 20 fields are 40,000
 
 DEFAULT_CONVERT = {
     "from": "auto",
@@ -43,7 +45,7 @@ def check_revision(rev: str) -> str | None:
     if not rev:
         return "the revision is empty"
     if _BAD_REF.search(rev):
-        return f"{rev!r} is not a valid branch, tag or commit (git ref rules: no spaces, '..', '~^:?*[\\', leading '-')"
+        return f"{quote(rev)} is not a valid branch, tag or commit (git ref rules: no spaces, '..', '~^:?*[\\', leading '-')"
     return None
 
 
@@ -115,24 +117,6 @@ def manifest_digest(specs) -> str:
     return digest({"version": MANIFEST_VERSION, "models": {s.name: s.as_dict() for s in specs}})
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys, which plain PyYAML silently drops."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise _DuplicateKey(key, key_node.start_mark.line + 1)
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key, line):
-        self.key, self.line = key, line
-
-
 def _line_of(node: yaml.Node | None, path: list) -> int | None:
     """1-based line of the YAML node at `path` (or its deepest existing parent)."""
     line = node.start_mark.line + 1 if node is not None else None
@@ -165,16 +149,17 @@ def load_manifest(path: Path) -> Manifest:
             f"{path.name}: no manifest in {path.parent}",
             "run `gpux init` to create one, or pass --project DIR",
         )
-    return parse_manifest(path.read_text(encoding="utf-8"), path)
+    return parse_manifest(path.read_bytes(), path)
 
 
-def parse_manifest(text: str, path: Path) -> Manifest:
+def parse_manifest(text: str | bytes, path: Path) -> Manifest:
     """Validate manifest `text` read from `path` (the path is used for messages and relative sources)."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=_LineLoader)
-    except _DuplicateKey as exc:
-        raise _error(path, exc.line, None, f"duplicate key {exc.key!r}", "each key, and each model name, may appear once")
+        data, node = load_yaml(data, path.name, max_bytes=MAX_MANIFEST_BYTES, max_nodes=MAX_MANIFEST_NODES,
+                               hint="fix the file; docs/manifest.md says what a manifest may hold (Limits)")
+    except DuplicateKey as exc:
+        raise _error(path, exc.line, None, f"duplicate key {quote(exc.key)}", "each key, and each model name, may appear once")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -207,12 +192,18 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def _effective(name: str, entry: dict, defaults: dict, path: Path, node) -> ModelSpec:
-    from gpuxbuild.registries import parse_source
+    from gpuxbuild.registries import check_registry, parse_source
 
     def get(key, fallback=None):
         return entry.get(key, defaults.get(key, fallback))
 
     field_ = f"models.{name}"
+    if get("registry") is not None:
+        try:
+            check_registry(get("registry"))
+        except ManifestError as exc:
+            where = ["models", name, "registry"] if "registry" in entry else ["defaults", "registry"]
+            raise _error(path, _line_of(node, where), field_path(where), exc.message, exc.hint or "")
     try:
         registry, ref = parse_source(entry["source"], get("registry"), project=path.parent)
     except ManifestError as exc:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuxbuild.errors import GpuxError, RegistryError
-from gpuxbuild.project.lockfile import Lock, LockedModel, options_of
+from gpuxbuild.project.lockfile import Lock, LockedModel, options_of, verify_lock
 from gpuxbuild.project.manifest import Manifest, ModelSpec
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import PinnedModel
@@ -145,6 +145,9 @@ def plan_lock(
     if unknown:
         raise GpuxError(f"--upgrade {', '.join(unknown)}: no such model in {manifest.path.name}", "check the name")
     old_models = old.models if old else {}
+    if old is not None:  # entries re-resolved from the manifest, or dropped, need not be trusted
+        upgraded = set(manifest.models) if upgrade is True else set(upgrade or ())
+        verify_lock(manifest, old, project, skip=upgraded | (set(old.models) - set(manifest.models)))
     todo: list[tuple[ModelSpec, LockedModel | None, bool]] = []  # (spec, previous entry, keep its commit)
     for name, spec in sorted(manifest.models.items()):
         prev = old_models.get(name)

@@ -6,11 +6,12 @@ Adding a registry is one module in this package and one `register(...)` line bel
 from __future__ import annotations
 
 import importlib
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpuxbuild.errors import ManifestError
+from gpuxbuild.errors import ManifestError, quote
 from gpuxbuild.registries.base import FileEntry, ModelInfo, ModelManager, PinnedModel
 
 __all__ = ["FileEntry", "ModelInfo", "ModelManager", "PinnedModel", "get_manager", "parse_source", "known_registries"]
@@ -37,8 +38,10 @@ register(
     "huggingface",
     ("hf",),
     "gpuxbuild.registries.huggingface:HuggingFaceManager",
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?/)?[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?",
-    "a Hub repo id like org/name",
+    # The Hub's rules (huggingface_hub.utils.validate_repo_id), so that no id reaches its client to be refused there:
+    # ASCII letters, digits, '-', '_', '.'; parts of at most 96 characters; not ending in .git ("--", ".." below).
+    r"(?!.*\.git$)(?:[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?/)?[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?",
+    "a Hub repo id like org/name (letters, digits, '-', '_', '.'; parts of at most 96 characters)",
 )
 register("local", ("path",), "gpuxbuild.registries.local:LocalManager", r".+", "a folder path relative to the project")
 
@@ -55,9 +58,15 @@ def _lookup(name_or_prefix: str) -> _Entry | None:
     return None
 
 
+def check_registry(name: str) -> None:
+    """Raise ManifestError unless `name` is a registry's name or prefix."""
+    if _lookup(name) is None:
+        raise _unknown(name)
+
+
 def _unknown(name: str) -> ManifestError:
     prefixes = ", ".join(f"{e.name} ({'/'.join(p + ':' for p in e.prefixes)})" for e in _TABLE.values())
-    return ManifestError(f"unknown registry {name!r}", f"known registries: {prefixes}")
+    return ManifestError(f"unknown registry {quote(name)}", f"known registries: {prefixes}")
 
 
 def parse_source(source: str, registry: str | None = None, *, project: Path | None = None) -> tuple[str, str]:
@@ -84,24 +93,36 @@ def parse_source(source: str, registry: str | None = None, *, project: Path | No
     if registry is not None and _lookup(registry) is not entry:
         if _lookup(registry) is None:
             raise _unknown(registry)
-        raise ManifestError(f"source {source!r} belongs to registry {entry.name!r}, not {registry!r}", "drop one of the two")
+        raise ManifestError(f"source {quote(source)} belongs to registry {entry.name!r}, not {quote(registry)}",
+                            "drop one of the two")
     if entry.name == "local":
-        ref = _local_ref(ref)
+        ref = _local_ref(ref, project)
     elif not re.fullmatch(entry.ref_pattern, ref) or ".." in ref or "--" in ref:
-        raise ManifestError(f"bad source {source!r}: expected {entry.ref_help}", f"e.g. {entry.prefixes[-1]}:org/name")
+        raise ManifestError(f"bad source {quote(source)}: expected {entry.ref_help}", f"e.g. {entry.prefixes[-1]}:org/name")
     return entry.name, ref
 
 
-def _local_ref(ref: str) -> str:
+def local_ref_problem(ref: str, project: Path | None) -> str | None:
+    """Why the local registry's folder `ref` is not usable in a lock: absolute, or (given the `project`, as
+    for the manifest and the lock) outside the project by `..` or a symlink. None when it is fine."""
     if not ref:
-        raise ManifestError("empty local path", "e.g. path:./models/my-model")
-    p = Path(ref)
-    if p.is_absolute():
-        raise ManifestError(
-            f"absolute path {ref!r}: a lock must not depend on where the project lives",
-            "use a path relative to the project folder, e.g. path:./models/x",
-        )
-    return p.as_posix()
+        return "the local path is empty"
+    if Path(ref).is_absolute():
+        return f"absolute path {quote(ref)}: a lock must not depend on where the project lives"
+    if project is not None:
+        if posixpath.normpath(ref).split("/")[0] == "..":
+            return f"{quote(ref)} points outside the project"
+        root = project.resolve()
+        if not (root / ref).resolve().is_relative_to(root):
+            return f"{quote(ref)} links outside the project"
+    return None
+
+
+def _local_ref(ref: str, project: Path | None) -> str:
+    problem = local_ref_problem(ref, project)
+    if problem:
+        raise ManifestError(problem, "keep local models in a folder inside the project, e.g. path:./models/x")
+    return Path(ref).as_posix()
 
 
 def get_manager(name: str, *, project: Path, offline: bool = False, store=None) -> ModelManager:

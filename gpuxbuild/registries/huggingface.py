@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from gpuxbuild.errors import RegistryError
+from gpuxbuild.errors import RegistryError, quote
 from gpuxbuild.hashing import is_hex_digest, is_sha256
 from gpuxbuild.network import (
     GaveUp, RetryPolicy, http_timeout, redact_text, redact_url, requests_failure_name, requests_transient, url_host,
@@ -49,7 +49,7 @@ def check_repo_path(repo: str, path: str) -> None:
         or (len(path) > 1 and path[1] == ":")
     ):
         raise RegistryError(
-            f"{repo}: refusing unsafe file name {path!r} from the registry (it could land outside the model folder)",
+            f"{repo}: refusing unsafe file name {quote(path)} from the registry (it could land outside the model folder)",
             "report the repo to its owner; exclude the file with `exclude:` if you trust the rest",
         )
 
@@ -62,7 +62,7 @@ def check_listed_hashes(where: str, sib) -> None:
         what, value, ok = "git blob id", sib.blob_id, sib.blob_id is None or is_hex_digest(sib.blob_id, 40)
     if not ok:
         raise RegistryError(
-            f"{where}: the server lists an invalid {what} {value!r} for {sib.rfilename}",
+            f"{where}: the server lists an invalid {what} {quote(value)} for {quote(sib.rfilename)}",
             "check HF_ENDPOINT points to a Hub (or a faithful mirror)",
         )
 

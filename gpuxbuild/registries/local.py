@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import BinaryIO
 
 import yaml
 
-from gpuxbuild.errors import RegistryError
+from gpuxbuild.errors import GpuxError, RegistryError, quote
 from gpuxbuild.hashing import digest, sha256_file
 from gpuxbuild.registries.base import FileEntry, ModelInfo, ModelManager, PinnedModel, Progress
+from gpuxbuild.yaml_io import DuplicateKey, load_yaml
 
 # Folders a model repo never ships but a working copy may contain.
 _SKIP_DIRS = {".git", ".cache", "__pycache__", ".ipynb_checkpoints"}
@@ -26,9 +28,9 @@ def read_card(text: str) -> dict:
         return {}
     end = text.find("\n---", 3)
     try:
-        data = yaml.safe_load(text[3:end]) if end > 0 else None
-    except yaml.YAMLError:
-        return {}
+        data, _ = load_yaml(text[3:end].encode("utf-8"), "README.md", max_bytes=1 << 20, hint="") if end > 0 else (None, None)
+    except (yaml.YAMLError, GpuxError, DuplicateKey):
+        return {}  # a card is optional metadata: a bad one is ignored, as the Hub does
     return data if isinstance(data, dict) else {}
 
 
@@ -41,7 +43,7 @@ class LocalManager(ModelManager):
         root = (self.project / repo).resolve()
         if not root.is_dir():
             raise RegistryError(
-                f"local model folder {repo!r} does not exist (looked in {self.project})",
+                f"local model folder {quote(repo)} does not exist (looked in {self.project})",
                 "check the model's source path; it is relative to the project folder",
             )
         return root
@@ -55,7 +57,11 @@ class LocalManager(ModelManager):
                 real = p.resolve()
                 if not real.is_relative_to(root):
                     raise RegistryError(f"{p} links outside the model folder {root}", "replace the link by the file")
-                files.append(FileEntry(p.relative_to(root).as_posix(), sha256_file(p), p.stat().st_size))
+                st = real.stat()
+                if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever, a device never end
+                    raise RegistryError(f"{p} is not a regular file (a FIFO, socket or device)",
+                                        "remove it from the model folder: a model is made of regular files")
+                files.append(FileEntry(p.relative_to(root).as_posix(), sha256_file(real), st.st_size))
         return sorted(files)
 
     def resolve(self, repo: str, revision: str | None, *, pin: str | None = None) -> PinnedModel:

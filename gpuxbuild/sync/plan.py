@@ -29,6 +29,7 @@ from gpuxbuild.sync.record import (
 
 if TYPE_CHECKING:
     from gpuxbuild.project.lockfile import Lock, LockedModel
+    from gpuxbuild.project.manifest import Manifest
 
 ARTIFACT_MANIFEST = "artifact.json"  # = gpuxbuild.build.artifact.ARTIFACT_MANIFEST, imported lazily
 Event = Callable[[str, str], None]  # (model name, what is happening)
@@ -72,6 +73,7 @@ class SyncPlan:
     leftovers: list[str] = field(default_factory=list)  # staging folders of killed syncs
     lock_changes: list = field(default_factory=list)  # resolver LockChange list when the lock was re-locked
     record: dict = field(default_factory=dict)
+    manifest: Manifest | None = None  # the Manifest the lock was checked against (None: --frozen); grants security options
 
     def count(self, action: str) -> int:
         return sum(m.action == action for m in self.models)
@@ -265,7 +267,7 @@ def _ensure_artifacts(plan: SyncPlan, store: Store, *, offline: bool, on_event: 
             on_event(act.name, "building")
             missing.append(act)
     # Missing artifacts are built together: in parallel, with export workers shared between models.
-    results = build_many([job_from_lock(plan.lock.models[act.name]) for act in missing], store=store,
+    results = build_many([job_from_lock(plan.lock.models[act.name], plan.manifest) for act in missing], store=store,
                          project=plan.project, offline=offline, on_stage=on_event)
     failures = [(r.name, r.exception) for r in results if r.status == "failed"]
     res.built += sum(r.status == "built" for r in results)
@@ -513,13 +515,14 @@ def _noop_result(project: Path, target: Path, state: dict, *, dry_run: bool) -> 
 
 def _full_sync(project: Path, target: Path, store: Store, *, locked: bool, frozen: bool, offline: bool,
                dry_run: bool, link_mode: str, on_event: Event | None) -> SyncResult:
-    from gpuxbuild.project.lockfile import check_lock, lock_path, read_lock, staleness, write_lock
+    from gpuxbuild.project.lockfile import check_lock, lock_path, read_lock, staleness, verify_lock, write_lock
 
     lock = read_lock(lock_path(project))
-    changes = []
+    changes, manifest = [], None
     if frozen:
         if lock is None:
             raise GpuxError(f"--frozen: no gpux.lock in {project}", "run `gpux lock` first, or drop --frozen")
+        verify_lock(None, lock, project)
     else:
         from gpuxbuild.project.manifest import MANIFEST_NAME, load_manifest
 
@@ -532,7 +535,7 @@ def _full_sync(project: Path, target: Path, store: Store, *, locked: bool, froze
             lock_plan = plan_lock(manifest, lock, store=store, offline=offline)
             lock, changes = lock_plan.lock, lock_plan.changes
     plan = plan_sync(project, lock, target, store)
-    plan.lock_changes = changes
+    plan.lock_changes, plan.manifest = changes, manifest
     if dry_run:
         return SyncResult(plan, dry_run=True)
     lock_written = bool(changes) and write_lock(lock_path(project), lock)

@@ -33,6 +33,9 @@ TOOLCHAIN_DISTS = ("gpuxbuild", "onnx", "onnxruntime", "optimum", "optimum-onnx"
 # The store's project record (what `cache prune` keeps for a project) is refreshed by a full sync at least
 # this often, so the no-op check stops trusting it when it is older.
 FAST_PATH_MAX_AGE = 3600
+# What a complete sync checked of the lock before it took its fingerprint; a fingerprint taken by a sync that
+# checked less (before lock entries were verified field by field) is not trusted.
+LOCK_CHECKS = 2
 ACTIONS = (("add", "added"), ("update", "updated"), ("remove", "removed"), ("unchanged", "unchanged"))
 
 
@@ -158,7 +161,7 @@ def fingerprint(project: Path, frozen: bool) -> dict:
             return None
 
     return {"lock": sha(project / LOCK_FILE), "manifest": None if frozen else sha(project / MANIFEST_FILE),
-            "tools": _installed(TOOLCHAIN_DISTS)}
+            "tools": _installed(TOOLCHAIN_DISTS), "checks": LOCK_CHECKS}
 
 
 def noop_state(project: Path, target: Path, store_root: Path, *, frozen: bool) -> dict | None:
@@ -183,7 +186,7 @@ def _noop_state(project: Path, target: Path, store_root: Path, *, frozen: bool) 
     if not memo:
         return None
     now = fingerprint(project, frozen)
-    if now["lock"] is None or memo["lock"] != now["lock"] or memo["tools"] != now["tools"]:
+    if now["lock"] is None or any(memo.get(k) != now[k] for k in ("lock", "tools", "checks")):
         return None
     if not frozen and (memo["manifest"] is None or memo["manifest"] != now["manifest"]):
         return None
