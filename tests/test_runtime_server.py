@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -191,3 +193,19 @@ def test_missing_serve_extra_is_a_user_error(artifacts, monkeypatch):
 
     with pytest.raises(MissingExtraError, match=r"gpuxbuild\[serve\]"):
         create_app(artifacts("bert").artifact)
+
+
+def test_health_answers_while_a_prediction_runs(artifacts):
+    built = artifacts("gpt2")
+    with _serving(built.artifact) as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        body = json.dumps({"text": ["hello world"] * 64, "max_new_tokens": 120}).encode()  # seconds of decoding
+        with socket.create_connection(("127.0.0.1", port)) as busy:
+            busy.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            time.sleep(0.5)  # let the prediction start
+            assert httpx.get(f"{base}/health").status_code == 200
+            running, _, _ = select.select([busy], [], [], 0)
+            assert not running, "/health was answered only after the prediction"
+            busy.settimeout(120)
+            assert busy.recv(65536).startswith(b"HTTP/1.1 200")
