@@ -59,6 +59,8 @@ def validate_options(options: dict) -> dict:
     for key, value in options.items():
         if value is None:
             continue
+        if key not in _OPTION_RULES:
+            raise GpuxError(f"unknown option {_short(key)}", f"options: {list(OPTION_KEYS)}", exit_code=2)
         accepts, expected = _OPTION_RULES[key]
         if not accepts(value):
             raise GpuxError(f"option {key} must be {expected}, got {_short(value)}",
@@ -110,7 +112,7 @@ def _tensor(name: str, value, onnx_type: str) -> np.ndarray:
 def _check_keys(data: dict, input_types: dict[str, str]) -> None:
     unknown = sorted(set(data) - set(TEXT_KEYS) - set(OPTION_KEYS))
     if unknown:
-        raise GpuxError(f"unknown input keys {', '.join(_short(k) for k in unknown[:5])}",
+        raise GpuxError(f"unknown input keys {[str(k)[:40] for k in unknown[:5]]}",
                         _expected(input_types) + f"; options: {list(OPTION_KEYS)}", exit_code=2)
 
 
@@ -128,6 +130,9 @@ def check_inputs(data, options: dict | None = None) -> None:
         if set(data) & known or any(isinstance(v, str) for v in data.values()):
             _check_keys(data, {})
             validate_options({k: data[k] for k in OPTION_KEYS if k in data})
+            for key in TEXT_KEYS:
+                if key in data:
+                    _as_texts(data[key], key, {})
     elif not isinstance(data, str):
         raise GpuxError("inputs must be a JSON object, a string or a list of strings", _expected({}), exit_code=2)
 
