@@ -100,6 +100,8 @@ def test_predict_raw_tensors_like_the_gpux_runtime(server):
     ('{"text": "a", "max_new_tokens": 0}', 400, "option max_new_tokens must be an integer >= 1"),
     ('{"text": "a", "max_answer_len": 1.5}', 400, "option max_answer_len must be an integer >= 1"),
     ('{"text": "a", "aggregation_strategy": ["x"]}', 400, "option aggregation_strategy must be"),
+    ('{"input_ids": [[' + "9" * 40 + ']], "attention_mask": [[1]], "token_type_ids": [[0]]}', 400,
+     "tensor input 'input_ids' is not a rectangular tensor(int64)"),
     ("[" * 5000 + "]" * 5000, 400, "nested deeper than 32 levels"),
     ('{"text": ' + "[" * 40 + '"a"' + "]" * 40 + "}", 400, "nested deeper than 32 levels"),
     (b'{"text": "\xff\xfe"}', 400, "not JSON"),

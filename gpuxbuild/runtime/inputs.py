@@ -101,8 +101,8 @@ def _tensor(name: str, value, onnx_type: str) -> np.ndarray:
     dtype = _ONNX_DTYPES.get(onnx_type)
     try:
         array = np.asarray(value, dtype=dtype)
-    except (ValueError, TypeError) as exc:
-        raise GpuxError(f"tensor input '{name}' is not a rectangular {onnx_type}: {exc}",
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise GpuxError(f"tensor input '{name}' is not a rectangular {onnx_type}: {str(exc)[:80]}",
                         "pass nested lists of numbers with equal lengths", exit_code=2) from exc
     if array.dtype == object:
         raise GpuxError(f"tensor input '{name}' is not rectangular", "pass nested lists with equal lengths", exit_code=2)
