@@ -153,7 +153,7 @@ def _on_a_terminal(project, *args) -> str:
     """stdout+stderr of `gpux ARGS` run under a real pseudo-terminal (util-linux `script`)."""
     command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "gpuxbuild", *args])
     r = subprocess.run(["script", "-qefc", command, "/dev/null"], cwd=project, capture_output=True, text=True,
-                       timeout=300, stdin=subprocess.DEVNULL)
+                       timeout=300, stdin=subprocess.DEVNULL, check=False)
     assert r.returncode == 0, r.stdout
     return r.stdout.replace("\r\n", "\n")
 
