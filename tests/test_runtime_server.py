@@ -150,14 +150,14 @@ def test_hostile_bodies_are_refused_and_memory_stays_bounded(artifacts):
 
         batch = {"text": ["hello world " * 250] * 100}  # 300 KB, 100 texts
         r = httpx.post(f"{base}/predict", json=batch, timeout=60)
-        assert r.status_code == 413 and "100 inputs, over the batch limit of 64" in r.json()["error"]
+        assert r.status_code == 413 and "100 inputs, over the batch limit of 32" in r.json()["error"]
 
         long_text = "paris is in france and berlin is in germany " * 20_000  # 900 KB: allowed, cut before tokenizing
         r = httpx.post(f"{base}/predict", json={"text": long_text}, timeout=60)
         assert r.status_code == 200
         assert r.json() == load(built.artifact).predict({"text": long_text[:2000]})
 
-        full = {"text": ["paris is in france and berlin is in germany " * 300] * 64}  # the largest batch allowed
+        full = {"text": ["paris is in france and berlin is in germany " * 300] * 32}  # the largest batch allowed
         for _ in range(3):
             assert httpx.post(f"{base}/predict", json=full, timeout=120).status_code == 200
 
@@ -201,7 +201,7 @@ def test_health_answers_while_a_prediction_runs(artifacts):
     built = artifacts("gpt2")
     with _serving(built.artifact) as (base, _):
         port = int(base.rsplit(":", 1)[1])
-        body = json.dumps({"text": ["hello world"] * 64, "max_new_tokens": 120}).encode()  # seconds of decoding
+        body = json.dumps({"text": ["hello world"] * 32, "max_new_tokens": 120}).encode()  # seconds of decoding
         with socket.create_connection(("127.0.0.1", port)) as busy:
             busy.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n" % len(body) + body)

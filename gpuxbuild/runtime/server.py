@@ -26,7 +26,7 @@ class ServeLimits:
     """What requests may ask of one server process (see docs/serve.md); each has a GPUX_SERVE_* variable."""
 
     max_body_bytes: int = 1 << 20  # a larger POST body is answered 413
-    max_batch: int = 64  # texts (or tensor rows) in one request; more is 413
+    max_batch: int = 32  # texts (or tensor rows) in one request; more is 413
     max_json_depth: int = 32  # nesting of lists and objects; deeper is 400
     max_queue: int = 8  # predictions read, waiting or running; one more is 503 with Retry-After
     retry_after_s: int = 1  # the Retry-After of that 503
