@@ -181,13 +181,14 @@ def test_serve_rejects_bad_options_with_exit_2(project, args, env, message):
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
 
 
-def test_serve_limits_from_the_command_line(project):
+@pytest.mark.parametrize("workers", ["1", "2"])  # 2: uvicorn's worker processes get the limits too
+def test_serve_limits_from_the_command_line(project, workers):
     httpx = pytest.importorskip("httpx")
     pytest.importorskip("uvicorn")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "gpuxbuild", "serve", "clf", "--port", str(port), "--max-batch", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "gpuxbuild", "serve", "clf", "--port", str(port), "--max-batch", "2", "--workers", workers,
                              "--max-body-bytes", "1000"], cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
