@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import select
 import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -23,12 +28,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(artifacts):
-    built = artifacts("bert")
+@contextmanager
+def _serving(artifact, **env: str):
+    """A real `gpux serve`-like uvicorn process on 127.0.0.1 (limits from `env`); yields (base URL, process)."""
     port = _free_port()
-    code = (f"from gpuxbuild.runtime import serve; serve({str(built.artifact)!r}, host='127.0.0.1', port={port})")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    code = (f"from gpuxbuild.runtime import serve; serve({str(artifact)!r}, host='127.0.0.1', port={port})")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **env})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -41,10 +47,17 @@ def server(artifacts):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start: {proc.stdout.read() if proc.poll() is not None else ''}")
             time.sleep(0.2)
-        yield base, built
+        yield base, proc
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(artifacts):
+    built = artifacts("bert")
+    with _serving(built.artifact) as (base, _):
+        yield base, built
 
 
 def test_health_info_metrics(server):
@@ -77,13 +90,103 @@ def test_predict_raw_tensors_like_the_gpux_runtime(server):
     ("not json", 400, "not JSON"),
     ('{"text": 5}', 400, "string or a non-empty list"),
     ('{"input_ids": [1, 2], "attention_mask": [1, 1], "token_type_ids": [0, 0]}', 400, "rejected the inputs"),
+    ('{"text": "a", "top_k": "x"}', 400, "option top_k must be an integer >= 1"),
+    ('{"text": "a", "top_k": -5}', 400, "option top_k must be an integer >= 1"),
+    ('{"text": "a", "top_k": true}', 400, "option top_k must be an integer >= 1"),
+    ('{"text": "a", "temperature": "hot"}', 400, "option temperature must be a number > 0"),
+    ('{"text": "a", "top_p": 2}', 400, "option top_p must be a number in (0, 1]"),
+    ('{"text": "a", "seed": -1}', 400, "option seed must be an integer >= 0"),
+    ('{"text": "a", "do_sample": "yes"}', 400, "option do_sample must be true or false"),
+    ('{"text": "a", "max_new_tokens": 0}', 400, "option max_new_tokens must be an integer >= 1"),
+    ('{"text": "a", "max_answer_len": 1.5}', 400, "option max_answer_len must be an integer >= 1"),
+    ('{"text": "a", "aggregation_strategy": ["x"]}', 400, "option aggregation_strategy must be"),
+    ('{"input_ids": [[' + "9" * 40 + ']], "attention_mask": [[1]], "token_type_ids": [[0]]}', 400,
+     "tensor input 'input_ids' is not a rectangular tensor(int64)"),
+    ("[" * 5000 + "]" * 5000, 400, "nested deeper than 32 levels"),
+    ('{"text": ' + "[" * 40 + '"a"' + "]" * 40 + "}", 400, "nested deeper than 32 levels"),
+    (b'{"text": "\xff\xfe"}', 400, "not JSON"),
 ])
 def test_bad_requests_are_4xx_json(server, content, status, match):
     base, _ = server
     response = httpx.post(f"{base}/predict", content=content, headers={"content-type": "application/json"})
     assert response.status_code == status
-    assert match in response.json()["detail"]
+    assert match in response.json()["detail"] and response.json()["error"] == response.json()["detail"]
     assert "Traceback" not in response.text
+
+
+def test_head_and_unknown_paths_answer_json(server):
+    base, _ = server
+    assert httpx.head(f"{base}/health").status_code == 200
+    missing = httpx.get(f"{base}/nope")
+    assert missing.status_code == 404 and missing.json()["error"] == "Not Found"
+    wrong = httpx.get(f"{base}/predict")
+    assert wrong.status_code == 405 and wrong.json()["error"] == "Method Not Allowed"
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc/PID/status")
+
+
+# The server's peak resident memory after the flood below: about 175 MB here (Python, onnxruntime,
+# FastAPI and the tiny model); without limits a 6 MB body once took a server with a real model past 20 GB.
+RSS_BOUND_MB = 600
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads peak RSS from /proc")
+def test_hostile_bodies_are_refused_and_memory_stays_bounded(artifacts):
+    built = artifacts("bert")
+    with _serving(built.artifact) as (base, proc):
+        many = {"text": ["the quick brown fox " * 150] * 2000}  # a 6 MB body of texts
+        r = httpx.post(f"{base}/predict", json=many, timeout=60)
+        assert r.status_code == 413 and "over the limit of 1048576 bytes" in r.json()["error"]
+
+        huge = b'{"text": "' + b"a b c d " * 6_500_000 + b'"}'  # a 50 MB text, sent chunked (no Content-Length)
+        r = httpx.post(f"{base}/predict", content=iter([huge[i:i + (1 << 20)] for i in range(0, len(huge), 1 << 20)]),
+                       timeout=120)
+        assert r.status_code == 413 and "bytes" in r.json()["error"]
+
+        batch = {"text": ["hello world " * 250] * 100}  # 300 KB, 100 texts
+        r = httpx.post(f"{base}/predict", json=batch, timeout=60)
+        assert r.status_code == 413 and "100 inputs, over the batch limit of 32" in r.json()["error"]
+
+        long_text = "paris is in france and berlin is in germany " * 20_000  # 900 KB: allowed, cut before tokenizing
+        r = httpx.post(f"{base}/predict", json={"text": long_text}, timeout=60)
+        assert r.status_code == 200
+        assert r.json() == load(built.artifact).predict({"text": long_text[:2000]})
+
+        full = {"text": ["paris is in france and berlin is in germany " * 300] * 32}  # the largest batch allowed
+        for _ in range(3):
+            assert httpx.post(f"{base}/predict", json=full, timeout=120).status_code == 200
+
+        assert httpx.get(f"{base}/health").json()["status"] == "healthy"
+        assert _peak_rss_mb(proc.pid) < RSS_BOUND_MB
+
+
+def test_a_full_queue_answers_503_with_retry_after_while_health_answers(artifacts):
+    built = artifacts("bert")
+    with _serving(built.artifact, GPUX_SERVE_MAX_QUEUE="1", GPUX_SERVE_RETRY_AFTER_S="3") as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        body = b'{"text": "hello world"}'
+        with socket.create_connection(("127.0.0.1", port)) as slow:
+            # A client that sends half its body holds the only queue place until it sends the rest.
+            slow.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body[:5])
+            deadline = time.monotonic() + 30
+            while True:
+                r = httpx.post(f"{base}/predict", json={"text": "hi"})
+                if r.status_code == 503 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)  # the slow request may not have reached the app yet
+            assert r.status_code == 503 and r.headers["retry-after"] == "3"
+            assert "busy" in r.json()["error"]
+            assert httpx.get(f"{base}/health").status_code == 200
+            slow.sendall(body[5:])
+            answer = slow.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert httpx.post(f"{base}/predict", json={"text": "hi"}).status_code == 200
 
 
 def test_missing_serve_extra_is_a_user_error(artifacts, monkeypatch):
@@ -92,3 +195,19 @@ def test_missing_serve_extra_is_a_user_error(artifacts, monkeypatch):
 
     with pytest.raises(MissingExtraError, match=r"gpuxbuild\[serve\]"):
         create_app(artifacts("bert").artifact)
+
+
+def test_health_answers_while_a_prediction_runs(artifacts):
+    built = artifacts("gpt2")
+    with _serving(built.artifact) as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        body = json.dumps({"text": ["hello world"] * 32, "max_new_tokens": 120}).encode()  # seconds of decoding
+        with socket.create_connection(("127.0.0.1", port)) as busy:
+            busy.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            time.sleep(0.5)  # let the prediction start
+            assert httpx.get(f"{base}/health").status_code == 200
+            running, _, _ = select.select([busy], [], [], 0)
+            assert not running, "/health was answered only after the prediction"
+            busy.settimeout(120)
+            assert busy.recv(65536).startswith(b"HTTP/1.1 200")

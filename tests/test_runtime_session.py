@@ -13,8 +13,9 @@ import pytest
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.runtime import benchmark, load
-from gpuxbuild.runtime.inputs import parse_inputs
+from gpuxbuild.runtime.inputs import check_inputs, parse_inputs
 from gpuxbuild.runtime.session import read_runtime_config
+from gpuxbuild.runtime.tokenize import CHARS_PER_TOKEN
 
 BERT_TYPES = {"input_ids": "tensor(int64)", "attention_mask": "tensor(int64)", "token_type_ids": "tensor(int64)"}
 
@@ -51,6 +52,42 @@ def test_parse_options_and_tensors():
     assert parsed.options == {"top_k": 2}
     tensors = parse_inputs({"input_ids": [[1, 2]], "attention_mask": [[1, 1]], "token_type_ids": [[0, 0]]}, BERT_TYPES)
     assert tensors.is_tensors and tensors.tensors["input_ids"].dtype == np.int64
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"top_k": "x"}, r"option top_k must be an integer >= 1, got 'x'"),
+    ({"top_k": 0}, "option top_k must be an integer >= 1"),
+    ({"top_k": True}, "option top_k must be an integer >= 1"),
+    ({"seed": 1.5}, "option seed must be an integer >= 0"),
+    ({"temperature": float("nan")}, "option temperature must be a number > 0"),
+    ({"top_p": 0}, r"option top_p must be a number in \(0, 1\]"),
+    ({"aggregation_strategy": "first"}, "option aggregation_strategy must be"),
+    ({"max_new_tokens": "9" * 1000}, r"got '9{39}\.\.\. \("),
+    ({"beams": 2}, r"unknown (option|input keys).*beams"),
+])
+def test_options_of_the_wrong_type_or_range_are_usage_errors(options, match):
+    for call in (lambda: parse_inputs("a", BERT_TYPES, "fill-mask", options),
+                 lambda: parse_inputs({"text": "a", **options}, BERT_TYPES, "fill-mask"),
+                 lambda: check_inputs("a", options)):
+        with pytest.raises(GpuxError, match=match) as caught:
+            call()
+        assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("data, match", [
+    ({"txt": "a"}, r"unknown input keys \['txt'\]"),
+    ({"text": "a", "tensor": [[1]]}, r"unknown input keys \['tensor'\]"),
+    ({"text": 3}, "string or a non-empty list"),
+    ([], "string or a non-empty list"),
+    (5, "JSON object"),
+])
+def test_inputs_are_checked_without_a_model(data, match):
+    with pytest.raises(GpuxError, match=match):
+        check_inputs(data)
+
+
+def test_inputs_that_may_be_tensors_wait_for_the_model():
+    check_inputs({"input_ids": [[1, 2]], "attention_mask": [[1, 1]]})  # the graph's input names are not known yet
 
 
 @pytest.mark.parametrize("data, match", [
@@ -159,3 +196,13 @@ def test_running_never_imports_torch_or_transformers(artifacts):
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)
+
+
+def test_a_megabyte_text_is_cut_before_it_is_tokenized(artifacts):
+    tokenizer = load(artifacts("bert").artifact).tokenizer
+    text = "paris is in france and berlin is in germany " * 25_000  # 1.1 MB
+    batch = tokenizer.encode([text])
+    assert batch.arrays["input_ids"].tolist() == tokenizer.encode([text[:2000]]).arrays["input_ids"].tolist()
+    # What truncation dropped is kept as `overflowing`: tokens of the whole text, unless it was cut first.
+    dropped = sum(len(e.ids) for e in batch.encodings[0].overflowing)
+    assert dropped < tokenizer.max_length * CHARS_PER_TOKEN

@@ -14,7 +14,8 @@ from gpuxbuild.errors import GpuxError
 PROVIDER = click.option("--provider", default=None,
                         help="Execution provider: auto, cuda, tensorrt, rocm, migraphx, coreml, directml, openvino, cpu "
                              "(default: gpux.yml runtime.gpu.backend, else auto).")
-DEVICE = click.option("--device-id", default=0, show_default=True, help="GPU index for CUDA/ROCm/TensorRT.")
+DEVICE = click.option("--device-id", default=0, show_default=True, type=click.IntRange(min=0),
+                      help="GPU index for CUDA/ROCm/TensorRT.")
 
 
 def _locate(ctx: Context, name: str, offline: bool) -> Path:
@@ -45,6 +46,10 @@ def _read_input(value: str | None, file: Path | None, texts: tuple[str, ...]):
             raw = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise GpuxError(f"cannot read input file {path}: {exc.strerror}", "check the path", exit_code=2) from None
+        except UnicodeDecodeError as exc:
+            raise GpuxError(f"{path} is not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x})",
+                            "gpux run takes text models' inputs: a JSON file such as {\"text\": \"...\"}; "
+                            "images and audio are not supported", exit_code=2) from None
         where = str(path)
     else:
         raw, where = value, "--input"
@@ -61,15 +66,17 @@ def _read_input(value: str | None, file: Path | None, texts: tuple[str, ...]):
 @click.option("-f", "--file", type=click.Path(dir_okay=False, path_type=Path), help="A JSON input file.")
 @PROVIDER
 @DEVICE
-@click.option("--max-new-tokens", type=int, help="Generation: tokens to generate.")
-@click.option("--temperature", type=float, help="Generation: sample with this temperature.")
-@click.option("--top-k", type=int, help="Generation: sample among the k likeliest tokens; other tasks: results to return.")
-@click.option("--top-p", type=float, help="Generation: nucleus sampling.")
-@click.option("--seed", type=int, help="Generation: random seed for sampling.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), help="Generation: tokens to generate.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True),
+              help="Generation: sample with this temperature.")
+@click.option("--top-k", type=click.IntRange(min=1),
+              help="Generation: sample among the k likeliest tokens; other tasks: results to return.")
+@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), help="Generation: nucleus sampling.")
+@click.option("--seed", type=click.IntRange(min=0), help="Generation: random seed for sampling.")
 @click.option("--sample/--greedy", "do_sample", default=None, help="Generation: sampling or greedy (default greedy).")
 @click.option("--benchmark", is_flag=True, help="Time the model: p50/p95/p99 latency and throughput.")
-@click.option("--runs", default=100, show_default=True, help="Benchmark runs.")
-@click.option("--warmup", default=10, show_default=True, help="Benchmark warm-up runs.")
+@click.option("--runs", default=100, show_default=True, type=click.IntRange(min=1), help="Benchmark runs.")
+@click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0), help="Benchmark warm-up runs.")
 @OFFLINE
 @JSON
 @pass_context
@@ -80,11 +87,15 @@ def run(ctx: Context, name, texts, input_, file, provider, device_id, max_new_to
     NAME: a model of this project, a pulled org/name[@rev] (pulled and built first if needed), or an
     artifact folder. Input: TEXT..., --input '{"text": "..."}', --input @file.json or --file file.json.
     """
-    from gpuxbuild.runtime import benchmark as bench, load
+    from gpuxbuild.runtime.inputs import check_inputs
 
     inputs = _read_input(input_, file, texts)
     options = {k: v for k, v in {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k,
                                  "top_p": top_p, "seed": seed, "do_sample": do_sample}.items() if v is not None}
+    check_inputs(inputs, options)  # before locating (maybe building) and loading the model: a typo fails at once
+
+    from gpuxbuild.runtime import benchmark as bench, load
+
     folder = _locate(ctx, name, offline)
     model = load(folder, provider or None, device_id)
     if model.notice and not ctx.quiet:
@@ -108,26 +119,73 @@ def run(ctx: Context, name, texts, input_, file, provider, device_id, max_new_to
     if plain:
         print_json(result)
     else:
-        from rich.pretty import Pretty
+        for line in _readable(result):
+            console.print(line, markup=False, soft_wrap=True)
 
-        console.print(Pretty(result, max_length=12))
+
+def _score(item: dict) -> str:
+    return f" ({item['score']:.3f})" if isinstance(item.get("score"), (int, float)) else ""
+
+
+def _readable(result) -> list[str]:
+    """A terminal's short answer for `gpux run`: one line per input (JSON stays for --json and pipes)."""
+    if isinstance(result, list):  # question-answering with top_k > 1
+        return [line for item in result for line in _readable(item)]
+    if set(result) == {"results"}:
+        return [line for item in result["results"] for line in _readable(item)]
+    if "label" in result:
+        return [f"{result['label']}{_score(result)}"]
+    if "answer" in result:
+        return [f"{result['answer'] or '(no answer)'}{_score(result)}"]
+    if "generated_text" in result:
+        return [result["generated_text"]]
+    if "similarity" in result:
+        return [f"similarity {result['similarity']:.4f}"]
+    if "embedding" in result:
+        vector = result["embedding"]
+        head = ", ".join(f"{v:.4f}" for v in vector[:4])
+        return [f"embedding of {len(vector)} dimensions [{head}{', ...' if len(vector) > 4 else ''}]"]
+    if "masks" in result:
+        return [", ".join(f"{c['token_str']}{_score(c)}" for c in mask[:3]) for mask in result["masks"]]
+    if "entities" in result:
+        return ["; ".join(f"{e['word']}: {e.get('entity_group', e.get('entity'))}{_score(e)}"
+                          for e in result["entities"]) or "no entities"]
+    import numpy as np  # raw tensor outputs by name: their shapes
+
+    return [", ".join(f"{name}: shape {list(np.asarray(value).shape)}" for name, value in sorted(result.items()))]
+
+
+def _limit_option(field: str, help_text: str):
+    """A --max-... option of `gpux serve` for a ServeLimits field, also read from GPUX_SERVE_<FIELD>."""
+    from gpuxbuild.runtime.server import ServeLimits
+
+    default = ServeLimits.__dataclass_fields__[field].default
+    return click.option(f"--{field.replace('_', '-')}", field, type=click.IntRange(min=1), default=default,
+                        show_default=True, envvar=ServeLimits.env_name(field), show_envvar=True, help=help_text)
 
 
 @cli.command()
 @click.argument("name")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 exposes it to the network).")
-@click.option("--port", default=8080, show_default=True)
-@click.option("--workers", default=1, show_default=True, help="Worker processes.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
+@_limit_option("max_body_bytes", "Largest POST body; a larger one is answered 413.")
+@_limit_option("max_batch", "Most texts (or tensor rows) in one request; more is answered 413.")
+@_limit_option("max_json_depth", "Deepest nesting of JSON lists and objects; deeper is answered 400.")
+@_limit_option("max_queue", "Predictions accepted at once per worker (one runs, the rest wait); more get 503.")
+@_limit_option("retry_after_s", "Seconds in the Retry-After header of that 503.")
 @PROVIDER
 @DEVICE
 @OFFLINE
 @pass_context
-def serve(ctx: Context, name, host, port, workers, provider, device_id, offline) -> None:
+def serve(ctx: Context, name, host, port, workers, provider, device_id, offline, **limits) -> None:
     """Serve a model over HTTP: GET /health, GET /info, POST /predict (same JSON as `gpux run`)."""
     from gpuxbuild.runtime import serve as do_serve
+    from gpuxbuild.runtime.server import ServeLimits
 
     folder = _locate(ctx, name, offline)
-    do_serve(folder, host=host, port=port, workers=workers, provider=provider or None, device_id=device_id)
+    do_serve(folder, host=host, port=port, workers=workers, provider=provider or None, device_id=device_id,
+             limits=ServeLimits(**limits))
 
 
 @cli.command()

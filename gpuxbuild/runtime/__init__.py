@@ -12,16 +12,17 @@ from gpuxbuild.runtime.session import Model, benchmark, load
 __all__ = ["Model", "ProviderChoice", "benchmark", "create_app", "doctor", "load", "select_providers", "serve"]
 
 
-def create_app(artifact_dir, provider: str | None = "auto", device_id: int = 0):
+def create_app(artifact_dir, provider: str | None = "auto", device_id: int = 0, limits=None):
     """FastAPI app serving one artifact (needs the 'serve' extra); see `gpuxbuild.runtime.server`."""
     from gpuxbuild.runtime.server import create_app as _create_app
 
-    return _create_app(artifact_dir, provider, device_id)
+    return _create_app(artifact_dir, provider, device_id, limits)
 
 
 def serve(artifact_dir, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
-          provider: str | None = "auto", device_id: int = 0) -> None:
-    """Serve one artifact over HTTP with uvicorn (blocks); see `gpuxbuild.runtime.server`."""
+          provider: str | None = "auto", device_id: int = 0, limits=None) -> None:
+    """Serve one artifact over HTTP with uvicorn (blocks); `limits`: a `server.ServeLimits`, default from GPUX_SERVE_*."""
     from gpuxbuild.runtime.server import serve as _serve
 
-    _serve(artifact_dir, host=host, port=port, workers=workers, provider=provider, device_id=device_id)
+    _serve(artifact_dir, host=host, port=port, workers=workers, provider=provider, device_id=device_id,
+           limits=limits)

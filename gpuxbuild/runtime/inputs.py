@@ -10,17 +10,6 @@ from gpuxbuild.errors import GpuxError
 
 TEXT_KEYS = ("text", "text_pair", "question", "context")
 
-# Decoding and post-processing options that may ride along with the text.
-OPTION_KEYS = (
-    "aggregation_strategy",
-    "do_sample",
-    "max_answer_len",
-    "max_new_tokens",
-    "seed",
-    "temperature",
-    "top_k",
-    "top_p",
-)
 
 _ONNX_DTYPES = {
     "tensor(int64)": np.int64,
@@ -32,6 +21,52 @@ _ONNX_DTYPES = {
     "tensor(float16)": np.float16,
     "tensor(double)": np.float64,
 }
+
+
+def _short(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _integer(low: int):
+    def check(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+    return check
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# Decoding and post-processing options that may ride along with the text:
+# option -> (accepts the value?, what it must be). None stands for the default everywhere.
+_OPTION_RULES = {
+    "aggregation_strategy": (lambda v: v in ("none", "simple"), '"simple" or "none"'),
+    "do_sample": (lambda v: isinstance(v, bool), "true or false"),
+    "max_answer_len": (_integer(1), "an integer >= 1"),
+    "max_new_tokens": (_integer(1), "an integer >= 1"),
+    "seed": (_integer(0), "an integer >= 0"),
+    "temperature": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "top_k": (_integer(1), "an integer >= 1"),
+    "top_p": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+}
+OPTION_KEYS = tuple(_OPTION_RULES)
+
+
+def validate_options(options: dict) -> dict:
+    """`options` with None values dropped; a value of the wrong type or range is a usage error naming the option."""
+    checked = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key not in _OPTION_RULES:
+            raise GpuxError(f"unknown option {_short(key)}", f"options: {list(OPTION_KEYS)}", exit_code=2)
+        accepts, expected = _OPTION_RULES[key]
+        if not accepts(value):
+            raise GpuxError(f"option {key} must be {expected}, got {_short(value)}",
+                            f"pass {key} as {expected}, or leave it out for the default", exit_code=2)
+        checked[key] = value
+    return checked
 
 
 @dataclass
@@ -50,7 +85,8 @@ class ParsedInputs:
 
 
 def _expected(input_types: dict[str, str]) -> str:
-    return f"expected {{\"text\": ...}} (optionally text_pair, question, context), a list of strings, or tensors {sorted(input_types)}"
+    tensors = f"tensors {sorted(input_types)}" if input_types else "raw tensors named as the graph's inputs"
+    return f"expected {{\"text\": ...}} (optionally text_pair, question, context), a list of strings, or {tensors}"
 
 
 def _as_texts(value, key: str, input_types: dict[str, str]) -> tuple[list[str], bool]:
@@ -65,12 +101,40 @@ def _tensor(name: str, value, onnx_type: str) -> np.ndarray:
     dtype = _ONNX_DTYPES.get(onnx_type)
     try:
         array = np.asarray(value, dtype=dtype)
-    except (ValueError, TypeError) as exc:
-        raise GpuxError(f"tensor input '{name}' is not a rectangular {onnx_type}: {exc}",
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise GpuxError(f"tensor input '{name}' is not a rectangular {onnx_type}: {str(exc)[:80]}",
                         "pass nested lists of numbers with equal lengths", exit_code=2) from exc
     if array.dtype == object:
         raise GpuxError(f"tensor input '{name}' is not rectangular", "pass nested lists with equal lengths", exit_code=2)
     return array
+
+
+def _check_keys(data: dict, input_types: dict[str, str]) -> None:
+    unknown = sorted(set(data) - set(TEXT_KEYS) - set(OPTION_KEYS))
+    if unknown:
+        raise GpuxError(f"unknown input keys {[str(k)[:40] for k in unknown[:5]]}",
+                        _expected(input_types) + f"; options: {list(OPTION_KEYS)}", exit_code=2)
+
+
+def check_inputs(data, options: dict | None = None) -> None:
+    """The checks `parse_inputs` makes that need no model: run before loading one, so a typo fails at once.
+
+    A dict with no text or option key may be raw tensors, whose names only the graph knows; tensor values
+    are never strings, so a string value under an unknown key is already an error.
+    """
+    validate_options(dict(options or {}))
+    if isinstance(data, list):
+        _as_texts(data, "inputs", {})
+    elif isinstance(data, dict) and data:
+        known = set(TEXT_KEYS) | set(OPTION_KEYS)
+        if set(data) & known or any(isinstance(v, str) for v in data.values()):
+            _check_keys(data, {})
+            validate_options({k: data[k] for k in OPTION_KEYS if k in data})
+            for key in TEXT_KEYS:
+                if key in data:
+                    _as_texts(data[key], key, {})
+    elif not isinstance(data, str):
+        raise GpuxError("inputs must be a JSON object, a string or a list of strings", _expected({}), exit_code=2)
 
 
 def parse_inputs(data, input_types: dict[str, str], task: str | None = None, options: dict | None = None) -> ParsedInputs:
@@ -79,7 +143,7 @@ def parse_inputs(data, input_types: dict[str, str], task: str | None = None, opt
     `input_types` maps the graph's input names to ONNX types (e.g. "tensor(int64)"); a dict whose keys are
     all graph input names is taken as raw tensors and bypasses the tokenizer (the GPUX runtime's format).
     """
-    opts = dict(options or {})
+    opts = validate_options(dict(options or {}))
     if isinstance(data, str):
         return ParsedInputs(texts=[data], options=opts)
     if isinstance(data, list):
@@ -95,11 +159,8 @@ def parse_inputs(data, input_types: dict[str, str], task: str | None = None, opt
             raise GpuxError(f"tensor inputs are missing {missing}", f"the model takes {sorted(input_types)}", exit_code=2)
         return ParsedInputs(tensors=tensors, batched=True, options=opts)
 
-    unknown = sorted(set(data) - set(TEXT_KEYS) - set(OPTION_KEYS))
-    if unknown:
-        raise GpuxError(f"unknown input keys {unknown}", _expected(input_types) + f"; options: {list(OPTION_KEYS)}",
-                        exit_code=2)
-    opts.update({k: data[k] for k in OPTION_KEYS if k in data})
+    _check_keys(data, input_types)
+    opts.update(validate_options({k: data[k] for k in OPTION_KEYS if k in data}))
 
     if task == "question-answering":
         question = data.get("question", data.get("text"))

@@ -13,6 +13,9 @@ from gpuxbuild.errors import GpuxError
 # transformers writes this (int(1e30)) when a tokenizer has no length limit.
 _NO_LIMIT = 1_000_000
 _DEFAULT_MAX_LENGTH = 512
+# Texts are cut to max_length * this many characters before tokenizing: tokens of real text span a few
+# characters, so the kept tokens do not change, and a megabyte text costs no more than a short one.
+CHARS_PER_TOKEN = 32
 
 _CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
              (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
@@ -84,11 +87,16 @@ class TextTokenizer:
 
     def encode(self, texts: list[str], pairs: list[str] | None = None, *, truncation: str = "longest_first",
                add_special_tokens: bool = True, pad: bool = True) -> Batch:
-        """Tokenize a batch, truncated to max_length and padded to the longest text with the pad id."""
+        """Tokenize a batch, truncated to max_length and padded to the longest text with the pad id.
+
+        Each text is first cut to max_length * CHARS_PER_TOKEN characters (a prefix: offsets stay valid)."""
         self.tok.enable_truncation(self.max_length, strategy=truncation)
         if pad:
             pad_text = self.tok.id_to_token(self.pad_token_id) or ""
             self.tok.enable_padding(direction=self.padding_side, pad_id=self.pad_token_id, pad_token=pad_text)
+        limit = self.max_length * CHARS_PER_TOKEN
+        texts = [t[:limit] for t in texts]
+        pairs = None if pairs is None else [t[:limit] for t in pairs]
         try:
             items = list(zip(texts, pairs)) if pairs is not None else list(texts)
             encodings = self.tok.encode_batch(items, add_special_tokens=add_special_tokens)
