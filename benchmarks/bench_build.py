@@ -30,13 +30,43 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from tinymodels import write_repo  # noqa: E402
 
-FIVE = {"bert": "text-classification", "distilbert": "text-classification", "roberta": "text-classification",
-        "gpt2": "text-generation", "t5": "text2text-generation"}
-OPTIMUM_TASK = {"text-classification": "text-classification", "text-generation": "text-generation-with-past",
-                "text2text-generation": "text2text-generation-with-past"}
-SWEEP = ["bert", "bert-mlm", "bert-ner", "bert-qa", "distilbert", "roberta", "albert", "electra", "mpnet", "xlm-roberta",
-         "deberta-v2", "gpt2", "gpt-neo", "opt", "bloom", "llama", "mistral", "qwen2", "phi", "t5", "bart",
-         "sentence-transformers", "slow-tokenizer-only"]
+FIVE = {
+    "bert": "text-classification",
+    "distilbert": "text-classification",
+    "roberta": "text-classification",
+    "gpt2": "text-generation",
+    "t5": "text2text-generation",
+}
+OPTIMUM_TASK = {
+    "text-classification": "text-classification",
+    "text-generation": "text-generation-with-past",
+    "text2text-generation": "text2text-generation-with-past",
+}
+SWEEP = [
+    "bert",
+    "bert-mlm",
+    "bert-ner",
+    "bert-qa",
+    "distilbert",
+    "roberta",
+    "albert",
+    "electra",
+    "mpnet",
+    "xlm-roberta",
+    "deberta-v2",
+    "gpt2",
+    "gpt-neo",
+    "opt",
+    "bloom",
+    "llama",
+    "mistral",
+    "qwen2",
+    "phi",
+    "t5",
+    "bart",
+    "sentence-transformers",
+    "slow-tokenizer-only",
+]
 
 
 def timed(cmd: list[str], **kw) -> float:
@@ -62,16 +92,19 @@ def project(root: Path, kinds: dict[str, str | None], hidden: int) -> Path:
 def gpux_build(proj: Path, *args: str) -> tuple[float, dict]:
     env = {**os.environ, "GPUX_HOME": str(proj / "home")}
     start = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "gpuxbuild", "build", "--json", *args], cwd=proj, env=env,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "gpuxbuild", "build", "--json", *args], cwd=proj, env=env, capture_output=True, text=True
+    )
     took = time.perf_counter() - start
     return took, json.loads(r.stdout) if r.stdout.strip() else {"models": [], "stderr": r.stderr}
 
 
 def optimum_cli(src: Path, task: str, out: Path) -> float:
     cli = str(Path(sys.executable).with_name("optimum-cli"))
-    return timed([cli, "export", "onnx", "--model", str(src), "--task", OPTIMUM_TASK[task], str(out)],
-                 env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return timed(
+        [cli, "export", "onnx", "--model", str(src), "--task", OPTIMUM_TASK[task], str(out)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
 
 
 def main() -> None:
@@ -84,15 +117,19 @@ def main() -> None:
         one = project(tmp / "one", {"bert": FIVE["bert"]}, args.hidden)
         t_opt1 = optimum_cli(one / "models" / "bert", FIVE["bert"], tmp / "opt-one")
         t_gpux1, _ = gpux_build(one)
-        print(f"one model (bert):   gpux build {t_gpux1:6.1f} s   optimum-cli {t_opt1:6.1f} s   "
-              f"ratio {t_gpux1 / t_opt1:.2f}x  (goal <= 1.0x)")
+        print(
+            f"one model (bert):   gpux build {t_gpux1:6.1f} s   optimum-cli {t_opt1:6.1f} s   "
+            f"ratio {t_gpux1 / t_opt1:.2f}x  (goal <= 1.0x)"
+        )
 
         five = project(tmp / "five", FIVE, args.hidden)
         t_opt5 = sum(optimum_cli(five / "models" / k, task, tmp / f"opt-{k}") for k, task in FIVE.items())
         t_gpux5, out5 = gpux_build(five, "--jobs", "2")
         ok5 = sum(m["status"] == "built" for m in out5["models"])
-        print(f"five models:        gpux build {t_gpux5:6.1f} s   optimum-cli x5 {t_opt5:6.1f} s   "
-              f"speed-up {t_opt5 / t_gpux5:.2f}x  (goal >= 1.3x); {ok5}/5 built")
+        print(
+            f"five models:        gpux build {t_gpux5:6.1f} s   optimum-cli x5 {t_opt5:6.1f} s   "
+            f"speed-up {t_opt5 / t_gpux5:.2f}x  (goal >= 1.3x); {ok5}/5 built"
+        )
 
         if not args.skip_sweep:
             sweep = project(tmp / "sweep", dict.fromkeys(SWEEP), 32)

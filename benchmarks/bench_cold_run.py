@@ -48,18 +48,44 @@ from tinymodels import make_repo  # noqa: E402
 CACHE_VERSION = 1
 DEFAULT_CACHE = "/tmp/gpuxbuild-bench-models"
 GOAL_S, ONNX_GOAL_S = 30.0, 3.0
-TOKENIZER_FILES = ("merges.txt", "special_tokens_map.json", "spiece.model", "tokenizer.json", "tokenizer_config.json",
-                   "vocab.json", "vocab.txt")
+TOKENIZER_FILES = (
+    "merges.txt",
+    "special_tokens_map.json",
+    "spiece.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "vocab.txt",
+)
 SPECIAL_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 T5_TASK_PARAMS = {
-    "summarization": {"early_stopping": True, "length_penalty": 2.0, "max_length": 200, "min_length": 30,
-                      "no_repeat_ngram_size": 3, "num_beams": 4, "prefix": "summarize: "},
-    "translation_en_to_de": {"early_stopping": True, "max_length": 300, "num_beams": 4,
-                             "prefix": "translate English to German: "},
-    "translation_en_to_fr": {"early_stopping": True, "max_length": 300, "num_beams": 4,
-                             "prefix": "translate English to French: "},
-    "translation_en_to_ro": {"early_stopping": True, "max_length": 300, "num_beams": 4,
-                             "prefix": "translate English to Romanian: "},
+    "summarization": {
+        "early_stopping": True,
+        "length_penalty": 2.0,
+        "max_length": 200,
+        "min_length": 30,
+        "no_repeat_ngram_size": 3,
+        "num_beams": 4,
+        "prefix": "summarize: ",
+    },
+    "translation_en_to_de": {
+        "early_stopping": True,
+        "max_length": 300,
+        "num_beams": 4,
+        "prefix": "translate English to German: ",
+    },
+    "translation_en_to_fr": {
+        "early_stopping": True,
+        "max_length": 300,
+        "num_beams": 4,
+        "prefix": "translate English to French: ",
+    },
+    "translation_en_to_ro": {
+        "early_stopping": True,
+        "max_length": 300,
+        "num_beams": 4,
+        "prefix": "translate English to Romanian: ",
+    },
 }
 
 
@@ -79,62 +105,180 @@ class Model:
 
 
 BERT_BASE = {
-    "architectures": ["BertForMaskedLM"], "attention_probs_dropout_prob": 0.1, "gradient_checkpointing": False,
-    "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02,
-    "intermediate_size": 3072, "layer_norm_eps": 1e-12, "max_position_embeddings": 512, "model_type": "bert",
-    "num_attention_heads": 12, "num_hidden_layers": 12, "pad_token_id": 0, "position_embedding_type": "absolute",
-    "type_vocab_size": 2, "use_cache": True, "vocab_size": 30522,
+    "architectures": ["BertForMaskedLM"],
+    "attention_probs_dropout_prob": 0.1,
+    "gradient_checkpointing": False,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "hidden_size": 768,
+    "initializer_range": 0.02,
+    "intermediate_size": 3072,
+    "layer_norm_eps": 1e-12,
+    "max_position_embeddings": 512,
+    "model_type": "bert",
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "pad_token_id": 0,
+    "position_embedding_type": "absolute",
+    "type_vocab_size": 2,
+    "use_cache": True,
+    "vocab_size": 30522,
 }
-MINILM = BERT_BASE | {"architectures": ["BertModel"], "hidden_size": 384, "intermediate_size": 1536,
-                      "num_hidden_layers": 6}
+MINILM = BERT_BASE | {
+    "architectures": ["BertModel"],
+    "hidden_size": 384,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 6,
+}
 
-MODELS = {m.key: m for m in (
-    Model("bert", "google-bert/bert-base-uncased", "bert-mlm", BERT_BASE,
-          {"pipeline_tag": "fill-mask", "library_name": "transformers", "license": "apache-2.0"},
-          "Paris is the [MASK] of France."),
-    Model("distilbert", "distilbert/distilbert-base-uncased-finetuned-sst-2-english", "distilbert",
-          {"activation": "gelu", "architectures": ["DistilBertForSequenceClassification"], "attention_dropout": 0.1,
-           "dim": 768, "dropout": 0.1, "finetuning_task": "sst-2", "hidden_dim": 3072,
-           "id2label": {"0": "NEGATIVE", "1": "POSITIVE"}, "initializer_range": 0.02,
-           "label2id": {"NEGATIVE": 0, "POSITIVE": 1}, "max_position_embeddings": 512, "model_type": "distilbert",
-           "n_heads": 12, "n_layers": 6, "output_past": True, "pad_token_id": 0, "qa_dropout": 0.1,
-           "seq_classif_dropout": 0.2, "sinusoidal_pos_embds": False, "tie_weights_": True, "vocab_size": 30522},
-          {"pipeline_tag": "text-classification", "library_name": "transformers", "license": "apache-2.0"},
-          "I loved this movie, the acting was wonderful."),
-    Model("gpt2", "openai-community/gpt2", "gpt2",
-          {"activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "attn_pdrop": 0.1,
-           "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256, "initializer_range": 0.02,
-           "layer_norm_epsilon": 1e-05, "model_type": "gpt2", "n_ctx": 1024, "n_embd": 768, "n_head": 12,
-           "n_layer": 12, "n_positions": 1024, "resid_pdrop": 0.1, "summary_activation": None,
-           "summary_first_dropout": 0.1, "summary_proj_to_labels": True, "summary_type": "cls_index",
-           "summary_use_proj": True, "task_specific_params": {"text-generation": {"do_sample": True, "max_length": 50}},
-           "vocab_size": 50257},
-          {"pipeline_tag": "text-generation", "library_name": "transformers", "license": "mit"},
-          "The quick brown fox", generation_config={"bos_token_id": 50256, "eos_token_id": 50256}),
-    Model("roberta", "FacebookAI/roberta-base", "roberta",
-          {"architectures": ["RobertaForMaskedLM"], "attention_probs_dropout_prob": 0.1, "bos_token_id": 0,
-           "eos_token_id": 2, "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "hidden_size": 768,
-           "initializer_range": 0.02, "intermediate_size": 3072, "layer_norm_eps": 1e-05,
-           "max_position_embeddings": 514, "model_type": "roberta", "num_attention_heads": 12,
-           "num_hidden_layers": 12, "pad_token_id": 1, "type_vocab_size": 1, "vocab_size": 50265},
-          {"pipeline_tag": "fill-mask", "library_name": "transformers", "license": "mit"},
-          "Paris is the <mask> of France."),
-    Model("minilm", "sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers", MINILM,
-          {"pipeline_tag": "sentence-similarity", "library_name": "sentence-transformers", "license": "apache-2.0"},
-          "A small model learns to read short sentences.", sentence_transformers=True),
-    Model("t5", "google-t5/t5-small", "t5",
-          {"architectures": ["T5ForConditionalGeneration"], "d_ff": 2048, "d_kv": 64, "d_model": 512,
-           "decoder_start_token_id": 0, "dropout_rate": 0.1, "eos_token_id": 1, "initializer_factor": 1.0,
-           "is_encoder_decoder": True, "layer_norm_epsilon": 1e-06, "model_type": "t5", "n_positions": 512,
-           "num_heads": 8, "num_layers": 6, "output_past": True, "pad_token_id": 0,
-           "relative_attention_num_buckets": 32, "task_specific_params": T5_TASK_PARAMS, "vocab_size": 32128},
-          {"pipeline_tag": "translation", "library_name": "transformers", "license": "apache-2.0"},
-          "translate English to German: the house is wonderful.",
-          generation_config={"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0}),
-    Model("onnx", "Xenova/all-MiniLM-L6-v2", "sentence-transformers", MINILM,
-          {"pipeline_tag": "feature-extraction", "library_name": "transformers.js", "license": "apache-2.0"},
-          "A small model learns to read short sentences.", onnx_from="minilm"),
-)}
+MODELS = {
+    m.key: m
+    for m in (
+        Model(
+            "bert",
+            "google-bert/bert-base-uncased",
+            "bert-mlm",
+            BERT_BASE,
+            {"pipeline_tag": "fill-mask", "library_name": "transformers", "license": "apache-2.0"},
+            "Paris is the [MASK] of France.",
+        ),
+        Model(
+            "distilbert",
+            "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+            "distilbert",
+            {
+                "activation": "gelu",
+                "architectures": ["DistilBertForSequenceClassification"],
+                "attention_dropout": 0.1,
+                "dim": 768,
+                "dropout": 0.1,
+                "finetuning_task": "sst-2",
+                "hidden_dim": 3072,
+                "id2label": {"0": "NEGATIVE", "1": "POSITIVE"},
+                "initializer_range": 0.02,
+                "label2id": {"NEGATIVE": 0, "POSITIVE": 1},
+                "max_position_embeddings": 512,
+                "model_type": "distilbert",
+                "n_heads": 12,
+                "n_layers": 6,
+                "output_past": True,
+                "pad_token_id": 0,
+                "qa_dropout": 0.1,
+                "seq_classif_dropout": 0.2,
+                "sinusoidal_pos_embds": False,
+                "tie_weights_": True,
+                "vocab_size": 30522,
+            },
+            {"pipeline_tag": "text-classification", "library_name": "transformers", "license": "apache-2.0"},
+            "I loved this movie, the acting was wonderful.",
+        ),
+        Model(
+            "gpt2",
+            "openai-community/gpt2",
+            "gpt2",
+            {
+                "activation_function": "gelu_new",
+                "architectures": ["GPT2LMHeadModel"],
+                "attn_pdrop": 0.1,
+                "bos_token_id": 50256,
+                "embd_pdrop": 0.1,
+                "eos_token_id": 50256,
+                "initializer_range": 0.02,
+                "layer_norm_epsilon": 1e-05,
+                "model_type": "gpt2",
+                "n_ctx": 1024,
+                "n_embd": 768,
+                "n_head": 12,
+                "n_layer": 12,
+                "n_positions": 1024,
+                "resid_pdrop": 0.1,
+                "summary_activation": None,
+                "summary_first_dropout": 0.1,
+                "summary_proj_to_labels": True,
+                "summary_type": "cls_index",
+                "summary_use_proj": True,
+                "task_specific_params": {"text-generation": {"do_sample": True, "max_length": 50}},
+                "vocab_size": 50257,
+            },
+            {"pipeline_tag": "text-generation", "library_name": "transformers", "license": "mit"},
+            "The quick brown fox",
+            generation_config={"bos_token_id": 50256, "eos_token_id": 50256},
+        ),
+        Model(
+            "roberta",
+            "FacebookAI/roberta-base",
+            "roberta",
+            {
+                "architectures": ["RobertaForMaskedLM"],
+                "attention_probs_dropout_prob": 0.1,
+                "bos_token_id": 0,
+                "eos_token_id": 2,
+                "hidden_act": "gelu",
+                "hidden_dropout_prob": 0.1,
+                "hidden_size": 768,
+                "initializer_range": 0.02,
+                "intermediate_size": 3072,
+                "layer_norm_eps": 1e-05,
+                "max_position_embeddings": 514,
+                "model_type": "roberta",
+                "num_attention_heads": 12,
+                "num_hidden_layers": 12,
+                "pad_token_id": 1,
+                "type_vocab_size": 1,
+                "vocab_size": 50265,
+            },
+            {"pipeline_tag": "fill-mask", "library_name": "transformers", "license": "mit"},
+            "Paris is the <mask> of France.",
+        ),
+        Model(
+            "minilm",
+            "sentence-transformers/all-MiniLM-L6-v2",
+            "sentence-transformers",
+            MINILM,
+            {"pipeline_tag": "sentence-similarity", "library_name": "sentence-transformers", "license": "apache-2.0"},
+            "A small model learns to read short sentences.",
+            sentence_transformers=True,
+        ),
+        Model(
+            "t5",
+            "google-t5/t5-small",
+            "t5",
+            {
+                "architectures": ["T5ForConditionalGeneration"],
+                "d_ff": 2048,
+                "d_kv": 64,
+                "d_model": 512,
+                "decoder_start_token_id": 0,
+                "dropout_rate": 0.1,
+                "eos_token_id": 1,
+                "initializer_factor": 1.0,
+                "is_encoder_decoder": True,
+                "layer_norm_epsilon": 1e-06,
+                "model_type": "t5",
+                "n_positions": 512,
+                "num_heads": 8,
+                "num_layers": 6,
+                "output_past": True,
+                "pad_token_id": 0,
+                "relative_attention_num_buckets": 32,
+                "task_specific_params": T5_TASK_PARAMS,
+                "vocab_size": 32128,
+            },
+            {"pipeline_tag": "translation", "library_name": "transformers", "license": "apache-2.0"},
+            "translate English to German: the house is wonderful.",
+            generation_config={"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0},
+        ),
+        Model(
+            "onnx",
+            "Xenova/all-MiniLM-L6-v2",
+            "sentence-transformers",
+            MINILM,
+            {"pipeline_tag": "feature-extraction", "library_name": "transformers.js", "license": "apache-2.0"},
+            "A small model learns to read short sentences.",
+            onnx_from="minilm",
+        ),
+    )
+}
 QUICK = ("distilbert", "onnx")
 
 
@@ -149,13 +293,19 @@ def _sentence_transformers_files(hidden: int) -> dict[str, bytes]:
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
         {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
     ]
-    pooling = {"word_embedding_dimension": hidden, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
-               "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}
+    pooling = {
+        "word_embedding_dimension": hidden,
+        "pooling_mode_cls_token": False,
+        "pooling_mode_mean_tokens": True,
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    }
     return {
         "modules.json": (json.dumps(modules, indent=2) + "\n").encode(),
         "sentence_bert_config.json": _json_bytes({"max_seq_length": 256, "do_lower_case": False}),
         "config_sentence_transformers.json": _json_bytes(
-            {"__version__": {"sentence_transformers": "2.0.0", "transformers": "4.6.1", "pytorch": "1.8.1"}}),
+            {"__version__": {"sentence_transformers": "2.0.0", "transformers": "4.6.1", "pytorch": "1.8.1"}}
+        ),
         "1_Pooling/config.json": _json_bytes(pooling),
     }
 
@@ -188,7 +338,8 @@ def _generate(model: Model, dest: Path, cache: Path) -> dict:
     (dest / "generation_config.json").unlink(missing_ok=True)
     if model.generation_config:
         files["generation_config.json"] = _json_bytes(
-            model.generation_config | {k: config[k] for k in model.generation_config if k in config})
+            model.generation_config | {k: config[k] for k in model.generation_config if k in config}
+        )
     if model.sentence_transformers:
         files |= _sentence_transformers_files(config["hidden_size"])
     _write_files(dest, files)
@@ -211,8 +362,7 @@ def _generate_onnx(model: Model, dest: Path, config: dict, cache: Path) -> dict:
         export_onnx(source, Path(tmp) / "out", task="feature-extraction", library="transformers", name=model.repo)
         (dest / "onnx").mkdir()
         shutil.move(Path(tmp) / "out" / "model.onnx", dest / "onnx" / "model.onnx")
-    quantize_dynamic(dest / "onnx" / "model.onnx", dest / "onnx" / "model_quantized.onnx",
-                     weight_type=QuantType.QUInt8)
+    quantize_dynamic(dest / "onnx" / "model.onnx", dest / "onnx" / "model_quantized.onnx", weight_type=QuantType.QUInt8)
     _write_files(dest, {"config.json": _json_bytes(config)})
     return json.loads((source / "meta.json").read_text())
 
@@ -237,8 +387,11 @@ def source_dir(model: Model, cache: Path) -> Path:
 
 
 def repo_files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "meta.json"}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "meta.json"
+    }
 
 
 def weights_bytes(files: dict[str, bytes]) -> int:
@@ -254,12 +407,20 @@ class Failed(Exception):
 def timed(args: list[str], env: dict, cwd: Path) -> tuple[float, str]:
     """Wall seconds and stdout of `gpux ARGS` in a fresh process; raises Failed with its output on error."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "gpuxbuild", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-m", "gpuxbuild", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
-        raise Failed(f"gpux {' '.join(args)} exited {done.returncode} after {elapsed:.1f} s:\n"
-                     f"{done.stdout[-2000:]}{done.stderr[-4000:]}")
+        raise Failed(
+            f"gpux {' '.join(args)} exited {done.returncode} after {elapsed:.1f} s:\n"
+            f"{done.stdout[-2000:]}{done.stderr[-4000:]}"
+        )
     return elapsed, done.stdout
 
 
@@ -285,9 +446,11 @@ def bench(model: Model, base_env: dict, work: Path) -> dict:
 
     split = work / f"{model.key}-split"
     env = fresh_env(base_env, split)
-    stages = (("download", "gpux pull --no-build   ", ["pull", model.repo, "--no-build", "--json"]),
-              ("convert", "gpux pull (build only)  ", ["pull", model.repo, "--json"]),
-              ("answer", "gpux run (load + answer)", ["run", model.repo, model.text, "--json"]))
+    stages = (
+        ("download", "gpux pull --no-build   ", ["pull", model.repo, "--no-build", "--json"]),
+        ("convert", "gpux pull (build only)  ", ["pull", model.repo, "--json"]),
+        ("answer", "gpux run (load + answer)", ["run", model.repo, model.text, "--json"]),
+    )
     for key, label, args in stages:
         row[key], out = timed(args, env, split / "cwd")
         print(f"  {label} {row[key]:6.1f} s" + (f"   {answer_preview(out)}" if key == "answer" else ""), flush=True)
@@ -302,8 +465,17 @@ def warm_imports(env: dict) -> None:
 
 
 def print_table(rows: list[tuple[Model, dict, dict | None]]) -> None:
-    header = ("model", "params", "weights MB", "resolve+download s", "convert s", "first answer s", "cold total s",
-              "goal", "met?")
+    header = (
+        "model",
+        "params",
+        "weights MB",
+        "resolve+download s",
+        "convert s",
+        "first answer s",
+        "cold total s",
+        "goal",
+        "met?",
+    )
     lines = [header]
     for model, info, row in rows:
         goal = ONNX_GOAL_S if model.onnx_from else GOAL_S
@@ -311,8 +483,14 @@ def print_table(rows: list[tuple[Model, dict, dict | None]]) -> None:
         if row is None:
             cells += ["-", "-", "-", "-", f"< {goal:.0f} s", "FAILED"]
         else:
-            cells += [f"{row['download']:.1f}", f"{row['convert']:.1f}", f"{row['answer']:.1f}", f"{row['cold']:.1f}",
-                      f"< {goal:.0f} s", "yes" if row["cold"] < goal else "no"]
+            cells += [
+                f"{row['download']:.1f}",
+                f"{row['convert']:.1f}",
+                f"{row['answer']:.1f}",
+                f"{row['cold']:.1f}",
+                f"< {goal:.0f} s",
+                "yes" if row["cold"] < goal else "no",
+            ]
         lines.append(tuple(cells))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for n, line in enumerate(lines):
@@ -325,8 +503,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", help=f"comma-separated keys among {','.join(MODELS)} (default: all)")
     ap.add_argument("--quick", action="store_true", help=f"only {' and '.join(QUICK)}")
-    ap.add_argument("--cache", default=os.environ.get("GPUX_BENCH_CACHE") or DEFAULT_CACHE,
-                    help=f"where generated repos are kept between runs (default: {DEFAULT_CACHE})")
+    ap.add_argument(
+        "--cache",
+        default=os.environ.get("GPUX_BENCH_CACHE") or DEFAULT_CACHE,
+        help=f"where generated repos are kept between runs (default: {DEFAULT_CACHE})",
+    )
     args = ap.parse_args()
     keys = list(QUICK) if args.quick else (args.models.split(",") if args.models else list(MODELS))
     unknown = [k for k in keys if k not in MODELS]
@@ -346,12 +527,18 @@ def main() -> int:
         meta = json.loads((folder / "meta.json").read_text())
         infos[key] = {"params": meta["params"], "weights": weights_bytes(files)}
 
-    base_env = {k: v for k, v in os.environ.items()
-                if k not in ("HF_TOKEN", "HF_HUB_OFFLINE", "HF_HUB_ENABLE_HF_TRANSFER", "GPUX_PROJECT")}
+    base_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HF_TOKEN", "HF_HUB_OFFLINE", "HF_HUB_ENABLE_HF_TRANSFER", "GPUX_PROJECT")
+    }
     base_env |= {"HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     warm_imports(base_env)
-    print(f"serving on {hub.endpoint}; {os.cpu_count()} CPUs (goals: < {GOAL_S:.0f} s cold, "
-          f"< {ONNX_GOAL_S:.0f} s for a repo shipping ONNX, on 2 cores)\n", flush=True)
+    print(
+        f"serving on {hub.endpoint}; {os.cpu_count()} CPUs (goals: < {GOAL_S:.0f} s cold, "
+        f"< {ONNX_GOAL_S:.0f} s for a repo shipping ONNX, on 2 cores)\n",
+        flush=True,
+    )
 
     rows: list[tuple[Model, dict, dict | None]] = []
     failed = False
@@ -359,8 +546,10 @@ def main() -> int:
     try:
         for key in keys:
             model = MODELS[key]
-            print(f"{model.repo}  ({infos[key]['params'] / 1e6:.1f}M params, {infos[key]['weights'] / 1e6:.0f} MB)",
-                  flush=True)
+            print(
+                f"{model.repo}  ({infos[key]['params'] / 1e6:.1f}M params, {infos[key]['weights'] / 1e6:.0f} MB)",
+                flush=True,
+            )
             try:
                 rows.append((model, infos[key], bench(model, base_env, work)))
             except Failed as exc:

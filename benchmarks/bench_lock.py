@@ -70,7 +70,9 @@ def main() -> None:
                     (project / "gpux.lock").unlink(missing_ok=True)
                     home = work / f"home-{label}-{run}"
                     started = time.perf_counter()
-                    subprocess.run(gpux + extra, cwd=project, env={**env, "GPUX_HOME": str(home)}, check=True, capture_output=True)
+                    subprocess.run(
+                        gpux + extra, cwd=project, env={**env, "GPUX_HOME": str(home)}, check=True, capture_output=True
+                    )
                     if run >= 0:
                         times[label].append(time.perf_counter() - started)
                     shutil.rmtree(home)

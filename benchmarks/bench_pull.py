@@ -43,9 +43,16 @@ from hubserver import HubServer  # noqa: E402
 
 REPO = "bench/bert-base-random"
 CONFIG = {
-    "architectures": ["BertForSequenceClassification"], "model_type": "bert", "hidden_size": 768,
-    "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "vocab_size": 30522,
-    "max_position_embeddings": 512, "type_vocab_size": 2, "id2label": {"0": "NEGATIVE", "1": "POSITIVE"},
+    "architectures": ["BertForSequenceClassification"],
+    "model_type": "bert",
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "vocab_size": 30522,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "id2label": {"0": "NEGATIVE", "1": "POSITIVE"},
     "label2id": {"NEGATIVE": 0, "POSITIVE": 1},
 }
 
@@ -64,8 +71,15 @@ def repo_files(size: int) -> dict[str, bytes]:
         "config.json": json.dumps(CONFIG, indent=2).encode(),
         "model.safetensors": safetensors_bytes(size),
         "tokenizer_config.json": json.dumps({"do_lower_case": True, "model_max_length": 512}).encode(),
-        "special_tokens_map.json": json.dumps({"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]",
-                                               "unk_token": "[UNK]", "mask_token": "[MASK]"}).encode(),
+        "special_tokens_map.json": json.dumps(
+            {
+                "cls_token": "[CLS]",
+                "sep_token": "[SEP]",
+                "pad_token": "[PAD]",
+                "unk_token": "[UNK]",
+                "mask_token": "[MASK]",
+            }
+        ).encode(),
         "vocab.txt": vocab.encode(),
     }
 
@@ -132,19 +146,39 @@ def compare(gpux: list[str], snapshot: list[str], base: dict, work: Path, rounds
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-mb", type=int, default=100)
-    ap.add_argument("--rounds", type=int, default=7, help="timed rounds per case; the medians are compared (default 7: the machine is noisy)")
-    ap.add_argument("--mb-per-s", type=int, default=125,
-                    help="also compare with the server sending at this rate (default 125 MB/s = 1 Gbit/s; 0: skip)")
-    ap.add_argument("--latency-ms", type=int, default=20,
-                    help="with --mb-per-s, each request also waits this long, like a distant Hub (default 20 ms)")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=7,
+        help="timed rounds per case; the medians are compared (default 7: the machine is noisy)",
+    )
+    ap.add_argument(
+        "--mb-per-s",
+        type=int,
+        default=125,
+        help="also compare with the server sending at this rate (default 125 MB/s = 1 Gbit/s; 0: skip)",
+    )
+    ap.add_argument(
+        "--latency-ms",
+        type=int,
+        default=20,
+        help="with --mb-per-s, each request also waits this long, like a distant Hub (default 20 ms)",
+    )
     args = ap.parse_args()
 
     hub = HubServer().start()
-    hub.create_repo(REPO, card={"pipeline_tag": "text-classification", "library_name": "transformers", "license": "mit"})
+    hub.create_repo(
+        REPO, card={"pipeline_tag": "text-classification", "library_name": "transformers", "license": "mit"}
+    )
     commit = hub.commit(REPO, repo_files(args.size_mb * 1_000_000))
     total = sum(b.size for b in hub.files(REPO).values())
     work = Path(tempfile.mkdtemp(prefix="bench-pull-"))
-    base = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    base = {
+        **os.environ,
+        "HF_ENDPOINT": hub.endpoint,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    }
     for name in ("HF_TOKEN", "HF_HUB_OFFLINE", "HF_HUB_ENABLE_HF_TRANSFER"):
         base.pop(name, None)
     # Bytecode caching on, as in any installed package (installers compile it), kept out of the source tree.
@@ -160,8 +194,14 @@ def main() -> None:
             for path in hub.files(REPO):
                 hub.throttle(REPO, path, args.mb_per_s * 1_000_000)
             hub.latency = args.latency_ms / 1000
-            compare(gpux, snapshot, base, work, args.rounds,
-                    f"at {args.mb_per_s} MB/s, {args.latency_ms} ms per request (a fast link to a distant Hub)")
+            compare(
+                gpux,
+                snapshot,
+                base,
+                work,
+                args.rounds,
+                f"at {args.mb_per_s} MB/s, {args.latency_ms} ms per request (a fast link to a distant Hub)",
+            )
             hub.clear_faults(REPO)
             hub.latency = 0.0
 
@@ -170,15 +210,19 @@ def main() -> None:
         hub.reset_log()
         second, out = run([*gpux, "--json"], env)
         res = json.loads(out)
-        print(f"{'second pull':>18}: {second:.2f} s vs first {first:.2f} s; downloaded {res['objects_downloaded']} "
-              f"files, {hub.count()} request(s)  (goal < 0.3 s, no network)")
+        print(
+            f"{'second pull':>18}: {second:.2f} s vs first {first:.2f} s; downloaded {res['objects_downloaded']} "
+            f"files, {hub.count()} request(s)  (goal < 0.3 s, no network)"
+        )
         hub.reset_log()
         pinned, _ = run([*gpux[:4], f"{REPO}@{commit}", *gpux[5:]], env)
         print(f"{'pull by commit':>18}: {pinned:.2f} s, {hub.count()} request(s)")
         pulls, snaps, again = in_process(base, work, args.rounds)
         print("in one process (interpreter start and imports paid once):")
         print(f"{'gpux pull()':>18}: median {statistics.median(pulls):.2f} s  ({', '.join(f'{t:.2f}' for t in pulls)})")
-        print(f"{'snapshot_download':>18}: median {statistics.median(snaps):.2f} s  ({', '.join(f'{t:.2f}' for t in snaps)})")
+        print(
+            f"{'snapshot_download':>18}: median {statistics.median(snaps):.2f} s  ({', '.join(f'{t:.2f}' for t in snaps)})"
+        )
         print(f"{'ratio':>18}: {statistics.median(pulls) / statistics.median(snaps):.2f}x")
         print(f"{'second pull()':>18}: {again:.3f} s")
     finally:

@@ -64,8 +64,11 @@ def main() -> int:
         bare = model.main  # the same InferenceSession, called directly
 
         bare_run, our_run = _medians_ms(lambda: bare.run(None, feed), lambda: model.run(feed), args.runs)
-        bare_full, our_full = _medians_ms(lambda: bare.run(None, model.feed(model.tokenizer.encode(texts).arrays)),
-                                          lambda: model.predict({"text": texts}), args.runs)
+        bare_full, our_full = _medians_ms(
+            lambda: bare.run(None, model.feed(model.tokenizer.encode(texts).arrays)),
+            lambda: model.predict({"text": texts}),
+            args.runs,
+        )
 
     print(f"batch {args.batch}, {args.runs} runs, median ms")
     print(f"run:     bare {bare_run:.3f}  gpuxbuild {our_run:.3f}  overhead {100 * (our_run / bare_run - 1):+.1f}%")

@@ -19,8 +19,9 @@ def _tiny(kind: str, root: Path) -> Path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     import runtime_artifacts
 
-    return runtime_artifacts.export_artifact(kind, runtime_artifacts.write_source(kind, root / f"{kind}-src"),
-                                             root / kind)
+    return runtime_artifacts.export_artifact(
+        kind, runtime_artifacts.write_source(kind, root / f"{kind}-src"), root / kind
+    )
 
 
 def main() -> int:

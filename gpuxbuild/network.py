@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Callable, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from gpuxbuild.errors import GpuxError
@@ -26,11 +27,34 @@ DEFAULT_RETRIES = 3
 DEFAULT_TIMEOUT = 30.0  # seconds, as uv's UV_HTTP_TIMEOUT
 MAX_WAIT = 60.0  # the longest backoff or Retry-After honoured between two attempts
 # Query parameters whose values are credentials (signed CDN URLs, API keys), compared lower-cased.
-SECRET_PARAMS = frozenset({
-    "token", "access_token", "auth", "authorization", "key", "api_key", "apikey", "password", "pass", "secret",
-    "sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-goog-signature",
-    "x-goog-credential", "se", "sp", "sv", "skoid", "sktid", "policy", "key-pair-id",
-})
+SECRET_PARAMS = frozenset(
+    {
+        "token",
+        "access_token",
+        "auth",
+        "authorization",
+        "key",
+        "api_key",
+        "apikey",
+        "password",
+        "pass",
+        "secret",
+        "sig",
+        "signature",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",
+        "x-goog-credential",
+        "se",
+        "sp",
+        "sv",
+        "skoid",
+        "sktid",
+        "policy",
+        "key-pair-id",
+    }
+)
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")  # a URL inside a message
 
 
@@ -44,7 +68,9 @@ def _env_number(name: str, default: float, *, integer: bool = False, minimum: fl
         value = None
     if value is None or value < minimum:
         kind = "a whole number" if integer else "a number of seconds"
-        raise GpuxError(f"{name}={raw!r} is not {kind} of at least {minimum:g}", f"set {name} to e.g. {default:g}, or unset it")
+        raise GpuxError(
+            f"{name}={raw!r} is not {kind} of at least {minimum:g}", f"set {name} to e.g. {default:g}, or unset it"
+        )
     return value
 
 
@@ -99,7 +125,7 @@ class RetryPolicy:
         while True:
             try:
                 return call()
-            except Exception as exc:  # noqa: BLE001 - classified just below; anything else is re-raised
+            except Exception as exc:
                 verdict = transient(exc)
                 if verdict is None:
                     raise

@@ -39,10 +39,15 @@ def describe_error(err) -> tuple[list, str]:
             return path + [extra[0]], reason
     if v == "required":
         return path, err.message.replace("is a required property", "is required")
-    if v == "propertyNames" or "propertyNames" in err.relative_schema_path or (
-        err.parent is not None and err.parent.validator == "propertyNames"
+    if (
+        v == "propertyNames"
+        or "propertyNames" in err.relative_schema_path
+        or (err.parent is not None and err.parent.validator == "propertyNames")
     ):
-        return path, f"invalid name {quote(err.instance)}: use letters, digits, '.', '_' or '-' (first a letter or digit)"
+        return (
+            path,
+            f"invalid name {quote(err.instance)}: use letters, digits, '.', '_' or '-' (first a letter or digit)",
+        )
     if v in ("enum", "const"):
         allowed = err.validator_value if v == "enum" else [err.validator_value]
         return path, f"{quote(err.instance)} is not one of: {', '.join(map(str, allowed))}"

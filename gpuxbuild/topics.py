@@ -36,6 +36,7 @@ def topic(name: str) -> Topic:
     """The topic `name`; a usage error naming the topics there are otherwise."""
     found = {t.name: t for t in topics()}
     if name not in found:
-        raise GpuxError(f"no help topic {name!r}", "topics: " + ", ".join(found) + " (`gpux help` lists them)",
-                        exit_code=2)
+        raise GpuxError(
+            f"no help topic {name!r}", "topics: " + ", ".join(found) + " (`gpux help` lists them)", exit_code=2
+        )
     return found[name]

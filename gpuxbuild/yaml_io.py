@@ -59,7 +59,9 @@ class _Loader(yaml.SafeLoader):
             size = 1 + sum(self._sizes.get(id(c), 1) for c in children)
             self._sizes[id(node)] = size
             if size > self._max_nodes:
-                raise _Limit(node.start_mark, f"its aliases expand to over {self._max_nodes:,} nodes (a YAML alias bomb?)")
+                raise _Limit(
+                    node.start_mark, f"its aliases expand to over {self._max_nodes:,} nodes (a YAML alias bomb?)"
+                )
         return node
 
     def construct_mapping(self, node, deep=False):
@@ -72,8 +74,9 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_yaml(data: bytes, name: str, *, max_bytes: int, hint: str, max_depth: int = MAX_DEPTH,
-              max_nodes: int = MAX_NODES) -> tuple[Any, yaml.Node | None]:
+def load_yaml(
+    data: bytes, name: str, *, max_bytes: int, hint: str, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES
+) -> tuple[Any, yaml.Node | None]:
     """(value, root node) of the YAML document `data`, the bytes of the file `name`.
 
     Raises ManifestError (with `hint`) for a file over `max_bytes`, bytes that are not UTF-8, nesting deeper
@@ -85,8 +88,9 @@ def load_yaml(data: bytes, name: str, *, max_bytes: int, hint: str, max_depth: i
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ManifestError(f"{name}: not UTF-8 text: byte {quote(data[exc.start:exc.start + 1])} at offset {exc.start}",
-                            hint) from None
+        raise ManifestError(
+            f"{name}: not UTF-8 text: byte {quote(data[exc.start : exc.start + 1])} at offset {exc.start}", hint
+        ) from None
     loader = _Loader(text, max_depth, max_nodes)
     try:
         node = loader.get_single_node()

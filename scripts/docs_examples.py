@@ -41,14 +41,27 @@ class Session:
         shutil.copy(EXAMPLE / "gpux.models.yml", self.project)
         shutil.copytree(EXAMPLE / "models", self.project / "models")
         self.env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "GPUX_PROJECT")}
-        self.env.update(GPUX_HOME=str(root / ".cache" / "gpux"), HF_HUB_OFFLINE="1", NO_COLOR="1",
-                        COLUMNS="100", PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
+        self.env.update(
+            GPUX_HOME=str(root / ".cache" / "gpux"),
+            HF_HUB_OFFLINE="1",
+            NO_COLOR="1",
+            COLUMNS="100",
+            PYTHONUNBUFFERED="1",
+            PYTHONPATH=str(REPO),
+        )
         self.lines: list[str] = []
 
     def gpux(self, *args: str, show: bool = True, comment: str = "") -> None:
         """Run `gpux ARGS` in the project; with `show`, add the command and what it printed to the transcript."""
-        r = subprocess.run([sys.executable, "-m", "gpuxbuild", *args], cwd=self.project, env=self.env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+        r = subprocess.run(
+            [sys.executable, "-m", "gpuxbuild", *args],
+            cwd=self.project,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=600,
+        )
         if r.returncode != 0:
             raise SystemExit(f"docs_examples: gpux {' '.join(args)} exited {r.returncode}:\n{r.stdout}")
         if show:
@@ -58,7 +71,9 @@ class Session:
 
     def manifest(self, models: dict[str, str]) -> None:
         """Rewrite gpux.models.yml with `models` (name -> source), all text classifiers."""
-        body = "".join(f"  {name}:\n    source: {source}\n    task: text-classification\n" for name, source in models.items())
+        body = "".join(
+            f"  {name}:\n    source: {source}\n    task: text-classification\n" for name, source in models.items()
+        )
         (self.project / "gpux.models.yml").write_text(f"version: 1\nmodels:\n{body}")
 
 
@@ -132,14 +147,19 @@ def main(argv: list[str]) -> int:
         lines = text.splitlines()
         for name, start, end in reversed(blocks(text)):
             if name not in SCENARIOS:
-                raise SystemExit(f"docs_examples: {doc.name} names no scenario {name!r} (there are: {', '.join(SCENARIOS)})")
+                raise SystemExit(
+                    f"docs_examples: {doc.name} names no scenario {name!r} (there are: {', '.join(SCENARIOS)})"
+                )
             fresh = transcript(name)
             if check:
                 if normalise(lines[start:end]) != normalise(fresh):
                     failed = True
                     print(f"{doc.relative_to(REPO)}: example {name!r} is not what the tool prints:")
-                    sys.stdout.writelines(difflib.unified_diff(
-                        [f"{x}\n" for x in lines[start:end]], [f"{x}\n" for x in fresh], "docs", "gpux"))
+                    sys.stdout.writelines(
+                        difflib.unified_diff(
+                            [f"{x}\n" for x in lines[start:end]], [f"{x}\n" for x in fresh], "docs", "gpux"
+                        )
+                    )
             else:
                 lines[start:end] = fresh
         if not check and lines != text.splitlines():

@@ -6,7 +6,6 @@ import itertools
 import os
 import re
 import sys
-
 import tempfile
 
 import pytest
@@ -29,8 +28,16 @@ _HUB = HubServer().start()
 os.environ["HF_ENDPOINT"] = _HUB.endpoint
 
 _HF_CLEARED = (
-    "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-    "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE", "HF_XET_CACHE", "HF_HUB_ENABLE_HF_TRANSFER",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HF_TOKEN_PATH",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+    "HF_ASSETS_CACHE",
+    "HF_XET_CACHE",
+    "HF_HUB_ENABLE_HF_TRANSFER",
 )
 _repo_numbers = itertools.count(1)
 

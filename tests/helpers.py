@@ -21,12 +21,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from tinymodels import make_repo
 
 CARDS = {
     "bert": {"pipeline_tag": "text-classification", "library_name": "transformers", "license": "apache-2.0"},
-    "sentence-transformers": {"pipeline_tag": "sentence-similarity", "library_name": "sentence-transformers", "license": "apache-2.0"},
+    "sentence-transformers": {
+        "pipeline_tag": "sentence-similarity",
+        "library_name": "sentence-transformers",
+        "license": "apache-2.0",
+    },
 }
 
 
@@ -81,11 +84,13 @@ def _text(stream: io.TextIOWrapper) -> str:
     return data.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def gpux_process(*args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None,
-                 timeout: float = 600):
+def gpux_process(
+    *args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None, timeout: float = 600
+):
     """Run `python -m gpuxbuild ARGS` in a process of its own; returns the CompletedProcess."""
-    r = subprocess.run([sys.executable, "-m", "gpuxbuild", *args], cwd=cwd, capture_output=True, text=True, env=env,
-                       timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, "-m", "gpuxbuild", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout
+    )
     if check and r.returncode != 0:
         raise AssertionError(f"gpux {' '.join(args)} exited {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}")
     return r
@@ -154,16 +159,29 @@ class TtyRun:
     output: str
 
 
-def gpux_tty(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600,
-             interrupt_when: str | None = None, columns: int = 120) -> TtyRun:
+def gpux_tty(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    timeout: float = 600,
+    interrupt_when: str | None = None,
+    columns: int = 120,
+) -> TtyRun:
     """Run `python -m gpuxbuild ARGS` with stdin, stdout and stderr on a new pseudo-terminal, as in an
     interactive shell. With `interrupt_when`, the terminal's Ctrl-C (SIGINT to the foreground process
     group) is sent once that text has appeared in the output."""
     primary, secondary = os.openpty()
     # rich reads the size from the terminal (when $COLUMNS does not say it)
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "gpuxbuild", *args], cwd=cwd, env=env, stdin=secondary,
-                            stdout=secondary, stderr=secondary, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpuxbuild", *args],
+        cwd=cwd,
+        env=env,
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        start_new_session=True,
+    )
     os.close(secondary)
     out = bytearray()
     deadline = time.monotonic() + timeout
@@ -184,7 +202,9 @@ def gpux_tty(*args: str, cwd: Path | None = None, env: dict | None = None, timeo
                 interrupted = True
         else:
             os.killpg(proc.pid, signal.SIGKILL)
-            raise AssertionError(f"gpux {' '.join(args)} did not end within {timeout}s on a terminal:\n{out.decode(errors='replace')}")
+            raise AssertionError(
+                f"gpux {' '.join(args)} did not end within {timeout}s on a terminal:\n{out.decode(errors='replace')}"
+            )
         rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
     finally:
         os.close(primary)

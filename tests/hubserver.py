@@ -15,10 +15,11 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 LFS_THRESHOLD = 10 * 1024
@@ -29,9 +30,7 @@ DEFAULT_PAGE_SIZE = 1000
 _EPOCH = 1704067200  # 2024-01-01T00:00:00Z
 _AUTHOR = b"gpuxbuild-tests <tests@localhost>"
 _API_PREFIXES = ("revision", "tree", "paths-info", "refs", "commits")
-GITATTRIBUTES = b"".join(
-    b"*%s filter=lfs diff=lfs merge=lfs -text\n" % suffix.encode() for suffix in LFS_SUFFIXES
-)
+GITATTRIBUTES = b"".join(b"*%s filter=lfs diff=lfs merge=lfs -text\n" % suffix.encode() for suffix in LFS_SUFFIXES)
 
 
 def _git_oid(kind: bytes, payload: bytes) -> str:
@@ -39,7 +38,7 @@ def _git_oid(kind: bytes, payload: bytes) -> str:
 
 
 def _iso(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def is_lfs(path: str, size: int) -> bool:
@@ -58,7 +57,7 @@ class Blob:
     pointer_size: int | None
 
     @classmethod
-    def of(cls, path: str, data: bytes) -> "Blob":
+    def of(cls, path: str, data: bytes) -> Blob:
         if not is_lfs(path, len(data)):
             return cls(data, len(data), _git_oid(b"blob", data), None, None)
         sha256 = hashlib.sha256(data).hexdigest()
@@ -104,7 +103,7 @@ class Commit:
     timestamp: int
 
     @classmethod
-    def create(cls, parent: "Commit | None", files: dict[str, Blob], message: str) -> "Commit":
+    def create(cls, parent: Commit | None, files: dict[str, Blob], message: str) -> Commit:
         trees = _tree_oids(files)
         timestamp = parent.timestamp + 1 if parent else _EPOCH
         signature = _AUTHOR + b" %d +0000" % timestamp
@@ -189,7 +188,7 @@ class _HTTPError(Exception):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, hub: "HubServer", role: str, port: int):
+    def __init__(self, hub: HubServer, role: str, port: int):
         self.hub, self.role = hub, role
         self.open_sockets: set = set()
         super().__init__((hub.host, port), _Handler)
@@ -241,7 +240,7 @@ class HubServer:
     def running(self) -> bool:
         return bool(self._servers)
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         """Serve (again), on the same ports as before if it ran already."""
         if self._servers:
             return self
@@ -260,7 +259,7 @@ class HubServer:
             server.close_open_sockets()
             server.server_close()
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -515,7 +514,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 - keep test output clean
+    def log_message(self, format, *args) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -548,8 +547,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.stall_body = fault.stall
         try:
             if fault is not None and fault.status:
-                raise _HTTPError(fault.status, message="injected fault",
-                                 headers={"Retry-After": fault.retry_after} if fault.retry_after else {})
+                raise _HTTPError(
+                    fault.status,
+                    message="injected fault",
+                    headers={"Retry-After": fault.retry_after} if fault.retry_after else {},
+                )
             if kind == "lfs":
                 self._cdn(method, split.path)
             elif kind == "api":
@@ -565,13 +567,20 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.dumps({"error": err.message or "error"}).encode()
             self._send(err.status, body, headers, "application/json")
         except ValueError as err:  # a malformed body or query
-            self._send(400, json.dumps({"error": str(err)}).encode(), {"X-Error-Message": "Bad request"},
-                       "application/json")
+            self._send(
+                400, json.dumps({"error": str(err)}).encode(), {"X-Error-Message": "Bad request"}, "application/json"
+            )
         except OSError:  # the client went away, or stop() cut the connection
             pass
 
-    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, content_type: str | None = None,
-              length: int | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict | None = None,
+        content_type: str | None = None,
+        length: int | None = None,
+    ) -> None:
         self.entry.status = status
         self.send_response(status)
         for name, value in (headers or {}).items():
@@ -605,8 +614,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _check_gate(self, repo: _Repo) -> None:
         if repo.gated and self.token != repo.token:
             if self.token is None:
-                message = (f"Access to model {repo.id} is restricted. You must have access to it and be "
-                           "authenticated to access it. Please log in.")
+                message = (
+                    f"Access to model {repo.id} is restricted. You must have access to it and be "
+                    "authenticated to access it. Please log in."
+                )
                 raise _HTTPError(401, "GatedRepo", message)
             message = f"Access to model {repo.id} is restricted and you are not in the authorized list."
             raise _HTTPError(403, "GatedRepo", message)
@@ -628,7 +639,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HTTPError(404, message="Not found")
         # Repo ids are "org/name" or a bare "name"; a bare name is followed by a route or nothing.
         width = 1 if len(segments) == 2 or segments[2] in _API_PREFIXES else 2
-        repo, rest = self._find_repo(segments[1:1 + width]), segments[1 + width:]
+        repo, rest = self._find_repo(segments[1 : 1 + width]), segments[1 + width :]
         route = rest[0] if rest else ""
         if method == "GET" and route in ("", "revision"):
             commit = self._commit(repo, unquote("/".join(rest[1:])) if rest else "main")
@@ -663,14 +674,24 @@ class _Handler(BaseHTTPRequestHandler):
         license_, explicit_tags = card.pop("license", None), card.pop("tags", None) or []
         card_data = card.pop("cardData", None)
         if card_data is None:  # the README's YAML header, as the Hub parses it
-            header = {"license": license_, "tags": explicit_tags, "pipeline_tag": pipeline_tag,
-                      "library_name": library_name}
+            header = {
+                "license": license_,
+                "tags": explicit_tags,
+                "pipeline_tag": pipeline_tag,
+                "library_name": library_name,
+            }
             card_data = {k: v for k, v in header.items() if v}
         config = self._config(commit)
         # The Hub adds tags of its own after the card's: library, weight formats, model type, task, license.
         formats = [s.lstrip(".") for s in (".safetensors", ".onnx") if any(p.endswith(s) for p in commit.files)]
-        derived = [library_name, *formats, config.get("model_type"), pipeline_tag,
-                   f"license:{license_}" if license_ else None, "region:us"]
+        derived = [
+            library_name,
+            *formats,
+            config.get("model_type"),
+            pipeline_tag,
+            f"license:{license_}" if license_ else None,
+            "region:us",
+        ]
         tags = list(explicit_tags) + [t for t in dict.fromkeys(derived) if t and t not in explicit_tags]
         info: dict[str, Any] = {
             "_id": hashlib.sha1(repo.id.encode()).hexdigest()[:24],
@@ -717,6 +738,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             entry = {"type": "directory", "oid": commit.trees[path], "size": 0, "path": path}
         if expand:
+
             def version(c: Commit) -> tuple:
                 return (c.files[path].oid if path in c.files else None, c.trees.get(path))
 
@@ -727,8 +749,11 @@ class _Handler(BaseHTTPRequestHandler):
                 last = older
             entry["lastCommit"] = {"id": last.sha, "title": last.title, "date": _iso(last.timestamp)}
             if blob is not None:
-                entry["securityFileStatus"] = {"status": "safe", "avScan": {"virusFound": False},
-                                               "pickleImportScan": None}
+                entry["securityFileStatus"] = {
+                    "status": "safe",
+                    "avScan": {"virusFound": False},
+                    "pickleImportScan": None,
+                }
         return entry
 
     def _paginate(self, items: list, make) -> None:
@@ -740,13 +765,14 @@ class _Handler(BaseHTTPRequestHandler):
             query = {k: v[-1] for k, v in self.query.items()}
             query["cursor"] = str(start + page_size)
             headers["Link"] = f'<{self.server.hub.endpoint}{urlsplit(self.path).path}?{urlencode(query)}>; rel="next"'
-        self._json([make(item) for item in items[start:start + page_size]], headers)
+        self._json([make(item) for item in items[start : start + page_size]], headers)
 
     def _tree(self, repo: _Repo, commit: Commit, folder: str) -> None:
         self.entry.path = folder
         if folder and folder not in commit.trees:
-            raise _HTTPError(404, "EntryNotFound", f"{folder} does not exist on {commit.sha}",
-                             {"X-Repo-Commit": commit.sha})
+            raise _HTTPError(
+                404, "EntryNotFound", f"{folder} does not exist on {commit.sha}", {"X-Repo-Commit": commit.sha}
+            )
         recursive, expand = self._flag("recursive"), self._flag("expand")
         paths = [p for p in (*commit.files, *commit.trees) if p]
         if recursive:
@@ -783,8 +809,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _commits(self, repo: _Repo, commit: Commit) -> None:
         def item(c: Commit) -> dict:
             body = c.message.split("\n", 1)[1].strip() if "\n" in c.message else ""
-            return {"id": c.sha, "title": c.title, "message": body, "date": _iso(c.timestamp),
-                    "authors": [{"user": "gpuxbuild-tests", "avatar": None}]}
+            return {
+                "id": c.sha,
+                "title": c.title,
+                "message": body,
+                "date": _iso(c.timestamp),
+                "authors": [{"user": "gpuxbuild-tests", "avatar": None}],
+            }
 
         self._paginate(list(repo.history(commit)), item)
 
@@ -798,7 +829,7 @@ class _Handler(BaseHTTPRequestHandler):
         repo = self._find_repo(segments[:at])
         self._check_gate(repo)
         commit = self._commit(repo, unquote(segments[at + 1]))
-        path = unquote("/".join(segments[at + 2:]))
+        path = unquote("/".join(segments[at + 2 :]))
         self.entry.path = path
         blob = commit.files.get(path)
         if blob is None:
@@ -810,8 +841,12 @@ class _Handler(BaseHTTPRequestHandler):
         headers.update({"X-Linked-Etag": f'"{blob.sha256}"', "X-Linked-Size": blob.size, "Location": location})
         fault = self.server.hub._fault_of(repo.id, path)
         if fault is not None and fault.xet:
-            headers.update({"X-Xet-Hash": blob.sha256,
-                            "X-Xet-Refresh-Route": f"{self.server.hub.endpoint}/api/models/{repo.id}/xet-read-token/{commit.sha}"})
+            headers.update(
+                {
+                    "X-Xet-Hash": blob.sha256,
+                    "X-Xet-Refresh-Route": f"{self.server.hub.endpoint}/api/models/{repo.id}/xet-read-token/{commit.sha}",
+                }
+            )
         self._send(302, f"Found. Redirecting to {location}".encode(), headers, "text/plain; charset=utf-8")
 
     def _cdn(self, method: str, path: str) -> None:
@@ -838,7 +873,7 @@ class _Handler(BaseHTTPRequestHandler):
         if span is not None:
             (start, end), status = span, 206
             headers = {**headers, "Content-Range": f"bytes {start}-{end}/{total}"}
-        body = memoryview(data)[start:end + 1]  # slices of a view copy nothing: the server stays cheap on CPU
+        body = memoryview(data)[start : end + 1]  # slices of a view copy nothing: the server stays cheap on CPU
         self._send(status, b"", headers, "application/octet-stream", length=len(body))
         if self.command == "HEAD":
             return
@@ -846,7 +881,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = body[:cut]
         step = max(1, rate // 20) if rate else 1 << 20
         for offset in range(0, len(body), step):
-            self.wfile.write(body[offset:offset + step])
+            self.wfile.write(body[offset : offset + step])
             if rate:
                 self.wfile.flush()
                 time.sleep(step / rate)

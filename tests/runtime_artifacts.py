@@ -60,15 +60,24 @@ def _wordpiece():
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(
-        vocab_size=160, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tok.train_from_iterator(
+        CORPUS, trainers.WordPieceTrainer(vocab_size=160, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    )
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
     tok.decoder = decoders.WordPiece()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=64,
-                                   clean_up_tokenization_spaces=True)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
+        clean_up_tokenization_spaces=True,
+    )
 
 
 def _bytelevel(specials: list[str], template: str | None, **special_kwargs):
@@ -78,12 +87,17 @@ def _bytelevel(specials: list[str], template: str | None, **special_kwargs):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        CORPUS,
+        trainers.BpeTrainer(
+            vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     if template:
         used = [s for s in specials if s in template]
         tok.post_processor = processors.TemplateProcessing(
-            single=template, special_tokens=[(s, tok.token_to_id(s)) for s in used])
+            single=template, special_tokens=[(s, tok.token_to_id(s)) for s in used]
+        )
     else:
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
     return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=64, **special_kwargs)
@@ -97,24 +111,62 @@ def _own_model_and_tokenizer(kind: str):
     if kind == "bert-multilabel":
         tokenizer = _wordpiece()
         labels = ["sports", "tech", "travel"]
-        config = tf.BertConfig(vocab_size=len(tokenizer), num_hidden_layers=2, max_position_embeddings=64,
-                               hidden_size=32, num_attention_heads=2, intermediate_size=37,
-                               id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)},
-                               problem_type="multi_label_classification")
+        config = tf.BertConfig(
+            vocab_size=len(tokenizer),
+            num_hidden_layers=2,
+            max_position_embeddings=64,
+            hidden_size=32,
+            num_attention_heads=2,
+            intermediate_size=37,
+            id2label=dict(enumerate(labels)),
+            label2id={v: i for i, v in enumerate(labels)},
+            problem_type="multi_label_classification",
+        )
         return tf.BertForSequenceClassification(config).eval(), tokenizer
     # A wide init makes logits peaky, so greedy choices do not hinge on float rounding between torch and ORT.
     if kind == "t5-peaky":
-        tokenizer = _bytelevel(["<pad>", "</s>", "<unk>"], "$A </s>", pad_token="<pad>", eos_token="</s>",
-                               unk_token="<unk>")
-        config = tf.T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=37, num_layers=2, num_heads=2,
-                             decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, initializer_factor=8.0)
+        tokenizer = _bytelevel(
+            ["<pad>", "</s>", "<unk>"], "$A </s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+        )
+        config = tf.T5Config(
+            vocab_size=len(tokenizer),
+            d_model=32,
+            d_kv=16,
+            d_ff=37,
+            num_layers=2,
+            num_heads=2,
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=1,
+            initializer_factor=8.0,
+        )
         return tf.T5ForConditionalGeneration(config).eval(), tokenizer
-    tokenizer = _bytelevel(["<s>", "<pad>", "</s>", "<unk>", "<mask>"], "<s> $A </s>", bos_token="<s>",
-                           pad_token="<pad>", eos_token="</s>", unk_token="<unk>", mask_token="<mask>")
-    config = tf.BartConfig(vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2,
-                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=37,
-                           decoder_ffn_dim=37, max_position_embeddings=64, pad_token_id=1, bos_token_id=0,
-                           eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=2, init_std=0.2)
+    tokenizer = _bytelevel(
+        ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        "<s> $A </s>",
+        bos_token="<s>",
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+    )
+    config = tf.BartConfig(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=37,
+        decoder_ffn_dim=37,
+        max_position_embeddings=64,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_eos_token_id=2,
+        init_std=0.2,
+    )
     return tf.BartForConditionalGeneration(config).eval(), tokenizer
 
 
@@ -140,7 +192,9 @@ def sync_artifacts(hub, kinds: list[str], sources: dict[str, Path], root: Path) 
     for kind in kinds:
         repo = f"runtime-artifacts/{kind}"
         hub.create_repo(repo)
-        files = {p.relative_to(sources[kind]).as_posix(): p.read_bytes() for p in sources[kind].rglob("*") if p.is_file()}
+        files = {
+            p.relative_to(sources[kind]).as_posix(): p.read_bytes() for p in sources[kind].rglob("*") if p.is_file()
+        }
         hub.commit(repo, files, message=f"add {kind}")
         models[kind] = {"source": f"hf:{repo}", "task": KINDS[kind][1]}
     project = root / "project"

@@ -9,14 +9,35 @@ import sys
 
 import pytest
 import yaml
-
-from gpuxbuild.build.gpuxyml import validate_gpux_yml
 from helpers import gpux, publish, read_lock, write_manifest
 
+from gpuxbuild.build.gpuxyml import validate_gpux_yml
+
 ARCHITECTURES = [
-    "bert", "bert-mlm", "bert-ner", "bert-qa", "distilbert", "roberta", "albert", "electra", "mpnet", "xlm-roberta",
-    "deberta-v2", "gpt2", "gpt-neo", "opt", "bloom", "llama", "mistral", "qwen2", "phi", "t5", "bart",
-    "sentence-transformers", "slow-tokenizer-only", "onnx-shipped",
+    "bert",
+    "bert-mlm",
+    "bert-ner",
+    "bert-qa",
+    "distilbert",
+    "roberta",
+    "albert",
+    "electra",
+    "mpnet",
+    "xlm-roberta",
+    "deberta-v2",
+    "gpt2",
+    "gpt-neo",
+    "opt",
+    "bloom",
+    "llama",
+    "mistral",
+    "qwen2",
+    "phi",
+    "t5",
+    "bart",
+    "sentence-transformers",
+    "slow-tokenizer-only",
+    "onnx-shipped",
 ]
 
 
@@ -55,7 +76,7 @@ def test_every_architecture_builds_reproducibly(hub, repo_id, tmp_path):
         if kind != "unsupported":
             assert lock[kind]["artifact"]["digest"] == status[kind]["digest"]
 
-    p2 = _project(hub, repo_id, tmp_path / "two" / "nested", ARCHITECTURES, **{})
+    p2 = _project(hub, repo_id, tmp_path / "two" / "nested", ARCHITECTURES)
     r2, out2 = _build(p2, tmp_path / "home2", 2, "--jobs", "2")
     assert r2.returncode == 0, r2.stderr
     for m in out2["models"]:

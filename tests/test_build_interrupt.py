@@ -39,8 +39,14 @@ def test_ctrl_c_during_an_export_stops_it_at_once(hub, repo_id, tmp_path, gpux_h
     """SIGINT to the command alone (`kill -INT`), or to its whole process group as a terminal's Ctrl-C sends it."""
     publish(hub, repo_id, "bert")
     write_manifest(tmp_path, {"m": {"source": f"hf:{repo_id}"}})
-    proc = subprocess.Popen([sys.executable, "-m", "gpuxbuild", "build"], cwd=tmp_path, start_new_session=to == "group",
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpuxbuild", "build"],
+        cwd=tmp_path,
+        start_new_session=to == "group",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     # The export has begun once its scratch folder exists inside the build's staging folder.
     while not list((gpux_home / "tmp").glob("build-*/gpux-onnx-*")):

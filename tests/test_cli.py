@@ -31,9 +31,15 @@ def test_a_command_imports_only_its_module(tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.strip().splitlines()[-1]) == ["gpuxbuild.cli.app", "gpuxbuild.cli.quick", "gpuxbuild.cli.store_cmds"]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == [
+        "gpuxbuild.cli.app",
+        "gpuxbuild.cli.quick",
+        "gpuxbuild.cli.store_cmds",
+    ]
     r = subprocess.run([sys.executable, "-m", "gpuxbuild", "--help"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and all(f"  {c} " in r.stdout for c in ("init", "lock", "build", "sync", "pull", "rmi", "doctor"))
+    assert r.returncode == 0 and all(
+        f"  {c} " in r.stdout for c in ("init", "lock", "build", "sync", "pull", "rmi", "doctor")
+    )
 
 
 def test_quick_parser_knows_the_link_modes():
@@ -43,24 +49,43 @@ def test_quick_parser_knows_the_link_modes():
     assert quick.LINK_MODES == LINK_MODES
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["sync"], {}),
-    (["-q", "sync"], {"quiet": True}),
-    (["--quiet", "--project", "p", "sync", "--locked"], {"quiet": True, "project": "p", "flags": {"--locked"}}),
-    (["--project=p", "sync", "--frozen", "--offline"], {"project": "p", "flags": {"--frozen", "--offline"}}),
-    (["sync", "--target", "t", "--link-mode=copy"], {"target": "t", "link_mode": "copy"}),
-    (["sync", "--target=a", "--target", "b"], {"target": "b"}),  # the last one wins, as in click
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["sync"], {}),
+        (["-q", "sync"], {"quiet": True}),
+        (["--quiet", "--project", "p", "sync", "--locked"], {"quiet": True, "project": "p", "flags": {"--locked"}}),
+        (["--project=p", "sync", "--frozen", "--offline"], {"project": "p", "flags": {"--frozen", "--offline"}}),
+        (["sync", "--target", "t", "--link-mode=copy"], {"target": "t", "link_mode": "copy"}),
+        (["sync", "--target=a", "--target", "b"], {"target": "b"}),  # the last one wins, as in click
+    ],
+)
 def test_quick_parser_accepts(argv, expected):
     opts = {"project": None, "quiet": False, "target": None, "link_mode": "auto", "flags": set()} | expected
     assert parse_sync(argv) == opts
 
 
-@pytest.mark.parametrize("argv", [
-    [], ["lock"], ["sync", "--json"], ["sync", "--dry-run"], ["sync", "-q"], ["sync", "-h"], ["--help", "sync"],
-    ["sync", "--locked", "--frozen"], ["sync", "--link-mode", "symlink"], ["sync", "--target"], ["--project", "sync"],
-    ["sync", "--target="], ["sync", "extra"], ["--version"], ["sync", "--"], ["sync", "--target", "t", "--project", "p"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["lock"],
+        ["sync", "--json"],
+        ["sync", "--dry-run"],
+        ["sync", "-q"],
+        ["sync", "-h"],
+        ["--help", "sync"],
+        ["sync", "--locked", "--frozen"],
+        ["sync", "--link-mode", "symlink"],
+        ["sync", "--target"],
+        ["--project", "sync"],
+        ["sync", "--target="],
+        ["sync", "extra"],
+        ["--version"],
+        ["sync", "--"],
+        ["sync", "--target", "t", "--project", "p"],
+    ],
+)
 def test_quick_parser_leaves_the_rest_to_click(argv):
     assert parse_sync(argv) is None
 
@@ -137,20 +162,26 @@ def test_only_the_process_entry_point_skips_the_exit_collection(tmp_path, monkey
     with pytest.raises(SystemExit) as exc:
         main(["cache", "info", "--json"])
     assert exc.value.code == 0 and gc.get_freeze_count() == before
-    script = ("import gc, sys\nfrom gpuxbuild.cli import main\nsys.argv = ['gpux', 'cache', 'info', '--json']\n"
-              "try:\n    main()\nfinally:\n    print('frozen', gc.get_freeze_count() > 0, file=sys.stderr)\n")
+    script = (
+        "import gc, sys\nfrom gpuxbuild.cli import main\nsys.argv = ['gpux', 'cache', 'info', '--json']\n"
+        "try:\n    main()\nfinally:\n    print('frozen', gc.get_freeze_count() > 0, file=sys.stderr)\n"
+    )
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ})
     assert r.returncode == 0 and "frozen True" in r.stderr and json.loads(r.stdout)["objects"] == 0
 
 
-@pytest.mark.parametrize("env, expected, rich_loaded", [
-    ({}, False, False),  # piped, nothing overrides: answered without rich
-    ({"FORCE_COLOR": "1"}, True, True),  # rich's rules apply when a variable says so
-    ({"TTY_COMPATIBLE": "1"}, True, True),
-])
+@pytest.mark.parametrize(
+    "env, expected, rich_loaded",
+    [
+        ({}, False, False),  # piped, nothing overrides: answered without rich
+        ({"FORCE_COLOR": "1"}, True, True),  # rich's rules apply when a variable says so
+        ({"TTY_COMPATIBLE": "1"}, True, True),
+    ],
+)
 def test_consoles_load_rich_only_when_they_need_it(env, expected, rich_loaded):
-    script = ("import sys\nfrom gpuxbuild.cli.app import err_console\n"
-              "print(err_console.is_terminal, 'rich' in sys.modules)\n")
+    script = (
+        "import sys\nfrom gpuxbuild.cli.app import err_console\nprint(err_console.is_terminal, 'rich' in sys.modules)\n"
+    )
     clean = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**clean, **env})
     assert r.stdout.split() == [str(expected), str(rich_loaded)]
@@ -160,14 +191,16 @@ def test_consoles_load_rich_only_when_they_need_it(env, expected, rich_loaded):
 def test_the_lazy_consoles_stand_for_a_rich_console(variable):
     """rich's live displays take the console as theirs: they enter it (`with console:`), also from the
     stderr they redirect through it, and set attributes on it."""
-    script = ("import sys\nfrom rich.live import Live\nfrom rich.progress import Progress\n"
-              "from gpuxbuild.cli.app import err_console\n"
-              "with Live('table', console=err_console, redirect_stderr=True):\n"
-              "    print('said meanwhile', file=sys.stderr)\n"
-              "with Progress(console=err_console) as progress:\n"
-              "    progress.add_task('total', total=1)\n"
-              "err_console.soft_wrap = True\n"
-              "print(err_console.get().soft_wrap)\n")
+    script = (
+        "import sys\nfrom rich.live import Live\nfrom rich.progress import Progress\n"
+        "from gpuxbuild.cli.app import err_console\n"
+        "with Live('table', console=err_console, redirect_stderr=True):\n"
+        "    print('said meanwhile', file=sys.stderr)\n"
+        "with Progress(console=err_console) as progress:\n"
+        "    progress.add_task('total', total=1)\n"
+        "err_console.soft_wrap = True\n"
+        "print(err_console.get().soft_wrap)\n"
+    )
     clean = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**clean, variable: "1"})
     assert r.returncode == 0, r.stderr

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import tinymodels
+
 from gpuxbuild.build.convert import ExportResult, UnsupportedModelError, ValidationError, export_onnx
 from gpuxbuild.build.tasks import SUPPORTED_TASKS, infer_task, normalize_task, optimum_task
 from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
@@ -23,36 +23,42 @@ ROOT = Path(__file__).resolve().parents[1]
 # --------------------------------------------------------------------------- tasks
 
 
-@pytest.mark.parametrize("tag, task", [
-    ("sentence-similarity", "feature-extraction"),
-    ("summarization", "text2text-generation"),
-    ("translation", "text2text-generation"),
-    ("translation_en_to_de", "text2text-generation"),
-    ("text-generation-with-past", "text-generation"),
-    ("text-classification", "text-classification"),
-    ("sentiment-analysis", "text-classification"),
-    ("ner", "token-classification"),
-    ("image-classification", None),
-    ("", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "tag, task",
+    [
+        ("sentence-similarity", "feature-extraction"),
+        ("summarization", "text2text-generation"),
+        ("translation", "text2text-generation"),
+        ("translation_en_to_de", "text2text-generation"),
+        ("text-generation-with-past", "text-generation"),
+        ("text-classification", "text-classification"),
+        ("sentiment-analysis", "text-classification"),
+        ("ner", "token-classification"),
+        ("image-classification", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_normalize_task(tag, task):
     assert normalize_task(tag) == task
 
 
-@pytest.mark.parametrize("arch, extra, task", [
-    ("BertForSequenceClassification", {}, "text-classification"),
-    ("GPT2LMHeadModel", {}, "text-generation"),
-    ("LlamaForCausalLM", {}, "text-generation"),
-    ("T5ForConditionalGeneration", {"is_encoder_decoder": True}, "text2text-generation"),
-    ("BartForConditionalGeneration", {"is_encoder_decoder": True}, "text2text-generation"),
-    ("LlavaForConditionalGeneration", {}, None),
-    ("BertModel", {}, "feature-extraction"),
-    ("BertForTokenClassification", {}, "token-classification"),
-    ("RobertaForQuestionAnswering", {}, "question-answering"),
-    ("AlbertForMaskedLM", {}, "fill-mask"),
-    ("BertForMultipleChoice", {}, None),
-])
+@pytest.mark.parametrize(
+    "arch, extra, task",
+    [
+        ("BertForSequenceClassification", {}, "text-classification"),
+        ("GPT2LMHeadModel", {}, "text-generation"),
+        ("LlamaForCausalLM", {}, "text-generation"),
+        ("T5ForConditionalGeneration", {"is_encoder_decoder": True}, "text2text-generation"),
+        ("BartForConditionalGeneration", {"is_encoder_decoder": True}, "text2text-generation"),
+        ("LlavaForConditionalGeneration", {}, None),
+        ("BertModel", {}, "feature-extraction"),
+        ("BertForTokenClassification", {}, "token-classification"),
+        ("RobertaForQuestionAnswering", {}, "question-answering"),
+        ("AlbertForMaskedLM", {}, "fill-mask"),
+        ("BertForMultipleChoice", {}, None),
+    ],
+)
 def test_infer_task_from_architecture(arch, extra, task):
     assert infer_task({"architectures": [arch]} | extra, ["config.json"]) == task
 
@@ -68,10 +74,14 @@ def test_infer_task_sentence_transformers_and_unknown():
 
 def test_option_errors_are_user_errors(tmp_path):
     source = tinymodels.write_repo("bert", tmp_path / "bert")
-    for kwargs in ({"task": "image-classification"}, {"task": "fill-mask", "dtype": "bf16"},
-                   {"task": "fill-mask", "optimize": 3}, {"task": "fill-mask", "quantize": "int4"},
-                   {"task": "fill-mask", "dtype": "fp16", "quantize": "int8"},
-                   {"task": "text2text-generation", "dtype": "fp16"}):
+    for kwargs in (
+        {"task": "image-classification"},
+        {"task": "fill-mask", "dtype": "bf16"},
+        {"task": "fill-mask", "optimize": 3},
+        {"task": "fill-mask", "quantize": "int4"},
+        {"task": "fill-mask", "dtype": "fp16", "quantize": "int8"},
+        {"task": "text2text-generation", "dtype": "fp16"},
+    ):
         with pytest.raises(GpuxError) as info:
             export_onnx(source, tmp_path / "out", **kwargs)
         assert info.value.hint and "bert" in info.value.message
@@ -124,8 +134,13 @@ def exported(request, tmp_path_factory):
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    needed = sorted({item.callspec.params["kind"] for item in request.session.items
-                     if getattr(item, "originalname", "") in KIND_TESTS and "kind" in item.callspec.params})
+    needed = sorted(
+        {
+            item.callspec.params["kind"]
+            for item in request.session.items
+            if getattr(item, "originalname", "") in KIND_TESTS and "kind" in item.callspec.params
+        }
+    )
     root = tmp_path_factory.mktemp("export")
 
     def export(kind: str) -> tuple[ExportResult, Path]:
@@ -156,8 +171,11 @@ def test_export_kind(kind, exported):
     result, out = exported(kind)
     task = _task(kind)
     files = set(_files(out))
-    expected_graphs = ({"encoder": "encoder_model.onnx", "decoder": "decoder_model_merged.onnx"}
-                       if task == "text2text-generation" else {"model": "model.onnx"})
+    expected_graphs = (
+        {"encoder": "encoder_model.onnx", "decoder": "decoder_model_merged.onnx"}
+        if task == "text2text-generation"
+        else {"model": "model.onnx"}
+    )
     assert result.graphs == expected_graphs
     assert result.max_diff is not None and result.max_diff < 1e-3
     assert {"export", "validate", "total"} <= set(result.stages)
@@ -174,11 +192,17 @@ def test_export_kind(kind, exported):
 
 
 def _export_in_subprocess(source: Path, out: Path, task: str, hash_seed: str, **options) -> None:
-    code = ("import sys, json; from gpuxbuild.build.convert import export_onnx; "
-            "export_onnx(sys.argv[1], sys.argv[2], task=sys.argv[3], **json.loads(sys.argv[4]))")
+    code = (
+        "import sys, json; from gpuxbuild.build.convert import export_onnx; "
+        "export_onnx(sys.argv[1], sys.argv[2], task=sys.argv[3], **json.loads(sys.argv[4]))"
+    )
     env = os.environ | {"PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-c", code, str(source), str(out), task, json.dumps(options)],
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", code, str(source), str(out), task, json.dumps(options)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.mark.slow
@@ -212,16 +236,24 @@ def test_missing_convert_extra(tmp_path):
     shim.mkdir(parents=True)
     (shim / "__init__.py").write_text("raise ImportError('torch is not installed')\n")
     with pytest.raises(MissingExtraError, match="convert") as info:
-        export_onnx(tinymodels.repo_dir("bert"), tmp_path / "out", task="text-classification", name="tiny-bert",
-                    env={"PYTHONPATH": str(shim.parent)})
+        export_onnx(
+            tinymodels.repo_dir("bert"),
+            tmp_path / "out",
+            task="text-classification",
+            name="tiny-bert",
+            env={"PYTHONPATH": str(shim.parent)},
+        )
     assert "tiny-bert" in info.value.message and "pip install" in info.value.hint
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options, check", [
-    ({"dtype": "fp16", "optimize": 1}, "fp16"),
-    ({"quantize": "int8", "optimize": 2}, "int8"),
-])
+@pytest.mark.parametrize(
+    "options, check",
+    [
+        ({"dtype": "fp16", "optimize": 1}, "fp16"),
+        ({"quantize": "int8", "optimize": 2}, "int8"),
+    ],
+)
 def test_bert_options_are_deterministic(options, check, tmp_path):
     import numpy as np
     import onnx
@@ -229,8 +261,9 @@ def test_bert_options_are_deterministic(options, check, tmp_path):
     source = tinymodels.repo_dir("bert")
     first = export_onnx(source, tmp_path / "a", task="text-classification", **options)
     assert first.max_diff is not None and {"optimize", {"fp16": "fp16", "int8": "quantize"}[check]} <= set(first.stages)
-    _export_in_subprocess(shutil.copytree(source, tmp_path / "src"), tmp_path / "b", "text-classification",
-                          hash_seed="7", **options)
+    _export_in_subprocess(
+        shutil.copytree(source, tmp_path / "src"), tmp_path / "b", "text-classification", hash_seed="7", **options
+    )
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
 
     graph = onnx.load(str(tmp_path / "a/model.onnx"))
@@ -240,22 +273,23 @@ def test_bert_options_are_deterministic(options, check, tmp_path):
         assert np.dtype("float16") in weights
     else:
         assert np.dtype("int8") in weights
-        assert any(n.op_type in {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"}
-                   for n in graph.graph.node)
+        assert any(
+            n.op_type in {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul"} for n in graph.graph.node
+        )
 
 
 @pytest.mark.slow
 def test_seq2seq_int8_with_optimizer(tmp_path):
-    result = export_onnx(tinymodels.repo_dir("t5"), tmp_path / "out", task="text2text-generation", optimize=99,
-                         quantize="int8")
+    result = export_onnx(
+        tinymodels.repo_dir("t5"), tmp_path / "out", task="text2text-generation", optimize=99, quantize="int8"
+    )
     assert result.graphs["decoder"] == "decoder_model_merged.onnx" and {"quantize", "merge"} <= set(result.stages)
 
 
 @pytest.mark.slow
 def test_validation_failure_names_max_difference(tmp_path):
     with pytest.raises(ValidationError) as info:
-        export_onnx(tinymodels.repo_dir("bert"), tmp_path / "out", task="text-classification", dtype="fp16",
-                    atol=1e-9)
+        export_onnx(tinymodels.repo_dir("bert"), tmp_path / "out", task="text-classification", dtype="fp16", atol=1e-9)
     assert info.value.max_diff > 1e-9
     assert f"{info.value.max_diff:.3g}" in info.value.message and "tolerance 1e-09" in info.value.message
     assert not (tmp_path / "out").exists()
@@ -263,8 +297,9 @@ def test_validation_failure_names_max_difference(tmp_path):
 
 @pytest.mark.slow
 def test_validate_false_skips_validation(tmp_path):
-    result = export_onnx(tinymodels.repo_dir("bert-qa"), tmp_path / "out", task="question-answering",
-                         validate=False, opset=17)
+    result = export_onnx(
+        tinymodels.repo_dir("bert-qa"), tmp_path / "out", task="question-answering", validate=False, opset=17
+    )
     assert result.max_diff is None and "validate" not in result.stages
     import onnx
 

@@ -46,7 +46,9 @@ def test_what_the_suite_writes_outside_the_checkout_is_in_one_folder(tmp_path):
     doomed = tmp_path / "suite"
     (doomed / "tmp").mkdir(parents=True)
     env = {**os.environ, "GPUX_TEST_HOME": str(doomed)}
-    r = subprocess.run([sys.executable, str(REPO / "tests" / "testhome.py"), "--clean"], env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "testhome.py"), "--clean"], env=env, capture_output=True, text=True
+    )
     assert r.returncode == 0 and not doomed.exists()
     assert "python tests/testhome.py --clean" in (REPO / "README.md").read_text()
 
@@ -71,7 +73,9 @@ def test_setup_says_each_step_it_takes_and_nothing_when_there_is_nothing_to_do(t
     first = subprocess.run(["bash", "scripts/setup.sh"], cwd=root, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     steps = first.stdout.splitlines() + first.stderr.splitlines()
-    assert any("requirements/dev.txt" in line for line in steps) and any("installing gpuxbuild" in line for line in steps)
+    assert any("requirements/dev.txt" in line for line in steps) and any(
+        "installing gpuxbuild" in line for line in steps
+    )
     assert all(line.startswith("setup: ") for line in steps), steps
     again = subprocess.run(["bash", "scripts/setup.sh"], cwd=root, capture_output=True, text=True)
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
@@ -118,8 +122,12 @@ def test_an_unknown_help_topic_is_a_usage_error_that_lists_them():
 def test_hints_point_at_help_topics_not_at_files_of_the_checkout():
     sources = {p: p.read_text() for p in (REPO / "gpuxbuild").rglob("*.py")}
     # what the user is told (docstrings and comments, for developers, may cite the checkout's docs/)
-    told = [(p.name, line.strip()) for p, text in sources.items() for line in text.splitlines()
-            if "see docs/" in line and not line.lstrip().startswith(('"""', "#"))]
+    told = [
+        (p.name, line.strip())
+        for p, text in sources.items()
+        for line in text.splitlines()
+        if "see docs/" in line and not line.lstrip().startswith(('"""', "#"))
+    ]
     assert told == []
     named = {m for text in sources.values() for m in re.findall(r"`gpux help ([a-z][\w-]*)`", text)}
     assert named and named <= set(TOPICS)
@@ -159,6 +167,10 @@ def test_every_command_output_in_the_docs_is_generated():
 def test_the_docs_examples_are_what_the_tool_prints():
     import sys
 
-    r = subprocess.run([sys.executable, str(REPO / "scripts" / "docs_examples.py"), "--check"],
-                       capture_output=True, text=True, timeout=1200)
+    r = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "docs_examples.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert r.returncode == 0, r.stdout + r.stderr

@@ -9,9 +9,9 @@ from pathlib import Path
 import onnx
 import pytest
 import yaml
+from gpux_runtime import inspect_with_gpux_runtime, load_with_gpux_runtime
 from onnx import TensorProto, helper, numpy_helper
 
-from gpux_runtime import inspect_with_gpux_runtime, load_with_gpux_runtime
 from gpuxbuild.build.gpuxyml import gpux_schema, render_gpux_yml, validate_gpux_yml
 from gpuxbuild.errors import GpuxError
 
@@ -46,7 +46,10 @@ def bert_classifier(num_labels: int = 2) -> onnx.ModelProto:
         helper.make_node("MatMul", ["r", "w"], ["logits"]),
     ]
     graph = helper.make_graph(
-        nodes, "bert", [_int64(n, BATCH_SEQ) for n in names], [_float("logits", ["batch_size", num_labels])],
+        nodes,
+        "bert",
+        [_int64(n, BATCH_SEQ) for n in names],
+        [_float("logits", ["batch_size", num_labels])],
         [_const("axis1", [1]), _const("w", [[0.5] * num_labels])],
     )
     return helper.make_model(graph, opset_imports=OPSET)
@@ -69,8 +72,11 @@ def t5_encoder() -> onnx.ModelProto:
     dims = ["batch_size", "encoder_sequence_length"]
     nodes = [helper.make_node("Add", ["input_ids", "attention_mask"], ["ids"]), *_embed("ids", "last_hidden_state", 4)]
     graph = helper.make_graph(
-        nodes, "encoder", [_int64("input_ids", dims), _int64("attention_mask", dims)],
-        [_float("last_hidden_state", [*dims, 4])], _consts(4),
+        nodes,
+        "encoder",
+        [_int64("input_ids", dims), _int64("attention_mask", dims)],
+        [_float("last_hidden_state", [*dims, 4])],
+        _consts(4),
     )
     return helper.make_model(graph, opset_imports=OPSET)
 
@@ -139,7 +145,9 @@ def test_bert_classifier_fields(bert_dir):
         {"name": n, "type": "int64", "shape": [-1, -1], "required": True}
         for n in ("input_ids", "attention_mask", "token_type_ids")
     ]
-    assert doc["outputs"] == [{"name": "logits", "type": "float32", "shape": [-1, 2], "labels": ["NEGATIVE", "POSITIVE"]}]
+    assert doc["outputs"] == [
+        {"name": "logits", "type": "float32", "shape": [-1, 2], "labels": ["NEGATIVE", "POSITIVE"]}
+    ]
     assert doc["preprocessing"] == {"tokenizer": "tokenizer.json", "max_length": 128}
     assert doc["runtime"]["gpu"] == {"memory": "2GB", "backend": "auto"}
     assert list(doc["serving"]) == ["host", "port", "batch_size", "timeout", "max_workers"]
@@ -195,7 +203,10 @@ def test_seq2seq_main_graph_is_the_encoder(tmp_path):
     text = _render(folder, task="text2text-generation", graphs=graphs, config={"id2label": {"0": "LABEL_0"}})
     doc = yaml.safe_load(text)
     assert doc["model"]["source"] == "encoder_model.onnx"
-    assert doc["metadata"]["gpuxbuild"]["graphs"] == {"decoder": "decoder_model_merged.onnx", "encoder": "encoder_model.onnx"}
+    assert doc["metadata"]["gpuxbuild"]["graphs"] == {
+        "decoder": "decoder_model_merged.onnx",
+        "encoder": "encoder_model.onnx",
+    }
     assert doc["outputs"] == [{"name": "last_hidden_state", "type": "float32", "shape": [-1, -1, 4]}]
     assert doc["preprocessing"]["max_length"] == 512
     seen = load_with_gpux_runtime(_write(folder, text))
@@ -207,10 +218,25 @@ def test_decoder_only_with_past(tmp_path):
     folder = _artifact(tmp_path / "lm", {"model.onnx": causal_lm_with_past()})
     text = _render(folder, task="text-generation-with-past", config={"n_positions": 64, "id2label": {"0": "LABEL_0"}})
     doc = yaml.safe_load(text)
-    assert [i["name"] for i in doc["inputs"]][:4] == ["input_ids", "attention_mask", "position_ids", "past_key_values.0.key"]
-    assert doc["inputs"][3] == {"name": "past_key_values.0.key", "type": "float32", "shape": [-1, 2, -1, 4], "required": True}
+    assert [i["name"] for i in doc["inputs"]][:4] == [
+        "input_ids",
+        "attention_mask",
+        "position_ids",
+        "past_key_values.0.key",
+    ]
+    assert doc["inputs"][3] == {
+        "name": "past_key_values.0.key",
+        "type": "float32",
+        "shape": [-1, 2, -1, 4],
+        "required": True,
+    }
     assert "labels" not in doc["outputs"][0]  # a placeholder id2label is not a classifier's
-    assert doc["metadata"]["gpuxbuild"]["axes"]["present.1.value"] == ["batch_size", 2, "past_sequence_length + sequence_length", 4]
+    assert doc["metadata"]["gpuxbuild"]["axes"]["present.1.value"] == [
+        "batch_size",
+        2,
+        "past_sequence_length + sequence_length",
+        4,
+    ]
     assert doc["preprocessing"]["max_length"] == 64
     seen = load_with_gpux_runtime(_write(folder, text))
     assert len(seen["inputs"]) == 7 and len(seen["outputs"]) == 5
@@ -219,7 +245,11 @@ def test_decoder_only_with_past(tmp_path):
 
 @pytest.mark.parametrize(
     ("labels", "expected"),
-    [(["bad", "good"], ["bad", "good"]), ({1: "yes", 0: "no"}, ["no", "yes"]), ({"0": "null", "1": "1"}, ["null", "1"])],
+    [
+        (["bad", "good"], ["bad", "good"]),
+        ({1: "yes", 0: "no"}, ["no", "yes"]),
+        ({"0": "null", "1": "1"}, ["null", "1"]),
+    ],
 )
 def test_manifest_labels_override_config(bert_dir, labels, expected):
     text = _render(bert_dir, runtime={"labels": labels})
@@ -258,8 +288,12 @@ def test_runtime_hints(bert_dir):
     hints = {"gpu": {"memory": " 4gb", "backend": "tensorrt"}, "batch_size": 8, "max_length": 32}
     text = _render(bert_dir, runtime=hints)
     doc = yaml.safe_load(text)
-    assert doc["runtime"] == {"gpu": {"memory": "4GB", "backend": "tensorrt"}, "timeout": 30, "batch_size": 8,
-                              "enable_profiling": False}
+    assert doc["runtime"] == {
+        "gpu": {"memory": "4GB", "backend": "tensorrt"},
+        "timeout": 30,
+        "batch_size": 8,
+        "enable_profiling": False,
+    }
     assert doc["serving"] == {"host": "127.0.0.1", "port": 8080, "batch_size": 8, "timeout": 5, "max_workers": 4}
     assert doc["preprocessing"]["max_length"] == 32
     assert load_with_gpux_runtime(_write(bert_dir, text))["runtime"]["gpu"] == doc["runtime"]["gpu"]
@@ -267,8 +301,15 @@ def test_runtime_hints(bert_dir):
 
 @pytest.mark.parametrize(
     ("memory", "expected"),
-    [("2GB", "2GB"), ("512 MB", "512MB"), ("1.5GiB", "1.5GB"), ("1TB", "1024GB"), ("0.5TiB", "512GB"),
-     ("100B", "1KB"), ("64kib", "64KB")],
+    [
+        ("2GB", "2GB"),
+        ("512 MB", "512MB"),
+        ("1.5GiB", "1.5GB"),
+        ("1TB", "1024GB"),
+        ("0.5TiB", "512GB"),
+        ("100B", "1KB"),
+        ("64kib", "64KB"),
+    ],
 )
 def test_memory_sizes_become_what_gpux_parses(bert_dir, memory, expected):
     text = _render(bert_dir, runtime={"gpu": {"memory": memory}})
@@ -303,7 +344,8 @@ def test_graph_io_skips_weight_inputs_and_keeps_unknown_shapes(tmp_path):
 
     graph = helper.make_graph(
         [helper.make_node("Add", ["x", "w"], ["y"]), helper.make_node("Identity", ["y"], ["z"])],
-        "old", [_float("x", [None, 3]), _float("w", [3])],
+        "old",
+        [_float("x", [None, 3]), _float("w", [3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None), _float("z", [None, 3])],
         [_const("w", [1.0, 2.0, 3.0])],
     )
@@ -363,8 +405,16 @@ def test_shipped_onnx_variants_end_to_end(tmp_path, variant):
     for name in ("tokenizer.json", "tokenizer_config.json", "config.json"):
         shutil.copy(repo / name, out / name)
     config = json.loads((repo / "config.json").read_text())
-    text = render_gpux_yml(name="shipped", task="text-classification", graphs=graphs, artifact_dir=out, config=config,
-                           runtime={}, source=SOURCE, format_version=1)
+    text = render_gpux_yml(
+        name="shipped",
+        task="text-classification",
+        graphs=graphs,
+        artifact_dir=out,
+        config=config,
+        runtime={},
+        source=SOURCE,
+        format_version=1,
+    )
     doc = yaml.safe_load(text)
     assert doc["outputs"][0]["labels"] == ["NEGATIVE", "POSITIVE"]
     assert load_with_gpux_runtime(_write(out, text))["model"]["source"] == "model.onnx"
@@ -394,8 +444,16 @@ def test_optimum_export_end_to_end(tmp_path, kind, task, roles):
     assert set(graphs) == roles
     shutil.copy(export / "tokenizer.json", out / "tokenizer.json")
     config = json.loads((export / "config.json").read_text())
-    text = render_gpux_yml(name=kind, task=task, graphs=graphs, artifact_dir=out, config=config, runtime={},
-                           source=SOURCE, format_version=1)
+    text = render_gpux_yml(
+        name=kind,
+        task=task,
+        graphs=graphs,
+        artifact_dir=out,
+        config=config,
+        runtime={},
+        source=SOURCE,
+        format_version=1,
+    )
     doc = yaml.safe_load(text)
     assert doc["inputs"][0] == {"name": "input_ids", "type": "int64", "shape": [-1, -1], "required": True}
     if kind == "bert":

@@ -8,7 +8,6 @@ import time
 
 import pytest
 import yaml
-
 from helpers import gpux, write_manifest
 
 # 9 levels of 9 aliases: 387 million strings once expanded, from ~500 bytes.
@@ -19,14 +18,28 @@ BOMB = "".join(
 MANIFESTS = {
     # the bomb where the manifest takes a list: a model's `include:` patterns
     "alias-bomb": ("version: 1\nmodels:\n  a:\n    source: hf:o/n\n    include: &b [*a9]\n", "aliases expand to over"),
-    "deep": ("version: 1\nmodels: " + "[" * 5000 + "]" * 5000 + "\n", "gpux.models.yml:2: nested deeper than 64 levels"),
-    "not-utf8": (b"version: 1\nmodels:\n  a:\n    source: hf:o/\xffn\n", "gpux.models.yml: not UTF-8 text: byte b'\\xff' at offset 41"),
-    "huge": (b"version: 1\nmodels:\n  a:\n    source: hf:o/n\n    task: '" + b"x" * 1_000_000 + b"'\n", "(1000002 characters) is not one of"),
+    "deep": (
+        "version: 1\nmodels: " + "[" * 5000 + "]" * 5000 + "\n",
+        "gpux.models.yml:2: nested deeper than 64 levels",
+    ),
+    "not-utf8": (
+        b"version: 1\nmodels:\n  a:\n    source: hf:o/\xffn\n",
+        "gpux.models.yml: not UTF-8 text: byte b'\\xff' at offset 41",
+    ),
+    "huge": (
+        b"version: 1\nmodels:\n  a:\n    source: hf:o/n\n    task: '" + b"x" * 1_000_000 + b"'\n",
+        "(1000002 characters) is not one of",
+    ),
     "oversize": (b"version: 1\nmodels: {}\n" + b"#" * (1 << 20), "over the limit of 1,048,576"),
-    "long-repo-id": ("version: 1\nmodels:\n  a:\n    source: hf:org/" + "a" * 97 + "\n", "parts of at most 96 characters"),
+    "long-repo-id": (
+        "version: 1\nmodels:\n  a:\n    source: hf:org/" + "a" * 97 + "\n",
+        "parts of at most 96 characters",
+    ),
     "repo-id-.git": ("version: 1\nmodels:\n  a:\n    source: hf:org/name.git\n", "bad source 'hf:org/name.git'"),
-    "registry-typo": ("version: 1\nmodels:\n  a:\n    source: hf:o/n\n    registry: hugginface\n",
-                      "gpux.models.yml:5: models.a.registry: unknown registry 'hugginface'"),
+    "registry-typo": (
+        "version: 1\nmodels:\n  a:\n    source: hf:o/n\n    registry: hugginface\n",
+        "gpux.models.yml:5: models.a.registry: unknown registry 'hugginface'",
+    ),
 }
 
 
@@ -45,15 +58,18 @@ def test_hostile_manifest_is_one_line(tmp_path, case):
     assert time.monotonic() - t < 60
 
 
-@pytest.mark.parametrize("case, wanted", [
-    ("alias-bomb", "gpux.lock:10: its aliases expand to over 1,000,000 nodes"),
-    ("deep", "gpux.lock:2: nested deeper than 64 levels"),
-    ("not-utf8", "gpux.lock: not UTF-8 text: byte b'\\xff' at offset 20"),
-    ("duplicate", "gpux.lock:4: duplicate key 'version'"),
-    ("huge", "gpux.lock: manifest_digest: 'xxxxxxxx"),
-    ("repo-id", "gpux.lock is not consistent for m: source 'hf:a/b/c/d' is not a valid source"),
-    ("repo-id-parent", "gpux.lock is not consistent for m: source 'hf:../../x' is not a valid source"),
-])
+@pytest.mark.parametrize(
+    "case, wanted",
+    [
+        ("alias-bomb", "gpux.lock:10: its aliases expand to over 1,000,000 nodes"),
+        ("deep", "gpux.lock:2: nested deeper than 64 levels"),
+        ("not-utf8", "gpux.lock: not UTF-8 text: byte b'\\xff' at offset 20"),
+        ("duplicate", "gpux.lock:4: duplicate key 'version'"),
+        ("huge", "gpux.lock: manifest_digest: 'xxxxxxxx"),
+        ("repo-id", "gpux.lock is not consistent for m: source 'hf:a/b/c/d' is not a valid source"),
+        ("repo-id-parent", "gpux.lock is not consistent for m: source 'hf:../../x' is not a valid source"),
+    ],
+)
 def test_hostile_lock_is_one_line(tmp_path, case, wanted):
     write_manifest(tmp_path, {})
     text = {
@@ -67,14 +83,40 @@ def test_hostile_lock_is_one_line(tmp_path, case, wanted):
     }[case]
     if case.startswith("repo-id"):
         repo = "a/b/c/d" if case == "repo-id" else "../../x"
-        entry = {"source": f"hf:{repo}", "registry": "huggingface", "repo": repo, "revision": "main", "commit": "0" * 40,
-                 "task": "text-classification", "spec_digest": "sha256:" + "0" * 64, "files": [],
-                 "options": {"allow_pickle": False, "convert": {"from": "auto", "variant": "default", "opset": None, "dtype": "fp32",
-                                                                "optimize": None, "quantize": None, "validate": True, "atol": None},
-                             "exclude": [], "include": [], "runtime": {}, "trust_remote_code": False}}
+        entry = {
+            "source": f"hf:{repo}",
+            "registry": "huggingface",
+            "repo": repo,
+            "revision": "main",
+            "commit": "0" * 40,
+            "task": "text-classification",
+            "spec_digest": "sha256:" + "0" * 64,
+            "files": [],
+            "options": {
+                "allow_pickle": False,
+                "convert": {
+                    "from": "auto",
+                    "variant": "default",
+                    "opset": None,
+                    "dtype": "fp32",
+                    "optimize": None,
+                    "quantize": None,
+                    "validate": True,
+                    "atol": None,
+                },
+                "exclude": [],
+                "include": [],
+                "runtime": {},
+                "trust_remote_code": False,
+            },
+        }
         text = yaml.safe_dump({"version": 1, "manifest_digest": "sha256:" + "0" * 64, "models": {"m": entry}})
     (tmp_path / "gpux.lock").write_bytes(text.encode("latin-1") if case == "not-utf8" else text.encode())
-    for args in (("lock", "--check"), ("sync", "--frozen"), ("run", "m", "x")) if case.startswith("repo-id") else (("lock", "--check"), ("sync", "--frozen")):
+    for args in (
+        (("lock", "--check"), ("sync", "--frozen"), ("run", "m", "x"))
+        if case.startswith("repo-id")
+        else (("lock", "--check"), ("sync", "--frozen"))
+    ):
         r = gpux(*args, cwd=tmp_path, check=False, timeout=60)
         assert r.returncode in (1, 2) and wanted in r.stderr and "Traceback" not in r.stderr, (args, r.stderr[:2000])
         assert len(r.stderr) < 1000

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from hubserver import DEFAULT_TOKEN, GITATTRIBUTES, HubServer
 from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -19,8 +20,6 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-
-from hubserver import DEFAULT_TOKEN, GITATTRIBUTES, HubServer
 
 CONFIG = b'{"architectures": ["BertForSequenceClassification"], "model_type": "bert"}'
 WEIGHTS = bytes(range(256)) * 200  # 51200 bytes: LFS by extension and by size
@@ -48,7 +47,11 @@ def test_model_info_with_files_metadata(hub, model):
     info = HfApi().model_info(model, files_metadata=True)
     assert info.id == model and info.sha == hub.head(model)
     assert (info.pipeline_tag, info.library_name, info.private, info.gated) == (
-        "text-classification", "transformers", False, False)
+        "text-classification",
+        "transformers",
+        False,
+        False,
+    )
     assert info.config == {"architectures": ["BertForSequenceClassification"], "model_type": "bert"}
     assert info.card_data.license == "apache-2.0"
     assert {"transformers", "bert", "safetensors", "license:apache-2.0"} <= set(info.tags)
@@ -84,7 +87,14 @@ def test_list_repo_tree_paginates(hub, model, monkeypatch):
     api = HfApi()
     everything = list(api.list_repo_tree(model, recursive=True))
     assert [e.path for e in everything] == [
-        ".gitattributes", "big.txt", "config.json", "model.safetensors", "onnx", "onnx/tok", "onnx/tok/vocab.txt"]
+        ".gitattributes",
+        "big.txt",
+        "config.json",
+        "model.safetensors",
+        "onnx",
+        "onnx/tok",
+        "onnx/tok/vocab.txt",
+    ]
     assert hub.count(kind="api", repo=model, path="") == 4  # 7 entries, 2 per page
     top = {e.path: e for e in api.list_repo_tree(model)}
     assert sorted(top) == [".gitattributes", "big.txt", "config.json", "model.safetensors", "onnx"]
@@ -117,7 +127,9 @@ def test_refs_and_commits(hub, model):
     pr = hub.commit(model, {"pr.txt": b"pr"}, branch="refs/pr/1")
     refs = HfApi().list_repo_refs(model, include_pull_requests=True)
     assert {(b.name, b.ref, b.target_commit) for b in refs.branches} == {
-        ("main", "refs/heads/main", v1), ("feature/x", "refs/heads/feature/x", dev)}
+        ("main", "refs/heads/main", v1),
+        ("feature/x", "refs/heads/feature/x", dev),
+    }
     assert [(t.name, t.ref, t.target_commit) for t in refs.tags] == [("v1.0", "refs/tags/v1.0", v1)]
     assert [(p.ref, p.target_commit) for p in refs.pull_requests] == [("refs/pr/1", pr)]
     assert refs.converts == []
@@ -276,8 +288,10 @@ def test_deletes_card_and_access_changes(hub, model):
     hub.commit(model, {}, delete=["big.txt", "onnx/"], message="prune")
     assert sorted(hub.files(model)) == [".gitattributes", "config.json", "model.safetensors"]
     assert [e.path for e in HfApi().list_repo_tree(model)] == [".gitattributes", "config.json", "model.safetensors"]
-    hub.set_card(model, {"pipeline_tag": "feature-extraction", "tags": ["custom"],
-                         "transformersInfo": {"auto_model": "AutoModel"}})
+    hub.set_card(
+        model,
+        {"pipeline_tag": "feature-extraction", "tags": ["custom"], "transformersInfo": {"auto_model": "AutoModel"}},
+    )
     info = HfApi().model_info(model)
     assert info.pipeline_tag == "feature-extraction" and info.tags[0] == "custom"
     assert info.transformers_info.auto_model == "AutoModel" and info.library_name is None
@@ -321,8 +335,10 @@ def test_stop_and_start_on_the_same_port(hub, model):
 
 
 def test_subprocesses_see_the_same_hub(hub, model, hf_home, gpux_home):
-    code = ("import os; from huggingface_hub import hf_hub_download; "
-            f"print(hf_hub_download({model!r}, 'config.json')); print(os.environ['GPUX_HOME'])")
+    code = (
+        "import os; from huggingface_hub import hf_hub_download; "
+        f"print(hf_hub_download({model!r}, 'config.json')); print(os.environ['GPUX_HOME'])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     path, home = out.stdout.split()
     assert Path(path).read_bytes() == CONFIG and Path(hf_home) in Path(path).parents

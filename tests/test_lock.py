@@ -10,15 +10,17 @@ import sys
 
 import jsonschema
 import pytest
+from helpers import gets, gpux, publish, read_lock, write_manifest
 
 from gpuxbuild.schemas_io import load_schema
-from helpers import gets, gpux, publish, read_lock, write_manifest
 
 
 def test_lock_pins_commit_and_every_file(hub, repo_id, tmp_path):
     commit = publish(hub, repo_id, "bert")
     hub.tag(repo_id, "v1.0")
-    write_manifest(tmp_path, {"sentiment": {"source": f"hf:{repo_id}"}, "tagged": {"source": f"hf:{repo_id}", "revision": "v1.0"}})
+    write_manifest(
+        tmp_path, {"sentiment": {"source": f"hf:{repo_id}"}, "tagged": {"source": f"hf:{repo_id}", "revision": "v1.0"}}
+    )
     r = gpux("lock", cwd=tmp_path)
     assert "Locked 2 models -> gpux.lock" in r.stdout
     lock = read_lock(tmp_path)
@@ -45,8 +47,9 @@ def test_lock_pins_commit_and_every_file(hub, repo_id, tmp_path):
 def test_lock_downloads_only_the_small_files_it_pins(hub, repo_id, tmp_path):
     """Small files are hashed by downloading them: those the model does not keep are not downloaded."""
     publish(hub, repo_id, "bert")
-    hub.commit(repo_id, {"README.md": b"# card\n", "coreml/m.mlpackage/Manifest.json": b"{}",
-                         "onnx/README.txt": b"notes"})
+    hub.commit(
+        repo_id, {"README.md": b"# card\n", "coreml/m.mlpackage/Manifest.json": b"{}", "onnx/README.txt": b"notes"}
+    )
     write_manifest(tmp_path, {"m": {"source": f"hf:{repo_id}", "exclude": ["README.md", "config.json"]}})
     hub.reset_log()
     gpux("lock", cwd=tmp_path)
@@ -71,7 +74,9 @@ def test_unchanged_entry_keeps_pin_until_upgrade(hub, repo_id, tmp_path):
     assert {m["commit"] for m in read_lock(tmp_path)["models"].values()} == {first}
 
     # Changing an option of `a` keeps its commit (same registry/repo/revision).
-    write_manifest(tmp_path, {"a": {"source": f"hf:{repo_id}", "convert": {"opset": 17}}, "b": {"source": f"hf:{repo_id}"}})
+    write_manifest(
+        tmp_path, {"a": {"source": f"hf:{repo_id}", "convert": {"opset": 17}}, "b": {"source": f"hf:{repo_id}"}}
+    )
     gpux("lock", cwd=tmp_path)
     lock = read_lock(tmp_path)
     assert lock["models"]["a"]["commit"] == first and lock["models"]["a"]["options"]["convert"]["opset"] == 17
@@ -93,7 +98,11 @@ def test_check_names_what_is_stale_offline(hub, repo_id, tmp_path):
     hub.reset_log()
     r = gpux("lock", "--check", cwd=tmp_path, check=False)
     assert r.returncode == 1
-    assert "not locked yet: c" in r.stderr and "changed in the manifest: a" in r.stderr and "no longer in the manifest: b" in r.stderr
+    assert (
+        "not locked yet: c" in r.stderr
+        and "changed in the manifest: a" in r.stderr
+        and "no longer in the manifest: b" in r.stderr
+    )
     assert hub.count() == 0  # no network
 
 
@@ -102,7 +111,10 @@ def test_add_remove_models(hub, repo_id, tmp_path):
     write_manifest(tmp_path, {"keep": {"source": f"hf:{repo_id}"}})
     gpux("lock", cwd=tmp_path)
     keep_before = read_lock(tmp_path)["models"]["keep"]
-    write_manifest(tmp_path, {"keep": {"source": f"hf:{repo_id}"}, "new": {"source": f"hf:{repo_id}", "task": "feature-extraction"}})
+    write_manifest(
+        tmp_path,
+        {"keep": {"source": f"hf:{repo_id}"}, "new": {"source": f"hf:{repo_id}", "task": "feature-extraction"}},
+    )
     gpux("lock", cwd=tmp_path)
     lock = read_lock(tmp_path)
     assert set(lock["models"]) == {"keep", "new"} and lock["models"]["keep"] == keep_before
@@ -164,8 +176,14 @@ def test_parallel_resolution_locks_what_one_at_a_time_does(hub, repo_id, tmp_pat
 
 def test_several_failing_models_report_the_first_by_name(hub, repo_id, tmp_path):
     publish(hub, repo_id, "bert")
-    write_manifest(tmp_path, {"ok": {"source": f"hf:{repo_id}"}, "zz-missing": {"source": "hf:test-org/does-not-exist"},
-                              "b-bad-revision": {"source": f"hf:{repo_id}", "revision": "nope"}})
+    write_manifest(
+        tmp_path,
+        {
+            "ok": {"source": f"hf:{repo_id}"},
+            "zz-missing": {"source": "hf:test-org/does-not-exist"},
+            "b-bad-revision": {"source": f"hf:{repo_id}", "revision": "nope"},
+        },
+    )
     for _ in range(3):
         r = gpux("lock", cwd=tmp_path, check=False)
         assert r.returncode == 1 and "'b-bad-revision'" in r.stderr and "zz-missing" not in r.stderr, r.stderr
@@ -206,8 +224,14 @@ def test_moved_branch_and_tag(hub, repo_id, tmp_path):
     from tinymodels import make_repo
 
     second = hub.commit(repo_id, make_repo("bert", seed=2))
-    write_manifest(tmp_path, {"old": {"source": f"hf:{repo_id}", "revision": "v1"}, "new": {"source": f"hf:{repo_id}"},
-                              "sha": {"source": f"hf:{repo_id}", "revision": first}})
+    write_manifest(
+        tmp_path,
+        {
+            "old": {"source": f"hf:{repo_id}", "revision": "v1"},
+            "new": {"source": f"hf:{repo_id}"},
+            "sha": {"source": f"hf:{repo_id}", "revision": first},
+        },
+    )
     gpux("lock", cwd=tmp_path)
     lock = read_lock(tmp_path)["models"]
     assert (lock["old"]["commit"], lock["new"]["commit"], lock["sha"]["commit"]) == (first, second, first)
@@ -217,7 +241,9 @@ def test_local_registry_and_content_digest(tmp_path):
     from tinymodels import write_repo
 
     write_repo("bert", tmp_path / "models" / "m")
-    write_manifest(tmp_path, {"m": {"source": "path:./models/m"}, "n": {"source": "./models/m", "task": "text-classification"}})
+    write_manifest(
+        tmp_path, {"m": {"source": "path:./models/m"}, "n": {"source": "./models/m", "task": "text-classification"}}
+    )
     gpux("lock", cwd=tmp_path)
     lock = read_lock(tmp_path)["models"]
     assert lock["m"]["commit"] == lock["n"]["commit"] and len(lock["m"]["commit"]) == 64
@@ -232,10 +258,15 @@ def test_lock_check_imports_no_heavy_modules(tmp_path):
     models = {f"m{i}": {"source": f"hf:org/model-{i}"} for i in range(20)}
     path = write_manifest(tmp_path, models)
     manifest = parse_manifest(path.read_text(), path)
-    lock = Lock(manifest.digest, {
-        n: LockedModel(n, s.source, s.registry, s.ref, s.revision, "0" * 40, "text-classification", s.digest, options_of(s), [])
-        for n, s in manifest.models.items()
-    })
+    lock = Lock(
+        manifest.digest,
+        {
+            n: LockedModel(
+                n, s.source, s.registry, s.ref, s.revision, "0" * 40, "text-classification", s.digest, options_of(s), []
+            )
+            for n, s in manifest.models.items()
+        },
+    )
     write_lock(tmp_path / "gpux.lock", lock)
     code = (
         "import sys; from gpuxbuild.cli import main\n"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import gpux, publish, read_lock, write_manifest
 
 
@@ -27,8 +26,9 @@ def project(hub, repo_id, tmp_path):
 
     second = hub.commit(repo_id, make_repo("onnx-shipped", seed=3))
     publish(hub, repo_id + "-other", "onnx-shipped", card={"pipeline_tag": "text-classification"}, seed=7)
-    write_manifest(tmp_path, {"m": {"source": f"hf:{repo_id}", "revision": first},
-                              "other": {"source": f"hf:{repo_id}-other"}})
+    write_manifest(
+        tmp_path, {"m": {"source": f"hf:{repo_id}", "revision": first}, "other": {"source": f"hf:{repo_id}-other"}}
+    )
     gpux("sync", cwd=tmp_path)
     # The files of m's second commit, as `gpux lock` lists them: a consistent file list for a swapped commit.
     scratch = tmp_path / "scratch"
@@ -81,8 +81,16 @@ def test_tampered_entry_is_refused_by_every_command(project, case):
     lock_bytes = (root / "gpux.lock").read_bytes()
     placed = (root / ".gpux" / "models" / "m" / "artifact.json").read_bytes()
     wanted = f"gpux.lock does not match gpux.models.yml for m: {field_}"
-    for args in (("lock", "--check"), ("sync", "--locked"), ("sync",), ("build", "--locked"), ("build",), ("lock",),
-                 ("run", "m", "hello"), ("sync", "--locked", "--offline")):
+    for args in (
+        ("lock", "--check"),
+        ("sync", "--locked"),
+        ("sync",),
+        ("build", "--locked"),
+        ("build",),
+        ("lock",),
+        ("run", "m", "hello"),
+        ("sync", "--locked", "--offline"),
+    ):
         r = gpux(*args, cwd=root, check=False)
         assert r.returncode == 1 and wanted in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
     r = gpux("sync", "--frozen", cwd=root, check=False)
@@ -120,8 +128,20 @@ def test_frozen_build_takes_no_security_option_from_the_lock(project):
     m["options"]["trust_remote_code"] = True
     m["options"]["convert"]["validate"] = False  # a new build key: the artifact is not in the store
     entry = LockedModel.from_dict("m", m)
-    spec = ModelSpec("m", entry.source, entry.registry, entry.repo, entry.revision, None, (), (), False, True,
-                     entry.options["convert"], entry.options["runtime"])
+    spec = ModelSpec(
+        "m",
+        entry.source,
+        entry.registry,
+        entry.repo,
+        entry.revision,
+        None,
+        (),
+        (),
+        False,
+        True,
+        entry.options["convert"],
+        entry.options["runtime"],
+    )
     m["spec_digest"] = spec.digest  # consistent: --frozen cannot tell it from a reviewed lock
     assert digest(spec.as_dict()) == m["spec_digest"]
     write_lock(root, data)
@@ -162,14 +182,17 @@ def test_local_source_outside_the_project_is_refused(tmp_path, source):
     assert not (root / "gpux.lock").exists()
 
 
-@pytest.mark.parametrize("edit, field_", [
-    (lambda m: m.update(commit="A" * 40), "models.m.commit"),
-    (lambda m: m["files"].append(dict(m["files"][0])), "models.m.files"),
-    (lambda m: m["files"][0].update(size=-1), "models.m.files[0].size"),
-    (lambda m: m["options"]["convert"].update({"from": 12}), "models.m.options.convert.from"),
-    (lambda m: m["options"]["convert"].update(speed="max"), "models.m.options.convert"),
-    (lambda m: m["options"]["runtime"].update(max_length="x"), "models.m.options.runtime.max_length"),
-])
+@pytest.mark.parametrize(
+    "edit, field_",
+    [
+        (lambda m: m.update(commit="A" * 40), "models.m.commit"),
+        (lambda m: m["files"].append(dict(m["files"][0])), "models.m.files"),
+        (lambda m: m["files"][0].update(size=-1), "models.m.files[0].size"),
+        (lambda m: m["options"]["convert"].update({"from": 12}), "models.m.options.convert.from"),
+        (lambda m: m["options"]["convert"].update(speed="max"), "models.m.options.convert"),
+        (lambda m: m["options"]["runtime"].update(max_length="x"), "models.m.options.runtime.max_length"),
+    ],
+)
 def test_malformed_lock_fields_are_schema_errors(tmp_path, edit, field_):
     from tinymodels import write_repo
 
@@ -207,8 +230,13 @@ def test_a_tampered_entry_of_a_removed_model_does_not_block_relocking(tmp_path):
     from tinymodels import write_repo
 
     write_repo("onnx-shipped", tmp_path / "models" / "m")
-    write_manifest(tmp_path, {"m": {"source": "path:./models/m", "task": "text-classification"},
-                              "gone": {"source": "path:./models/m", "task": "text-classification"}})
+    write_manifest(
+        tmp_path,
+        {
+            "m": {"source": "path:./models/m", "task": "text-classification"},
+            "gone": {"source": "path:./models/m", "task": "text-classification"},
+        },
+    )
     gpux("lock", cwd=tmp_path)
     data = read_lock(tmp_path)
     data["models"]["gone"]["options"]["trust_remote_code"] = True

@@ -38,7 +38,12 @@ def parse(text: str):
 def test_good_manifest_applies_defaults():
     m = parse(GOOD)
     s = m.models["sentiment"]
-    assert (s.registry, s.ref, s.revision, s.task) == ("huggingface", "distilbert/distilbert-base-uncased-finetuned-sst-2-english", "main", None)
+    assert (s.registry, s.ref, s.revision, s.task) == (
+        "huggingface",
+        "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+        "main",
+        None,
+    )
     e = m.models["embedder"]
     assert e.convert["opset"] == 17 and e.convert["dtype"] == "fp16" and e.convert["from"] == "auto"
     assert e.runtime["gpu"] == {"memory": "4GB", "backend": "auto"} and e.runtime["max_length"] == 128
@@ -57,21 +62,42 @@ def test_digest_ignores_order_comments_and_formatting():
     "text, expected",
     [
         ("version: 1\nmodels:\n  a:\n    source: [x\n", ["gpux.models.yml:", "invalid YAML"]),
-        ("version: 1\nmodels:\n  a:\n    source: hf:o/n\n    revison: main\n", ["gpux.models.yml:5", "models.a", "unknown key 'revison'"]),
-        ("version: 1\nmodels:\n  a:\n    source: hf:o/n\n    revision: 12\n", ["gpux.models.yml:5", "models.a.revision", "expected string"]),
-        ("version: 1\nmodels:\n  a:\n    source: hf:o/n\n  a:\n    source: hf:o/m\n", ["gpux.models.yml:5", "duplicate key 'a'"]),
+        (
+            "version: 1\nmodels:\n  a:\n    source: hf:o/n\n    revison: main\n",
+            ["gpux.models.yml:5", "models.a", "unknown key 'revison'"],
+        ),
+        (
+            "version: 1\nmodels:\n  a:\n    source: hf:o/n\n    revision: 12\n",
+            ["gpux.models.yml:5", "models.a.revision", "expected string"],
+        ),
+        (
+            "version: 1\nmodels:\n  a:\n    source: hf:o/n\n  a:\n    source: hf:o/m\n",
+            ["gpux.models.yml:5", "duplicate key 'a'"],
+        ),
         ("version: 1\nmodels:\n  a:\n    source: hf:o/../n\n", ["gpux.models.yml:4", "models.a.source", "bad source"]),
-        ("version: 1\nmodels:\n  a:\n    source: zz:o/n\n", ["models.a.source", "unknown registry 'zz'", "huggingface"]),
-        ("version: 1\nmodels:\n  a:\n    source: hf:o/n\n    revision: 'bad rev'\n", ["gpux.models.yml:5", "models.a.revision", "not a valid branch"]),
+        (
+            "version: 1\nmodels:\n  a:\n    source: zz:o/n\n",
+            ["models.a.source", "unknown registry 'zz'", "huggingface"],
+        ),
+        (
+            "version: 1\nmodels:\n  a:\n    source: hf:o/n\n    revision: 'bad rev'\n",
+            ["gpux.models.yml:5", "models.a.revision", "not a valid branch"],
+        ),
         ("version: 1\nmodels:\n  a:\n    source: hf:o/n\n    revision: 'a..b'\n", ["models.a.revision"]),
         ("version: 2\nmodels: {}\n", ["gpux.models.yml:1", "version"]),
         ("models: {}\n", ["'version' is required"]),
         ("version: 1\nmodels:\n  'bad name!':\n    source: hf:o/n\n", ["invalid name 'bad name!'"]),
         ("version: 1\nmodels:\n  a:\n    revision: main\n", ["models.a", "'source' is required"]),
-        ("version: 1\nmodels:\n  a:\n    source: hf:o/n\n    task: dance\n", ["models.a.task", "'dance' is not one of"]),
+        (
+            "version: 1\nmodels:\n  a:\n    source: hf:o/n\n    task: dance\n",
+            ["models.a.task", "'dance' is not one of"],
+        ),
         ("version: 1\nmodels:\n  a:\n    source: hf:o/n\n    convert: {dtype: fp8}\n", ["models.a.convert.dtype"]),
         ("version: 1\nmodels:\n  a:\n    source: path:/abs/x\n", ["models.a.source", "absolute path"]),
-        ("version: 1\nmodels:\n  a:\n    source: hf:o/n\n    trust_remote_code: yes-please\n", ["models.a.trust_remote_code", "boolean"]),
+        (
+            "version: 1\nmodels:\n  a:\n    source: hf:o/n\n    trust_remote_code: yes-please\n",
+            ["models.a.trust_remote_code", "boolean"],
+        ),
         ("- just\n- a list\n", ["expected a mapping"]),
     ],
 )
@@ -89,7 +115,9 @@ def test_cli_bad_manifest_exit_2_no_traceback(tmp_path):
     (tmp_path / "gpux.models.yml").write_text("version: 1\nmodels:\n  a:\n    source: hf:o/n\n    revision: 12\n")
     lock_before = "# keep me\n"
     (tmp_path / "gpux.lock").write_text(lock_before)
-    r = subprocess.run([sys.executable, "-m", "gpuxbuild", "--project", str(tmp_path), "lock"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "gpuxbuild", "--project", str(tmp_path), "lock"], capture_output=True, text=True
+    )
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert "gpux.models.yml:5" in r.stderr and "models.a.revision" in r.stderr
@@ -97,5 +125,9 @@ def test_cli_bad_manifest_exit_2_no_traceback(tmp_path):
 
 
 def test_missing_manifest(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "gpuxbuild", "--project", str(tmp_path), "lock", "--check"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "gpuxbuild", "--project", str(tmp_path), "lock", "--check"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "gpux init" in r.stderr and "Traceback" not in r.stderr

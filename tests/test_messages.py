@@ -32,8 +32,10 @@ def test_counts_agree_with_their_nouns(example):
     assert gpux("lock", "--check", cwd=example).stdout == "gpux.lock is up to date (1 model)\n"
 
 
-@pytest.mark.parametrize("n, noun, expected", [(0, "model", "0 models"), (1, "model", "1 model"), (2, "file", "2 files"),
-                                               (1, "source file", "1 source file")])
+@pytest.mark.parametrize(
+    "n, noun, expected",
+    [(0, "model", "0 models"), (1, "model", "1 model"), (2, "file", "2 files"), (1, "source file", "1 source file")],
+)
 def test_counted(n, noun, expected):
     from gpuxbuild.cli.app import counted
 
@@ -84,8 +86,13 @@ def test_init_creates_a_project_folder_that_does_not_exist(tmp_path):
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 # Variables the docs name that no `--help` need name: the test suite's own, and huggingface_hub's download
 # knobs (the error hints name them where they help).
-NOT_IN_HELP = {"GPUX_RUNTIME_VENV", "GPUX_RUNTIME_REQUIRED", "GPUX_TEST_HOME", "HF_HUB_DISABLE_XET",
-               "HF_HUB_ENABLE_HF_TRANSFER"}
+NOT_IN_HELP = {
+    "GPUX_RUNTIME_VENV",
+    "GPUX_RUNTIME_REQUIRED",
+    "GPUX_TEST_HOME",
+    "HF_HUB_DISABLE_XET",
+    "HF_HUB_ENABLE_HF_TRANSFER",
+}
 
 
 def test_help_names_every_variable_the_docs_name():

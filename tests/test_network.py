@@ -96,8 +96,12 @@ def test_5xx_and_429_are_retried_as_retry_after_says(hub, repo_id, kind, status)
 def test_ctrl_c_ends_a_retry_wait_at_once(hub, repo_id):
     publish(hub, repo_id, "bert")
     hub.fail("lfs", 503, times=10, retry_after="60")  # the longest wait honoured
-    proc = subprocess.Popen([sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while hub.count("GET", kind="lfs") == 0:
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -179,10 +183,12 @@ def test_credentials_in_hf_endpoint_are_never_printed(hub, repo_id, tmp_path):
 def test_redact_url():
     assert redact_url("https://u:p@host:8080/a?x=1") == "https://***@host:8080/a?x=1"
     assert redact_url("https://cdn/x?X-Amz-Signature=abc&X-Amz-Credential=k&part=2&token=t") == (
-        "https://cdn/x?X-Amz-Signature=***&X-Amz-Credential=***&part=2&token=***")
+        "https://cdn/x?X-Amz-Signature=***&X-Amz-Credential=***&part=2&token=***"
+    )
     assert redact_url("https://huggingface.co") == "https://huggingface.co"
     assert redact_text("GET 'https://a:b@cas.example/x?sig=1' failed; see https://docs") == (
-        "GET 'https://***@cas.example/x?sig=***' failed; see https://docs")
+        "GET 'https://***@cas.example/x?sig=***' failed; see https://docs"
+    )
 
 
 def test_a_bad_setting_is_one_line(hub, repo_id):

@@ -135,8 +135,9 @@ def _if_graph(weight: np.ndarray) -> onnx.ModelProto:
 
     graph = helper.make_graph(
         [
-            helper.make_node("If", ["use_cache_branch"], ["b"], then_branch=branch("then", 1.0),
-                             else_branch=branch("else", 2.0)),
+            helper.make_node(
+                "If", ["use_cache_branch"], ["b"], then_branch=branch("then", 1.0), else_branch=branch("else", 2.0)
+            ),
             helper.make_node("Cast", ["input_ids"], ["x"], to=TensorProto.FLOAT),
             helper.make_node("Add", ["x", "b"], ["logits"]),
         ],
@@ -155,20 +156,16 @@ def _save(model: onnx.ModelProto, path: Path, data: str | None = None) -> None:
     if data is None:
         onnx.save(model, str(path))
     else:
-        onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=data, size_threshold=0)
+        onnx.save(
+            model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data, size_threshold=0
+        )
 
 
 def _locations(path: Path) -> set[str]:
     from gpuxbuild.build.onnx_files import _all_tensors
 
     model = onnx.load(str(path), load_external_data=False)
-    return {
-        e.value
-        for t in _all_tensors(model.graph)
-        for e in t.external_data
-        if e.key == "location"
-    }
+    return {e.value for t in _all_tensors(model.graph) for e in t.external_data if e.key == "location"}
 
 
 def _run(path: Path, **feeds: np.ndarray) -> np.ndarray:

@@ -66,7 +66,12 @@ def test_pull_then_again_ls_inspect(hub, repo_id, gpux_home):
 
     info = json.loads(gpux("inspect", repo_id, "--json").stdout)
     assert (info["registry"], info["repo"], info["commit"], info["task"], info["license"]) == (
-        "huggingface", repo_id, commit, "text-classification", "apache-2.0")
+        "huggingface",
+        repo_id,
+        commit,
+        "text-classification",
+        "apache-2.0",
+    )
     by_path = {f["path"]: f for f in info["files"]}
     assert set(by_path) == files and all(f["stored"] for f in info["files"])
     weights = hub.files(repo_id)["model.safetensors"]
@@ -104,8 +109,11 @@ def test_sigkill_mid_download_then_resume(hub, repo_id, gpux_home):
     digest = hashlib.sha256(data).hexdigest()
     partial = gpux_home / "tmp" / f"{digest}.partial"
     hub.throttle(repo_id, "extra.safetensors", 6 * 1024 * 1024)
-    proc = subprocess.Popen([sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while not (partial.exists() and partial.stat().st_size >= CHUNK):
         assert proc.poll() is None and time.monotonic() < deadline, "the download never reached one chunk"
@@ -138,8 +146,12 @@ def test_ctrl_c_stops_at_once_and_keeps_what_arrived(hub, repo_id, gpux_home):
     hub.commit(repo_id, {"extra.safetensors": data})
     partial = gpux_home / "tmp" / f"{hashlib.sha256(data).hexdigest()}.partial"
     hub.throttle(repo_id, "extra.safetensors", 4 * 1024 * 1024)
-    proc = subprocess.Popen([sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not (partial.exists() and partial.stat().st_size >= CHUNK):
         assert proc.poll() is None and time.monotonic() < deadline, "the download never reached one chunk"
@@ -151,7 +163,9 @@ def test_ctrl_c_stops_at_once_and_keeps_what_arrived(hub, repo_id, gpux_home):
     hub.clear_faults(repo_id)
     hub.reset_log()
     pull_json(repo_id)
-    assert [r.range for r in hub.requests("GET", repo=repo_id, path="extra.safetensors", kind="lfs")] == [f"bytes={CHUNK}-"]
+    assert [r.range for r in hub.requests("GET", repo=repo_id, path="extra.safetensors", kind="lfs")] == [
+        f"bytes={CHUNK}-"
+    ]
 
 
 def test_cache_verify_catches_and_fixes_corruption(hub, repo_id, gpux_home):
@@ -267,7 +281,9 @@ def test_rm_keeps_files_of_another_model_and_of_synced_projects(hub, repo_id, gp
     record.parent.mkdir(parents=True)
     record.write_text(json.dumps({"project": "/p", "models": {"m": {"files": [weights]}}}))
     gpux("rm", twin)
-    model_files = {b.sha256 or hashlib.sha256(b.data).hexdigest() for p, b in hub.files(twin).items() if p != ".gitattributes"}
+    model_files = {
+        b.sha256 or hashlib.sha256(b.data).hexdigest() for p, b in hub.files(twin).items() if p != ".gitattributes"
+    }
     assert objects(gpux_home) & model_files == {weights}
 
 
@@ -277,8 +293,9 @@ def test_prune_and_info_counters(hub, repo_id, gpux_home):
     again = pull_json(repo_id)
     assert again["downloaded"] == [] and len(again["cached"]) == again["files"]
     orphan = b"nobody refers to me"
-    Store(gpux_home).ensure_object(hashlib.sha256(orphan).hexdigest(), len(orphan),
-                                   lambda dest, _: dest.write(orphan), label="x")
+    Store(gpux_home).ensure_object(
+        hashlib.sha256(orphan).hexdigest(), len(orphan), lambda dest, _: dest.write(orphan), label="x"
+    )
     dry = json.loads(gpux("cache", "prune", "--dry-run", "--json").stdout)
     # only the orphan: resolving downloads no file the model does not keep (.gitattributes)
     assert set(dry["objects"]) == {hashlib.sha256(orphan).hexdigest()} and dry["dry_run"]
@@ -328,8 +345,13 @@ def test_no_progress_output_in_pipes(hub, repo_id):
 
 
 def test_bad_refs_are_user_errors(hub):
-    for ref, needle in (("hf:", "hf:"), ("org/a@b@c", "org/a"), ("nope:org/x", "unknown registry"),
-                        ("org/a@", "the revision is empty"), ("", "bad source ''")):
+    for ref, needle in (
+        ("hf:", "hf:"),
+        ("org/a@b@c", "org/a"),
+        ("nope:org/x", "unknown registry"),
+        ("org/a@", "the revision is empty"),
+        ("", "bad source ''"),
+    ):
         r = gpux("pull", ref, "--no-build", check=False)
         assert r.returncode != 0 and needle in r.stderr and "Traceback" not in r.stderr
     for args in (("--revision", ""), ("-j", "0")):
@@ -358,8 +380,12 @@ def test_progress_bars_on_a_tty(hub, repo_id):
     hub.commit(repo_id, {"extra.safetensors": big_file(1024 * 1024)})
     hub.throttle(repo_id, "extra.safetensors", 2 * 1024 * 1024)
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build"],
-                            stdin=follower, stdout=subprocess.PIPE, stderr=follower)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build"],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+    )
     os.close(follower)
     seen = b""
     while True:
@@ -429,10 +455,10 @@ def test_large_files_are_listed_before_any_file_is_fetched(hub, repo_id, tmp_pat
 
 
 def test_early_files_follow_the_lock_selection():
-    from gpuxbuild.project.manifest import adhoc_spec
     from gpuxbuild.models.pull import early_files as early
-    from gpuxbuild.registries.base import FileEntry
+    from gpuxbuild.project.manifest import adhoc_spec
     from gpuxbuild.project.resolver import wanted_paths
+    from gpuxbuild.registries.base import FileEntry
 
     def entry(path):
         return FileEntry(path, "0" * 64, 1)
@@ -478,7 +504,9 @@ def test_xet_backed_files_honour_hf_hub_disable_xet(hub, repo_id, gpux_home, hf_
     r = gpux("pull", repo_id, "--no-build", check=False)  # the test Hub speaks no Xet: the attempt fails
     assert r.returncode == 1 and "Traceback" not in r.stderr
     err = " ".join(r.stderr.split())
-    assert f"{repo_id}@" in err and "model.safetensors: the Xet download failed" in err and "HF_HUB_DISABLE_XET=1" in err
+    assert (
+        f"{repo_id}@" in err and "model.safetensors: the Xet download failed" in err and "HF_HUB_DISABLE_XET=1" in err
+    )
     assert hub.count("GET", path="model.safetensors") == 0
     assert hub.files(repo_id)["model.safetensors"].sha256 not in objects(gpux_home)
     hf_env(HF_HUB_DISABLE_XET="1")

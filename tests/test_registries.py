@@ -8,11 +8,11 @@ import threading
 import pytest
 
 from gpuxbuild.errors import ManifestError
-from gpuxbuild.project.manifest import parse_manifest
 from gpuxbuild.models.pull import parse_ref, pull
+from gpuxbuild.project.manifest import parse_manifest
+from gpuxbuild.project.resolver import plan_lock
 from gpuxbuild.registries import _TABLE, known_registries, parse_source, register
 from gpuxbuild.registries.base import FileEntry, ModelInfo, ModelManager, PinnedModel
-from gpuxbuild.project.resolver import plan_lock
 from gpuxbuild.store.objects import Store
 
 CONFIG = b'{"architectures": ["BertForSequenceClassification"], "model_type": "bert"}'
@@ -26,7 +26,14 @@ class MemoryManager(ModelManager):
 
     def resolve(self, repo, revision, *, pin=None):
         files = [FileEntry(p, hashlib.sha256(d).hexdigest(), len(d)) for p, d in sorted(FILES.items())]
-        return PinnedModel(self.name, repo, revision, "ab" * 20, files, ModelInfo(config={"architectures": ["BertForSequenceClassification"]}))
+        return PinnedModel(
+            self.name,
+            repo,
+            revision,
+            "ab" * 20,
+            files,
+            ModelInfo(config={"architectures": ["BertForSequenceClassification"]}),
+        )
 
     def download(self, repo, commit, file, dest, *, resume_from=0, progress=None):
         dest.write(FILES[file.path][resume_from:])
@@ -42,7 +49,9 @@ class StreamingMemoryManager(MemoryManager):
 
     def resolve_streaming(self, repo, revision, on_listed, *, pin=None):
         pinned = self.resolve(repo, revision, pin=pin)
-        on_listed(pinned.commit, [f.path for f in pinned.files], [f for f in pinned.files if f.path == "model.safetensors"])
+        on_listed(
+            pinned.commit, [f.path for f in pinned.files], [f for f in pinned.files if f.path == "model.safetensors"]
+        )
         if self.expect_prefetch:
             assert self.fetched.wait(10), "the listed file was not fetched while the model was still resolving"
         return pinned
@@ -79,7 +88,9 @@ def test_a_third_registry_is_one_class_and_one_line(memory_registry, tmp_path):
 def test_unknown_registry_lists_the_known_ones():
     with pytest.raises(ManifestError) as exc:
         parse_source("s3:bucket/x")
-    assert "unknown registry 's3'" in exc.value.message and "huggingface" in exc.value.hint and "local" in exc.value.hint
+    assert (
+        "unknown registry 's3'" in exc.value.message and "huggingface" in exc.value.hint and "local" in exc.value.hint
+    )
     with pytest.raises(ManifestError):
         parse_source("org/x", "nope")
 

@@ -12,9 +12,9 @@ import sys
 import time
 
 import pytest
+from helpers import gpux, publish, write_manifest
 
 from gpuxbuild.runtime import load
-from helpers import gpux, publish, write_manifest
 
 
 @pytest.fixture
@@ -111,21 +111,24 @@ def test_generation_through_the_cli_matches_the_library(hub, repo_id, tmp_path):
     assert s1 == s2
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--input", '{"text": "x", "top_k": "x"}'], "option top_k must be an integer >= 1"),
-    (["--input", '{"text": "x", "top_k": -5}'], "option top_k must be an integer >= 1"),
-    (["--input", '{"text": "x", "temperature": [1]}'], "option temperature must be a number > 0"),
-    (["--input", '{"text": "x", "do_sample": 1}'], "option do_sample must be true or false"),
-    (["x", "--top-k", "-5"], "--top-k"),
-    (["x", "--top-p", "2"], "--top-p"),
-    (["x", "--temperature", "0"], "--temperature"),
-    (["x", "--seed", "-1"], "--seed"),
-    (["x", "--max-new-tokens", "0"], "--max-new-tokens"),
-    (["x", "--device-id", "-1"], "--device-id"),
-    (["x", "--benchmark", "--runs", "0"], "--runs"),
-    (["x", "--benchmark", "--warmup", "-1"], "--warmup"),
-    (["x", "--top-k", "many"], "--top-k"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--input", '{"text": "x", "top_k": "x"}'], "option top_k must be an integer >= 1"),
+        (["--input", '{"text": "x", "top_k": -5}'], "option top_k must be an integer >= 1"),
+        (["--input", '{"text": "x", "temperature": [1]}'], "option temperature must be a number > 0"),
+        (["--input", '{"text": "x", "do_sample": 1}'], "option do_sample must be true or false"),
+        (["x", "--top-k", "-5"], "--top-k"),
+        (["x", "--top-p", "2"], "--top-p"),
+        (["x", "--temperature", "0"], "--temperature"),
+        (["x", "--seed", "-1"], "--seed"),
+        (["x", "--max-new-tokens", "0"], "--max-new-tokens"),
+        (["x", "--device-id", "-1"], "--device-id"),
+        (["x", "--benchmark", "--runs", "0"], "--runs"),
+        (["x", "--benchmark", "--warmup", "-1"], "--warmup"),
+        (["x", "--top-k", "many"], "--top-k"),
+    ],
+)
 def test_bad_options_exit_2_before_the_model_loads(project, args, message):
     # PYTHONPROFILEIMPORTTIME lists every import on stderr: the model must not even be imported.
     r = gpux("run", "clf", *args, cwd=project, check=False, env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
@@ -135,8 +138,15 @@ def test_bad_options_exit_2_before_the_model_loads(project, args, message):
 
 
 def test_a_bad_input_key_fails_before_loading_the_model(project):
-    r = gpux("run", "clf", "--input", '{"txt": "x"}', cwd=project, check=False,
-             env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    r = gpux(
+        "run",
+        "clf",
+        "--input",
+        '{"txt": "x"}',
+        cwd=project,
+        check=False,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+    )
     errors = [line for line in r.stderr.splitlines() if not line.startswith("import time:")]
     assert r.returncode == 2 and "unknown input keys ['txt']" in errors[0]
     assert "onnxruntime" not in r.stderr and "notice" not in r.stderr
@@ -152,8 +162,15 @@ def test_a_file_that_is_not_text_is_one_line(project):
 def _on_a_terminal(project, *args) -> str:
     """stdout+stderr of `gpux ARGS` run under a real pseudo-terminal (util-linux `script`)."""
     command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "gpuxbuild", *args])
-    r = subprocess.run(["script", "-qefc", command, "/dev/null"], cwd=project, capture_output=True, text=True,
-                       timeout=300, stdin=subprocess.DEVNULL, check=False)
+    r = subprocess.run(
+        ["script", "-qefc", command, "/dev/null"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     assert r.returncode == 0, r.stdout
     return r.stdout.replace("\r\n", "\n")
 
@@ -163,19 +180,25 @@ def test_on_a_terminal_the_answer_is_readable(project):
     expected = load(project / ".gpux" / "models" / "clf").predict({"text": ["I love this", "This is terrible"]})
     one, two = (f"{r['label']} ({r['score']:.3f})" for r in expected["results"])
     assert _on_a_terminal(project, "run", "clf", "I love this").strip().splitlines()[-1] == one
-    assert _on_a_terminal(project, "run", "clf", "I love this", "This is terrible").strip().splitlines()[-2:] == [one, two]
+    assert _on_a_terminal(project, "run", "clf", "I love this", "This is terrible").strip().splitlines()[-2:] == [
+        one,
+        two,
+    ]
     # JSON stays for --json, on a terminal too, and for pipes (the tests above)
     shown = _on_a_terminal(project, "run", "clf", "I love this", "--json")
-    assert json.loads(shown[shown.index("{"):]) == expected["results"][0]  # after stderr's notice line
+    assert json.loads(shown[shown.index("{") :]) == expected["results"][0]  # after stderr's notice line
 
 
-@pytest.mark.parametrize("args, env, message", [
-    (["--port", "99999"], {}, "--port"),
-    (["--port", "http"], {}, "--port"),
-    (["--workers", "0"], {}, "--workers"),
-    (["--max-queue", "0"], {}, "--max-queue"),
-    ([], {"GPUX_SERVE_MAX_BATCH": "lots"}, "--max-batch"),
-])
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        (["--port", "99999"], {}, "--port"),
+        (["--port", "http"], {}, "--port"),
+        (["--workers", "0"], {}, "--workers"),
+        (["--max-queue", "0"], {}, "--max-queue"),
+        ([], {"GPUX_SERVE_MAX_BATCH": "lots"}, "--max-batch"),
+    ],
+)
 def test_serve_rejects_bad_options_with_exit_2(project, args, env, message):
     r = gpux("serve", "clf", *args, cwd=project, check=False, env={**os.environ, **env}, timeout=60)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
@@ -188,8 +211,26 @@ def test_serve_limits_from_the_command_line(project, workers):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "gpuxbuild", "serve", "clf", "--port", str(port), "--max-batch", "2", "--workers", workers,
-                             "--max-body-bytes", "1000"], cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gpuxbuild",
+            "serve",
+            "clf",
+            "--port",
+            str(port),
+            "--max-batch",
+            "2",
+            "--workers",
+            workers,
+            "--max-body-bytes",
+            "1000",
+        ],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -209,22 +250,40 @@ def test_serve_limits_from_the_command_line(project, workers):
         proc.wait(timeout=10)
 
 
-@pytest.mark.parametrize("result, lines", [
-    ({"label": "POSITIVE", "score": 0.99812, "labels": []}, ["POSITIVE (0.998)"]),
-    ({"results": [{"label": "A", "score": 0.5}, {"label": "B", "score": 0.25}]}, ["A (0.500)", "B (0.250)"]),
-    ({"embedding": [0.5, -0.25, 0.125, 1.0, 2.0]}, ["embedding of 5 dimensions [0.5000, -0.2500, 0.1250, 1.0000, ...]"]),
-    ({"similarity": 0.87654}, ["similarity 0.8765"]),
-    ({"generated_text": "hello world", "completion": " world"}, ["hello world"]),
-    ({"answer": "paris", "score": 0.75, "start": 0, "end": 5}, ["paris (0.750)"]),
-    ([{"answer": "paris", "score": 0.75}, {"answer": "lyon", "score": 0.1}], ["paris (0.750)", "lyon (0.100)"]),
-    ({"masks": [[{"token_str": "paris", "score": 0.5}, {"token_str": "lyon", "score": 0.25},
-                 {"token_str": "nice", "score": 0.125}, {"token_str": "x", "score": 0.1}]]},
-     ["paris (0.500), lyon (0.250), nice (0.125)"]),
-    ({"entities": [{"entity_group": "PER", "word": "john smith", "score": 0.9, "start": 0, "end": 10}]},
-     ["john smith: PER (0.900)"]),
-    ({"entities": []}, ["no entities"]),
-    ({"logits": [[0.1, 0.2]]}, ["logits: shape [1, 2]"]),
-])
+@pytest.mark.parametrize(
+    "result, lines",
+    [
+        ({"label": "POSITIVE", "score": 0.99812, "labels": []}, ["POSITIVE (0.998)"]),
+        ({"results": [{"label": "A", "score": 0.5}, {"label": "B", "score": 0.25}]}, ["A (0.500)", "B (0.250)"]),
+        (
+            {"embedding": [0.5, -0.25, 0.125, 1.0, 2.0]},
+            ["embedding of 5 dimensions [0.5000, -0.2500, 0.1250, 1.0000, ...]"],
+        ),
+        ({"similarity": 0.87654}, ["similarity 0.8765"]),
+        ({"generated_text": "hello world", "completion": " world"}, ["hello world"]),
+        ({"answer": "paris", "score": 0.75, "start": 0, "end": 5}, ["paris (0.750)"]),
+        ([{"answer": "paris", "score": 0.75}, {"answer": "lyon", "score": 0.1}], ["paris (0.750)", "lyon (0.100)"]),
+        (
+            {
+                "masks": [
+                    [
+                        {"token_str": "paris", "score": 0.5},
+                        {"token_str": "lyon", "score": 0.25},
+                        {"token_str": "nice", "score": 0.125},
+                        {"token_str": "x", "score": 0.1},
+                    ]
+                ]
+            },
+            ["paris (0.500), lyon (0.250), nice (0.125)"],
+        ),
+        (
+            {"entities": [{"entity_group": "PER", "word": "john smith", "score": 0.9, "start": 0, "end": 10}]},
+            ["john smith: PER (0.900)"],
+        ),
+        ({"entities": []}, ["no entities"]),
+        ({"logits": [[0.1, 0.2]]}, ["logits: shape [1, 2]"]),
+    ],
+)
 def test_readable_answers_for_every_task(result, lines):
     from gpuxbuild.cli.run_cmds import _readable
 

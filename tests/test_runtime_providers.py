@@ -17,15 +17,18 @@ OPENVINO = ["OpenVINOExecutionProvider", CPU]
 CPU_ONLY = ["AzureExecutionProvider", CPU]
 
 
-@pytest.mark.parametrize("available, chain", [
-    (MACOS, ["CoreMLExecutionProvider", CPU]),
-    (LINUX_CUDA, ["TensorrtExecutionProvider", "CUDAExecutionProvider", CPU]),
-    (LINUX_CUDA_ONLY, ["CUDAExecutionProvider", CPU]),
-    (ROCM, ["ROCMExecutionProvider", CPU]),
-    (WINDOWS_DML, ["DmlExecutionProvider", CPU]),
-    (OPENVINO, ["OpenVINOExecutionProvider", CPU]),
-    (CPU_ONLY, [CPU]),
-])
+@pytest.mark.parametrize(
+    "available, chain",
+    [
+        (MACOS, ["CoreMLExecutionProvider", CPU]),
+        (LINUX_CUDA, ["TensorrtExecutionProvider", "CUDAExecutionProvider", CPU]),
+        (LINUX_CUDA_ONLY, ["CUDAExecutionProvider", CPU]),
+        (ROCM, ["ROCMExecutionProvider", CPU]),
+        (WINDOWS_DML, ["DmlExecutionProvider", CPU]),
+        (OPENVINO, ["OpenVINOExecutionProvider", CPU]),
+        (CPU_ONLY, [CPU]),
+    ],
+)
 def test_auto_picks_the_best_available(available, chain):
     choice = select_providers(available, "auto")
     assert choice.providers == chain
@@ -37,20 +40,23 @@ def test_rocm_is_preferred_over_migraphx_but_migraphx_chains_to_rocm():
     assert select_providers(ROCM, "migraphx").providers == ["MIGraphXExecutionProvider", "ROCMExecutionProvider", CPU]
 
 
-@pytest.mark.parametrize("name, available, primary", [
-    ("cuda", LINUX_CUDA, "CUDAExecutionProvider"),
-    ("CUDAExecutionProvider", LINUX_CUDA, "CUDAExecutionProvider"),
-    ("tensorrt", LINUX_CUDA, "TensorrtExecutionProvider"),
-    ("trt", LINUX_CUDA, "TensorrtExecutionProvider"),
-    ("coreml", MACOS, "CoreMLExecutionProvider"),
-    ("metal", MACOS, "CoreMLExecutionProvider"),
-    ("dml", WINDOWS_DML, "DmlExecutionProvider"),
-    ("directml", WINDOWS_DML, "DmlExecutionProvider"),
-    ("dx12", WINDOWS_DML, "DmlExecutionProvider"),
-    ("openvino", OPENVINO, "OpenVINOExecutionProvider"),
-    ("rocm", ROCM, "ROCMExecutionProvider"),
-    ("cpu", LINUX_CUDA, CPU),
-])
+@pytest.mark.parametrize(
+    "name, available, primary",
+    [
+        ("cuda", LINUX_CUDA, "CUDAExecutionProvider"),
+        ("CUDAExecutionProvider", LINUX_CUDA, "CUDAExecutionProvider"),
+        ("tensorrt", LINUX_CUDA, "TensorrtExecutionProvider"),
+        ("trt", LINUX_CUDA, "TensorrtExecutionProvider"),
+        ("coreml", MACOS, "CoreMLExecutionProvider"),
+        ("metal", MACOS, "CoreMLExecutionProvider"),
+        ("dml", WINDOWS_DML, "DmlExecutionProvider"),
+        ("directml", WINDOWS_DML, "DmlExecutionProvider"),
+        ("dx12", WINDOWS_DML, "DmlExecutionProvider"),
+        ("openvino", OPENVINO, "OpenVINOExecutionProvider"),
+        ("rocm", ROCM, "ROCMExecutionProvider"),
+        ("cpu", LINUX_CUDA, CPU),
+    ],
+)
 def test_explicit_provider(name, available, primary):
     choice = select_providers(available, name)
     assert choice.primary == primary
@@ -58,8 +64,9 @@ def test_explicit_provider(name, available, primary):
     assert choice.notice is None
 
 
-@pytest.mark.parametrize("name, available", [("cuda", MACOS), ("coreml", LINUX_CUDA), ("dml", CPU_ONLY),
-                                             ("tensorrt", LINUX_CUDA_ONLY)])
+@pytest.mark.parametrize(
+    "name, available", [("cuda", MACOS), ("coreml", LINUX_CUDA), ("dml", CPU_ONLY), ("tensorrt", LINUX_CUDA_ONLY)]
+)
 def test_explicit_but_unavailable_is_an_error_listing_what_is(name, available):
     with pytest.raises(GpuxError) as err:
         select_providers(available, name)
@@ -93,8 +100,17 @@ def test_options_carry_device_and_memory():
     assert select_providers(OPENVINO).options[0] == {"device_type": "AUTO"}
 
 
-@pytest.mark.parametrize("text, expected", [("2GB", 2 << 30), ("512MB", 512 << 20), ("1.5GiB", int(1.5 * (1 << 30))),
-                                            ("100", 100), (None, None), (4096, 4096)])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2GB", 2 << 30),
+        ("512MB", 512 << 20),
+        ("1.5GiB", int(1.5 * (1 << 30))),
+        ("100", 100),
+        (None, None),
+        (4096, 4096),
+    ],
+)
 def test_parse_memory(text, expected):
     assert parse_memory(text) == expected
 
@@ -117,8 +133,13 @@ def test_to_dict_is_json_ready():
 
 def test_doctor_reports_this_machine(tmp_path):
     report = doctor([tmp_path / "missing"])
-    assert report["onnxruntime"]["package"] in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml",
-                                                "onnxruntime-openvino", "onnxruntime-silicon")
+    assert report["onnxruntime"]["package"] in (
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "onnxruntime-directml",
+        "onnxruntime-openvino",
+        "onnxruntime-silicon",
+    )
     assert CPU in report["available_providers"]
     assert report["device"] in ("CPU", "GPU", "NPU")
     assert report["auto"]["providers"][-1] == CPU

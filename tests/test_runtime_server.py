@@ -32,9 +32,14 @@ def _free_port() -> int:
 def _serving(artifact, **env: str):
     """A real `gpux serve`-like uvicorn process on 127.0.0.1 (limits from `env`); yields (base URL, process)."""
     port = _free_port()
-    code = (f"from gpuxbuild.runtime import serve; serve({str(artifact)!r}, host='127.0.0.1', port={port})")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **env})
+    code = f"from gpuxbuild.runtime import serve; serve({str(artifact)!r}, host='127.0.0.1', port={port})"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **env},
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -85,27 +90,33 @@ def test_predict_raw_tensors_like_the_gpux_runtime(server):
     assert response.status_code == 200 and set(response.json()) == {"logits"}
 
 
-@pytest.mark.parametrize("content, status, match", [
-    ('{"txt": "a"}', 400, "unknown input keys"),
-    ("not json", 400, "not JSON"),
-    ('{"text": 5}', 400, "string or a non-empty list"),
-    ('{"input_ids": [1, 2], "attention_mask": [1, 1], "token_type_ids": [0, 0]}', 400, "rejected the inputs"),
-    ('{"text": "a", "top_k": "x"}', 400, "option top_k must be an integer >= 1"),
-    ('{"text": "a", "top_k": -5}', 400, "option top_k must be an integer >= 1"),
-    ('{"text": "a", "top_k": true}', 400, "option top_k must be an integer >= 1"),
-    ('{"text": "a", "temperature": "hot"}', 400, "option temperature must be a number > 0"),
-    ('{"text": "a", "top_p": 2}', 400, "option top_p must be a number in (0, 1]"),
-    ('{"text": "a", "seed": -1}', 400, "option seed must be an integer >= 0"),
-    ('{"text": "a", "do_sample": "yes"}', 400, "option do_sample must be true or false"),
-    ('{"text": "a", "max_new_tokens": 0}', 400, "option max_new_tokens must be an integer >= 1"),
-    ('{"text": "a", "max_answer_len": 1.5}', 400, "option max_answer_len must be an integer >= 1"),
-    ('{"text": "a", "aggregation_strategy": ["x"]}', 400, "option aggregation_strategy must be"),
-    ('{"input_ids": [[' + "9" * 40 + ']], "attention_mask": [[1]], "token_type_ids": [[0]]}', 400,
-     "tensor input 'input_ids' is not a rectangular tensor(int64)"),
-    ("[" * 5000 + "]" * 5000, 400, "nested deeper than 32 levels"),
-    ('{"text": ' + "[" * 40 + '"a"' + "]" * 40 + "}", 400, "nested deeper than 32 levels"),
-    (b'{"text": "\xff\xfe"}', 400, "not JSON"),
-])
+@pytest.mark.parametrize(
+    "content, status, match",
+    [
+        ('{"txt": "a"}', 400, "unknown input keys"),
+        ("not json", 400, "not JSON"),
+        ('{"text": 5}', 400, "string or a non-empty list"),
+        ('{"input_ids": [1, 2], "attention_mask": [1, 1], "token_type_ids": [0, 0]}', 400, "rejected the inputs"),
+        ('{"text": "a", "top_k": "x"}', 400, "option top_k must be an integer >= 1"),
+        ('{"text": "a", "top_k": -5}', 400, "option top_k must be an integer >= 1"),
+        ('{"text": "a", "top_k": true}', 400, "option top_k must be an integer >= 1"),
+        ('{"text": "a", "temperature": "hot"}', 400, "option temperature must be a number > 0"),
+        ('{"text": "a", "top_p": 2}', 400, "option top_p must be a number in (0, 1]"),
+        ('{"text": "a", "seed": -1}', 400, "option seed must be an integer >= 0"),
+        ('{"text": "a", "do_sample": "yes"}', 400, "option do_sample must be true or false"),
+        ('{"text": "a", "max_new_tokens": 0}', 400, "option max_new_tokens must be an integer >= 1"),
+        ('{"text": "a", "max_answer_len": 1.5}', 400, "option max_answer_len must be an integer >= 1"),
+        ('{"text": "a", "aggregation_strategy": ["x"]}', 400, "option aggregation_strategy must be"),
+        (
+            '{"input_ids": [[' + "9" * 40 + ']], "attention_mask": [[1]], "token_type_ids": [[0]]}',
+            400,
+            "tensor input 'input_ids' is not a rectangular tensor(int64)",
+        ),
+        ("[" * 5000 + "]" * 5000, 400, "nested deeper than 32 levels"),
+        ('{"text": ' + "[" * 40 + '"a"' + "]" * 40 + "}", 400, "nested deeper than 32 levels"),
+        (b'{"text": "\xff\xfe"}', 400, "not JSON"),
+    ],
+)
 def test_bad_requests_are_4xx_json(server, content, status, match):
     base, _ = server
     response = httpx.post(f"{base}/predict", content=content, headers={"content-type": "application/json"})
@@ -144,8 +155,11 @@ def test_hostile_bodies_are_refused_and_memory_stays_bounded(artifacts):
         assert r.status_code == 413 and "over the limit of 1048576 bytes" in r.json()["error"]
 
         huge = b'{"text": "' + b"a b c d " * 6_500_000 + b'"}'  # a 50 MB text, sent chunked (no Content-Length)
-        r = httpx.post(f"{base}/predict", content=iter([huge[i:i + (1 << 20)] for i in range(0, len(huge), 1 << 20)]),
-                       timeout=120)
+        r = httpx.post(
+            f"{base}/predict",
+            content=iter([huge[i : i + (1 << 20)] for i in range(0, len(huge), 1 << 20)]),
+            timeout=120,
+        )
         assert r.status_code == 413 and "bytes" in r.json()["error"]
 
         batch = {"text": ["hello world " * 250] * 100}  # 300 KB, 100 texts
@@ -172,8 +186,10 @@ def test_a_full_queue_answers_503_with_retry_after_while_health_answers(artifact
         body = b'{"text": "hello world"}'
         with socket.create_connection(("127.0.0.1", port)) as slow:
             # A client that sends half its body holds the only queue place until it sends the rest.
-            slow.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n" % len(body) + body[:5])
+            slow.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body[:5]
+            )
             deadline = time.monotonic() + 30
             while True:
                 r = httpx.post(f"{base}/predict", json={"text": "hi"})
@@ -203,8 +219,10 @@ def test_health_answers_while_a_prediction_runs(artifacts):
         port = int(base.rsplit(":", 1)[1])
         body = json.dumps({"text": ["hello world"] * 32, "max_new_tokens": 120}).encode()  # seconds of decoding
         with socket.create_connection(("127.0.0.1", port)) as busy:
-            busy.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            busy.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body
+            )
             time.sleep(0.5)  # let the prediction start
             assert httpx.get(f"{base}/health").status_code == 200
             running, _, _ = select.select([busy], [], [], 0)

@@ -26,14 +26,17 @@ def _copy(built, tmp_path: Path) -> Path:
     return dest
 
 
-@pytest.mark.parametrize("data, texts, pairs, batched", [
-    ("hi", ["hi"], None, False),
-    (["a", "b"], ["a", "b"], None, True),
-    ({"text": "a"}, ["a"], None, False),
-    ({"text": ["a", "b"]}, ["a", "b"], None, True),
-    ({"text": "a", "text_pair": "b"}, ["a"], ["b"], False),
-    ({"text": "a", "context": "b"}, ["a"], ["b"], False),
-])
+@pytest.mark.parametrize(
+    "data, texts, pairs, batched",
+    [
+        ("hi", ["hi"], None, False),
+        (["a", "b"], ["a", "b"], None, True),
+        ({"text": "a"}, ["a"], None, False),
+        ({"text": ["a", "b"]}, ["a", "b"], None, True),
+        ({"text": "a", "text_pair": "b"}, ["a"], ["b"], False),
+        ({"text": "a", "context": "b"}, ["a"], ["b"], False),
+    ],
+)
 def test_parse_text_inputs(data, texts, pairs, batched):
     parsed = parse_inputs(data, BERT_TYPES, "text-classification")
     assert (parsed.texts, parsed.pairs, parsed.batched, parsed.is_tensors) == (texts, pairs, batched, False)
@@ -54,33 +57,41 @@ def test_parse_options_and_tensors():
     assert tensors.is_tensors and tensors.tensors["input_ids"].dtype == np.int64
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"top_k": "x"}, r"option top_k must be an integer >= 1, got 'x'"),
-    ({"top_k": 0}, "option top_k must be an integer >= 1"),
-    ({"top_k": True}, "option top_k must be an integer >= 1"),
-    ({"seed": 1.5}, "option seed must be an integer >= 0"),
-    ({"temperature": float("nan")}, "option temperature must be a number > 0"),
-    ({"top_p": 0}, r"option top_p must be a number in \(0, 1\]"),
-    ({"aggregation_strategy": "first"}, "option aggregation_strategy must be"),
-    ({"max_new_tokens": "9" * 1000}, r"got '9{39}\.\.\. \("),
-    ({"beams": 2}, r"unknown (option|input keys).*beams"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"top_k": "x"}, r"option top_k must be an integer >= 1, got 'x'"),
+        ({"top_k": 0}, "option top_k must be an integer >= 1"),
+        ({"top_k": True}, "option top_k must be an integer >= 1"),
+        ({"seed": 1.5}, "option seed must be an integer >= 0"),
+        ({"temperature": float("nan")}, "option temperature must be a number > 0"),
+        ({"top_p": 0}, r"option top_p must be a number in \(0, 1\]"),
+        ({"aggregation_strategy": "first"}, "option aggregation_strategy must be"),
+        ({"max_new_tokens": "9" * 1000}, r"got '9{39}\.\.\. \("),
+        ({"beams": 2}, r"unknown (option|input keys).*beams"),
+    ],
+)
 def test_options_of_the_wrong_type_or_range_are_usage_errors(options, match):
-    for call in (lambda: parse_inputs("a", BERT_TYPES, "fill-mask", options),
-                 lambda: parse_inputs({"text": "a", **options}, BERT_TYPES, "fill-mask"),
-                 lambda: check_inputs("a", options)):
+    for call in (
+        lambda: parse_inputs("a", BERT_TYPES, "fill-mask", options),
+        lambda: parse_inputs({"text": "a", **options}, BERT_TYPES, "fill-mask"),
+        lambda: check_inputs("a", options),
+    ):
         with pytest.raises(GpuxError, match=match) as caught:
             call()
         assert caught.value.exit_code == 2
 
 
-@pytest.mark.parametrize("data, match", [
-    ({"txt": "a"}, r"unknown input keys \['txt'\]"),
-    ({"text": "a", "tensor": [[1]]}, r"unknown input keys \['tensor'\]"),
-    ({"text": 3}, "string or a non-empty list"),
-    ([], "string or a non-empty list"),
-    (5, "JSON object"),
-])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ({"txt": "a"}, r"unknown input keys \['txt'\]"),
+        ({"text": "a", "tensor": [[1]]}, r"unknown input keys \['tensor'\]"),
+        ({"text": 3}, "string or a non-empty list"),
+        ([], "string or a non-empty list"),
+        (5, "JSON object"),
+    ],
+)
 def test_inputs_are_checked_without_a_model(data, match):
     with pytest.raises(GpuxError, match=match):
         check_inputs(data)
@@ -90,22 +101,29 @@ def test_inputs_that_may_be_tensors_wait_for_the_model():
     check_inputs({"input_ids": [[1, 2]], "attention_mask": [[1, 1]]})  # the graph's input names are not known yet
 
 
-@pytest.mark.parametrize("data, match", [
-    ({"txt": "a"}, r"unknown input keys \['txt'\]"),
-    ({"text": 3}, "string or a non-empty list"),
-    ({"text": []}, "string or a non-empty list"),
-    ({}, "JSON object"),
-    (42, "JSON object"),
-    ({"input_ids": [[1, 2]]}, "missing"),
-    ({"input_ids": [[1, 2], [3]], "attention_mask": [[1]], "token_type_ids": [[0]]}, "rectangular"),
-    ({"text": ["a", "b"], "text_pair": ["c"]}, "one text_pair per text"),
-])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ({"txt": "a"}, r"unknown input keys \['txt'\]"),
+        ({"text": 3}, "string or a non-empty list"),
+        ({"text": []}, "string or a non-empty list"),
+        ({}, "JSON object"),
+        (42, "JSON object"),
+        ({"input_ids": [[1, 2]]}, "missing"),
+        ({"input_ids": [[1, 2], [3]], "attention_mask": [[1]], "token_type_ids": [[0]]}, "rectangular"),
+        ({"text": ["a", "b"], "text_pair": ["c"]}, "one text_pair per text"),
+    ],
+)
 def test_bad_inputs_name_the_expected_keys(data, match):
     with pytest.raises(GpuxError, match=match) as err:
         parse_inputs(data, BERT_TYPES, "text-classification")
     assert err.value.exit_code == 2
-    assert "text" in err.value.hint or "model takes" in err.value.hint or "per text" in err.value.hint \
+    assert (
+        "text" in err.value.hint
+        or "model takes" in err.value.hint
+        or "per text" in err.value.hint
         or "equal lengths" in err.value.hint
+    )
 
 
 def test_batch_is_padded_with_the_pad_id_and_truncated(artifacts):
@@ -142,7 +160,8 @@ def test_raw_tensors_bypass_the_tokenizer(artifacts):
 def test_gpux_yml_max_length_and_backend(artifacts, tmp_path):
     folder = _copy(artifacts("bert"), tmp_path)
     (folder / "gpux.yml").write_text(
-        "name: tiny\nruntime:\n  gpu:\n    backend: auto\n    memory: 1GB\npreprocessing:\n  max_length: 8\n")
+        "name: tiny\nruntime:\n  gpu:\n    backend: auto\n    memory: 1GB\npreprocessing:\n  max_length: 8\n"
+    )
     assert read_runtime_config(folder).max_length == 8
     model = load(folder)
     assert model.tokenizer.encode(["a b c d e f g h i j k l m n"]).arrays["input_ids"].shape[1] == 8

@@ -53,8 +53,9 @@ def test_fill_mask_matches_pipeline(artifacts):
     text = "paris is in [MASK], berlin is in germany."
     ours = _json_roundtrip(model.predict({"text": text, "top_k": 3}))["masks"][0]
     theirs = _pipe("fill-mask", built, top_k=3)(text)
-    assert [(x["token"], x["token_str"], x["sequence"]) for x in ours] == \
-        [(x["token"], x["token_str"], x["sequence"]) for x in theirs]
+    assert [(x["token"], x["token_str"], x["sequence"]) for x in ours] == [
+        (x["token"], x["token_str"], x["sequence"]) for x in theirs
+    ]
     np.testing.assert_allclose([x["score"] for x in ours], [x["score"] for x in theirs], atol=1e-4)
 
 
@@ -86,7 +87,7 @@ def test_question_answering_matches_pipeline(artifacts):
     theirs = _pipe("question-answering", built)(question=question, context=context)
     assert (ours["answer"], ours["start"], ours["end"]) == (theirs["answer"], theirs["start"], theirs["end"])
     assert ours["score"] == pytest.approx(theirs["score"], abs=1e-4)
-    assert context[ours["start"]:ours["end"]] == ours["answer"]
+    assert context[ours["start"] : ours["end"]] == ours["answer"]
 
 
 def _st_reference(source, texts):
@@ -120,16 +121,23 @@ def test_similarity_needs_feature_extraction(artifacts):
 
 
 def _reference_generate(built, prompt_ids, n):
-    model = transformers.AutoModelForSeq2SeqLM if built.artifact.joinpath("encoder_model.onnx").exists() \
+    model = (
+        transformers.AutoModelForSeq2SeqLM
+        if built.artifact.joinpath("encoder_model.onnx").exists()
         else transformers.AutoModelForCausalLM
+    )
     model = model.from_pretrained(built.source).eval()
     with torch.no_grad():
-        out = model.generate(torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
-                             max_new_tokens=n, do_sample=False)
+        out = model.generate(
+            torch.tensor([prompt_ids]),
+            attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+            max_new_tokens=n,
+            do_sample=False,
+        )
     tokens = out[0].tolist()
     if model.config.is_encoder_decoder:
         return tokens[1:]  # drop the decoder start token
-    return tokens[len(prompt_ids):]
+    return tokens[len(prompt_ids) :]
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama", "qwen2", "t5", "bart", "t5-peaky", "bart-peaky"])

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuxbuild.store import gc
 from gpuxbuild.errors import IntegrityError
+from gpuxbuild.store import gc
 from gpuxbuild.store.home import gpux_home
 from gpuxbuild.store.objects import Store
 
@@ -34,7 +34,7 @@ def feeder(data: bytes, calls: list | None = None, chunk: int = 1000):
         if calls is not None:
             calls.append(resume_from)
         for i in range(resume_from, len(data), chunk):
-            dest.write(data[i:i + chunk])
+            dest.write(data[i : i + chunk])
 
     return write
 
@@ -130,6 +130,7 @@ def test_writer_that_rewinds_restarts_the_hash():
 def test_large_downloads_are_written_behind_in_contiguous_ranges(monkeypatch):
     """Writeback of each large chunk starts as it is written, resumed or not, with no gap or overlap."""
     from gpuxbuild.store import objects as store_mod
+
     ranges: list[tuple[int, int]] = []
     real = store_mod.start_writeback
     monkeypatch.setattr(store_mod, "start_writeback", lambda fd, off, n: (ranges.append((off, n)), real(fd, off, n)))
@@ -159,7 +160,7 @@ def _slow_ensure(root: str, data: bytes, log: str) -> None:
         with open(log, "a") as f:
             f.write("w\n")
         for i in range(0, len(data), 1000):
-            dest.write(data[i:i + 1000])
+            dest.write(data[i : i + 1000])
             time.sleep(0.01)
 
     store = Store(Path(root))
@@ -204,7 +205,9 @@ def test_store_lock_between_threads_and_processes(tmp_path):
     assert events == ["timed out", "released", "got it after release"]
     code = "import sys\nfrom filelock import FileLock\nFileLock(sys.argv[1], timeout=0).acquire()\n"
     with store.lock("x"):  # a process sees the file lock
-        r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "locks" / "x.lock")], capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "locks" / "x.lock")], capture_output=True, text=True
+        )
     assert r.returncode != 0 and "Timeout" in r.stderr
 
 
@@ -257,8 +260,11 @@ def test_verify_prune_info(tmp_path):
     assert objects(store) == [sha(live)]
     assert store.sha256_of_blob(git_sha1(blob)) is None
     # Only the live object's verified stat is left in the index.
-    assert [p.relative_to(store.root / "index").parts[:2] + (p.name,) for p in (store.root / "index").rglob("*")
-            if p.is_file()] == [("verified", "objects", sha(live))]
+    assert [
+        p.relative_to(store.root / "index").parts[:2] + (p.name,)
+        for p in (store.root / "index").rglob("*")
+        if p.is_file()
+    ] == [("verified", "objects", sha(live))]
     data = gc.info(store)
     assert (data["objects"], data["objects_bytes"], data["synced_projects"]) == (1, 2000, 1)
 
@@ -283,7 +289,9 @@ def test_verify_reports_the_same_whatever_the_parallelism(tmp_path):
     assert reports[0] == reports[1]
     assert reports[0].checked == 6
     assert [(b["object"], b["actual"]) for b in reports[0].bad_objects] == [
-        (bad, hashlib.sha256(b"rotten").hexdigest()), ("not-a-hash", None)]
+        (bad, hashlib.sha256(b"rotten").hexdigest()),
+        ("not-a-hash", None),
+    ]
     fixed = verify(store, fix=True, jobs=2)
     assert len(fixed.bad_objects) == 2 and not store.object_path(bad).exists() and not odd.exists()
     assert verify(store).bad_objects == []

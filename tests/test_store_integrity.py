@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from helpers import gets, gpux, publish, read_lock, write_manifest
 from test_sync import check_folder, models_dir, summary
 
@@ -165,8 +164,13 @@ def test_prune_beside_a_pull_keeps_what_the_pull_fetched(hub, repo_id, gpux_home
     hub.commit(repo_id, {"extra.safetensors": big_file(3 * 1024 * 1024)})
     hub.throttle(repo_id, "extra.safetensors", 1024 * 1024)  # 3 s: the prune runs while it downloads
     hub.reset_log()
-    pull = subprocess.Popen([sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    pull = subprocess.Popen(
+        [sys.executable, "-m", "gpuxbuild", "pull", repo_id, "--no-build"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     deadline = time.monotonic() + 60
     while not ({"config.json", "extra.safetensors"} <= set(gets(hub, repo_id))) and time.monotonic() < deadline:
         time.sleep(0.05)  # the small files are in the store, the large one is arriving
@@ -207,13 +211,24 @@ def test_after_a_full_disk_the_hint_and_prune_free_the_partial_download(tmp_path
     assert r.exit_code == 1
     assert "`gpux cache prune --partials` removes the 3.0 MB of interrupted downloads" in " ".join(r.output.split())
 
-    assert "3.0 MB of interrupted downloads kept to resume them: `gpux cache prune --partials` removes them" in \
-        gpux("cache", "prune", cwd=tmp_path).stdout
+    assert (
+        "3.0 MB of interrupted downloads kept to resume them: `gpux cache prune --partials` removes them"
+        in gpux("cache", "prune", cwd=tmp_path).stdout
+    )
     assert left.exists()
     holder = subprocess.Popen(
-        [sys.executable, "-c", ("import time; from gpuxbuild.store.objects import Store\n"
-                                f"with Store().lock('obj-{'b' * 64}'):\n    print('held', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+        [
+            sys.executable,
+            "-c",
+            (
+                "import time; from gpuxbuild.store.objects import Store\n"
+                f"with Store().lock('obj-{'b' * 64}'):\n    print('held', flush=True); time.sleep(60)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         r = gpux("cache", "prune", "--partials", "--json", cwd=tmp_path)

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from gpux_runtime import load_with_gpux_runtime
 from helpers import gpux, publish, read_lock, write_manifest
 
@@ -32,7 +31,9 @@ def check_folder(folder: Path) -> str:
     manifest = json.loads((folder / "artifact.json").read_text())
     listed = {f["path"]: f["sha256"] for f in manifest["files"]}
     present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    assert present == set(listed) | {"artifact.json"}, f"{folder.name}: {sorted(present ^ (set(listed) | {'artifact.json'}))}"
+    assert present == set(listed) | {"artifact.json"}, (
+        f"{folder.name}: {sorted(present ^ (set(listed) | {'artifact.json'}))}"
+    )
     for rel, digest in listed.items():
         assert sha(folder / rel) == digest, f"{folder.name}/{rel} differs from its artifact.json"
     return "sha256:" + sha(folder / "artifact.json")
@@ -123,10 +124,13 @@ def test_added_removed_revision_bump_and_options(hub, onnx_repo, tmp_path):
 
     second = hub.commit(onnx_repo, make_repo("onnx-shipped", seed=1), message="retrain")
     hub.tag(onnx_repo, "v2")
-    write_manifest(tmp_path, {
-        "a": {"source": f"hf:{onnx_repo}", "revision": "v2"},
-        "c": {"source": f"hf:{onnx_repo}", "runtime": {"gpu": {"memory": "4GB"}}},
-    })
+    write_manifest(
+        tmp_path,
+        {
+            "a": {"source": f"hf:{onnx_repo}", "revision": "v2"},
+            "c": {"source": f"hf:{onnx_repo}", "runtime": {"gpu": {"memory": "4GB"}}},
+        },
+    )
     r = gpux("sync", "--json", cwd=tmp_path)
     plan = {m["name"]: m for m in json.loads(r.stdout)["models"]}
     assert plan["a"]["action"] == "update" and plan["a"]["reasons"] == [f"commit {first[:12]} -> {second[:12]}"]
@@ -145,7 +149,9 @@ def test_drift_restored_user_files_left_alone(onnx_repo, tmp_path, gpux_home):
     target = models_dir(tmp_path)
     folder = target / "a"
     digest = check_folder(folder)
-    store_tok = gpux_home / "artifacts" / read_lock(tmp_path)["models"]["a"]["artifact"]["build_key"][7:] / "tokenizer.json"
+    store_tok = (
+        gpux_home / "artifacts" / read_lock(tmp_path)["models"]["a"]["artifact"]["build_key"][7:] / "tokenizer.json"
+    )
     store_tok_sha = sha(store_tok)
 
     (folder / "config.json").unlink()
@@ -189,8 +195,10 @@ def check_folder_with_user(folder: Path, user: set[str]) -> str:
 def test_dry_run_changes_nothing(hub, onnx_repo, tmp_path, gpux_home):
     write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
     gpux("sync", cwd=tmp_path)
-    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}", "runtime": {"gpu": {"memory": "8GB"}}},
-                              "b": {"source": f"hf:{onnx_repo}"}})
+    write_manifest(
+        tmp_path,
+        {"a": {"source": f"hf:{onnx_repo}", "runtime": {"gpu": {"memory": "8GB"}}}, "b": {"source": f"hf:{onnx_repo}"}},
+    )
     (models_dir(tmp_path) / "a" / "config.json").unlink()
     before = snapshot(tmp_path), snapshot(gpux_home / "artifacts")
     r = gpux("sync", "--dry-run", cwd=tmp_path)
@@ -213,7 +221,9 @@ def test_locked_and_frozen(onnx_repo, tmp_path):
     write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}, "b": {"source": f"hf:{onnx_repo}"}})
     lock_bytes, before = (tmp_path / "gpux.lock").read_bytes(), snapshot(models_dir(tmp_path))
     r = gpux("sync", "--locked", cwd=tmp_path, check=False)
-    assert r.returncode == 1 and "gpux.lock is out of date: not locked yet: b" in r.stderr and "Traceback" not in r.stderr
+    assert (
+        r.returncode == 1 and "gpux.lock is out of date: not locked yet: b" in r.stderr and "Traceback" not in r.stderr
+    )
     assert (tmp_path / "gpux.lock").read_bytes() == lock_bytes and snapshot(models_dir(tmp_path)) == before
 
     # --frozen: the lock as it is, without even reading the manifest.
@@ -268,7 +278,9 @@ def test_missing_convert_extra_names_models(hub, repo_id, tmp_path, hf_env):
     write_manifest(project, {"x": {"source": f"hf:{repo_id}"}, "y": {"source": f"hf:{repo_id}"}})
     r = gpux("sync", cwd=project, check=False)
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "syncing x, y" in r.stderr and "'convert' extra" in r.stderr and "pip install 'gpuxbuild[convert]'" in r.stderr
+    assert (
+        "syncing x, y" in r.stderr and "'convert' extra" in r.stderr and "pip install 'gpuxbuild[convert]'" in r.stderr
+    )
     assert not models_dir(project).exists()
 
 
@@ -279,7 +291,9 @@ def test_link_modes_and_target(onnx_repo, tmp_path, gpux_home):
     assert "placed by copy" in r.stdout
     key = read_lock(tmp_path)["models"]["a"]["artifact"]["build_key"][7:]
     for p in (out / "a").iterdir():
-        assert p.stat().st_ino != (gpux_home / "artifacts" / key / p.name).stat().st_ino and p.stat().st_mode & 0o222 == 0
+        assert (
+            p.stat().st_ino != (gpux_home / "artifacts" / key / p.name).stat().st_ino and p.stat().st_mode & 0o222 == 0
+        )
     check_folder(out / "a")
     r = gpux("sync", "--link-mode", "reflink", cwd=tmp_path, check=False)
     if r.returncode == 0:  # a filesystem with reflinks (btrfs, xfs)
@@ -334,14 +348,28 @@ def test_quick_noop_prints_what_the_full_command_prints(onnx_repo, tmp_path, mon
         assert exit.value.code == 0
         return answered, quick, capsys.readouterr().out
 
-    for argv in (["sync"], ["-q", "sync", "--locked"], ["--project", str(tmp_path), "sync", "--frozen", "--offline"],
-                 ["--quiet", "--project=.", "sync", "--link-mode=copy", "--offline", "--locked"],
-                 ["sync", "--target", "elsewhere"], ["sync", f"--target={other}", "--link-mode", "hardlink"]):
+    for argv in (
+        ["sync"],
+        ["-q", "sync", "--locked"],
+        ["--project", str(tmp_path), "sync", "--frozen", "--offline"],
+        ["--quiet", "--project=.", "sync", "--link-mode=copy", "--offline", "--locked"],
+        ["sync", "--target", "elsewhere"],
+        ["sync", f"--target={other}", "--link-mode", "hardlink"],
+    ):
         answered, quick, full = both(argv)
         assert answered and quick == full and "2 unchanged" in full, argv
     # What it leaves to the full command: other output forms, files to report, changes to make.
-    for argv in (["sync", "--json"], ["sync", "--dry-run"], ["sync", "-q"], ["sync", "--locked", "--frozen"],
-                 ["sync", "--link-mode", "fast"], ["sync", "--target"], ["lock"], ["--version"], ["sync", "--help"]):
+    for argv in (
+        ["sync", "--json"],
+        ["sync", "--dry-run"],
+        ["sync", "-q"],
+        ["sync", "--locked", "--frozen"],
+        ["sync", "--link-mode", "fast"],
+        ["sync", "--target"],
+        ["lock"],
+        ["--version"],
+        ["sync", "--help"],
+    ):
         assert not quick_sync(argv), argv
     assert capsys.readouterr().out == ""
     (models_dir(tmp_path) / "a" / "notes.txt").write_text("mine")
@@ -365,8 +393,9 @@ def _folder_states(target: Path, names: list[str]) -> dict[str, str]:
 
 def _kill_at_staging(project: Path, target: Path, nth: int) -> bool:
     """Run `gpux sync` and SIGKILL it as soon as it has begun staging its `nth` model folder; False if it finished first."""
-    p = subprocess.Popen([sys.executable, "-m", "gpuxbuild", "sync"], cwd=project,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "gpuxbuild", "sync"], cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     staged: set[str] = set()
     while p.poll() is None:
         try:
@@ -383,7 +412,9 @@ def _kill_at_staging(project: Path, target: Path, nth: int) -> bool:
 @pytest.mark.slow
 def test_sigkill_mid_sync_then_resync(onnx_repo, tmp_path):
     names = [f"m{i}" for i in range(6)]
-    manifests = [{n: {"source": f"hf:{onnx_repo}", "runtime": {"gpu": {"memory": mem}}} for n in names} for mem in ("3GB", "4GB")]
+    manifests = [
+        {n: {"source": f"hf:{onnx_repo}", "runtime": {"gpu": {"memory": mem}}} for n in names} for mem in ("3GB", "4GB")
+    ]
     target = models_dir(tmp_path)
     digests = []
     for i, manifest in enumerate(manifests):  # both states' artifacts in the store: the kills hit placement
@@ -412,8 +443,16 @@ def test_sigkill_mid_sync_then_resync(onnx_repo, tmp_path):
 def test_concurrent_syncs_of_one_project(onnx_repo, tmp_path):
     names = ["a", "b", "c"]
     write_manifest(tmp_path, {n: {"source": f"hf:{onnx_repo}"} for n in names})
-    procs = [subprocess.Popen([sys.executable, "-m", "gpuxbuild", "sync", "--json"], cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gpuxbuild", "sync", "--json"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
     added = sorted(json.loads(o)["summary"]["add"] for o, _ in outs)

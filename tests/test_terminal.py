@@ -105,7 +105,9 @@ def test_every_command_works_piped(workspace, args, where, status, _json):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args, where, status", [c[:3] for c in COMMANDS if c[3]], ids=[i for i, c in zip(IDS, COMMANDS) if c[3]])
+@pytest.mark.parametrize(
+    "args, where, status", [c[:3] for c in COMMANDS if c[3]], ids=[i for i, c in zip(IDS, COMMANDS) if c[3]]
+)
 def test_every_command_prints_json_with_json(workspace, args, where, status):
     project, home = workspace
     r = gpux(*args, "--json", cwd=project.parent / where if where == "empty" else project, env=_env(home), check=False)
@@ -146,8 +148,16 @@ def test_ctrl_c_stops_serve_on_a_terminal(workspace):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = gpux_tty("serve", "sentiment", "--port", str(port), cwd=project, env=_env(home), interrupt_when="Uvicorn running",
-                 timeout=300)
+    r = gpux_tty(
+        "serve",
+        "sentiment",
+        "--port",
+        str(port),
+        cwd=project,
+        env=_env(home),
+        interrupt_when="Uvicorn running",
+        timeout=300,
+    )
     _check_terminal_output(r.output)
     assert r.returncode in (0, 130), r.output
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import tinymodels
 
 HERE = Path(__file__).parent
@@ -56,8 +55,9 @@ def test_bert_loads_and_classifies(tmp_path):
     folder = tinymodels.write_repo("bert", tmp_path / "bert")
     config = json.loads((folder / "config.json").read_text())
     assert config["id2label"] == {"0": "NEGATIVE", "1": "POSITIVE"}
-    assert {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-            "model.safetensors"} <= {p.name for p in folder.iterdir()}
+    assert {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "model.safetensors"} <= {
+        p.name for p in folder.iterdir()
+    }
     _load_and_run("bert", folder)
 
 
@@ -89,8 +89,12 @@ def test_special_repos(tmp_path):
     assert "pytorch_model.bin" in files and not any(p.endswith(".safetensors") for p in files)
 
     st = tinymodels.make_repo("sentence-transformers")
-    assert {"modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
-            "1_Pooling/config.json"} <= set(st)
+    assert {
+        "modules.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+        "1_Pooling/config.json",
+    } <= set(st)
 
     import numpy as np
     import onnxruntime as ort
@@ -108,15 +112,18 @@ def test_special_repos(tmp_path):
 def test_repos_byte_identical_across_processes(tmp_path):
     """Two fresh caches built by processes with different hash seeds hold identical bytes."""
     kinds = ["bert", "gpt2", "t5", "llama", "pickle-only", "onnx-shipped"]
-    code = ("import sys, hashlib, tinymodels\n"
-            "for k in sys.argv[1:]:\n"
-            "    for p, b in sorted(tinymodels.make_repo(k).items()):\n"
-            "        print(k, p, hashlib.sha256(b).hexdigest())\n")
+    code = (
+        "import sys, hashlib, tinymodels\n"
+        "for k in sys.argv[1:]:\n"
+        "    for p, b in sorted(tinymodels.make_repo(k).items()):\n"
+        "        print(k, p, hashlib.sha256(b).hexdigest())\n"
+    )
     outputs = []
     for seed in ("1", "2"):
         env = os.environ | {"GPUX_TEST_CACHE": str(tmp_path / seed), "PYTHONHASHSEED": seed}
-        run = subprocess.run([sys.executable, "-c", code, *kinds], cwd=HERE, env=env, check=True,
-                             capture_output=True, text=True)
+        run = subprocess.run(
+            [sys.executable, "-c", code, *kinds], cwd=HERE, env=env, check=True, capture_output=True, text=True
+        )
         outputs.append(run.stdout)
     assert outputs[0] == outputs[1]
     assert len(outputs[0].splitlines()) > 6 * len(kinds) - 10

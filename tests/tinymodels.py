@@ -14,9 +14,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 FACTORY_VERSION = 3
 
@@ -67,7 +68,11 @@ MAX_LEN = 128
 def _wordpiece(fast_cls: str, *, lowercase: bool = True, specials: dict[str, str] | None = None) -> Callable:
     """A WordPiece vocab.txt trained on the corpus, loaded by ``fast_cls`` (BERT-style tokenizers)."""
     specials = specials or {
-        "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
     }
 
     def build(tmp: Path):
@@ -99,13 +104,14 @@ def _wordpiece_vocab(lowercase: bool, size: int) -> list[str]:
     return vocab + frequent[: size - len(vocab)]
 
 
-def _byte_bpe(fast_cls: str, specials: dict[str, str], extra: dict[str, Any] | None = None,
-              *, from_object: bool = False) -> Callable:
+def _byte_bpe(
+    fast_cls: str, specials: dict[str, str], extra: dict[str, Any] | None = None, *, from_object: bool = False
+) -> Callable:
     """A byte-level BPE (vocab.json + merges.txt) trained on the corpus (GPT-2/RoBERTa-style tokenizers)."""
 
     def build(tmp: Path):
-        from tokenizers import ByteLevelBPETokenizer
         import transformers
+        from tokenizers import ByteLevelBPETokenizer
 
         trainer = ByteLevelBPETokenizer()
         special_list = list(dict.fromkeys(v for v in specials.values() if v))
@@ -115,14 +121,20 @@ def _byte_bpe(fast_cls: str, specials: dict[str, str], extra: dict[str, Any] | N
             # Classes without a slow tokenizer (BLOOM) ship only tokenizer.json.
             return cls(tokenizer_object=trainer._tokenizer, model_max_length=MAX_LEN, **specials, **(extra or {}))
         trainer.save_model(str(tmp))
-        return cls(vocab_file=str(tmp / "vocab.json"), merges_file=str(tmp / "merges.txt"),
-                   model_max_length=MAX_LEN, **specials, **(extra or {}))
+        return cls(
+            vocab_file=str(tmp / "vocab.json"),
+            merges_file=str(tmp / "merges.txt"),
+            model_max_length=MAX_LEN,
+            **specials,
+            **(extra or {}),
+        )
 
     return build
 
 
-def _sentencepiece(fast_cls: str, spm_args: dict[str, Any], tok_kwargs: dict[str, Any] | None = None,
-                   vocab_size: int = 400) -> Callable:
+def _sentencepiece(
+    fast_cls: str, spm_args: dict[str, Any], tok_kwargs: dict[str, Any] | None = None, vocab_size: int = 400
+) -> Callable:
     """A SentencePiece model trained on the corpus, converted to a fast tokenizer by ``fast_cls``."""
 
     def build(tmp: Path):
@@ -131,8 +143,14 @@ def _sentencepiece(fast_cls: str, spm_args: dict[str, Any], tok_kwargs: dict[str
 
         model = io.BytesIO()
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(CORPUS_LINES), model_writer=model, vocab_size=vocab_size,
-            hard_vocab_limit=False, num_threads=1, character_coverage=1.0, minloglevel=2, **spm_args,
+            sentence_iterator=iter(CORPUS_LINES),
+            model_writer=model,
+            vocab_size=vocab_size,
+            hard_vocab_limit=False,
+            num_threads=1,
+            character_coverage=1.0,
+            minloglevel=2,
+            **spm_args,
         )
         path = tmp / "source.model"
         path.write_bytes(model.getvalue())
@@ -143,8 +161,15 @@ def _sentencepiece(fast_cls: str, spm_args: dict[str, Any], tok_kwargs: dict[str
 
 BERT_TOKENIZER = _wordpiece("BertTokenizerFast")
 GPT2_SPECIALS = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
-ROBERTA_SPECIALS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>",
-                    "mask_token": "<mask>", "cls_token": "<s>", "sep_token": "</s>"}
+ROBERTA_SPECIALS = {
+    "bos_token": "<s>",
+    "pad_token": "<pad>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+    "mask_token": "<mask>",
+    "cls_token": "<s>",
+    "sep_token": "</s>",
+}
 LLAMA_SPM = {"model_type": "bpe", "byte_fallback": True, "unk_id": 0, "bos_id": 1, "eos_id": 2, "pad_id": -1}
 
 
@@ -163,8 +188,13 @@ class Kind:
 
 
 def _bert_cfg(h: int) -> dict[str, Any]:
-    return {"hidden_size": h, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 2 * h,
-            "max_position_embeddings": MAX_LEN}
+    return {
+        "hidden_size": h,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 2 * h,
+        "max_position_embeddings": MAX_LEN,
+    }
 
 
 def _labels(id2label: dict[int, str] | list[str]) -> dict[str, Any]:
@@ -174,119 +204,279 @@ def _labels(id2label: dict[int, str] | list[str]) -> dict[str, Any]:
 
 
 def _decoder_cfg(h: int) -> dict[str, Any]:
-    return {"hidden_size": h, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-            "intermediate_size": 2 * h, "max_position_embeddings": MAX_LEN,
-            "tie_word_embeddings": False}
+    return {
+        "hidden_size": h,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 2 * h,
+        "max_position_embeddings": MAX_LEN,
+        "tie_word_embeddings": False,
+    }
 
 
 KINDS: dict[str, Kind] = {
-    "bert": Kind("BertForSequenceClassification", "BertConfig", lambda h: _bert_cfg(h) | _labels(BINARY_LABELS),
-                 BERT_TOKENIZER),
+    "bert": Kind(
+        "BertForSequenceClassification", "BertConfig", lambda h: _bert_cfg(h) | _labels(BINARY_LABELS), BERT_TOKENIZER
+    ),
     "bert-mlm": Kind("BertForMaskedLM", "BertConfig", _bert_cfg, BERT_TOKENIZER),
-    "bert-ner": Kind("BertForTokenClassification", "BertConfig", lambda h: _bert_cfg(h) | _labels(NER_LABELS),
-                     _wordpiece("BertTokenizerFast", lowercase=False)),
+    "bert-ner": Kind(
+        "BertForTokenClassification",
+        "BertConfig",
+        lambda h: _bert_cfg(h) | _labels(NER_LABELS),
+        _wordpiece("BertTokenizerFast", lowercase=False),
+    ),
     "bert-qa": Kind("BertForQuestionAnswering", "BertConfig", _bert_cfg, BERT_TOKENIZER),
     "distilbert": Kind(
-        "DistilBertForSequenceClassification", "DistilBertConfig",
-        lambda h: {"dim": h, "n_layers": 2, "n_heads": 2, "hidden_dim": 2 * h, "max_position_embeddings": MAX_LEN}
-        | _labels(BINARY_LABELS),
-        _wordpiece("DistilBertTokenizerFast")),
+        "DistilBertForSequenceClassification",
+        "DistilBertConfig",
+        lambda h: (
+            {"dim": h, "n_layers": 2, "n_heads": 2, "hidden_dim": 2 * h, "max_position_embeddings": MAX_LEN}
+            | _labels(BINARY_LABELS)
+        ),
+        _wordpiece("DistilBertTokenizerFast"),
+    ),
     "roberta": Kind(
-        "RobertaForSequenceClassification", "RobertaConfig",
+        "RobertaForSequenceClassification",
+        "RobertaConfig",
         lambda h: _bert_cfg(h) | {"max_position_embeddings": MAX_LEN + 2} | _labels(BINARY_LABELS),
-        _byte_bpe("RobertaTokenizerFast", ROBERTA_SPECIALS)),
+        _byte_bpe("RobertaTokenizerFast", ROBERTA_SPECIALS),
+    ),
     "albert": Kind(
-        "AlbertForMaskedLM", "AlbertConfig", lambda h: _bert_cfg(h) | {"embedding_size": h // 2},
-        _sentencepiece("AlbertTokenizerFast",
-                       {"model_type": "unigram", "pad_id": 0, "unk_id": 1, "bos_id": -1, "eos_id": -1,
-                        "control_symbols": ["[CLS]", "[SEP]", "[MASK]"]})),
+        "AlbertForMaskedLM",
+        "AlbertConfig",
+        lambda h: _bert_cfg(h) | {"embedding_size": h // 2},
+        _sentencepiece(
+            "AlbertTokenizerFast",
+            {
+                "model_type": "unigram",
+                "pad_id": 0,
+                "unk_id": 1,
+                "bos_id": -1,
+                "eos_id": -1,
+                "control_symbols": ["[CLS]", "[SEP]", "[MASK]"],
+            },
+        ),
+    ),
     "electra": Kind(
-        "ElectraForSequenceClassification", "ElectraConfig",
+        "ElectraForSequenceClassification",
+        "ElectraConfig",
         lambda h: _bert_cfg(h) | {"embedding_size": h} | _labels(BINARY_LABELS),
-        _wordpiece("ElectraTokenizerFast")),
+        _wordpiece("ElectraTokenizerFast"),
+    ),
     "mpnet": Kind(
-        "MPNetModel", "MPNetConfig",
+        "MPNetModel",
+        "MPNetConfig",
         lambda h: _bert_cfg(h) | {"max_position_embeddings": MAX_LEN + 2},
-        _wordpiece("MPNetTokenizerFast", specials={
-            "bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>", "unk_token": "[UNK]",
-            "pad_token": "<pad>", "mask_token": "<mask>"})),
+        _wordpiece(
+            "MPNetTokenizerFast",
+            specials={
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "sep_token": "</s>",
+                "cls_token": "<s>",
+                "unk_token": "[UNK]",
+                "pad_token": "<pad>",
+                "mask_token": "<mask>",
+            },
+        ),
+    ),
     "xlm-roberta": Kind(
-        "XLMRobertaForMaskedLM", "XLMRobertaConfig",
+        "XLMRobertaForMaskedLM",
+        "XLMRobertaConfig",
         lambda h: _bert_cfg(h) | {"max_position_embeddings": MAX_LEN + 2},
-        _sentencepiece("XLMRobertaTokenizerFast", {"model_type": "unigram"})),
+        _sentencepiece("XLMRobertaTokenizerFast", {"model_type": "unigram"}),
+    ),
     "deberta-v2": Kind(
-        "DebertaV2ForSequenceClassification", "DebertaV2Config",
-        lambda h: _bert_cfg(h) | {"relative_attention": True, "position_buckets": 16, "max_relative_positions": -1,
-                                  "pos_att_type": ["p2c", "c2p"], "position_biased_input": False}
-        | _labels(NLI_LABELS),
-        _sentencepiece("DebertaV2TokenizerFast",
-                       {"model_type": "unigram", "pad_id": 0, "bos_id": 1, "eos_id": 2, "unk_id": 3,
-                        "pad_piece": "[PAD]", "bos_piece": "[CLS]", "eos_piece": "[SEP]", "unk_piece": "[UNK]",
-                        "user_defined_symbols": ["[MASK]"]})),
+        "DebertaV2ForSequenceClassification",
+        "DebertaV2Config",
+        lambda h: (
+            _bert_cfg(h)
+            | {
+                "relative_attention": True,
+                "position_buckets": 16,
+                "max_relative_positions": -1,
+                "pos_att_type": ["p2c", "c2p"],
+                "position_biased_input": False,
+            }
+            | _labels(NLI_LABELS)
+        ),
+        _sentencepiece(
+            "DebertaV2TokenizerFast",
+            {
+                "model_type": "unigram",
+                "pad_id": 0,
+                "bos_id": 1,
+                "eos_id": 2,
+                "unk_id": 3,
+                "pad_piece": "[PAD]",
+                "bos_piece": "[CLS]",
+                "eos_piece": "[SEP]",
+                "unk_piece": "[UNK]",
+                "user_defined_symbols": ["[MASK]"],
+            },
+        ),
+    ),
     "gpt2": Kind(
-        "GPT2LMHeadModel", "GPT2Config",
+        "GPT2LMHeadModel",
+        "GPT2Config",
         lambda h: {"n_embd": h, "n_layer": 2, "n_head": 2, "n_positions": MAX_LEN},
-        _byte_bpe("GPT2TokenizerFast", GPT2_SPECIALS)),
+        _byte_bpe("GPT2TokenizerFast", GPT2_SPECIALS),
+    ),
     "gpt-neo": Kind(
-        "GPTNeoForCausalLM", "GPTNeoConfig",
-        lambda h: {"hidden_size": h, "num_layers": 2, "num_heads": 2, "attention_types": [[["global", "local"], 1]],
-                   "window_size": 16, "max_position_embeddings": MAX_LEN, "intermediate_size": 2 * h},
-        _byte_bpe("GPT2TokenizerFast", GPT2_SPECIALS)),
+        "GPTNeoForCausalLM",
+        "GPTNeoConfig",
+        lambda h: {
+            "hidden_size": h,
+            "num_layers": 2,
+            "num_heads": 2,
+            "attention_types": [[["global", "local"], 1]],
+            "window_size": 16,
+            "max_position_embeddings": MAX_LEN,
+            "intermediate_size": 2 * h,
+        },
+        _byte_bpe("GPT2TokenizerFast", GPT2_SPECIALS),
+    ),
     "opt": Kind(
-        "OPTForCausalLM", "OPTConfig",
-        lambda h: {"hidden_size": h, "num_hidden_layers": 2, "num_attention_heads": 2, "ffn_dim": 2 * h,
-                   "word_embed_proj_dim": h, "max_position_embeddings": MAX_LEN},
-        _byte_bpe("GPT2TokenizerFast", {"bos_token": "</s>", "eos_token": "</s>", "unk_token": "</s>",
-                                        "pad_token": "<pad>"}, {"add_bos_token": True})),
+        "OPTForCausalLM",
+        "OPTConfig",
+        lambda h: {
+            "hidden_size": h,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "ffn_dim": 2 * h,
+            "word_embed_proj_dim": h,
+            "max_position_embeddings": MAX_LEN,
+        },
+        _byte_bpe(
+            "GPT2TokenizerFast",
+            {"bos_token": "</s>", "eos_token": "</s>", "unk_token": "</s>", "pad_token": "<pad>"},
+            {"add_bos_token": True},
+        ),
+    ),
     "bloom": Kind(
-        "BloomForCausalLM", "BloomConfig",
+        "BloomForCausalLM",
+        "BloomConfig",
         lambda h: {"hidden_size": h, "n_layer": 2, "n_head": 4},
-        _byte_bpe("BloomTokenizerFast", {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>",
-                                         "pad_token": "<pad>"}, from_object=True)),
-    "llama": Kind("LlamaForCausalLM", "LlamaConfig", _decoder_cfg,
-                  _sentencepiece("LlamaTokenizerFast", LLAMA_SPM, {"legacy": False})),
-    "mistral": Kind("MistralForCausalLM", "MistralConfig", lambda h: _decoder_cfg(h) | {"sliding_window": 64},
-                    _sentencepiece("LlamaTokenizerFast", LLAMA_SPM, {"legacy": False})),
+        _byte_bpe(
+            "BloomTokenizerFast",
+            {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"},
+            from_object=True,
+        ),
+    ),
+    "llama": Kind(
+        "LlamaForCausalLM",
+        "LlamaConfig",
+        _decoder_cfg,
+        _sentencepiece("LlamaTokenizerFast", LLAMA_SPM, {"legacy": False}),
+    ),
+    "mistral": Kind(
+        "MistralForCausalLM",
+        "MistralConfig",
+        lambda h: _decoder_cfg(h) | {"sliding_window": 64},
+        _sentencepiece("LlamaTokenizerFast", LLAMA_SPM, {"legacy": False}),
+    ),
     "qwen2": Kind(
-        "Qwen2ForCausalLM", "Qwen2Config",
+        "Qwen2ForCausalLM",
+        "Qwen2Config",
         lambda h: _decoder_cfg(h) | {"use_sliding_window": False},
-        _byte_bpe("Qwen2TokenizerFast", {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-                                         "unk_token": None, "bos_token": None},
-                  {"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})),
+        _byte_bpe(
+            "Qwen2TokenizerFast",
+            {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": None, "bos_token": None},
+            {"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]},
+        ),
+    ),
     "phi": Kind(
-        "PhiForCausalLM", "PhiConfig",
-        lambda h: {"hidden_size": h, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 2 * h,
-                   "max_position_embeddings": MAX_LEN, "partial_rotary_factor": 0.5},
-        _byte_bpe("CodeGenTokenizerFast", GPT2_SPECIALS)),
+        "PhiForCausalLM",
+        "PhiConfig",
+        lambda h: {
+            "hidden_size": h,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 2 * h,
+            "max_position_embeddings": MAX_LEN,
+            "partial_rotary_factor": 0.5,
+        },
+        _byte_bpe("CodeGenTokenizerFast", GPT2_SPECIALS),
+    ),
     "t5": Kind(
-        "T5ForConditionalGeneration", "T5Config",
-        lambda h: {"d_model": h, "d_kv": 8, "d_ff": 2 * h, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 4,
-                   "relative_attention_num_buckets": 8, "relative_attention_max_distance": 32,
-                   "decoder_start_token_id": 0},
-        _sentencepiece("T5TokenizerFast",
-                       {"model_type": "unigram", "pad_id": 0, "eos_id": 1, "unk_id": 2, "bos_id": -1},
-                       {"extra_ids": 100, "legacy": False})),
+        "T5ForConditionalGeneration",
+        "T5Config",
+        lambda h: {
+            "d_model": h,
+            "d_kv": 8,
+            "d_ff": 2 * h,
+            "num_layers": 2,
+            "num_decoder_layers": 2,
+            "num_heads": 4,
+            "relative_attention_num_buckets": 8,
+            "relative_attention_max_distance": 32,
+            "decoder_start_token_id": 0,
+        },
+        _sentencepiece(
+            "T5TokenizerFast",
+            {"model_type": "unigram", "pad_id": 0, "eos_id": 1, "unk_id": 2, "bos_id": -1},
+            {"extra_ids": 100, "legacy": False},
+        ),
+    ),
     "bart": Kind(
-        "BartForConditionalGeneration", "BartConfig",
-        lambda h: {"d_model": h, "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 2,
-                   "decoder_attention_heads": 2, "encoder_ffn_dim": 2 * h, "decoder_ffn_dim": 2 * h,
-                   "max_position_embeddings": MAX_LEN, "decoder_start_token_id": 2, "forced_eos_token_id": 2},
-        _byte_bpe("BartTokenizerFast", ROBERTA_SPECIALS)),
-    "sentence-transformers": Kind("BertModel", "BertConfig", _bert_cfg, BERT_TOKENIZER,
-                                  {"sentence_transformers": True}),
-    "slow-tokenizer-only": Kind("BertForSequenceClassification", "BertConfig",
-                                lambda h: _bert_cfg(h) | _labels(BINARY_LABELS), BERT_TOKENIZER, {"slow_only": True}),
-    "pickle-only": Kind("BertForSequenceClassification", "BertConfig",
-                        lambda h: _bert_cfg(h) | _labels(BINARY_LABELS), BERT_TOKENIZER, {"pickle": True}),
-    "onnx-shipped": Kind("BertForSequenceClassification", "BertConfig",
-                         lambda h: _bert_cfg(h) | _labels(BINARY_LABELS), BERT_TOKENIZER, {"onnx": True}),
+        "BartForConditionalGeneration",
+        "BartConfig",
+        lambda h: {
+            "d_model": h,
+            "encoder_layers": 2,
+            "decoder_layers": 2,
+            "encoder_attention_heads": 2,
+            "decoder_attention_heads": 2,
+            "encoder_ffn_dim": 2 * h,
+            "decoder_ffn_dim": 2 * h,
+            "max_position_embeddings": MAX_LEN,
+            "decoder_start_token_id": 2,
+            "forced_eos_token_id": 2,
+        },
+        _byte_bpe("BartTokenizerFast", ROBERTA_SPECIALS),
+    ),
+    "sentence-transformers": Kind(
+        "BertModel", "BertConfig", _bert_cfg, BERT_TOKENIZER, {"sentence_transformers": True}
+    ),
+    "slow-tokenizer-only": Kind(
+        "BertForSequenceClassification",
+        "BertConfig",
+        lambda h: _bert_cfg(h) | _labels(BINARY_LABELS),
+        BERT_TOKENIZER,
+        {"slow_only": True},
+    ),
+    "pickle-only": Kind(
+        "BertForSequenceClassification",
+        "BertConfig",
+        lambda h: _bert_cfg(h) | _labels(BINARY_LABELS),
+        BERT_TOKENIZER,
+        {"pickle": True},
+    ),
+    "onnx-shipped": Kind(
+        "BertForSequenceClassification",
+        "BertConfig",
+        lambda h: _bert_cfg(h) | _labels(BINARY_LABELS),
+        BERT_TOKENIZER,
+        {"onnx": True},
+    ),
     # XLNet: a real transformers architecture that optimum's ONNX exporter does not support.
     "unsupported": Kind(
-        "XLNetLMHeadModel", "XLNetConfig",
+        "XLNetLMHeadModel",
+        "XLNetConfig",
         lambda h: {"d_model": h, "n_layer": 2, "n_head": 2, "d_inner": 2 * h},
-        _sentencepiece("XLNetTokenizerFast",
-                       {"model_type": "unigram", "unk_id": 0, "bos_id": 1, "eos_id": 2, "pad_id": -1,
-                        "control_symbols": ["<cls>", "<sep>", "<pad>", "<mask>"]})),
+        _sentencepiece(
+            "XLNetTokenizerFast",
+            {
+                "model_type": "unigram",
+                "unk_id": 0,
+                "bos_id": 1,
+                "eos_id": 2,
+                "pad_id": -1,
+                "control_symbols": ["<cls>", "<sep>", "<pad>", "<mask>"],
+            },
+        ),
+    ),
 }
 
 SEQ2SEQ_KINDS = {"t5", "bart"}
@@ -336,16 +526,25 @@ def _write_sentence_transformers(dest: Path, hidden: int) -> None:
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
         {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
     ]
-    pooling = {"word_embedding_dimension": hidden, "pooling_mode_cls_token": False,
-               "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
-               "pooling_mode_mean_sqrt_len_tokens": False, "pooling_mode_weightedmean_tokens": False,
-               "pooling_mode_lasttoken": False, "include_prompt": True}
+    pooling = {
+        "word_embedding_dimension": hidden,
+        "pooling_mode_cls_token": False,
+        "pooling_mode_mean_tokens": True,
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+        "pooling_mode_weightedmean_tokens": False,
+        "pooling_mode_lasttoken": False,
+        "include_prompt": True,
+    }
     files = {
         "modules.json": modules,
         "sentence_bert_config.json": {"max_seq_length": MAX_LEN, "do_lower_case": False},
         "config_sentence_transformers.json": {
             "__version__": {"sentence_transformers": "3.0.1", "transformers": "4.57.6", "pytorch": "2.13.0"},
-            "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "cosine"},
+            "prompts": {},
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
         "1_Pooling/config.json": pooling,
     }
     for path, data in files.items():
@@ -366,8 +565,16 @@ def _write_onnx_variants(model, onnx_dir: Path) -> None:
     sample = tuple(torch.ones(1, 8, dtype=torch.long) for _ in names)
     axes = {n: {0: "batch_size", 1: "sequence_length"} for n in names} | {"logits": {0: "batch_size"}}
     with torch.no_grad():
-        torch.onnx.export(model, sample, str(fp32), input_names=names, output_names=["logits"],
-                          dynamic_axes=axes, opset_version=14, dynamo=False)
+        torch.onnx.export(
+            model,
+            sample,
+            str(fp32),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=14,
+            dynamo=False,
+        )
     quantize_dynamic(fp32, onnx_dir / "model_quantized.onnx", weight_type=QuantType.QUInt8)
     fp16 = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
     onnx.save(fp16, str(onnx_dir / "model_fp16.onnx"))

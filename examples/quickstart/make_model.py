@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
-import json
 import os
 import sys
 import tempfile
@@ -267,9 +266,13 @@ def check() -> int:
         fresh, committed = hashes(Path(tmp)), hashes(OUT)
     diff = sorted(p for p in fresh.keys() | committed.keys() if fresh.get(p) != committed.get(p))
     for path in diff:
-        print(f"differs: {path} (committed {committed.get(path, 'missing')[:12]}, fresh {fresh.get(path, 'missing')[:12]})")
+        print(
+            f"differs: {path} (committed {committed.get(path, 'missing')[:12]}, fresh {fresh.get(path, 'missing')[:12]})"
+        )
     if diff:
-        print(f"{OUT.relative_to(HERE)} is not what make_model.py writes; rerun `python make_model.py`", file=sys.stderr)
+        print(
+            f"{OUT.relative_to(HERE)} is not what make_model.py writes; rerun `python make_model.py`", file=sys.stderr
+        )
         return 1
     print(f"{OUT.relative_to(HERE)}: {len(fresh)} files, identical to a fresh build")
     return 0

@@ -39,36 +39,52 @@ def toolchain_versions(conversion: str, convert: dict) -> dict[str, str]:
     if conversion == "export":
         for dist in ("torch", "transformers", "optimum", "optimum-onnx"):
             tools[dist] = _version(dist)
-    if convert.get("optimize") is not None or convert.get("quantize") or (conversion == "export" and convert.get("dtype") == "fp16"):
+    if (
+        convert.get("optimize") is not None
+        or convert.get("quantize")
+        or (conversion == "export" and convert.get("dtype") == "fp16")
+    ):
         tools["onnxruntime"] = _version("onnxruntime")
     return dict(sorted(tools.items()))
 
 
 def build_key(
-    *, name: str, source: dict, files: list[dict], task: str, library: str, options: dict, conversion: str, toolchain: dict
+    *,
+    name: str,
+    source: dict,
+    files: list[dict],
+    task: str,
+    library: str,
+    options: dict,
+    conversion: str,
+    toolchain: dict,
 ) -> str:
     """The digest that addresses an artifact in the store."""
     convert = {k: v for k, v in options.get("convert", {}).items() if k not in _NOT_IN_KEY}
-    return digest({
-        "format": ARTIFACT_FORMAT,
-        "name": name,
-        "source": source,
-        "files": sorted((f["path"], f["sha256"]) for f in files),
-        "task": task,
-        "library": library,
-        "conversion": conversion,
-        "convert": convert,
-        "runtime": options.get("runtime", {}),
-        "trust_remote_code": options.get("trust_remote_code", False),
-        "toolchain": toolchain,
-    })
+    return digest(
+        {
+            "format": ARTIFACT_FORMAT,
+            "name": name,
+            "source": source,
+            "files": sorted((f["path"], f["sha256"]) for f in files),
+            "task": task,
+            "library": library,
+            "conversion": conversion,
+            "convert": convert,
+            "runtime": options.get("runtime", {}),
+            "trust_remote_code": options.get("trust_remote_code", False),
+            "toolchain": toolchain,
+        }
+    )
 
 
 def artifact_path(store: Store, key: str) -> Path:
     return store.root / "artifacts" / key.removeprefix("sha256:")
 
 
-def write_manifest(folder: Path, *, task: str, graphs: dict, source: dict, library: str, key: str, toolchain: dict, name: str) -> str:
+def write_manifest(
+    folder: Path, *, task: str, graphs: dict, source: dict, library: str, key: str, toolchain: dict, name: str
+) -> str:
     """Write artifact.json listing every file of `folder`; return the artifact digest."""
     files = []
     for p in sorted(folder.rglob("*")):
@@ -110,8 +126,11 @@ def remember_artifact(store: Store, key: str, digest_: str) -> None:
     """Record the stat of every file of the just-published (so just hashed) artifact `key`."""
     folder = artifact_path(store, key)
     files = [f["path"] for f in json.loads((folder / ARTIFACT_MANIFEST).read_bytes())["files"]] + [ARTIFACT_MANIFEST]
-    store.remember_verified("artifacts", folder.name,
-                            {"digest": digest_, "files": {rel: stat_fields(os.stat(folder / rel)) for rel in files}})
+    store.remember_verified(
+        "artifacts",
+        folder.name,
+        {"digest": digest_, "files": {rel: stat_fields(os.stat(folder / rel)) for rel in files}},
+    )
 
 
 def check_artifact(store: Store, key: str, *, rehash: bool = False) -> tuple[str | None, list[str]]:
@@ -170,7 +189,11 @@ def refresh_verified(store: Store, key: str, linked: dict[str, tuple[os.stat_res
     files = rec.get("files") or {}
     changed = False
     for rel, (before, after) in linked.items():
-        if files.get(rel) == stat_fields(before) and after.st_ino == before.st_ino and before.st_ctime_ns != after.st_ctime_ns:
+        if (
+            files.get(rel) == stat_fields(before)
+            and after.st_ino == before.st_ino
+            and before.st_ctime_ns != after.st_ctime_ns
+        ):
             files[rel], changed = stat_fields(after), True
     if changed:
         store.remember_verified("artifacts", name, rec)

@@ -61,8 +61,9 @@ class ValidationError(GpuxError):
         self.max_diff = max_diff
 
 
-_ERRORS = {cls.__name__: cls for cls in (GpuxError, ExportError, UnsupportedModelError, ValidationError,
-                                         MissingExtraError)}
+_ERRORS = {
+    cls.__name__: cls for cls in (GpuxError, ExportError, UnsupportedModelError, ValidationError, MissingExtraError)
+}
 
 
 @dataclass
@@ -74,10 +75,23 @@ class ExportResult:
     stages: dict[str, float] = field(default_factory=dict)
 
 
-def export_onnx(source_dir: Path, out_dir: Path, *, task: str, library: str = "transformers", opset: int | None = None,
-                dtype: str = "fp32", optimize: int | None = None, quantize: str | None = None, validate: bool = True,
-                atol: float | None = None, trust_remote_code: bool = False, name: str | None = None,
-                env: dict[str, str] | None = None, pool: "ExportPool | None" = None) -> ExportResult:
+def export_onnx(
+    source_dir: Path,
+    out_dir: Path,
+    *,
+    task: str,
+    library: str = "transformers",
+    opset: int | None = None,
+    dtype: str = "fp32",
+    optimize: int | None = None,
+    quantize: str | None = None,
+    validate: bool = True,
+    atol: float | None = None,
+    trust_remote_code: bool = False,
+    name: str | None = None,
+    env: dict[str, str] | None = None,
+    pool: ExportPool | None = None,
+) -> ExportResult:
     """Export the model repo in ``source_dir`` to ONNX graphs plus runtime files in ``out_dir`` (must be empty).
 
     ``name`` labels the model in errors (default: the folder name); ``env`` adds variables to the export
@@ -95,9 +109,18 @@ def export_onnx(source_dir: Path, out_dir: Path, *, task: str, library: str = "t
     out_dir.mkdir(parents=True, exist_ok=True)
 
     request = {
-        "source_dir": str(source_dir), "out_dir": str(out_dir), "task": task, "library": library, "opset": opset,
-        "dtype": dtype, "optimize": optimize, "quantize": quantize, "validate": validate, "atol": atol,
-        "trust_remote_code": trust_remote_code, "name": name,
+        "source_dir": str(source_dir),
+        "out_dir": str(out_dir),
+        "task": task,
+        "library": library,
+        "opset": opset,
+        "dtype": dtype,
+        "optimize": optimize,
+        "quantize": quantize,
+        "validate": validate,
+        "atol": atol,
+        "trust_remote_code": trust_remote_code,
+        "name": name,
     }
     started = time.perf_counter()
     if pool is None:
@@ -119,8 +142,13 @@ class _Worker:
     def __init__(self, env: dict[str, str]):
         self.log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gpuxbuild.build._export_worker", "--serve"], env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=tempfile.gettempdir(),
+            [sys.executable, "-m", "gpuxbuild.build._export_worker", "--serve"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            cwd=tempfile.gettempdir(),
         )
 
     def run(self, request: dict) -> dict | None:
@@ -170,7 +198,7 @@ class ExportPool:
         import threading
 
         self._env = _worker_env(env)
-        self._idle: "queue.Queue[_Worker | None]" = queue.Queue()
+        self._idle: queue.Queue[_Worker | None] = queue.Queue()
         for _ in range(max(1, size)):
             self._idle.put(None)  # a slot; its process starts on first use
         self._all: list[_Worker] = []
@@ -216,8 +244,10 @@ class ExportPool:
                 worker.close()
                 worker = None
                 shutil.rmtree(request["out_dir"], ignore_errors=True)
-                raise ExportError(f"{request['name']}: ONNX export failed: {message}",
-                                  "report it if the model loads with transformers")
+                raise ExportError(
+                    f"{request['name']}: ONNX export failed: {message}",
+                    "report it if the model loads with transformers",
+                )
             return payload
         finally:
             self._idle.put(worker)
@@ -228,30 +258,35 @@ class ExportPool:
                 worker.close()
             self._all.clear()
 
-    def __enter__(self) -> "ExportPool":
+    def __enter__(self) -> ExportPool:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-def _check_options(name: str, task: str, dtype: str, optimize: int | None, quantize: str | None,
-                   opset: int | None) -> None:
+def _check_options(
+    name: str, task: str, dtype: str, optimize: int | None, quantize: str | None, opset: int | None
+) -> None:
     if task not in SUPPORTED_TASKS:
         raise GpuxError(f"{name}: task {task!r} cannot be exported", f"supported tasks: {', '.join(SUPPORTED_TASKS)}")
     if dtype not in DTYPES:
         raise GpuxError(f"{name}: dtype {dtype!r} is not supported", f"use one of: {', '.join(DTYPES)}")
     if optimize is not None and optimize not in OPTIMIZE_LEVELS:
-        raise GpuxError(f"{name}: optimize level {optimize!r} is not supported",
-                        f"use one of: {', '.join(map(str, OPTIMIZE_LEVELS))}")
+        raise GpuxError(
+            f"{name}: optimize level {optimize!r} is not supported",
+            f"use one of: {', '.join(map(str, OPTIMIZE_LEVELS))}",
+        )
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise GpuxError(f"{name}: quantize {quantize!r} is not supported", "use: int8")
     if quantize and dtype != "fp32":
         raise GpuxError(f"{name}: int8 quantization needs dtype fp32, not {dtype}", "drop one of dtype/quantize")
     if dtype == "fp16" and task == "text2text-generation":
         # The fp16 decoders' IO casts break optimum's merge of the two decoder graphs.
-        raise GpuxError(f"{name}: dtype fp16 is not supported for text2text-generation yet",
-                        "use dtype fp32, optionally with quantize: int8")
+        raise GpuxError(
+            f"{name}: dtype fp16 is not supported for text2text-generation yet",
+            "use dtype fp32, optionally with quantize: int8",
+        )
     if opset is not None and not 11 <= opset <= 23:
         raise GpuxError(f"{name}: opset {opset} is out of range", "use an opset between 11 and 23, or leave it unset")
 
@@ -287,9 +322,21 @@ def _error_from(error: dict) -> GpuxError:
 # --------------------------------------------------------------------------- in the export process
 
 
-def run_export(source_dir: str, out_dir: str, *, task: str, library: str, opset: int | None, dtype: str,
-               optimize: int | None, quantize: str | None, validate: bool, atol: float | None,
-               trust_remote_code: bool, name: str) -> dict:
+def run_export(
+    source_dir: str,
+    out_dir: str,
+    *,
+    task: str,
+    library: str,
+    opset: int | None,
+    dtype: str,
+    optimize: int | None,
+    quantize: str | None,
+    validate: bool,
+    atol: float | None,
+    trust_remote_code: bool,
+    name: str,
+) -> dict:
     """The export itself; runs inside the worker process (see ``export_onnx``). Returns the result as JSON data."""
     stages: dict[str, float] = {}
     clock = time.perf_counter()
@@ -301,8 +348,8 @@ def run_export(source_dir: str, out_dir: str, *, task: str, library: str, opset:
         clock = now
 
     try:
-        import torch
         import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX configs)
+        import torch
         from optimum.exporters.onnx import main_export
     except ImportError:
         raise MissingExtraError("convert", f"exporting {name} to ONNX") from None
@@ -320,14 +367,27 @@ def run_export(source_dir: str, out_dir: str, *, task: str, library: str, opset:
         # per the copied 1_Pooling config, so the export needs no sentence-transformers package.
         # Seq2seq decoders are post-processed before they are merged: ORT's optimizer, fp16 converter and
         # quantizer do not handle the merged graph's If subgraphs.
-        main_export(str(source), export_dir, task=optimum_task(task), opset=opset, device="cpu", dtype="fp32",
-                    do_validation=False, library_name="transformers", trust_remote_code=trust_remote_code,
-                    no_post_process=seq2seq)
+        main_export(
+            str(source),
+            export_dir,
+            task=optimum_task(task),
+            opset=opset,
+            device="cpu",
+            dtype="fp32",
+            do_validation=False,
+            library_name="transformers",
+            trust_remote_code=trust_remote_code,
+            no_post_process=seq2seq,
+        )
         stage("export")
-        graphs = ({"encoder": "encoder_model.onnx", "decoder": "decoder_model_merged.onnx"}
-                  if seq2seq else {"model": "model.onnx"})
-        parts = (["encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx"] if seq2seq
-                 else ["model.onnx"])
+        graphs = (
+            {"encoder": "encoder_model.onnx", "decoder": "decoder_model_merged.onnx"}
+            if seq2seq
+            else {"model": "model.onnx"}
+        )
+        parts = (
+            ["encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx"] if seq2seq else ["model.onnx"]
+        )
         processed = export_dir / "processed"
         processed.mkdir()
         for file_name in parts:
@@ -359,8 +419,9 @@ def _check_supported(name: str, config: dict, task: str) -> None:
     model_type = config.get("model_type") or "unknown"
     arch = ", ".join(config.get("architectures") or []) or model_type
     try:
-        supported = TasksManager.get_supported_tasks_for_model_type(model_type, exporter="onnx",
-                                                                    library_name="transformers")
+        supported = TasksManager.get_supported_tasks_for_model_type(
+            model_type, exporter="onnx", library_name="transformers"
+        )
     except KeyError:
         raise UnsupportedModelError(
             f"{name}: architecture {arch} (model_type {model_type}) cannot be exported to ONNX for task {task}",
@@ -374,8 +435,9 @@ def _check_supported(name: str, config: dict, task: str) -> None:
         )
 
 
-def _post_process(src: Path, dest: Path, config: dict, optimize: int | None, dtype: str, quantize: str | None,
-                  stage) -> None:
+def _post_process(
+    src: Path, dest: Path, config: dict, optimize: int | None, dtype: str, quantize: str | None, stage
+) -> None:
     """Optimize / fp16 / int8 one graph, then write it to ``dest`` without doc strings or metadata."""
     import onnx
 
@@ -385,8 +447,9 @@ def _post_process(src: Path, dest: Path, config: dict, optimize: int | None, dty
 
         # T5 fusions emit CUDA-only kernels (RelativePositionBias); the generic BERT fusions run everywhere.
         model_type = {"gpt2": "gpt2", "bart": "bart"}.get(config.get("model_type"), "bert")
-        optimized = optimize_model(str(work), model_type=model_type, num_heads=0, hidden_size=0, opt_level=optimize,
-                                   use_gpu=False)
+        optimized = optimize_model(
+            str(work), model_type=model_type, num_heads=0, hidden_size=0, opt_level=optimize, use_gpu=False
+        )
         work = src.with_name(f"optimized-{src.name}")
         optimized.save_model_to_file(str(work), use_external_data_format=_is_large(src))
         stage("optimize")
@@ -403,8 +466,13 @@ def _post_process(src: Path, dest: Path, config: dict, optimize: int | None, dty
 
         quantized = src.with_name(f"int8-{src.name}")
         # Fused ops of the ORT optimizer lack shape-inference types; their outputs are float tensors.
-        quantize_dynamic(work, quantized, weight_type=QuantType.QInt8, use_external_data_format=_is_large(work),
-                         extra_options={"EnableSubgraph": True, "DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_dynamic(
+            work,
+            quantized,
+            weight_type=QuantType.QInt8,
+            use_external_data_format=_is_large(work),
+            extra_options={"EnableSubgraph": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
         work = quantized
         stage("quantize")
     model = onnx.load(str(work))
@@ -418,8 +486,12 @@ def _merge_decoders(folder: Path) -> None:
     from optimum.onnx import merge_decoders
 
     merged = folder / "merged.onnx"
-    merge_decoders(decoder=folder / "decoder_model.onnx", decoder_with_past=folder / "decoder_with_past_model.onnx",
-                   save_path=merged, strict=False)
+    merge_decoders(
+        decoder=folder / "decoder_model.onnx",
+        decoder_with_past=folder / "decoder_with_past_model.onnx",
+        save_path=merged,
+        strict=False,
+    )
     model = onnx.load(str(merged))
     _strip(model)
     _save(model, folder / "decoder_model_merged.onnx")
@@ -455,8 +527,14 @@ def _save(model, dest: Path) -> None:
     if model.ByteSize() < TWO_GB:
         onnx.save(model, str(dest))
     else:
-        onnx.save(model, str(dest), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=f"{dest.name}_data", size_threshold=1024)
+        onnx.save(
+            model,
+            str(dest),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=f"{dest.name}_data",
+            size_threshold=1024,
+        )
 
 
 def _copy_runtime_files(source: Path, out: Path) -> None:
@@ -489,8 +567,16 @@ AUTO_CLASSES = {
 }
 
 
-def _validate(source: Path, out: Path, graphs: dict[str, str], task: str, name: str, dtype: str,
-              quantize: str | None, atol: float | None) -> float:
+def _validate(
+    source: Path,
+    out: Path,
+    graphs: dict[str, str],
+    task: str,
+    name: str,
+    dtype: str,
+    quantize: str | None,
+    atol: float | None,
+) -> float:
     """Run the final graphs and the PyTorch model on a sample text; raise ValidationError beyond the tolerance.
 
     Generative graphs are checked on their first step (empty KV cache), the step every generation starts with.
@@ -517,19 +603,34 @@ def _validate(source: Path, out: Path, graphs: dict[str, str], task: str, name: 
             start = model.config.decoder_start_token_id
             dec_ids = np.concatenate([np.array([[start]], dtype=np.int64), ids[:, :3]], axis=1)
             (hidden,) = encoder.run(["last_hidden_state"], _feeds(encoder, {"input_ids": ids, "attention_mask": mask}))
-            ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                        decoder_input_ids=torch.from_numpy(dec_ids), use_cache=False)
+            ref = model(
+                input_ids=torch.from_numpy(ids),
+                attention_mask=torch.from_numpy(mask),
+                decoder_input_ids=torch.from_numpy(dec_ids),
+                use_cache=False,
+            )
             pairs.append(("encoder last_hidden_state", hidden, ref.encoder_last_hidden_state.numpy()))
-            feeds = {"input_ids": dec_ids, "encoder_hidden_states": ref.encoder_last_hidden_state.numpy(),
-                     "encoder_attention_mask": mask, "use_cache_branch": np.array([False])}
+            feeds = {
+                "input_ids": dec_ids,
+                "encoder_hidden_states": ref.encoder_last_hidden_state.numpy(),
+                "encoder_attention_mask": mask,
+                "use_cache_branch": np.array([False]),
+            }
             (logits,) = decoder.run(["logits"], _feeds(decoder, feeds))
             pairs.append(("decoder logits", logits, ref.logits.numpy()))
         else:
             graph = session(graphs["model"])
-            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids),
-                     "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None]}
-            torch_inputs = {k: torch.from_numpy(v) for k, v in feeds.items()
-                            if k in {i.name for i in graph.get_inputs()} and k != "position_ids"}
+            feeds = {
+                "input_ids": ids,
+                "attention_mask": mask,
+                "token_type_ids": np.zeros_like(ids),
+                "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None],
+            }
+            torch_inputs = {
+                k: torch.from_numpy(v)
+                for k, v in feeds.items()
+                if k in {i.name for i in graph.get_inputs()} and k != "position_ids"
+            }
             if task == "text-generation":
                 torch_inputs["use_cache"] = False
             ref = model(**torch_inputs)

@@ -144,9 +144,7 @@ def render_gpux_yml(
             "axes": {tensor: _Flow(dims) for tensor, dims in axes.items()},
         }
     }
-    text = yaml.dump(
-        doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096
-    )
+    text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
     validate_gpux_yml(text)
     return text
 
@@ -183,9 +181,7 @@ def read_graph_io(path: Path) -> tuple[list[dict], list[dict], dict[str, list]]:
             )
         item: dict[str, Any] = {"name": value.name, "type": dtype}
         if tensor.HasField("shape"):
-            dims = [
-                d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim
-            ]
+            dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim]
             item["shape"] = [d if isinstance(d, int) else -1 for d in dims]
             axes[value.name] = dims
         return item

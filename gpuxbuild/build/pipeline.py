@@ -12,11 +12,11 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
 
 from gpuxbuild.build import DEFAULT_JOBS
 from gpuxbuild.build.artifact import (
@@ -31,17 +31,26 @@ from gpuxbuild.build.artifact import (
     write_manifest,
 )
 from gpuxbuild.errors import GpuxError, quote
-from gpuxbuild.store.fetch import check_pickles
+from gpuxbuild.project.selection import conversion_path
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import FileEntry
-from gpuxbuild.project.selection import conversion_path
+from gpuxbuild.store.fetch import check_pickles
 from gpuxbuild.store.objects import Linker, Store, read_json, remove_tree
 
 # Repo files an artifact carries next to its graphs, when present.
 METADATA_FILES = (
-    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "added_tokens.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
-    "1_Pooling/config.json", "2_Normalize", "README.md",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "1_Pooling/config.json",
+    "2_Normalize",
+    "README.md",
 )
 EXPORT_PEAK_FACTOR = 6  # export peaks near 6x the fp32 weights (field notes)
 
@@ -69,8 +78,10 @@ class BuildJob:
         if self.grants is not None:
             return bool(self.grants.get(option))
         if self.options.get(option):
-            raise GpuxError(f"model {self.name!r}: {option} is only taken from gpux.models.yml, and none was read",
-                            "build it with `gpux sync` or `gpux build` next to the manifest, then sync --frozen reuses it")
+            raise GpuxError(
+                f"model {self.name!r}: {option} is only taken from gpux.models.yml, and none was read",
+                "build it with `gpux sync` or `gpux build` next to the manifest, then sync --frozen reuses it",
+            )
         return False
 
     @property
@@ -89,8 +100,14 @@ class BuildJob:
     @cached_property
     def key(self) -> str:
         return build_key(
-            name=self.name, source=self.source, files=[f.as_dict() for f in self.files], task=self.task,
-            library=self.library, options=self.options, conversion=self.conversion, toolchain=self.toolchain,
+            name=self.name,
+            source=self.source,
+            files=[f.as_dict() for f in self.files],
+            task=self.task,
+            library=self.library,
+            options=self.options,
+            conversion=self.conversion,
+            toolchain=self.toolchain,
         )
 
     @property
@@ -114,8 +131,15 @@ class BuildResult:
 
     def as_dict(self) -> dict:
         return {
-            "name": self.name, "status": self.status, "digest": self.digest, "build_key": self.build_key,
-            "path": self.path, "toolchain": self.toolchain, "stages": self.stages, "error": self.error, "note": self.note,
+            "name": self.name,
+            "status": self.status,
+            "digest": self.digest,
+            "build_key": self.build_key,
+            "path": self.path,
+            "toolchain": self.toolchain,
+            "stages": self.stages,
+            "error": self.error,
+            "note": self.note,
         }
 
     @property
@@ -167,9 +191,19 @@ def _convert(job: BuildJob, src: Path, out: Path, validate: bool, stages: dict, 
     from gpuxbuild.build.convert import export_onnx
 
     result = export_onnx(
-        src, out, task=job.task, library=job.library, opset=convert.get("opset"), dtype=convert.get("dtype", "fp32"),
-        optimize=convert.get("optimize"), quantize=convert.get("quantize"), validate=validate and convert.get("validate", True),
-        atol=convert.get("atol"), trust_remote_code=job.granted("trust_remote_code"), name=job.name, pool=pool,
+        src,
+        out,
+        task=job.task,
+        library=job.library,
+        opset=convert.get("opset"),
+        dtype=convert.get("dtype", "fp32"),
+        optimize=convert.get("optimize"),
+        quantize=convert.get("quantize"),
+        validate=validate and convert.get("validate", True),
+        atol=convert.get("atol"),
+        trust_remote_code=job.granted("trust_remote_code"),
+        name=job.name,
+        pool=pool,
     )
     stages.update({k: round(v, 3) for k, v in result.stages.items()})
     _copy_metadata(src, out)
@@ -228,12 +262,26 @@ def build_one(
 
             config = read_json(out / "config.json", {}) or {}
             text = render_gpux_yml(
-                name=job.name, task=job.task, graphs=graphs, artifact_dir=out, config=config,
-                runtime=job.options.get("runtime", {}), source=job.source, format_version=ARTIFACT_FORMAT,
+                name=job.name,
+                task=job.task,
+                graphs=graphs,
+                artifact_dir=out,
+                config=config,
+                runtime=job.options.get("runtime", {}),
+                source=job.source,
+                format_version=ARTIFACT_FORMAT,
             )
             (out / "gpux.yml").write_text(text, encoding="utf-8")
-            res.digest = write_manifest(out, task=job.task, graphs=graphs, source=job.source, library=job.library,
-                                        key=key, toolchain=toolchain, name=job.name)
+            res.digest = write_manifest(
+                out,
+                task=job.task,
+                graphs=graphs,
+                source=job.source,
+                library=job.library,
+                key=key,
+                toolchain=toolchain,
+                name=job.name,
+            )
             publish(out, dest)
             remember_artifact(store, key, res.digest)
         finally:
@@ -278,8 +326,9 @@ def build_many(
 
     def one(job: BuildJob) -> BuildResult:
         try:
-            return build_one(job, store=store, project=project, offline=offline, validate=validate, on_stage=on_stage,
-                             pool=pool)
+            return build_one(
+                job, store=store, project=project, offline=offline, validate=validate, on_stage=on_stage, pool=pool
+            )
         except GpuxError as exc:
             if on_stage:
                 on_stage(job.name, "failed")
@@ -291,8 +340,12 @@ def build_many(
     with ExportPool(workers) as pool:
         threads = ThreadPoolExecutor(max_workers=workers)
         try:
-            pool.prestart(sum(j.conversion == "export" and not (artifact_path(store, j.key) / "artifact.json").is_file()
-                              for j in batch))
+            pool.prestart(
+                sum(
+                    j.conversion == "export" and not (artifact_path(store, j.key) / "artifact.json").is_file()
+                    for j in batch
+                )
+            )
             return list(threads.map(one, batch))
         except BaseException:
             # Ctrl-C (or a failure without keep_going): end the exports in flight now rather than when they finish;
@@ -311,20 +364,38 @@ def job_from_lock(entry, manifest=None) -> BuildJob:
     come from `manifest` only (no manifest: none granted)."""
     spec = manifest.models.get(entry.name) if manifest is not None else None
     grants = {k: getattr(spec, k) for k in SECURITY_OPTIONS} if spec is not None else None
-    return BuildJob(entry.name, entry.registry, entry.repo, entry.commit, entry.task, entry.library or "transformers",
-                    list(entry.files), entry.options, grants)
+    return BuildJob(
+        entry.name,
+        entry.registry,
+        entry.repo,
+        entry.commit,
+        entry.task,
+        entry.library or "transformers",
+        list(entry.files),
+        entry.options,
+        grants,
+    )
 
 
 def build_pulled(pulled, *, store: Store, offline: bool = False) -> BuildResult:
     """Build a model fetched by `gpux pull` and record its artifact in the pull record."""
+    from gpuxbuild.models.pull import Records
     from gpuxbuild.project.lockfile import options_of
     from gpuxbuild.project.manifest import adhoc_spec
-    from gpuxbuild.models.pull import Records
 
     rec = pulled.record
     spec = adhoc_spec(str(pulled.ref), rec["registry"], rec["repo"], allow_pickle=pulled.allow_pickle)
-    job = BuildJob(spec.name, rec["registry"], rec["repo"], rec["commit"], rec["task"], rec.get("library") or "transformers",
-                   [FileEntry(**f) for f in rec["files"]], options_of(spec), {k: getattr(spec, k) for k in SECURITY_OPTIONS})
+    job = BuildJob(
+        spec.name,
+        rec["registry"],
+        rec["repo"],
+        rec["commit"],
+        rec["task"],
+        rec.get("library") or "transformers",
+        [FileEntry(**f) for f in rec["files"]],
+        options_of(spec),
+        {k: getattr(spec, k) for k in SECURITY_OPTIONS},
+    )
     res = build_one(job, store=store, project=pulled.project, offline=offline)
     rec["artifact"] = {"digest": res.digest, "build_key": res.build_key, "path": res.path}
     Records(store).save(rec, pulled.ref.revision or ("main" if rec["registry"] != "local" else None))
@@ -348,13 +419,21 @@ def _locked_mismatch(entry, res: BuildResult) -> str | None:
     if locked["digest"] == res.digest:
         return None
     old, new = locked.get("toolchain", {}), res.toolchain
-    why = _toolchain_diff(old, new) if old != new else "same toolchain versions as locked, so the inputs or the build changed"
+    why = (
+        _toolchain_diff(old, new)
+        if old != new
+        else "same toolchain versions as locked, so the inputs or the build changed"
+    )
     return f"artifact {res.digest} differs from the locked {locked['digest']} ({why})"
 
 
 def _toolchain_diff(old: dict, new: dict) -> str:
-    """"toolchain differs: torch 2.5 (locked 2.4), ..." between a lock's recorded toolchain and this one."""
-    diffs = [f"{k} {new.get(k, 'absent')} (locked {old.get(k, 'absent')})" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    """ "toolchain differs: torch 2.5 (locked 2.4), ..." between a lock's recorded toolchain and this one."""
+    diffs = [
+        f"{k} {new.get(k, 'absent')} (locked {old.get(k, 'absent')})"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
     return "toolchain differs: " + ", ".join(diffs)
 
 
@@ -387,11 +466,23 @@ def build_project(
         lock = lock_project(project, store=store, offline=offline).lock
     unknown = sorted(set(names) - set(lock.models))
     if unknown:
-        raise GpuxError(f"no model {', '.join(unknown)} in gpux.lock", f"models: {', '.join(sorted(lock.models)) or 'none'}")
+        raise GpuxError(
+            f"no model {', '.join(unknown)} in gpux.lock", f"models: {', '.join(sorted(lock.models)) or 'none'}"
+        )
     entries = [lock.models[n] for n in sorted(names or lock.models)]
-    results = build_many([job_from_lock(e, manifest) for e in entries], store=store, project=project, jobs=jobs, offline=offline,
-                         validate=validate, keep_going=keep_going, on_stage=on_stage)
-    store.save_counters(builds=sum(r.status == "built" for r in results), build_hits=sum(r.status == "cached" for r in results))
+    results = build_many(
+        [job_from_lock(e, manifest) for e in entries],
+        store=store,
+        project=project,
+        jobs=jobs,
+        offline=offline,
+        validate=validate,
+        keep_going=keep_going,
+        on_stage=on_stage,
+    )
+    store.save_counters(
+        builds=sum(r.status == "built" for r in results), build_hits=sum(r.status == "cached" for r in results)
+    )
     out = ProjectBuild(results)
     if locked:
         for entry, res in zip(entries, results):

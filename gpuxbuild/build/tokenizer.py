@@ -9,8 +9,15 @@ from pathlib import Path
 from gpuxbuild.errors import GpuxError, MissingExtraError
 
 TOKENIZER_CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
-SLOW_TOKENIZER_FILES = ("vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
-                        "spm.model", "tokenizer.model")
+SLOW_TOKENIZER_FILES = (
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "spm.model",
+    "tokenizer.model",
+)
 
 
 def ensure_fast_tokenizer(source_dir: Path, out_dir: Path) -> list[str]:
@@ -27,8 +34,10 @@ def ensure_fast_tokenizer(source_dir: Path, out_dir: Path) -> list[str]:
     elif any((source_dir / name).is_file() for name in SLOW_TOKENIZER_FILES):
         written += _convert_slow(source_dir, out_dir)
     else:
-        raise GpuxError(f"{source_dir.name}: no tokenizer files (tokenizer.json or a vocabulary)",
-                        "use a model repo that ships its tokenizer")
+        raise GpuxError(
+            f"{source_dir.name}: no tokenizer files (tokenizer.json or a vocabulary)",
+            "use a model repo that ships its tokenizer",
+        )
     for name in TOKENIZER_CONFIG_FILES:
         if (source_dir / name).is_file():
             shutil.copyfile(source_dir / name, out_dir / name)
@@ -45,11 +54,15 @@ def _convert_slow(source_dir: Path, out_dir: Path) -> list[str]:
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source_dir, use_fast=True, local_files_only=True)
     except Exception as exc:  # transformers raises many types for unreadable tokenizers
-        raise GpuxError(f"{source_dir.name}: cannot load its tokenizer: {exc}".splitlines()[0],
-                        "check the tokenizer files in the repo") from exc
+        raise GpuxError(
+            f"{source_dir.name}: cannot load its tokenizer: {exc}".splitlines()[0],
+            "check the tokenizer files in the repo",
+        ) from exc
     if not tokenizer.is_fast:
-        raise GpuxError(f"{source_dir.name}: {type(tokenizer).__name__} has no fast (tokenizers) version",
-                        "use a model whose tokenizer transformers can convert to tokenizer.json")
+        raise GpuxError(
+            f"{source_dir.name}: {type(tokenizer).__name__} has no fast (tokenizers) version",
+            "use a model whose tokenizer transformers can convert to tokenizer.json",
+        )
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(tmp, legacy_format=False)
         shutil.copyfile(Path(tmp) / "tokenizer.json", out_dir / "tokenizer.json")

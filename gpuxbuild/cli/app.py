@@ -27,7 +27,7 @@ class LazyConsole:
     stderr redirection use) enters it; special methods bypass `__getattr__`, hence their own definitions.
     """
 
-    __slots__ = ("_options", "_console")
+    __slots__ = ("_console", "_options")
 
     def __init__(self, **options):
         object.__setattr__(self, "_options", options)
@@ -81,9 +81,11 @@ class Context:
     def project(self) -> Path:
         """The project folder, which must exist (only `gpux init` makes it: it reads `folder`)."""
         if not self.folder.is_dir():
-            raise GpuxError(f"project folder {self.folder} does not exist",
-                            "check --project (or $GPUX_PROJECT); `gpux --project DIR init` starts a new project there",
-                            exit_code=2)
+            raise GpuxError(
+                f"project folder {self.folder} does not exist",
+                "check --project (or $GPUX_PROJECT); `gpux --project DIR init` starts a new project there",
+                exit_code=2,
+            )
         return self.folder
 
 
@@ -95,11 +97,22 @@ JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as
 
 # Which module defines each command: a command line imports only its command's module (start-up time).
 COMMAND_MODULES = {
-    "init": "project_cmds", "add": "project_cmds", "remove": "project_cmds", "lock": "project_cmds",
-    "build": "build_cmds", "sync": "sync_cmds",
-    "pull": "store_cmds", "ls": "store_cmds", "images": "store_cmds", "rm": "store_cmds", "rmi": "store_cmds",
-    "inspect": "store_cmds", "cache": "store_cmds",
-    "run": "run_cmds", "serve": "run_cmds", "doctor": "run_cmds",
+    "init": "project_cmds",
+    "add": "project_cmds",
+    "remove": "project_cmds",
+    "lock": "project_cmds",
+    "build": "build_cmds",
+    "sync": "sync_cmds",
+    "pull": "store_cmds",
+    "ls": "store_cmds",
+    "images": "store_cmds",
+    "rm": "store_cmds",
+    "rmi": "store_cmds",
+    "inspect": "store_cmds",
+    "cache": "store_cmds",
+    "run": "run_cmds",
+    "serve": "run_cmds",
+    "doctor": "run_cmds",
     "help": "help_cmds",
 }
 
@@ -146,12 +159,17 @@ def explain_os_error(exc: OSError) -> tuple[str, str] | None:
         except OSError:
             kept = 0
         # A partial download stays to be resumed, and resuming it into the same full disk fails again.
-        frees = (f"`gpux cache prune --partials` removes the {human_size(kept)} of interrupted downloads and what nothing uses"
-                 if kept else "`gpux cache prune` removes what nothing uses")
+        frees = (
+            f"`gpux cache prune --partials` removes the {human_size(kept)} of interrupted downloads and what nothing uses"
+            if kept
+            else "`gpux cache prune` removes what nothing uses"
+        )
         return (f"no space left on the device{where}", f"free space: {frees}; or set GPUX_HOME to a larger disk")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return (f"cannot write{where}: {exc.strerror}",
-                "make the folder writable, or set GPUX_HOME (the store) or --project to one that is")
+        return (
+            f"cannot write{where}: {exc.strerror}",
+            "make the folder writable, or set GPUX_HOME (the store) or --project to one that is",
+        )
     return None
 
 
@@ -165,7 +183,7 @@ def print_error(message: str, hint: str | None = None, prefix: str = "error:") -
 
 
 def counted(n: int, noun: str) -> str:
-    """"1 model", "2 models": a count and its noun, in agreement."""
+    """ "1 model", "2 models": a count and its noun, in agreement."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
@@ -204,4 +222,3 @@ Environment:
 def cli(ctx: click.Context, project: Path | None, quiet: bool) -> None:
     """gpux: lock, build, sync and run models for the GPUX runtime."""
     ctx.obj = Context(project=(project or Path(".")).resolve(), quiet=quiet)
-

@@ -9,8 +9,8 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, err_console, pass_context, print_error, print_json
 from gpuxbuild.build import DEFAULT_JOBS
+from gpuxbuild.cli.app import JSON, OFFLINE, Context, cli, console, err_console, pass_context, print_error, print_json
 
 
 class StageTable:
@@ -47,11 +47,21 @@ class StageTable:
 
 @cli.command()
 @click.argument("names", nargs=-1)
-@click.option("--locked", is_flag=True, help="Fail unless gpux.lock is up to date and every artifact has the digest it records.")
+@click.option(
+    "--locked", is_flag=True, help="Fail unless gpux.lock is up to date and every artifact has the digest it records."
+)
 @click.option("--no-validate", is_flag=True, help="Skip comparing ONNX outputs with PyTorch's after export.")
-@click.option("-j", "--jobs", type=click.IntRange(1), default=DEFAULT_JOBS, show_default=True,
-              help="Models built in parallel (bounded by free memory).")
-@click.option("--keep-going/--fail-fast", default=True, show_default=True, help="Build the other models when one fails.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1),
+    default=DEFAULT_JOBS,
+    show_default=True,
+    help="Models built in parallel (bounded by free memory).",
+)
+@click.option(
+    "--keep-going/--fail-fast", default=True, show_default=True, help="Build the other models when one fails."
+)
 @OFFLINE
 @JSON
 @pass_context
@@ -66,8 +76,17 @@ def build(ctx: Context, names, locked, no_validate, jobs, keep_going, offline, a
 
     store = Store()
     with StageTable(not as_json and not ctx.quiet and err_console.is_terminal) as table:
-        out = build_project(ctx.project, tuple(names), store=store, locked=locked, jobs=jobs, offline=offline,
-                            validate=not no_validate, keep_going=keep_going, on_stage=table)
+        out = build_project(
+            ctx.project,
+            tuple(names),
+            store=store,
+            locked=locked,
+            jobs=jobs,
+            offline=offline,
+            validate=not no_validate,
+            keep_going=keep_going,
+            on_stage=table,
+        )
     if as_json:
         print_json({"models": [r.as_dict() for r in out.results], "lock_written": out.lock_written})
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, counted, pass_context, print_json
+from gpuxbuild.cli.app import JSON, OFFLINE, Context, cli, console, counted, pass_context, print_json
 
 
 def _render_plan(plan, ctx: Context, as_json: bool, lock_name: str = "gpux.lock") -> None:
@@ -73,12 +73,16 @@ def remove(ctx: Context, name: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("names", nargs=-1)
 @click.option("--check", is_flag=True, help="Exit 1 if gpux.lock does not match the manifest. No network.")
-@click.option("--upgrade", is_flag=True, help="Re-resolve every model (or only NAMES) to its revision's current commit.")
+@click.option(
+    "--upgrade", is_flag=True, help="Re-resolve every model (or only NAMES) to its revision's current commit."
+)
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=4, show_default=True, help="Models resolved at once.")
 @OFFLINE
 @JSON
 @pass_context
-def lock(ctx: Context, names: tuple[str, ...], check: bool, upgrade: bool, jobs: int, offline: bool, as_json: bool) -> None:
+def lock(
+    ctx: Context, names: tuple[str, ...], check: bool, upgrade: bool, jobs: int, offline: bool, as_json: bool
+) -> None:
     """Pin every model of gpux.models.yml to a commit and every file to its sha256, in gpux.lock.
 
     Models whose manifest entry did not change keep their pins; `--upgrade [NAME...]` moves them.
@@ -101,5 +105,7 @@ def lock(ctx: Context, names: tuple[str, ...], check: bool, upgrade: bool, jobs:
         return
     from gpuxbuild.project.resolver import lock_project
 
-    plan = lock_project(ctx.project, upgrade=(set(names) if names else True) if upgrade else False, offline=offline, jobs=jobs)
+    plan = lock_project(
+        ctx.project, upgrade=(set(names) if names else True) if upgrade else False, offline=offline, jobs=jobs
+    )
     _render_plan(plan, ctx, as_json)

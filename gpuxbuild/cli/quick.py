@@ -18,7 +18,12 @@ from gpuxbuild.store.home import gpux_home
 from gpuxbuild.sync.record import DEFAULT_TARGET, cache_line, noop_state, summary_line
 
 FLAGS = {"--locked", "--frozen", "--offline"}
-LINK_MODES = ("auto", "reflink", "hardlink", "copy")  # = gpuxbuild.store.objects.LINK_MODES, without importing the store
+LINK_MODES = (
+    "auto",
+    "reflink",
+    "hardlink",
+    "copy",
+)  # = gpuxbuild.store.objects.LINK_MODES, without importing the store
 
 
 def parse_sync(argv: list[str]) -> dict | None:

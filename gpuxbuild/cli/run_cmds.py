@@ -8,14 +8,18 @@ from pathlib import Path
 
 import click
 
-from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, counted, err_console, pass_context, print_json
+from gpuxbuild.cli.app import JSON, OFFLINE, Context, cli, console, counted, err_console, pass_context, print_json
 from gpuxbuild.errors import GpuxError
 
-PROVIDER = click.option("--provider", default=None,
-                        help="Execution provider: auto, cuda, tensorrt, rocm, migraphx, coreml, directml, openvino, cpu "
-                             "(default: gpux.yml runtime.gpu.backend, else auto).")
-DEVICE = click.option("--device-id", default=0, show_default=True, type=click.IntRange(min=0),
-                      help="GPU index for CUDA/ROCm/TensorRT.")
+PROVIDER = click.option(
+    "--provider",
+    default=None,
+    help="Execution provider: auto, cuda, tensorrt, rocm, migraphx, coreml, directml, openvino, cpu "
+    "(default: gpux.yml runtime.gpu.backend, else auto).",
+)
+DEVICE = click.option(
+    "--device-id", default=0, show_default=True, type=click.IntRange(min=0), help="GPU index for CUDA/ROCm/TensorRT."
+)
 
 
 def _locate(ctx: Context, name: str, offline: bool) -> Path:
@@ -28,7 +32,9 @@ def _locate(ctx: Context, name: str, offline: bool) -> Path:
 
     def on_build(model):
         if not ctx.quiet:
-            err_console.print(f"{model} is locked but not built here yet: building it (`gpux sync` places it in the project)")
+            err_console.print(
+                f"{model} is locked but not built here yet: building it (`gpux sync` places it in the project)"
+            )
 
     return locate(name, project=ctx.project, store=Store(), offline=offline, on_pull=on_pull, on_build=on_build)
 
@@ -36,8 +42,11 @@ def _locate(ctx: Context, name: str, offline: bool) -> Path:
 def _read_input(value: str | None, file: Path | None, texts: tuple[str, ...]):
     given = [x for x in (value, file, texts or None) if x]
     if len(given) != 1:
-        raise GpuxError("give the input once: TEXT..., --input JSON, --input @file.json or --file file.json",
-                        "e.g. gpux run NAME --input '{\"text\": \"I love this\"}'", exit_code=2)
+        raise GpuxError(
+            "give the input once: TEXT..., --input JSON, --input @file.json or --file file.json",
+            'e.g. gpux run NAME --input \'{"text": "I love this"}\'',
+            exit_code=2,
+        )
     if texts:
         return {"text": texts[0]} if len(texts) == 1 else {"text": list(texts)}
     if file is not None or value.startswith("@"):
@@ -47,9 +56,12 @@ def _read_input(value: str | None, file: Path | None, texts: tuple[str, ...]):
         except OSError as exc:
             raise GpuxError(f"cannot read input file {path}: {exc.strerror}", "check the path", exit_code=2) from None
         except UnicodeDecodeError as exc:
-            raise GpuxError(f"{path} is not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x})",
-                            "gpux run takes text models' inputs: a JSON file such as {\"text\": \"...\"}; "
-                            "images and audio are not supported", exit_code=2) from None
+            raise GpuxError(
+                f"{path} is not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x})",
+                'gpux run takes text models\' inputs: a JSON file such as {"text": "..."}; '
+                "images and audio are not supported",
+                exit_code=2,
+            ) from None
         where = str(path)
     else:
         raw, where = value, "--input"
@@ -67,10 +79,14 @@ def _read_input(value: str | None, file: Path | None, texts: tuple[str, ...]):
 @PROVIDER
 @DEVICE
 @click.option("--max-new-tokens", type=click.IntRange(min=1), help="Generation: tokens to generate.")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True),
-              help="Generation: sample with this temperature.")
-@click.option("--top-k", type=click.IntRange(min=1),
-              help="Generation: sample among the k likeliest tokens; other tasks: results to return.")
+@click.option(
+    "--temperature", type=click.FloatRange(min=0, min_open=True), help="Generation: sample with this temperature."
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    help="Generation: sample among the k likeliest tokens; other tasks: results to return.",
+)
 @click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), help="Generation: nucleus sampling.")
 @click.option("--seed", type=click.IntRange(min=0), help="Generation: random seed for sampling.")
 @click.option("--sample/--greedy", "do_sample", default=None, help="Generation: sampling or greedy (default greedy).")
@@ -80,8 +96,26 @@ def _read_input(value: str | None, file: Path | None, texts: tuple[str, ...]):
 @OFFLINE
 @JSON
 @pass_context
-def run(ctx: Context, name, texts, input_, file, provider, device_id, max_new_tokens, temperature, top_k, top_p, seed,
-        do_sample, benchmark, runs, warmup, offline, as_json) -> None:
+def run(
+    ctx: Context,
+    name,
+    texts,
+    input_,
+    file,
+    provider,
+    device_id,
+    max_new_tokens,
+    temperature,
+    top_k,
+    top_p,
+    seed,
+    do_sample,
+    benchmark,
+    runs,
+    warmup,
+    offline,
+    as_json,
+) -> None:
     """Run a model on text (or raw tensors) and print the task's answer.
 
     NAME: a model of this project, a pulled org/name[@rev] (pulled and built first if needed), or an
@@ -90,11 +124,22 @@ def run(ctx: Context, name, texts, input_, file, provider, device_id, max_new_to
     from gpuxbuild.runtime.inputs import check_inputs
 
     inputs = _read_input(input_, file, texts)
-    options = {k: v for k, v in {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k,
-                                 "top_p": top_p, "seed": seed, "do_sample": do_sample}.items() if v is not None}
+    options = {
+        k: v
+        for k, v in {
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_k": top_k,
+            "top_p": top_p,
+            "seed": seed,
+            "do_sample": do_sample,
+        }.items()
+        if v is not None
+    }
     check_inputs(inputs, options)  # before locating (maybe building) and loading the model: a typo fails at once
 
-    from gpuxbuild.runtime import benchmark as bench, load
+    from gpuxbuild.runtime import benchmark as bench
+    from gpuxbuild.runtime import load
 
     folder = _locate(ctx, name, offline)
     model = load(folder, provider or None, device_id)
@@ -107,8 +152,10 @@ def run(ctx: Context, name, texts, input_, file, provider, device_id, max_new_to
             print_json(result)
         else:
             lat = result["latency_ms"]
-            console.print(f"{name} on {result['provider']}: p50 {lat['p50']:.2f} ms, p95 {lat['p95']:.2f} ms, "
-                          f"p99 {lat['p99']:.2f} ms, {result['throughput_per_s']:.1f} items/s ({counted(runs, 'run')})")
+            console.print(
+                f"{name} on {result['provider']}: p50 {lat['p50']:.2f} ms, p95 {lat['p95']:.2f} ms, "
+                f"p99 {lat['p99']:.2f} ms, {result['throughput_per_s']:.1f} items/s ({counted(runs, 'run')})"
+            )
         return
     streaming = not plain and model.task in ("text-generation", "text2text-generation")
     on_token = (lambda _id, piece: (sys.stdout.write(piece), sys.stdout.flush())) if streaming else None
@@ -148,8 +195,10 @@ def _readable(result) -> list[str]:
     if "masks" in result:
         return [", ".join(f"{c['token_str']}{_score(c)}" for c in mask[:3]) for mask in result["masks"]]
     if "entities" in result:
-        return ["; ".join(f"{e['word']}: {e.get('entity_group', e.get('entity'))}{_score(e)}"
-                          for e in result["entities"]) or "no entities"]
+        return [
+            "; ".join(f"{e['word']}: {e.get('entity_group', e.get('entity'))}{_score(e)}" for e in result["entities"])
+            or "no entities"
+        ]
     import numpy as np  # raw tensor outputs by name: their shapes
 
     return [", ".join(f"{name}: shape {list(np.asarray(value).shape)}" for name, value in sorted(result.items()))]
@@ -160,13 +209,23 @@ def _limit_option(field: str, help_text: str):
     from gpuxbuild.runtime.server import ServeLimits
 
     default = ServeLimits.__dataclass_fields__[field].default
-    return click.option(f"--{field.replace('_', '-')}", field, type=click.IntRange(min=1), default=default,
-                        show_default=True, envvar=ServeLimits.env_name(field), show_envvar=True, help=help_text)
+    return click.option(
+        f"--{field.replace('_', '-')}",
+        field,
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=True,
+        envvar=ServeLimits.env_name(field),
+        show_envvar=True,
+        help=help_text,
+    )
 
 
 @cli.command()
 @click.argument("name")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 exposes it to the network).")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 exposes it to the network)."
+)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
 @_limit_option("max_body_bytes", "Largest POST body; a larger one is answered 413.")
@@ -184,8 +243,15 @@ def serve(ctx: Context, name, host, port, workers, provider, device_id, offline,
     from gpuxbuild.runtime.server import ServeLimits
 
     folder = _locate(ctx, name, offline)
-    do_serve(folder, host=host, port=port, workers=workers, provider=provider or None, device_id=device_id,
-             limits=ServeLimits(**limits))
+    do_serve(
+        folder,
+        host=host,
+        port=port,
+        workers=workers,
+        provider=provider or None,
+        device_id=device_id,
+        limits=ServeLimits(**limits),
+    )
 
 
 @cli.command()
@@ -212,4 +278,6 @@ def doctor(ctx: Context, provider, as_json) -> None:
         if report.get(key):
             err_console.print(f"[yellow]{key}:[/] {report[key]}", soft_wrap=True)
     for art in report.get("artifacts", []):
-        console.print(f"  {Path(art.get('path', '')).name}: {art.get('error') or ' -> '.join(art.get('providers', []))}")
+        console.print(
+            f"  {Path(art.get('path', '')).name}: {art.get('error') or ' -> '.join(art.get('providers', []))}"
+        )

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, counted, err_console, pass_context, print_json
+from gpuxbuild.cli.app import JSON, OFFLINE, Context, cli, console, counted, err_console, pass_context, print_json
 
 
 class RichReporter:
@@ -23,8 +23,12 @@ class RichReporter:
 
         self._lock = threading.Lock()
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            console=err_console.get(), transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=err_console.get(),
+            transient=True,
         )
         self.total = self.progress.add_task("total", total=None)
         self.tasks: dict[str, int] = {}
@@ -80,14 +84,17 @@ def _store():
 @click.option("--task", help="Task, when it cannot be inferred.")
 @click.option("--allow-pickle", is_flag=True, help="Accept pickle weights when the repo has no safetensors.")
 @click.option("--no-build", is_flag=True, help="Stop after the download.")
-@click.option("--upgrade", is_flag=True, help="Re-resolve a branch or tag pulled before (it otherwise keeps its commit).")
+@click.option(
+    "--upgrade", is_flag=True, help="Re-resolve a branch or tag pulled before (it otherwise keeps its commit)."
+)
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=4, show_default=True, help="Parallel downloads.")
 @OFFLINE
 @JSON
 @pass_context
 def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, upgrade, jobs, offline, as_json) -> None:
     """Download a model (org/name[@REV], hf:org/name[@REV], path:./dir) into the store and build it."""
-    from gpuxbuild.models.pull import human_size, parse_ref, pull as do_pull
+    from gpuxbuild.models.pull import human_size, parse_ref
+    from gpuxbuild.models.pull import pull as do_pull
 
     store = _store()
     parsed = parse_ref(ref, registry=registry, revision=revision)
@@ -95,15 +102,27 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
 
     def on_resolved(record):
         if not ctx.quiet and not as_json:
-            say(f"{parsed}: commit {record['commit'][:12]}, {counted(len(record['files']), 'file')}, {human_size(record['size'])}")
+            say(
+                f"{parsed}: commit {record['commit'][:12]}, {counted(len(record['files']), 'file')}, {human_size(record['size'])}"
+            )
         if reporter:
-            reporter.begin(record["size"], {f["path"]: f["size"] for f in record["files"] if store.has_object(f["sha256"])})
+            reporter.begin(
+                record["size"], {f["path"]: f["size"] for f in record["files"] if store.has_object(f["sha256"])}
+            )
 
     t0 = time.perf_counter()
     try:
         res = do_pull(
-            parsed, store=store, project=ctx.project, offline=offline, allow_pickle=allow_pickle, task=task,
-            upgrade=upgrade, jobs=jobs, reporter=reporter, on_resolved=on_resolved,
+            parsed,
+            store=store,
+            project=ctx.project,
+            offline=offline,
+            allow_pickle=allow_pickle,
+            task=task,
+            upgrade=upgrade,
+            jobs=jobs,
+            reporter=reporter,
+            on_resolved=on_resolved,
         )
     finally:
         if reporter:
@@ -114,9 +133,13 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
         if res.already:
             say(f"{parsed}: already in the store, nothing downloaded")
             if not res.resolved_online and not offline and parsed.registry != "local":
-                say(f"{parsed}: kept commit {res.record['commit'][:12]} from the earlier pull; --upgrade checks for a newer one")
+                say(
+                    f"{parsed}: kept commit {res.record['commit'][:12]} from the earlier pull; --upgrade checks for a newer one"
+                )
         else:
-            say(f"{parsed}: downloaded {counted(res.objects_downloaded, 'file')} ({human_size(res.bytes_downloaded)}) in {elapsed:.1f}s")
+            say(
+                f"{parsed}: downloaded {counted(res.objects_downloaded, 'file')} ({human_size(res.bytes_downloaded)}) in {elapsed:.1f}s"
+            )
     built = None
     if not no_build:
         from gpuxbuild.build.pipeline import build_pulled
@@ -162,8 +185,15 @@ def ls(ctx: Context, as_json: bool) -> None:
     for col in ("NAME", "REVISION", "COMMIT", "TASK", "SIZE", "LAST USED", "KIND"):
         table.add_column(col, no_wrap=True)
     for r in rows:
-        cells = (r["name"], r.get("revision") or "-", (r.get("commit") or "")[:12], r.get("task") or "-",
-                 human_size(r.get("size") or 0), _when(r.get("last_used")), r["kind"])
+        cells = (
+            r["name"],
+            r.get("revision") or "-",
+            (r.get("commit") or "")[:12],
+            r.get("task") or "-",
+            human_size(r.get("size") or 0),
+            _when(r.get("last_used")),
+            r["kind"],
+        )
         table.add_row(*(Text(c) for c in cells))
     # Never cut a value (names and commits are what the next command takes): rows longer than the
     # terminal wrap there, as any long line does; piped rows are as long as they need.
@@ -210,7 +240,19 @@ def inspect(ctx: Context, name: str, as_json: bool) -> None:
         return
     from gpuxbuild.models.pull import human_size
 
-    for key in ("name", "kind", "registry", "repo", "revision", "commit", "task", "library", "architecture", "license", "size"):
+    for key in (
+        "name",
+        "kind",
+        "registry",
+        "repo",
+        "revision",
+        "commit",
+        "task",
+        "library",
+        "architecture",
+        "license",
+        "size",
+    ):
         if data.get(key) is not None:
             say(human_size(data[key]) if key == "size" else str(data[key]), label=f"{key}: ")
     art = data.get("artifact")
@@ -240,40 +282,63 @@ def verify(ctx: Context, fix: bool, as_json: bool) -> None:
         print_json(report.as_dict())
     else:
         for b in report.bad_objects:
-            say(f"{b['object']} (content hashes to {b['actual']})" + (" - quarantined" if fix else ""), label="corrupt object ", style="red")
+            say(
+                f"{b['object']} (content hashes to {b['actual']})" + (" - quarantined" if fix else ""),
+                label="corrupt object ",
+                style="red",
+            )
         for b in report.bad_artifacts:
-            say(f"{b['artifact']}: {'; '.join(b['problems'])}" + (" - quarantined" if fix else ""), label="corrupt artifact ", style="red")
+            say(
+                f"{b['artifact']}: {'; '.join(b['problems'])}" + (" - quarantined" if fix else ""),
+                label="corrupt artifact ",
+                style="red",
+            )
         if not ctx.quiet:
             n = len(report.bad_objects) + len(report.bad_artifacts)
-            say(f"Checked {counted(report.checked, 'file')}: {counted(n, 'problem')}" + ("" if n == 0 or fix else "; run `gpux cache verify --fix`"))
+            say(
+                f"Checked {counted(report.checked, 'file')}: {counted(n, 'problem')}"
+                + ("" if n == 0 or fix else "; run `gpux cache verify --fix`")
+            )
     if report and not fix:
         sys.exit(1)
 
 
 @cache.command()
 @click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
-@click.option("--partials", is_flag=True,
-              help="Also remove interrupted downloads (kept to resume them), except those being written now.")
+@click.option(
+    "--partials",
+    is_flag=True,
+    help="Also remove interrupted downloads (kept to resume them), except those being written now.",
+)
 @JSON
 @pass_context
 def prune(ctx: Context, dry_run: bool, partials: bool, as_json: bool) -> None:
     """Remove objects and artifacts no pulled model, synced project or recent build uses."""
-    from gpuxbuild.store.gc import prune as do_prune
     from gpuxbuild.models.pull import human_size
+    from gpuxbuild.store.gc import prune as do_prune
 
     report = do_prune(_store(), dry_run=dry_run, partials=partials)
     if as_json:
         print_json({**report.as_dict(), "dry_run": dry_run})
         return
     verb = "Would free" if dry_run else "Freed"
-    extra = "".join(f", {text}" for text in (
-        f"{len(report.quarantined)} quarantined" if report.quarantined else "",
-        counted(len(report.partials), "partial download") if report.partials else "") if text)
-    say(f"{verb} {human_size(report.bytes_freed)}: {counted(len(report.objects), 'object')}, "
-        f"{counted(len(report.artifacts), 'artifact')}{extra}")
+    extra = "".join(
+        f", {text}"
+        for text in (
+            f"{len(report.quarantined)} quarantined" if report.quarantined else "",
+            counted(len(report.partials), "partial download") if report.partials else "",
+        )
+        if text
+    )
+    say(
+        f"{verb} {human_size(report.bytes_freed)}: {counted(len(report.objects), 'object')}, "
+        f"{counted(len(report.artifacts), 'artifact')}{extra}"
+    )
     if report.partial_bytes_kept and not partials:
-        say(f"{human_size(report.partial_bytes_kept)} of interrupted downloads kept to resume them: "
-            "`gpux cache prune --partials` removes them")
+        say(
+            f"{human_size(report.partial_bytes_kept)} of interrupted downloads kept to resume them: "
+            "`gpux cache prune --partials` removes them"
+        )
 
 
 @cache.command("info")
@@ -281,8 +346,8 @@ def prune(ctx: Context, dry_run: bool, partials: bool, as_json: bool) -> None:
 @pass_context
 def cache_info(ctx: Context, as_json: bool) -> None:
     """Store size, object counts and hit/miss counters."""
-    from gpuxbuild.store.gc import info
     from gpuxbuild.models.pull import human_size
+    from gpuxbuild.store.gc import info
 
     data = info(_store())
     if as_json:
@@ -293,5 +358,7 @@ def cache_info(ctx: Context, as_json: bool) -> None:
     say(f"artifacts: {data['artifacts']} ({human_size(data['artifacts_bytes'])})")
     say(f"pulled models: {data['pulled_models']}, synced projects: {data['synced_projects']}")
     c = data["counters"]
-    say(f"hits: {c.get('object_hits', 0)}, downloads: {c.get('object_downloads', 0)} "
-                  f"({human_size(c.get('bytes_downloaded', 0))}), builds: {c.get('builds', 0)}, build hits: {c.get('build_hits', 0)}")
+    say(
+        f"hits: {c.get('object_hits', 0)}, downloads: {c.get('object_downloads', 0)} "
+        f"({human_size(c.get('bytes_downloaded', 0))}), builds: {c.get('builds', 0)}, build hits: {c.get('build_hits', 0)}"
+    )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from gpuxbuild.cli.app import Context, JSON, OFFLINE, cli, console, counted, err_console, pass_context, print_json
+from gpuxbuild.cli.app import JSON, OFFLINE, Context, cli, console, counted, err_console, pass_context, print_json
 from gpuxbuild.store.objects import LINK_MODES
 from gpuxbuild.sync.record import cache_line
 
@@ -27,7 +27,10 @@ def _render(res, ctx: Context) -> None:
     relocked = [c for c in plan.lock_changes if c.action != "unchanged"]
     if relocked:
         verb = "would re-lock" if res.dry_run else "re-locked"
-        console.print(f"gpux.lock was out of date, {verb}: " + ", ".join(f"{c.name} ({c.action})" for c in relocked), soft_wrap=True)
+        console.print(
+            f"gpux.lock was out of date, {verb}: " + ", ".join(f"{c.name} ({c.action})" for c in relocked),
+            soft_wrap=True,
+        )
     for act in plan.models:
         if act.action == "unchanged":
             continue
@@ -41,8 +44,14 @@ def _render(res, ctx: Context) -> None:
         console.print(f"dry run, nothing changed: {plan.summary()}", soft_wrap=True)
         return
     console.print(plan.summary(), soft_wrap=True)
-    sources = [f"{counted(n, 'source file')} {how} ({_human(size)})" for n, how, size in (
-        (res.sources_downloaded, "downloaded", res.bytes_downloaded), (res.sources_copied, "copied from local folders", res.bytes_copied)) if n]
+    sources = [
+        f"{counted(n, 'source file')} {how} ({_human(size)})"
+        for n, how, size in (
+            (res.sources_downloaded, "downloaded", res.bytes_downloaded),
+            (res.sources_copied, "copied from local folders", res.bytes_copied),
+        )
+        if n
+    ]
     downloaded = ", ".join(sources) or None
     console.print(cache_line(res.reused, res.built, downloaded, res.link_modes), soft_wrap=True)
 
@@ -51,15 +60,32 @@ def _render(res, ctx: Context) -> None:
 @click.option("--locked", is_flag=True, help="Fail (exit 1) if gpux.lock is out of date instead of re-locking it.")
 @click.option("--frozen", is_flag=True, help="Use gpux.lock as it is, without reading gpux.models.yml.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
-@click.option("--target", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder to mirror the lock into. Default: .gpux/models in the project.")
-@click.option("--link-mode", type=click.Choice(LINK_MODES), default="auto", show_default=True,
-              help="How files come from the store: auto tries reflink, then hardlink, then copy.")
+@click.option(
+    "--target",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder to mirror the lock into. Default: .gpux/models in the project.",
+)
+@click.option(
+    "--link-mode",
+    type=click.Choice(LINK_MODES),
+    default="auto",
+    show_default=True,
+    help="How files come from the store: auto tries reflink, then hardlink, then copy.",
+)
 @OFFLINE
 @JSON
 @pass_context
-def sync(ctx: Context, locked: bool, frozen: bool, dry_run: bool, target: Path | None, link_mode: str,
-         offline: bool, as_json: bool) -> None:
+def sync(
+    ctx: Context,
+    locked: bool,
+    frozen: bool,
+    dry_run: bool,
+    target: Path | None,
+    link_mode: str,
+    offline: bool,
+    as_json: bool,
+) -> None:
     """Make .gpux/models/ hold exactly the models of gpux.lock: add, update, remove, restore.
 
     A stale gpux.lock is re-locked first (unchanged models keep their pins), unless --locked or --frozen.
@@ -72,8 +98,16 @@ def sync(ctx: Context, locked: bool, frozen: bool, dry_run: bool, target: Path |
         if show and what not in ("cached", "placing", "waiting for lock"):
             err_console.print(f"[dim]{name}: {what}[/]", soft_wrap=True)
 
-    res = do_sync(ctx.project, target=target, locked=locked, frozen=frozen, offline=offline, dry_run=dry_run,
-                  link_mode=link_mode, on_event=on_event)
+    res = do_sync(
+        ctx.project,
+        target=target,
+        locked=locked,
+        frozen=frozen,
+        offline=offline,
+        dry_run=dry_run,
+        link_mode=link_mode,
+        on_event=on_event,
+    )
     if as_json:
         print_json(res.as_dict())
     else:

@@ -15,8 +15,8 @@ def inspect_model(name: str, *, store: Store, project: Path) -> dict:
     `name` is looked up like `gpux run` does: a model of `project`'s gpux.lock first, else a pulled model
     (`org/name[@REV]`).
     """
-    from gpuxbuild.project.lockfile import lock_path, locked_model
     from gpuxbuild.models.pull import resolve_name
+    from gpuxbuild.project.lockfile import lock_path, locked_model
 
     entry = locked_model(project, name)
     if entry is not None:
@@ -40,7 +40,11 @@ def _artifact(store: Store, art: dict | None) -> dict | None:
 
     if not art:
         return None
-    path = Path(art["path"]) if art.get("path") else (artifact_path(store, art["build_key"]) if art.get("build_key") else None)
+    path = (
+        Path(art["path"])
+        if art.get("path")
+        else (artifact_path(store, art["build_key"]) if art.get("build_key") else None)
+    )
     if path is None or not (path / "artifact.json").is_file():
         return None
     gpux_yml = path / "gpux.yml"
@@ -87,7 +91,12 @@ def _from_lock(entry, store: Store, project: Path) -> dict:
     folder = project / DEFAULT_TARGET / entry.name
     if artifact and (folder / "artifact.json").is_file():
         # the project's synced copy is what `gpux run NAME` uses
-        artifact = {**artifact, "path": str(folder), "gpux_yml": str(folder / "gpux.yml"), "store_path": artifact["path"]}
+        artifact = {
+            **artifact,
+            "path": str(folder),
+            "gpux_yml": str(folder / "gpux.yml"),
+            "store_path": artifact["path"],
+        }
     return {
         "name": entry.name,
         "kind": "locked",

@@ -50,8 +50,10 @@ def _check_synced(folder: Path, name: str, store: Store) -> None:
     rec = read_record(folder.parent)["models"].get(name) or adopted_record(folder) or {"files": {}}
     drifted, _ = check_files(folder, rec["files"], store.root, rec.get("build_key"))
     if drifted or not rec["files"]:
-        raise GpuxError(f"model {name!r}: {folder} is not what gpux sync placed: " + (", ".join(drifted) or "no artifact.json"),
-                        "run `gpux sync` to restore it (`gpux cache verify` checks the store)")
+        raise GpuxError(
+            f"model {name!r}: {folder} is not what gpux sync placed: " + (", ".join(drifted) or "no artifact.json"),
+            "run `gpux sync` to restore it (`gpux cache verify` checks the store)",
+        )
 
 
 def _from_pulled(name: str, project: Path, store: Store, offline: bool, on_pull=None) -> Path:
@@ -78,7 +80,10 @@ def locate(name: str, *, project: Path, store: Store, offline: bool = False, on_
     if as_path.is_dir():
         if is_artifact(as_path):
             return as_path.resolve()
-        raise GpuxError(f"{name} is a folder but not a gpuxbuild artifact (no artifact.json)", "pass a built artifact or a model name")
+        raise GpuxError(
+            f"{name} is a folder but not a gpuxbuild artifact (no artifact.json)",
+            "pass a built artifact or a model name",
+        )
     found = _from_lock(name, project, store, offline, on_build)
     if found is not None:
         return found
@@ -86,9 +91,13 @@ def locate(name: str, *, project: Path, store: Store, offline: bool = False, on_
         from gpuxbuild.project.lockfile import lock_path
 
         if lock_path(project).is_file():
-            raise GpuxError(f"no model {name!r} in this project's gpux.lock, and it is not a repo id",
-                            "use a model name from gpux.models.yml, an org/name repo id, or an artifact folder")
-        raise GpuxError(f"no model {name!r}: it is not a repo id, and {project} has no gpux.lock",
-                        "use an org/name repo id or an artifact folder; for a model of a project, "
-                        "run `gpux lock` there and pass --project DIR")
+            raise GpuxError(
+                f"no model {name!r} in this project's gpux.lock, and it is not a repo id",
+                "use a model name from gpux.models.yml, an org/name repo id, or an artifact folder",
+            )
+        raise GpuxError(
+            f"no model {name!r}: it is not a repo id, and {project} has no gpux.lock",
+            "use an org/name repo id or an artifact folder; for a model of a project, "
+            "run `gpux lock` there and pass --project DIR",
+        )
     return _from_pulled(name, project, store, offline, on_pull)

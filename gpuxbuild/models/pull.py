@@ -11,12 +11,12 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from gpuxbuild.errors import GpuxError, shorten
-from gpuxbuild.store.fetch import Fetcher, Reporter, check_pickles, missing_files
 from gpuxbuild.hashing import canonical_json
 from gpuxbuild.project.manifest import adhoc_spec, check_revision
+from gpuxbuild.project.selection import is_pickle
 from gpuxbuild.registries import get_manager, parse_source
 from gpuxbuild.registries.base import FileEntry, is_git_commit
-from gpuxbuild.project.selection import is_pickle
+from gpuxbuild.store.fetch import Fetcher, Reporter, check_pickles, missing_files
 from gpuxbuild.store.objects import Store, read_json, remove_tree, write_atomic
 
 
@@ -29,7 +29,9 @@ class Ref:
     revision: str | None
 
     def __str__(self) -> str:
-        prefix = "path:" if self.registry == "local" else ("" if self.registry == "huggingface" else f"{self.registry}:")
+        prefix = (
+            "path:" if self.registry == "local" else ("" if self.registry == "huggingface" else f"{self.registry}:")
+        )
         return f"{prefix}{self.repo}" + (f"@{self.revision}" if self.revision else "")
 
 
@@ -119,7 +121,9 @@ class Records:
         if ref.revision is None:
             return recs
         tag = self.tags(ref.registry, ref.repo).get(ref.revision)
-        return [r for r in recs if r["commit"] == tag or (len(ref.revision) >= 7 and r["commit"].startswith(ref.revision))]
+        return [
+            r for r in recs if r["commit"] == tag or (len(ref.revision) >= 7 and r["commit"].startswith(ref.revision))
+        ]
 
     def lookup(self, ref: Ref) -> dict | None:
         """The one record `ref` means: its revision's, else `main`'s, else the only one."""
@@ -235,13 +239,17 @@ def pull(
     with Fetcher(manager, ref.repo, store, label=str(ref), jobs=jobs, reporter=reporter) as fetcher:
         record = known
         if online:
-            spec = adhoc_spec(str(ref), ref.registry, ref.repo, revision=ref.revision, task=task, allow_pickle=allow_pickle)
+            spec = adhoc_spec(
+                str(ref), ref.registry, ref.repo, revision=ref.revision, task=task, allow_pickle=allow_pickle
+            )
 
             def on_listed(commit: str, listed: list[FileEntry], keep: set[str] | None) -> None:
                 fetcher.add(commit, early_files(spec, keep, listed))
 
             entry: LockedModel = resolve_model(manager, spec, on_listed=on_listed)
-            record = make_record(ref, entry.commit, entry.files, entry.task, entry.library, entry.architecture, entry.license)
+            record = make_record(
+                ref, entry.commit, entry.files, entry.task, entry.library, entry.architecture, entry.license
+            )
         files = [FileEntry(f["path"], f["sha256"], f["size"]) for f in record["files"]]
         if on_resolved:
             on_resolved(record)
@@ -258,9 +266,15 @@ def pull(
         manager.fetch(ref.repo, record["commit"], missing, label=str(ref), jobs=jobs, reporter=reporter)
     new = store.downloaded_objects - before[2]
     return PullResult(
-        ref, record, sorted(f.path for f in files if f.sha256 in new), sorted(f.path for f in files if f.sha256 not in new),
-        project, objects_downloaded=store.stats.stored()[0] - before[0], bytes_downloaded=store.stats.stored()[1] - before[1],
-        resolved_online=online, allow_pickle=allow_pickle,
+        ref,
+        record,
+        sorted(f.path for f in files if f.sha256 in new),
+        sorted(f.path for f in files if f.sha256 not in new),
+        project,
+        objects_downloaded=store.stats.stored()[0] - before[0],
+        bytes_downloaded=store.stats.stored()[1] - before[1],
+        resolved_online=online,
+        allow_pickle=allow_pickle,
     )
 
 
@@ -299,7 +313,9 @@ def remove(name: str, store: Store) -> tuple[list[dict], int]:
                 if p.exists():
                     freed += p.stat().st_size
                     p.unlink()
-        for key in sorted({(r.get("artifact") or {}).get("build_key", "").removeprefix("sha256:") for r in victims} - {""}):
+        for key in sorted(
+            {(r.get("artifact") or {}).get("build_key", "").removeprefix("sha256:") for r in victims} - {""}
+        ):
             if key not in live_arts:
                 d = store.root / "artifacts" / key
                 if d.is_dir():
@@ -316,27 +332,31 @@ def list_models(store: Store) -> list[dict]:
     rows = []
     for rec in records.all():
         tags = records.tags_of(rec)
-        rows.append({
-            "name": str(Ref(rec["registry"], rec["repo"], None)),
-            "kind": "pulled",
-            "revision": ",".join(tags) or None,
-            "commit": rec["commit"],
-            "task": rec.get("task"),
-            "size": rec["size"],
-            "last_used": records.last_used(rec),
-        })
+        rows.append(
+            {
+                "name": str(Ref(rec["registry"], rec["repo"], None)),
+                "kind": "pulled",
+                "revision": ",".join(tags) or None,
+                "commit": rec["commit"],
+                "task": rec.get("task"),
+                "size": rec["size"],
+                "last_used": records.last_used(rec),
+            }
+        )
     for proj in project_records(store):
         for name, m in sorted(proj.get("models", {}).items()):
-            rows.append({
-                "name": name,
-                "kind": "synced",
-                "project": proj.get("project"),
-                "revision": m.get("revision"),
-                "commit": m.get("commit"),
-                "task": m.get("task"),
-                "size": m.get("size", 0),
-                "last_used": proj.get("synced_at"),
-            })
+            rows.append(
+                {
+                    "name": name,
+                    "kind": "synced",
+                    "project": proj.get("project"),
+                    "revision": m.get("revision"),
+                    "commit": m.get("commit"),
+                    "task": m.get("task"),
+                    "size": m.get("size", 0),
+                    "last_used": proj.get("synced_at"),
+                }
+            )
     return rows
 
 
@@ -347,4 +367,3 @@ def human_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n} B"
-

@@ -63,7 +63,7 @@ class LockedModel:
         return d
 
     @classmethod
-    def from_dict(cls, name: str, d: dict) -> "LockedModel":
+    def from_dict(cls, name: str, d: dict) -> LockedModel:
         return cls(
             name=name,
             source=d["source"],
@@ -217,8 +217,20 @@ def _mismatch(spec: ModelSpec, entry: LockedModel) -> str | None:
 def _spec_of(entry: LockedModel, task: str | None) -> ModelSpec:
     """The manifest entry `entry` was locked from, given the manifest's `task` (the lock keeps the resolved one)."""
     o = entry.options
-    return ModelSpec(entry.name, entry.source, entry.registry, entry.repo, entry.revision, task, tuple(o["include"]),
-                     tuple(o["exclude"]), o["allow_pickle"], o["trust_remote_code"], o["convert"], o["runtime"])
+    return ModelSpec(
+        entry.name,
+        entry.source,
+        entry.registry,
+        entry.repo,
+        entry.revision,
+        task,
+        tuple(o["include"]),
+        tuple(o["exclude"]),
+        o["allow_pickle"],
+        o["trust_remote_code"],
+        o["convert"],
+        o["runtime"],
+    )
 
 
 def _inconsistency(entry: LockedModel, project: Path) -> str | None:
@@ -259,15 +271,23 @@ def verify_entry(entry: LockedModel, spec: ModelSpec | None, project: Path) -> N
     Every command that reads a lock entry goes through here: an entry edited by hand (another repo, commit,
     revision or option) is refused, whatever its spec_digest says."""
     if spec is not None and entry.spec_digest == spec.digest and (field_ := _mismatch(spec, entry)):
-        raise StaleLockError(f"{LOCK_NAME} does not match {MANIFEST_NAME} for {entry.name}: {field_}", _tampered(entry.name))
+        raise StaleLockError(
+            f"{LOCK_NAME} does not match {MANIFEST_NAME} for {entry.name}: {field_}", _tampered(entry.name)
+        )
     problem = _inconsistency(entry, project)
     if problem:
-        where = f"does not match {MANIFEST_NAME}" if spec is not None and entry.spec_digest == spec.digest else "is not consistent"
+        where = (
+            f"does not match {MANIFEST_NAME}"
+            if spec is not None and entry.spec_digest == spec.digest
+            else "is not consistent"
+        )
         raise StaleLockError(f"{LOCK_NAME} {where} for {entry.name}: {problem}", _tampered(entry.name))
 
 
 def _tampered(name: str) -> str:
-    return f"gpux.lock was edited by hand: find out who changed it and why, then re-pin with `gpux lock --upgrade {name}`"
+    return (
+        f"gpux.lock was edited by hand: find out who changed it and why, then re-pin with `gpux lock --upgrade {name}`"
+    )
 
 
 def verify_lock(manifest: Manifest | None, lock: Lock, project: Path, *, skip=()) -> None:

@@ -88,14 +88,30 @@ class ModelSpec:
         return digest(self.as_dict())
 
 
-def adhoc_spec(source: str, registry: str, ref: str, *, revision: str | None = None, task: str | None = None,
-               allow_pickle: bool = False) -> ModelSpec:
+def adhoc_spec(
+    source: str,
+    registry: str,
+    ref: str,
+    *,
+    revision: str | None = None,
+    task: str | None = None,
+    allow_pickle: bool = False,
+) -> ModelSpec:
     """The spec of a model used without a manifest (`gpux pull`, `gpux run org/name`): all defaults,
     named after the repo's last path segment."""
     return ModelSpec(
-        name=ref.rstrip("/").rsplit("/", 1)[-1], source=source, registry=registry, ref=ref, revision=revision,
-        task=task, include=(), exclude=(), allow_pickle=allow_pickle, trust_remote_code=False,
-        convert=copy.deepcopy(DEFAULT_CONVERT), runtime=copy.deepcopy(DEFAULT_RUNTIME),
+        name=ref.rstrip("/").rsplit("/", 1)[-1],
+        source=source,
+        registry=registry,
+        ref=ref,
+        revision=revision,
+        task=task,
+        include=(),
+        exclude=(),
+        allow_pickle=allow_pickle,
+        trust_remote_code=False,
+        convert=copy.deepcopy(DEFAULT_CONVERT),
+        runtime=copy.deepcopy(DEFAULT_RUNTIME),
     )
 
 
@@ -156,10 +172,17 @@ def parse_manifest(text: str | bytes, path: Path) -> Manifest:
     """Validate manifest `text` read from `path` (the path is used for messages and relative sources)."""
     data = text.encode("utf-8") if isinstance(text, str) else text
     try:
-        data, node = load_yaml(data, path.name, max_bytes=MAX_MANIFEST_BYTES, max_nodes=MAX_MANIFEST_NODES,
-                               hint="fix the file; docs/manifest.md says what a manifest may hold (Limits)")
+        data, node = load_yaml(
+            data,
+            path.name,
+            max_bytes=MAX_MANIFEST_BYTES,
+            max_nodes=MAX_MANIFEST_NODES,
+            hint="fix the file; docs/manifest.md says what a manifest may hold (Limits)",
+        )
     except DuplicateKey as exc:
-        raise _error(path, exc.line, None, f"duplicate key {quote(exc.key)}", "each key, and each model name, may appear once")
+        raise _error(
+            path, exc.line, None, f"duplicate key {quote(exc.key)}", "each key, and each model name, may appear once"
+        )
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None

@@ -14,9 +14,9 @@ from pathlib import Path
 from gpuxbuild.errors import GpuxError, RegistryError
 from gpuxbuild.project.lockfile import Lock, LockedModel, options_of, verify_lock
 from gpuxbuild.project.manifest import Manifest, ModelSpec
+from gpuxbuild.project.selection import select_paths
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import PinnedModel
-from gpuxbuild.project.selection import select_paths
 
 RESOLVE_JOBS = 4  # models resolved at once (each fetches its small files with up to 8 requests at a time)
 
@@ -109,8 +109,10 @@ def lock_model(spec: ModelSpec, pinned: PinnedModel, keep: set[str] | None = Non
     paths = [f.path for f in files]
     if len(files) != len(keep):
         missing = ", ".join(sorted(keep - set(paths)))
-        raise RegistryError(f"model {spec.name!r}: the {pinned.registry} registry did not hash {missing}",
-                            "report this registry bug; `gpux lock` cannot pin those files")
+        raise RegistryError(
+            f"model {spec.name!r}: the {pinned.registry} registry did not hash {missing}",
+            "report this registry bug; `gpux lock` cannot pin those files",
+        )
     library = pinned.info.library or ("sentence-transformers" if "modules.json" in paths else "transformers")
     return LockedModel(
         name=spec.name,
@@ -179,8 +181,9 @@ def plan_lock(
     return LockPlan(Lock(manifest_digest=manifest.digest, models=models), changes)
 
 
-def _resolve_all(todo: list[tuple[ModelSpec, LockedModel | None, bool]], project: Path, *, store, offline: bool,
-                 jobs: int) -> dict[str, LockedModel]:
+def _resolve_all(
+    todo: list[tuple[ModelSpec, LockedModel | None, bool]], project: Path, *, store, offline: bool, jobs: int
+) -> dict[str, LockedModel]:
     """Resolve the models of `todo`, `jobs` at a time (each is a few registry round trips); name -> new entry.
 
     Every model is tried; the error raised is that of the first failing model by name, so a run with
@@ -192,7 +195,10 @@ def _resolve_all(todo: list[tuple[ModelSpec, LockedModel | None, bool]], project
         from gpuxbuild.store.objects import Store
 
         store = Store()  # one store for all threads (its counters are shared)
-    managers = {r: get_manager(r, project=project, offline=offline, store=store) for r in sorted({s.registry for s, _, _ in todo})}
+    managers = {
+        r: get_manager(r, project=project, offline=offline, store=store)
+        for r in sorted({s.registry for s, _, _ in todo})
+    }
 
     def one(item: tuple[ModelSpec, LockedModel | None, bool]) -> LockedModel | GpuxError:
         spec, prev, keep_pin = item
@@ -242,8 +248,9 @@ def _change(prev: LockedModel | None, new: LockedModel) -> LockChange:
     return LockChange(new.name, "updated", prev.commit, new.commit, reasons or ["manifest entry changed"])
 
 
-def lock_project(project: Path, *, upgrade: bool | set[str] = False, store=None, offline: bool = False,
-                 jobs: int = RESOLVE_JOBS) -> LockPlan:
+def lock_project(
+    project: Path, *, upgrade: bool | set[str] = False, store=None, offline: bool = False, jobs: int = RESOLVE_JOBS
+) -> LockPlan:
     """Plan and write the project's gpux.lock (atomically; untouched when nothing changed)."""
     from gpuxbuild.project.lockfile import lock_path, read_lock, write_lock
     from gpuxbuild.project.manifest import MANIFEST_NAME, load_manifest

@@ -14,8 +14,19 @@ from gpuxbuild.errors import GpuxError
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # Weights for other runtimes and frameworks: never needed to export or run ONNX.
 OTHER_FRAMEWORKS = (
-    "*.h5", "*.msgpack", "*.ot", "*.tflite", "*.gguf", "*.mlmodel", "*.mlpackage/*", "coreml/*",
-    "openvino/*", "tf_model*", "flax_model*", "rust_model*", ".gitattributes",
+    "*.h5",
+    "*.msgpack",
+    "*.ot",
+    "*.tflite",
+    "*.gguf",
+    "*.mlmodel",
+    "*.mlpackage/*",
+    "coreml/*",
+    "openvino/*",
+    "tf_model*",
+    "flax_model*",
+    "rust_model*",
+    ".gitattributes",
 )
 ONNX_SUFFIXES = (".onnx", ".onnx_data", ".onnx.data")
 
@@ -34,7 +45,7 @@ def is_onnx(path: str) -> bool:
 
 
 def conversion_path(paths: list[str], convert: dict) -> str:
-    """"onnx" when the model will use ONNX files the repo ships, "export" when it will be exported."""
+    """ "onnx" when the model will use ONNX files the repo ships, "export" when it will be exported."""
     has_onnx = any(p.endswith(".onnx") for p in paths)
     mode = convert.get("from", "auto")
     if mode == "onnx" and not has_onnx:
@@ -59,6 +70,9 @@ def select_paths(paths: list[str], *, include=(), exclude=(), convert: dict) -> 
 
 
 def _is_torch_weight(path: str) -> bool:
-    return path.endswith(".safetensors") or path.endswith(".safetensors.index.json") or is_pickle(path) or (
-        path.endswith(".bin.index.json")
+    return (
+        path.endswith(".safetensors")
+        or path.endswith(".safetensors.index.json")
+        or is_pickle(path)
+        or (path.endswith(".bin.index.json"))
     )

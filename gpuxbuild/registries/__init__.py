@@ -14,7 +14,7 @@ from pathlib import Path
 from gpuxbuild.errors import ManifestError, quote
 from gpuxbuild.registries.base import FileEntry, ModelInfo, ModelManager, PinnedModel
 
-__all__ = ["FileEntry", "ModelInfo", "ModelManager", "PinnedModel", "get_manager", "parse_source", "known_registries"]
+__all__ = ["FileEntry", "ModelInfo", "ModelManager", "PinnedModel", "get_manager", "known_registries", "parse_source"]
 
 
 @dataclass(frozen=True)
@@ -93,12 +93,15 @@ def parse_source(source: str, registry: str | None = None, *, project: Path | No
     if registry is not None and _lookup(registry) is not entry:
         if _lookup(registry) is None:
             raise _unknown(registry)
-        raise ManifestError(f"source {quote(source)} belongs to registry {entry.name!r}, not {quote(registry)}",
-                            "drop one of the two")
+        raise ManifestError(
+            f"source {quote(source)} belongs to registry {entry.name!r}, not {quote(registry)}", "drop one of the two"
+        )
     if entry.name == "local":
         ref = _local_ref(ref, project)
     elif not re.fullmatch(entry.ref_pattern, ref) or ".." in ref or "--" in ref:
-        raise ManifestError(f"bad source {quote(source)}: expected {entry.ref_help}", f"e.g. {entry.prefixes[-1]}:org/name")
+        raise ManifestError(
+            f"bad source {quote(source)}: expected {entry.ref_help}", f"e.g. {entry.prefixes[-1]}:org/name"
+        )
     return entry.name, ref
 
 

@@ -8,9 +8,10 @@ file with its sha256 and size), describes a model, and transfers a pinned file's
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, ClassVar, Collection
+from typing import BinaryIO, ClassVar
 
 from gpuxbuild.hashing import is_hex_digest
 
@@ -92,7 +93,9 @@ class ModelManager(ABC):
         With `pin`, list the files at that already-pinned commit instead of resolving `revision` again.
         """
 
-    def resolve_streaming(self, repo: str, revision: str | None, on_listed: Listed, *, pin: str | None = None) -> PinnedModel:
+    def resolve_streaming(
+        self, repo: str, revision: str | None, on_listed: Listed, *, pin: str | None = None
+    ) -> PinnedModel:
         """`resolve()`, first telling `on_listed` the commit, its paths and the files whose sha256 is known
         before the others are hashed, so that a caller can start fetching those meanwhile. `on_listed`
         returns the paths the caller needs; a registry that hashes files by downloading them may then
@@ -104,18 +107,29 @@ class ModelManager(ABC):
 
     @abstractmethod
     def download(
-        self, repo: str, commit: str, file: FileEntry, dest: BinaryIO, *, resume_from: int = 0, progress: Progress | None = None
+        self,
+        repo: str,
+        commit: str,
+        file: FileEntry,
+        dest: BinaryIO,
+        *,
+        resume_from: int = 0,
+        progress: Progress | None = None,
     ) -> None:
         """Write the bytes of `file` at `commit` into `dest` (opened for append), starting at `resume_from`."""
 
-    def fetch(self, repo: str, commit: str, files: list[FileEntry], *, label: str | None = None, jobs: int = 4, reporter=None):
+    def fetch(
+        self, repo: str, commit: str, files: list[FileEntry], *, label: str | None = None, jobs: int = 4, reporter=None
+    ):
         """Fetch a pinned file set into `self.store`: parallel, hashed while streaming, atomic (see gpuxbuild.store.fetch)."""
         from gpuxbuild.store.fetch import fetch
         from gpuxbuild.store.objects import Store
 
         if self.store is None:
             self.store = Store()
-        return fetch(self, repo, commit, files, self.store, label=label or self.display(repo), jobs=jobs, reporter=reporter)
+        return fetch(
+            self, repo, commit, files, self.store, label=label or self.display(repo), jobs=jobs, reporter=reporter
+        )
 
     def describe(self, repo: str, revision: str | None) -> ModelInfo:
         """Task/pipeline tag, architecture, license and card data of a model."""

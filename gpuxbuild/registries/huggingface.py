@@ -20,7 +20,14 @@ from urllib.parse import urlsplit
 from gpuxbuild.errors import RegistryError, quote
 from gpuxbuild.hashing import is_hex_digest, is_sha256
 from gpuxbuild.network import (
-    GaveUp, RetryPolicy, http_timeout, redact_text, redact_url, requests_failure_name, requests_transient, url_host,
+    GaveUp,
+    RetryPolicy,
+    http_timeout,
+    redact_text,
+    redact_url,
+    requests_failure_name,
+    requests_transient,
+    url_host,
 )
 from gpuxbuild.registries.base import FileEntry, Listed, ModelInfo, ModelManager, PinnedModel, Progress, is_git_commit
 
@@ -99,8 +106,8 @@ class HuggingFaceManager(ModelManager):
     @contextmanager
     def _errors(self, repo: str, revision: str | None = None, path: str | None = None):
         """Translate huggingface_hub and network exceptions into one-line RegistryErrors."""
-        from huggingface_hub import errors as hf_errors
         import requests
+        from huggingface_hub import errors as hf_errors
 
         where = f"hf:{repo}" + (f"@{revision}" if revision else "")
         endpoint = redact_url(self.endpoint)
@@ -122,9 +129,13 @@ class HuggingFaceManager(ModelManager):
                 "use an existing branch, tag or commit of the repo",
             ) from None
         except hf_errors.EntryNotFoundError:
-            raise RegistryError(f"{where}: file {path!r} not found", "re-lock the model: `gpux lock --upgrade NAME`") from None
+            raise RegistryError(
+                f"{where}: file {path!r} not found", "re-lock the model: `gpux lock --upgrade NAME`"
+            ) from None
         except hf_errors.OfflineModeIsEnabled:
-            raise RegistryError(f"{where}: HF_HUB_OFFLINE is set, so the Hub cannot be reached", "unset it, or use what is in the store") from None
+            raise RegistryError(
+                f"{where}: HF_HUB_OFFLINE is set, so the Hub cannot be reached", "unset it, or use what is in the store"
+            ) from None
         except (requests.RequestException, GaveUp) as exc:
             raise self._network_error(where, path, exc) from None
 
@@ -141,8 +152,12 @@ class HuggingFaceManager(ModelManager):
         retry = "retry later, or allow more with GPUX_HTTP_RETRIES / GPUX_HTTP_TIMEOUT"
         if isinstance(exc, requests.HTTPError) and response is not None:
             if response.status_code in (401, 403):
-                return RegistryError(f"{where}: not authorized (HTTP {response.status_code})", "set HF_TOKEN to a token with access")
-            return RegistryError(f"{where}: {host} answered HTTP {response.status_code}{attempts}", f"{retry}; check HF_ENDPOINT")
+                return RegistryError(
+                    f"{where}: not authorized (HTTP {response.status_code})", "set HF_TOKEN to a token with access"
+                )
+            return RegistryError(
+                f"{where}: {host} answered HTTP {response.status_code}{attempts}", f"{retry}; check HF_ENDPOINT"
+            )
         if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
             return RegistryError(
                 f"{where}: cannot reach {host} ({requests_failure_name(exc)}{attempts})",
@@ -150,14 +165,18 @@ class HuggingFaceManager(ModelManager):
             )
         # e.g. a transfer cut mid-body (ChunkedEncodingError) each time: what arrived is kept and resumed next time
         return RegistryError(
-            f"{where}" + (f": {path}" if path else "") + f": transfer from {host} failed ({type(exc).__name__}{attempts})",
+            f"{where}"
+            + (f": {path}" if path else "")
+            + f": transfer from {host} failed ({type(exc).__name__}{attempts})",
             "run the command again: large downloads resume where they stopped",
         )
 
     def resolve(self, repo: str, revision: str | None, *, pin: str | None = None) -> PinnedModel:
         return self._resolve(repo, revision, pin, None)
 
-    def resolve_streaming(self, repo: str, revision: str | None, on_listed: Listed, *, pin: str | None = None) -> PinnedModel:
+    def resolve_streaming(
+        self, repo: str, revision: str | None, on_listed: Listed, *, pin: str | None = None
+    ) -> PinnedModel:
         # LFS files come with their sha256: they can be fetched while the small files are hashed, and
         # small files the caller does not need (README.md, .gitattributes) are not downloaded at all.
         return self._resolve(repo, revision, pin, on_listed)
@@ -170,12 +189,16 @@ class HuggingFaceManager(ModelManager):
         timeout = http_timeout("metadata")
         with self._errors(repo, rev):
             info = self.retry.run(
-                lambda: HfApi(endpoint=self.endpoint).model_info(repo, revision=rev, files_metadata=True, timeout=(timeout, timeout)),
+                lambda: HfApi(endpoint=self.endpoint).model_info(
+                    repo, revision=rev, files_metadata=True, timeout=(timeout, timeout)
+                ),
                 requests_transient,
             )
         commit = info.sha or ""
         if not is_git_commit(commit):
-            raise RegistryError(f"hf:{repo}@{rev}: the server returned no commit id", "check HF_ENDPOINT points to a Hub")
+            raise RegistryError(
+                f"hf:{repo}@{rev}: the server returned no commit id", "check HF_ENDPOINT points to a Hub"
+            )
         config: dict = {}
         siblings = sorted(info.siblings or [], key=lambda s: s.rfilename)
         for sib in siblings:  # every name and hash is checked before anything is downloaded
@@ -185,7 +208,11 @@ class HuggingFaceManager(ModelManager):
         paths = [s.rfilename for s in siblings]
         wanted = on_listed(commit, paths, large) if on_listed is not None else None
         # config.json is read for the model's metadata even when the caller does not keep it.
-        small = [s for s in siblings if s.lfs is None and (wanted is None or s.rfilename in wanted or s.rfilename == "config.json")]
+        small = [
+            s
+            for s in siblings
+            if s.lfs is None and (wanted is None or s.rfilename in wanted or s.rfilename == "config.json")
+        ]
         with ThreadPoolExecutor(max_workers=min(SMALL_FILE_JOBS, len(small) or 1)) as pool:
             hashed = list(pool.map(lambda s: self._hash_small(repo, commit, s.rfilename, s.blob_id, s.size), small))
         for entry in hashed:
@@ -193,7 +220,9 @@ class HuggingFaceManager(ModelManager):
                 config = self._read_json(entry, repo)
         files = sorted(hashed + large)
         card = info.card_data.to_dict() if info.card_data is not None else {}
-        license_ = card.get("license") or next((t.split(":", 1)[1] for t in info.tags or [] if t.startswith("license:")), None)
+        license_ = card.get("license") or next(
+            (t.split(":", 1)[1] for t in info.tags or [] if t.startswith("license:")), None
+        )
         model_info = ModelInfo(
             pipeline_tag=info.pipeline_tag,
             library=info.library_name,
@@ -218,21 +247,31 @@ class HuggingFaceManager(ModelManager):
         store = self._store()
         label = f"hf:{repo}@{commit[:12]}: {path}"
         if not blob_id or size is None:
-            raise RegistryError(f"{label}: the server lists no git blob id or size for it", "check HF_ENDPOINT points to a Hub")
+            raise RegistryError(
+                f"{label}: the server lists no git blob id or size for it", "check HF_ENDPOINT points to a Hub"
+            )
         # One GET, no metadata request first: a git-stored file is never Xet-backed, and the blob sha1
         # check proves the bytes are this commit's.
-        sha = store.ensure_blob(blob_id, size, lambda dest, _resume: self._get(repo, commit, path, dest, size, None, head=False),
-                                label=label)
+        sha = store.ensure_blob(
+            blob_id,
+            size,
+            lambda dest, _resume: self._get(repo, commit, path, dest, size, None, head=False),
+            label=label,
+        )
         return FileEntry(path, sha, size)
 
     def _read_json(self, entry: FileEntry, repo: str) -> dict:
         try:
             data = json.loads(self._store().object_path(entry.sha256).read_text(encoding="utf-8"))
         except ValueError as exc:
-            raise RegistryError(f"hf:{repo}: {entry.path} is not valid JSON ({exc})", "fix the file in the repo") from None
+            raise RegistryError(
+                f"hf:{repo}: {entry.path} is not valid JSON ({exc})", "fix the file in the repo"
+            ) from None
         return data if isinstance(data, dict) else {}
 
-    def _get(self, repo, commit, path, dest: BinaryIO, size: int | None, progress: Progress | None, *, head: bool = True):
+    def _get(
+        self, repo, commit, path, dest: BinaryIO, size: int | None, progress: Progress | None, *, head: bool = True
+    ):
         """Download one file of `commit` into `dest`, from `dest.tell()` on; `head` first asks for its metadata
         (CDN location, Xet). Transient failures are retried, each attempt resuming from what arrived."""
         from huggingface_hub import hf_hub_url
@@ -247,13 +286,17 @@ class HuggingFaceManager(ModelManager):
             if head:
                 meta = self.retry.run(lambda: self._head(url, headers), requests_transient, check=check)
                 if meta.commit and meta.commit != commit:
-                    raise RegistryError(f"hf:{repo}: asked for commit {commit}, server answered {meta.commit}", "check HF_ENDPOINT")
+                    raise RegistryError(
+                        f"hf:{repo}: asked for commit {commit}, server answered {meta.commit}", "check HF_ENDPOINT"
+                    )
                 # As hf_hub_download does: Xet only when hf_xet is installed and HF_HUB_DISABLE_XET is unset.
                 if meta.xet is not None and is_xet_available():
                     self._xet_get(meta.xet, dest, size, path, label=f"hf:{repo}@{commit[:12]}: {path}")
                     return
                 if urlsplit(meta.location).netloc != urlsplit(url).netloc:
-                    headers.pop("authorization", None)  # another origin (the CDN): its URL is signed, our token stays here
+                    headers.pop(
+                        "authorization", None
+                    )  # another origin (the CDN): its URL is signed, our token stays here
                 url = meta.location
             mark = dest.tell()
 
@@ -262,8 +305,12 @@ class HuggingFaceManager(ModelManager):
                 moved, mark = dest.tell() != mark, dest.tell()
                 return moved
 
-            self.retry.run(lambda: self._stream(url, headers, dest, progress), requests_transient,
-                           progressed=progressed, check=check)
+            self.retry.run(
+                lambda: self._stream(url, headers, dest, progress),
+                requests_transient,
+                progressed=progressed,
+                check=check,
+            )
 
     def _head(self, url: str, headers: dict) -> _Head:
         """The file's commit, location and Xet data from a HEAD request; relative redirects (a renamed repo) are followed."""
@@ -271,15 +318,22 @@ class HuggingFaceManager(ModelManager):
 
         timeout = http_timeout("metadata")
         for _ in range(MAX_RELATIVE_REDIRECTS):
-            r = get_session().head(url, headers={**headers, "Accept-Encoding": "identity"}, allow_redirects=False,
-                                   timeout=(timeout, timeout))
+            r = get_session().head(
+                url,
+                headers={**headers, "Accept-Encoding": "identity"},
+                allow_redirects=False,
+                timeout=(timeout, timeout),
+            )
             target = r.headers.get("Location")
             if not (300 <= r.status_code < 400 and target and not urlsplit(target).netloc):
                 break
             url = urlsplit(url)._replace(path=urlsplit(target).path).geturl()
         hf_raise_for_status(r)
-        return _Head(r.headers.get("X-Repo-Commit"), r.headers.get("Location") or r.request.url,
-                     parse_xet_file_data_from_response(r, endpoint=self.endpoint))
+        return _Head(
+            r.headers.get("X-Repo-Commit"),
+            r.headers.get("Location") or r.request.url,
+            parse_xet_file_data_from_response(r, endpoint=self.endpoint),
+        )
 
     @staticmethod
     def _stream(url: str, headers: dict, dest: BinaryIO, progress: Progress | None) -> None:
@@ -320,16 +374,22 @@ class HuggingFaceManager(ModelManager):
         with tempfile.TemporaryDirectory(dir=self._store().tmp_dir()) as d:
             tmp = Path(d) / "xet"
             try:
-                xet_get(incomplete_path=tmp, xet_file_data=xet_file_data, headers=build_hf_headers(),
-                        expected_size=size, displayed_filename=path)
+                xet_get(
+                    incomplete_path=tmp,
+                    xet_file_data=xet_file_data,
+                    headers=build_hf_headers(),
+                    expected_size=size,
+                    displayed_filename=path,
+                )
             except hf_errors.HfHubHTTPError as exc:
                 status = exc.response.status_code if exc.response is not None else None
                 if status in (401, 403):
                     raise  # reported as an authorization problem
                 raise RegistryError(f"{label}: the Xet download failed (HTTP {status})", hint) from None
             except (RuntimeError, OSError, ValueError) as exc:  # hf_xet's own failures
-                raise RegistryError(f"{label}: the Xet download failed ({type(exc).__name__}: {redact_text(str(exc))})",
-                                    hint) from None
+                raise RegistryError(
+                    f"{label}: the Xet download failed ({type(exc).__name__}: {redact_text(str(exc))})", hint
+                ) from None
             dest.seek(0)
             dest.truncate()
             with open(tmp, "rb") as f:
@@ -337,7 +397,14 @@ class HuggingFaceManager(ModelManager):
                     dest.write(chunk)
 
     def download(
-        self, repo: str, commit: str, file: FileEntry, dest: BinaryIO, *, resume_from: int = 0, progress: Progress | None = None
+        self,
+        repo: str,
+        commit: str,
+        file: FileEntry,
+        dest: BinaryIO,
+        *,
+        resume_from: int = 0,
+        progress: Progress | None = None,
     ) -> None:
         # `dest` is positioned after the `resume_from` bytes already there; every attempt asks for what follows.
         self._get(repo, commit, file.path, dest, file.size, progress)

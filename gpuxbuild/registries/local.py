@@ -28,7 +28,9 @@ def read_card(text: str) -> dict:
         return {}
     end = text.find("\n---", 3)
     try:
-        data, _ = load_yaml(text[3:end].encode("utf-8"), "README.md", max_bytes=1 << 20, hint="") if end > 0 else (None, None)
+        data, _ = (
+            load_yaml(text[3:end].encode("utf-8"), "README.md", max_bytes=1 << 20, hint="") if end > 0 else (None, None)
+        )
     except (yaml.YAMLError, GpuxError, DuplicateKey):
         return {}  # a card is optional metadata: a bad one is ignored, as the Hub does
     return data if isinstance(data, dict) else {}
@@ -59,8 +61,10 @@ class LocalManager(ModelManager):
                     raise RegistryError(f"{p} links outside the model folder {root}", "replace the link by the file")
                 st = real.stat()
                 if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read forever, a device never end
-                    raise RegistryError(f"{p} is not a regular file (a FIFO, socket or device)",
-                                        "remove it from the model folder: a model is made of regular files")
+                    raise RegistryError(
+                        f"{p} is not a regular file (a FIFO, socket or device)",
+                        "remove it from the model folder: a model is made of regular files",
+                    )
                 files.append(FileEntry(p.relative_to(root).as_posix(), sha256_file(real), st.st_size))
         return sorted(files)
 
@@ -105,7 +109,14 @@ class LocalManager(ModelManager):
         return result
 
     def download(
-        self, repo: str, commit: str, file: FileEntry, dest: BinaryIO, *, resume_from: int = 0, progress: Progress | None = None
+        self,
+        repo: str,
+        commit: str,
+        file: FileEntry,
+        dest: BinaryIO,
+        *,
+        resume_from: int = 0,
+        progress: Progress | None = None,
     ) -> None:
         path = self._root(repo) / file.path
         if not path.is_file():

@@ -19,10 +19,16 @@ def create_app(artifact_dir, provider: str | None = "auto", device_id: int = 0, 
     return _create_app(artifact_dir, provider, device_id, limits)
 
 
-def serve(artifact_dir, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
-          provider: str | None = "auto", device_id: int = 0, limits=None) -> None:
+def serve(
+    artifact_dir,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    provider: str | None = "auto",
+    device_id: int = 0,
+    limits=None,
+) -> None:
     """Serve one artifact over HTTP with uvicorn (blocks); `limits`: a `server.ServeLimits`, default from GPUX_SERVE_*."""
     from gpuxbuild.runtime.server import serve as _serve
 
-    _serve(artifact_dir, host=host, port=port, workers=workers, provider=provider, device_id=device_id,
-           limits=limits)
+    _serve(artifact_dir, host=host, port=port, workers=workers, provider=provider, device_id=device_id, limits=limits)

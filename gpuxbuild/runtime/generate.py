@@ -31,13 +31,17 @@ class GenerationOptions:
     @classmethod
     def from_configs(cls, config: dict, generation_config: dict, options: dict) -> GenerationOptions:
         """Merge config.json, generation_config.json and per-call options (per-call wins)."""
-        merged = {**{k: v for k, v in config.items() if v is not None},
-                  **{k: v for k, v in generation_config.items() if v is not None}}
+        merged = {
+            **{k: v for k, v in config.items() if v is not None},
+            **{k: v for k, v in generation_config.items() if v is not None},
+        }
         eos = merged.get("eos_token_id")
         eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
-        opts = cls(eos_token_ids=tuple(int(e) for e in eos_ids),
-                   forced_bos_token_id=merged.get("forced_bos_token_id"),
-                   forced_eos_token_id=merged.get("forced_eos_token_id"))
+        opts = cls(
+            eos_token_ids=tuple(int(e) for e in eos_ids),
+            forced_bos_token_id=merged.get("forced_bos_token_id"),
+            forced_eos_token_id=merged.get("forced_eos_token_id"),
+        )
         for key in ("do_sample", "temperature", "top_k", "top_p"):
             if key in generation_config:
                 setattr(opts, key, generation_config[key])
@@ -60,8 +64,11 @@ class GenerationOptions:
             self.top_k = None if self.top_k in (None, 0) else int(self.top_k)
             self.seed = None if self.seed is None else int(self.seed)
         except (TypeError, ValueError) as exc:
-            raise GpuxError(f"bad generation option: {exc}", "max_new_tokens, top_k, seed are integers; "
-                            "temperature, top_p are numbers", exit_code=2) from exc
+            raise GpuxError(
+                f"bad generation option: {exc}",
+                "max_new_tokens, top_k, seed are integers; temperature, top_p are numbers",
+                exit_code=2,
+            ) from exc
         if self.max_new_tokens < 1:
             raise GpuxError("max_new_tokens must be at least 1", "pass max_new_tokens >= 1", exit_code=2)
         if self.do_sample and self.temperature <= 0:
@@ -142,14 +149,17 @@ class _Loop:
         return Generated(self.tokens, "eos" if stopped else "length")
 
 
-def decode_causal(session, input_ids: list[int], opts: GenerationOptions,
-                  on_token: Callable[[int], None] | None = None) -> Generated:
+def decode_causal(
+    session, input_ids: list[int], opts: GenerationOptions, on_token: Callable[[int], None] | None = None
+) -> Generated:
     """Generate after a prompt with an optimum decoder-only graph (past_key_values.* in, present.* out)."""
     names = [i.name for i in session.get_inputs()]
     past_names = [n for n in names if n.startswith("past_key_values.")]
     if not past_names:
-        raise GpuxError("this text-generation graph has no past_key_values inputs",
-                        "export it with the text-generation-with-past task (gpux build does)")
+        raise GpuxError(
+            "this text-generation graph has no past_key_values inputs",
+            "export it with the text-generation-with-past task (gpux build does)",
+        )
     present_for = {p: "present." + p.removeprefix("past_key_values.") for p in past_names}
     loop = _Loop(opts, on_token)
     past = _empty_past(session, past_names, 1)
@@ -173,8 +183,14 @@ def decode_causal(session, input_ids: list[int], opts: GenerationOptions,
         total += 1
 
 
-def decode_seq2seq(encoder, decoder, input_ids: list[int], decoder_start_token_id: int, opts: GenerationOptions,
-                   on_token: Callable[[int], None] | None = None) -> Generated:
+def decode_seq2seq(
+    encoder,
+    decoder,
+    input_ids: list[int],
+    decoder_start_token_id: int,
+    opts: GenerationOptions,
+    on_token: Callable[[int], None] | None = None,
+) -> Generated:
     """Encode once, then decode with optimum's merged decoder (use_cache_branch false first, true after)."""
     enc_ids = np.array([input_ids], dtype=np.int64)
     enc_mask = np.ones_like(enc_ids)
@@ -188,8 +204,10 @@ def decode_seq2seq(encoder, decoder, input_ids: list[int], decoder_start_token_i
     past_names = [n for n in names if n.startswith("past_key_values.")]
     present_for = {p: "present." + p.removeprefix("past_key_values.") for p in past_names}
     if "use_cache_branch" not in names:
-        raise GpuxError("the seq2seq decoder graph is not optimum's merged decoder (no use_cache_branch input)",
-                        "export with the text2text-generation-with-past task (gpux build does)")
+        raise GpuxError(
+            "the seq2seq decoder graph is not optimum's merged decoder (no use_cache_branch input)",
+            "export with the text2text-generation-with-past task (gpux build does)",
+        )
     loop = _Loop(opts, on_token)
     past = _empty_past(decoder, past_names, 1)
     ids = np.array([[decoder_start_token_id]], dtype=np.int64)

@@ -31,6 +31,7 @@ def _short(value, limit: int = 40) -> str:
 def _integer(low: int):
     def check(value) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
     return check
 
 
@@ -63,8 +64,11 @@ def validate_options(options: dict) -> dict:
             raise GpuxError(f"unknown option {_short(key)}", f"options: {list(OPTION_KEYS)}", exit_code=2)
         accepts, expected = _OPTION_RULES[key]
         if not accepts(value):
-            raise GpuxError(f"option {key} must be {expected}, got {_short(value)}",
-                            f"pass {key} as {expected}, or leave it out for the default", exit_code=2)
+            raise GpuxError(
+                f"option {key} must be {expected}, got {_short(value)}",
+                f"pass {key} as {expected}, or leave it out for the default",
+                exit_code=2,
+            )
         checked[key] = value
     return checked
 
@@ -86,7 +90,7 @@ class ParsedInputs:
 
 def _expected(input_types: dict[str, str]) -> str:
     tensors = f"tensors {sorted(input_types)}" if input_types else "raw tensors named as the graph's inputs"
-    return f"expected {{\"text\": ...}} (optionally text_pair, question, context), a list of strings, or {tensors}"
+    return f'expected {{"text": ...}} (optionally text_pair, question, context), a list of strings, or {tensors}'
 
 
 def _as_texts(value, key: str, input_types: dict[str, str]) -> tuple[list[str], bool]:
@@ -94,7 +98,9 @@ def _as_texts(value, key: str, input_types: dict[str, str]) -> tuple[list[str], 
         return [value], False
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return list(value), True
-    raise GpuxError(f"input '{key}' must be a string or a non-empty list of strings", _expected(input_types), exit_code=2)
+    raise GpuxError(
+        f"input '{key}' must be a string or a non-empty list of strings", _expected(input_types), exit_code=2
+    )
 
 
 def _tensor(name: str, value, onnx_type: str) -> np.ndarray:
@@ -102,18 +108,26 @@ def _tensor(name: str, value, onnx_type: str) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=dtype)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise GpuxError(f"tensor input '{name}' is not a rectangular {onnx_type}: {str(exc)[:80]}",
-                        "pass nested lists of numbers with equal lengths", exit_code=2) from exc
+        raise GpuxError(
+            f"tensor input '{name}' is not a rectangular {onnx_type}: {str(exc)[:80]}",
+            "pass nested lists of numbers with equal lengths",
+            exit_code=2,
+        ) from exc
     if array.dtype == object:
-        raise GpuxError(f"tensor input '{name}' is not rectangular", "pass nested lists with equal lengths", exit_code=2)
+        raise GpuxError(
+            f"tensor input '{name}' is not rectangular", "pass nested lists with equal lengths", exit_code=2
+        )
     return array
 
 
 def _check_keys(data: dict, input_types: dict[str, str]) -> None:
     unknown = sorted(set(data) - set(TEXT_KEYS) - set(OPTION_KEYS))
     if unknown:
-        raise GpuxError(f"unknown input keys {[str(k)[:40] for k in unknown[:5]]}",
-                        _expected(input_types) + f"; options: {list(OPTION_KEYS)}", exit_code=2)
+        raise GpuxError(
+            f"unknown input keys {[str(k)[:40] for k in unknown[:5]]}",
+            _expected(input_types) + f"; options: {list(OPTION_KEYS)}",
+            exit_code=2,
+        )
 
 
 def check_inputs(data, options: dict | None = None) -> None:
@@ -137,7 +151,9 @@ def check_inputs(data, options: dict | None = None) -> None:
         raise GpuxError("inputs must be a JSON object, a string or a list of strings", _expected({}), exit_code=2)
 
 
-def parse_inputs(data, input_types: dict[str, str], task: str | None = None, options: dict | None = None) -> ParsedInputs:
+def parse_inputs(
+    data, input_types: dict[str, str], task: str | None = None, options: dict | None = None
+) -> ParsedInputs:
     """Turn JSON-like `data` into ParsedInputs.
 
     `input_types` maps the graph's input names to ONNX types (e.g. "tensor(int64)"); a dict whose keys are
@@ -150,13 +166,17 @@ def parse_inputs(data, input_types: dict[str, str], task: str | None = None, opt
         texts, batched = _as_texts(data, "inputs", input_types)
         return ParsedInputs(texts=texts, batched=batched, options=opts)
     if not isinstance(data, dict) or not data:
-        raise GpuxError("inputs must be a JSON object, a string or a list of strings", _expected(input_types), exit_code=2)
+        raise GpuxError(
+            "inputs must be a JSON object, a string or a list of strings", _expected(input_types), exit_code=2
+        )
 
     if set(data) <= set(input_types):
         tensors = {name: _tensor(name, value, input_types[name]) for name, value in data.items()}
         missing = sorted(set(input_types) - set(tensors))
         if missing:
-            raise GpuxError(f"tensor inputs are missing {missing}", f"the model takes {sorted(input_types)}", exit_code=2)
+            raise GpuxError(
+                f"tensor inputs are missing {missing}", f"the model takes {sorted(input_types)}", exit_code=2
+            )
         return ParsedInputs(tensors=tensors, batched=True, options=opts)
 
     _check_keys(data, input_types)
@@ -168,13 +188,17 @@ def parse_inputs(data, input_types: dict[str, str], task: str | None = None, opt
         if "question" in data and "context" not in data and "text_pair" not in data:
             context = data.get("text")
         if question is None or context is None:
-            raise GpuxError("question-answering needs a question and a context",
-                            'expected {"question": ..., "context": ...}', exit_code=2)
+            raise GpuxError(
+                "question-answering needs a question and a context",
+                'expected {"question": ..., "context": ...}',
+                exit_code=2,
+            )
         questions, q_batched = _as_texts(question, "question", input_types)
         contexts, c_batched = _as_texts(context, "context", input_types)
         if len(questions) != len(contexts):
-            raise GpuxError(f"{len(questions)} questions but {len(contexts)} contexts",
-                            "pass one context per question", exit_code=2)
+            raise GpuxError(
+                f"{len(questions)} questions but {len(contexts)} contexts", "pass one context per question", exit_code=2
+            )
         return ParsedInputs(texts=questions, pairs=contexts, batched=q_batched or c_batched, options=opts)
 
     if "text" not in data:
@@ -185,6 +209,8 @@ def parse_inputs(data, input_types: dict[str, str], task: str | None = None, opt
     if pair_value is not None:
         pairs, pair_batched = _as_texts(pair_value, "text_pair", input_types)
         if len(pairs) != len(texts):
-            raise GpuxError(f"{len(texts)} texts but {len(pairs)} text pairs", "pass one text_pair per text", exit_code=2)
+            raise GpuxError(
+                f"{len(texts)} texts but {len(pairs)} text pairs", "pass one text_pair per text", exit_code=2
+            )
         batched = batched or pair_batched
     return ParsedInputs(texts=texts, pairs=pairs, batched=batched, options=opts)

@@ -35,9 +35,11 @@ class ServeLimits:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise GpuxError(f"serve limit {f.name} must be an integer >= 1, got {value!r}",
-                                f"pass --{f.name.replace('_', '-')} 1 or more, or set {self.env_name(f.name)}",
-                                exit_code=2)
+                raise GpuxError(
+                    f"serve limit {f.name} must be an integer >= 1, got {value!r}",
+                    f"pass --{f.name.replace('_', '-')} 1 or more, or set {self.env_name(f.name)}",
+                    exit_code=2,
+                )
 
     @staticmethod
     def env_name(field_name: str) -> str:
@@ -53,8 +55,11 @@ class ServeLimits:
                 try:
                     values[f.name] = int(raw)
                 except ValueError:
-                    raise GpuxError(f"{cls.env_name(f.name)} must be an integer, got {raw[:40]!r}",
-                                    f"set {cls.env_name(f.name)} to e.g. {f.default}", exit_code=2) from None
+                    raise GpuxError(
+                        f"{cls.env_name(f.name)} must be an integer, got {raw[:40]!r}",
+                        f"set {cls.env_name(f.name)} to e.g. {f.default}",
+                        exit_code=2,
+                    ) from None
         return cls(**values)
 
     def to_env(self) -> None:
@@ -127,8 +132,9 @@ class _Refused(Exception):
         self.status, self.message, self.hint = status, message, hint
 
 
-def create_app(artifact_dir: str | Path, provider: str | None = "auto", device_id: int = 0,
-               limits: ServeLimits | None = None):
+def create_app(
+    artifact_dir: str | Path, provider: str | None = "auto", device_id: int = 0, limits: ServeLimits | None = None
+):
     """A FastAPI app serving the artifact at `artifact_dir` (loaded once, now) within `limits` (default: ServeLimits())."""
     try:
         import asyncio
@@ -152,8 +158,9 @@ def create_app(artifact_dir: str | Path, provider: str | None = "auto", device_i
 
     def error(status: int, message: str, hint: str | None = None, headers: dict | None = None) -> JSONResponse:
         # "detail" is what FastAPI clients read; "error" the same message for everyone else.
-        return JSONResponse(status_code=status, content={"detail": message, "error": message, "hint": hint},
-                            headers=headers)
+        return JSONResponse(
+            status_code=status, content={"detail": message, "error": message, "hint": hint}, headers=headers
+        )
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -175,13 +182,18 @@ def create_app(artifact_dir: str | Path, provider: str | None = "auto", device_i
     def metrics() -> dict:
         import onnxruntime
 
-        return {"available_providers": list(onnxruntime.get_available_providers()),
-                "provider": {"chain": model.choice.to_dict(), "name": model.providers[0]}}
+        return {
+            "available_providers": list(onnxruntime.get_available_providers()),
+            "provider": {"chain": model.choice.to_dict(), "name": model.providers[0]},
+        }
 
     async def read_body(request: Request) -> bytes:
-        too_large = _Refused(413, f"the request body is over the limit of {limits.max_body_bytes} bytes",
-                             f"send smaller requests, or start the server with --max-body-bytes "
-                             f"(or {ServeLimits.env_name('max_body_bytes')}) raised")
+        too_large = _Refused(
+            413,
+            f"the request body is over the limit of {limits.max_body_bytes} bytes",
+            f"send smaller requests, or start the server with --max-body-bytes "
+            f"(or {ServeLimits.env_name('max_body_bytes')}) raised",
+        )
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limits.max_body_bytes:
             over = True
@@ -208,26 +220,36 @@ def create_app(artifact_dir: str | Path, provider: str | None = "auto", device_i
         except RecursionError:
             data, depth = None, limits.max_json_depth + 1
         except ValueError:  # also non-UTF-8 bytes
-            raise _Refused(400, "the request body is not JSON",
-                           'send e.g. {"text": "..."} with Content-Type: application/json') from None
+            raise _Refused(
+                400, "the request body is not JSON", 'send e.g. {"text": "..."} with Content-Type: application/json'
+            ) from None
         else:
             depth = _depth(data, limits.max_json_depth)
         if depth > limits.max_json_depth:
-            raise _Refused(400, f"the request JSON is nested deeper than {limits.max_json_depth} levels",
-                           f"raise --max-json-depth ({ServeLimits.env_name('max_json_depth')}) if you need more")
+            raise _Refused(
+                400,
+                f"the request JSON is nested deeper than {limits.max_json_depth} levels",
+                f"raise --max-json-depth ({ServeLimits.env_name('max_json_depth')}) if you need more",
+            )
         batch = _batch_size(data)
         if batch > limits.max_batch:
-            raise _Refused(413, f"the request has {batch} inputs, over the batch limit of {limits.max_batch}",
-                           f"split it, or raise --max-batch ({ServeLimits.env_name('max_batch')})")
+            raise _Refused(
+                413,
+                f"the request has {batch} inputs, over the batch limit of {limits.max_batch}",
+                f"split it, or raise --max-batch ({ServeLimits.env_name('max_batch')})",
+            )
         return data
 
     @app.post("/predict")
     async def predict(request: Request):
         nonlocal pending
         if pending >= limits.max_queue:
-            return error(503, f"the server is busy ({pending} requests queued, the limit is {limits.max_queue})",
-                         f"retry after {limits.retry_after_s} s, or raise --max-queue "
-                         f"({ServeLimits.env_name('max_queue')})", {"Retry-After": str(limits.retry_after_s)})
+            return error(
+                503,
+                f"the server is busy ({pending} requests queued, the limit is {limits.max_queue})",
+                f"retry after {limits.retry_after_s} s, or raise --max-queue ({ServeLimits.env_name('max_queue')})",
+                {"Retry-After": str(limits.retry_after_s)},
+            )
         pending += 1
         try:
             data = decode(await read_body(request))
@@ -245,12 +267,23 @@ def create_app(artifact_dir: str | Path, provider: str | None = "auto", device_i
 
 def app_from_env():
     """uvicorn factory for multi-worker serving: each worker process loads the artifact named in the environment."""
-    return create_app(os.environ[_ENV_ARTIFACT], os.environ.get(_ENV_PROVIDER) or "auto",
-                      int(os.environ.get(_ENV_DEVICE, "0")), ServeLimits.from_env())
+    return create_app(
+        os.environ[_ENV_ARTIFACT],
+        os.environ.get(_ENV_PROVIDER) or "auto",
+        int(os.environ.get(_ENV_DEVICE, "0")),
+        ServeLimits.from_env(),
+    )
 
 
-def serve(artifact_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
-          provider: str | None = "auto", device_id: int = 0, limits: ServeLimits | None = None) -> None:
+def serve(
+    artifact_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    provider: str | None = "auto",
+    device_id: int = 0,
+    limits: ServeLimits | None = None,
+) -> None:
     """Serve the artifact with uvicorn until interrupted. Loads it first so errors show before binding.
 
     `limits` defaults to ServeLimits.from_env(): the GPUX_SERVE_* variables, else the defaults."""
@@ -261,8 +294,7 @@ def serve(artifact_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, w
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise GpuxError(f"workers must be an integer >= 1, got {workers!r}", "pass --workers 1 or more", exit_code=2)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise GpuxError(f"port must be an integer from 0 to 65535, got {port!r}", "pass e.g. --port 8080",
-                        exit_code=2)
+        raise GpuxError(f"port must be an integer from 0 to 65535, got {port!r}", "pass e.g. --port 8080", exit_code=2)
     limits = limits or ServeLimits.from_env()
     if workers == 1:
         uvicorn.run(create_app(artifact_dir, provider, device_id, limits), host=host, port=port, log_level="info")
@@ -272,5 +304,6 @@ def serve(artifact_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, w
     os.environ[_ENV_PROVIDER] = provider or "auto"
     os.environ[_ENV_DEVICE] = str(device_id)
     limits.to_env()
-    uvicorn.run("gpuxbuild.runtime.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="info")
+    uvicorn.run(
+        "gpuxbuild.runtime.server:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info"
+    )

@@ -52,7 +52,7 @@ def read_runtime_config(folder: Path) -> RuntimeConfig:
         raise GpuxError(f"{path} is not valid YAML: {exc}".splitlines()[0], "fix or regenerate gpux.yml") from exc
     if not isinstance(data, dict):
         raise GpuxError(f"{path} is not a mapping", "fix or regenerate gpux.yml")
-    gpu = ((data.get("runtime") or {}).get("gpu") or {})
+    gpu = (data.get("runtime") or {}).get("gpu") or {}
     max_length = (data.get("preprocessing") or {}).get("max_length")
     if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
         raise GpuxError(f"{path}: preprocessing.max_length must be a positive integer", "fix gpux.yml")
@@ -72,9 +72,13 @@ def _sentence_transformers(folder: Path) -> tuple[str, bool] | None:
             if isinstance(pooling.get("pooling_mode"), str):
                 mode = pooling["pooling_mode"]
             else:
-                flags = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens",
-                         "lasttoken": "pooling_mode_lasttoken", "mean": "pooling_mode_mean_tokens",
-                         "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens"}
+                flags = {
+                    "cls": "pooling_mode_cls_token",
+                    "max": "pooling_mode_max_tokens",
+                    "lasttoken": "pooling_mode_lasttoken",
+                    "mean": "pooling_mode_mean_tokens",
+                    "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens",
+                }
                 chosen = [name for name, key in flags.items() if pooling.get(key)]
                 mode = chosen[0] if chosen else "mean"
         elif kind.endswith("Normalize"):
@@ -92,11 +96,14 @@ def _create_session(path: Path, choice: ProviderChoice):
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # ORT's warnings are about graph internals the user cannot act on
     try:
-        return onnxruntime.InferenceSession(str(path), sess_options=options,
-                                            providers=list(zip(choice.providers, choice.options)))
+        return onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=list(zip(choice.providers, choice.options))
+        )
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/RuntimeException types
-        raise GpuxError(f"onnxruntime could not load {path.name}: {str(exc).splitlines()[0]}",
-                        "check the provider with gpux doctor, or rebuild the artifact") from exc
+        raise GpuxError(
+            f"onnxruntime could not load {path.name}: {str(exc).splitlines()[0]}",
+            "check the provider with gpux doctor, or rebuild the artifact",
+        ) from exc
 
 
 class Model:
@@ -118,8 +125,13 @@ class Model:
 
         import onnxruntime
 
-        self.choice = select_providers(onnxruntime.get_available_providers(), provider,
-                                       self.runtime_config.backend, device_id, self.runtime_config.memory)
+        self.choice = select_providers(
+            onnxruntime.get_available_providers(),
+            provider,
+            self.runtime_config.backend,
+            device_id,
+            self.runtime_config.memory,
+        )
         self.notice = self.choice.notice
         self.sessions = {}
         if self.task == "text2text-generation":
@@ -150,11 +162,13 @@ class Model:
         return {
             "folder": self.folder.name,
             "graphs": dict(self.graphs),
-            "inputs": [{"name": i.name, "shape": [str(d) for d in i.shape], "type": i.type}
-                       for i in self.main.get_inputs()],
+            "inputs": [
+                {"name": i.name, "shape": [str(d) for d in i.shape], "type": i.type} for i in self.main.get_inputs()
+            ],
             "notice": self.notice,
-            "outputs": [{"name": o.name, "shape": [str(d) for d in o.shape], "type": o.type}
-                        for o in self.main.get_outputs()],
+            "outputs": [
+                {"name": o.name, "shape": [str(d) for d in o.shape], "type": o.type} for o in self.main.get_outputs()
+            ],
             "providers": self.providers,
             "task": self.task,
         }
@@ -165,16 +179,22 @@ class Model:
         try:
             values = session.run(None, feed)
         except Exception as exc:  # ORT's InvalidArgument etc.: wrong shapes/dtypes from the caller
-            raise GpuxError(f"onnxruntime rejected the inputs: {str(exc).splitlines()[0]}",
-                            f"the model takes {self.input_types}", exit_code=2) from exc
+            raise GpuxError(
+                f"onnxruntime rejected the inputs: {str(exc).splitlines()[0]}",
+                f"the model takes {self.input_types}",
+                exit_code=2,
+            ) from exc
         return dict(zip([o.name for o in session.get_outputs()], values))
 
     def feed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The subset of `arrays` the main graph takes (e.g. no token_type_ids for DistilBERT); error if one is missing."""
         missing = [n for n in self.input_types if n not in arrays]
         if missing:
-            raise GpuxError(f"the graph needs inputs {missing} that text tokenization does not give",
-                            f"pass raw tensors for {sorted(self.input_types)}", exit_code=2)
+            raise GpuxError(
+                f"the graph needs inputs {missing} that text tokenization does not give",
+                f"pass raw tensors for {sorted(self.input_types)}",
+                exit_code=2,
+            )
         return {n: arrays[n] for n in self.input_types}
 
     def _encode(self, parsed: ParsedInputs, truncation: str = "longest_first"):
@@ -190,8 +210,11 @@ class Model:
     def similarity(self, text_a: str, text_b: str) -> float:
         """Cosine similarity of two texts' embeddings."""
         if self.task != "feature-extraction":
-            raise GpuxError(f"similarity needs a feature-extraction model, this one is {self.task}",
-                            "use a sentence-transformers or feature-extraction artifact", exit_code=2)
+            raise GpuxError(
+                f"similarity needs a feature-extraction model, this one is {self.task}",
+                "use a sentence-transformers or feature-extraction artifact",
+                exit_code=2,
+            )
         a, b = self.embed([text_a, text_b])
         return tasks.cosine(a, b)
 
@@ -219,9 +242,15 @@ class Model:
         if task == "question-answering":
             batch, outputs = self._encode(parsed, truncation="only_second")
             return [
-                tasks.question_answering(outputs["start_logits"][i], outputs["end_logits"][i], enc,
-                                         parsed.pairs[i], self.tokenizer, int(opts.get("top_k", 1)),
-                                         int(opts.get("max_answer_len", 15)))
+                tasks.question_answering(
+                    outputs["start_logits"][i],
+                    outputs["end_logits"][i],
+                    enc,
+                    parsed.pairs[i],
+                    self.tokenizer,
+                    int(opts.get("top_k", 1)),
+                    int(opts.get("max_answer_len", 15)),
+                )
                 for i, enc in enumerate(batch.encodings)
             ]
         batch, outputs = self._encode(parsed)
@@ -231,8 +260,9 @@ class Model:
             return tasks.classify(logits, id2label, self.config.get("problem_type"), opts.get("top_k"))
         if task == "fill-mask":
             return tasks.fill_mask(logits, batch.arrays["input_ids"], self.tokenizer, int(opts.get("top_k", 5)))
-        return tasks.token_classification(logits, batch.encodings, id2label, self.tokenizer,
-                                          str(opts.get("aggregation_strategy", "simple")))
+        return tasks.token_classification(
+            logits, batch.encodings, id2label, self.tokenizer, str(opts.get("aggregation_strategy", "simple"))
+        )
 
     def _generate(self, text: str, options: dict, on_token) -> dict:
         prompt = [int(i) for i in self.tokenizer.encode([text], pad=False).arrays["input_ids"][0]]
@@ -246,7 +276,7 @@ class Model:
                 # Decode the whole completion each time: byte-level BPE pieces are not valid text alone.
                 tokens.append(token_id)
                 text_so_far = self.tokenizer.decode(tokens)
-                on_token(token_id, text_so_far[len(shown[0]):])
+                on_token(token_id, text_so_far[len(shown[0]) :])
                 shown[0] = text_so_far
 
         if self.task == "text-generation":
@@ -254,20 +284,31 @@ class Model:
             if limit:
                 room = int(limit) - len(prompt)
                 if room < 1:
-                    raise GpuxError(f"the prompt has {len(prompt)} tokens, the model's limit is {limit}",
-                                    "shorten the prompt", exit_code=2)
+                    raise GpuxError(
+                        f"the prompt has {len(prompt)} tokens, the model's limit is {limit}",
+                        "shorten the prompt",
+                        exit_code=2,
+                    )
                 opts.max_new_tokens = min(opts.max_new_tokens, room)
             out = generate.decode_causal(self.main, prompt, opts, stream)
             completion = self.tokenizer.decode(out.token_ids)
-            return {"completion": completion, "finish_reason": out.finish_reason,
-                    "generated_text": text + completion, "token_ids": out.token_ids}
+            return {
+                "completion": completion,
+                "finish_reason": out.finish_reason,
+                "generated_text": text + completion,
+                "token_ids": out.token_ids,
+            }
         start = self.generation_config.get("decoder_start_token_id", self.config.get("decoder_start_token_id"))
         if start is None:
             start = self.config.get("pad_token_id", 0)
-        out = generate.decode_seq2seq(self.sessions["encoder"], self.sessions["decoder"], prompt, int(start), opts,
-                                      stream)
-        return {"finish_reason": out.finish_reason, "generated_text": self.tokenizer.decode(out.token_ids),
-                "token_ids": out.token_ids}
+        out = generate.decode_seq2seq(
+            self.sessions["encoder"], self.sessions["decoder"], prompt, int(start), opts, stream
+        )
+        return {
+            "finish_reason": out.finish_reason,
+            "generated_text": self.tokenizer.decode(out.token_ids),
+            "token_ids": out.token_ids,
+        }
 
 
 def load(artifact_dir: str | Path, provider: str | None = "auto", device_id: int = 0) -> Model:
@@ -294,8 +335,11 @@ def benchmark(model: Model, inputs, runs: int = 100, warmup: int = 10) -> dict:
     return {
         "batch_size": items,
         "latency_ms": {
-            "max": float(ms.max()), "mean": float(ms.mean()), "min": float(ms.min()),
-            "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+            "max": float(ms.max()),
+            "mean": float(ms.mean()),
+            "min": float(ms.min()),
+            "p50": float(np.percentile(ms, 50)),
+            "p95": float(np.percentile(ms, 95)),
             "p99": float(np.percentile(ms, 99)),
         },
         "provider": model.providers[0],

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpuxbuild.errors import GpuxError
-
 from gpuxbuild.build.tasks import SUPPORTED_TASKS as TASKS
 from gpuxbuild.build.tasks import normalize_task as _normalize
+from gpuxbuild.errors import GpuxError
 
 
 def normalize_task(task: str) -> str:
     """Map an artifact's task ("text-generation-with-past", "sentence-similarity", ...) to a runtime task."""
     base = _normalize(task)
     if base is None:
-        raise GpuxError(f"artifact.json task '{task}' is not supported by gpux run",
-                        f"supported tasks: {', '.join(TASKS)}; raw tensors still work with any graph")
+        raise GpuxError(
+            f"artifact.json task '{task}' is not supported by gpux run",
+            f"supported tasks: {', '.join(TASKS)}; raw tensors still work with any graph",
+        )
     return base
 
 
@@ -33,7 +34,9 @@ def _label(id2label: dict, index: int) -> str:
     return str(id2label.get(str(index), id2label.get(index, f"LABEL_{index}")))
 
 
-def classify(logits: np.ndarray, id2label: dict, problem_type: str | None = None, top_k: int | None = None) -> list[dict]:
+def classify(
+    logits: np.ndarray, id2label: dict, problem_type: str | None = None, top_k: int | None = None
+) -> list[dict]:
     """Per row: {"label", "score", "labels": all labels sorted by score, desc}.
 
     Softmax for single-label models, sigmoid for multi-label ones (and for one-logit models), like the pipeline.
@@ -65,8 +68,10 @@ def pool(hidden: np.ndarray, mask: np.ndarray, mode: str = "mean") -> np.ndarray
         last = mask.sum(axis=1) - 1
         return hidden[np.arange(hidden.shape[0]), last]
     if mode != "mean":
-        raise GpuxError(f"1_Pooling/config.json asks for pooling '{mode}', which gpux run does not implement",
-                        "use a model with mean, cls, max or lasttoken pooling")
+        raise GpuxError(
+            f"1_Pooling/config.json asks for pooling '{mode}', which gpux run does not implement",
+            "use a model with mean, cls, max or lasttoken pooling",
+        )
     return (hidden * mask_f).sum(axis=1) / np.clip(mask_f.sum(axis=1), 1e-9, None)
 
 
@@ -74,7 +79,9 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     return x / np.clip(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12, None)
 
 
-def embeddings(outputs: dict[str, np.ndarray], mask: np.ndarray, pooling: str = "mean", normalize: bool = False) -> np.ndarray:
+def embeddings(
+    outputs: dict[str, np.ndarray], mask: np.ndarray, pooling: str = "mean", normalize: bool = False
+) -> np.ndarray:
     """Sentence embeddings: the graph's `sentence_embedding` if it has one, else pooled `last_hidden_state`."""
     if "sentence_embedding" in outputs:
         vectors = outputs["sentence_embedding"]
@@ -101,8 +108,9 @@ def fill_mask(logits: np.ndarray, input_ids: np.ndarray, tokenizer, top_k: int =
         positions = np.nonzero(ids == tokenizer.mask_token_id)[0]
         if positions.size == 0:
             mask_text = tokenizer.id_to_token(tokenizer.mask_token_id)
-            raise GpuxError(f"no {mask_text} token in the text", f"put {mask_text} where a word should be predicted",
-                            exit_code=2)
+            raise GpuxError(
+                f"no {mask_text} token in the text", f"put {mask_text} where a word should be predicted", exit_code=2
+            )
         single = positions.size == 1
         masks = []
         for pos in positions:
@@ -113,12 +121,14 @@ def fill_mask(logits: np.ndarray, input_ids: np.ndarray, tokenizer, top_k: int =
                 filled = ids.copy()
                 filled[pos] = token
                 filled = filled[filled != tokenizer.pad_token_id]
-                candidates.append({
-                    "score": float(probs[token]),
-                    "token": int(token),
-                    "token_str": tokenizer.decode([token], skip_special_tokens=False),
-                    "sequence": tokenizer.decode(filled, skip_special_tokens=single),
-                })
+                candidates.append(
+                    {
+                        "score": float(probs[token]),
+                        "token": int(token),
+                        "token_str": tokenizer.decode([token], skip_special_tokens=False),
+                        "sequence": tokenizer.decode(filled, skip_special_tokens=single),
+                    }
+                )
             masks.append(candidates)
         results.append({"masks": masks})
     return results
@@ -140,16 +150,23 @@ def _group(tokens: list[dict], tokenizer) -> dict:
     }
 
 
-def token_classification(logits: np.ndarray, encodings: list, id2label: dict, tokenizer,
-                         aggregation_strategy: str = "simple", ignore_labels=("O",)) -> list[dict]:
+def token_classification(
+    logits: np.ndarray,
+    encodings: list,
+    id2label: dict,
+    tokenizer,
+    aggregation_strategy: str = "simple",
+    ignore_labels=("O",),
+) -> list[dict]:
     """Per row: {"entities": [...]}, character spans from the tokenizer's offsets.
 
     "none" gives one entry per token; "simple" groups adjacent tokens with the same entity type
     (a new B- tag starts a new group), like the pipeline's aggregation_strategy="simple".
     """
     if aggregation_strategy not in ("none", "simple"):
-        raise GpuxError(f"aggregation_strategy '{aggregation_strategy}' is not supported", "use 'simple' or 'none'",
-                        exit_code=2)
+        raise GpuxError(
+            f"aggregation_strategy '{aggregation_strategy}' is not supported", "use 'simple' or 'none'", exit_code=2
+        )
     results = []
     for row_logits, enc in zip(logits, encodings):
         probs = softmax(row_logits)
@@ -158,14 +175,16 @@ def token_classification(logits: np.ndarray, encodings: list, id2label: dict, to
             if special or enc.attention_mask[index] == 0:
                 continue
             best = int(probs[index].argmax())
-            tokens.append({
-                "entity": _label(id2label, best),
-                "score": float(probs[index][best]),
-                "index": index,
-                "word": tokenizer.id_to_token(token_id),
-                "start": int(offsets[0]),
-                "end": int(offsets[1]),
-            })
+            tokens.append(
+                {
+                    "entity": _label(id2label, best),
+                    "score": float(probs[index][best]),
+                    "index": index,
+                    "word": tokenizer.id_to_token(token_id),
+                    "start": int(offsets[0]),
+                    "end": int(offsets[1]),
+                }
+            )
         if aggregation_strategy == "simple":
             groups, current = [], []
             for token in tokens:
@@ -184,8 +203,15 @@ def token_classification(logits: np.ndarray, encodings: list, id2label: dict, to
     return results
 
 
-def question_answering(start_logits: np.ndarray, end_logits: np.ndarray, encoding, context: str, tokenizer,
-                       top_k: int = 1, max_answer_len: int = 15) -> dict | list[dict]:
+def question_answering(
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    encoding,
+    context: str,
+    tokenizer,
+    top_k: int = 1,
+    max_answer_len: int = 15,
+) -> dict | list[dict]:
     """Best answer span(s) in `context`: {"answer", "score", "start", "end"} (a list when top_k > 1).
 
     Like the pipeline: only context tokens (and CLS) may hold the answer, start/end probabilities are softmaxed

@@ -17,8 +17,18 @@ _DEFAULT_MAX_LENGTH = 512
 # characters, so the kept tokens do not change, and a megabyte text costs no more than a short one.
 CHARS_PER_TOKEN = 32
 
-_CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-             (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
+_CLEANUPS = (
+    (" .", "."),
+    (" ?", "?"),
+    (" !", "!"),
+    (" ,", ","),
+    (" ' ", "'"),
+    (" n't", "n't"),
+    (" 'm", "'m"),
+    (" 's", "'s"),
+    (" 've", "'ve"),
+    (" 're", "'re"),
+)
 
 
 @dataclass
@@ -85,8 +95,15 @@ class TextTokenizer:
             return positions
         return _DEFAULT_MAX_LENGTH
 
-    def encode(self, texts: list[str], pairs: list[str] | None = None, *, truncation: str = "longest_first",
-               add_special_tokens: bool = True, pad: bool = True) -> Batch:
+    def encode(
+        self,
+        texts: list[str],
+        pairs: list[str] | None = None,
+        *,
+        truncation: str = "longest_first",
+        add_special_tokens: bool = True,
+        pad: bool = True,
+    ) -> Batch:
         """Tokenize a batch, truncated to max_length and padded to the longest text with the pad id.
 
         Each text is first cut to max_length * CHARS_PER_TOKEN characters (a prefix: offsets stay valid)."""

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gpuxbuild.errors import GpuxError, RegistryError
-from gpuxbuild.registries.base import FileEntry, ModelManager
 from gpuxbuild.project.selection import is_pickle
+from gpuxbuild.registries.base import FileEntry, ModelManager
 from gpuxbuild.store.objects import Store
 
 DEFAULT_JOBS = 4
@@ -62,8 +62,16 @@ class Fetcher:
     run to resume).
     """
 
-    def __init__(self, manager: ModelManager, repo: str, store: Store, *, label: str, jobs: int = DEFAULT_JOBS,
-                 reporter: Reporter | None = None):
+    def __init__(
+        self,
+        manager: ModelManager,
+        repo: str,
+        store: Store,
+        *,
+        label: str,
+        jobs: int = DEFAULT_JOBS,
+        reporter: Reporter | None = None,
+    ):
         self.manager, self.repo, self.store, self.label, self.reporter = manager, repo, store, label, reporter
         self.result = FetchResult()
         self._added: set[str] = set()

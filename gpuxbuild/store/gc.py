@@ -99,8 +99,14 @@ class PruneReport:
     partial_bytes_kept: int = 0  # partial downloads kept for resuming
 
     def as_dict(self) -> dict:
-        return {"objects": self.objects, "artifacts": self.artifacts, "bytes_freed": self.bytes_freed,
-                "quarantined": self.quarantined, "partials": self.partials, "partial_bytes_kept": self.partial_bytes_kept}
+        return {
+            "objects": self.objects,
+            "artifacts": self.artifacts,
+            "bytes_freed": self.bytes_freed,
+            "quarantined": self.quarantined,
+            "partials": self.partials,
+            "partial_bytes_kept": self.partial_bytes_kept,
+        }
 
 
 def tree_size(p: Path) -> int:
@@ -158,7 +164,12 @@ class VerifyReport:
         return bool(self.bad_objects or self.bad_artifacts)
 
     def as_dict(self) -> dict:
-        return {"checked": self.checked, "bad_objects": self.bad_objects, "bad_artifacts": self.bad_artifacts, "fixed": self.fixed}
+        return {
+            "checked": self.checked,
+            "bad_objects": self.bad_objects,
+            "bad_artifacts": self.bad_artifacts,
+            "fixed": self.fixed,
+        }
 
 
 def _rehash(path: Path) -> tuple[os.stat_result, str] | None:

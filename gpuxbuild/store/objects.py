@@ -27,10 +27,11 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from filelock import FileLock, Timeout
 
@@ -208,7 +209,9 @@ class StoreLock:
             raise Timeout(self._file.lock_file)
         try:
             # `timeout` bounds the whole wait, both locks together.
-            self._file.acquire(timeout=max(0.0, self._timeout - (time.monotonic() - started)) if self._timeout >= 0 else -1)
+            self._file.acquire(
+                timeout=max(0.0, self._timeout - (time.monotonic() - started)) if self._timeout >= 0 else -1
+            )
         except BaseException:
             self._thread.release()
             raise
@@ -281,7 +284,6 @@ class Store:
                 weakref.finalize(self, _drop_holds, base / name, f)
             self._hold_file.write(sha256 + "\n")
             self._hold_file.flush()
-
 
     def lock(self, name: str, timeout: float = -1) -> StoreLock:
         """An inter-process lock named `name` (e.g. `obj-<sha>`, `art-<key>`, `project-<hash>`)."""
@@ -415,7 +417,10 @@ class Store:
                 p.unlink(missing_ok=True)
                 dropped += 1
         verified = self.root / "index" / "verified"
-        for kind, exists in (("objects", self.has_object), ("artifacts", lambda k: (self.root / "artifacts" / k).is_dir())):
+        for kind, exists in (
+            ("objects", self.has_object),
+            ("artifacts", lambda k: (self.root / "artifacts" / k).is_dir()),
+        ):
             for p in sorted((verified / kind).glob("*/*")):
                 if not p.name.startswith(".") and not exists(p.name):
                     p.unlink(missing_ok=True)
@@ -443,7 +448,7 @@ class Store:
         os.replace(tmp, path)
 
     def check_object(self, sha256: str, *, rehash: bool = False) -> str:
-        """"ok", "missing" or "corrupt" (then moved to quarantine/, so the next fetch downloads it again).
+        """ "ok", "missing" or "corrupt" (then moved to quarantine/, so the next fetch downloads it again).
 
         Trusts an object whose (size, mtime, ctime, inode) equal those recorded when it was last hashed;
         anything else (`rehash`: always) is hashed again, and its stat recorded when it is intact.
@@ -494,8 +499,12 @@ class Store:
 
     def save_counters(self, **extra: int) -> None:
         """Add this process's counters (and `extra` ones) to the store's lifetime counters."""
-        add = {"object_hits": self.stats.hits, "object_downloads": self.stats.downloaded,
-               "bytes_downloaded": self.stats.bytes_downloaded, **extra}
+        add = {
+            "object_hits": self.stats.hits,
+            "object_downloads": self.stats.downloaded,
+            "bytes_downloaded": self.stats.bytes_downloaded,
+            **extra,
+        }
         if self.stats.copied:
             add["object_copies"] = self.stats.copied
         if not any(add.values()):
@@ -619,8 +628,10 @@ class Linker:
                 fallback = _NO_REFLINK if how == "reflink" else _NO_HARDLINK if how == "hardlink" else set()
                 if self.mode != "auto" or exc.errno not in fallback:
                     if self.mode != "auto" and exc.errno in fallback:
-                        raise GpuxError(f"--link-mode {how}: not supported here ({os.strerror(exc.errno)}) for {dst}",
-                                        "use --link-mode auto, which falls back to hardlink or copy") from None
+                        raise GpuxError(
+                            f"--link-mode {how}: not supported here ({os.strerror(exc.errno)}) for {dst}",
+                            "use --link-mode auto, which falls back to hardlink or copy",
+                        ) from None
                     raise
                 self._candidates.remove(how)  # this filesystem does not do it: do not try again
                 continue

@@ -15,16 +15,30 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.hashing import digest, sha256_bytes
 from gpuxbuild.store.objects import Linker, Store, fsync_dir, read_json, remove_tree, write_atomic
 from gpuxbuild.sync.record import (
-    DEFAULT_TARGET, FAST_PATH_MAX_AGE, OLD_PREFIX, OWN_FILES, RECORD_NAME, TMP_PREFIX, check_files, fingerprint, noop_state,
-    project_id, project_record_path, read_record, stat_record, summary_line, user_files,
+    DEFAULT_TARGET,
+    FAST_PATH_MAX_AGE,
+    OLD_PREFIX,
+    OWN_FILES,
+    RECORD_NAME,
+    TMP_PREFIX,
+    check_files,
+    fingerprint,
+    noop_state,
+    project_id,
+    project_record_path,
+    read_record,
+    stat_record,
+    summary_line,
+    user_files,
 )
 
 if TYPE_CHECKING:
@@ -55,9 +69,15 @@ class ModelAction:
 
     def as_dict(self) -> dict:
         return {
-            "name": self.name, "action": self.action, "reasons": self.reasons, "commit": self.commit,
-            "build_key": self.build_key, "digest": self.digest, "artifact": self.artifact,
-            "user_files": self.user_files, "conflict": self.conflict,
+            "name": self.name,
+            "action": self.action,
+            "reasons": self.reasons,
+            "commit": self.commit,
+            "build_key": self.build_key,
+            "digest": self.digest,
+            "artifact": self.artifact,
+            "user_files": self.user_files,
+            "conflict": self.conflict,
         }
 
 
@@ -73,7 +93,9 @@ class SyncPlan:
     leftovers: list[str] = field(default_factory=list)  # staging folders of killed syncs
     lock_changes: list = field(default_factory=list)  # resolver LockChange list when the lock was re-locked
     record: dict = field(default_factory=dict)
-    manifest: Manifest | None = None  # the Manifest the lock was checked against (None: --frozen); grants security options
+    manifest: Manifest | None = (
+        None  # the Manifest the lock was checked against (None: --frozen); grants security options
+    )
 
     def count(self, action: str) -> int:
         return sum(m.action == action for m in self.models)
@@ -164,7 +186,11 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
             act.action, act.reasons = "add", ["new in lock"]
         elif rec.get("build_key") != key:
             act.action = "update"
-            act.reasons = ["not in the sync record, a different artifact"] if adopted else _why_changed(rec.get("inputs") or {}, entry)
+            act.reasons = (
+                ["not in the sync record, a different artifact"]
+                if adopted
+                else _why_changed(rec.get("inputs") or {}, entry)
+            )
         else:
             # An adopted folder's files are all re-hashed, so that the record gets their stats.
             drifted, act.refresh = check_files(folder, rec["files"], None if adopted else store.root, key)
@@ -185,9 +211,17 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
     for name in sorted(set(placed) - set(lock.models)):
         folder = target / name
         user = [f"{name}/{p}" for p in user_files(folder, set(placed[name]["files"]))] if folder.is_dir() else []
-        plan.models.append(ModelAction(name, "remove", ["no longer locked"], commit=(placed[name].get("inputs") or {}).get("commit"),
-                                       build_key=placed[name].get("build_key"), digest=placed[name].get("digest"),
-                                       user_files=user))
+        plan.models.append(
+            ModelAction(
+                name,
+                "remove",
+                ["no longer locked"],
+                commit=(placed[name].get("inputs") or {}).get("commit"),
+                build_key=placed[name].get("build_key"),
+                digest=placed[name].get("digest"),
+                user_files=user,
+            )
+        )
     for n, e in sorted(entries.items()):
         if n.startswith((TMP_PREFIX, OLD_PREFIX)):
             plan.leftovers.append(n)
@@ -197,6 +231,7 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
 
 
 # ------------------------------------------------------------------------------------- placement
+
 
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE). False where unsupported."""
@@ -242,16 +277,23 @@ class SyncResult:
         return {
             **self.plan.as_dict(),
             "dry_run": self.dry_run,
-            "cache": {"artifacts_reused": self.reused, "artifacts_built": self.built,
-                      "sources_downloaded": self.sources_downloaded, "bytes_downloaded": self.bytes_downloaded,
-                      "sources_copied": self.sources_copied, "bytes_copied": self.bytes_copied},
+            "cache": {
+                "artifacts_reused": self.reused,
+                "artifacts_built": self.built,
+                "sources_downloaded": self.sources_downloaded,
+                "bytes_downloaded": self.bytes_downloaded,
+                "sources_copied": self.sources_copied,
+                "bytes_copied": self.bytes_copied,
+            },
             "link_modes": self.link_modes,
             "digests": self.digests,
             "lock_written": self.lock_written,
         }
 
 
-def _ensure_artifacts(plan: SyncPlan, store: Store, *, offline: bool, on_event: Event, res: SyncResult) -> dict[str, Path]:
+def _ensure_artifacts(
+    plan: SyncPlan, store: Store, *, offline: bool, on_event: Event, res: SyncResult
+) -> dict[str, Path]:
     """Every artifact the plan places, from the store or built; one error naming every model that failed."""
     from gpuxbuild.build.artifact import artifact_digest, artifact_path, verified_artifact
     from gpuxbuild.build.pipeline import build_many, job_from_lock
@@ -267,8 +309,13 @@ def _ensure_artifacts(plan: SyncPlan, store: Store, *, offline: bool, on_event: 
             on_event(act.name, "building")
             missing.append(act)
     # Missing artifacts are built together: in parallel, with export workers shared between models.
-    results = build_many([job_from_lock(plan.lock.models[act.name], plan.manifest) for act in missing], store=store,
-                         project=plan.project, offline=offline, on_stage=on_event)
+    results = build_many(
+        [job_from_lock(plan.lock.models[act.name], plan.manifest) for act in missing],
+        store=store,
+        project=plan.project,
+        offline=offline,
+        on_stage=on_event,
+    )
     failures = [(r.name, r.exception) for r in results if r.status == "failed"]
     res.built += sum(r.status == "built" for r in results)
     res.reused += sum(r.status == "cached" for r in results)
@@ -294,13 +341,16 @@ def _build_failure(failures: list[tuple[str, GpuxError]]) -> GpuxError:
     if missing:
         found = re.search(r"the '([\w-]+)' extra", missing[0][1].message)
         names = ", ".join(n for n, _ in missing)
-        exc = MissingExtraError(found.group(1) if found else "convert",
-                                f"syncing {names} (not in the store, so they must be built)")
+        exc = MissingExtraError(
+            found.group(1) if found else "convert", f"syncing {names} (not in the store, so they must be built)"
+        )
         exc.hint += "; or build them where it is installed and share the store (GPUX_HOME)"
         return exc
     name, exc = failures[0]
     more = f" (also failed: {', '.join(n for n, _ in failures[1:])})" if len(failures) > 1 else ""
-    msg = exc.message if exc.message.startswith("model ") else f"model {name!r}: {exc.message.removeprefix(name + ': ')}"
+    msg = (
+        exc.message if exc.message.startswith("model ") else f"model {name!r}: {exc.message.removeprefix(name + ': ')}"
+    )
     return GpuxError(msg + more, exc.hint, exit_code=exc.exit_code)
 
 
@@ -333,8 +383,12 @@ def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, re
         remove_tree(tmp, ignore_errors=True)
         raise
     entry = plan.lock.models[act.name]
-    record["models"][act.name] = {"build_key": act.build_key, "digest": act.digest, "files": stats,
-                                  "inputs": _inputs(entry)}
+    record["models"][act.name] = {
+        "build_key": act.build_key,
+        "digest": act.digest,
+        "files": stats,
+        "inputs": _inputs(entry),
+    }
     # Recorded before the swap: a kill in between leaves an old folder whose stats do not match, which the
     # next sync re-hashes and restores.
     _write_record(target, record)
@@ -351,8 +405,9 @@ def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, re
         fsync_dir(target)
 
 
-def _prepare(tmp: Path, src: Path, files: dict[str, str], folder: Path, act: ModelAction, linker: Linker,
-             store: Store) -> dict:
+def _prepare(
+    tmp: Path, src: Path, files: dict[str, str], folder: Path, act: ModelAction, linker: Linker, store: Store
+) -> dict:
     """Fill the staging folder: the artifact's files, plus the user's files of the old folder; return stat records."""
     from gpuxbuild.build.artifact import refresh_verified
 
@@ -369,8 +424,10 @@ def _prepare(tmp: Path, src: Path, files: dict[str, str], folder: Path, act: Mod
         # A user's file in the old folder lives on in the new one: a second link, so a kill loses nothing.
         inner = rel.split("/", 1)[1]
         if inner in files:
-            raise GpuxError(f"{rel} is your file, but the new artifact of {act.name!r} has a file there",
-                            "move your file elsewhere and sync again")
+            raise GpuxError(
+                f"{rel} is your file, but the new artifact of {act.name!r} has a file there",
+                "move your file elsewhere and sync again",
+            )
         (tmp / inner).parent.mkdir(parents=True, exist_ok=True)
         os.link(folder / inner, tmp / inner, follow_symlinks=False)
     fsync_dir(tmp)
@@ -403,7 +460,10 @@ def _project_record(plan: SyncPlan, store: Store, digests: dict[str, str]) -> No
     for name, entry in sorted(plan.lock.models.items()):
         act = next(a for a in plan.models if a.name == name)
         models[name] = {
-            "commit": entry.commit, "revision": entry.revision, "task": entry.task, "size": entry.size,
+            "commit": entry.commit,
+            "revision": entry.revision,
+            "task": entry.task,
+            "size": entry.size,
             "files": sorted({f.sha256 for f in entry.files}),
             "artifact": {"digest": digests.get(name), "build_key": act.build_key},
         }
@@ -434,7 +494,9 @@ def execute(
     linker = Linker(link_mode)
     conflicts = [a.conflict for a in plan.models if a.conflict and a.action != "unchanged"]
     if conflicts:
-        raise GpuxError(f"refusing to replace {plan.target.name}/{conflicts[0]}", "move that folder away and sync again")
+        raise GpuxError(
+            f"refusing to replace {plan.target.name}/{conflicts[0]}", "move that folder away and sync again"
+        )
     sources = _ensure_artifacts(plan, store, offline=offline, on_event=on_event, res=res)
     _check_recorded_digests(plan)
     target = plan.target
@@ -487,7 +549,9 @@ def sync(
 ) -> SyncResult:
     """`gpux sync`: check or re-lock gpux.lock (as uv does), plan, and unless `dry_run` execute the plan."""
     if locked and frozen:
-        raise GpuxError("--locked and --frozen exclude each other", "--frozen skips the check that --locked makes", exit_code=2)
+        raise GpuxError(
+            "--locked and --frozen exclude each other", "--frozen skips the check that --locked makes", exit_code=2
+        )
     Linker(link_mode)  # reject a bad mode before any work
     store = store or Store()
     project = project.resolve()
@@ -496,8 +560,17 @@ def sync(
     if state is not None:
         return _noop_result(project, target, state, dry_run=dry_run)
     with project_lock(store, project):
-        res = _full_sync(project, target, store, locked=locked, frozen=frozen, offline=offline, dry_run=dry_run,
-                         link_mode=link_mode, on_event=on_event)
+        res = _full_sync(
+            project,
+            target,
+            store,
+            locked=locked,
+            frozen=frozen,
+            offline=offline,
+            dry_run=dry_run,
+            link_mode=link_mode,
+            on_event=on_event,
+        )
         if not dry_run:
             record = read_record(target)
             record["fast"] = fingerprint(project, frozen)
@@ -507,14 +580,33 @@ def sync(
 
 def _noop_result(project: Path, target: Path, state: dict, *, dry_run: bool) -> SyncResult:
     """The result of a sync that `noop_state` found to have nothing to do."""
-    models = [ModelAction(m["name"], "unchanged", commit=m["commit"], build_key=m["build_key"], digest=m["digest"],
-                          user_files=m["user_files"]) for m in state["models"]]
+    models = [
+        ModelAction(
+            m["name"],
+            "unchanged",
+            commit=m["commit"],
+            build_key=m["build_key"],
+            digest=m["digest"],
+            user_files=m["user_files"],
+        )
+        for m in state["models"]
+    ]
     plan = SyncPlan(project=project, target=target, lock=None, models=models, user_files=state["user_files"])
     return SyncResult(plan, digests={m.name: m.digest for m in models}, dry_run=dry_run)
 
 
-def _full_sync(project: Path, target: Path, store: Store, *, locked: bool, frozen: bool, offline: bool,
-               dry_run: bool, link_mode: str, on_event: Event | None) -> SyncResult:
+def _full_sync(
+    project: Path,
+    target: Path,
+    store: Store,
+    *,
+    locked: bool,
+    frozen: bool,
+    offline: bool,
+    dry_run: bool,
+    link_mode: str,
+    on_event: Event | None,
+) -> SyncResult:
     from gpuxbuild.project.lockfile import check_lock, lock_path, read_lock, staleness, verify_lock, write_lock
 
     lock = read_lock(lock_path(project))

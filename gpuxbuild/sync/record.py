@@ -52,7 +52,13 @@ def read_record(target: Path) -> dict:
 
 def stat_record(sha256: str, st: os.stat_result) -> dict:
     """A placed file's record entry: its hash and the stat fields trusted to mean it is unchanged."""
-    return {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
+    return {
+        "sha256": sha256,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "ino": st.st_ino,
+    }
 
 
 def stat_fields(st: os.stat_result) -> list[int]:
@@ -79,8 +85,9 @@ def verified_artifact_files(store_root: Path, build_key: str | None) -> dict:
     return files if isinstance(files, dict) else {}
 
 
-def check_files(folder: Path, files: dict[str, dict], store_root: Path | None = None,
-                build_key: str | None = None) -> tuple[list[str], dict]:
+def check_files(
+    folder: Path, files: dict[str, dict], store_root: Path | None = None, build_key: str | None = None
+) -> tuple[list[str], dict]:
     """(drifted files with why, stat records of files whose stat changed but whose bytes did not).
 
     Trusts an unchanged (size, mtime_ns, ctime_ns, inode), or one equal to the verified stat of the
@@ -147,7 +154,11 @@ def _installed(dists: tuple[str, ...]) -> list[str]:
             names = os.listdir(entry) if entry else []
         except OSError:
             continue
-        found += [n for n in names if n.endswith(".dist-info") and n[:-10].rsplit("-", 1)[0].replace("-", "_").lower() in wanted]
+        found += [
+            n
+            for n in names
+            if n.endswith(".dist-info") and n[:-10].rsplit("-", 1)[0].replace("-", "_").lower() in wanted
+        ]
     return sorted(found)
 
 
@@ -160,8 +171,12 @@ def fingerprint(project: Path, frozen: bool) -> dict:
         except FileNotFoundError:
             return None
 
-    return {"lock": sha(project / LOCK_FILE), "manifest": None if frozen else sha(project / MANIFEST_FILE),
-            "tools": _installed(TOOLCHAIN_DISTS), "checks": LOCK_CHECKS}
+    return {
+        "lock": sha(project / LOCK_FILE),
+        "manifest": None if frozen else sha(project / MANIFEST_FILE),
+        "tools": _installed(TOOLCHAIN_DISTS),
+        "checks": LOCK_CHECKS,
+    }
 
 
 def noop_state(project: Path, target: Path, store_root: Path, *, frozen: bool) -> dict | None:
@@ -191,15 +206,24 @@ def _noop_state(project: Path, target: Path, store_root: Path, *, frozen: bool) 
     if not frozen and (memo["manifest"] is None or memo["manifest"] != now["manifest"]):
         return None
     proj = json.loads(project_record_path(store_root, project).read_bytes())
-    if time.time() - proj.get("synced_at", 0) > FAST_PATH_MAX_AGE or sorted(proj.get("models", {})) != sorted(record["models"]):
+    if time.time() - proj.get("synced_at", 0) > FAST_PATH_MAX_AGE or sorted(proj.get("models", {})) != sorted(
+        record["models"]
+    ):
         return None
     models = []
     for name, rec in sorted(record["models"].items()):
         drifted, refresh = check_files(target / name, rec["files"], store_root, rec["build_key"])
         if drifted or refresh:
             return None
-        models.append({"name": name, "commit": (rec.get("inputs") or {}).get("commit"), "build_key": rec["build_key"],
-                       "digest": rec["digest"], "user_files": [f"{name}/{p}" for p in user_files(target / name, set(rec["files"]))]})
+        models.append(
+            {
+                "name": name,
+                "commit": (rec.get("inputs") or {}).get("commit"),
+                "build_key": rec["build_key"],
+                "digest": rec["digest"],
+                "user_files": [f"{name}/{p}" for p in user_files(target / name, set(rec["files"]))],
+            }
+        )
     loose = []
     with os.scandir(target) as entries:
         for e in entries:
@@ -211,7 +235,7 @@ def _noop_state(project: Path, target: Path, store_root: Path, *, frozen: bool) 
 
 
 def summary_line(counts: dict[str, int]) -> str:
-    """"2 added, 1 updated, 1 removed, 4 unchanged" for counts per action."""
+    """ "2 added, 1 updated, 1 removed, 4 unchanged" for counts per action."""
     return ", ".join(f"{counts.get(a, 0)} {done}" for a, done in ACTIONS)
 
 
