@@ -15,9 +15,10 @@ from importlib import metadata
 from pathlib import Path
 
 from gpuxbuild.errors import IntegrityError
+from gpuxbuild.fsutil import fsync_dir, read_json
 from gpuxbuild.hashing import digest, sha256_bytes, sha256_file
-from gpuxbuild.store.objects import Store, fsync_dir, read_json
-from gpuxbuild.sync.record import stat_fields, verified_path
+from gpuxbuild.store.objects import Store
+from gpuxbuild.store.verified import stat_fields, verified_path
 
 ARTIFACT_FORMAT = 1
 ARTIFACT_MANIFEST = "artifact.json"

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuxbuild.errors import GpuxError, ManifestError
+from gpuxbuild.fsutil import write_atomic
 from gpuxbuild.project.lockfile import lock_path, read_lock, write_lock
 from gpuxbuild.project.manifest import MANIFEST_NAME, STARTER, load_manifest, parse_manifest
 from gpuxbuild.project.resolver import LockPlan, plan_lock
 from gpuxbuild.registries import parse_source
-from gpuxbuild.store.objects import write_atomic
 
 
 def init_project(project: Path) -> Path:

@@ -8,9 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpuxbuild.fsutil import read_json, remove_tree
 from gpuxbuild.hashing import is_sha256, sha256_file
-from gpuxbuild.store.objects import STALE_TMP_SECONDS, Store, read_json, remove_tree
-from gpuxbuild.sync.record import stat_fields
+from gpuxbuild.store.objects import STALE_TMP_SECONDS, Store
+from gpuxbuild.store.verified import stat_fields
 
 RECENT_BUILD_SECONDS = 7 * 24 * 3600
 

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gpuxbuild.errors import GpuxError
+from gpuxbuild.fsutil import fsync_dir, read_json, remove_tree, write_atomic
 from gpuxbuild.hashing import digest, sha256_bytes
-from gpuxbuild.store.objects import Linker, Store, fsync_dir, read_json, remove_tree, write_atomic
+from gpuxbuild.store.objects import Linker, Store
 from gpuxbuild.sync.record import (
     DEFAULT_TARGET,
     FAST_PATH_MAX_AGE,
