@@ -101,3 +101,43 @@ def test_the_checker_finds_a_cycle():
 
 def test_no_import_cycles():
     assert cycles(GRAPH) == []
+
+
+# The layers, lowest first: a module imports only modules of lower layers, or of its own package.
+# Packages of one rank (build and runtime) never import each other.
+LAYERS = {
+    "gpuxbuild": 0,  # the core modules at the top of the package: errors, hashing, fsutil, network, ...
+    "gpuxbuild.store": 1,
+    "gpuxbuild.registries": 2,
+    "gpuxbuild.project": 3,
+    "gpuxbuild.build": 4,
+    "gpuxbuild.runtime": 4,
+    "gpuxbuild.sync": 5,
+    "gpuxbuild.models": 6,
+    "gpuxbuild.cli": 7,
+}
+
+
+def layer(module: str) -> tuple[str, int]:
+    """(package, rank) of a module: its subpackage of gpuxbuild, or the core."""
+    if module == "gpuxbuild.__main__":  # `python -m gpuxbuild` is the command line
+        return "gpuxbuild.cli", LAYERS["gpuxbuild.cli"]
+    top = ".".join(module.split(".")[:2])
+    package = top if top in LAYERS else "gpuxbuild"
+    return package, LAYERS[package]
+
+
+def test_every_subpackage_has_a_layer():
+    packages = {".".join(m.split(".")[:2]) for m in MODULES if MODULES[m].name == "__init__.py" and m != "gpuxbuild"}
+    assert sorted(packages - set(LAYERS)) == []
+
+
+def test_dependencies_point_down_the_layers():
+    upward = []
+    for module, imported in sorted(GRAPH.items()):
+        package, rank = layer(module)
+        for target in sorted(imported):
+            target_package, target_rank = layer(target)
+            if target_package != package and target_rank >= rank:
+                upward.append(f"{module} -> {target}")
+    assert upward == []

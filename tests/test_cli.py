@@ -44,7 +44,7 @@ def test_a_command_imports_only_its_module(tmp_path):
 
 def test_quick_parser_knows_the_link_modes():
     from gpuxbuild.cli import quick
-    from gpuxbuild.store.objects import LINK_MODES
+    from gpuxbuild.store.linker import LINK_MODES
 
     assert quick.LINK_MODES == LINK_MODES
 

@@ -13,9 +13,9 @@ import pytest
 import tinymodels
 
 from gpuxbuild.build.convert import ExportResult, UnsupportedModelError, ValidationError, export_onnx
-from gpuxbuild.build.tasks import SUPPORTED_TASKS, infer_task, normalize_task, optimum_task
 from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
 from gpuxbuild.errors import GpuxError, MissingExtraError
+from gpuxbuild.tasks import SUPPORTED_TASKS, infer_task, normalize_task, optimum_task
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,8 +11,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from gpuxbuild.build.onnx_files import find_onnx_variants, place_onnx, select_onnx_files
+from gpuxbuild.build.onnx_files import place_onnx
 from gpuxbuild.errors import GpuxError
+from gpuxbuild.project.shipped_onnx import find_onnx_variants, select_onnx_files
 
 TRANSFORMERS_JS = [
     "config.json",

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpuxbuild.build.tasks import SUPPORTED_TASKS, optimum_task
 from gpuxbuild.errors import GpuxError, MissingExtraError
+from gpuxbuild.tasks import SUPPORTED_TASKS, optimum_task
 
 DTYPES = ("fp32", "fp16")
 OPTIMIZE_LEVELS = (0, 1, 2, 99)

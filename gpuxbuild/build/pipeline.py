@@ -32,11 +32,11 @@ from gpuxbuild.build.artifact import (
 )
 from gpuxbuild.errors import GpuxError, quote
 from gpuxbuild.fsutil import read_json, remove_tree
-from gpuxbuild.project.selection import conversion_path
+from gpuxbuild.project.selection import check_pickles, conversion_path
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import FileEntry
-from gpuxbuild.store.fetch import check_pickles
-from gpuxbuild.store.objects import Linker, Store
+from gpuxbuild.store.linker import Linker
+from gpuxbuild.store.objects import Store
 
 # Repo files an artifact carries next to its graphs, when present.
 METADATA_FILES = (

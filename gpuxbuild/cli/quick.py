@@ -23,7 +23,7 @@ LINK_MODES = (
     "reflink",
     "hardlink",
     "copy",
-)  # = gpuxbuild.store.objects.LINK_MODES, without importing the store
+)  # = gpuxbuild.store.linker.LINK_MODES, without importing the store
 
 
 def parse_sync(argv: list[str]) -> dict | None:

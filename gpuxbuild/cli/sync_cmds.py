@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gpuxbuild.cli.app import JSON, OFFLINE, Context, cli, console, counted, err_console, pass_context, print_json
-from gpuxbuild.store.objects import LINK_MODES
+from gpuxbuild.store.linker import LINK_MODES
 from gpuxbuild.sync.record import cache_line
 
 _SIGNS = {"add": "[green]+[/]", "update": "[yellow]~[/]", "remove": "[red]-[/]"}

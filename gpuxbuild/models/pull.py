@@ -14,10 +14,10 @@ from gpuxbuild.errors import GpuxError, shorten
 from gpuxbuild.fsutil import read_json, remove_tree, write_atomic
 from gpuxbuild.hashing import canonical_json
 from gpuxbuild.project.manifest import adhoc_spec, check_revision
-from gpuxbuild.project.selection import is_pickle
+from gpuxbuild.project.selection import check_pickles, is_pickle
 from gpuxbuild.registries import get_manager, parse_source
 from gpuxbuild.registries.base import FileEntry, is_git_commit
-from gpuxbuild.store.fetch import Fetcher, Reporter, check_pickles, missing_files
+from gpuxbuild.store.fetch import Fetcher, Reporter, missing_files
 from gpuxbuild.store.objects import Store
 
 

@@ -199,7 +199,7 @@ class Staleness:
 
 def _mismatch(spec: ModelSpec, entry: LockedModel) -> str | None:
     """The first field of `entry` that is not what the manifest entry `spec` makes of it, or None."""
-    from gpuxbuild.build.tasks import normalize_task
+    from gpuxbuild.tasks import normalize_task
 
     derived = {"source": spec.source, "registry": spec.registry, "repo": spec.ref, "revision": spec.revision}
     for key, want in derived.items():
@@ -235,9 +235,9 @@ def _spec_of(entry: LockedModel, task: str | None) -> ModelSpec:
 
 def _inconsistency(entry: LockedModel, project: Path) -> str | None:
     """What in `entry` contradicts the entry itself or the project (the check `--frozen` can make), or None."""
-    from gpuxbuild.build.tasks import normalize_task
     from gpuxbuild.registries import local_ref_problem, parse_source
     from gpuxbuild.schemas_io import load_schema
+    from gpuxbuild.tasks import normalize_task
 
     try:
         registry, repo = parse_source(entry.source, entry.registry)

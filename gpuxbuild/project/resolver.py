@@ -54,7 +54,7 @@ class LockPlan:
 
 def resolve_task(spec: ModelSpec, pinned: PinnedModel, paths: list[str]) -> str:
     """The manifest's task, else the registry's pipeline tag, else one derived from config.json."""
-    from gpuxbuild.build.tasks import infer_task, normalize_task
+    from gpuxbuild.tasks import infer_task, normalize_task
 
     for candidate in (spec.task, pinned.info.pipeline_tag):
         task = normalize_task(candidate) if candidate else None

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 from posixpath import dirname
+from typing import TYPE_CHECKING
 
 from gpuxbuild.errors import GpuxError
+
+if TYPE_CHECKING:
+    from gpuxbuild.registries.base import FileEntry
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # Weights for other runtimes and frameworks: never needed to export or run ONNX.
@@ -58,7 +62,7 @@ def select_paths(paths: list[str], *, include=(), exclude=(), convert: dict) -> 
     chosen = [p for p in paths if (not include or _matches(p, include)) and not _matches(p, exclude)]
     chosen = [p for p in chosen if not _matches(p, OTHER_FRAMEWORKS) or (include and _matches(p, include))]
     if conversion_path(chosen, convert) == "onnx":
-        from gpuxbuild.build.onnx_files import select_onnx_files
+        from gpuxbuild.project.shipped_onnx import select_onnx_files
 
         keep = set(select_onnx_files([p for p in chosen if is_onnx(p)], convert.get("variant")))
         chosen = [p for p in chosen if (p in keep) or not (is_onnx(p) or _is_torch_weight(p))]
@@ -76,3 +80,13 @@ def _is_torch_weight(path: str) -> bool:
         or is_pickle(path)
         or (path.endswith(".bin.index.json"))
     )
+
+
+def check_pickles(name: str, files: list[FileEntry], allow_pickle: bool) -> None:
+    """Refuse pickle weights (they can run code when loaded) unless the model allows them."""
+    pickles = [f.path for f in files if is_pickle(f.path)]
+    if pickles and not allow_pickle:
+        raise GpuxError(
+            f"model {name!r} ships its weights only as pickle files ({', '.join(pickles[:3])}), which can run code when loaded",
+            "if you trust the repo, set `allow_pickle: true` for it in gpux.models.yml (or pass --allow-pickle)",
+        )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpuxbuild.build.tasks import SUPPORTED_TASKS as TASKS
-from gpuxbuild.build.tasks import normalize_task as _normalize
 from gpuxbuild.errors import GpuxError
+from gpuxbuild.tasks import SUPPORTED_TASKS as TASKS
+from gpuxbuild.tasks import normalize_task as _normalize
 
 
 def normalize_task(task: str) -> str:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from gpuxbuild.errors import GpuxError, RegistryError
-from gpuxbuild.project.selection import is_pickle
-from gpuxbuild.registries.base import FileEntry, ModelManager
+from gpuxbuild.errors import RegistryError
 from gpuxbuild.store.objects import Store
+
+if TYPE_CHECKING:  # the registries sit above the store: they call fetch(), fetch only uses them
+    from gpuxbuild.registries.base import FileEntry, ModelManager
 
 DEFAULT_JOBS = 4
 
@@ -36,16 +37,6 @@ class FetchResult:
     hits: list[str] = field(default_factory=list)  # paths already in the store
     downloaded: list[str] = field(default_factory=list)
     bytes_downloaded: int = 0
-
-
-def check_pickles(name: str, files: list[FileEntry], allow_pickle: bool) -> None:
-    """Refuse pickle weights (they can run code when loaded) unless the model allows them."""
-    pickles = [f.path for f in files if is_pickle(f.path)]
-    if pickles and not allow_pickle:
-        raise GpuxError(
-            f"model {name!r} ships its weights only as pickle files ({', '.join(pickles[:3])}), which can run code when loaded",
-            "if you trust the repo, set `allow_pickle: true` for it in gpux.models.yml (or pass --allow-pickle)",
-        )
 
 
 def missing_files(store: Store, files: list[FileEntry]) -> list[FileEntry]:

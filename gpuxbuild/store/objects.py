@@ -17,12 +17,10 @@ built from, its stat is compared with the one recorded when it was verified; a c
 
 from __future__ import annotations
 
-import errno
 import functools
 import hashlib
 import json
 import os
-import shutil
 import threading
 import time
 import uuid
@@ -33,12 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from filelock import FileLock, Timeout
+from filelock import Timeout
 
-from gpuxbuild.errors import GpuxError, IntegrityError
+from gpuxbuild.errors import IntegrityError
 from gpuxbuild.fsutil import fsync_dir, read_json, remove_tree, write_atomic
 from gpuxbuild.hashing import is_sha256, sha256_file
 from gpuxbuild.store.home import gpux_home
+from gpuxbuild.store.locks import StoreLock
 from gpuxbuild.store.verified import stat_fields, verified_path
 
 STALE_TMP_SECONDS = 24 * 3600
@@ -184,45 +183,6 @@ class Stats:
     def stored(self) -> tuple[int, int]:
         """(objects, bytes) newly stored: downloaded or copied in."""
         return self.downloaded + self.copied, self.bytes_downloaded + self.bytes_copied
-
-
-_THREAD_LOCKS: dict[str, threading.RLock] = {}
-_THREAD_LOCKS_GUARD = threading.Lock()
-
-
-class StoreLock:
-    """A named store lock: a lock between this process's threads, then the file lock between processes.
-
-    filelock wakes a waiter by polling every 50 ms; threads of one process (parallel downloads, resolves,
-    builds wanting the same object) wait on the thread lock instead and go on the moment it is released.
-    Taking a lock again in the thread that holds it is a bug that filelock reports (RuntimeError).
-    """
-
-    def __init__(self, path: str, timeout: float = -1):
-        with _THREAD_LOCKS_GUARD:
-            self._thread = _THREAD_LOCKS.setdefault(path, threading.RLock())
-        self._file = FileLock(path, timeout=timeout)
-        self._timeout = timeout
-
-    def __enter__(self) -> StoreLock:
-        started = time.monotonic()
-        if not self._thread.acquire(timeout=self._timeout if self._timeout >= 0 else -1):
-            raise Timeout(self._file.lock_file)
-        try:
-            # `timeout` bounds the whole wait, both locks together.
-            self._file.acquire(
-                timeout=max(0.0, self._timeout - (time.monotonic() - started)) if self._timeout >= 0 else -1
-            )
-        except BaseException:
-            self._thread.release()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        try:
-            self._file.release()
-        finally:
-            self._thread.release()
 
 
 class Store:
@@ -601,58 +561,3 @@ def mismatch(label: str, expected: str, actual: str | None, size: int, actual_si
         "the source changed or was tampered with; if the change is intended, re-lock the model "
         "with `gpux lock --upgrade NAME` (or pull it again)",
     )
-
-
-LINK_MODES = ("auto", "reflink", "hardlink", "copy")
-FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
-_NO_REFLINK = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS, errno.EBADF, errno.EPERM}
-_NO_HARDLINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP}
-
-
-class Linker:
-    """Places store files elsewhere (a project, a build's staging folder): reflink, hardlink or copy;
-    `auto` keeps the first that works on this filesystem."""
-
-    def __init__(self, mode: str = "auto"):
-        if mode not in LINK_MODES:
-            raise GpuxError(f"--link-mode {mode}: unknown", f"use one of: {', '.join(LINK_MODES)}", exit_code=2)
-        self.mode = mode
-        self.used: set[str] = set()
-        self._candidates = ["reflink", "hardlink", "copy"] if mode == "auto" else [mode]
-
-    def place(self, src: Path, dst: Path) -> None:
-        for how in list(self._candidates):
-            try:
-                getattr(self, f"_{how}")(src, dst)
-            except OSError as exc:
-                dst.unlink(missing_ok=True)
-                fallback = _NO_REFLINK if how == "reflink" else _NO_HARDLINK if how == "hardlink" else set()
-                if self.mode != "auto" or exc.errno not in fallback:
-                    if self.mode != "auto" and exc.errno in fallback:
-                        raise GpuxError(
-                            f"--link-mode {how}: not supported here ({os.strerror(exc.errno)}) for {dst}",
-                            "use --link-mode auto, which falls back to hardlink or copy",
-                        ) from None
-                    raise
-                self._candidates.remove(how)  # this filesystem does not do it: do not try again
-                continue
-            self.used.add(how)
-            return
-        raise GpuxError(f"cannot place {dst}", "check permissions of the target folder")
-
-    @staticmethod
-    def _reflink(src: Path, dst: Path) -> None:
-        import fcntl
-
-        with open(src, "rb") as s, open(dst, "xb") as d:
-            fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
-        os.chmod(dst, 0o444)
-
-    @staticmethod
-    def _hardlink(src: Path, dst: Path) -> None:
-        os.link(src, dst)  # store files are 0444 already: an edit in the project cannot reach the store
-
-    @staticmethod
-    def _copy(src: Path, dst: Path) -> None:
-        shutil.copyfile(src, dst)
-        os.chmod(dst, 0o444)

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.fsutil import fsync_dir, read_json, remove_tree, write_atomic
 from gpuxbuild.hashing import digest, sha256_bytes
-from gpuxbuild.store.objects import Linker, Store
+from gpuxbuild.store.linker import Linker
+from gpuxbuild.store.objects import Store
 from gpuxbuild.sync.record import (
     DEFAULT_TARGET,
     FAST_PATH_MAX_AGE,
