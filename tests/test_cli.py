@@ -14,13 +14,34 @@ from gpuxbuild.cli.quick import parse_sync
 
 
 def test_command_table_matches_the_modules():
-    from gpuxbuild.cli.app import COMMAND_MODULES, cli
+    """Each command is where the table says, and its summary there is the first paragraph of its help
+    (the copy that lets `gpux --help` list the commands without importing them)."""
+    from click.utils import make_default_short_help
 
-    for module in set(COMMAND_MODULES.values()):
-        importlib.import_module(f"gpuxbuild.cli.{module}")
-    assert sorted(cli.commands) == sorted(COMMAND_MODULES)
+    from gpuxbuild.cli.app import COMMANDS, cli
+
+    for entry in set(COMMANDS.values()):
+        importlib.import_module(f"gpuxbuild.cli.{entry.module}")
+    assert sorted(cli.commands) == sorted(COMMANDS)
     for name, command in cli.commands.items():
-        assert command.callback.__module__ == f"gpuxbuild.cli.{COMMAND_MODULES[name]}", name
+        assert command.callback.__module__ == f"gpuxbuild.cli.{COMMANDS[name].module}", name
+        assert command.short_help is None, name  # else click would show it instead of the help's first paragraph
+        for limit in (20, 45, 80, 200):
+            assert make_default_short_help(COMMANDS[name].summary, limit) == make_default_short_help(
+                command.help, limit
+            ), name
+
+
+def test_top_level_help_imports_no_command_module():
+    code = (
+        "import json, sys\nfrom gpuxbuild.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('gpuxbuild.cli.'))))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == ["gpuxbuild.cli.app", "gpuxbuild.cli.quick"]
+    assert "  lock     Pin every model of gpux.models.yml to a commit and every file..." in r.stdout
 
 
 def test_a_command_imports_only_its_module(tmp_path):

@@ -108,3 +108,36 @@ def test_help_names_every_variable_the_docs_name():
 def test_the_project_variable_is_used_and_shown():
     help_text = gpux("--help").stdout
     assert "GPUX_PROJECT" in help_text.split("Environment:")[0]  # at --project too
+
+
+@pytest.mark.parametrize("how", ["flag", "variable"])
+def test_debug_shows_the_traceback_of_a_user_error(tmp_path, how, monkeypatch):
+    if how == "variable":
+        monkeypatch.setenv("GPUX_DEBUG", "1")
+    args = ("--debug",) if how == "flag" else ()
+    r = gpux(*args, "inspect", "nope", cwd=tmp_path, check=False)
+    assert r.returncode == 1
+    assert "Traceback (most recent call last)" in r.stderr and "GpuxError" in r.stderr
+    assert r.stderr.rstrip().splitlines()[-2].startswith("error: nope: no such pulled model")
+
+
+def test_without_debug_a_user_error_is_one_line_and_a_hint(tmp_path):
+    r = gpux("inspect", "nope", cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "where"),
+    [
+        (("serve", "--port", "99999"), "error: Invalid value for '--port': 99999 is not in the range", "gpux serve"),
+        (("run",), "error: Missing argument 'NAME'.", "gpux run"),
+        (("bogus",), "error: No such command 'bogus'.", "gpux"),
+        (("--bogus",), "error: No such option '--bogus'.", "gpux"),
+    ],
+)
+def test_usage_errors_are_one_line_and_a_hint(tmp_path, args, message, where):
+    r = gpux(*args, cwd=tmp_path, check=False)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines() == [r.stderr.splitlines()[0], f"  hint: see `{where} --help`"]
+    assert r.stderr.startswith(message)

@@ -11,8 +11,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple, NoReturn
 
 import click
+from click.utils import make_default_short_help
 
 from gpuxbuild import __version__
 from gpuxbuild.errors import GpuxError
@@ -95,25 +97,53 @@ OFFLINE = click.option("--offline", is_flag=True, help="Make no network request 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
-# Which module defines each command: a command line imports only its command's module (start-up time).
-COMMAND_MODULES = {
-    "init": "project_cmds",
-    "add": "project_cmds",
-    "remove": "project_cmds",
-    "lock": "project_cmds",
-    "build": "build_cmds",
-    "sync": "sync_cmds",
-    "pull": "store_cmds",
-    "ls": "store_cmds",
-    "images": "store_cmds",
-    "rm": "store_cmds",
-    "rmi": "store_cmds",
-    "inspect": "store_cmds",
-    "cache": "store_cmds",
-    "run": "run_cmds",
-    "serve": "run_cmds",
-    "doctor": "run_cmds",
-    "help": "help_cmds",
+class CommandEntry(NamedTuple):
+    """Where a command is defined, and its summary for `gpux --help`: the first paragraph of its help, kept
+    here so that the command list imports no command module (a test keeps the two equal)."""
+
+    module: str
+    summary: str
+
+
+# A command line imports only its command's module (start-up time).
+COMMANDS: dict[str, CommandEntry] = {
+    "init": CommandEntry("project_cmds", "Write a commented starter gpux.models.yml."),
+    "add": CommandEntry("project_cmds", "Add a model to gpux.models.yml and lock it."),
+    "remove": CommandEntry("project_cmds", "Remove a model from gpux.models.yml and gpux.lock."),
+    "lock": CommandEntry(
+        "project_cmds", "Pin every model of gpux.models.yml to a commit and every file to its sha256, in gpux.lock."
+    ),
+    "build": CommandEntry(
+        "build_cmds", "Build locked models into reproducible ONNX artifacts with a generated gpux.yml."
+    ),
+    "sync": CommandEntry(
+        "sync_cmds", "Make .gpux/models/ hold exactly the models of gpux.lock: add, update, remove, restore."
+    ),
+    "pull": CommandEntry(
+        "store_cmds",
+        "Download a model (org/name[@REV], hf:org/name[@REV], path:./dir) into the store and build it.",
+    ),
+    "ls": CommandEntry("store_cmds", "List pulled and synced models."),
+    "images": CommandEntry("store_cmds", "List pulled and synced models."),
+    "rm": CommandEntry(
+        "store_cmds", "Forget pulled models (NAME[@REV]); files another model or a synced project uses stay."
+    ),
+    "rmi": CommandEntry(
+        "store_cmds", "Forget pulled models (NAME[@REV]); files another model or a synced project uses stay."
+    ),
+    "inspect": CommandEntry("store_cmds", "Everything known about a pulled model or a model of this project."),
+    "cache": CommandEntry("store_cmds", "Inspect and maintain the store ($GPUX_HOME)."),
+    "run": CommandEntry("run_cmds", "Run a model on text (or raw tensors) and print the task's answer."),
+    "serve": CommandEntry(
+        "run_cmds", "Serve a model over HTTP: GET /health, GET /info, POST /predict (same JSON as `gpux run`)."
+    ),
+    "doctor": CommandEntry(
+        "run_cmds",
+        "What this machine offers: onnxruntime flavour, providers, device, and the provider each synced model uses.",
+    ),
+    "help": CommandEntry(
+        "help_cmds", "The documentation of a topic (manifest, lockfile, sync, store, ...); without TOPIC, the list."
+    ),
 }
 
 
@@ -122,28 +152,62 @@ class GpuxGroup(click.Group):
     into one line on stderr and its exit code."""
 
     def get_command(self, ctx, name):
-        if name in COMMAND_MODULES and name not in self.commands:
-            importlib.import_module(f"gpuxbuild.cli.{COMMAND_MODULES[name]}")  # registers its commands on `cli`
+        if name in COMMANDS and name not in self.commands:
+            importlib.import_module(f"gpuxbuild.cli.{COMMANDS[name].module}")  # registers its commands on `cli`
         return super().get_command(ctx, name)
 
     def list_commands(self, ctx):
-        return sorted(COMMAND_MODULES)
+        return sorted(COMMANDS)
+
+    def format_commands(self, ctx, formatter) -> None:
+        """The command list from the table's summaries, as click would write it, importing no command."""
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, make_default_short_help(COMMANDS[name].summary, limit)) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:  # bare `gpux`: click's help, as it prints it
+            raise
+        except click.UsageError as exc:  # gpux's own options (`gpux --bogus`)
+            usage_error(exc)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except GpuxError as exc:
+            show_traceback(ctx, exc)
             print_error(exc.message, exc.hint)
             sys.exit(exc.exit_code)
+        except click.UsageError as exc:  # a command's options or arguments
+            usage_error(exc)
         except OSError as exc:
             explained = explain_os_error(exc)
             if explained is None:
                 raise
+            show_traceback(ctx, exc)
             print_error(*explained)
             sys.exit(1)
         except KeyboardInterrupt:
             err_console.print("[bold red]interrupted[/]")
             sys.exit(130)
+
+
+def usage_error(exc: click.UsageError) -> NoReturn:
+    """Bad options or arguments: one error line and where the usage is told, not click's three lines."""
+    where = exc.ctx.command_path if exc.ctx else "gpux"
+    print_error(exc.format_message(), f"see `{where} --help`")
+    sys.exit(exc.exit_code)
+
+
+def show_traceback(ctx: click.Context, exc: BaseException) -> None:
+    """With --debug (or GPUX_DEBUG=1), the full traceback of an error that is otherwise one line."""
+    if ctx.params.get("debug") or os.environ.get("GPUX_DEBUG", "") not in ("", "0"):
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
 
 
 def explain_os_error(exc: OSError) -> tuple[str, str] | None:
@@ -205,6 +269,7 @@ Environment:
   HF_TOKEN           Hugging Face token, for gated or private repos
   HF_ENDPOINT        the Hugging Face Hub to use (default: https://huggingface.co)
   FORCE_COLOR        draw colours and live progress even when not on a terminal
+  GPUX_DEBUG         1: show the full traceback of an error, as --debug
 """
 
 
@@ -218,7 +283,8 @@ Environment:
     help="Project folder (holds gpux.models.yml and gpux.lock). Default: $GPUX_PROJECT, else the current folder.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and results.")
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error (also: GPUX_DEBUG=1).")
 @click.pass_context
-def cli(ctx: click.Context, project: Path | None, quiet: bool) -> None:
+def cli(ctx: click.Context, project: Path | None, quiet: bool, debug: bool) -> None:
     """gpux: lock, build, sync and run models for the GPUX runtime."""
     ctx.obj = Context(project=(project or Path(".")).resolve(), quiet=quiet)
