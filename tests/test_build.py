@@ -58,6 +58,7 @@ def _build(project, home, seed, *args, check=False):
     return r, json.loads(r.stdout) if r.stdout.strip().startswith("{") else None
 
 
+@pytest.mark.convert
 @pytest.mark.slow
 def test_every_architecture_builds_reproducibly(hub, repo_id, tmp_path):
     """Every supported architecture builds; an unsupported one fails alone; two stores, folders and hash

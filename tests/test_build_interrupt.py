@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import publish, write_manifest
 
+pytestmark = pytest.mark.convert  # exports with torch, or runs what it exported
+
 
 def children(pid: int) -> set[int]:
     """The direct child processes of `pid` (Linux /proc)."""

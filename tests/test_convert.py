@@ -17,6 +17,8 @@ from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
 from gpuxbuild.errors import GpuxError, MissingExtraError
 from gpuxbuild.tasks import SUPPORTED_TASKS, infer_task, normalize_task, optimum_task
 
+pytestmark = pytest.mark.convert  # exports with torch, or runs what it exported
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -163,6 +163,7 @@ def test_every_command_output_in_the_docs_is_generated():
                 assert start in generated, f"{doc.name}:{i + 1}: output not made by scripts/docs_examples.py"
 
 
+@pytest.mark.convert
 @pytest.mark.slow
 def test_the_docs_examples_are_what_the_tool_prints():
     import sys

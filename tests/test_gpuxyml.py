@@ -421,6 +421,7 @@ def test_shipped_onnx_variants_end_to_end(tmp_path, variant):
     _assert_runtime_inspection_matches(out / "model.onnx", doc)
 
 
+@pytest.mark.convert
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("kind", "task", "roles"),

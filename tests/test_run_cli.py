@@ -98,6 +98,7 @@ def test_run_repo_id_pulls_and_builds_like_docker_run(hub, repo_id, tmp_path):
     assert repo_id in gpux("ls", cwd=tmp_path).stdout
 
 
+@pytest.mark.convert
 @pytest.mark.slow
 def test_generation_through_the_cli_matches_the_library(hub, repo_id, tmp_path):
     publish(hub, repo_id, "gpt2", card={"pipeline_tag": "text-generation"})

@@ -17,6 +17,8 @@ import pytest
 from gpuxbuild.errors import MissingExtraError
 from gpuxbuild.runtime import load
 
+pytestmark = pytest.mark.convert  # exports with torch, or runs what it exported
+
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")

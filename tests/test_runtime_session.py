@@ -17,6 +17,8 @@ from gpuxbuild.runtime.inputs import check_inputs, parse_inputs
 from gpuxbuild.runtime.session import read_runtime_config
 from gpuxbuild.runtime.tokenize import CHARS_PER_TOKEN
 
+pytestmark = pytest.mark.convert  # exports with torch, or runs what it exported
+
 BERT_TYPES = {"input_ids": "tensor(int64)", "attention_mask": "tensor(int64)", "token_type_ids": "tensor(int64)"}
 
 

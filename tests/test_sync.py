@@ -461,6 +461,7 @@ def test_concurrent_syncs_of_one_project(onnx_repo, tmp_path):
     assert _folder_states(models_dir(tmp_path), names) == {n: lock["models"][n]["artifact"]["digest"] for n in names}
 
 
+@pytest.mark.convert
 @pytest.mark.slow
 def test_sync_exports_a_pytorch_model(hub, repo_id, tmp_path):
     publish(hub, repo_id, "bert")

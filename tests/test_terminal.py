@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from helpers import gpux, gpux_tty
 
+pytestmark = pytest.mark.convert  # exports with torch, or runs what it exported
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quickstart"
 HIDE, SHOW = "\x1b[?25l", "\x1b[?25h"
 ESC = re.compile(r"\x1b\[")

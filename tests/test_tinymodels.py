@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import tinymodels
 
+pytestmark = pytest.mark.convert  # loads the models with transformers
+
 HERE = Path(__file__).parent
 
 # model class suffix -> transformers Auto class that must load it

@@ -92,7 +92,7 @@ class Fetcher:
         if todo and self.manager.offline:
             names = ", ".join(f.path for f in todo[:5]) + (" ..." if len(todo) > 5 else "")
             raise RegistryError(
-                f"{self.label}: {len(todo)} file(s) not in the store and offline mode is on: {names}",
+                f"{self.label}: {len(todo)} file{'' if len(todo) == 1 else 's'} not in the store and offline mode is on: {names}",
                 "run the same command online once, or drop --offline / HF_HUB_OFFLINE",
             )
         for f in todo:
