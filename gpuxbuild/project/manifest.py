@@ -177,7 +177,7 @@ def parse_manifest(text: str | bytes, path: Path) -> Manifest:
             path.name,
             max_bytes=MAX_MANIFEST_BYTES,
             max_nodes=MAX_MANIFEST_NODES,
-            hint="fix the file; docs/manifest.md says what a manifest may hold (Limits)",
+            hint="fix the file; `gpux help manifest` says what a manifest may hold (Limits)",
         )
     except DuplicateKey as exc:
         raise _error(
