@@ -172,6 +172,14 @@ def check_artifact(store: Store, key: str, *, rehash: bool = False) -> tuple[str
     return found, problems
 
 
+def rehash_artifact(store: Store, key: str) -> tuple[int, list[str]]:
+    """(files its artifact.json lists, problems) of the stored artifact `key`, every file hashed again:
+    `gpux cache verify`'s check (gpuxbuild.store.gc.verify)."""
+    _, problems = check_artifact(store, key, rehash=True)
+    manifest = read_json(artifact_path(store, key) / ARTIFACT_MANIFEST) or {}
+    return (len(manifest.get("files", [])) if isinstance(manifest, dict) else 0), problems
+
+
 def verified_artifact(store: Store, key: str) -> str | None:
     """The digest of the stored artifact `key` when it is there and intact (`check_artifact`), else None:
     a corrupt one is moved to quarantine/ so that it is built again, never placed or run."""

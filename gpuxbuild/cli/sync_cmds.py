@@ -90,7 +90,7 @@ def sync(
 
     A stale gpux.lock is re-locked first (unchanged models keep their pins), unless --locked or --frozen.
     """
-    from gpuxbuild.sync.plan import sync as do_sync
+    from gpuxbuild.sync.execute import sync as do_sync
 
     show = not ctx.quiet and not as_json
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpuxbuild.build.artifact import ARTIFACT_MANIFEST
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.runtime import generate, tasks
 from gpuxbuild.runtime.inputs import ParsedInputs, parse_inputs
@@ -111,10 +112,10 @@ class Model:
 
     def __init__(self, folder: Path, provider: str | None = "auto", device_id: int = 0):
         self.folder = Path(folder)
-        manifest = _read_json(self.folder / "artifact.json", required=True)
+        manifest = _read_json(self.folder / ARTIFACT_MANIFEST, required=True)
         graphs = manifest.get("graphs")
         if not isinstance(graphs, dict) or not graphs:
-            raise GpuxError(f"{self.folder / 'artifact.json'} has no 'graphs'", _HINT_REBUILD)
+            raise GpuxError(f"{self.folder / ARTIFACT_MANIFEST} has no 'graphs'", _HINT_REBUILD)
         self.raw_task = str(manifest.get("task") or "")
         self.task = tasks.normalize_task(self.raw_task)
         self.graphs = {k: str(v) for k, v in graphs.items()}
@@ -137,7 +138,7 @@ class Model:
         if self.task == "text2text-generation":
             for key in ("encoder", "decoder"):
                 if key not in self.graphs:
-                    raise GpuxError(f"artifact.json graphs lacks '{key}' for a seq2seq model", _HINT_REBUILD)
+                    raise GpuxError(f"{ARTIFACT_MANIFEST} graphs lacks '{key}' for a seq2seq model", _HINT_REBUILD)
         for key, rel in sorted(self.graphs.items()):
             self.sessions[key] = _create_session(self.folder / rel, self.choice)
         self.main = self.sessions.get("model") or self.sessions.get("encoder") or next(iter(self.sessions.values()))

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from gpuxbuild.hashing import sha256_bytes, sha256_file
+from gpuxbuild.store.refs import ProjectRecord, project_record_path
 from gpuxbuild.store.verified import stat_fields, verified_artifact_files
 
 DEFAULT_TARGET = Path(".gpux") / "models"
@@ -109,16 +110,6 @@ def user_files(folder: Path, managed: set[str]) -> list[str]:
     return sorted(found)
 
 
-def project_id(project: Path) -> str:
-    """The sha256 of the project's absolute path: names its record and its lock in the store."""
-    return sha256_bytes(str(project.resolve()).encode())
-
-
-def project_record_path(store_root: Path, project: Path) -> Path:
-    """refs/projects/<project id>.json in the store: what the project's last sync keeps alive."""
-    return store_root / "refs" / "projects" / f"{project_id(project)}.json"
-
-
 def _installed(dists: tuple[str, ...]) -> list[str]:
     """The installed `*.dist-info` folder names (name and version) of `dists`, found by listing sys.path.
 
@@ -182,10 +173,8 @@ def _noop_state(project: Path, target: Path, store_root: Path, *, frozen: bool) 
         return None
     if not frozen and (memo["manifest"] is None or memo["manifest"] != now["manifest"]):
         return None
-    proj = json.loads(project_record_path(store_root, project).read_bytes())
-    if time.time() - proj.get("synced_at", 0) > FAST_PATH_MAX_AGE or sorted(proj.get("models", {})) != sorted(
-        record["models"]
-    ):
+    proj = ProjectRecord.from_dict(json.loads(project_record_path(store_root, project).read_bytes()))
+    if time.time() - (proj.synced_at or 0) > FAST_PATH_MAX_AGE or sorted(proj.models) != sorted(record["models"]):
         return None
     models = []
     for name, rec in sorted(record["models"].items()):
