@@ -49,9 +49,10 @@ def _check_synced(folder: Path, name: str, store: Store) -> None:
     from gpuxbuild.sync.plan import adopted_record
     from gpuxbuild.sync.record import check_files, read_record
 
-    rec = read_record(folder.parent)["models"].get(name) or adopted_record(folder) or {"files": {}}
-    drifted, _ = check_files(folder, rec["files"], store.root, rec.get("build_key"))
-    if drifted or not rec["files"]:
+    rec = read_record(folder.parent).models.get(name) or adopted_record(folder)
+    files = rec.files if rec else {}
+    drifted, _ = check_files(folder, files, store.root, rec.build_key if rec else None)
+    if drifted or not files:
         raise GpuxError(
             f"model {name!r}: {folder} is not what gpux sync placed: " + (", ".join(drifted) or "no artifact.json"),
             "run `gpux sync` to restore it (`gpux cache verify` checks the store)",

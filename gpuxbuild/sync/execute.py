@@ -19,9 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gpuxbuild.errors import GpuxError
-from gpuxbuild.fsutil import fsync_dir, read_json, remove_tree, write_atomic
+from gpuxbuild.fsutil import fsync_dir, remove_tree, write_atomic
 from gpuxbuild.store.objects import Linker, Store
-from gpuxbuild.store.refs import project_id, project_record_path
+from gpuxbuild.store.refs import (
+    ArtifactRef,
+    ProjectModel,
+    ProjectRecord,
+    project_id,
+    project_record_path,
+    read_project_record,
+)
 from gpuxbuild.sync.plan import ARTIFACT_MANIFEST, ModelAction, SyncPlan, plan_sync, record_inputs
 from gpuxbuild.sync.record import (
     DEFAULT_TARGET,
@@ -29,6 +36,8 @@ from gpuxbuild.sync.record import (
     OLD_PREFIX,
     RECORD_NAME,
     TMP_PREFIX,
+    PlacedModel,
+    SyncRecord,
     fingerprint,
     noop_state,
     read_record,
@@ -61,8 +70,8 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a))
 
 
-def _write_record(target: Path, record: dict) -> None:
-    write_atomic(target / RECORD_NAME, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+def _write_record(target: Path, record: SyncRecord) -> None:
+    write_atomic(target / RECORD_NAME, record.to_json())
 
 
 # --------------------------------------------------------------------------------------- execute
@@ -179,7 +188,7 @@ def _check_recorded_digests(plan: SyncPlan) -> None:
             raise not_reproducible(act.name, act.digest, art.get("digest", ""))
 
 
-def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, record: dict, store: Store) -> None:
+def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, record: SyncRecord, store: Store) -> None:
     """Prepare the model's new folder beside the old, record it, then swap it in atomically."""
     target = plan.target
     folder = target / act.name
@@ -194,12 +203,7 @@ def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, re
         remove_tree(tmp, ignore_errors=True)
         raise
     entry = plan.lock.models[act.name]
-    record["models"][act.name] = {
-        "build_key": act.build_key,
-        "digest": act.digest,
-        "files": stats,
-        "inputs": record_inputs(entry),
-    }
+    record.models[act.name] = PlacedModel(act.build_key, act.digest, stats, record_inputs(entry))
     # Recorded before the swap: a kill in between leaves an old folder whose stats do not match, which the
     # next sync re-hashes and restores.
     _write_record(target, record)
@@ -245,23 +249,23 @@ def _prepare(
     return stats
 
 
-def _remove(plan: SyncPlan, act: ModelAction, record: dict) -> None:
+def _remove(plan: SyncPlan, act: ModelAction, record: SyncRecord) -> None:
     """Remove what sync placed for a model; a user's files stay where they are."""
     folder = plan.target / act.name
-    rec = record["models"][act.name]
+    rec = record.models[act.name]
     if folder.is_dir() and not act.user_files:
         old = plan.target / f"{OLD_PREFIX}{act.name}-{uuid.uuid4().hex[:12]}"
         os.rename(folder, old)
         remove_tree(old, ignore_errors=True)
     elif folder.is_dir():
-        for rel in rec["files"]:
+        for rel in rec.files:
             p = folder / rel
             if p.is_file() or p.is_symlink():
                 p.unlink()
         for dirpath, _, _ in sorted(os.walk(folder), key=lambda w: -len(w[0])):
             if dirpath != str(folder) and not os.listdir(dirpath):
                 os.rmdir(dirpath)
-    del record["models"][act.name]
+    del record.models[act.name]
     _write_record(plan.target, record)
 
 
@@ -270,21 +274,20 @@ def _project_record(plan: SyncPlan, store: Store, digests: dict[str, str]) -> No
     models = {}
     for name, entry in sorted(plan.lock.models.items()):
         act = next(a for a in plan.models if a.name == name)
-        models[name] = {
-            "commit": entry.commit,
-            "revision": entry.revision,
-            "task": entry.task,
-            "size": entry.size,
-            "files": sorted({f.sha256 for f in entry.files}),
-            "artifact": {"digest": digests.get(name), "build_key": act.build_key},
-        }
-    project = str(plan.project.resolve())
-    doc = {"project": project, "synced_at": int(time.time()), "models": models}
+        models[name] = ProjectModel(
+            commit=entry.commit,
+            revision=entry.revision,
+            task=entry.task,
+            size=entry.size,
+            files=sorted({f.sha256 for f in entry.files}),
+            artifact=ArtifactRef(digests.get(name), act.build_key),
+        )
+    doc = ProjectRecord(str(plan.project.resolve()), int(time.time()), models)
     path = project_record_path(store.root, plan.project)
-    old = read_json(path)
-    if old and old.get("models") == models and time.time() - old.get("synced_at", 0) < FAST_PATH_MAX_AGE / 2:
+    old = read_project_record(path)
+    if old and old.models == models and time.time() - (old.synced_at or 0) < FAST_PATH_MAX_AGE / 2:
         return  # nothing changed since a recent sync: spare the write
-    write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    write_atomic(path, doc.to_json())
 
 
 def execute(
@@ -326,10 +329,10 @@ def execute(
         elif act.action == "remove":
             _remove(plan, act, record)
         elif act.refresh:
-            record["models"][act.name]["files"].update(act.refresh)
+            record.models[act.name].files.update(act.refresh)
             record_dirty = True
-        if act.name in record["models"]:
-            res.digests[act.name] = record["models"][act.name]["digest"]
+        if act.name in record.models:
+            res.digests[act.name] = record.models[act.name].digest
     if record_dirty or (new_target and not plan.models):
         _write_record(target, record)
     res.link_modes = sorted(linker.used)
@@ -384,7 +387,7 @@ def sync(
         )
         if not dry_run:
             record = read_record(target)
-            record["fast"] = fingerprint(project, frozen)
+            record.fast = fingerprint(project, frozen)
             _write_record(target, record)
         return res
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,10 @@ from gpuxbuild.sync.record import (
     OLD_PREFIX,
     OWN_FILES,
     TMP_PREFIX,
+    FileStat,
+    ModelInputs,
+    PlacedModel,
+    SyncRecord,
     check_files,
     read_record,
     summary_line,
@@ -46,7 +50,7 @@ class ModelAction:
     artifact: str | None = None  # "store" (reused) | "build" (to build) | None for removals
     user_files: list[str] = field(default_factory=list)  # files in the folder that sync did not place
     conflict: str | None = None  # why the folder cannot be replaced (it is not sync's)
-    refresh: dict = field(default_factory=dict)  # path -> new stat record, for files re-hashed and found intact
+    refresh: dict[str, FileStat] = field(default_factory=dict)  # new stats of files re-hashed and found intact
 
     def as_dict(self) -> dict:
         return {
@@ -73,7 +77,7 @@ class SyncPlan:
     user_files: list[str] = field(default_factory=list)  # target entries outside any model folder
     leftovers: list[str] = field(default_factory=list)  # staging folders of killed syncs
     lock_changes: list = field(default_factory=list)  # resolver LockChange list when the lock was re-locked
-    record: dict = field(default_factory=dict)
+    record: SyncRecord = field(default_factory=SyncRecord)
     manifest: Manifest | None = (
         None  # the Manifest the lock was checked against (None: --frozen); grants security options
     )
@@ -99,7 +103,7 @@ class SyncPlan:
         }
 
 
-def adopted_record(folder: Path) -> dict | None:
+def adopted_record(folder: Path) -> PlacedModel | None:
     """A record for a model folder that has an artifact.json but no record entry (the record was lost).
 
     The files artifact.json lists are gpuxbuild's; the stat fields are unknown, so every file is re-hashed.
@@ -107,34 +111,35 @@ def adopted_record(folder: Path) -> dict | None:
     try:
         data = (folder / ARTIFACT_MANIFEST).read_bytes()
         manifest = json.loads(data)
-        files = {f["path"]: {"sha256": f["sha256"], "size": f["size"]} for f in manifest["files"]}
+        files = {f["path"]: FileStat(f["sha256"], f["size"]) for f in manifest["files"]}
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    files[ARTIFACT_MANIFEST] = {"sha256": sha256_bytes(data), "size": len(data)}
-    return {"build_key": manifest.get("build_key"), "digest": "sha256:" + sha256_bytes(data), "files": files}
+    files[ARTIFACT_MANIFEST] = FileStat(sha256_bytes(data), len(data))
+    return PlacedModel(manifest.get("build_key"), "sha256:" + sha256_bytes(data), files)
 
 
-def record_inputs(entry: LockedModel) -> dict:
+def record_inputs(entry: LockedModel) -> ModelInputs:
     """What the record keeps of a lock entry, to say why a model's artifact changed."""
-    return {
-        "commit": entry.commit,
-        "options": digest(entry.options),
-        "sources": digest([f.as_dict() for f in sorted(entry.files)]),
-        "task": entry.task,
-    }
+    return ModelInputs(
+        commit=entry.commit,
+        options=digest(entry.options),
+        sources=digest([f.as_dict() for f in sorted(entry.files)]),
+        task=entry.task,
+    )
 
 
-def _why_changed(old: dict, entry: LockedModel) -> list[str]:
+def _why_changed(old: ModelInputs | None, entry: LockedModel) -> list[str]:
+    old = old or ModelInputs(None, None, None, None)
     new = record_inputs(entry)
     reasons = []
-    if old.get("commit") != new["commit"]:
-        reasons.append(f"commit {str(old.get('commit'))[:12]} -> {new['commit'][:12]}")
-    if old.get("options") != new["options"]:
+    if old.commit != new.commit:
+        reasons.append(f"commit {str(old.commit)[:12]} -> {str(new.commit)[:12]}")
+    if old.options != new.options:
         reasons.append("options changed")
-    if old.get("sources") != new["sources"] and old.get("commit") == new["commit"]:
+    if old.sources != new.sources and old.commit == new.commit:
         reasons.append("source files changed")
-    if old.get("task") != new["task"]:
-        reasons.append(f"task {old.get('task')} -> {new['task']}")
+    if old.task != new.task:
+        reasons.append(f"task {old.task} -> {new.task}")
     return reasons or ["toolchain changed"]
 
 
@@ -144,8 +149,8 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
     from gpuxbuild.build.pipeline import job_from_lock
 
     record = read_record(target)
-    record.pop("fast", None)  # whatever execute changes invalidates the fast-path memo
-    placed = record["models"]
+    record.fast = None  # whatever execute changes invalidates the fast-path memo
+    placed = record.models
     plan = SyncPlan(project=project, target=target, lock=lock, models=[], record=record)
     entries = {e.name: e for e in os.scandir(target)} if target.is_dir() else {}
     for name, entry in sorted(lock.models.items()):
@@ -161,25 +166,23 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
                 act.conflict = f"{name}/ exists and was not placed by gpux sync"
                 act.user_files = [f"{name}/{p}" for p in user_files(folder, set())]
             else:
-                placed[name] = rec | {"inputs": record_inputs(entry)}  # kept (with fresh stats) if it proves intact
+                placed[name] = replace(rec, inputs=record_inputs(entry))  # kept (with fresh stats) if it proves intact
         store_art = artifact_path(store, key)
         if rec is None:
             act.action, act.reasons = "add", ["new in lock"]
-        elif rec.get("build_key") != key:
+        elif rec.build_key != key:
             act.action = "update"
             act.reasons = (
-                ["not in the sync record, a different artifact"]
-                if adopted
-                else _why_changed(rec.get("inputs") or {}, entry)
+                ["not in the sync record, a different artifact"] if adopted else _why_changed(rec.inputs, entry)
             )
         else:
             # An adopted folder's files are all re-hashed, so that the record gets their stats.
-            drifted, act.refresh = check_files(folder, rec["files"], None if adopted else store.root, key)
+            drifted, act.refresh = check_files(folder, rec.files, None if adopted else store.root, key)
             if drifted:
                 act.action, act.reasons = "update", ["files drifted: " + ", ".join(drifted)]
-            act.digest = rec.get("digest")
+            act.digest = rec.digest
         if name in entries and entries[name].is_dir(follow_symlinks=False):
-            managed = set(rec["files"]) if rec else set()
+            managed = set(rec.files) if rec else set()
             act.user_files = act.user_files or [f"{name}/{p}" for p in user_files(folder, managed)]
         if act.action != "unchanged":
             in_store = (store_art / ARTIFACT_MANIFEST).is_file()
@@ -191,15 +194,15 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
         plan.models.append(act)
     for name in sorted(set(placed) - set(lock.models)):
         folder = target / name
-        user = [f"{name}/{p}" for p in user_files(folder, set(placed[name]["files"]))] if folder.is_dir() else []
+        user = [f"{name}/{p}" for p in user_files(folder, set(placed[name].files))] if folder.is_dir() else []
         plan.models.append(
             ModelAction(
                 name,
                 "remove",
                 ["no longer locked"],
-                commit=(placed[name].get("inputs") or {}).get("commit"),
-                build_key=placed[name].get("build_key"),
-                digest=placed[name].get("digest"),
+                commit=placed[name].inputs.commit if placed[name].inputs else None,
+                build_key=placed[name].build_key,
+                digest=placed[name].digest,
                 user_files=user,
             )
         )
