@@ -5,31 +5,33 @@ pulled commit, its files and the artifact built from it; a tag record maps a rev
 project record (refs/projects/<sha256 of the project path>.json) is what a project's last `gpux sync`
 keeps alive. `live_roots` gathers both for garbage collection (gpuxbuild.store.gc takes them as input).
 
-Standard library only: the no-op `gpux sync` (gpuxbuild.sync.record) reads project records.
+Standard library only, and light: the no-op `gpux sync` (gpuxbuild.sync.record) reads project records.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from gpuxbuild.fsutil import read_json, write_atomic
 from gpuxbuild.hashing import canonical_json, sha256_bytes
+from gpuxbuild.records import Record
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (gpuxbuild.records says why)
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
     from gpuxbuild.store.objects import Store
 
 
-@dataclass
-class ArtifactRef:
+class ArtifactRef(Record):
     """The artifact a record refers to: its digest, build key and (pulled models) its store folder."""
 
-    digest: str | None
-    build_key: str | None
-    path: str | None = None
+    __slots__ = ("build_key", "digest", "path")
+
+    def __init__(self, digest: str | None, build_key: str | None, path: str | None = None):
+        self.digest, self.build_key, self.path = digest, build_key, path
 
     @classmethod
     def from_dict(cls, data: dict | None) -> ArtifactRef | None:
@@ -49,20 +51,38 @@ class ArtifactRef:
         return (self.build_key or "").removeprefix("sha256:")
 
 
-@dataclass
-class PulledRecord:
+class PulledRecord(Record):
     """A pulled model: the commit `gpux pull` pinned, its files ({path, sha256, size}) and built artifact."""
 
-    registry: str
-    repo: str
-    commit: str
-    task: str | None
-    library: str | None
-    architecture: str | None
-    license: str | None
-    files: list[dict[str, Any]]
-    size: int
-    artifact: ArtifactRef | None = None
+    __slots__ = (
+        "architecture",
+        "artifact",
+        "commit",
+        "files",
+        "library",
+        "license",
+        "registry",
+        "repo",
+        "size",
+        "task",
+    )
+
+    def __init__(
+        self,
+        registry: str,
+        repo: str,
+        commit: str,
+        task: str | None,
+        library: str | None,
+        architecture: str | None,
+        license: str | None,
+        files: list[dict[str, Any]],
+        size: int,
+        artifact: ArtifactRef | None = None,
+    ):
+        self.registry, self.repo, self.commit = registry, repo, commit
+        self.task, self.library, self.architecture, self.license = task, library, architecture, license
+        self.files, self.size, self.artifact = files, size, artifact
 
     @classmethod
     def from_dict(cls, data: dict) -> PulledRecord:
@@ -121,7 +141,7 @@ class Records:
         path = self.commit_path(record)
         old = self._read(path)
         if old and old.artifact and not record.artifact and old.task == record.task:
-            record = PulledRecord(**{**vars(record), "artifact": old.artifact})
+            record = record.replace(artifact=old.artifact)
         write_atomic(path, canonical_json(record.as_dict()))
         if revision and revision != record.commit:  # a commit is found by itself; tags are names for it
             write_atomic(d / "tags" / f"{_safe(revision)}.json", canonical_json({"commit": record.commit}))
@@ -193,16 +213,23 @@ class Records:
             (d / "tags" / f"{_safe(tag)}.json").unlink(missing_ok=True)
 
 
-@dataclass
-class ProjectModel:
-    """What a project record keeps of one synced model."""
+class ProjectModel(Record):
+    """What a project record keeps of one synced model: its pin, size, source files (sha256, sorted) and
+    artifact."""
 
-    commit: str | None
-    revision: str | None
-    task: str | None
-    size: int
-    files: list[str]  # sha256 of its source files, sorted
-    artifact: ArtifactRef | None
+    __slots__ = ("artifact", "commit", "files", "revision", "size", "task")
+
+    def __init__(
+        self,
+        commit: str | None,
+        revision: str | None,
+        task: str | None,
+        size: int,
+        files: list[str],
+        artifact: ArtifactRef | None,
+    ):
+        self.commit, self.revision, self.task, self.size = commit, revision, task, size
+        self.files, self.artifact = files, artifact
 
     @classmethod
     def from_dict(cls, data: dict) -> ProjectModel:
@@ -226,13 +253,14 @@ class ProjectModel:
         }
 
 
-@dataclass
-class ProjectRecord:
-    """refs/projects/<project id>.json: the project's path, when it was last synced, its models."""
+class ProjectRecord(Record):
+    """refs/projects/<project id>.json: the project's path, when it was last synced (seconds since the
+    epoch), its models."""
 
-    project: str | None
-    synced_at: int | None  # seconds since the epoch
-    models: dict[str, ProjectModel] = field(default_factory=dict)
+    __slots__ = ("models", "project", "synced_at")
+
+    def __init__(self, project: str | None, synced_at: int | None, models: dict[str, ProjectModel]):
+        self.project, self.synced_at, self.models = project, synced_at, models
 
     @classmethod
     def from_dict(cls, data: dict) -> ProjectRecord:
@@ -277,14 +305,15 @@ def project_records(store_root: Path) -> list[ProjectRecord]:
     return [r for p in sorted(base.glob("*.json")) if (r := read_project_record(p))] if base.is_dir() else []
 
 
-@dataclass(frozen=True)
-class LiveRoots:
-    """What the refs keep alive: garbage collection's input (besides what running commands hold)."""
+class LiveRoots(Record):
+    """What the refs keep alive: garbage collection's input (besides what running commands hold): sha256 of
+    objects, build keys (hex) of artifacts, and how many pulled models and synced projects there are."""
 
-    objects: frozenset[str]  # sha256 of objects
-    artifacts: frozenset[str]  # build keys (hex) of artifacts
-    pulled_models: int
-    synced_projects: int
+    __slots__ = ("artifacts", "objects", "pulled_models", "synced_projects")
+
+    def __init__(self, objects: frozenset[str], artifacts: frozenset[str], pulled_models: int, synced_projects: int):
+        self.objects, self.artifacts = objects, artifacts
+        self.pulled_models, self.synced_projects = pulled_models, synced_projects
 
 
 def live_roots(store: Store) -> LiveRoots:

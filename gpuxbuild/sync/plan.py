@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -166,7 +166,7 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
                 act.conflict = f"{name}/ exists and was not placed by gpux sync"
                 act.user_files = [f"{name}/{p}" for p in user_files(folder, set())]
             else:
-                placed[name] = replace(rec, inputs=record_inputs(entry))  # kept (with fresh stats) if it proves intact
+                placed[name] = rec.replace(inputs=record_inputs(entry))  # kept (with fresh stats) if it proves intact
         store_art = artifact_path(store, key)
         if rec is None:
             act.action, act.reasons = "add", ["new in lock"]

@@ -17,13 +17,16 @@ import os
 import stat
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from gpuxbuild.hashing import sha256_bytes, sha256_file
+from gpuxbuild.records import Record
 from gpuxbuild.store.refs import ProjectRecord, project_record_path
 from gpuxbuild.store.verified import stat_fields, verified_artifact_files
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (gpuxbuild.records says why)
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_TARGET = Path(".gpux") / "models"
 RECORD_NAME = ".gpux-sync.json"
@@ -43,33 +46,38 @@ LOCK_CHECKS = 2
 ACTIONS = (("add", "added"), ("update", "updated"), ("remove", "removed"), ("unchanged", "unchanged"))
 
 
-@dataclass
-class FileStat:
+class FileStat(Record):
     """A placed file's record entry: its hash and the stat fields trusted to mean it is unchanged (unknown
     for a folder adopted from its artifact.json, until its files are re-hashed)."""
 
-    sha256: str
-    size: int
-    mtime_ns: int | None = None
-    ctime_ns: int | None = None
-    ino: int | None = None
+    __slots__ = ("ctime_ns", "ino", "mtime_ns", "sha256", "size")
+
+    def __init__(
+        self,
+        sha256: str,
+        size: int,
+        mtime_ns: int | None = None,
+        ctime_ns: int | None = None,
+        ino: int | None = None,
+    ):
+        self.sha256, self.size, self.mtime_ns, self.ctime_ns, self.ino = sha256, size, mtime_ns, ctime_ns, ino
 
     @classmethod
     def from_dict(cls, data: dict) -> FileStat:
         return cls(data["sha256"], data["size"], data.get("mtime_ns"), data.get("ctime_ns"), data.get("ino"))
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if v is not None}
+        return {k: v for k, v in self._fields().items() if v is not None}
 
 
-@dataclass
-class ModelInputs:
-    """What a sync record keeps of a model's lock entry, to say why its artifact changed."""
+class ModelInputs(Record):
+    """What a sync record keeps of a model's lock entry, to say why its artifact changed: its commit, the
+    digests of its options and of its source files, its task."""
 
-    commit: str | None
-    options: str | None  # digest of the entry's options
-    sources: str | None  # digest of its source files
-    task: str | None
+    __slots__ = ("commit", "options", "sources", "task")
+
+    def __init__(self, commit: str | None, options: str | None, sources: str | None, task: str | None):
+        self.commit, self.options, self.sources, self.task = commit, options, sources, task
 
     @classmethod
     def from_dict(cls, data: dict | None) -> ModelInputs | None:
@@ -78,17 +86,22 @@ class ModelInputs:
         return cls(data.get("commit"), data.get("options"), data.get("sources"), data.get("task"))
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
+        return self._fields()
 
 
-@dataclass
-class PlacedModel:
+class PlacedModel(Record):
     """What sync placed in one model folder: the artifact (build key, digest) and every file's stat."""
 
-    build_key: str | None
-    digest: str | None
-    files: dict[str, FileStat]
-    inputs: ModelInputs | None = None
+    __slots__ = ("build_key", "digest", "files", "inputs")
+
+    def __init__(
+        self,
+        build_key: str | None,
+        digest: str | None,
+        files: dict[str, FileStat],
+        inputs: ModelInputs | None = None,
+    ):
+        self.build_key, self.digest, self.files, self.inputs = build_key, digest, files, inputs
 
     @classmethod
     def from_dict(cls, data: dict) -> PlacedModel:
@@ -110,30 +123,37 @@ class PlacedModel:
         return out
 
 
-@dataclass
-class Fingerprint:
-    """What a no-op sync's result depends on besides the target (see `fingerprint`)."""
+class Fingerprint(Record):
+    """What a no-op sync's result depends on besides the target (see `fingerprint`): sha256 of gpux.lock and
+    of gpux.models.yml (None with --frozen), the toolchain's installed distributions, and the
+    `LOCK_CHECKS` of the sync that took it."""
 
-    lock: str | None  # sha256 of gpux.lock
-    manifest: str | None  # sha256 of gpux.models.yml; None with --frozen
-    tools: list[str]  # the toolchain's installed distributions (name and version)
-    checks: int | None  # LOCK_CHECKS of the sync that took it
+    __slots__ = ("checks", "lock", "manifest", "tools")
+
+    def __init__(self, lock: str | None, manifest: str | None, tools: list[str] | None, checks: int | None):
+        self.lock, self.manifest, self.tools, self.checks = lock, manifest, tools, checks
 
     @classmethod
     def from_dict(cls, data: dict) -> Fingerprint:
         return cls(data.get("lock"), data.get("manifest"), data.get("tools"), data.get("checks"))
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
+        return self._fields()
 
 
-@dataclass
-class SyncRecord:
+class SyncRecord(Record):
     """`.gpux-sync.json`: what sync placed per model, and the fingerprint of the last complete sync."""
 
-    models: dict[str, PlacedModel] = field(default_factory=dict)
-    fast: Fingerprint | None = None
-    version: int = RECORD_VERSION
+    __slots__ = ("fast", "models", "version")
+
+    def __init__(
+        self,
+        models: dict[str, PlacedModel] | None = None,
+        fast: Fingerprint | None = None,
+        version: int = RECORD_VERSION,
+    ):
+        self.models = {} if models is None else models
+        self.fast, self.version = fast, version
 
     @classmethod
     def from_dict(cls, data: dict) -> SyncRecord:
