@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,7 +11,10 @@ from gpuxbuild.cli.app import JSON, OFFLINE, Context, cli, console, counted, err
 from gpuxbuild.store.objects import LINK_MODES
 from gpuxbuild.sync.record import cache_line
 
-_SIGNS = {"add": "[green]+[/]", "update": "[yellow]~[/]", "remove": "[red]-[/]"}
+if TYPE_CHECKING:
+    from gpuxbuild.sync.plan import SyncAction
+
+_SIGNS: dict[SyncAction, str] = {"add": "[green]+[/]", "update": "[yellow]~[/]", "remove": "[red]-[/]"}
 
 
 def _human(n: int) -> str:

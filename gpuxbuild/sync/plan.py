@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 from gpuxbuild.hashing import digest, sha256_bytes
 from gpuxbuild.store.objects import Store
@@ -35,6 +35,12 @@ if TYPE_CHECKING:
     from gpuxbuild.project.manifest import Manifest
 
 ARTIFACT_MANIFEST = "artifact.json"  # = gpuxbuild.build.artifact.ARTIFACT_MANIFEST, imported lazily
+# What `gpux sync` does to one model folder (= the actions of gpuxbuild.sync.record.ACTIONS, which the no-op
+# path uses without importing typing).
+SyncAction = Literal["add", "update", "remove", "unchanged"]
+SYNC_ACTIONS: tuple[SyncAction, ...] = get_args(SyncAction)
+# Where a placed artifact comes from: reused from the store, or built first.
+ArtifactSource = Literal["store", "build"]
 
 
 @dataclass
@@ -42,12 +48,12 @@ class ModelAction:
     """What sync will do to one model folder, and why."""
 
     name: str
-    action: str  # add | update | remove | unchanged
+    action: SyncAction
     reasons: list[str] = field(default_factory=list)
     commit: str | None = None
     build_key: str | None = None
     digest: str | None = None  # artifact digest when known before executing
-    artifact: str | None = None  # "store" (reused) | "build" (to build) | None for removals
+    artifact: ArtifactSource | None = None  # None for removals and unchanged models
     user_files: list[str] = field(default_factory=list)  # files in the folder that sync did not place
     conflict: str | None = None  # why the folder cannot be replaced (it is not sync's)
     refresh: dict[str, FileStat] = field(default_factory=dict)  # new stats of files re-hashed and found intact
@@ -82,7 +88,7 @@ class SyncPlan:
         None  # the Manifest the lock was checked against (None: --frozen); grants security options
     )
 
-    def count(self, action: str) -> int:
+    def count(self, action: SyncAction) -> int:
         return sum(m.action == action for m in self.models)
 
     @property
@@ -90,7 +96,7 @@ class SyncPlan:
         return any(m.action != "unchanged" for m in self.models)
 
     def summary(self) -> str:
-        return summary_line({a: self.count(a) for a in ("add", "update", "remove", "unchanged")})
+        return summary_line({a: self.count(a) for a in SYNC_ACTIONS})
 
     def as_dict(self) -> dict:
         return {
@@ -99,7 +105,7 @@ class SyncPlan:
             "user_files": self.user_files,
             "leftovers": self.leftovers,
             "relocked": [c.as_dict() for c in self.lock_changes if c.action != "unchanged"],
-            "summary": {a: self.count(a) for a in ("add", "update", "remove", "unchanged")},
+            "summary": {a: self.count(a) for a in SYNC_ACTIONS},
         }
 
 

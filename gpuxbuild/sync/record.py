@@ -43,6 +43,7 @@ FAST_PATH_MAX_AGE = 3600
 # What a complete sync checked of the lock before it took its fingerprint; a fingerprint taken by a sync that
 # checked less (before lock entries were verified field by field) is not trusted.
 LOCK_CHECKS = 2
+# The sync actions (gpuxbuild.sync.plan.SyncAction; a copy: typing is not imported here) and their past tense.
 ACTIONS = (("add", "added"), ("update", "updated"), ("remove", "removed"), ("unchanged", "unchanged"))
 
 
