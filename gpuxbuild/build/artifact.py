@@ -18,7 +18,7 @@ from gpuxbuild.errors import IntegrityError
 from gpuxbuild.fsutil import fsync_dir, read_json
 from gpuxbuild.hashing import digest, sha256_bytes, sha256_file
 from gpuxbuild.store.objects import Store
-from gpuxbuild.store.verified import stat_fields, verified_path
+from gpuxbuild.store.verified import VerifiedArtifact, read_verified_artifact, stat_fields
 
 ARTIFACT_FORMAT = 1
 ARTIFACT_MANIFEST = "artifact.json"
@@ -130,7 +130,7 @@ def remember_artifact(store: Store, key: str, digest_: str) -> None:
     store.remember_verified(
         "artifacts",
         folder.name,
-        {"digest": digest_, "files": {rel: stat_fields(os.stat(folder / rel)) for rel in files}},
+        VerifiedArtifact(digest_, {rel: stat_fields(os.stat(folder / rel)) for rel in files}).as_dict(),
     )
 
 
@@ -144,8 +144,8 @@ def check_artifact(store: Store, key: str, *, rehash: bool = False) -> tuple[str
     folder = artifact_path(store, key)
     if not folder.is_dir():
         return None, []
-    rec = read_json(verified_path(store.root, "artifacts", folder.name)) or {}
-    known = rec.get("files") or {}
+    rec = read_verified_artifact(store.root, folder.name)
+    known = rec.files
     now, problems = {}, []
     try:
         now[ARTIFACT_MANIFEST] = stat_fields(os.stat(folder / ARTIFACT_MANIFEST))
@@ -153,10 +153,10 @@ def check_artifact(store: Store, key: str, *, rehash: bool = False) -> tuple[str
         files = json.loads(data)["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return None, ["artifact.json missing or unreadable"]
-    found = rec.get("digest")
+    found = rec.digest
     if rehash or now[ARTIFACT_MANIFEST] != known.get(ARTIFACT_MANIFEST) or not found:
         found = "sha256:" + sha256_bytes(data)
-        if rec.get("digest") not in (None, found):
+        if rec.digest not in (None, found):
             problems.append("artifact.json: changed since it was verified")
     for f in files:
         p = folder / f["path"]
@@ -168,7 +168,7 @@ def check_artifact(store: Store, key: str, *, rehash: bool = False) -> tuple[str
         if (rehash or st != known.get(f["path"])) and (st[0] != f["size"] or sha256_file(p) != f["sha256"]):
             problems.append(f"{f['path']}: sha256 mismatch")
     if not problems and now != known:
-        store.remember_verified("artifacts", folder.name, {"digest": found, "files": now})
+        store.remember_verified("artifacts", folder.name, VerifiedArtifact(found, now).as_dict())
     return found, problems
 
 
@@ -194,8 +194,8 @@ def refresh_verified(store: Store, key: str, linked: dict[str, tuple[os.stat_res
     """After hard-linking artifact files elsewhere, which changes their ctime: record the new stat of each file
     that had its verified stat just before (path -> (stat before, stat of the link))."""
     name = key.removeprefix("sha256:")
-    rec = read_json(verified_path(store.root, "artifacts", name)) or {}
-    files = rec.get("files") or {}
+    rec = read_verified_artifact(store.root, name)
+    files = rec.files
     changed = False
     for rel, (before, after) in linked.items():
         if (
@@ -205,7 +205,7 @@ def refresh_verified(store: Store, key: str, linked: dict[str, tuple[os.stat_res
         ):
             files[rel], changed = stat_fields(after), True
     if changed:
-        store.remember_verified("artifacts", name, rec)
+        store.remember_verified("artifacts", name, rec.as_dict())
 
 
 def not_reproducible(name: str, found: str, recorded: str) -> IntegrityError:

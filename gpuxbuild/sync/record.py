@@ -22,7 +22,7 @@ from pathlib import Path
 from gpuxbuild.hashing import sha256_bytes, sha256_file
 from gpuxbuild.records import Record
 from gpuxbuild.store.refs import ProjectRecord, project_record_path
-from gpuxbuild.store.verified import stat_fields, verified_artifact_files
+from gpuxbuild.store.verified import read_verified_artifact, stat_fields
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (gpuxbuild.records says why)
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ def check_files(
         if now == [rec.size, rec.mtime_ns, rec.ctime_ns, rec.ino]:
             continue
         if trusted is None:
-            trusted = verified_artifact_files(store_root, build_key) if store_root else {}
+            trusted = read_verified_artifact(store_root, build_key).files if store_root else {}
         if now == trusted.get(rel):
             continue
         if st.st_size == rec.size and sha256_file(p) == rec.sha256:
