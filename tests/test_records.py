@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 from typing import get_args
 
+import pytest
 from helpers import gpux, publish, write_manifest
 
+from gpuxbuild.build.artifact import ArtifactManifest, read_manifest
 from gpuxbuild.hashing import canonical_json
 from gpuxbuild.store.refs import ProjectRecord, PulledRecord, Records, read_project_record
 from gpuxbuild.sync.record import SyncRecord, read_record
@@ -73,6 +75,13 @@ def test_records_write_what_they_read():
     assert SyncRecord.from_dict(no_memo).as_dict() == no_memo
 
 
+def test_a_damaged_artifact_manifest_lists_no_files():
+    manifest = ArtifactManifest.from_dict({"graphs": {"model": "model.onnx"}, "files": [{"path": "x"}]})
+    assert manifest.files is None and manifest.graphs == {"model": "model.onnx"}
+    with pytest.raises(ValueError, match="lists no files"):
+        manifest.listed()
+
+
 def test_a_damaged_sync_record_reads_as_empty(tmp_path):
     (tmp_path / ".gpux-sync.json").write_text(json.dumps({"version": 1, "models": {"a": {"digest": "x"}}}))
     assert read_record(tmp_path) == SyncRecord()
@@ -95,6 +104,7 @@ def test_the_files_sync_writes_round_trip_byte_for_byte(hub, repo_id, tmp_path, 
     gpux("sync", cwd=tmp_path)
     target = tmp_path / ".gpux" / "models"
     assert read_record(target).to_json() == (target / ".gpux-sync.json").read_bytes()
+    assert read_manifest(target / "a").to_json() == (target / "a" / "artifact.json").read_bytes()
     (path,) = (gpux_home / "refs" / "projects").glob("*.json")
     assert read_project_record(path).to_json() == path.read_bytes()
 

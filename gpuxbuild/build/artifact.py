@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 from pathlib import Path
 
 from gpuxbuild.errors import IntegrityError
-from gpuxbuild.fsutil import fsync_dir, read_json
+from gpuxbuild.fsutil import fsync_dir
 from gpuxbuild.hashing import digest, sha256_bytes, sha256_file
+from gpuxbuild.registries.base import FileEntry
 from gpuxbuild.store.objects import Store
 from gpuxbuild.store.verified import VerifiedArtifact, read_verified_artifact, stat_fields
 
@@ -83,6 +85,72 @@ def artifact_path(store: Store, key: str) -> Path:
     return store.root / "artifacts" / key.removeprefix("sha256:")
 
 
+@dataclass
+class ArtifactManifest:
+    """artifact.json (docs/architecture.md): what an artifact is, and every other file of it with its sha256
+    and size (`files`: None when it lists none or a malformed entry, as no intact artifact does)."""
+
+    name: str | None
+    task: str | None
+    library: str | None
+    graphs: dict[str, str] | None
+    source: dict | None
+    build_key: str | None
+    toolchain: dict[str, str] | None
+    files: list[FileEntry] | None
+    format: int | None = ARTIFACT_FORMAT
+
+    @classmethod
+    def from_dict(cls, data: object) -> ArtifactManifest:
+        """The manifest `data` holds (fields it lacks are None)."""
+        d = data if isinstance(data, dict) else {}
+        graphs = d.get("graphs")
+        try:
+            files = [FileEntry(f["path"], f["sha256"], f["size"]) for f in d["files"]]
+        except (KeyError, TypeError):
+            files = None
+        return cls(
+            name=d.get("name"),
+            task=d.get("task"),
+            library=d.get("library"),
+            graphs=graphs if isinstance(graphs, dict) else None,
+            source=d.get("source"),
+            build_key=d.get("build_key"),
+            toolchain=d.get("toolchain"),
+            files=files,
+            format=d.get("format"),
+        )
+
+    def listed(self) -> list[FileEntry]:
+        """The files it lists; ValueError when it lists none or a malformed entry (not an intact artifact's)."""
+        if self.files is None:
+            raise ValueError(f"{ARTIFACT_MANIFEST} lists no files, or a malformed one")
+        return self.files
+
+    def as_dict(self) -> dict:
+        return {
+            "format": self.format,
+            "name": self.name,
+            "task": self.task,
+            "library": self.library,
+            "graphs": self.graphs,
+            "source": self.source,
+            "build_key": self.build_key,
+            "toolchain": self.toolchain,
+            "files": [f.as_dict() for f in self.listed()],
+        }
+
+    def to_json(self) -> bytes:
+        """The bytes of artifact.json (indented JSON, sorted keys, trailing newline); their sha256 is the
+        artifact digest."""
+        return (json.dumps(self.as_dict(), indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def read_manifest(folder: Path) -> ArtifactManifest:
+    """The artifact.json of `folder`; OSError or ValueError when it is missing or not JSON."""
+    return ArtifactManifest.from_dict(json.loads((folder / ARTIFACT_MANIFEST).read_bytes()))
+
+
 def write_manifest(
     folder: Path, *, task: str, graphs: dict, source: dict, library: str, key: str, toolchain: dict, name: str
 ) -> str:
@@ -91,19 +159,9 @@ def write_manifest(
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder).as_posix()
         if p.is_file() and rel != ARTIFACT_MANIFEST:
-            files.append({"path": rel, "sha256": sha256_file(p), "size": p.stat().st_size})
-    doc = {
-        "format": ARTIFACT_FORMAT,
-        "name": name,
-        "task": task,
-        "library": library,
-        "graphs": dict(sorted(graphs.items())),
-        "source": source,
-        "build_key": key,
-        "toolchain": toolchain,
-        "files": files,
-    }
-    data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+            files.append(FileEntry(rel, sha256_file(p), p.stat().st_size))
+    manifest = ArtifactManifest(name, task, library, dict(sorted(graphs.items())), source, key, toolchain, files)
+    data = manifest.to_json()
     (folder / ARTIFACT_MANIFEST).write_bytes(data)
     return "sha256:" + sha256_bytes(data)
 
@@ -126,7 +184,7 @@ def publish(staging: Path, dest: Path) -> None:
 def remember_artifact(store: Store, key: str, digest_: str) -> None:
     """Record the stat of every file of the just-published (so just hashed) artifact `key`."""
     folder = artifact_path(store, key)
-    files = [f["path"] for f in json.loads((folder / ARTIFACT_MANIFEST).read_bytes())["files"]] + [ARTIFACT_MANIFEST]
+    files = [f.path for f in read_manifest(folder).listed()] + [ARTIFACT_MANIFEST]
     store.remember_verified(
         "artifacts",
         folder.name,
@@ -150,8 +208,8 @@ def check_artifact(store: Store, key: str, *, rehash: bool = False) -> tuple[str
     try:
         now[ARTIFACT_MANIFEST] = stat_fields(os.stat(folder / ARTIFACT_MANIFEST))
         data = (folder / ARTIFACT_MANIFEST).read_bytes()
-        files = json.loads(data)["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+        files = ArtifactManifest.from_dict(json.loads(data)).listed()
+    except (OSError, ValueError):
         return None, ["artifact.json missing or unreadable"]
     found = rec.digest
     if rehash or now[ARTIFACT_MANIFEST] != known.get(ARTIFACT_MANIFEST) or not found:
@@ -159,14 +217,14 @@ def check_artifact(store: Store, key: str, *, rehash: bool = False) -> tuple[str
         if rec.digest not in (None, found):
             problems.append("artifact.json: changed since it was verified")
     for f in files:
-        p = folder / f["path"]
+        p = folder / f.path
         try:
-            now[f["path"]] = st = stat_fields(os.stat(p))
+            now[f.path] = st = stat_fields(os.stat(p))
         except (FileNotFoundError, NotADirectoryError):
-            problems.append(f"{f['path']}: missing")
+            problems.append(f"{f.path}: missing")
             continue
-        if (rehash or st != known.get(f["path"])) and (st[0] != f["size"] or sha256_file(p) != f["sha256"]):
-            problems.append(f"{f['path']}: sha256 mismatch")
+        if (rehash or st != known.get(f.path)) and (st[0] != f.size or sha256_file(p) != f.sha256):
+            problems.append(f"{f.path}: sha256 mismatch")
     if not problems and now != known:
         store.remember_verified("artifacts", folder.name, VerifiedArtifact(found, now).as_dict())
     return found, problems
@@ -176,8 +234,11 @@ def rehash_artifact(store: Store, key: str) -> tuple[int, list[str]]:
     """(files its artifact.json lists, problems) of the stored artifact `key`, every file hashed again:
     `gpux cache verify`'s check (gpuxbuild.store.gc.verify)."""
     _, problems = check_artifact(store, key, rehash=True)
-    manifest = read_json(artifact_path(store, key) / ARTIFACT_MANIFEST) or {}
-    return (len(manifest.get("files", [])) if isinstance(manifest, dict) else 0), problems
+    try:
+        files = read_manifest(artifact_path(store, key)).files or []
+    except (OSError, ValueError):
+        files = []
+    return len(files), problems
 
 
 def verified_artifact(store: Store, key: str) -> str | None:

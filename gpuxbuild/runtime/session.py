@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpuxbuild.build.artifact import ARTIFACT_MANIFEST
+from gpuxbuild.build.artifact import ARTIFACT_MANIFEST, ArtifactManifest
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.runtime import generate, tasks
 from gpuxbuild.runtime.inputs import ParsedInputs, parse_inputs
@@ -112,13 +112,13 @@ class Model:
 
     def __init__(self, folder: Path, provider: str | None = "auto", device_id: int = 0):
         self.folder = Path(folder)
-        manifest = _read_json(self.folder / ARTIFACT_MANIFEST, required=True)
-        graphs = manifest.get("graphs")
-        if not isinstance(graphs, dict) or not graphs:
-            raise GpuxError(f"{self.folder / ARTIFACT_MANIFEST} has no 'graphs'", _HINT_REBUILD)
-        self.raw_task = str(manifest.get("task") or "")
+        path = self.folder / ARTIFACT_MANIFEST
+        manifest = ArtifactManifest.from_dict(_read_json(path, required=True))
+        if not manifest.graphs:
+            raise GpuxError(f"{path} has no 'graphs'", _HINT_REBUILD)
+        self.raw_task = str(manifest.task or "")
         self.task = tasks.normalize_task(self.raw_task)
-        self.graphs = {k: str(v) for k, v in graphs.items()}
+        self.graphs = {k: str(v) for k, v in manifest.graphs.items()}
         self.config = _read_json(self.folder / "config.json")
         self.generation_config = _read_json(self.folder / "generation_config.json")
         self.runtime_config = read_runtime_config(self.folder)

@@ -8,7 +8,6 @@ every model either fully old or fully new.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import time
@@ -193,8 +192,9 @@ def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, re
     target = plan.target
     folder = target / act.name
     tmp = target / f"{TMP_PREFIX}{act.name}-{uuid.uuid4().hex[:12]}"
-    manifest = json.loads((src / ARTIFACT_MANIFEST).read_bytes())
-    files = {f["path"]: f["sha256"] for f in manifest["files"]}
+    from gpuxbuild.build.artifact import read_manifest
+
+    files = {f.path: f.sha256 for f in read_manifest(src).listed()}
     files[ARTIFACT_MANIFEST] = act.digest.removeprefix("sha256:")
     tmp.mkdir()
     try:

@@ -114,14 +114,16 @@ def adopted_record(folder: Path) -> PlacedModel | None:
 
     The files artifact.json lists are gpuxbuild's; the stat fields are unknown, so every file is re-hashed.
     """
+    from gpuxbuild.build.artifact import ArtifactManifest
+
     try:
         data = (folder / ARTIFACT_MANIFEST).read_bytes()
-        manifest = json.loads(data)
-        files = {f["path"]: FileStat(f["sha256"], f["size"]) for f in manifest["files"]}
-    except (OSError, ValueError, KeyError, TypeError):
+        manifest = ArtifactManifest.from_dict(json.loads(data))
+        files = {f.path: FileStat(f.sha256, f.size) for f in manifest.listed()}
+    except (OSError, ValueError):
         return None
     files[ARTIFACT_MANIFEST] = FileStat(sha256_bytes(data), len(data))
-    return PlacedModel(manifest.get("build_key"), "sha256:" + sha256_bytes(data), files)
+    return PlacedModel(manifest.build_key, "sha256:" + sha256_bytes(data), files)
 
 
 def record_inputs(entry: LockedModel) -> ModelInputs:
