@@ -10,13 +10,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpuxbuild.fsutil import remove_tree
 from gpuxbuild.hashing import is_sha256, sha256_file
 from gpuxbuild.store.objects import STALE_TMP_SECONDS, Store
-from gpuxbuild.store.refs import LiveRoots
 from gpuxbuild.store.verified import stat_fields
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gpuxbuild.store.refs import LiveRoots
 
 RECENT_BUILD_SECONDS = 7 * 24 * 3600
 # Re-hashes one artifact of the store by build key (hex): (files checked, problems found).

@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gpuxbuild.errors import GpuxError
@@ -44,6 +43,8 @@ from gpuxbuild.sync.record import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from gpuxbuild.project.lockfile import Lock
 
 Event = Callable[[str, str], None]  # (model name, what is happening)

@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
 from gpuxbuild.hashing import digest, sha256_bytes
-from gpuxbuild.store.objects import Store
 from gpuxbuild.sync.record import (
     OLD_PREFIX,
     OWN_FILES,
@@ -31,8 +29,11 @@ from gpuxbuild.sync.record import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from gpuxbuild.project.lockfile import Lock, LockedModel
     from gpuxbuild.project.manifest import Manifest
+    from gpuxbuild.store.objects import Store
 
 ARTIFACT_MANIFEST = "artifact.json"  # = gpuxbuild.build.artifact.ARTIFACT_MANIFEST, imported lazily
 # What `gpux sync` does to one model folder (= the actions of gpuxbuild.sync.record.ACTIONS, which the no-op
