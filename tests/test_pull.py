@@ -436,8 +436,8 @@ def test_pull_a_local_folder(tmp_path, hub):
 def test_large_files_are_listed_before_any_file_is_fetched(hub, repo_id, tmp_path):
     """The Hub manager hands out the LFS files (sha256 known) before it hashes the small ones, so a
     pull starts the large downloads one round trip earlier."""
-    from gpuxbuild.registries.base import FileEntry
     from gpuxbuild.registries.huggingface import HuggingFaceManager
+    from gpuxbuild.store.files import FileEntry
 
     publish(hub, repo_id, "bert")
     hub.commit(repo_id, {"extra.safetensors": big_file(1024 * 1024)})
@@ -458,7 +458,7 @@ def test_early_files_follow_the_lock_selection():
     from gpuxbuild.models.pull import early_files as early
     from gpuxbuild.project.manifest import adhoc_spec
     from gpuxbuild.project.resolver import wanted_paths
-    from gpuxbuild.registries.base import FileEntry
+    from gpuxbuild.store.files import FileEntry
 
     def entry(path):
         return FileEntry(path, "0" * 64, 1)

@@ -12,7 +12,8 @@ from gpuxbuild.models.pull import parse_ref, pull
 from gpuxbuild.project.manifest import parse_manifest
 from gpuxbuild.project.resolver import plan_lock
 from gpuxbuild.registries import _TABLE, known_registries, parse_source, register
-from gpuxbuild.registries.base import FileEntry, ModelInfo, ModelManager, PinnedModel
+from gpuxbuild.registries.base import ModelInfo, ModelManager, PinnedModel
+from gpuxbuild.store.files import FileEntry
 from gpuxbuild.store.objects import Store
 
 CONFIG = b'{"architectures": ["BertForSequenceClassification"], "model_type": "bert"}'
@@ -101,7 +102,7 @@ def test_a_third_registry_pulls(memory_registry, tmp_path):
     StreamingMemoryManager.expect_prefetch = True
     store = Store(tmp_path / "store")
     res = pull(parse_ref("mem:org/model"), store=store, project=tmp_path)
-    assert res.record["registry"] == "memory" and res.record["commit"] == "ab" * 20
+    assert res.record.registry == "memory" and res.record.commit == "ab" * 20
     assert res.downloaded == ["config.json", "model.safetensors"] and res.cached == [] and res.objects_downloaded == 2
-    for f in res.record["files"]:
+    for f in res.record.files:
         assert store.object_path(f["sha256"]).read_bytes() == FILES[f["path"]]

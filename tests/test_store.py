@@ -15,8 +15,10 @@ import pytest
 
 from gpuxbuild.errors import IntegrityError
 from gpuxbuild.store import gc
+from gpuxbuild.store.artifacts import rehash_artifact
 from gpuxbuild.store.home import gpux_home
 from gpuxbuild.store.objects import Store
+from gpuxbuild.store.refs import live_roots
 
 
 def sha(data: bytes) -> str:
@@ -241,22 +243,22 @@ def test_verify_prune_info(tmp_path):
     rec = store.root / "refs" / "projects" / "p.json"
     rec.parent.mkdir(parents=True)
     rec.write_text('{"project": "/p", "models": {"m": {"files": ["%s"]}}}' % sha(live))
-    assert not gc.verify(store)
+    assert not gc.verify(store, rehash_artifact)
     path = store.object_path(sha(live))
     os.chmod(path, 0o644)
     path.write_bytes(b"rot" + live[3:])
-    report = gc.verify(store)
+    report = gc.verify(store, rehash_artifact)
     assert [b["object"] for b in report.bad_objects] == [sha(live)]
-    gc.verify(store, fix=True)
+    gc.verify(store, rehash_artifact, fix=True)
     assert objects(store) == [sha(orphan)]
     store.ensure_object(sha(live), len(live), feeder(live), label="m: f")
-    dry = gc.prune(store, dry_run=True)
+    dry = gc.prune(store, live_roots, dry_run=True)
     assert dry.objects == [sha(orphan)] and store.has_object(sha(orphan))
     # and the rotten copy `--fix` quarantined
     assert [q.split("-")[0] for q in dry.quarantined] == [sha(live)] and dry.bytes_freed == 3000 + 2000
     blob = b"small"
     store.ensure_blob(git_sha1(blob), len(blob), feeder(blob), label="m: small")
-    assert sorted(gc.prune(store).objects) == sorted([sha(orphan), sha(blob)])
+    assert sorted(gc.prune(store, live_roots).objects) == sorted([sha(orphan), sha(blob)])
     assert objects(store) == [sha(live)]
     assert store.sha256_of_blob(git_sha1(blob)) is None
     # Only the live object's verified stat is left in the index.
@@ -265,7 +267,7 @@ def test_verify_prune_info(tmp_path):
         for p in (store.root / "index").rglob("*")
         if p.is_file()
     ] == [("verified", "objects", sha(live))]
-    data = gc.info(store)
+    data = gc.info(store, live_roots(store))
     assert (data["objects"], data["objects_bytes"], data["synced_projects"]) == (1, 2000, 1)
 
 
@@ -285,13 +287,13 @@ def test_verify_reports_the_same_whatever_the_parallelism(tmp_path):
     odd = store.root / "objects" / "sha256" / "zz" / "not-a-hash"
     odd.parent.mkdir(parents=True)
     odd.write_bytes(b"x")
-    reports = [verify(store, jobs=jobs) for jobs in (1, 4)]
+    reports = [verify(store, rehash_artifact, jobs=jobs) for jobs in (1, 4)]
     assert reports[0] == reports[1]
     assert reports[0].checked == 6
     assert [(b["object"], b["actual"]) for b in reports[0].bad_objects] == [
         (bad, hashlib.sha256(b"rotten").hexdigest()),
         ("not-a-hash", None),
     ]
-    fixed = verify(store, fix=True, jobs=2)
+    fixed = verify(store, rehash_artifact, fix=True, jobs=2)
     assert len(fixed.bad_objects) == 2 and not store.object_path(bad).exists() and not odd.exists()
-    assert verify(store).bad_objects == []
+    assert verify(store, rehash_artifact).bad_objects == []

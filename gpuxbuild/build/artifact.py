@@ -1,4 +1,5 @@
-"""Artifacts: the build key, the artifact manifest (artifact.json) and atomic placement in the store.
+"""What a build produces: the build key, and the artifact manifest (artifact.json) it writes. The stored
+artifacts themselves (placement, checks) are gpuxbuild.store.artifacts.
 
 build key = digest of everything that decides an artifact's bytes: the source files' sha256, the
 source commit, the resolved task and library, the conversion and runtime options, the model name
@@ -8,20 +9,15 @@ The artifact digest is the sha256 of artifact.json, which lists every other file
 
 from __future__ import annotations
 
-import json
-import os
 from functools import cache
 from importlib import metadata
 from pathlib import Path
 
 from gpuxbuild.errors import IntegrityError
-from gpuxbuild.fsutil import fsync_dir, read_json
 from gpuxbuild.hashing import digest, sha256_bytes, sha256_file
-from gpuxbuild.store.objects import Store
-from gpuxbuild.store.verified import stat_fields, verified_path
+from gpuxbuild.store.artifacts import ARTIFACT_FORMAT, ARTIFACT_MANIFEST, ArtifactManifest
+from gpuxbuild.store.files import FileEntry
 
-ARTIFACT_FORMAT = 1
-ARTIFACT_MANIFEST = "artifact.json"
 # Options that change whether a build passes, not what it produces.
 _NOT_IN_KEY = ("validate", "atol")
 
@@ -79,10 +75,6 @@ def build_key(
     )
 
 
-def artifact_path(store: Store, key: str) -> Path:
-    return store.root / "artifacts" / key.removeprefix("sha256:")
-
-
 def write_manifest(
     folder: Path, *, task: str, graphs: dict, source: dict, library: str, key: str, toolchain: dict, name: str
 ) -> str:
@@ -91,113 +83,11 @@ def write_manifest(
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder).as_posix()
         if p.is_file() and rel != ARTIFACT_MANIFEST:
-            files.append({"path": rel, "sha256": sha256_file(p), "size": p.stat().st_size})
-    doc = {
-        "format": ARTIFACT_FORMAT,
-        "name": name,
-        "task": task,
-        "library": library,
-        "graphs": dict(sorted(graphs.items())),
-        "source": source,
-        "build_key": key,
-        "toolchain": toolchain,
-        "files": files,
-    }
-    data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+            files.append(FileEntry(rel, sha256_file(p), p.stat().st_size))
+    manifest = ArtifactManifest(name, task, library, dict(sorted(graphs.items())), source, key, toolchain, files)
+    data = manifest.to_json()
     (folder / ARTIFACT_MANIFEST).write_bytes(data)
     return "sha256:" + sha256_bytes(data)
-
-
-def artifact_digest(folder: Path) -> str:
-    """The digest of a placed artifact (sha256 of its artifact.json)."""
-    return "sha256:" + sha256_file(folder / ARTIFACT_MANIFEST)
-
-
-def publish(staging: Path, dest: Path) -> None:
-    """Make the staged artifact read-only and rename it into place (atomic on one filesystem)."""
-    for p in staging.rglob("*"):
-        if p.is_file():
-            os.chmod(p, 0o444)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(staging, dest)
-    fsync_dir(dest.parent)
-
-
-def remember_artifact(store: Store, key: str, digest_: str) -> None:
-    """Record the stat of every file of the just-published (so just hashed) artifact `key`."""
-    folder = artifact_path(store, key)
-    files = [f["path"] for f in json.loads((folder / ARTIFACT_MANIFEST).read_bytes())["files"]] + [ARTIFACT_MANIFEST]
-    store.remember_verified(
-        "artifacts",
-        folder.name,
-        {"digest": digest_, "files": {rel: stat_fields(os.stat(folder / rel)) for rel in files}},
-    )
-
-
-def check_artifact(store: Store, key: str, *, rehash: bool = False) -> tuple[str | None, list[str]]:
-    """(digest, problems) of the stored artifact `key`: digest None and no problems when it is not there.
-
-    Files whose (size, mtime, ctime, inode) equal those recorded when they were last hashed are trusted;
-    the others (`rehash`: all) are hashed again and compared with artifact.json, and artifact.json with the
-    digest recorded then. Intact files get their new stat recorded.
-    """
-    folder = artifact_path(store, key)
-    if not folder.is_dir():
-        return None, []
-    rec = read_json(verified_path(store.root, "artifacts", folder.name)) or {}
-    known = rec.get("files") or {}
-    now, problems = {}, []
-    try:
-        now[ARTIFACT_MANIFEST] = stat_fields(os.stat(folder / ARTIFACT_MANIFEST))
-        data = (folder / ARTIFACT_MANIFEST).read_bytes()
-        files = json.loads(data)["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None, ["artifact.json missing or unreadable"]
-    found = rec.get("digest")
-    if rehash or now[ARTIFACT_MANIFEST] != known.get(ARTIFACT_MANIFEST) or not found:
-        found = "sha256:" + sha256_bytes(data)
-        if rec.get("digest") not in (None, found):
-            problems.append("artifact.json: changed since it was verified")
-    for f in files:
-        p = folder / f["path"]
-        try:
-            now[f["path"]] = st = stat_fields(os.stat(p))
-        except (FileNotFoundError, NotADirectoryError):
-            problems.append(f"{f['path']}: missing")
-            continue
-        if (rehash or st != known.get(f["path"])) and (st[0] != f["size"] or sha256_file(p) != f["sha256"]):
-            problems.append(f"{f['path']}: sha256 mismatch")
-    if not problems and now != known:
-        store.remember_verified("artifacts", folder.name, {"digest": found, "files": now})
-    return found, problems
-
-
-def verified_artifact(store: Store, key: str) -> str | None:
-    """The digest of the stored artifact `key` when it is there and intact (`check_artifact`), else None:
-    a corrupt one is moved to quarantine/ so that it is built again, never placed or run."""
-    found, problems = check_artifact(store, key)
-    if problems:
-        store.quarantine("artifacts", artifact_path(store, key))
-        return None
-    return found
-
-
-def refresh_verified(store: Store, key: str, linked: dict[str, tuple[os.stat_result, os.stat_result]]) -> None:
-    """After hard-linking artifact files elsewhere, which changes their ctime: record the new stat of each file
-    that had its verified stat just before (path -> (stat before, stat of the link))."""
-    name = key.removeprefix("sha256:")
-    rec = read_json(verified_path(store.root, "artifacts", name)) or {}
-    files = rec.get("files") or {}
-    changed = False
-    for rel, (before, after) in linked.items():
-        if (
-            files.get(rel) == stat_fields(before)
-            and after.st_ino == before.st_ino
-            and before.st_ctime_ns != after.st_ctime_ns
-        ):
-            files[rel], changed = stat_fields(after), True
-    if changed:
-        store.remember_verified("artifacts", name, rec)
 
 
 def not_reproducible(name: str, found: str, recorded: str) -> IntegrityError:

@@ -19,24 +19,23 @@ from functools import cached_property
 from pathlib import Path
 
 from gpuxbuild.build import DEFAULT_JOBS
-from gpuxbuild.build.artifact import (
-    ARTIFACT_FORMAT,
-    artifact_path,
-    build_key,
-    not_reproducible,
-    publish,
-    remember_artifact,
-    toolchain_versions,
-    verified_artifact,
-    write_manifest,
-)
+from gpuxbuild.build.artifact import build_key, not_reproducible, toolchain_versions, write_manifest
 from gpuxbuild.errors import GpuxError, quote
 from gpuxbuild.fsutil import read_json, remove_tree
 from gpuxbuild.project.selection import check_pickles, conversion_path
 from gpuxbuild.registries import get_manager
-from gpuxbuild.registries.base import FileEntry
+from gpuxbuild.store.artifacts import (
+    ARTIFACT_FORMAT,
+    ARTIFACT_MANIFEST,
+    artifact_path,
+    publish,
+    remember_artifact,
+    verified_artifact,
+)
+from gpuxbuild.store.files import FileEntry
 from gpuxbuild.store.linker import Linker
 from gpuxbuild.store.objects import Store
+from gpuxbuild.store.refs import ArtifactRef, Records
 
 # Repo files an artifact carries next to its graphs, when present.
 METADATA_FILES = (
@@ -343,7 +342,7 @@ def build_many(
         try:
             pool.prestart(
                 sum(
-                    j.conversion == "export" and not (artifact_path(store, j.key) / "artifact.json").is_file()
+                    j.conversion == "export" and not (artifact_path(store, j.key) / ARTIFACT_MANIFEST).is_file()
                     for j in batch
                 )
             )
@@ -380,26 +379,25 @@ def job_from_lock(entry, manifest=None) -> BuildJob:
 
 def build_pulled(pulled, *, store: Store, offline: bool = False) -> BuildResult:
     """Build a model fetched by `gpux pull` and record its artifact in the pull record."""
-    from gpuxbuild.models.pull import Records
     from gpuxbuild.project.lockfile import options_of
     from gpuxbuild.project.manifest import adhoc_spec
 
     rec = pulled.record
-    spec = adhoc_spec(str(pulled.ref), rec["registry"], rec["repo"], allow_pickle=pulled.allow_pickle)
+    spec = adhoc_spec(str(pulled.ref), rec.registry, rec.repo, allow_pickle=pulled.allow_pickle)
     job = BuildJob(
         spec.name,
-        rec["registry"],
-        rec["repo"],
-        rec["commit"],
-        rec["task"],
-        rec.get("library") or "transformers",
-        [FileEntry(**f) for f in rec["files"]],
+        rec.registry,
+        rec.repo,
+        rec.commit,
+        rec.task,
+        rec.library or "transformers",
+        [FileEntry(**f) for f in rec.files],
         options_of(spec),
         {k: getattr(spec, k) for k in SECURITY_OPTIONS},
     )
     res = build_one(job, store=store, project=pulled.project, offline=offline)
-    rec["artifact"] = {"digest": res.digest, "build_key": res.build_key, "path": res.path}
-    Records(store).save(rec, pulled.ref.revision or ("main" if rec["registry"] != "local" else None))
+    rec.artifact = ArtifactRef(res.digest, res.build_key, res.path)
+    Records(store).save(rec, pulled.ref.revision or ("main" if rec.registry != "local" else None))
     return res
 
 

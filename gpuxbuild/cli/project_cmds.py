@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from gpuxbuild.cli.app import JSON, OFFLINE, Context, cli, console, counted, pass_context, print_json
+
+if TYPE_CHECKING:
+    from gpuxbuild.project.resolver import LockAction
+
+_SIGNS: dict[LockAction, str] = {"added": "[green]+[/]", "removed": "[red]-[/]", "updated": "[yellow]~[/]"}
 
 
 def _render_plan(plan, ctx: Context, as_json: bool, lock_name: str = "gpux.lock") -> None:
@@ -16,7 +23,7 @@ def _render_plan(plan, ctx: Context, as_json: bool, lock_name: str = "gpux.lock"
     for c in plan.changes:
         if c.action == "unchanged":
             continue
-        sign = {"added": "[green]+[/]", "removed": "[red]-[/]", "updated": "[yellow]~[/]"}[c.action]
+        sign = _SIGNS[c.action]
         commit = f" {c.new_commit[:12]}" if c.new_commit else ""
         why = f" [dim]({'; '.join(c.reasons)})[/]" if c.reasons else ""
         console.print(f" {sign} {c.name}{commit}{why}")

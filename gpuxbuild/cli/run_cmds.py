@@ -261,9 +261,12 @@ def serve(ctx: Context, name, host, port, workers, provider, device_id, offline,
 def doctor(ctx: Context, provider, as_json) -> None:
     """What this machine offers: onnxruntime flavour, providers, device, and the provider each synced model uses."""
     from gpuxbuild.runtime import doctor as do_doctor
+    from gpuxbuild.store.artifacts import ARTIFACT_MANIFEST
 
     models_dir = ctx.project / ".gpux" / "models"
-    folders = sorted(p for p in models_dir.iterdir() if (p / "artifact.json").is_file()) if models_dir.is_dir() else []
+    folders = (
+        sorted(p for p in models_dir.iterdir() if (p / ARTIFACT_MANIFEST).is_file()) if models_dir.is_dir() else []
+    )
     report = do_doctor(folders, provider)
     if as_json:
         print_json(report)

@@ -103,12 +103,10 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
     def on_resolved(record):
         if not ctx.quiet and not as_json:
             say(
-                f"{parsed}: commit {record['commit'][:12]}, {counted(len(record['files']), 'file')}, {human_size(record['size'])}"
+                f"{parsed}: commit {record.commit[:12]}, {counted(len(record.files), 'file')}, {human_size(record.size)}"
             )
         if reporter:
-            reporter.begin(
-                record["size"], {f["path"]: f["size"] for f in record["files"] if store.has_object(f["sha256"])}
-            )
+            reporter.begin(record.size, {f["path"]: f["size"] for f in record.files if store.has_object(f["sha256"])})
 
     t0 = time.perf_counter()
     try:
@@ -134,7 +132,7 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
             say(f"{parsed}: already in the store, nothing downloaded")
             if not res.resolved_online and not offline and parsed.registry != "local":
                 say(
-                    f"{parsed}: kept commit {res.record['commit'][:12]} from the earlier pull; --upgrade checks for a newer one"
+                    f"{parsed}: kept commit {res.record.commit[:12]} from the earlier pull; --upgrade checks for a newer one"
                 )
         else:
             say(
@@ -216,9 +214,9 @@ def rm(ctx: Context, names, as_json: bool) -> None:
     out = []
     for name in names:
         recs, freed = remove(name, store)
-        out.append({"name": name, "commits": [r["commit"] for r in recs], "bytes_freed": freed})
+        out.append({"name": name, "commits": [r.commit for r in recs], "bytes_freed": freed})
         if not as_json and not ctx.quiet:
-            say(f"Removed {name} ({', '.join(r['commit'][:12] for r in recs)}), freed {human_size(freed)}")
+            say(f"Removed {name} ({', '.join(r.commit[:12] for r in recs)}), freed {human_size(freed)}")
     if as_json:
         print_json(out)
 
@@ -275,9 +273,10 @@ def cache() -> None:
 @pass_context
 def verify(ctx: Context, fix: bool, as_json: bool) -> None:
     """Re-hash the store; exit 1 if any object's bytes do not match its name."""
+    from gpuxbuild.store.artifacts import rehash_artifact
     from gpuxbuild.store.gc import verify as do_verify
 
-    report = do_verify(_store(), fix=fix)
+    report = do_verify(_store(), rehash_artifact, fix=fix)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -316,8 +315,9 @@ def prune(ctx: Context, dry_run: bool, partials: bool, as_json: bool) -> None:
     """Remove objects and artifacts no pulled model, synced project or recent build uses."""
     from gpuxbuild.models.pull import human_size
     from gpuxbuild.store.gc import prune as do_prune
+    from gpuxbuild.store.refs import live_roots
 
-    report = do_prune(_store(), dry_run=dry_run, partials=partials)
+    report = do_prune(_store(), live_roots, dry_run=dry_run, partials=partials)
     if as_json:
         print_json({**report.as_dict(), "dry_run": dry_run})
         return
@@ -348,8 +348,10 @@ def cache_info(ctx: Context, as_json: bool) -> None:
     """Store size, object counts and hit/miss counters."""
     from gpuxbuild.models.pull import human_size
     from gpuxbuild.store.gc import info
+    from gpuxbuild.store.refs import live_roots
 
-    data = info(_store())
+    store = _store()
+    data = info(store, live_roots(store))
     if as_json:
         print_json(data)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,7 +11,10 @@ from gpuxbuild.cli.app import JSON, OFFLINE, Context, cli, console, counted, err
 from gpuxbuild.store.linker import LINK_MODES
 from gpuxbuild.sync.record import cache_line
 
-_SIGNS = {"add": "[green]+[/]", "update": "[yellow]~[/]", "remove": "[red]-[/]"}
+if TYPE_CHECKING:
+    from gpuxbuild.sync.plan import SyncAction
+
+_SIGNS: dict[SyncAction, str] = {"add": "[green]+[/]", "update": "[yellow]~[/]", "remove": "[red]-[/]"}
 
 
 def _human(n: int) -> str:
@@ -90,7 +94,7 @@ def sync(
 
     A stale gpux.lock is re-locked first (unchanged models keep their pins), unless --locked or --frozen.
     """
-    from gpuxbuild.sync.plan import sync as do_sync
+    from gpuxbuild.sync.execute import sync as do_sync
 
     show = not ctx.quiet and not as_json
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from gpuxbuild.errors import GpuxError
+from gpuxbuild.store.artifacts import ARTIFACT_MANIFEST, artifact_digest, artifact_path
 from gpuxbuild.store.objects import Store
+from gpuxbuild.store.refs import ArtifactRef, PulledRecord, Records, project_records
+from gpuxbuild.sync.record import DEFAULT_TARGET
 
 
 def inspect_model(name: str, *, store: Store, project: Path) -> dict:
@@ -34,62 +37,52 @@ def _files(store: Store, files: list[dict]) -> list[dict]:
     return [{**f, "stored": store.has_object(f["sha256"])} for f in sorted(files, key=lambda f: f["path"])]
 
 
-def _artifact(store: Store, art: dict | None) -> dict | None:
+def _artifact(store: Store, art: ArtifactRef | None) -> dict | None:
     """Where a recorded artifact lives, if it is in the store."""
-    from gpuxbuild.build.artifact import artifact_digest, artifact_path
-
     if not art:
         return None
-    path = (
-        Path(art["path"])
-        if art.get("path")
-        else (artifact_path(store, art["build_key"]) if art.get("build_key") else None)
-    )
-    if path is None or not (path / "artifact.json").is_file():
+    path = Path(art.path) if art.path else (artifact_path(store, art.build_key) if art.build_key else None)
+    if path is None or not (path / ARTIFACT_MANIFEST).is_file():
         return None
     gpux_yml = path / "gpux.yml"
     return {
-        "digest": art.get("digest") or artifact_digest(path),
-        "build_key": art.get("build_key"),
+        "digest": art.digest or artifact_digest(path),
+        "build_key": art.build_key,
         "path": str(path),
         "gpux_yml": str(gpux_yml) if gpux_yml.is_file() else None,
     }
 
 
-def _from_pulled(rec: dict, store: Store) -> dict:
-    from gpuxbuild.models.pull import Records, Ref
+def _from_pulled(rec: PulledRecord, store: Store) -> dict:
+    from gpuxbuild.models.pull import Ref
 
     records = Records(store)
     tags = records.tags_of(rec)
     return {
-        "name": str(Ref(rec["registry"], rec["repo"], None)),
+        "name": str(Ref(rec.registry, rec.repo, None)),
         "kind": "pulled",
-        "registry": rec["registry"],
-        "repo": rec["repo"],
+        "registry": rec.registry,
+        "repo": rec.repo,
         "revision": ",".join(tags) or None,
-        "commit": rec["commit"],
-        "task": rec.get("task"),
-        "library": rec.get("library"),
-        "architecture": rec.get("architecture"),
-        "license": rec.get("license"),
-        "size": rec["size"],
-        "files": _files(store, rec["files"]),
-        "artifact": _artifact(store, rec.get("artifact")),
+        "commit": rec.commit,
+        "task": rec.task,
+        "library": rec.library,
+        "architecture": rec.architecture,
+        "license": rec.license,
+        "size": rec.size,
+        "files": _files(store, rec.files),
+        "artifact": _artifact(store, rec.artifact),
         "last_used": records.last_used(rec),
     }
 
 
 def _from_lock(entry, store: Store, project: Path) -> dict:
-    from gpuxbuild.store.gc import project_records
-
-    synced = next(
-        (p.get("models", {}).get(entry.name) for p in project_records(store) if p.get("project") == str(project)), None
+    synced = next((p.models.get(entry.name) for p in project_records(store.root) if p.project == str(project)), None)
+    artifact = _artifact(store, synced.artifact if synced else None) or _artifact(
+        store, ArtifactRef.from_dict(entry.artifact)
     )
-    from gpuxbuild.sync.plan import DEFAULT_TARGET
-
-    artifact = _artifact(store, (synced or {}).get("artifact")) or _artifact(store, entry.artifact)
     folder = project / DEFAULT_TARGET / entry.name
-    if artifact and (folder / "artifact.json").is_file():
+    if artifact and (folder / ARTIFACT_MANIFEST).is_file():
         # the project's synced copy is what `gpux run NAME` uses
         artifact = {
             **artifact,

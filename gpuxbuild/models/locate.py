@@ -10,17 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from gpuxbuild.errors import GpuxError
+from gpuxbuild.store.artifacts import ARTIFACT_MANIFEST
 from gpuxbuild.store.objects import Store
+from gpuxbuild.store.refs import Records
 
 
 def is_artifact(folder: Path) -> bool:
-    return (folder / "artifact.json").is_file()
+    return (folder / ARTIFACT_MANIFEST).is_file()
 
 
 def _from_lock(name: str, project: Path, store: Store, offline: bool, on_build=None) -> Path | None:
-    from gpuxbuild.build.artifact import artifact_path, verified_artifact
     from gpuxbuild.project.lockfile import locked_model
-    from gpuxbuild.sync.plan import DEFAULT_TARGET
+    from gpuxbuild.store.artifacts import artifact_path, verified_artifact
+    from gpuxbuild.sync.record import DEFAULT_TARGET
 
     entry = locked_model(project, name)
     if entry is None:
@@ -47,9 +49,10 @@ def _check_synced(folder: Path, name: str, store: Store) -> None:
     from gpuxbuild.sync.plan import adopted_record
     from gpuxbuild.sync.record import check_files, read_record
 
-    rec = read_record(folder.parent)["models"].get(name) or adopted_record(folder) or {"files": {}}
-    drifted, _ = check_files(folder, rec["files"], store.root, rec.get("build_key"))
-    if drifted or not rec["files"]:
+    rec = read_record(folder.parent).models.get(name) or adopted_record(folder)
+    files = rec.files if rec else {}
+    drifted, _ = check_files(folder, files, store.root, rec.build_key if rec else None)
+    if drifted or not files:
         raise GpuxError(
             f"model {name!r}: {folder} is not what gpux sync placed: " + (", ".join(drifted) or "no artifact.json"),
             "run `gpux sync` to restore it (`gpux cache verify` checks the store)",
@@ -57,16 +60,16 @@ def _check_synced(folder: Path, name: str, store: Store) -> None:
 
 
 def _from_pulled(name: str, project: Path, store: Store, offline: bool, on_pull=None) -> Path:
-    from gpuxbuild.build.artifact import verified_artifact
     from gpuxbuild.build.pipeline import build_pulled
-    from gpuxbuild.models.pull import Records, parse_ref, pull
+    from gpuxbuild.models.pull import parse_ref, pull
+    from gpuxbuild.store.artifacts import verified_artifact
 
     ref = parse_ref(name)
-    rec = Records(store).lookup(ref)
-    art = (rec or {}).get("artifact") or {}
-    if art.get("path") and art.get("build_key") and verified_artifact(store, art["build_key"]) is not None:
+    rec = Records(store).lookup(ref.registry, ref.repo, ref.revision)
+    art = rec.artifact if rec else None
+    if art and art.path and art.build_key and verified_artifact(store, art.build_key) is not None:
         Records(store).touch(rec)
-        return Path(art["path"])
+        return Path(art.path)
     if on_pull:
         on_pull(str(ref))
     pulled = pull(ref, store=store, project=project, offline=offline)

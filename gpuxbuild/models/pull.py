@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote
 
 from gpuxbuild.errors import GpuxError, shorten
-from gpuxbuild.fsutil import read_json, remove_tree, write_atomic
-from gpuxbuild.hashing import canonical_json
+from gpuxbuild.fsutil import remove_tree
 from gpuxbuild.project.manifest import adhoc_spec, check_revision
 from gpuxbuild.project.selection import check_pickles, is_pickle
 from gpuxbuild.registries import get_manager, parse_source
-from gpuxbuild.registries.base import FileEntry, is_git_commit
+from gpuxbuild.registries.base import is_git_commit
 from gpuxbuild.store.fetch import Fetcher, Reporter, missing_files
+from gpuxbuild.store.files import FileEntry
 from gpuxbuild.store.objects import Store
+from gpuxbuild.store.refs import PulledRecord, Records, live_roots, project_records
 
 
 @dataclass(frozen=True)
@@ -53,103 +53,10 @@ def parse_ref(text: str, *, registry: str | None = None, revision: str | None = 
     return Ref(reg, repo, rev)
 
 
-def _safe(part: str) -> str:
-    return quote(part, safe="")
-
-
-class Records:
-    """Pulled-model records in the store."""
-
-    def __init__(self, store: Store):
-        self.store = store
-        self.base = store.root / "refs" / "pulled"
-
-    def _dir(self, registry: str, repo: str) -> Path:
-        return self.base / _safe(registry) / _safe(repo)
-
-    def save(self, record: dict, revision: str | None) -> None:
-        """Write `record` (keeping the artifact an earlier pull of the same commit and task built) and tag it."""
-        d = self._dir(record["registry"], record["repo"])
-        path = self.commit_path(record)
-        old = read_json(path) or {}
-        if old.get("artifact") and not record.get("artifact") and old.get("task") == record.get("task"):
-            record = {**record, "artifact": old["artifact"]}
-        write_atomic(path, canonical_json(record))
-        if revision and revision != record["commit"]:  # a commit is found by itself; tags are names for it
-            write_atomic(d / "tags" / f"{_safe(revision)}.json", canonical_json({"commit": record["commit"]}))
-        self.touch(record)
-
-    def commit_path(self, record: dict) -> Path:
-        return self._dir(record["registry"], record["repo"]) / "commits" / f"{record['commit']}.json"
-
-    def touch(self, record: dict) -> None:
-        """Mark the model as used now (`gpux ls` shows it as LAST USED)."""
-        used = self.commit_path(record).with_suffix(".used")
-        used.parent.mkdir(parents=True, exist_ok=True)
-        used.touch()
-
-    def last_used(self, record: dict) -> float | None:
-        try:
-            return self.commit_path(record).with_suffix(".used").stat().st_mtime
-        except FileNotFoundError:
-            return None
-
-    def tags(self, registry: str, repo: str) -> dict[str, str]:
-        d = self._dir(registry, repo) / "tags"
-        out = {}
-        if d.is_dir():
-            for p in sorted(d.glob("*.json")):
-                out[unquote(p.stem)] = (read_json(p) or {}).get("commit")
-        return out
-
-    def tags_of(self, record: dict) -> list[str]:
-        """The revisions (branches, tags) that point at this record's commit, sorted."""
-        return sorted(t for t, c in self.tags(record["registry"], record["repo"]).items() if c == record["commit"])
-
-    def all(self) -> list[dict]:
-        out = []
-        if self.base.is_dir():
-            for p in sorted(self.base.glob("*/*/commits/*.json")):
-                rec = read_json(p)
-                if rec:
-                    out.append(rec)
-        return out
-
-    def find(self, ref: Ref) -> list[dict]:
-        """Records matching `ref`: by tag, by commit (prefix), or every commit of the repo when no revision."""
-        d = self._dir(ref.registry, ref.repo) / "commits"
-        recs = [read_json(p) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
-        if ref.revision is None:
-            return recs
-        tag = self.tags(ref.registry, ref.repo).get(ref.revision)
-        return [
-            r for r in recs if r["commit"] == tag or (len(ref.revision) >= 7 and r["commit"].startswith(ref.revision))
-        ]
-
-    def lookup(self, ref: Ref) -> dict | None:
-        """The one record `ref` means: its revision's, else `main`'s, else the only one."""
-        if ref.revision is not None:
-            found = self.find(ref)
-            return found[0] if len(found) == 1 else None
-        tags = self.tags(ref.registry, ref.repo)
-        if "main" in tags:
-            found = self.find(Ref(ref.registry, ref.repo, "main"))
-            return found[0] if found else None
-        found = self.find(ref)
-        return found[0] if len(found) == 1 else None
-
-    def delete(self, record: dict) -> None:
-        d = self._dir(record["registry"], record["repo"])
-        for suffix in (".json", ".used"):
-            self.commit_path(record).with_suffix(suffix).unlink(missing_ok=True)
-        for tag in self.tags_of(record):
-            (d / "tags" / f"{_safe(tag)}.json").unlink(missing_ok=True)
-
-
 @dataclass
 class PullResult:
     ref: Ref
-    record: dict
+    record: PulledRecord
     downloaded: list[str]  # paths this pull downloaded (small files fetched while resolving included)
     cached: list[str]  # paths that were in the store already
     project: Path
@@ -166,33 +73,33 @@ class PullResult:
     def as_dict(self) -> dict:
         return {
             "ref": str(self.ref),
-            "commit": self.record["commit"],
-            "task": self.record.get("task"),
-            "size": self.record["size"],
-            "files": len(self.record["files"]),
+            "commit": self.record.commit,
+            "task": self.record.task,
+            "size": self.record.size,
+            "files": len(self.record.files),
             "downloaded": self.downloaded,
             "cached": self.cached,
             "objects_downloaded": self.objects_downloaded,
             "bytes_downloaded": self.bytes_downloaded,
             "already_pulled": self.already,
             "resolved_online": self.resolved_online,
-            "artifact": self.record.get("artifact"),
+            "artifact": self.record.artifact.as_dict() if self.record.artifact else None,
         }
 
 
-def make_record(ref: Ref, commit: str, files: list[FileEntry], task, library, architecture, license_) -> dict:
+def make_record(ref: Ref, commit: str, files: list[FileEntry], task, library, architecture, license_) -> PulledRecord:
     """The pulled-model record kept under refs/pulled (canonical JSON, no timestamps)."""
-    return {
-        "registry": ref.registry,
-        "repo": ref.repo,
-        "commit": commit,
-        "task": task,
-        "library": library,
-        "architecture": architecture,
-        "license": license_,
-        "files": [f.as_dict() for f in sorted(files)],
-        "size": sum(f.size for f in files),
-    }
+    return PulledRecord(
+        registry=ref.registry,
+        repo=ref.repo,
+        commit=commit,
+        task=task,
+        library=library,
+        architecture=architecture,
+        license=license_,
+        files=[f.as_dict() for f in sorted(files)],
+        size=sum(f.size for f in files),
+    )
 
 
 def early_files(spec, keep: set[str] | None, listed: list[FileEntry]) -> list[FileEntry]:
@@ -229,7 +136,7 @@ def pull(
     records = Records(store)
     manager = get_manager(ref.registry, project=project, offline=offline, store=store)
     tag = ref.revision or ("main" if ref.registry != "local" else None)
-    known = records.lookup(Ref(ref.registry, ref.repo, tag)) if ref.registry != "local" else None
+    known = records.lookup(ref.registry, ref.repo, tag) if ref.registry != "local" else None
     before = (*store.stats.stored(), set(store.downloaded_objects))
     online = not manager.offline and (known is None or (upgrade and not is_git_commit(ref.revision)))
     if not online and known is None:
@@ -251,20 +158,19 @@ def pull(
             record = make_record(
                 ref, entry.commit, entry.files, entry.task, entry.library, entry.architecture, entry.license
             )
-        files = [FileEntry(f["path"], f["sha256"], f["size"]) for f in record["files"]]
+        files = [FileEntry(f["path"], f["sha256"], f["size"]) for f in record.files]
         if on_resolved:
             on_resolved(record)
         check_pickles(str(ref), files, allow_pickle)
-        fetcher.add(record["commit"], files)
+        fetcher.add(record.commit, files)
         fetcher.wait()
     # Saving the record and checking its objects under the gc lock means a concurrent `rm`/`cache prune`
     # either saw the record (and kept the objects) or ran before, and what it deleted is fetched again.
     with store.lock("gc"):
-        records.save(record, tag)
-        record = read_json(records.commit_path(record)) or record
+        record = records.save(record, tag)
         missing = missing_files(store, files)
     if missing:
-        manager.fetch(ref.repo, record["commit"], missing, label=str(ref), jobs=jobs, reporter=reporter)
+        manager.fetch(ref.repo, record.commit, missing, label=str(ref), jobs=jobs, reporter=reporter)
     new = store.downloaded_objects - before[2]
     return PullResult(
         ref,
@@ -279,45 +185,43 @@ def pull(
     )
 
 
-def resolve_name(name: str, store: Store) -> dict:
+def resolve_name(name: str, store: Store) -> PulledRecord:
     """The pulled record `name` (`org/name[@rev]`) refers to, or a GpuxError listing what is there."""
     ref = parse_ref(name)
     records = Records(store)
-    rec = records.lookup(ref)
+    rec = records.lookup(ref.registry, ref.repo, ref.revision)
     if rec is None:
-        found = records.find(Ref(ref.registry, ref.repo, None))
+        found = records.find(ref.registry, ref.repo, None)
         if len(found) > 1:
-            commits = ", ".join(r["commit"][:12] for r in found)
+            commits = ", ".join(r.commit[:12] for r in found)
             raise GpuxError(f"{name}: several revisions are pulled ({commits})", f"say which: {ref.repo}@REVISION")
         raise GpuxError(f"{name}: no such pulled model", f"pull it with `gpux pull {name}`; `gpux ls` lists models")
     return rec
 
 
-def remove(name: str, store: Store) -> tuple[list[dict], int]:
+def remove(name: str, store: Store) -> tuple[list[PulledRecord], int]:
     """Forget the pulled model(s) `name` matches and delete their objects and artifact that nothing else
     (another pulled model, a synced project) uses. Returns (records removed, bytes freed)."""
-    from gpuxbuild.store.gc import live_objects, referenced_artifacts, tree_size
+    from gpuxbuild.store.gc import tree_size
 
     ref = parse_ref(name)
     records = Records(store)
     with store.lock("gc"):
-        victims = records.find(ref) if ref.revision else records.find(Ref(ref.registry, ref.repo, None))
+        victims = records.find(ref.registry, ref.repo, ref.revision)
         if not victims:
             raise GpuxError(f"{name}: no such pulled model", "`gpux ls` lists pulled models")
         for rec in victims:
             records.delete(rec)
-        live, live_arts = live_objects(store), referenced_artifacts(store)
+        roots = live_roots(store)
         freed = 0
-        for sha in sorted({f["sha256"] for rec in victims for f in rec["files"]} - live):
+        for sha in sorted({f["sha256"] for rec in victims for f in rec.files} - roots.objects):
             p = store.object_path(sha)
             with store.lock(f"obj-{sha}"):
                 if p.exists():
                     freed += p.stat().st_size
                     p.unlink()
-        for key in sorted(
-            {(r.get("artifact") or {}).get("build_key", "").removeprefix("sha256:") for r in victims} - {""}
-        ):
-            if key not in live_arts:
+        for key in sorted({r.artifact.key_hex for r in victims if r.artifact} - {""}):
+            if key not in roots.artifacts:
                 d = store.root / "artifacts" / key
                 if d.is_dir():
                     freed += tree_size(d)
@@ -327,35 +231,33 @@ def remove(name: str, store: Store) -> tuple[list[dict], int]:
 
 def list_models(store: Store) -> list[dict]:
     """Pulled models (with tags and last use) and models of synced projects, for `gpux ls`."""
-    from gpuxbuild.store.gc import project_records
-
     records = Records(store)
     rows = []
     for rec in records.all():
         tags = records.tags_of(rec)
         rows.append(
             {
-                "name": str(Ref(rec["registry"], rec["repo"], None)),
+                "name": str(Ref(rec.registry, rec.repo, None)),
                 "kind": "pulled",
                 "revision": ",".join(tags) or None,
-                "commit": rec["commit"],
-                "task": rec.get("task"),
-                "size": rec["size"],
+                "commit": rec.commit,
+                "task": rec.task,
+                "size": rec.size,
                 "last_used": records.last_used(rec),
             }
         )
-    for proj in project_records(store):
-        for name, m in sorted(proj.get("models", {}).items()):
+    for proj in project_records(store.root):
+        for name, m in sorted(proj.models.items()):
             rows.append(
                 {
                     "name": name,
                     "kind": "synced",
-                    "project": proj.get("project"),
-                    "revision": m.get("revision"),
-                    "commit": m.get("commit"),
-                    "task": m.get("task"),
-                    "size": m.get("size", 0),
-                    "last_used": proj.get("synced_at"),
+                    "project": proj.project,
+                    "revision": m.revision,
+                    "commit": m.commit,
+                    "task": m.task,
+                    "size": m.size,
+                    "last_used": proj.synced_at,
                 }
             )
     return rows

@@ -14,8 +14,9 @@ import yaml
 from gpuxbuild.errors import GpuxError, ManifestError, StaleLockError, quote
 from gpuxbuild.fsutil import write_atomic
 from gpuxbuild.project.manifest import MANIFEST_NAME, Manifest, ModelSpec
-from gpuxbuild.registries.base import FileEntry, is_git_commit
+from gpuxbuild.registries.base import is_git_commit
 from gpuxbuild.schemas_io import describe_error, field_path, first_error, load_schema
+from gpuxbuild.store.files import FileEntry
 from gpuxbuild.yaml_io import DuplicateKey, load_yaml
 
 LOCK_NAME = "gpux.lock"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from gpuxbuild.errors import GpuxError, RegistryError
 from gpuxbuild.project.lockfile import Lock, LockedModel, options_of, verify_lock
@@ -18,6 +19,8 @@ from gpuxbuild.project.selection import select_paths
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import PinnedModel
 
+# What `gpux lock` did to one model's pin.
+LockAction = Literal["added", "updated", "removed", "unchanged"]
 RESOLVE_JOBS = 4  # models resolved at once (each fetches its small files with up to 8 requests at a time)
 
 
@@ -26,7 +29,7 @@ class LockChange:
     """What happened to one model's pin."""
 
     name: str
-    action: str  # added | updated | removed | unchanged
+    action: LockAction
     old_commit: str | None = None
     new_commit: str | None = None
     reasons: list[str] = field(default_factory=list)

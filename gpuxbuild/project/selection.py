@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from gpuxbuild.errors import GpuxError
 
 if TYPE_CHECKING:
-    from gpuxbuild.registries.base import FileEntry
+    from gpuxbuild.store.files import FileEntry
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # Weights for other runtimes and frameworks: never needed to export or run ONNX.

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuxbuild.errors import ManifestError, quote
-from gpuxbuild.registries.base import FileEntry, ModelInfo, ModelManager, PinnedModel
+from gpuxbuild.registries.base import ModelInfo, ModelManager, PinnedModel
+from gpuxbuild.store.files import FileEntry
 
 __all__ = ["FileEntry", "ModelInfo", "ModelManager", "PinnedModel", "get_manager", "known_registries", "parse_source"]
 

@@ -14,18 +14,7 @@ from pathlib import Path
 from typing import BinaryIO, ClassVar
 
 from gpuxbuild.hashing import is_hex_digest
-
-
-@dataclass(frozen=True, order=True)
-class FileEntry:
-    """A file of a pinned model: repo-relative POSIX path, sha256 (hex) and size in bytes."""
-
-    path: str
-    sha256: str
-    size: int
-
-    def as_dict(self) -> dict:
-        return {"path": self.path, "sha256": self.sha256, "size": self.size}
+from gpuxbuild.store.files import FileEntry
 
 
 @dataclass

@@ -29,7 +29,8 @@ from gpuxbuild.network import (
     requests_transient,
     url_host,
 )
-from gpuxbuild.registries.base import FileEntry, Listed, ModelInfo, ModelManager, PinnedModel, Progress, is_git_commit
+from gpuxbuild.registries.base import Listed, ModelInfo, ModelManager, PinnedModel, Progress, is_git_commit
+from gpuxbuild.store.files import FileEntry
 
 SMALL_FILE_JOBS = 8  # small files are fetched at resolve time to learn their sha256, in parallel
 MAX_RELATIVE_REDIRECTS = 5  # as a renamed repo's old name answers

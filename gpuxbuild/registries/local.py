@@ -15,7 +15,8 @@ import yaml
 
 from gpuxbuild.errors import GpuxError, RegistryError, quote
 from gpuxbuild.hashing import digest, sha256_file
-from gpuxbuild.registries.base import FileEntry, ModelInfo, ModelManager, PinnedModel, Progress
+from gpuxbuild.registries.base import ModelInfo, ModelManager, PinnedModel, Progress
+from gpuxbuild.store.files import FileEntry
 from gpuxbuild.yaml_io import DuplicateKey, load_yaml
 
 # Folders a model repo never ships but a working copy may contain.

@@ -7,6 +7,7 @@ from pathlib import Path
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.runtime.providers import PROVIDER_ORDER, select_providers
 from gpuxbuild.runtime.session import read_runtime_config
+from gpuxbuild.store.artifacts import ARTIFACT_MANIFEST
 
 # onnxruntime's distributions: one module, several packages.
 FLAVOURS = (
@@ -77,8 +78,8 @@ def _installed(name: str) -> bool:
 
 def _artifact_report(folder: Path, available: list[str], provider: str | None) -> dict:
     entry: dict = {"path": str(folder)}
-    if not (folder / "artifact.json").is_file():
-        entry["error"] = f"{folder} has no artifact.json: not an artifact folder"
+    if not (folder / ARTIFACT_MANIFEST).is_file():
+        entry["error"] = f"{folder} has no {ARTIFACT_MANIFEST}: not an artifact folder"
         return entry
     try:
         cfg = read_runtime_config(folder)

@@ -15,6 +15,7 @@ from gpuxbuild.runtime import generate, tasks
 from gpuxbuild.runtime.inputs import ParsedInputs, parse_inputs
 from gpuxbuild.runtime.providers import ProviderChoice, select_providers
 from gpuxbuild.runtime.tokenize import TextTokenizer
+from gpuxbuild.store.artifacts import ARTIFACT_MANIFEST, ArtifactManifest
 
 _HINT_REBUILD = "rebuild it with gpux build, or point at an artifact folder"
 
@@ -111,13 +112,13 @@ class Model:
 
     def __init__(self, folder: Path, provider: str | None = "auto", device_id: int = 0):
         self.folder = Path(folder)
-        manifest = _read_json(self.folder / "artifact.json", required=True)
-        graphs = manifest.get("graphs")
-        if not isinstance(graphs, dict) or not graphs:
-            raise GpuxError(f"{self.folder / 'artifact.json'} has no 'graphs'", _HINT_REBUILD)
-        self.raw_task = str(manifest.get("task") or "")
+        path = self.folder / ARTIFACT_MANIFEST
+        manifest = ArtifactManifest.from_dict(_read_json(path, required=True))
+        if not manifest.graphs:
+            raise GpuxError(f"{path} has no 'graphs'", _HINT_REBUILD)
+        self.raw_task = str(manifest.task or "")
         self.task = tasks.normalize_task(self.raw_task)
-        self.graphs = {k: str(v) for k, v in graphs.items()}
+        self.graphs = {k: str(v) for k, v in manifest.graphs.items()}
         self.config = _read_json(self.folder / "config.json")
         self.generation_config = _read_json(self.folder / "generation_config.json")
         self.runtime_config = read_runtime_config(self.folder)
@@ -137,7 +138,7 @@ class Model:
         if self.task == "text2text-generation":
             for key in ("encoder", "decoder"):
                 if key not in self.graphs:
-                    raise GpuxError(f"artifact.json graphs lacks '{key}' for a seq2seq model", _HINT_REBUILD)
+                    raise GpuxError(f"{ARTIFACT_MANIFEST} graphs lacks '{key}' for a seq2seq model", _HINT_REBUILD)
         for key, rel in sorted(self.graphs.items()):
             self.sessions[key] = _create_session(self.folder / rel, self.choice)
         self.main = self.sessions.get("model") or self.sessions.get("encoder") or next(iter(self.sessions.values()))

@@ -15,7 +15,8 @@ from gpuxbuild.errors import RegistryError
 from gpuxbuild.store.objects import Store
 
 if TYPE_CHECKING:  # the registries sit above the store: they call fetch(), fetch only uses them
-    from gpuxbuild.registries.base import FileEntry, ModelManager
+    from gpuxbuild.registries.base import ModelManager
+    from gpuxbuild.store.files import FileEntry
 
 DEFAULT_JOBS = 4
 

@@ -1,46 +1,35 @@
-"""What keeps store objects alive, and `gpux cache verify | prune | info`."""
+"""`gpux cache verify | prune | info`.
+
+What the refs keep alive (gpuxbuild.store.refs.live_roots) is an input: this module knows the store's
+objects, artifacts and holds, not what refers to them."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gpuxbuild.fsutil import read_json, remove_tree
+from gpuxbuild.fsutil import remove_tree
 from gpuxbuild.hashing import is_sha256, sha256_file
 from gpuxbuild.store.objects import STALE_TMP_SECONDS, Store
 from gpuxbuild.store.verified import stat_fields
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gpuxbuild.store.refs import LiveRoots
+
 RECENT_BUILD_SECONDS = 7 * 24 * 3600
+# Re-hashes one artifact of the store by build key (hex): (files checked, problems found).
+ArtifactCheck = Callable[[Store, str], tuple[int, list[str]]]
 
 
-def project_records(store: Store) -> list[dict]:
-    """Records that `gpux sync` keeps of each synced project (refs/projects/*.json)."""
-    base = store.root / "refs" / "projects"
-    return [r for p in sorted(base.glob("*.json")) if (r := read_json(p))] if base.is_dir() else []
-
-
-def _pulled(store: Store) -> list[dict]:
-    from gpuxbuild.models.pull import Records
-
-    return Records(store).all()
-
-
-def referenced_artifacts(store: Store) -> set[str]:
-    """Build keys (hex) of artifacts a pulled model or a synced project refers to."""
-    keys = set()
-    for rec in _pulled(store) + [m for p in project_records(store) for m in p.get("models", {}).values()]:
-        art = rec.get("artifact") or {}
-        if art.get("build_key"):
-            keys.add(art["build_key"].removeprefix("sha256:"))
-    return keys
-
-
-def live_artifacts(store: Store, now: float | None = None) -> set[str]:
-    """Referenced artifacts, and those built or used within `RECENT_BUILD_SECONDS`."""
-    keys = referenced_artifacts(store)
+def live_artifacts(store: Store, referenced: frozenset[str], now: float | None = None) -> set[str]:
+    """The `referenced` artifacts (build keys, hex), and those built or used within `RECENT_BUILD_SECONDS`."""
+    keys = set(referenced)
     base = store.root / "artifacts"
     now = now or time.time()
     if base.is_dir():
@@ -48,17 +37,6 @@ def live_artifacts(store: Store, now: float | None = None) -> set[str]:
             if d.is_dir() and now - d.stat().st_mtime < RECENT_BUILD_SECONDS:
                 keys.add(d.name)
     return keys
-
-
-def live_objects(store: Store) -> set[str]:
-    """sha256 of every object a pulled model or a synced project refers to."""
-    live = set()
-    for rec in _pulled(store):
-        live.update(f["sha256"] for f in rec.get("files", []))
-    for proj in project_records(store):
-        for m in proj.get("models", {}).values():
-            live.update(m.get("files", []))
-    return live
 
 
 def held_objects(store: Store, *, clean: bool = True) -> set[str]:
@@ -114,12 +92,16 @@ def tree_size(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
 
 
-def prune(store: Store, *, dry_run: bool = False, partials: bool = False) -> PruneReport:
-    """Remove objects and artifacts nothing refers to, what is quarantined, and stale temp files; with
-    `partials` also every partial download no running command is writing. `dry_run` only reports."""
+def prune(
+    store: Store, roots: Callable[[Store], LiveRoots], *, dry_run: bool = False, partials: bool = False
+) -> PruneReport:
+    """Remove objects and artifacts that neither `roots` (read under the gc lock) nor a running command
+    keeps alive, what is quarantined, and stale temp files; with `partials` also every partial download
+    no running command is writing. `dry_run` only reports."""
     report = PruneReport()
     with store.lock("gc"):  # pulls save their records under it, so none is half-counted
-        live = live_objects(store) | held_objects(store, clean=not dry_run)
+        alive = roots(store)
+        live = alive.objects | held_objects(store, clean=not dry_run)
         for sha, path in store.iter_objects():
             if sha not in live:
                 report.objects.append(sha)
@@ -128,7 +110,7 @@ def prune(store: Store, *, dry_run: bool = False, partials: bool = False) -> Pru
                     with store.lock(f"obj-{sha}"):
                         path.unlink(missing_ok=True)
         arts = store.root / "artifacts"
-        keep = live_artifacts(store)
+        keep = live_artifacts(store, alive.artifacts)
         if arts.is_dir():
             for d in sorted(arts.iterdir()):
                 if d.name not in keep:
@@ -183,17 +165,16 @@ def _rehash(path: Path) -> tuple[os.stat_result, str] | None:
         return None
 
 
-def verify(store: Store, *, fix: bool = False, jobs: int | None = None) -> VerifyReport:
+def verify(store: Store, check_artifact: ArtifactCheck, *, fix: bool = False, jobs: int | None = None) -> VerifyReport:
     """Re-hash every object (and every artifact file) and report those whose bytes do not match their name.
 
     The same checks as before a build or a sync (`Store.check_object`, `check_artifact`), but hashing every
     file whatever its stat; intact files get their stat recorded, so those checks trust them again. `fix`
     moves what is corrupt to quarantine/, so it is fetched or built again. Files are hashed `jobs` at a time
     (default: one per CPU, at most 8): hashlib releases the GIL, so a large store is checked at the speed
-    of the disk rather than of one core.
+    of the disk rather than of one core. `check_artifact(store, key)` re-hashes one artifact (the build
+    layer knows what an artifact holds).
     """
-    from gpuxbuild.build.artifact import artifact_path, check_artifact
-
     report = VerifyReport(fixed=fix)
     objects = list(store.iter_objects())
     with ThreadPoolExecutor(max_workers=jobs or min(8, os.cpu_count() or 1)) as pool:
@@ -212,18 +193,17 @@ def verify(store: Store, *, fix: bool = False, jobs: int | None = None) -> Verif
                 store.quarantine("objects", path)
         arts = store.root / "artifacts"
         keys = sorted(d.name for d in arts.iterdir()) if arts.is_dir() else []
-        for key, (_, problems) in zip(keys, pool.map(lambda k: check_artifact(store, k, rehash=True), keys)):
-            manifest = read_json(artifact_path(store, key) / "artifact.json") or {}
-            report.checked += len(manifest.get("files", [])) if isinstance(manifest, dict) else 0
+        for key, (checked, problems) in zip(keys, pool.map(lambda k: check_artifact(store, k), keys)):
+            report.checked += checked
             if problems:
                 report.bad_artifacts.append({"artifact": key, "problems": problems})
                 if fix:
-                    store.quarantine("artifacts", artifact_path(store, key))
+                    store.quarantine("artifacts", arts / key)
     return report
 
 
-def info(store: Store) -> dict:
-    """Size, object and artifact counts, and hit/miss counters of the store."""
+def info(store: Store, roots: LiveRoots) -> dict:
+    """Size, object and artifact counts, and hit/miss counters of the store; `roots` counts its refs."""
     n_obj = size_obj = 0
     for _, p in store.iter_objects():
         n_obj += 1
@@ -236,7 +216,7 @@ def info(store: Store) -> dict:
         "objects_bytes": size_obj,
         "artifacts": len(art_dirs),
         "artifacts_bytes": sum(tree_size(d) for d in art_dirs),
-        "pulled_models": len(_pulled(store)),
-        "synced_projects": len(project_records(store)),
+        "pulled_models": roots.pulled_models,
+        "synced_projects": roots.synced_projects,
         "counters": store.load_counters(),
     }

@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+from gpuxbuild.records import Record
+
 
 def stat_fields(st: os.stat_result) -> list[int]:
     """[size, mtime_ns, ctime_ns, inode]: what a verified file's record keeps. Any write changes the ctime,
@@ -21,13 +23,32 @@ def verified_path(store_root: Path, kind: str, name: str) -> Path:
     return store_root / "index" / "verified" / kind / name[:2] / name
 
 
-def verified_artifact_files(store_root: Path, build_key: str | None) -> dict:
-    """{path: stat fields} of the store's artifact `build_key` as last verified ({} if unknown)."""
-    if not build_key:
-        return {}
-    try:
-        data = json.loads(verified_path(store_root, "artifacts", build_key.removeprefix("sha256:")).read_bytes())
-    except (OSError, ValueError):
-        return {}
-    files = data.get("files") if isinstance(data, dict) else None
-    return files if isinstance(files, dict) else {}
+class VerifiedArtifact(Record):
+    """An artifact's verified record: its digest and {path: stat fields} of its files when last hashed."""
+
+    __slots__ = ("digest", "files")
+
+    def __init__(self, digest: str | None, files: dict[str, list[int]]):
+        self.digest, self.files = digest, files
+
+    @classmethod
+    def from_dict(cls, data: object) -> VerifiedArtifact:
+        """The record in `data`; what is not a record's shape reads as unknown (so the files are hashed)."""
+        if not isinstance(data, dict):
+            return cls(None, {})
+        files = data.get("files")
+        return cls(data.get("digest"), files if isinstance(files, dict) else {})
+
+    def as_dict(self) -> dict[str, object]:
+        return {"digest": self.digest, "files": self.files}
+
+
+def read_verified_artifact(store_root: Path, build_key: str | None) -> VerifiedArtifact:
+    """The verified record of the store's artifact `build_key` (hex or `sha256:`); empty if unknown or unreadable."""
+    data = None
+    if build_key:
+        try:
+            data = json.loads(verified_path(store_root, "artifacts", build_key.removeprefix("sha256:")).read_bytes())
+        except (OSError, ValueError):
+            pass
+    return VerifiedArtifact.from_dict(data)

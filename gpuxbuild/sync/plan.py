@@ -1,57 +1,47 @@
-"""`gpux sync`: make a project's model folder mirror gpux.lock exactly (docs/sync.md).
+"""The sync plan (docs/sync.md): what `gpux sync` will do to make a project's model folder mirror gpux.lock.
 
 `plan_sync` compares the lock with what the target holds (per model: add, update, remove or unchanged,
-with the reasons), `execute` carries the plan out. The target keeps a record of what sync placed
-(gpuxbuild.sync.record), so a no-op sync only stats files, a changed or deleted file is restored, and
-nothing sync did not place is ever deleted. Each model folder is prepared beside the old one and swapped
-in by an atomic rename, so a sync killed at any moment leaves every model either fully old or fully new.
+with the reasons), as plain data; gpuxbuild.sync.execute carries the plan out. The target keeps a record
+of what sync placed (gpuxbuild.sync.record), so a no-op sync only stats files, a changed or deleted file
+is restored, and nothing sync did not place is ever deleted.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import re
-import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
-from gpuxbuild.errors import GpuxError
-from gpuxbuild.fsutil import fsync_dir, read_json, remove_tree, write_atomic
 from gpuxbuild.hashing import digest, sha256_bytes
-from gpuxbuild.store.linker import Linker
-from gpuxbuild.store.objects import Store
 from gpuxbuild.sync.record import (
-    DEFAULT_TARGET,
-    FAST_PATH_MAX_AGE,
     OLD_PREFIX,
     OWN_FILES,
-    RECORD_NAME,
     TMP_PREFIX,
+    FileStat,
+    ModelInputs,
+    PlacedModel,
+    SyncRecord,
     check_files,
-    fingerprint,
-    noop_state,
-    project_id,
-    project_record_path,
     read_record,
-    stat_record,
     summary_line,
     user_files,
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from gpuxbuild.project.lockfile import Lock, LockedModel
     from gpuxbuild.project.manifest import Manifest
+    from gpuxbuild.store.objects import Store
 
-ARTIFACT_MANIFEST = "artifact.json"  # = gpuxbuild.build.artifact.ARTIFACT_MANIFEST, imported lazily
-Event = Callable[[str, str], None]  # (model name, what is happening)
-
-
-# ------------------------------------------------------------------------------------------ plan
+ARTIFACT_MANIFEST = "artifact.json"  # = gpuxbuild.store.artifacts.ARTIFACT_MANIFEST, imported lazily
+# What `gpux sync` does to one model folder (= the actions of gpuxbuild.sync.record.ACTIONS, which the no-op
+# path uses without importing typing).
+SyncAction = Literal["add", "update", "remove", "unchanged"]
+SYNC_ACTIONS: tuple[SyncAction, ...] = get_args(SyncAction)
+# Where a placed artifact comes from: reused from the store, or built first.
+ArtifactSource = Literal["store", "build"]
 
 
 @dataclass
@@ -59,15 +49,15 @@ class ModelAction:
     """What sync will do to one model folder, and why."""
 
     name: str
-    action: str  # add | update | remove | unchanged
+    action: SyncAction
     reasons: list[str] = field(default_factory=list)
     commit: str | None = None
     build_key: str | None = None
     digest: str | None = None  # artifact digest when known before executing
-    artifact: str | None = None  # "store" (reused) | "build" (to build) | None for removals
+    artifact: ArtifactSource | None = None  # None for removals and unchanged models
     user_files: list[str] = field(default_factory=list)  # files in the folder that sync did not place
     conflict: str | None = None  # why the folder cannot be replaced (it is not sync's)
-    refresh: dict = field(default_factory=dict)  # path -> new stat record, for files re-hashed and found intact
+    refresh: dict[str, FileStat] = field(default_factory=dict)  # new stats of files re-hashed and found intact
 
     def as_dict(self) -> dict:
         return {
@@ -94,12 +84,12 @@ class SyncPlan:
     user_files: list[str] = field(default_factory=list)  # target entries outside any model folder
     leftovers: list[str] = field(default_factory=list)  # staging folders of killed syncs
     lock_changes: list = field(default_factory=list)  # resolver LockChange list when the lock was re-locked
-    record: dict = field(default_factory=dict)
+    record: SyncRecord = field(default_factory=SyncRecord)
     manifest: Manifest | None = (
         None  # the Manifest the lock was checked against (None: --frozen); grants security options
     )
 
-    def count(self, action: str) -> int:
+    def count(self, action: SyncAction) -> int:
         return sum(m.action == action for m in self.models)
 
     @property
@@ -107,7 +97,7 @@ class SyncPlan:
         return any(m.action != "unchanged" for m in self.models)
 
     def summary(self) -> str:
-        return summary_line({a: self.count(a) for a in ("add", "update", "remove", "unchanged")})
+        return summary_line({a: self.count(a) for a in SYNC_ACTIONS})
 
     def as_dict(self) -> dict:
         return {
@@ -116,57 +106,60 @@ class SyncPlan:
             "user_files": self.user_files,
             "leftovers": self.leftovers,
             "relocked": [c.as_dict() for c in self.lock_changes if c.action != "unchanged"],
-            "summary": {a: self.count(a) for a in ("add", "update", "remove", "unchanged")},
+            "summary": {a: self.count(a) for a in SYNC_ACTIONS},
         }
 
 
-def adopted_record(folder: Path) -> dict | None:
+def adopted_record(folder: Path) -> PlacedModel | None:
     """A record for a model folder that has an artifact.json but no record entry (the record was lost).
 
     The files artifact.json lists are gpuxbuild's; the stat fields are unknown, so every file is re-hashed.
     """
+    from gpuxbuild.store.artifacts import ArtifactManifest
+
     try:
         data = (folder / ARTIFACT_MANIFEST).read_bytes()
-        manifest = json.loads(data)
-        files = {f["path"]: {"sha256": f["sha256"], "size": f["size"]} for f in manifest["files"]}
-    except (OSError, ValueError, KeyError, TypeError):
+        manifest = ArtifactManifest.from_dict(json.loads(data))
+        files = {f.path: FileStat(f.sha256, f.size) for f in manifest.listed()}
+    except (OSError, ValueError):
         return None
-    files[ARTIFACT_MANIFEST] = {"sha256": sha256_bytes(data), "size": len(data)}
-    return {"build_key": manifest.get("build_key"), "digest": "sha256:" + sha256_bytes(data), "files": files}
+    files[ARTIFACT_MANIFEST] = FileStat(sha256_bytes(data), len(data))
+    return PlacedModel(manifest.build_key, "sha256:" + sha256_bytes(data), files)
 
 
-def _inputs(entry: LockedModel) -> dict:
+def record_inputs(entry: LockedModel) -> ModelInputs:
     """What the record keeps of a lock entry, to say why a model's artifact changed."""
-    return {
-        "commit": entry.commit,
-        "options": digest(entry.options),
-        "sources": digest([f.as_dict() for f in sorted(entry.files)]),
-        "task": entry.task,
-    }
+    return ModelInputs(
+        commit=entry.commit,
+        options=digest(entry.options),
+        sources=digest([f.as_dict() for f in sorted(entry.files)]),
+        task=entry.task,
+    )
 
 
-def _why_changed(old: dict, entry: LockedModel) -> list[str]:
-    new = _inputs(entry)
+def _why_changed(old: ModelInputs | None, entry: LockedModel) -> list[str]:
+    old = old or ModelInputs(None, None, None, None)
+    new = record_inputs(entry)
     reasons = []
-    if old.get("commit") != new["commit"]:
-        reasons.append(f"commit {str(old.get('commit'))[:12]} -> {new['commit'][:12]}")
-    if old.get("options") != new["options"]:
+    if old.commit != new.commit:
+        reasons.append(f"commit {str(old.commit)[:12]} -> {str(new.commit)[:12]}")
+    if old.options != new.options:
         reasons.append("options changed")
-    if old.get("sources") != new["sources"] and old.get("commit") == new["commit"]:
+    if old.sources != new.sources and old.commit == new.commit:
         reasons.append("source files changed")
-    if old.get("task") != new["task"]:
-        reasons.append(f"task {old.get('task')} -> {new['task']}")
+    if old.task != new.task:
+        reasons.append(f"task {old.task} -> {new.task}")
     return reasons or ["toolchain changed"]
 
 
 def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan:
     """Compare `lock` with what `target` holds; reads and stats, changes nothing."""
-    from gpuxbuild.build.artifact import artifact_digest, artifact_path
     from gpuxbuild.build.pipeline import job_from_lock
+    from gpuxbuild.store.artifacts import artifact_digest, artifact_path
 
     record = read_record(target)
-    record.pop("fast", None)  # whatever execute changes invalidates the fast-path memo
-    placed = record["models"]
+    record.fast = None  # whatever execute changes invalidates the fast-path memo
+    placed = record.models
     plan = SyncPlan(project=project, target=target, lock=lock, models=[], record=record)
     entries = {e.name: e for e in os.scandir(target)} if target.is_dir() else {}
     for name, entry in sorted(lock.models.items()):
@@ -182,25 +175,23 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
                 act.conflict = f"{name}/ exists and was not placed by gpux sync"
                 act.user_files = [f"{name}/{p}" for p in user_files(folder, set())]
             else:
-                placed[name] = rec | {"inputs": _inputs(entry)}  # kept (with fresh stats) if it proves intact
+                placed[name] = rec.replace(inputs=record_inputs(entry))  # kept (with fresh stats) if it proves intact
         store_art = artifact_path(store, key)
         if rec is None:
             act.action, act.reasons = "add", ["new in lock"]
-        elif rec.get("build_key") != key:
+        elif rec.build_key != key:
             act.action = "update"
             act.reasons = (
-                ["not in the sync record, a different artifact"]
-                if adopted
-                else _why_changed(rec.get("inputs") or {}, entry)
+                ["not in the sync record, a different artifact"] if adopted else _why_changed(rec.inputs, entry)
             )
         else:
             # An adopted folder's files are all re-hashed, so that the record gets their stats.
-            drifted, act.refresh = check_files(folder, rec["files"], None if adopted else store.root, key)
+            drifted, act.refresh = check_files(folder, rec.files, None if adopted else store.root, key)
             if drifted:
                 act.action, act.reasons = "update", ["files drifted: " + ", ".join(drifted)]
-            act.digest = rec.get("digest")
+            act.digest = rec.digest
         if name in entries and entries[name].is_dir(follow_symlinks=False):
-            managed = set(rec["files"]) if rec else set()
+            managed = set(rec.files) if rec else set()
             act.user_files = act.user_files or [f"{name}/{p}" for p in user_files(folder, managed)]
         if act.action != "unchanged":
             in_store = (store_art / ARTIFACT_MANIFEST).is_file()
@@ -212,15 +203,15 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
         plan.models.append(act)
     for name in sorted(set(placed) - set(lock.models)):
         folder = target / name
-        user = [f"{name}/{p}" for p in user_files(folder, set(placed[name]["files"]))] if folder.is_dir() else []
+        user = [f"{name}/{p}" for p in user_files(folder, set(placed[name].files))] if folder.is_dir() else []
         plan.models.append(
             ModelAction(
                 name,
                 "remove",
                 ["no longer locked"],
-                commit=(placed[name].get("inputs") or {}).get("commit"),
-                build_key=placed[name].get("build_key"),
-                digest=placed[name].get("digest"),
+                commit=placed[name].inputs.commit if placed[name].inputs else None,
+                build_key=placed[name].build_key,
+                digest=placed[name].digest,
                 user_files=user,
             )
         )
@@ -230,429 +221,3 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
         elif n not in lock.models and n not in placed and n not in OWN_FILES:
             plan.user_files.append(n + ("/" if e.is_dir(follow_symlinks=False) else ""))
     return plan
-
-
-# ------------------------------------------------------------------------------------- placement
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE). False where unsupported."""
-    import ctypes
-
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), str(a))
-
-
-def _write_record(target: Path, record: dict) -> None:
-    write_atomic(target / RECORD_NAME, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode("utf-8"))
-
-
-# --------------------------------------------------------------------------------------- execute
-
-
-@dataclass
-class SyncResult:
-    """What `execute` did: the plan, artifact and source counters, and how files were placed."""
-
-    plan: SyncPlan
-    reused: int = 0
-    built: int = 0
-    sources_downloaded: int = 0
-    bytes_downloaded: int = 0
-    sources_copied: int = 0  # from local folders (path: models)
-    bytes_copied: int = 0
-    link_modes: list[str] = field(default_factory=list)
-    digests: dict[str, str] = field(default_factory=dict)  # model -> artifact digest now in the target
-    lock_written: bool = False
-    dry_run: bool = False
-
-    def as_dict(self) -> dict:
-        return {
-            **self.plan.as_dict(),
-            "dry_run": self.dry_run,
-            "cache": {
-                "artifacts_reused": self.reused,
-                "artifacts_built": self.built,
-                "sources_downloaded": self.sources_downloaded,
-                "bytes_downloaded": self.bytes_downloaded,
-                "sources_copied": self.sources_copied,
-                "bytes_copied": self.bytes_copied,
-            },
-            "link_modes": self.link_modes,
-            "digests": self.digests,
-            "lock_written": self.lock_written,
-        }
-
-
-def _ensure_artifacts(
-    plan: SyncPlan, store: Store, *, offline: bool, on_event: Event, res: SyncResult
-) -> dict[str, Path]:
-    """Every artifact the plan places, from the store or built; one error naming every model that failed."""
-    from gpuxbuild.build.artifact import artifact_digest, artifact_path, verified_artifact
-    from gpuxbuild.build.pipeline import build_many, job_from_lock
-
-    placed = [act for act in plan.models if act.action in ("add", "update")]
-    missing = []
-    for act in placed:
-        dest = artifact_path(store, act.build_key)
-        if verified_artifact(store, act.build_key) is not None:  # a corrupt one is quarantined and built again
-            res.reused += 1
-            os.utime(dest)  # a recent use keeps it from `cache prune`
-        else:
-            on_event(act.name, "building")
-            missing.append(act)
-    # Missing artifacts are built together: in parallel, with export workers shared between models.
-    results = build_many(
-        [job_from_lock(plan.lock.models[act.name], plan.manifest) for act in missing],
-        store=store,
-        project=plan.project,
-        offline=offline,
-        on_stage=on_event,
-    )
-    failures = [(r.name, r.exception) for r in results if r.status == "failed"]
-    res.built += sum(r.status == "built" for r in results)
-    res.reused += sum(r.status == "cached" for r in results)
-    failed = {name for name, _ in failures}
-    paths = {}
-    for act in placed:
-        if act.name not in failed:
-            dest = artifact_path(store, act.build_key)
-            act.digest = artifact_digest(dest)
-            paths[act.name] = dest
-    res.sources_downloaded, res.bytes_downloaded = store.stats.downloaded, store.stats.bytes_downloaded
-    res.sources_copied, res.bytes_copied = store.stats.copied, store.stats.bytes_copied
-    if failures:
-        raise _build_failure(failures)
-    return paths
-
-
-def _build_failure(failures: list[tuple[str, GpuxError]]) -> GpuxError:
-    """One error for all models that could not be built; models that miss an extra are named together."""
-    from gpuxbuild.errors import MissingExtraError
-
-    missing = [(n, e) for n, e in failures if isinstance(e, MissingExtraError)]
-    if missing:
-        found = re.search(r"the '([\w-]+)' extra", missing[0][1].message)
-        names = ", ".join(n for n, _ in missing)
-        exc = MissingExtraError(
-            found.group(1) if found else "convert", f"syncing {names} (not in the store, so they must be built)"
-        )
-        exc.hint += "; or build them where it is installed and share the store (GPUX_HOME)"
-        return exc
-    name, exc = failures[0]
-    more = f" (also failed: {', '.join(n for n, _ in failures[1:])})" if len(failures) > 1 else ""
-    msg = (
-        exc.message if exc.message.startswith("model ") else f"model {name!r}: {exc.message.removeprefix(name + ': ')}"
-    )
-    return GpuxError(msg + more, exc.hint, exit_code=exc.exit_code)
-
-
-def _check_recorded_digests(plan: SyncPlan) -> None:
-    """An artifact recorded in gpux.lock with the same build key must have the same digest: nothing else is placed,
-    and the lock is not rewritten."""
-    from gpuxbuild.build.artifact import not_reproducible
-
-    for act in plan.models:
-        entry = plan.lock.models.get(act.name)
-        art = entry.artifact if entry else None
-        if act.action == "remove" or not art or art.get("build_key") != act.build_key or not act.digest:
-            continue
-        if art.get("digest") != act.digest:
-            raise not_reproducible(act.name, act.digest, art.get("digest", ""))
-
-
-def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, record: dict, store: Store) -> None:
-    """Prepare the model's new folder beside the old, record it, then swap it in atomically."""
-    target = plan.target
-    folder = target / act.name
-    tmp = target / f"{TMP_PREFIX}{act.name}-{uuid.uuid4().hex[:12]}"
-    manifest = json.loads((src / ARTIFACT_MANIFEST).read_bytes())
-    files = {f["path"]: f["sha256"] for f in manifest["files"]}
-    files[ARTIFACT_MANIFEST] = act.digest.removeprefix("sha256:")
-    tmp.mkdir()
-    try:
-        stats = _prepare(tmp, src, files, folder, act, linker, store)
-    except BaseException:
-        remove_tree(tmp, ignore_errors=True)
-        raise
-    entry = plan.lock.models[act.name]
-    record["models"][act.name] = {
-        "build_key": act.build_key,
-        "digest": act.digest,
-        "files": stats,
-        "inputs": _inputs(entry),
-    }
-    # Recorded before the swap: a kill in between leaves an old folder whose stats do not match, which the
-    # next sync re-hashes and restores.
-    _write_record(target, record)
-    if folder.exists() or folder.is_symlink():
-        if not _exchange(tmp, folder):
-            old = target / f"{OLD_PREFIX}{act.name}-{uuid.uuid4().hex[:12]}"
-            os.rename(folder, old)
-            os.rename(tmp, folder)
-            tmp = old
-        fsync_dir(target)
-        remove_tree(tmp, ignore_errors=True)
-    else:
-        os.rename(tmp, folder)
-        fsync_dir(target)
-
-
-def _prepare(
-    tmp: Path, src: Path, files: dict[str, str], folder: Path, act: ModelAction, linker: Linker, store: Store
-) -> dict:
-    """Fill the staging folder: the artifact's files, plus the user's files of the old folder; return stat records."""
-    from gpuxbuild.build.artifact import refresh_verified
-
-    stats, linked = {}, {}
-    for rel, sha in sorted(files.items()):
-        dst = tmp / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        before = os.stat(src / rel)
-        linker.place(src / rel, dst)
-        linked[rel] = before, os.lstat(dst)
-        stats[rel] = stat_record(sha, linked[rel][1])
-    refresh_verified(store, act.build_key, linked)
-    for rel in act.user_files:
-        # A user's file in the old folder lives on in the new one: a second link, so a kill loses nothing.
-        inner = rel.split("/", 1)[1]
-        if inner in files:
-            raise GpuxError(
-                f"{rel} is your file, but the new artifact of {act.name!r} has a file there",
-                "move your file elsewhere and sync again",
-            )
-        (tmp / inner).parent.mkdir(parents=True, exist_ok=True)
-        os.link(folder / inner, tmp / inner, follow_symlinks=False)
-    fsync_dir(tmp)
-    return stats
-
-
-def _remove(plan: SyncPlan, act: ModelAction, record: dict) -> None:
-    """Remove what sync placed for a model; a user's files stay where they are."""
-    folder = plan.target / act.name
-    rec = record["models"][act.name]
-    if folder.is_dir() and not act.user_files:
-        old = plan.target / f"{OLD_PREFIX}{act.name}-{uuid.uuid4().hex[:12]}"
-        os.rename(folder, old)
-        remove_tree(old, ignore_errors=True)
-    elif folder.is_dir():
-        for rel in rec["files"]:
-            p = folder / rel
-            if p.is_file() or p.is_symlink():
-                p.unlink()
-        for dirpath, _, _ in sorted(os.walk(folder), key=lambda w: -len(w[0])):
-            if dirpath != str(folder) and not os.listdir(dirpath):
-                os.rmdir(dirpath)
-    del record["models"][act.name]
-    _write_record(plan.target, record)
-
-
-def _project_record(plan: SyncPlan, store: Store, digests: dict[str, str]) -> None:
-    """refs/projects/<sha256 of the project path>.json: what `cache prune` and `ls` must keep for this project."""
-    models = {}
-    for name, entry in sorted(plan.lock.models.items()):
-        act = next(a for a in plan.models if a.name == name)
-        models[name] = {
-            "commit": entry.commit,
-            "revision": entry.revision,
-            "task": entry.task,
-            "size": entry.size,
-            "files": sorted({f.sha256 for f in entry.files}),
-            "artifact": {"digest": digests.get(name), "build_key": act.build_key},
-        }
-    project = str(plan.project.resolve())
-    doc = {"project": project, "synced_at": int(time.time()), "models": models}
-    path = project_record_path(store.root, plan.project)
-    old = read_json(path)
-    if old and old.get("models") == models and time.time() - old.get("synced_at", 0) < FAST_PATH_MAX_AGE / 2:
-        return  # nothing changed since a recent sync: spare the write
-    write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-
-
-def execute(
-    plan: SyncPlan,
-    *,
-    store: Store,
-    link_mode: str = "auto",
-    offline: bool = False,
-    on_event: Event | None = None,
-) -> SyncResult:
-    """Carry out a plan: artifacts from the store (built when missing), then each model swapped in atomically.
-
-    Nothing in the target changes until every artifact the plan needs is available. Must run under
-    `project_lock` (as `sync` does) so two syncs of one project do not interleave.
-    """
-    on_event = on_event or (lambda n, s: None)
-    res = SyncResult(plan)
-    linker = Linker(link_mode)
-    conflicts = [a.conflict for a in plan.models if a.conflict and a.action != "unchanged"]
-    if conflicts:
-        raise GpuxError(
-            f"refusing to replace {plan.target.name}/{conflicts[0]}", "move that folder away and sync again"
-        )
-    sources = _ensure_artifacts(plan, store, offline=offline, on_event=on_event, res=res)
-    _check_recorded_digests(plan)
-    target = plan.target
-    new_target = not target.is_dir()
-    target.mkdir(parents=True, exist_ok=True)
-    if new_target:
-        (target / ".gitignore").write_text("# Written by gpux sync: these models come from gpux.lock.\n*\n")
-    for name in plan.leftovers:
-        remove_tree(target / name, ignore_errors=True)
-    record = plan.record
-    record_dirty = False
-    for act in plan.models:
-        if act.action in ("add", "update"):
-            on_event(act.name, "placing")
-            _materialize(plan, act, sources[act.name], linker, record, store)
-        elif act.action == "remove":
-            _remove(plan, act, record)
-        elif act.refresh:
-            record["models"][act.name]["files"].update(act.refresh)
-            record_dirty = True
-        if act.name in record["models"]:
-            res.digests[act.name] = record["models"][act.name]["digest"]
-    if record_dirty or (new_target and not plan.models):
-        _write_record(target, record)
-    res.link_modes = sorted(linker.used)
-    _project_record(plan, store, res.digests)
-    store.save_counters(builds=res.built, build_hits=res.reused)
-    return res
-
-
-# ------------------------------------------------------------------------------------- the command
-
-
-def project_lock(store: Store, project: Path):
-    """The inter-process lock that serializes syncs (and their re-locks) of one project."""
-    return store.lock(f"project-{project_id(project)}")
-
-
-def sync(
-    project: Path,
-    *,
-    target: Path | None = None,
-    locked: bool = False,
-    frozen: bool = False,
-    offline: bool = False,
-    dry_run: bool = False,
-    link_mode: str = "auto",
-    store: Store | None = None,
-    on_event: Event | None = None,
-) -> SyncResult:
-    """`gpux sync`: check or re-lock gpux.lock (as uv does), plan, and unless `dry_run` execute the plan."""
-    if locked and frozen:
-        raise GpuxError(
-            "--locked and --frozen exclude each other", "--frozen skips the check that --locked makes", exit_code=2
-        )
-    Linker(link_mode)  # reject a bad mode before any work
-    store = store or Store()
-    project = project.resolve()
-    target = (target or project / DEFAULT_TARGET).resolve()
-    state = noop_state(project, target, store.root, frozen=frozen)
-    if state is not None:
-        return _noop_result(project, target, state, dry_run=dry_run)
-    with project_lock(store, project):
-        res = _full_sync(
-            project,
-            target,
-            store,
-            locked=locked,
-            frozen=frozen,
-            offline=offline,
-            dry_run=dry_run,
-            link_mode=link_mode,
-            on_event=on_event,
-        )
-        if not dry_run:
-            record = read_record(target)
-            record["fast"] = fingerprint(project, frozen)
-            _write_record(target, record)
-        return res
-
-
-def _noop_result(project: Path, target: Path, state: dict, *, dry_run: bool) -> SyncResult:
-    """The result of a sync that `noop_state` found to have nothing to do."""
-    models = [
-        ModelAction(
-            m["name"],
-            "unchanged",
-            commit=m["commit"],
-            build_key=m["build_key"],
-            digest=m["digest"],
-            user_files=m["user_files"],
-        )
-        for m in state["models"]
-    ]
-    plan = SyncPlan(project=project, target=target, lock=None, models=models, user_files=state["user_files"])
-    return SyncResult(plan, digests={m.name: m.digest for m in models}, dry_run=dry_run)
-
-
-def _full_sync(
-    project: Path,
-    target: Path,
-    store: Store,
-    *,
-    locked: bool,
-    frozen: bool,
-    offline: bool,
-    dry_run: bool,
-    link_mode: str,
-    on_event: Event | None,
-) -> SyncResult:
-    from gpuxbuild.project.lockfile import check_lock, lock_path, read_lock, staleness, verify_lock, write_lock
-
-    lock = read_lock(lock_path(project))
-    changes, manifest = [], None
-    if frozen:
-        if lock is None:
-            raise GpuxError(f"--frozen: no gpux.lock in {project}", "run `gpux lock` first, or drop --frozen")
-        verify_lock(None, lock, project)
-    else:
-        from gpuxbuild.project.manifest import MANIFEST_NAME, load_manifest
-
-        manifest = load_manifest(project / MANIFEST_NAME)
-        if locked:
-            check_lock(manifest, lock)
-        elif staleness(manifest, lock):
-            from gpuxbuild.project.resolver import plan_lock
-
-            lock_plan = plan_lock(manifest, lock, store=store, offline=offline)
-            lock, changes = lock_plan.lock, lock_plan.changes
-    plan = plan_sync(project, lock, target, store)
-    plan.lock_changes, plan.manifest = changes, manifest
-    if dry_run:
-        return SyncResult(plan, dry_run=True)
-    lock_written = bool(changes) and write_lock(lock_path(project), lock)
-    res = execute(plan, store=store, link_mode=link_mode, offline=offline, on_event=on_event)
-    res.lock_written = lock_written
-    if not (locked or frozen):
-        res.lock_written |= _record_artifacts(project, lock, res)
-    return res
-
-
-def _record_artifacts(project: Path, lock: Lock, res: SyncResult) -> bool:
-    """Write each synced artifact's digest into its gpux.lock entry (only where it changed)."""
-    from gpuxbuild.build.pipeline import job_from_lock
-    from gpuxbuild.project.lockfile import lock_path, write_lock
-
-    acts = {a.name: a for a in res.plan.models}
-    changed = False
-    for name, entry in lock.models.items():
-        digest_now = res.digests.get(name)
-        if not digest_now:
-            continue
-        rec = {"digest": digest_now, "build_key": acts[name].build_key, "toolchain": job_from_lock(entry).toolchain}
-        if entry.artifact != rec:
-            entry.artifact = rec
-            changed = True
-    return changed and write_lock(lock_path(project), lock)

@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 
 from gpuxbuild.hashing import sha256_bytes, sha256_file
-from gpuxbuild.store.verified import stat_fields, verified_artifact_files
+from gpuxbuild.records import Record
+from gpuxbuild.store.refs import ProjectRecord, project_record_path
+from gpuxbuild.store.verified import read_verified_artifact, stat_fields
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (gpuxbuild.records says why)
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_TARGET = Path(".gpux") / "models"
 RECORD_NAME = ".gpux-sync.json"
@@ -37,34 +43,162 @@ FAST_PATH_MAX_AGE = 3600
 # What a complete sync checked of the lock before it took its fingerprint; a fingerprint taken by a sync that
 # checked less (before lock entries were verified field by field) is not trusted.
 LOCK_CHECKS = 2
+# The sync actions (gpuxbuild.sync.plan.SyncAction; a copy: typing is not imported here) and their past tense.
 ACTIONS = (("add", "added"), ("update", "updated"), ("remove", "removed"), ("unchanged", "unchanged"))
 
 
-def read_record(target: Path) -> dict:
-    """The target's record of what sync placed: {"version", "models": {name: {...}}, "fast": ...}."""
+class FileStat(Record):
+    """A placed file's record entry: its hash and the stat fields trusted to mean it is unchanged (unknown
+    for a folder adopted from its artifact.json, until its files are re-hashed)."""
+
+    __slots__ = ("ctime_ns", "ino", "mtime_ns", "sha256", "size")
+
+    def __init__(
+        self,
+        sha256: str,
+        size: int,
+        mtime_ns: int | None = None,
+        ctime_ns: int | None = None,
+        ino: int | None = None,
+    ):
+        self.sha256, self.size, self.mtime_ns, self.ctime_ns, self.ino = sha256, size, mtime_ns, ctime_ns, ino
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FileStat:
+        return cls(data["sha256"], data["size"], data.get("mtime_ns"), data.get("ctime_ns"), data.get("ino"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self._fields().items() if v is not None}
+
+
+class ModelInputs(Record):
+    """What a sync record keeps of a model's lock entry, to say why its artifact changed: its commit, the
+    digests of its options and of its source files, its task."""
+
+    __slots__ = ("commit", "options", "sources", "task")
+
+    def __init__(self, commit: str | None, options: str | None, sources: str | None, task: str | None):
+        self.commit, self.options, self.sources, self.task = commit, options, sources, task
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> ModelInputs | None:
+        if data is None:
+            return None
+        return cls(data.get("commit"), data.get("options"), data.get("sources"), data.get("task"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return self._fields()
+
+
+class PlacedModel(Record):
+    """What sync placed in one model folder: the artifact (build key, digest) and every file's stat."""
+
+    __slots__ = ("build_key", "digest", "files", "inputs")
+
+    def __init__(
+        self,
+        build_key: str | None,
+        digest: str | None,
+        files: dict[str, FileStat],
+        inputs: ModelInputs | None = None,
+    ):
+        self.build_key, self.digest, self.files, self.inputs = build_key, digest, files, inputs
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PlacedModel:
+        return cls(
+            data.get("build_key"),
+            data.get("digest"),
+            {rel: FileStat.from_dict(f) for rel, f in data["files"].items()},
+            ModelInputs.from_dict(data.get("inputs")),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "build_key": self.build_key,
+            "digest": self.digest,
+            "files": {rel: f.as_dict() for rel, f in self.files.items()},
+        }
+        if self.inputs is not None:
+            out["inputs"] = self.inputs.as_dict()
+        return out
+
+
+class Fingerprint(Record):
+    """What a no-op sync's result depends on besides the target (see `fingerprint`): sha256 of gpux.lock and
+    of gpux.models.yml (None with --frozen), the toolchain's installed distributions, and the
+    `LOCK_CHECKS` of the sync that took it."""
+
+    __slots__ = ("checks", "lock", "manifest", "tools")
+
+    def __init__(self, lock: str | None, manifest: str | None, tools: list[str] | None, checks: int | None):
+        self.lock, self.manifest, self.tools, self.checks = lock, manifest, tools, checks
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Fingerprint:
+        return cls(data.get("lock"), data.get("manifest"), data.get("tools"), data.get("checks"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return self._fields()
+
+
+class SyncRecord(Record):
+    """`.gpux-sync.json`: what sync placed per model, and the fingerprint of the last complete sync."""
+
+    __slots__ = ("fast", "models", "version")
+
+    def __init__(
+        self,
+        models: dict[str, PlacedModel] | None = None,
+        fast: Fingerprint | None = None,
+        version: int = RECORD_VERSION,
+    ):
+        self.models = {} if models is None else models
+        self.fast, self.version = fast, version
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SyncRecord:
+        fast = data.get("fast")
+        return cls(
+            {name: PlacedModel.from_dict(m) for name, m in data["models"].items()},
+            Fingerprint.from_dict(fast) if fast else None,
+            data["version"],
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": self.version, "models": {n: m.as_dict() for n, m in self.models.items()}}
+        if self.fast is not None:
+            out["fast"] = self.fast.as_dict()
+        return out
+
+    def to_json(self) -> bytes:
+        """The bytes written to the target (indented JSON, sorted keys, trailing newline)."""
+        return (json.dumps(self.as_dict(), indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+
+def read_record(target: Path) -> SyncRecord:
+    """The target's record of what sync placed; an empty one when there is none or it cannot be read (the
+    model folders are then adopted by their artifact.json, or reported)."""
     try:
         data = json.loads((target / RECORD_NAME).read_text(encoding="utf-8"))
     except (FileNotFoundError, NotADirectoryError, ValueError):
-        return {"version": RECORD_VERSION, "models": {}}
+        return SyncRecord()
     if not isinstance(data, dict) or data.get("version") != RECORD_VERSION or not isinstance(data.get("models"), dict):
-        return {"version": RECORD_VERSION, "models": {}}
-    return data
+        return SyncRecord()
+    try:
+        return SyncRecord.from_dict(data)
+    except (KeyError, TypeError, AttributeError):
+        return SyncRecord()
 
 
-def stat_record(sha256: str, st: os.stat_result) -> dict:
+def stat_record(sha256: str, st: os.stat_result) -> FileStat:
     """A placed file's record entry: its hash and the stat fields trusted to mean it is unchanged."""
-    return {
-        "sha256": sha256,
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-        "ctime_ns": st.st_ctime_ns,
-        "ino": st.st_ino,
-    }
+    return FileStat(sha256, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def check_files(
-    folder: Path, files: dict[str, dict], store_root: Path | None = None, build_key: str | None = None
-) -> tuple[list[str], dict]:
+    folder: Path, files: dict[str, FileStat], store_root: Path | None = None, build_key: str | None = None
+) -> tuple[list[str], dict[str, FileStat]]:
     """(drifted files with why, stat records of files whose stat changed but whose bytes did not).
 
     Trusts an unchanged (size, mtime_ns, ctime_ns, inode), or one equal to the verified stat of the
@@ -84,14 +218,14 @@ def check_files(
         if not stat.S_ISREG(st.st_mode):
             drifted.append(f"{rel} (not a file)")
             continue
-        if now == [rec["size"], rec.get("mtime_ns"), rec.get("ctime_ns"), rec.get("ino")]:
+        if now == [rec.size, rec.mtime_ns, rec.ctime_ns, rec.ino]:
             continue
         if trusted is None:
-            trusted = verified_artifact_files(store_root, build_key) if store_root else {}
+            trusted = read_verified_artifact(store_root, build_key).files if store_root else {}
         if now == trusted.get(rel):
             continue
-        if st.st_size == rec["size"] and sha256_file(p) == rec["sha256"]:
-            refresh[rel] = stat_record(rec["sha256"], st)
+        if st.st_size == rec.size and sha256_file(p) == rec.sha256:
+            refresh[rel] = stat_record(rec.sha256, st)
         else:
             drifted.append(f"{rel} (changed)")
     return drifted, refresh
@@ -107,16 +241,6 @@ def user_files(folder: Path, managed: set[str]) -> list[str]:
             if rel not in managed:
                 found.append(rel)
     return sorted(found)
-
-
-def project_id(project: Path) -> str:
-    """The sha256 of the project's absolute path: names its record and its lock in the store."""
-    return sha256_bytes(str(project.resolve()).encode())
-
-
-def project_record_path(store_root: Path, project: Path) -> Path:
-    """refs/projects/<project id>.json in the store: what the project's last sync keeps alive."""
-    return store_root / "refs" / "projects" / f"{project_id(project)}.json"
 
 
 def _installed(dists: tuple[str, ...]) -> list[str]:
@@ -139,7 +263,7 @@ def _installed(dists: tuple[str, ...]) -> list[str]:
     return sorted(found)
 
 
-def fingerprint(project: Path, frozen: bool) -> dict:
+def fingerprint(project: Path, frozen: bool) -> Fingerprint:
     """What a no-op sync's result depends on besides the target: lock and manifest bytes, toolchain versions."""
 
     def sha(p: Path) -> str | None:
@@ -148,12 +272,12 @@ def fingerprint(project: Path, frozen: bool) -> dict:
         except FileNotFoundError:
             return None
 
-    return {
-        "lock": sha(project / LOCK_FILE),
-        "manifest": None if frozen else sha(project / MANIFEST_FILE),
-        "tools": _installed(TOOLCHAIN_DISTS),
-        "checks": LOCK_CHECKS,
-    }
+    return Fingerprint(
+        lock=sha(project / LOCK_FILE),
+        manifest=None if frozen else sha(project / MANIFEST_FILE),
+        tools=_installed(TOOLCHAIN_DISTS),
+        checks=LOCK_CHECKS,
+    )
 
 
 def noop_state(project: Path, target: Path, store_root: Path, *, frozen: bool) -> dict | None:
@@ -174,31 +298,29 @@ def noop_state(project: Path, target: Path, store_root: Path, *, frozen: bool) -
 
 def _noop_state(project: Path, target: Path, store_root: Path, *, frozen: bool) -> dict | None:
     record = read_record(target)
-    memo = record.get("fast")
+    memo = record.fast
     if not memo:
         return None
     now = fingerprint(project, frozen)
-    if now["lock"] is None or any(memo.get(k) != now[k] for k in ("lock", "tools", "checks")):
+    if now.lock is None or (memo.lock, memo.tools, memo.checks) != (now.lock, now.tools, now.checks):
         return None
-    if not frozen and (memo["manifest"] is None or memo["manifest"] != now["manifest"]):
+    if not frozen and (memo.manifest is None or memo.manifest != now.manifest):
         return None
-    proj = json.loads(project_record_path(store_root, project).read_bytes())
-    if time.time() - proj.get("synced_at", 0) > FAST_PATH_MAX_AGE or sorted(proj.get("models", {})) != sorted(
-        record["models"]
-    ):
+    proj = ProjectRecord.from_dict(json.loads(project_record_path(store_root, project).read_bytes()))
+    if time.time() - (proj.synced_at or 0) > FAST_PATH_MAX_AGE or sorted(proj.models) != sorted(record.models):
         return None
     models = []
-    for name, rec in sorted(record["models"].items()):
-        drifted, refresh = check_files(target / name, rec["files"], store_root, rec["build_key"])
+    for name, rec in sorted(record.models.items()):
+        drifted, refresh = check_files(target / name, rec.files, store_root, rec.build_key)
         if drifted or refresh:
             return None
         models.append(
             {
                 "name": name,
-                "commit": (rec.get("inputs") or {}).get("commit"),
-                "build_key": rec["build_key"],
-                "digest": rec["digest"],
-                "user_files": [f"{name}/{p}" for p in user_files(target / name, set(rec["files"]))],
+                "commit": rec.inputs.commit if rec.inputs else None,
+                "build_key": rec.build_key,
+                "digest": rec.digest,
+                "user_files": [f"{name}/{p}" for p in user_files(target / name, set(rec.files))],
             }
         )
     loose = []
@@ -206,7 +328,7 @@ def _noop_state(project: Path, target: Path, store_root: Path, *, frozen: bool) 
         for e in entries:
             if e.name.startswith((TMP_PREFIX, OLD_PREFIX)):
                 return None
-            if e.name not in record["models"] and e.name not in OWN_FILES:
+            if e.name not in record.models and e.name not in OWN_FILES:
                 loose.append(e.name + ("/" if e.is_dir(follow_symlinks=False) else ""))
     return {"models": models, "user_files": sorted(loose)}
 
