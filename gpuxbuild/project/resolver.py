@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuxbuild.errors import GpuxError, RegistryError
+from gpuxbuild.project.licenses import check_licenses
 from gpuxbuild.project.lockfile import Lock, LockedModel, options_of, verify_lock
 from gpuxbuild.project.manifest import Manifest, ModelSpec
 from gpuxbuild.project.selection import select_paths
+from gpuxbuild.project.signatures import signature_paths
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import PinnedModel
 
@@ -74,7 +76,9 @@ def wanted_paths(spec: ModelSpec, paths: list[str]) -> set[str] | None:
     """The paths of a commit that `spec` keeps (names alone decide), or None when the selection fails
     (`lock_model` then reports why)."""
     try:
-        return set(select_paths(paths, include=spec.include, exclude=spec.exclude, convert=spec.convert))
+        return set(select_paths(paths, include=spec.include, exclude=spec.exclude, convert=spec.convert)) | (
+            signature_paths(spec.verify, paths)
+        )
     except GpuxError:
         return None
 
@@ -95,14 +99,34 @@ def resolve_model(manager, spec: ModelSpec, *, pin: str | None = None, on_listed
         return keep
 
     pinned = manager.resolve_streaming(spec.ref, spec.revision, listed, pin=pin)
-    return lock_model(spec, pinned, keep)
+    entry = lock_model(spec, pinned, keep)
+    if spec.verify is not None:
+        entry.signature = _check_signature(manager, spec, entry)
+    return entry
+
+
+def _check_signature(manager, spec: ModelSpec, entry: LockedModel) -> dict:
+    """Fetch the model's pinned model.sig and verify it against `spec.verify` and the entry's files."""
+    from gpuxbuild.project.signatures import SIGNATURE_FILE, verify_signature
+
+    sig = next((f for f in entry.files if f.path == SIGNATURE_FILE), None)
+    if sig is None:
+        raise GpuxError(
+            f"model {spec.name!r}: `verify:` is set but the model has no {SIGNATURE_FILE}",
+            "sign the model with model-signing (docs/supply-chain.md), or remove `verify:`",
+        )
+    manager.fetch(entry.repo, entry.commit, [sig], label=spec.name)
+    path = manager.store.object_path(sig.sha256)
+    return verify_signature(spec.name, spec.verify, entry.files, path, manager.project).as_dict()
 
 
 def lock_model(spec: ModelSpec, pinned: PinnedModel, keep: set[str] | None = None) -> LockedModel:
     """The lock entry of a resolved model; `keep` is the selection already made over its paths (None: make it,
     which also reports why a selection fails)."""
     if keep is None:
-        keep = set(select_paths(pinned.all_paths(), include=spec.include, exclude=spec.exclude, convert=spec.convert))
+        paths = pinned.all_paths()
+        keep = set(select_paths(paths, include=spec.include, exclude=spec.exclude, convert=spec.convert))
+        keep |= signature_paths(spec.verify, paths)
     files = sorted(f for f in pinned.files if f.path in keep)
     if not files:
         raise GpuxError(f"model {spec.name!r}: no files left after include/exclude", "loosen `include`/`exclude`")
@@ -178,6 +202,7 @@ def plan_lock(
         changes.append(_change(prev, entry))
     for name in sorted(set(old_models) - set(manifest.models)):
         changes.append(LockChange(name, "removed", old_models[name].commit, None, ["no longer in the manifest"]))
+    check_licenses(manifest.policy.allow_licenses, models.values())
     return LockPlan(Lock(manifest_digest=manifest.digest, models=models), changes)
 
 
