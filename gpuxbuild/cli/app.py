@@ -114,6 +114,8 @@ COMMAND_MODULES = {
     "serve": "run_cmds",
     "doctor": "run_cmds",
     "help": "help_cmds",
+    "verify": "supply_cmds",
+    "sbom": "supply_cmds",
 }
 
 
