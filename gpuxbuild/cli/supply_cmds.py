@@ -49,7 +49,7 @@ def verify(ctx: Context, target: str, key: Path | None, as_json: bool) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["cyclonedx-json", "spdx-json"]),
+    type=click.Choice(["cyclonedx-json"]),
     default="cyclonedx-json",
     show_default=True,
     help="Bill-of-materials format.",
