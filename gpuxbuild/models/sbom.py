@@ -119,7 +119,7 @@ def project_sbom(project: Path, fmt: str = "cyclonedx-json") -> str:
 
     bom = Bom()
     cards = {}
-    for name, entry in sorted(lock.models.items()):
+    for _, entry in sorted(lock.models.items()):
         model, artifact = _components(entry)
         bom.components.add(model)
         cards[model.bom_ref.value] = _model_card(entry)
