@@ -172,3 +172,16 @@ def test_bad_sign_key_is_one_line(tmp_path):
     (tmp_path / "bad.pem").write_text("not a key")
     r = gpux("build", "--sign-key", str(tmp_path / "bad.pem"), cwd=tmp_path, check=False)
     assert r.returncode != 0 and "--sign-key: " in r.stderr and "Traceback" not in r.stderr
+
+
+def test_verify_a_synced_folder_uses_the_stores_provenance(tmp_path):
+    """`gpux sync` places what artifact.json lists; the provenance of the same digest is the store's."""
+    p, entry = _built(tmp_path)
+    gpux("sync", cwd=p)
+    synced = p / ".gpux" / "models" / "m"
+    r = gpux("verify", str(synced), cwd=p)
+    assert r.stdout.startswith(f"ok m {entry['artifact']['digest']}")
+    os.chmod(synced / "gpux.yml", 0o644)
+    (synced / "gpux.yml").write_text((synced / "gpux.yml").read_text() + "#")
+    r = gpux("verify", str(synced), cwd=p, check=False)
+    assert r.returncode == 1 and "gpux.yml: sha256 differs from artifact.json" in r.stderr

@@ -94,6 +94,22 @@ def target_folder(target: str, project: Path, store: Store) -> tuple[Path, Locke
     return folder, entry
 
 
+def _evidence_folder(folder: Path, entry: LockedModel | None, digest: str, store: Store) -> Path:
+    """Where the provenance of the artifact in `folder` is: the folder itself, else (a folder `gpux sync` placed,
+    which holds only what artifact.json lists) the store's artifact of the lock entry, when it has the same digest."""
+    from gpuxbuild.build.artifact import artifact_path
+    from gpuxbuild.build.provenance import PROVENANCE
+
+    if (folder / PROVENANCE).is_file() or entry is None or not entry.artifact:
+        return folder
+    stored = artifact_path(store, entry.artifact["build_key"])
+    try:
+        same = "sha256:" + sha256_file(stored / "artifact.json") == digest
+    except OSError:
+        return folder
+    return stored if same else folder
+
+
 def verify(target: str, *, project: Path, store: Store, key: Path | None = None) -> VerifyReport:
     """Check the artifact `target`; raise IntegrityError (exit 1) at the first mismatch."""
     from gpuxbuild.build.provenance import PROVENANCE, SIGNED_PROVENANCE, check_envelope, statement
@@ -119,14 +135,18 @@ def verify(target: str, *, project: Path, store: Store, key: Path | None = None)
     recorded = (entry.artifact or {}).get("digest") if entry else None
     if recorded and recorded != digest:
         raise _fail(folder, f"artifact digest {digest} is not the {recorded} gpux.lock records for {manifest['name']}")
+    evidence = _evidence_folder(folder, entry, digest, store)
     try:
-        prov_bytes = (folder / PROVENANCE).read_bytes()
+        prov_bytes = (evidence / PROVENANCE).read_bytes()
         prov = json.loads(prov_bytes)
         version = prov["predicate"]["runDetails"]["builder"]["version"]["gpuxbuild"]
         deps = prov["predicate"]["buildDefinition"]["resolvedDependencies"]
         options = prov["predicate"]["buildDefinition"]["externalParameters"]["options"]
     except FileNotFoundError:
-        raise _fail(folder, f"no {PROVENANCE}") from None
+        raise IntegrityError(
+            f"{folder}: no {PROVENANCE}",
+            "`gpux build` writes it (also for an artifact built before gpuxbuild wrote provenance)",
+        ) from None
     except (OSError, ValueError, KeyError, TypeError):
         raise _fail(folder, f"{PROVENANCE}: not a gpuxbuild provenance statement") from None
     if entry is not None:
@@ -140,9 +160,9 @@ def verify(target: str, *, project: Path, store: Store, key: Path | None = None)
         against = "artifact.json and gpux.lock" if entry is not None else "artifact.json"
         raise _fail(folder, f"{PROVENANCE}: {where} does not match {against}")
     signature = "none"
-    if (folder / SIGNED_PROVENANCE).is_file():
+    if (evidence / SIGNED_PROVENANCE).is_file():
         try:
-            envelope = json.loads((folder / SIGNED_PROVENANCE).read_bytes())
+            envelope = json.loads((evidence / SIGNED_PROVENANCE).read_bytes())
         except ValueError:
             raise _fail(folder, f"{SIGNED_PROVENANCE}: not JSON") from None
         if (problem := check_envelope(envelope, prov_bytes, key)) is not None:
