@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from pathlib import Path
 
 import pytest
 import yaml
 from helpers import gpux, write_manifest
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 pytest.importorskip("model_signing", reason="needs the 'supply' extra")
 
@@ -196,3 +194,45 @@ def test_policy_change_is_enforced_by_lock_check(tmp_path):
     (tmp_path / "gpux.models.yml").write_text(yaml.safe_dump(doc))
     r = gpux("lock", "--check", cwd=tmp_path, check=False)
     assert r.returncode == 1 and "model 'm'" in r.stderr and "policy.allow_licenses" in r.stderr
+
+
+def _signed_files(tmp_path: Path, private: Path, *, tamper: str | None = None) -> dict[str, bytes]:
+    """The files of a tiny bert repo plus its model.sig; `tamper`: a file changed after signing."""
+    from tinymodels import write_repo
+
+    folder = write_repo("bert", tmp_path / "signed")
+    _sign(folder, private)
+    files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    if tamper:
+        files[tamper] = files[tamper] + b" "
+    return files
+
+
+@pytest.mark.parametrize("tamper", [None, "model.safetensors"])
+def test_hub_model_signature_is_checked_against_pinned_hashes(hub, repo_id, tmp_path, tamper):
+    """A Hub repo's model.sig is fetched alone: the weights are compared through the sha256 the Hub lists."""
+    private, _ = _key_pair(tmp_path / "keys", "team")
+    hub.create_repo(repo_id, card={"license": "mit"})
+    hub.commit(repo_id, _signed_files(tmp_path, private, tamper=tamper))
+    write_manifest(tmp_path, {"m": {"source": f"hf:{repo_id}", "verify": {"key": "keys/team.pub"}}})
+    r = gpux("lock", cwd=tmp_path, check=False)
+    if tamper is None:
+        assert r.returncode == 0, r.stderr
+        entry = _lock(tmp_path)["models"]["m"]
+        assert entry["signature"]["method"] == "key" and entry["license"] == "mit"
+        weights = next(f["sha256"] for f in entry["files"] if f["path"] == "model.safetensors")
+        assert not any(weights in p.name for p in Path(os.environ["GPUX_HOME"]).rglob("*"))  # never downloaded
+    else:
+        assert r.returncode == 1 and f"model 'm': {tamper} differs from what model.sig signed" in r.stderr
+
+
+def test_a_hand_edited_signature_record_is_not_trusted(tmp_path):
+    p = _project(tmp_path)
+    gpux("lock", cwd=p)
+    text = (p / "gpux.lock").read_text()
+    sig = _lock(p)["models"]["m"]["signature"]["sha256"]
+    edited = text.replace(f"sha256: {sig}\n      signer", f"sha256: {'a' * 64}\n      signer")
+    assert edited != text
+    (p / "gpux.lock").write_text(edited)
+    r = gpux("sync", "--require-signatures", "--dry-run", cwd=p, check=False)
+    assert r.returncode == 1 and "model 'm' is not signed" in r.stderr
