@@ -101,12 +101,12 @@ def resolve_model(manager, spec: ModelSpec, *, pin: str | None = None, on_listed
     pinned = manager.resolve_streaming(spec.ref, spec.revision, listed, pin=pin)
     entry = lock_model(spec, pinned, keep)
     if spec.verify is not None:
-        entry.signature = _check_signature(manager, spec, entry)
+        entry.signature = _check_signature(manager, spec, spec.verify, entry)
     return entry
 
 
-def _check_signature(manager, spec: ModelSpec, entry: LockedModel) -> dict:
-    """Fetch the model's pinned model.sig and verify it against `spec.verify` and the entry's files."""
+def _check_signature(manager, spec: ModelSpec, verify: dict, entry: LockedModel) -> dict:
+    """Fetch the model's pinned model.sig and verify it against `verify` (the spec's) and the entry's files."""
     from gpuxbuild.project.signatures import SIGNATURE_FILE, verify_signature
 
     sig = next((f for f in entry.files if f.path == SIGNATURE_FILE), None)
@@ -117,7 +117,7 @@ def _check_signature(manager, spec: ModelSpec, entry: LockedModel) -> dict:
         )
     manager.fetch(entry.repo, entry.commit, [sig], label=spec.name)
     path = manager.store.object_path(sig.sha256)
-    return verify_signature(spec.name, spec.verify, entry.files, path, manager.project).as_dict()
+    return verify_signature(spec.name, verify, entry.files, path, manager.project).as_dict()
 
 
 def lock_model(spec: ModelSpec, pinned: PinnedModel, keep: set[str] | None = None) -> LockedModel:
