@@ -76,6 +76,14 @@ def test_provenance_validates_and_describes_the_artifact(tmp_path):
     r = gpux("verify", "m", cwd=p)
     assert r.stdout.startswith(f"ok m {entry['artifact']['digest']}\n")
     assert "provenance matches gpux.lock and artifact.json; provenance not signed" in r.stdout
+    assert json.loads(gpux("verify", "m", "--json", cwd=p).stdout) == {
+        "digest": entry["artifact"]["digest"],
+        "files": len(manifest["files"]),
+        "locked": True,
+        "name": "m",
+        "path": str(folder),
+        "signature": "none",
+    }
 
 
 def test_provenance_is_byte_stable_and_leaves_the_digest_alone(tmp_path):
@@ -171,7 +179,8 @@ def test_bad_sign_key_is_one_line(tmp_path):
     write_manifest(tmp_path, {"m": {"source": "path:./models/m"}})
     (tmp_path / "bad.pem").write_text("not a key")
     r = gpux("build", "--sign-key", str(tmp_path / "bad.pem"), cwd=tmp_path, check=False)
-    assert r.returncode != 0 and "--sign-key: " in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("error: --sign-key: ") and "Traceback" not in r.stderr
+    assert not (tmp_path / "gpux.lock").exists()  # refused before anything was locked or built
 
 
 def test_verify_a_synced_folder_uses_the_stores_provenance(tmp_path):

@@ -484,6 +484,10 @@ def build_project(
     from gpuxbuild.project.manifest import MANIFEST_NAME, load_manifest
     from gpuxbuild.project.resolver import lock_project
 
+    if sign_key is not None:  # a bad key is refused before anything is built
+        from gpuxbuild.build.provenance import load_signing_key
+
+        load_signing_key(sign_key)
     manifest = load_manifest(project / MANIFEST_NAME)
     if locked:
         lock = read_lock(lock_path(project))

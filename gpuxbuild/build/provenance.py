@@ -127,9 +127,9 @@ def key_id(public_key) -> str:
     return "sha256:" + sha256_bytes(der)
 
 
-def sign(payload: bytes, key_path: Path) -> dict:
-    """A DSSE envelope of `payload` signed with the EC private key (PEM) at `key_path`."""
-    hashes, serialization, ec = _crypto()
+def load_signing_key(key_path: Path):
+    """The EC private key (PEM, unencrypted) at `key_path`; a usage error (exit 2) naming it otherwise."""
+    _, serialization, ec = _crypto()
     try:
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
@@ -140,6 +140,13 @@ def sign(payload: bytes, key_path: Path) -> dict:
         ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise GpuxError(f"--sign-key: {quote(str(key_path))} is not an EC key", "use an EC (P-256) key", exit_code=2)
+    return key
+
+
+def sign(payload: bytes, key_path: Path) -> dict:
+    """A DSSE envelope of `payload` signed with the EC private key (PEM) at `key_path`."""
+    hashes, _, ec = _crypto()
+    key = load_signing_key(key_path)
     sig = key.sign(pae(PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
     return {
         "payload": base64.b64encode(payload).decode("ascii"),
