@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -81,3 +82,45 @@ def test_lock_check_and_noop_sync_import_no_supply_library(tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def _validate_spdx(text: str) -> None:
+    import tempfile
+
+    from spdx_tools.spdx.parser.parse_anything import parse_file
+    from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+
+    with tempfile.NamedTemporaryFile("w", suffix=".spdx.json", delete=False) as f:
+        f.write(text)
+    messages = validate_full_spdx_document(parse_file(f.name))
+    assert messages == [], [m.validation_message for m in messages]
+
+
+def test_spdx_sbom(hub, repo_id, tmp_path):
+    pytest.importorskip("spdx_tools", reason="needs the 'supply' extra")
+    from tinymodels import write_repo
+
+    commit = publish(hub, repo_id, "bert")
+    model = write_repo("onnx-shipped", tmp_path / "models" / "local")
+    (model / "README.md").write_text("---\nlicense: other\n---\n")
+    write_manifest(tmp_path, {"hub": {"source": f"hf:{repo_id}"}, "local": {"source": "path:./models/local"}})
+    gpux("lock", cwd=tmp_path)
+    gpux("build", "local", cwd=tmp_path)
+    text = gpux("sbom", "--format", "spdx-json", cwd=tmp_path).stdout
+    _validate_spdx(text)
+    doc = json.loads(text)
+    assert doc["spdxVersion"] == "SPDX-2.3" and doc["creationInfo"]["created"] == "1970-01-01T00:00:00Z"
+    pkgs = {p["name"]: p for p in doc["packages"]}
+    assert pkgs["hub"]["versionInfo"] == commit and pkgs["hub"]["licenseDeclared"] == "Apache-2.0"
+    assert pkgs["hub"]["downloadLocation"] == f"https://huggingface.co/{repo_id}/tree/{commit}"
+    assert pkgs["hub"]["externalRefs"][0]["referenceLocator"] == f"pkg:huggingface/{repo_id}@{commit}"
+    assert pkgs["local"]["licenseDeclared"] == "NOASSERTION" and "other" in pkgs["local"]["licenseComments"]
+    art = pkgs["local-onnx"]
+    assert {
+        "spdxElementId": art["SPDXID"],
+        "relationshipType": "GENERATED_FROM",
+        "relatedSpdxElement": pkgs["local"]["SPDXID"],
+    } in doc["relationships"]
+    assert gpux("sbom", "--format", "spdx-json", cwd=tmp_path).stdout == text
+    later = gpux("sbom", "--format", "spdx-json", cwd=tmp_path, env={**os.environ, "SOURCE_DATE_EPOCH": "1700000000"})
+    assert json.loads(later.stdout)["creationInfo"]["created"] == "2023-11-14T22:13:20Z"

@@ -49,7 +49,7 @@ def verify(ctx: Context, target: str, key: Path | None, as_json: bool) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["cyclonedx-json"]),
+    type=click.Choice(["cyclonedx-json", "spdx-json"]),
     default="cyclonedx-json",
     show_default=True,
     help="Bill-of-materials format.",
@@ -57,7 +57,7 @@ def verify(ctx: Context, target: str, key: Path | None, as_json: bool) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write here.")
 @pass_context
 def sbom(ctx: Context, fmt: str, output: Path | None) -> None:
-    """Print the project's models as an ML-BOM (CycloneDX 1.6), from gpux.lock; deterministic."""
+    """Print the project's models as an ML-BOM (CycloneDX 1.6; or SPDX 2.3), from gpux.lock; deterministic."""
     from gpuxbuild.models.sbom import project_sbom
 
     text = project_sbom(ctx.project, fmt)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from gpuxbuild.project.lockfile import LockedModel
 
-FORMATS = ("cyclonedx-json",)
+FORMATS = ("cyclonedx-json", "spdx-json")
 REGISTRY_URLS = {"huggingface": "https://huggingface.co/{repo}/tree/{commit}"}
 
 
@@ -104,13 +104,17 @@ def project_sbom(project: Path, fmt: str = "cyclonedx-json") -> str:
     from gpuxbuild.project.manifest import MANIFEST_NAME, load_manifest
 
     if fmt not in FORMATS:
-        raise GpuxError(f"--format {fmt}: not supported yet", f"use one of: {', '.join(FORMATS)}", exit_code=2)
+        raise GpuxError(f"--format {fmt}: not a known format", f"use one of: {', '.join(FORMATS)}", exit_code=2)
     path = lock_path(project)
     lock = read_lock(path)
     if lock is None:
         raise GpuxError(f"no gpux.lock in {project}", "run `gpux lock` first")
     manifest = load_manifest(project / MANIFEST_NAME) if (project / MANIFEST_NAME).is_file() else None
     verify_lock(manifest, lock, project)
+    if fmt == "spdx-json":
+        from gpuxbuild.models.spdx import spdx_json
+
+        return spdx_json(lock, path.read_bytes())
     try:
         from cyclonedx.model.bom import Bom
         from cyclonedx.output.json import JsonV1Dot6
