@@ -207,6 +207,8 @@ Environment:
   HF_TOKEN           Hugging Face token, for gated or private repos
   HF_ENDPOINT        the Hugging Face Hub to use (default: https://huggingface.co)
   FORCE_COLOR        draw colours and live progress even when not on a terminal
+  SOURCE_DATE_EPOCH  the creation time `gpux sbom --format spdx-json` writes
+                     (default: 1970-01-01, so one lock gives one document)
 """
 
 
