@@ -101,23 +101,10 @@ def resolve_model(manager, spec: ModelSpec, *, pin: str | None = None, on_listed
     pinned = manager.resolve_streaming(spec.ref, spec.revision, listed, pin=pin)
     entry = lock_model(spec, pinned, keep)
     if spec.verify is not None:
-        entry.signature = _check_signature(manager, spec, spec.verify, entry)
+        from gpuxbuild.project.signatures import check_model_signature
+
+        entry.signature = check_model_signature(manager, spec.verify, entry).as_dict()
     return entry
-
-
-def _check_signature(manager, spec: ModelSpec, verify: dict, entry: LockedModel) -> dict:
-    """Fetch the model's pinned model.sig and verify it against `verify` (the spec's) and the entry's files."""
-    from gpuxbuild.project.signatures import SIGNATURE_FILE, verify_signature
-
-    sig = next((f for f in entry.files if f.path == SIGNATURE_FILE), None)
-    if sig is None:
-        raise GpuxError(
-            f"model {spec.name!r}: `verify:` is set but the model has no {SIGNATURE_FILE}",
-            "sign the model with model-signing (docs/supply-chain.md), or remove `verify:`",
-        )
-    manager.fetch(entry.repo, entry.commit, [sig], label=spec.name)
-    path = manager.store.object_path(sig.sha256)
-    return verify_signature(spec.name, verify, entry.files, path, manager.project).as_dict()
 
 
 def lock_model(spec: ModelSpec, pinned: PinnedModel, keep: set[str] | None = None) -> LockedModel:

@@ -20,6 +20,7 @@ from gpuxbuild.hashing import sha256_bytes
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from gpuxbuild.project.lockfile import LockedModel
     from gpuxbuild.registries.base import FileEntry
 
 SIGNATURE_FILE = "model.sig"
@@ -110,6 +111,18 @@ def verify_signature(name: str, verify: dict, files: list[FileEntry], sig: Path,
                 "the file was changed after signing: do not use this revision; report it to the publisher",
             )
     return SignatureRecord(SIGNATURE_FILE, sha256_bytes(sig.read_bytes()), method, signer)
+
+
+def check_model_signature(manager, verify: dict, entry: LockedModel) -> SignatureRecord:
+    """Fetch the pinned model.sig of the lock `entry` (with its registry's `manager`) and verify it (`verify_signature`)."""
+    sig = next((f for f in entry.files if f.path == SIGNATURE_FILE), None)
+    if sig is None:
+        raise GpuxError(
+            f"model {entry.name!r}: `verify:` is set but the model has no {SIGNATURE_FILE}",
+            "sign the model with model-signing (`gpux help supply-chain`), or remove `verify:`",
+        )
+    manager.fetch(entry.repo, entry.commit, [sig], label=entry.name)
+    return verify_signature(entry.name, verify, entry.files, manager.store.object_path(sig.sha256), manager.project)
 
 
 def _what(verify: dict) -> str:
