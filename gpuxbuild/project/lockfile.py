@@ -334,4 +334,4 @@ def check_lock(manifest: Manifest, lock: Lock | None) -> None:
         raise StaleLockError(f"{LOCK_NAME} is out of date: {st.describe()}", "run `gpux lock` and commit gpux.lock")
     from gpuxbuild.project.licenses import check_licenses
 
-    check_licenses(manifest.policy.allow_licenses, lock.models.values())
+    check_licenses(manifest.policy.allow_licenses, lock.models.values() if lock else ())

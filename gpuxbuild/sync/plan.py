@@ -649,7 +649,7 @@ def _full_sync(
     if require_signatures:
         from gpuxbuild.project.signatures import require_signed
 
-        require_signed(lock.models)
+        require_signed(lock.models if lock else {})
     plan = plan_sync(project, lock, target, store)
     plan.lock_changes, plan.manifest = changes, manifest
     if dry_run:
