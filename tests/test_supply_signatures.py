@@ -236,3 +236,16 @@ def test_a_hand_edited_signature_record_is_not_trusted(tmp_path):
     (p / "gpux.lock").write_text(edited)
     r = gpux("sync", "--require-signatures", "--dry-run", cwd=p, check=False)
     assert r.returncode == 1 and "model 'm' is not signed" in r.stderr
+
+
+def test_verify_removed_from_the_lock_by_hand_is_refused(tmp_path):
+    p = _project(tmp_path)
+    gpux("lock", cwd=p)
+    doc = yaml.safe_load((p / "gpux.lock").read_text())
+    del doc["models"]["m"]["options"]["verify"]
+    del doc["models"]["m"]["signature"]
+    (p / "gpux.lock").write_text(yaml.safe_dump(doc))
+    r = gpux("lock", "--check", cwd=p, check=False)
+    assert r.returncode == 1 and "gpux.lock does not match gpux.models.yml for m: options.verify" in r.stderr
+    r = gpux("sync", "--frozen", "--dry-run", cwd=p, check=False)
+    assert r.returncode == 1 and "gpux.lock is not consistent for m: spec_digest" in r.stderr
