@@ -249,3 +249,18 @@ def test_verify_removed_from_the_lock_by_hand_is_refused(tmp_path):
     assert r.returncode == 1 and "gpux.lock does not match gpux.models.yml for m: options.verify" in r.stderr
     r = gpux("sync", "--frozen", "--dry-run", cwd=p, check=False)
     assert r.returncode == 1 and "gpux.lock is not consistent for m: spec_digest" in r.stderr
+
+
+def test_sigstore_identity_checks_fail_closed_offline(tmp_path):
+    """A Sigstore identity needs a trust root: a missing trust_config is a manifest error, a bad one (or a
+    bundle that is not a Sigstore one) refuses the model in one line. Nothing is fetched."""
+    p = _project(tmp_path)
+    sigstore = {"identity": "release@example.com", "issuer": "https://accounts.example.com"}
+    write_manifest(p, {"m": {"source": "path:./models/m", "verify": {**sigstore, "trust_config": "trust.json"}}})
+    r = gpux("lock", cwd=p, check=False)
+    assert r.returncode == 2 and "verify.trust_config: no file 'trust.json'" in r.stderr
+    (p / "trust.json").write_text("{}")
+    r = gpux("lock", cwd=p, check=False)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 2, r.stderr
+    assert r.stderr.startswith("error: model 'm': model.sig does not verify with identity release@example.com: ")
+    assert not (p / "gpux.lock").exists()

@@ -71,8 +71,20 @@ def _signed_digests(verify: dict, sig: Path, project: Path) -> tuple[dict[str, s
         method, signer = "key", "sha256:" + sha256_bytes(der)
     else:
         trust = project / verify["trust_config"] if verify.get("trust_config") else None
-        verifier = sign_sigstore.Verifier(identity=verify["identity"], oidc_issuer=verify["issuer"], trust_config=trust)
-        manifest = verifier.verify(sign_sigstore.Signature.read(sig))
+        if trust is not None and not trust.is_file():
+            raise ManifestError(
+                f"verify.trust_config: no file {quote(verify['trust_config'])} in {project}",
+                "the path is relative to the project",
+            )
+        try:
+            verifier = sign_sigstore.Verifier(
+                identity=verify["identity"], oidc_issuer=verify["issuer"], trust_config=trust
+            )
+            manifest = verifier.verify(sign_sigstore.Signature.read(sig))
+        except (ValueError, KeyError):
+            raise
+        except Exception as exc:  # sigstore's own errors (trust root, its network fetch): fail closed
+            raise ValueError(f"{type(exc).__name__}: {exc}") from exc
         method, signer = "sigstore", f"{verify['identity']} ({verify['issuer']})"
     params = manifest.serialization_type
     if params.get("method") != "files" or params.get("hash_type") != "sha256":
@@ -90,7 +102,7 @@ def verify_signature(name: str, verify: dict, files: list[FileEntry], sig: Path,
     try:
         digests, ignored, method, signer = _signed_digests(verify, sig, project)
     except (ValueError, KeyError) as exc:  # model-signing's errors: bad key, bad bundle, bad signature
-        reason = str(exc).strip() or type(exc).__name__
+        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]  # one line, as every error
         raise IntegrityError(
             f"model {name!r}: {SIGNATURE_FILE} does not verify with {_what(verify)}: {reason}",
             "the model was not signed by that signer, or model.sig was changed: check the source, or `verify:`",
