@@ -101,7 +101,24 @@ def pull(s: Session) -> None:
     s.gpux("pull", "path:./models/sentiment")
 
 
-SCENARIOS = {"build": build, "sync": sync, "pull": pull}
+def verify(s: Session) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    keys = s.project / "keys"
+    keys.mkdir()
+    (keys / "build.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (keys / "build.pub").write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    s.gpux("build", "--sign-key", "keys/build.pem", show=False)
+    s.gpux("verify", "sentiment", "--key", "keys/build.pub")
+
+
+SCENARIOS = {"build": build, "sync": sync, "pull": pull, "verify": verify}
 
 
 def transcript(name: str) -> list[str]:

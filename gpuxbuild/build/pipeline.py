@@ -8,6 +8,7 @@ per-artifact lock. A failure or a kill leaves only a staging folder, which nothi
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -22,6 +23,7 @@ from gpuxbuild.build import DEFAULT_JOBS
 from gpuxbuild.build.artifact import build_key, not_reproducible, toolchain_versions, write_manifest
 from gpuxbuild.errors import GpuxError, quote
 from gpuxbuild.fsutil import read_json, remove_tree
+from gpuxbuild.hashing import sha256_bytes
 from gpuxbuild.project.selection import check_pickles, conversion_path
 from gpuxbuild.registries import get_manager
 from gpuxbuild.store.artifacts import (
@@ -219,8 +221,10 @@ def build_one(
     validate: bool = True,
     on_stage: Stage | None = None,
     pool=None,
+    sign_key: Path | None = None,
 ) -> BuildResult:
-    """Build (or reuse) one model's artifact. Raises GpuxError on failure.
+    """Build (or reuse) one model's artifact and write its provenance (signed with `sign_key`, an EC private key,
+    when given). Raises GpuxError on failure.
 
     `pool` (a `convert.ExportPool`) runs exports in long-lived workers; without one an export gets its own process.
     """
@@ -231,6 +235,7 @@ def build_one(
     if (found := verified_artifact(store, key)) is not None:
         res.digest = found
         os.utime(dest)  # a recent use keeps it from `cache prune`
+        _provenance(job, dest, sign_key)  # artifacts built before provenance existed get theirs now
         stage(job.name, "cached")
         return res
     check_pickles(job.name, job.files, job.granted("allow_pickle"))
@@ -239,6 +244,7 @@ def build_one(
     with store.lock(f"art-{key.removeprefix('sha256:')}"):
         if (found := verified_artifact(store, key)) is not None:
             res.digest = found
+            _provenance(job, dest, sign_key)
             stage(job.name, "cached")
             return res
         t = time.perf_counter()
@@ -284,6 +290,7 @@ def build_one(
             )
             publish(out, dest)
             remember_artifact(store, key, res.digest)
+            _provenance(job, dest, sign_key)
         finally:
             if work.exists():
                 remove_tree(work, ignore_errors=True)
@@ -291,6 +298,14 @@ def build_one(
         res.stages["total"] = round(time.perf_counter() - t, 3)
         stage(job.name, "built")
         return res
+
+
+def _provenance(job: BuildJob, folder: Path, sign_key: Path | None) -> None:
+    """Write the provenance of the artifact in `folder`, built by `job` (build/provenance.py)."""
+    from gpuxbuild.build.provenance import write_provenance
+
+    data = (folder / ARTIFACT_MANIFEST).read_bytes()
+    write_provenance(folder, json.loads(data), "sha256:" + sha256_bytes(data), job.files, job.options, sign_key)
 
 
 def memory_bounded_jobs(jobs: int, batch: list[BuildJob]) -> int:
@@ -317,6 +332,7 @@ def build_many(
     validate: bool = True,
     keep_going: bool = True,
     on_stage: Stage | None = None,
+    sign_key: Path | None = None,
 ) -> list[BuildResult]:
     """Build several models in parallel; failures are reported per model (all build with `keep_going`)."""
 
@@ -327,7 +343,14 @@ def build_many(
     def one(job: BuildJob) -> BuildResult:
         try:
             return build_one(
-                job, store=store, project=project, offline=offline, validate=validate, on_stage=on_stage, pool=pool
+                job,
+                store=store,
+                project=project,
+                offline=offline,
+                validate=validate,
+                on_stage=on_stage,
+                pool=pool,
+                sign_key=sign_key,
             )
         except GpuxError as exc:
             if on_stage:
@@ -447,6 +470,7 @@ def build_project(
     validate: bool = True,
     keep_going: bool = True,
     on_stage: Stage | None = None,
+    sign_key: Path | None = None,
 ) -> ProjectBuild:
     """Build the project's locked models (all, or `names`) and record their artifact digests in gpux.lock.
 
@@ -457,6 +481,10 @@ def build_project(
     from gpuxbuild.project.manifest import MANIFEST_NAME, load_manifest
     from gpuxbuild.project.resolver import lock_project
 
+    if sign_key is not None:  # a bad key is refused before anything is built
+        from gpuxbuild.build.provenance import load_signing_key
+
+        load_signing_key(sign_key)
     manifest = load_manifest(project / MANIFEST_NAME)
     if locked:
         lock = read_lock(lock_path(project))
@@ -478,6 +506,7 @@ def build_project(
         validate=validate,
         keep_going=keep_going,
         on_stage=on_stage,
+        sign_key=sign_key,
     )
     store.save_counters(
         builds=sum(r.status == "built" for r in results), build_hits=sum(r.status == "cached" for r in results)

@@ -144,6 +144,14 @@ COMMANDS: dict[str, CommandEntry] = {
     "help": CommandEntry(
         "help_cmds", "The documentation of a topic (manifest, lockfile, sync, store, ...); without TOPIC, the list."
     ),
+    "verify": CommandEntry(
+        "supply_cmds",
+        "Re-check an artifact offline: files, digest, provenance, signature; exit 1 at the first mismatch.",
+    ),
+    "sbom": CommandEntry(
+        "supply_cmds",
+        "Print the project's models as an ML-BOM (CycloneDX 1.6; or SPDX 2.3), from gpux.lock; deterministic.",
+    ),
 }
 
 
@@ -270,6 +278,8 @@ Environment:
   HF_ENDPOINT        the Hugging Face Hub to use (default: https://huggingface.co)
   FORCE_COLOR        draw colours and live progress even when not on a terminal
   GPUX_DEBUG         1: show the full traceback of an error, as --debug
+  SOURCE_DATE_EPOCH  the creation time `gpux sbom --format spdx-json` writes
+                     (default: 1970-01-01, so one lock gives one document)
 """
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from pathlib import Path
 
 import click
 from rich.live import Live
@@ -62,10 +63,16 @@ class StageTable:
 @click.option(
     "--keep-going/--fail-fast", default=True, show_default=True, help="Build the other models when one fails."
 )
+@click.option(
+    "--sign-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Sign each artifact's provenance with this EC private key (PEM): writes provenance.dsse.json.",
+)
 @OFFLINE
 @JSON
 @pass_context
-def build(ctx: Context, names, locked, no_validate, jobs, keep_going, offline, as_json) -> None:
+def build(ctx: Context, names, locked, no_validate, jobs, keep_going, sign_key, offline, as_json) -> None:
     """Build locked models into reproducible ONNX artifacts with a generated gpux.yml.
 
     Cached artifacts (same build key) are reused. Digests are recorded in gpux.lock; with --locked
@@ -86,6 +93,7 @@ def build(ctx: Context, names, locked, no_validate, jobs, keep_going, offline, a
             validate=not no_validate,
             keep_going=keep_going,
             on_stage=table,
+            sign_key=sign_key.resolve() if sign_key else None,
         )
     if as_json:
         print_json({"models": [r.as_dict() for r in out.results], "lock_written": out.lock_written})

@@ -77,6 +77,11 @@ def _render(res, ctx: Context) -> None:
     show_default=True,
     help="How files come from the store: auto tries reflink, then hardlink, then copy.",
 )
+@click.option(
+    "--require-signatures",
+    is_flag=True,
+    help="Fail (exit 1) if a model of gpux.lock has no model.sig that `gpux lock` verified.",
+)
 @OFFLINE
 @JSON
 @pass_context
@@ -87,6 +92,7 @@ def sync(
     dry_run: bool,
     target: Path | None,
     link_mode: str,
+    require_signatures: bool,
     offline: bool,
     as_json: bool,
 ) -> None:
@@ -111,6 +117,7 @@ def sync(
         dry_run=dry_run,
         link_mode=link_mode,
         on_event=on_event,
+        require_signatures=require_signatures,
     )
     if as_json:
         print_json(res.as_dict())

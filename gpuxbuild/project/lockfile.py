@@ -43,6 +43,7 @@ class LockedModel:
     architecture: str | None = None
     license: str | None = None
     artifact: dict | None = None  # written by `gpux build`: digest, build_key, toolchain
+    signature: dict | None = None  # written by `gpux lock` for a verified model.sig: file, sha256, signer
 
     def as_dict(self) -> dict:
         d = {
@@ -61,6 +62,8 @@ class LockedModel:
         }
         if self.artifact:
             d["artifact"] = self.artifact
+        if self.signature:
+            d["signature"] = self.signature
         return d
 
     @classmethod
@@ -80,6 +83,7 @@ class LockedModel:
             architecture=d.get("architecture"),
             license=d.get("license"),
             artifact=d.get("artifact"),
+            signature=d.get("signature"),
         )
 
     @property
@@ -108,8 +112,9 @@ class Lock:
 
 
 def options_of(spec: ModelSpec) -> dict:
-    """The conversion and runtime options in effect for a model, as recorded in the lock."""
-    return {
+    """The conversion and runtime options in effect for a model, as recorded in the lock (`verify` only when set,
+    so locks written before it existed stay valid and byte-identical)."""
+    options = {
         "allow_pickle": spec.allow_pickle,
         "convert": spec.convert,
         "exclude": list(spec.exclude),
@@ -117,6 +122,9 @@ def options_of(spec: ModelSpec) -> dict:
         "runtime": spec.runtime,
         "trust_remote_code": spec.trust_remote_code,
     }
+    if spec.verify is not None:
+        options["verify"] = spec.verify
+    return options
 
 
 def lock_path(project: Path) -> Path:
@@ -231,6 +239,7 @@ def _spec_of(entry: LockedModel, task: str | None) -> ModelSpec:
         o["trust_remote_code"],
         o["convert"],
         o["runtime"],
+        o.get("verify"),
     )
 
 
@@ -324,3 +333,6 @@ def check_lock(manifest: Manifest, lock: Lock | None) -> None:
     st = staleness(manifest, lock)
     if st:
         raise StaleLockError(f"{LOCK_NAME} is out of date: {st.describe()}", "run `gpux lock` and commit gpux.lock")
+    from gpuxbuild.project.licenses import check_licenses
+
+    check_licenses(manifest.policy.allow_licenses, lock.models.values() if lock else ())

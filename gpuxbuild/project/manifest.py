@@ -65,10 +65,14 @@ class ModelSpec:
     trust_remote_code: bool
     convert: dict = field(hash=False)
     runtime: dict = field(hash=False)
+    # How the model's signature is checked: {"key": path} or {"identity": ..., "issuer": ...}; None: not checked.
+    verify: dict | None = field(default=None, hash=False)
 
     def as_dict(self) -> dict:
-        """The entry as plain data, the form that is digested and written to the lock."""
-        return {
+        """The entry as plain data, the form that is digested and written to the lock.
+
+        `verify` appears only when set, so entries without it keep the digests they had before it existed."""
+        d = {
             "source": self.source,
             "registry": self.registry,
             "ref": self.ref,
@@ -81,6 +85,9 @@ class ModelSpec:
             "convert": self.convert,
             "runtime": self.runtime,
         }
+        if self.verify is not None:
+            d["verify"] = self.verify
+        return d
 
     @property
     def digest(self) -> str:
@@ -115,12 +122,20 @@ def adhoc_spec(
     )
 
 
+@dataclass(frozen=True)
+class Policy:
+    """The manifest's `policy:`: what `gpux lock` refuses to pin. None: no rule."""
+
+    allow_licenses: tuple[str, ...] | None = None
+
+
 @dataclass
 class Manifest:
     """A parsed, validated manifest."""
 
     path: Path
     models: dict[str, ModelSpec]
+    policy: Policy = field(default_factory=Policy)
 
     @property
     def digest(self) -> str:
@@ -204,7 +219,8 @@ def parse_manifest(text: str | bytes, path: Path) -> Manifest:
     models = {}
     for name, entry in (data.get("models") or {}).items():
         models[name] = _effective(name, entry or {}, defaults, path, node)
-    return Manifest(path=path, models=models)
+    allowed = (data.get("policy") or {}).get("allow_licenses")
+    return Manifest(path=path, models=models, policy=Policy(None if allowed is None else tuple(allowed)))
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -255,6 +271,7 @@ def _effective(name: str, entry: dict, defaults: dict, path: Path, node) -> Mode
         trust_remote_code=bool(get("trust_remote_code", False)),
         convert=_merge(DEFAULT_CONVERT, _merge(defaults.get("convert") or {}, entry.get("convert") or {})),
         runtime=runtime,
+        verify=dict(sorted(get("verify").items())) if get("verify") else None,
     )
 
 

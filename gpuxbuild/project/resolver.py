@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Literal
 
 from gpuxbuild.errors import GpuxError, RegistryError
+from gpuxbuild.project.licenses import check_licenses
 from gpuxbuild.project.lockfile import Lock, LockedModel, options_of, verify_lock
 from gpuxbuild.project.manifest import Manifest, ModelSpec
 from gpuxbuild.project.selection import select_paths
+from gpuxbuild.project.signatures import signature_paths
 from gpuxbuild.registries import get_manager
 from gpuxbuild.registries.base import PinnedModel
 
@@ -77,7 +79,9 @@ def wanted_paths(spec: ModelSpec, paths: list[str]) -> set[str] | None:
     """The paths of a commit that `spec` keeps (names alone decide), or None when the selection fails
     (`lock_model` then reports why)."""
     try:
-        return set(select_paths(paths, include=spec.include, exclude=spec.exclude, convert=spec.convert))
+        return set(select_paths(paths, include=spec.include, exclude=spec.exclude, convert=spec.convert)) | (
+            signature_paths(spec.verify, paths)
+        )
     except GpuxError:
         return None
 
@@ -98,14 +102,21 @@ def resolve_model(manager, spec: ModelSpec, *, pin: str | None = None, on_listed
         return keep
 
     pinned = manager.resolve_streaming(spec.ref, spec.revision, listed, pin=pin)
-    return lock_model(spec, pinned, keep)
+    entry = lock_model(spec, pinned, keep)
+    if spec.verify is not None:
+        from gpuxbuild.project.signatures import check_model_signature
+
+        entry.signature = check_model_signature(manager, spec.verify, entry).as_dict()
+    return entry
 
 
 def lock_model(spec: ModelSpec, pinned: PinnedModel, keep: set[str] | None = None) -> LockedModel:
     """The lock entry of a resolved model; `keep` is the selection already made over its paths (None: make it,
     which also reports why a selection fails)."""
     if keep is None:
-        keep = set(select_paths(pinned.all_paths(), include=spec.include, exclude=spec.exclude, convert=spec.convert))
+        paths = pinned.all_paths()
+        keep = set(select_paths(paths, include=spec.include, exclude=spec.exclude, convert=spec.convert))
+        keep |= signature_paths(spec.verify, paths)
     files = sorted(f for f in pinned.files if f.path in keep)
     if not files:
         raise GpuxError(f"model {spec.name!r}: no files left after include/exclude", "loosen `include`/`exclude`")
@@ -181,6 +192,7 @@ def plan_lock(
         changes.append(_change(prev, entry))
     for name in sorted(set(old_models) - set(manifest.models)):
         changes.append(LockChange(name, "removed", old_models[name].commit, None, ["no longer in the manifest"]))
+    check_licenses(manifest.policy.allow_licenses, models.values())
     return LockPlan(Lock(manifest_digest=manifest.digest, models=models), changes)
 
 

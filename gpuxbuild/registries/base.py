@@ -30,6 +30,19 @@ class ModelInfo:
     config: dict = field(default_factory=dict)
 
 
+def license_of(card: dict, config: dict, tags=()) -> str | None:
+    """A model's license: the card's `license:` (a list joined with " OR "), else a `license:N` tag, else
+    config.json's `license`; None when none says."""
+    found = card.get("license")
+    if isinstance(found, list):
+        found = " OR ".join(str(x) for x in found) or None
+    if not found:
+        found = next((t.split(":", 1)[1] for t in tags if t.startswith("license:")), None)
+    if not found and isinstance(config.get("license"), str):
+        found = config["license"]
+    return str(found) if found else None
+
+
 @dataclass
 class PinnedModel:
     """A model resolved to an immutable commit, with its files at that commit.

@@ -29,7 +29,7 @@ from gpuxbuild.network import (
     requests_transient,
     url_host,
 )
-from gpuxbuild.registries.base import Listed, ModelInfo, ModelManager, PinnedModel, Progress, is_git_commit
+from gpuxbuild.registries.base import Listed, ModelInfo, ModelManager, PinnedModel, Progress, is_git_commit, license_of
 from gpuxbuild.store.files import FileEntry
 
 SMALL_FILE_JOBS = 8  # small files are fetched at resolve time to learn their sha256, in parallel
@@ -221,15 +221,12 @@ class HuggingFaceManager(ModelManager):
                 config = self._read_json(entry, repo)
         files = sorted(hashed + large)
         card = info.card_data.to_dict() if info.card_data is not None else {}
-        license_ = card.get("license") or next(
-            (t.split(":", 1)[1] for t in info.tags or [] if t.startswith("license:")), None
-        )
         model_info = ModelInfo(
             pipeline_tag=info.pipeline_tag,
             library=info.library_name,
             architectures=list(config.get("architectures") or (info.config or {}).get("architectures") or []),
             model_type=config.get("model_type") or (info.config or {}).get("model_type"),
-            license=license_,
+            license=license_of(card, config, info.tags or ()),
             card_data=card,
             config=config,
         )

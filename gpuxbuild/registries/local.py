@@ -15,7 +15,7 @@ import yaml
 
 from gpuxbuild.errors import GpuxError, RegistryError, quote
 from gpuxbuild.hashing import digest, sha256_file
-from gpuxbuild.registries.base import ModelInfo, ModelManager, PinnedModel, Progress
+from gpuxbuild.registries.base import ModelInfo, ModelManager, PinnedModel, Progress, license_of
 from gpuxbuild.store.files import FileEntry
 from gpuxbuild.yaml_io import DuplicateKey, load_yaml
 
@@ -97,7 +97,7 @@ class LocalManager(ModelManager):
             library=library,
             architectures=list(config.get("architectures") or []),
             model_type=config.get("model_type"),
-            license=card.get("license"),
+            license=license_of(card, config),
             card_data=card,
             config=config,
         )

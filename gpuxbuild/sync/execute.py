@@ -362,8 +362,11 @@ def sync(
     link_mode: str = "auto",
     store: Store | None = None,
     on_event: Event | None = None,
+    require_signatures: bool = False,
 ) -> SyncResult:
-    """`gpux sync`: check or re-lock gpux.lock (as uv does), plan, and unless `dry_run` execute the plan."""
+    """`gpux sync`: check or re-lock gpux.lock (as uv does), plan, and unless `dry_run` execute the plan.
+
+    `require_signatures`: refuse, before any work, a lock with a model whose signature `gpux lock` did not verify."""
     if locked and frozen:
         raise GpuxError(
             "--locked and --frozen exclude each other", "--frozen skips the check that --locked makes", exit_code=2
@@ -374,6 +377,8 @@ def sync(
     target = (target or project / DEFAULT_TARGET).resolve()
     state = noop_state(project, target, store.root, frozen=frozen)
     if state is not None:
+        if require_signatures:
+            _require_signed(project)
         return _noop_result(project, target, state, dry_run=dry_run)
     with project_lock(store, project):
         res = _full_sync(
@@ -386,12 +391,25 @@ def sync(
             dry_run=dry_run,
             link_mode=link_mode,
             on_event=on_event,
+            require_signatures=require_signatures,
         )
         if not dry_run:
             record = read_record(target)
             record.fast = fingerprint(project, frozen)
             _write_record(target, record)
         return res
+
+
+def _require_signed(project: Path) -> None:
+    """Refuse unsigned models of the project's (up-to-date) gpux.lock."""
+    from gpuxbuild.project.lockfile import lock_path, read_lock, verify_lock
+    from gpuxbuild.project.signatures import require_signed
+
+    lock = read_lock(lock_path(project))
+    if lock is None:
+        raise GpuxError(f"--require-signatures: no gpux.lock in {project}", "run `gpux lock` first")
+    verify_lock(None, lock, project)
+    require_signed(lock.models)
 
 
 def _noop_result(project: Path, target: Path, state: dict, *, dry_run: bool) -> SyncResult:
@@ -422,6 +440,7 @@ def _full_sync(
     dry_run: bool,
     link_mode: str,
     on_event: Event | None,
+    require_signatures: bool = False,
 ) -> SyncResult:
     from gpuxbuild.project.lockfile import check_lock, lock_path, read_lock, staleness, verify_lock, write_lock
 
@@ -442,6 +461,10 @@ def _full_sync(
 
             lock_plan = plan_lock(manifest, lock, store=store, offline=offline)
             lock, changes = lock_plan.lock, lock_plan.changes
+    if require_signatures:
+        from gpuxbuild.project.signatures import require_signed
+
+        require_signed(lock.models if lock else {})
     plan = plan_sync(project, lock, target, store)
     plan.lock_changes, plan.manifest = changes, manifest
     if dry_run:
