@@ -95,6 +95,29 @@ OFFLINE = click.option("--offline", is_flag=True, help="Make no network request 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
+def REMOTE(f):
+    """--remote URL (repeatable) and --remote-optional: the remote cache (docs/remote-cache.md)."""
+    f = click.option(
+        "--remote-optional",
+        is_flag=True,
+        help="When a remote cache fails (unreachable, refused), warn and go on without it.",
+    )(f)
+    return click.option(
+        "--remote",
+        "remote",
+        multiple=True,
+        metavar="URL",
+        help="Remote cache (file:///path, s3://bucket/prefix); repeat for several. Default: GPUX_REMOTE, cache.remote.",
+    )(f)
+
+
+def open_remotes(ctx: Context, remote: tuple[str, ...], optional: bool):
+    """The remote cache configured for the project (flags, GPUX_REMOTE, manifest), warnings on stderr."""
+    from gpuxbuild.build.remote_artifact import project_remotes
+
+    return project_remotes(ctx.project, remote, optional=optional, warn=lambda m: print_error(m, prefix="warning:"))
+
+
 # Which module defines each command: a command line imports only its command's module (start-up time).
 COMMAND_MODULES = {
     "init": "project_cmds",
@@ -102,6 +125,7 @@ COMMAND_MODULES = {
     "remove": "project_cmds",
     "lock": "project_cmds",
     "build": "build_cmds",
+    "push": "build_cmds",
     "sync": "sync_cmds",
     "pull": "store_cmds",
     "ls": "store_cmds",

@@ -143,8 +143,9 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
     built = None
     if not no_build:
         from gpuxbuild.build.pipeline import build_pulled
+        from gpuxbuild.build.remote_artifact import project_remotes
 
-        built = build_pulled(res, store=store, offline=offline)
+        built = build_pulled(res, store=store, offline=offline, remotes=project_remotes(None))
     if as_json:
         out = res.as_dict()
         if built is not None:

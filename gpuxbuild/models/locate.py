@@ -70,7 +70,9 @@ def _from_pulled(name: str, project: Path, store: Store, offline: bool, on_pull=
     if on_pull:
         on_pull(str(ref))
     pulled = pull(ref, store=store, project=project, offline=offline)
-    return Path(build_pulled(pulled, store=store, offline=offline).path)
+    from gpuxbuild.build.remote_artifact import project_remotes
+
+    return Path(build_pulled(pulled, store=store, offline=offline, remotes=project_remotes(None)).path)
 
 
 def locate(name: str, *, project: Path, store: Store, offline: bool = False, on_pull=None, on_build=None) -> Path:

@@ -121,6 +121,8 @@ class Manifest:
 
     path: Path
     models: dict[str, ModelSpec]
+    remotes: tuple[str, ...] = ()  # cache.remote: the remote caches, read in order, pushed to the first
+    remote_optional: bool = False  # cache.optional
 
     @property
     def digest(self) -> str:
@@ -204,7 +206,10 @@ def parse_manifest(text: str | bytes, path: Path) -> Manifest:
     models = {}
     for name, entry in (data.get("models") or {}).items():
         models[name] = _effective(name, entry or {}, defaults, path, node)
-    return Manifest(path=path, models=models)
+    cache = data.get("cache") or {}
+    remote = cache.get("remote") or ()
+    remotes = (remote,) if isinstance(remote, str) else tuple(remote)
+    return Manifest(path=path, models=models, remotes=remotes, remote_optional=bool(cache.get("optional")))
 
 
 def _merge(base: dict, over: dict) -> dict:
