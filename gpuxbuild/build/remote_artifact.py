@@ -6,23 +6,24 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpuxbuild.build.artifact import ARTIFACT_MANIFEST, artifact_path, publish, remember_artifact
 from gpuxbuild.fsutil import remove_tree
 from gpuxbuild.hashing import sha256_bytes
 from gpuxbuild.remote import ENV_REMOTE, Warn, configured
 from gpuxbuild.remote.cache import RemoteCache, parse_index
-from gpuxbuild.store.objects import Store
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gpuxbuild.store.objects import Store
 
 
 def fetch_artifact(store: Store, remotes: RemoteCache, key: str, expected: str | None = None) -> str | None:
     """Place the artifact for build `key` from the first remote that holds it; its digest, or None when no remote
     has it. The caller holds the artifact's store lock. Every file is checked against artifact.json, and
     artifact.json against `expected` (the digest gpux.lock records), before anything is placed."""
-    from gpuxbuild.build.pipeline import safe_join
-
     found = remotes.find_index(key)
     if found is None:
         return None
@@ -32,7 +33,7 @@ def fetch_artifact(store: Store, remotes: RemoteCache, key: str, expected: str |
     try:
         work.mkdir()
         for f in doc["files"]:
-            dest = safe_join(work, f["path"])
+            dest = work / f["path"]  # parse_index checked that it stays inside
             dest.parent.mkdir(parents=True, exist_ok=True)
             remotes.download_blob(spec, f["sha256"], f["size"], dest)
         (work / ARTIFACT_MANIFEST).write_bytes(data)
@@ -82,46 +83,3 @@ def project_remotes(
 def push_results(store: Store, remotes: RemoteCache, results: list) -> dict[str, str]:
     """Push the artifacts of build results that have one (built, reused or downloaded); name -> pushed | present."""
     return {r.name: push_artifact(store, remotes, r.build_key) for r in results if r.status != "failed"}
-
-
-@dataclass
-class PushResult:
-    artifacts: dict[str, str] = field(default_factory=dict)  # model -> pushed | present
-    sources_new: int = 0
-    sources_total: int = 0
-
-    def as_dict(self) -> dict:
-        return {
-            "artifacts": self.artifacts,
-            "sources": {"uploaded": self.sources_new, "total": self.sources_total},
-        }
-
-
-def push_project(
-    project: Path, names: tuple[str, ...], *, store: Store, remotes: RemoteCache, sources: bool = False
-) -> PushResult:
-    """`gpux push`: the stored artifacts of the locked models (all, or `names`), and with `sources` their source
-    files, to the first remote. A model whose artifact is not in the store is an error naming it."""
-    from gpuxbuild.build.artifact import verified_artifact
-    from gpuxbuild.build.pipeline import job_from_lock
-    from gpuxbuild.errors import GpuxError
-    from gpuxbuild.project.lockfile import lock_path, read_lock
-
-    lock = read_lock(lock_path(project))
-    if lock is None:
-        raise GpuxError(f"no gpux.lock in {project}", "run `gpux lock` and `gpux build` first")
-    unknown = sorted(set(names) - set(lock.models))
-    if unknown:
-        raise GpuxError(f"no model {', '.join(unknown)} in gpux.lock", f"models: {', '.join(sorted(lock.models))}")
-    jobs = [job_from_lock(lock.models[n]) for n in sorted(names or lock.models)]
-    unbuilt = [j.name for j in jobs if verified_artifact(store, j.key) is None]
-    if unbuilt:
-        raise GpuxError(f"not built here: {', '.join(unbuilt)}", "run `gpux build` first (or `gpux build --push`)")
-    res = PushResult()
-    for job in jobs:
-        if sources:
-            shas = sorted({f.sha256 for f in job.files if store.has_object(f.sha256)})
-            res.sources_total += len(shas)
-            res.sources_new += remotes.push_objects(store, shas)
-        res.artifacts[job.name] = push_artifact(store, remotes, job.key)
-    return res

@@ -164,7 +164,7 @@ def push(ctx: Context, names, sources, remote, as_json) -> None:
     Blobs go up first, then the artifact's index with a conditional create: a half-done push is never
     visible, and an artifact already on the remote is left as it is.
     """
-    from gpuxbuild.build.remote_artifact import push_project
+    from gpuxbuild.build.push import push_project
     from gpuxbuild.store.objects import Store
 
     remotes = open_remotes(ctx, remote, False)

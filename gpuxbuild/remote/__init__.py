@@ -10,31 +10,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.network import redact_url
+from gpuxbuild.remote.base import RemoteError, RemoteSpec
+
+__all__ = ["ENV_REMOTE", "RemoteError", "RemoteSpec", "Warn", "check_url", "configured", "open_backend"]
 
 SCHEMES = ("file", "s3")
 ENV_REMOTE = "GPUX_REMOTE"  # one URL, or several separated by spaces or commas
-
-
-class RemoteError(GpuxError):
-    """A remote could not be read or written (unreachable, refused credentials, a bad URL)."""
-
-
-@dataclass(frozen=True)
-class RemoteSpec:
-    """One configured remote: its URL (as given, credentials and all) and whether its failures are only warned."""
-
-    url: str
-    optional: bool = False
-
-    @property
-    def display(self) -> str:
-        """The URL as messages show it: credentials hidden."""
-        return redact_url(self.url)
 
 
 def check_url(url: str, where: str) -> str:

@@ -7,11 +7,32 @@ makes publishing atomic: it never replaces an object, so two publishers cannot c
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from pathlib import Path
-from typing import BinaryIO
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
 
-from gpuxbuild.remote import RemoteSpec
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+from gpuxbuild.errors import GpuxError
+from gpuxbuild.network import redact_url
+
+
+class RemoteError(GpuxError):
+    """A remote could not be read or written (unreachable, refused credentials, a bad URL)."""
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """One configured remote: its URL (as given, credentials and all) and whether its failures are only warned."""
+
+    url: str
+    optional: bool = False
+
+    @property
+    def display(self) -> str:
+        """The URL as messages show it: credentials hidden."""
+        return redact_url(self.url)
 
 
 class Backend(ABC):

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Iterator
-from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from gpuxbuild.errors import IntegrityError
 from gpuxbuild.hashing import is_sha256, sha256_bytes
 from gpuxbuild.remote import RemoteError, RemoteSpec, Warn, open_backend
-from gpuxbuild.remote.base import Backend
-from gpuxbuild.store.objects import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from gpuxbuild.remote.base import Backend
+    from gpuxbuild.store.objects import Store
 
 BLOBS = "blobs/sha256/"
 ARTIFACTS = "artifacts/"
@@ -186,6 +189,17 @@ def corrupt(spec: RemoteSpec, key: str, what: str) -> IntegrityError:
     )
 
 
+def _inside(path) -> bool:
+    """A relative file path that stays inside the artifact folder (no absolute path, no `..`, no backslash)."""
+    return (
+        isinstance(path, str)
+        and bool(path)
+        and not path.startswith("/")
+        and "\\" not in path
+        and all(part not in ("", ".", "..") for part in path.split("/"))
+    )
+
+
 def parse_index(spec: RemoteSpec, build_key: str, data: bytes, expected: str | None) -> dict:
     """The artifact.json held under `build_key`, checked: its digest is `expected` (when the lock records one), it
     names that build key, and lists files by sha256 and size."""
@@ -198,7 +212,7 @@ def parse_index(spec: RemoteSpec, build_key: str, data: bytes, expected: str | N
     try:
         doc = json.loads(data)
         ok = doc.get("build_key") == build_key and all(
-            isinstance(f.get("path"), str) and is_sha256(f.get("sha256")) and isinstance(f.get("size"), int)
+            _inside(f.get("path")) and is_sha256(f.get("sha256")) and isinstance(f.get("size"), int)
             for f in doc["files"]
         )
     except (ValueError, AttributeError, KeyError, TypeError):

@@ -10,14 +10,15 @@ import errno
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from gpuxbuild.fsutil import fsync_dir
-from gpuxbuild.remote import RemoteError, RemoteSpec
-from gpuxbuild.remote.base import Backend
+from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 CHUNK = 1 << 20
 
