@@ -240,3 +240,28 @@ def test_s3_corrupt_object_and_wrong_credentials(hub, onnx_repo, tmp_path, s3ser
     assert secret not in r.stdout + r.stderr
     r = gpux("sync", "--remote", s3remote, "--remote-optional", cwd=tmp_path)
     assert "0 reused, 1 built" in r.stdout and "optional remote" in r.stderr and secret not in r.stderr
+
+
+def test_two_shards_fill_the_remote_and_a_third_home_builds_nothing(hub, repo_id, tmp_path, remote, home):
+    for i, kind in enumerate(("onnx-shipped", "onnx-shipped", "onnx-shipped")):
+        publish(hub, f"{repo_id}-{i}", kind, seed=i)
+    write_manifest(tmp_path, {f"m{i}": {"source": f"hf:{repo_id}-{i}"} for i in range(3)})
+    gpux("lock", cwd=tmp_path)
+    lock = (tmp_path / "gpux.lock").read_bytes()
+    shares = []
+    for i in (1, 2):
+        home()
+        (tmp_path / "gpux.lock").write_bytes(lock)  # each runner starts from the committed lock
+        r = gpux("build", "--shard", f"{i}/2", "--push", "--remote", remote, "--json", cwd=tmp_path)
+        shares.append(sorted(json.loads(r.stdout)["pushed"]))
+    assert sorted(shares[0] + shares[1]) == ["m0", "m1", "m2"] and shares[0] and shares[1]
+    home()
+    (tmp_path / "gpux.lock").write_bytes(lock)
+    r = gpux("sync", "--remote", remote, cwd=tmp_path)
+    assert "0 reused, 0 built, 3 from the remote cache" in r.stdout
+
+
+def test_a_bad_shard_is_a_usage_error(onnx_repo, tmp_path):
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    r = gpux("build", "--shard", "3/2", cwd=tmp_path, check=False)
+    assert r.returncode == 2 and "--shard '3/2': expected I/N with 1 <= I <= N" in r.stderr

@@ -542,8 +542,11 @@ def build_project(
     keep_going: bool = True,
     on_stage: Stage | None = None,
     remotes: RemoteCache | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> ProjectBuild:
     """Build the project's locked models (all, or `names`) and record their artifact digests in gpux.lock.
+
+    `shard` (I, N) builds only share I of N of them (gpuxbuild.build.shard), for a CI matrix.
 
     With `locked`, the lock must be up to date and is not written: every artifact must have the digest
     the lock records, which is how CI proves a committed lock still builds the same bytes.
@@ -563,7 +566,12 @@ def build_project(
         raise GpuxError(
             f"no model {', '.join(unknown)} in gpux.lock", f"models: {', '.join(sorted(lock.models)) or 'none'}"
         )
-    entries = [lock.models[n] for n in sorted(names or lock.models)]
+    chosen = sorted(names or lock.models)
+    if shard is not None:
+        from gpuxbuild.build.shard import shard_of
+
+        chosen = shard_of({n: sum(f.size for f in lock.models[n].files) for n in chosen}, *shard)
+    entries = [lock.models[n] for n in chosen]
     results = build_many(
         [job_from_lock(e, manifest) for e in entries],
         store=store,

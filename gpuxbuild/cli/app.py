@@ -111,11 +111,13 @@ def REMOTE(f):
     )(f)
 
 
-def open_remotes(ctx: Context, remote: tuple[str, ...], optional: bool):
-    """The remote cache configured for the project (flags, GPUX_REMOTE, manifest), warnings on stderr."""
+def open_remotes(ctx: Context, remote: tuple[str, ...], optional: bool, *, manifest: bool = True):
+    """The remote cache configured for the project (flags, GPUX_REMOTE, and unless not `manifest` the manifest's
+    `cache:`), warnings on stderr."""
     from gpuxbuild.build.remote_artifact import project_remotes
 
-    return project_remotes(ctx.project, remote, optional=optional, warn=lambda m: print_error(m, prefix="warning:"))
+    project = ctx.project if manifest else None
+    return project_remotes(project, remote, optional=optional, warn=lambda m: print_error(m, prefix="warning:"))
 
 
 # Which module defines each command: a command line imports only its command's module (start-up time).

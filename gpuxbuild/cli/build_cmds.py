@@ -76,13 +76,14 @@ class StageTable:
 @click.option(
     "--keep-going/--fail-fast", default=True, show_default=True, help="Build the other models when one fails."
 )
+@click.option("--shard", metavar="I/N", help="Build only share I of N of the models (a CI matrix; see --push).")
 @REMOTE
 @PUSH
 @OFFLINE
 @JSON
 @pass_context
 def build(
-    ctx: Context, names, locked, no_validate, jobs, keep_going, remote, remote_optional, push, offline, as_json
+    ctx: Context, names, locked, no_validate, jobs, keep_going, shard, remote, remote_optional, push, offline, as_json
 ) -> None:
     """Build locked models into reproducible ONNX artifacts with a generated gpux.yml.
 
@@ -92,6 +93,10 @@ def build(
     from gpuxbuild.build.pipeline import build_project
     from gpuxbuild.store.objects import Store
 
+    if shard is not None:
+        from gpuxbuild.build.shard import parse_shard
+
+        shard = parse_shard(shard)
     store = Store()
     remotes = open_remotes(ctx, remote, remote_optional)
     if push and not remotes:
@@ -108,6 +113,7 @@ def build(
             keep_going=keep_going,
             on_stage=table,
             remotes=remotes,
+            shard=shard,
         )
     pushed = {}
     if push:

@@ -115,7 +115,7 @@ def sync(
         if show and what not in ("cached", "placing", "waiting for lock"):
             err_console.print(f"[dim]{name}: {what}[/]", soft_wrap=True)
 
-    remotes = open_remotes(ctx, remote, remote_optional)
+    remotes = open_remotes(ctx, remote, remote_optional, manifest=not frozen)  # --frozen reads no manifest
     if push and not remotes:
         from gpuxbuild.cli.build_cmds import _no_remote
 

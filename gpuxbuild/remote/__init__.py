@@ -28,7 +28,7 @@ def check_url(url: str, where: str) -> str:
     if scheme not in SCHEMES or not urlsplit(url).netloc + urlsplit(url).path.strip("/"):
         raise GpuxError(
             f"{where}: {redact_url(url)!r} is not a remote URL",
-            "use file:///shared/folder or s3://bucket/prefix (docs/remote-cache.md)",
+            "use file:///shared/folder or s3://bucket/prefix (`gpux help remote-cache`)",
             exit_code=2,
         )
     return url
