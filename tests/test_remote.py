@@ -91,7 +91,15 @@ def test_a_corrupt_remote_object_is_named_and_not_used(hub, onnx_repo, tmp_path,
     index = json.loads(next((remote_root(remote) / "artifacts").iterdir()).read_bytes())
     graph = next(f for f in index["files"] if f["path"] == "model.onnx")
     blob = remote_root(remote) / "blobs" / "sha256" / graph["sha256"]
+    r = gpux("cache", "remote", "ls", "--remote", remote, cwd=tmp_path)
+    assert r.stdout.startswith(f"a  text-classification  {digest_of(tmp_path, 'a')[:19]}  ")
+    assert r.stdout.splitlines()[-1] == "1 artifact"
+    assert gpux("cache", "remote", "verify", "--remote", remote, cwd=tmp_path).stdout.endswith(": 0 problems\n")
     blob.write_bytes(b"\0" + blob.read_bytes()[1:])
+    r = gpux("cache", "remote", "verify", "--remote", remote, cwd=tmp_path, check=False)
+    assert (
+        r.returncode == 1 and f"corrupt remote {remote}: blobs/sha256/{graph['sha256']}: content hashes to" in r.stdout
+    )
     home()
     r = gpux("sync", "--remote", remote, cwd=tmp_path, check=False)
     assert r.returncode == 1 and "Traceback" not in r.stderr
@@ -225,6 +233,9 @@ def test_s3_corrupt_object_and_wrong_credentials(hub, onnx_repo, tmp_path, s3ser
     index = json.loads(next(v for k, v in objects.items() if k.startswith("artifacts/")))
     blob = f"blobs/sha256/{next(f['sha256'] for f in index['files'] if f['path'] == 'model.onnx')}"
     obstore.put(store, f"{prefix}/{blob}", b"\0" + objects[blob][1:])
+    r = gpux("cache", "remote", "verify", "--remote", s3remote, cwd=tmp_path, check=False)
+    assert r.returncode == 1 and f"corrupt remote {s3remote}: {blob}: content hashes to" in r.stdout
+    assert gpux("cache", "remote", "ls", "--remote", s3remote, cwd=tmp_path).stdout.startswith("a  ")
     home()
     r = gpux("sync", "--remote", s3remote, cwd=tmp_path, check=False)
     assert r.returncode == 1 and f"remote {s3remote}: object {blob} is corrupt" in r.stderr

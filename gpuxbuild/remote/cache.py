@@ -66,6 +66,10 @@ class RemoteCache:
     def __bool__(self) -> bool:
         return bool(self.specs)
 
+    def backend(self, spec: RemoteSpec) -> Backend:
+        """`spec`'s backend, opened; its failures are errors even for an optional remote (for `cache remote`)."""
+        return self._open.get(spec) or open_backend(spec)
+
     def _backend(self, spec: RemoteSpec) -> Backend | None:
         if spec not in self._open:
             try:
