@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import uuid
 from pathlib import Path
 
@@ -276,3 +277,68 @@ def test_a_bad_shard_is_a_usage_error(onnx_repo, tmp_path):
     write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
     r = gpux("build", "--shard", "3/2", cwd=tmp_path, check=False)
     assert r.returncode == 2 and "--shard '3/2': expected I/N with 1 <= I <= N" in r.stderr
+
+
+# ------------------------------------------------------------------------------- OCI (distribution registry)
+
+
+@pytest.fixture(scope="session")
+def ociserver(tmp_path_factory):
+    """The CNCF distribution registry on 127.0.0.1, started once per test session."""
+    from ociserver import OciServer, registry_binary
+
+    if registry_binary() is None:
+        pytest.skip("docker-registry (Debian package) is not installed: run scripts/setup.sh")
+    server = OciServer(tmp_path_factory.mktemp("registry"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_two_homes_share_through_an_oci_registry(hub, onnx_repo, tmp_path, ociserver, home, hf_env):
+    import requests
+
+    repo = f"gpux/{uuid.uuid4().hex[:12]}"
+    remote = f"oci://{ociserver.host}/{repo}"
+    hf_env(DOCKER_CONFIG=str(tmp_path / "no-docker-config"))
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    r = gpux("build", "--push", "--remote", remote, cwd=tmp_path)
+    assert "pushed a" in r.stdout
+    digest = digest_of(tmp_path, "a")
+    key = read_lock(tmp_path)["models"]["a"]["artifact"]["build_key"].removeprefix("sha256:")
+
+    # An ordinary OCI artifact: tagged by build key, artifactType, one layer per file titled with its path.
+    base = f"http://{ociserver.host}/v2/{repo}"
+    assert requests.get(f"{base}/tags/list", timeout=5).json()["tags"] == [key]
+    manifest = requests.get(
+        f"{base}/manifests/{key}", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=5
+    ).json()
+    assert manifest["artifactType"] == "application/vnd.gpuxbuild.artifact.v1"
+    titles = {layer["annotations"]["org.opencontainers.image.title"]: layer["digest"] for layer in manifest["layers"]}
+    index = requests.get(f"{base}/blobs/{titles['artifact.json']}", timeout=5).content
+    assert "sha256:" + hashlib.sha256(index).hexdigest() == digest
+    assert {f["path"] for f in json.loads(index)["files"]} | {"artifact.json"} == set(titles)
+
+    home()
+    hub.reset_log()
+    r = gpux("sync", "--locked", "--remote", remote, cwd=tmp_path)
+    assert "0 reused, 0 built, 1 from the remote cache" in r.stdout
+    assert gets(hub, onnx_repo) == {}
+    r = gpux("push", "--remote", remote, cwd=tmp_path)
+    assert "present a (already on the remote)" in r.stdout
+    assert gpux("cache", "remote", "ls", "--remote", remote, cwd=tmp_path).stdout.startswith("a  ")
+    assert gpux("cache", "remote", "verify", "--remote", remote, cwd=tmp_path).stdout.endswith(": 0 problems\n")
+
+
+def test_oci_registry_down(onnx_repo, tmp_path, ociserver, hf_env):
+    hf_env(GPUX_HTTP_RETRIES="0")  # a refused connection is retried otherwise (1 s, 2 s, 4 s)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    remote = f"oci://127.0.0.1:{port}/gpux/x"
+    r = gpux("sync", "--remote", remote, cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"remote {remote}: " in r.stderr and "connection refused or unreachable" in r.stderr
+    r = gpux("sync", "--remote", remote, "--remote-optional", cwd=tmp_path)
+    assert "0 reused, 1 built" in r.stdout

@@ -18,7 +18,7 @@ from gpuxbuild.remote.base import RemoteError, RemoteSpec
 
 __all__ = ["ENV_REMOTE", "RemoteError", "RemoteSpec", "Warn", "check_url", "configured", "open_backend"]
 
-SCHEMES = ("file", "s3")
+SCHEMES = ("file", "s3", "oci")
 ENV_REMOTE = "GPUX_REMOTE"  # one URL, or several separated by spaces or commas
 
 
@@ -28,7 +28,7 @@ def check_url(url: str, where: str) -> str:
     if scheme not in SCHEMES or not urlsplit(url).netloc + urlsplit(url).path.strip("/"):
         raise GpuxError(
             f"{where}: {redact_url(url)!r} is not a remote URL",
-            "use file:///shared/folder or s3://bucket/prefix (`gpux help remote-cache`)",
+            "use file:///shared/folder, s3://bucket/prefix or oci://registry/repository (`gpux help remote-cache`)",
             exit_code=2,
         )
     return url
@@ -59,6 +59,10 @@ def open_backend(spec: RemoteSpec):
         from gpuxbuild.remote.file import FileBackend
 
         return FileBackend(spec)
+    if scheme == "oci":
+        from gpuxbuild.remote.oci import OciBackend
+
+        return OciBackend(spec)
     from gpuxbuild.remote.s3 import S3Backend
 
     return S3Backend(spec)
