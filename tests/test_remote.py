@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
+import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 from helpers import gets, gpux, publish, read_lock, write_manifest
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -342,3 +346,45 @@ def test_oci_registry_down(onnx_repo, tmp_path, ociserver, hf_env):
     assert f"remote {remote}: " in r.stderr and "connection refused or unreachable" in r.stderr
     r = gpux("sync", "--remote", remote, "--remote-optional", cwd=tmp_path)
     assert "0 reused, 1 built" in r.stdout
+
+
+# ------------------------------------------------------------------------ a consumer without the convert extra
+
+
+@pytest.fixture(scope="session")
+def consumer(tmp_path_factory) -> Path:
+    from consumer_env import consumer_python
+
+    return consumer_python(tmp_path_factory.getbasetemp() / "consumer-venv")
+
+
+@pytest.mark.slow
+def test_a_consumer_without_the_convert_extra_syncs_and_passes_build_locked(hub, repo_id, tmp_path, remote, consumer):
+    publish(hub, repo_id, "bert")  # PyTorch weights: only an export makes its ONNX
+    write_manifest(tmp_path, {"a": {"source": f"hf:{repo_id}"}})
+    gpux("build", "--push", "--remote", remote, cwd=tmp_path)
+    locked = read_lock(tmp_path)["models"]["a"]["artifact"]
+    assert locked["toolchain"]["torch"] != "absent"
+
+    env = {**os.environ, "GPUX_HOME": str(tmp_path / "consumer-home"), "PYTHONPATH": str(REPO)}
+    no_torch = subprocess.run([consumer, "-c", "import torch"], env=env, capture_output=True)
+    assert no_torch.returncode == 1 and b"No module named 'torch'" in no_torch.stderr
+    hub.reset_log()
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [consumer, "-m", "gpuxbuild", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+
+    r = run("sync", "--locked", "--remote", remote)
+    assert r.returncode == 0, r.stderr
+    assert "0 reused, 0 built, 1 from the remote cache" in r.stdout
+    assert gets(hub, repo_id) == {}
+    placed = tmp_path / ".gpux" / "models" / "a" / "artifact.json"
+    assert "sha256:" + hashlib.sha256(placed.read_bytes()).hexdigest() == locked["digest"]
+    r = run("build", "--locked", "--remote", remote)
+    assert r.returncode == 0 and "0 built, 1 cached, 0 failed" in r.stdout, r.stdout + r.stderr
+    # Without the remote, the same consumer with an empty store cannot build it: it names the extra it lacks.
+    env["GPUX_HOME"] = str(tmp_path / "another-home")
+    r = run("sync", "--locked", "--target", str(tmp_path / "elsewhere"))
+    assert r.returncode == 1 and "'convert' extra" in r.stderr, r.stderr
