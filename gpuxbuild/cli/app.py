@@ -227,6 +227,8 @@ Environment:
   GPUX_HTTP_RETRIES  retries of a transient network failure (default 3)
   GPUX_HTTP_TIMEOUT  seconds each connect and read may take (default 30; else
                      HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT where set)
+  GPUX_REMOTE        remote cache URL(s) when --remote is not given (file://,
+                     s3://, oci://; several separated by spaces or commas)
   HF_HUB_OFFLINE     1: no network request, as --offline
   HF_TOKEN           Hugging Face token, for gated or private repos
   HF_ENDPOINT        the Hugging Face Hub to use (default: https://huggingface.co)
