@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -388,3 +389,29 @@ def test_a_consumer_without_the_convert_extra_syncs_and_passes_build_locked(hub,
     env["GPUX_HOME"] = str(tmp_path / "another-home")
     r = run("sync", "--locked", "--target", str(tmp_path / "elsewhere"))
     assert r.returncode == 1 and "'convert' extra" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("kind", ["file", "s3"])
+def test_two_concurrent_pushes_of_one_artifact(hub, onnx_repo, tmp_path, kind, request, tmp_path_factory):
+    """Two processes publish the same artifact at once: one creates the index, the other finds it; one copy."""
+    url = request.getfixturevalue("s3remote") if kind == "s3" else tmp_path_factory.mktemp("remote").as_uri()
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    gpux("build", cwd=tmp_path)
+    cmd = [sys.executable, "-m", "gpuxbuild", "push", "--remote", url, "--json"]
+    procs = [
+        subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in (1, 2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    statuses = sorted(json.loads(out)["artifacts"]["a"] for out, _ in outs)
+    assert statuses == ["present", "pushed"]
+    assert not any("already holds artifact" in err for _, err in outs)  # the same bytes: no conflict
+
+
+def test_manifest_optional_remote_warns_and_builds(hub, onnx_repo, tmp_path):
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    manifest = tmp_path / "gpux.models.yml"
+    gone = (tmp_path / "gone").as_uri()
+    manifest.write_text(manifest.read_text() + f"cache:\n  remote: {gone}\n  optional: true\n")
+    r = gpux("build", cwd=tmp_path)
+    assert "1 built" in r.stdout and f"warning: remote {gone}: no such folder" in r.stderr
