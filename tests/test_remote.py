@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -415,3 +417,55 @@ def test_manifest_optional_remote_warns_and_builds(hub, onnx_repo, tmp_path):
     manifest.write_text(manifest.read_text() + f"cache:\n  remote: {gone}\n  optional: true\n")
     r = gpux("build", cwd=tmp_path)
     assert "1 built" in r.stdout and f"warning: remote {gone}: no such folder" in r.stderr
+
+
+def _padded_onnx_repo(mb: int) -> dict[str, bytes]:
+    """The tiny ONNX-shipping repo with an `mb` MB initializer in external data (as benchmarks/bench_sync.py)."""
+    import tempfile
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    from tinymodels import make_repo
+
+    files = make_repo("onnx-shipped")
+    model = onnx.load_from_string(files["onnx/model.onnx"])
+    model.graph.initializer.append(numpy_helper.from_array(np.ones(mb << 18, dtype=np.float32), "padding"))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        onnx.save_model(model, str(path), save_as_external_data=True, location="model.onnx_data", size_threshold=1024)
+        files["onnx/model.onnx"] = path.read_bytes()
+        files["onnx/model.onnx_data"] = (Path(tmp) / "model.onnx_data").read_bytes()
+    return files
+
+
+@pytest.mark.slow
+def test_a_push_killed_midway_leaves_no_visible_artifact(hub, repo_id, tmp_path, remote, home):
+    hub.create_repo(repo_id)
+    hub.commit(repo_id, _padded_onnx_repo(256), message="big")
+    write_manifest(tmp_path, {"a": {"source": f"hf:{repo_id}"}})
+    gpux("build", cwd=tmp_path)
+    root = remote_root(remote)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpuxbuild", "push", "--remote", remote],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # Kill it while a blob is being written: the big one takes a while.
+    while proc.poll() is None and not any(p.stat().st_size > 1 << 20 for p in root.glob(".tmp/*")):
+        time.sleep(0.001)
+    proc.kill()
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the push finished before it could be killed"
+    assert not (root / "artifacts").exists() or not any((root / "artifacts").iterdir())
+
+    home()  # another machine finds nothing to take, and builds
+    r = gpux("sync", "--remote", remote, cwd=tmp_path)
+    assert "0 reused, 1 built" in r.stdout
+    # A push again completes; a third machine takes it, intact.
+    assert "pushed a" in gpux("push", "--remote", remote, cwd=tmp_path).stdout
+    home()
+    r = gpux("sync", "--remote", remote, "--target", str(tmp_path / "third"), cwd=tmp_path)
+    assert "1 from the remote cache" in r.stdout
+    assert gpux("cache", "remote", "verify", "--remote", remote, cwd=tmp_path).stdout.endswith(": 0 problems\n")
