@@ -142,6 +142,8 @@ def test_remote_down_is_an_error_unless_optional(hub, onnx_repo, tmp_path):
     assert not (tmp_path / ".gpux").exists()
     r = gpux("sync", "--remote", gone, "--remote-optional", cwd=tmp_path)
     assert "0 reused, 1 built" in r.stdout and "going on without it (optional remote)" in r.stderr
+    r = gpux("build", "--push", "--remote", gone, "--remote-optional", cwd=tmp_path)
+    assert "skipped a (the remote failed; see the warning)" in r.stdout
 
 
 def test_a_bad_remote_url_is_a_usage_error(onnx_repo, tmp_path, hf_env):

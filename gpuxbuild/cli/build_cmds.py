@@ -154,8 +154,10 @@ def _no_remote(option: str):
 
 
 def _print_pushed(pushed: dict[str, str]) -> None:
+    """One line per model: pushed, present (already on the remote) or skipped (an optional remote that failed)."""
+    why = {"pushed": "", "present": " (already on the remote)", "skipped": " (the remote failed; see the warning)"}
     for name, how in sorted(pushed.items()):
-        console.print(f"{how:>7} {name}" if how == "pushed" else f"{how:>7} {name} (already on the remote)")
+        console.print(f"{how:>7} {name}{why[how]}")
 
 
 @cli.command()

@@ -129,7 +129,8 @@ class RemoteCache:
 
     def publish(self, build_key: str, manifest: bytes, files: list[tuple[str, Path]]) -> str:
         """Upload `files` ((sha256, path) pairs) and then the index `manifest` for `build_key` to the first remote.
-        Returns "pushed", or "present" when the remote already holds this artifact for that key."""
+        Returns "pushed", "present" when the remote already holds this artifact for that key, or "skipped" when the
+        remote is optional and failed (the warning says why)."""
         spec = self.specs[0]
         backend = self._backend(spec)
         if backend is None:
