@@ -234,6 +234,16 @@ def test_two_homes_share_through_s3(hub, onnx_repo, tmp_path, s3server, s3remote
     assert s3_objects(s3server, s3remote)[0] == objects
 
 
+def test_s3_credentials_from_a_profile_file(hub, onnx_repo, tmp_path, s3server, s3remote, hf_env):
+    from s3server import ACCESS_KEY, SECRET_KEY
+
+    creds = tmp_path / "aws-credentials"
+    creds.write_text(f"[ci]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n")
+    hf_env(AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None, AWS_SHARED_CREDENTIALS_FILE=str(creds), AWS_PROFILE="ci")
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    assert "pushed a" in gpux("build", "--push", "--remote", s3remote, cwd=tmp_path).stdout
+
+
 def test_s3_corrupt_object_and_wrong_credentials(hub, onnx_repo, tmp_path, s3server, s3remote, home, hf_env):
     import obstore
 

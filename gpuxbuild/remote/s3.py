@@ -4,7 +4,8 @@ The client is `obstore` (object_store, the Rust crate behind Apache Arrow's and 
 `put(mode="create")` sends `If-None-Match: *`, the conditional create that makes publishing atomic (boto3 can,
 but needs hand-written multipart; the minio SDK drops the header), large files go up in parallel parts, and a
 multipart upload that dies is never visible. Credentials and the endpoint come from the standard AWS_* variables
-(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL, AWS_REGION); errors are cut to one
+(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL, AWS_REGION), else the shared
+credentials file and AWS_PROFILE; errors are cut to one
 line with URLs redacted, so no secret reaches a message. Retries follow GPUX_HTTP_RETRIES and GPUX_HTTP_TIMEOUT.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlsplit
 
@@ -21,11 +23,34 @@ from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 PART_SIZE = 8 << 20  # multipart chunk for large files, uploaded several at a time
 _STATUS = re.compile(r"(\d{3} [A-Z][A-Za-z ]+?)(?::|$)")
 _CODE = re.compile(r"<Code>([^<]+)</Code>")
+
+
+def profile_credentials() -> dict[str, str]:
+    """Keys from the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, else ~/.aws/credentials), profile
+    `AWS_PROFILE` (else default), when the AWS_* variables give none: where the AWS CLI and boto3 look too."""
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        return {}
+    import configparser
+
+    path = Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or Path.home() / ".aws" / "credentials")
+    ini = configparser.ConfigParser()
+    try:
+        ini.read(path)
+    except (OSError, configparser.Error):
+        return {}
+    section = os.environ.get("AWS_PROFILE") or "default"
+    if not ini.has_section(section):
+        return {}
+    keys = {
+        "aws_access_key_id": "access_key_id",
+        "aws_secret_access_key": "secret_access_key",
+        "aws_session_token": "token",
+    }
+    return {ours: ini.get(section, theirs) for theirs, ours in keys.items() if ini.has_option(section, theirs)}
 
 
 class S3Backend(Backend):
@@ -49,6 +74,7 @@ class S3Backend(Backend):
             options["allow_http"] = True
         self.store = S3Store(
             parts.netloc,
+            **profile_credentials(),
             **({"endpoint": endpoint} if endpoint else {}),
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
             client_options=options,
