@@ -481,3 +481,14 @@ def test_a_push_killed_midway_leaves_no_visible_artifact(hub, repo_id, tmp_path,
     r = gpux("sync", "--remote", remote, "--target", str(tmp_path / "third"), cwd=tmp_path)
     assert "1 from the remote cache" in r.stdout
     assert gpux("cache", "remote", "verify", "--remote", remote, cwd=tmp_path).stdout.endswith(": 0 problems\n")
+
+
+def test_run_takes_a_locked_model_from_the_remote(hub, onnx_repo, tmp_path, remote, home, hf_env):
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    gpux("build", "--push", "--remote", remote, cwd=tmp_path)
+    home()
+    hf_env(GPUX_REMOTE=remote)
+    hub.reset_log()
+    r = gpux("run", "a", "a fine day", cwd=tmp_path)
+    assert "building" not in r.stderr
+    assert gets(hub, onnx_repo) == {}  # no source file downloaded: the artifact came from the remote
