@@ -12,7 +12,7 @@ from gpuxbuild.build.artifact import ARTIFACT_MANIFEST, artifact_path, publish, 
 from gpuxbuild.fsutil import remove_tree
 from gpuxbuild.hashing import sha256_bytes
 from gpuxbuild.remote import ENV_REMOTE, Warn, configured
-from gpuxbuild.remote.cache import RemoteCache, parse_index
+from gpuxbuild.remote.cache import RemoteCache, parallel, parse_index
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,9 +33,8 @@ def fetch_artifact(store: Store, remotes: RemoteCache, key: str, expected: str |
     try:
         work.mkdir()
         for f in doc["files"]:
-            dest = work / f["path"]  # parse_index checked that it stays inside
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            remotes.download_blob(spec, f["sha256"], f["size"], dest)
+            (work / f["path"]).parent.mkdir(parents=True, exist_ok=True)  # parse_index checked it stays inside
+        parallel(lambda f: remotes.download_blob(spec, f["sha256"], f["size"], work / f["path"]), doc["files"])
         (work / ARTIFACT_MANIFEST).write_bytes(data)
         publish(work, artifact_path(store, key))
     finally:

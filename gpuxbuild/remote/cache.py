@@ -13,20 +13,24 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from typing import TYPE_CHECKING, BinaryIO
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from gpuxbuild.errors import IntegrityError
 from gpuxbuild.hashing import is_sha256, sha256_bytes
 from gpuxbuild.remote import RemoteError, RemoteSpec, Warn, open_backend
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from gpuxbuild.remote.base import Backend
     from gpuxbuild.store.objects import Store
 
 BLOBS = "blobs/sha256/"
+TRANSFERS = 8  # files moved at once (each large one also in parallel parts where the client does that: S3)
+T = TypeVar("T")
+R = TypeVar("R")
 ARTIFACTS = "artifacts/"
 
 
@@ -136,9 +140,7 @@ class RemoteCache:
         if backend is None:
             return "skipped"
         try:
-            for sha, path in files:
-                if not backend.exists(blob_key(sha)):
-                    backend.create(blob_key(sha), path)
+            parallel(lambda f: backend.exists(blob_key(f[0])) or backend.create(blob_key(f[0]), f[1]), files)
             if backend.create(index_key(build_key), manifest):
                 return "pushed"
             held = backend.get(index_key(build_key))
@@ -159,14 +161,15 @@ class RemoteCache:
         backend = self._backend(spec)
         if backend is None:
             return 0
-        new = 0
         try:
-            for sha in shas:
-                if not backend.exists(blob_key(sha)):
-                    new += backend.create(blob_key(sha), store.object_path(sha))
+            made = parallel(
+                lambda sha: not backend.exists(blob_key(sha)) and backend.create(blob_key(sha), store.object_path(sha)),
+                shas,
+            )
         except RemoteError as exc:
             self._fail(spec, exc)
-        return new
+            return 0
+        return sum(map(bool, made))
 
     def fetch_object(self, store: Store, sha256: str, size: int, label: str) -> bool:
         """Store object `sha256` from the first remote that holds it, verified by the store. False if none has it."""
@@ -185,6 +188,21 @@ class RemoteCache:
                 continue
             return True
         return False
+
+
+def parallel(fn: Callable[[T], R], items: list[T]) -> list[R]:
+    """`fn` over `items` on TRANSFERS threads (transfers wait on the network, not the CPU); the first failure is
+    raised once the others are done or cancelled."""
+    if len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(TRANSFERS, len(items)), thread_name_prefix="gpux-remote") as pool:
+        futures = [pool.submit(fn, x) for x in items]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 def corrupt(spec: RemoteSpec, key: str, what: str) -> IntegrityError:
