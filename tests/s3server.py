@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -12,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 ACCESS_KEY, SECRET_KEY = "gpuxtest", "gpux-test-secret-4e1d"
+READER_KEY, READER_SECRET = "gpuxreader", "gpux-reader-secret-99"  # may read and list, not write
 BUCKET = "gpux"
 _PORTS = ("master", "volume", "filer", "s3", "admin")
 
@@ -60,6 +62,7 @@ class S3Server:
             "-webdav=false",
             "-admin.ui=false",
             f"-bucket={BUCKET}",
+            f"-s3.config={self._identities()}",
         ]
         for i, name in enumerate(_PORTS):
             args += [f"-{name}.port={base + i}", f"-{name}.port.grpc={base + 10 + i}"]
@@ -72,6 +75,29 @@ class S3Server:
         except BaseException:
             self.stop()
             raise
+
+    def _identities(self) -> Path:
+        """SeaweedFS's S3 identities: one that may do everything, one read-only (a CI consumer's key)."""
+        path = self.root / "s3.json"
+        path.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "admin",
+                            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        },
+                        {
+                            "name": "reader",
+                            "credentials": [{"accessKey": READER_KEY, "secretKey": READER_SECRET}],
+                            "actions": ["Read", "List"],
+                        },
+                    ]
+                }
+            )
+        )
+        return path
 
     def _wait_ready(self) -> None:
         assert self.proc is not None

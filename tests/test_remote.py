@@ -234,6 +234,23 @@ def test_two_homes_share_through_s3(hub, onnx_repo, tmp_path, s3server, s3remote
     assert s3_objects(s3server, s3remote)[0] == objects
 
 
+def test_a_read_only_consumer_syncs_but_cannot_push(hub, onnx_repo, tmp_path, s3server, s3remote, home, hf_env):
+    from s3server import READER_KEY, READER_SECRET
+
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    gpux("build", "--push", "--remote", s3remote, cwd=tmp_path)
+    home()
+    hf_env(AWS_ACCESS_KEY_ID=READER_KEY, AWS_SECRET_ACCESS_KEY=READER_SECRET, GPUX_HTTP_RETRIES="0")
+    r = gpux("sync", "--locked", "--remote", s3remote, cwd=tmp_path)
+    assert "0 reused, 0 built, 1 from the remote cache" in r.stdout
+    manifest = tmp_path / "gpux.models.yml"
+    manifest.write_text(manifest.read_text().replace("a:", "b:"))  # another model: nothing of it on the remote
+    r = gpux("sync", "--push", "--remote", s3remote, cwd=tmp_path, check=False)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 1 and len(errors) == 1 and "403 Forbidden" in errors[0] and s3remote in errors[0]
+    assert READER_SECRET not in r.stdout + r.stderr
+
+
 def test_s3_credentials_from_a_profile_file(hub, onnx_repo, tmp_path, s3server, s3remote, hf_env):
     from s3server import ACCESS_KEY, SECRET_KEY
 
