@@ -489,7 +489,8 @@ def build_pulled(pulled, *, store: Store, offline: bool = False, remotes: Remote
         options_of(spec),
         {k: getattr(spec, k) for k in SECURITY_OPTIONS},
     )
-    res = build_many([job], store=store, project=pulled.project, offline=offline, keep_going=False, remotes=remotes)[0]
+    got = download_one(job, store=store, remotes=remotes) if remotes else None
+    res = got or build_one(job, store=store, project=pulled.project, offline=offline, remotes=remotes)
     rec["artifact"] = {"digest": res.digest, "build_key": res.build_key, "path": res.path}
     Records(store).save(rec, pulled.ref.revision or ("main" if rec["registry"] != "local" else None))
     return res
