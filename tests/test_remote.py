@@ -67,6 +67,7 @@ def test_two_homes_share_through_the_remote(hub, onnx_repo, tmp_path, remote, ho
     hub.reset_log()
     r = gpux("sync", "--locked", "--remote", remote, cwd=tmp_path)
     assert "0 reused, 0 built, 1 from the remote cache" in r.stdout
+    assert f"a: downloading {len(index['files'])} files (" in r.stderr and f"MB) from {remote}" in r.stderr
     assert gets(hub, onnx_repo) == {}
     folder = tmp_path / ".gpux" / "models" / "a"
     assert "sha256:" + hashlib.sha256((folder / "artifact.json").read_bytes()).hexdigest() == digest

@@ -331,7 +331,9 @@ def download_one(
             return None
         if on_stage:
             on_stage(job.name, "looking in the remote cache")
-        found = fetch_artifact(store, remotes, key, job.expected_digest)
+        found = fetch_artifact(
+            store, remotes, key, job.expected_digest, note=on_stage and (lambda what: on_stage(job.name, what))
+        )
     if found is None:
         return None
     if on_stage:

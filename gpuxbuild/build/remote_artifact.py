@@ -15,20 +15,27 @@ from gpuxbuild.remote import ENV_REMOTE, Warn, configured
 from gpuxbuild.remote.cache import RemoteCache, parallel, parse_index
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from gpuxbuild.store.objects import Store
 
 
-def fetch_artifact(store: Store, remotes: RemoteCache, key: str, expected: str | None = None) -> str | None:
+def fetch_artifact(
+    store: Store, remotes: RemoteCache, key: str, expected: str | None = None, note: Callable[[str], None] | None = None
+) -> str | None:
     """Place the artifact for build `key` from the first remote that holds it; its digest, or None when no remote
     has it. The caller holds the artifact's store lock. Every file is checked against artifact.json, and
-    artifact.json against `expected` (the digest gpux.lock records), before anything is placed."""
+    artifact.json against `expected` (the digest gpux.lock records), before anything is placed. `note` is told
+    what is about to be downloaded."""
     found = remotes.find_index(key)
     if found is None:
         return None
     spec, data = found
     doc = parse_index(spec, key, data, expected)
+    if note:
+        size = sum(f["size"] for f in doc["files"])
+        note(f"downloading {len(doc['files'])} files ({size / 1e6:.1f} MB) from {spec.display}")
     work = store.tmp_dir() / f"remote-{uuid.uuid4().hex}"
     try:
         work.mkdir()
