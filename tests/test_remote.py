@@ -510,3 +510,43 @@ def test_run_takes_a_locked_model_from_the_remote(hub, onnx_repo, tmp_path, remo
     r = gpux("run", "a", "a fine day", cwd=tmp_path)
     assert "building" not in r.stderr
     assert gets(hub, onnx_repo) == {}  # no source file downloaded: the artifact came from the remote
+
+
+@pytest.fixture(scope="session")
+def ociauth(tmp_path_factory):
+    """A second registry that requires a user and password (htpasswd), started once per test session."""
+    from ociserver import OciServer, registry_binary
+
+    if registry_binary() is None:
+        pytest.skip("docker-registry (Debian package) is not installed: run scripts/setup.sh")
+    server = OciServer(tmp_path_factory.mktemp("registry-auth"), auth=("ci", "registry-pass-31f9"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_oci_credentials_from_the_docker_config_never_shown(hub, onnx_repo, tmp_path, ociauth, hf_env, home):
+    import base64
+
+    remote = f"oci://{ociauth.host}/gpux/{uuid.uuid4().hex[:12]}"
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+
+    def docker_config(user: str, password: str) -> None:
+        folder = tmp_path / f"docker-{user}-{len(password)}"
+        folder.mkdir(exist_ok=True)
+        auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+        (folder / "config.json").write_text(json.dumps({"auths": {ociauth.host: {"auth": auth}}}))
+        hf_env(DOCKER_CONFIG=str(folder))
+
+    docker_config("ci", "registry-pass-31f9")
+    assert "pushed a" in gpux("build", "--push", "--remote", remote, cwd=tmp_path).stdout
+    home()
+    docker_config("ci", "wrong-pass-8d2e")
+    r = gpux("sync", "--remote", remote, cwd=tmp_path, check=False)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 1 and len(errors) == 1 and remote in errors[0] and "401 Unauthorized" in errors[0]
+    assert "docker login" in r.stderr
+    assert "wrong-pass-8d2e" not in r.stdout + r.stderr
+    docker_config("ci", "registry-pass-31f9")
+    r = gpux("sync", "--remote", remote, cwd=tmp_path)
+    assert "0 reused, 0 built, 1 from the remote cache" in r.stdout
