@@ -379,7 +379,9 @@ def build_many(
     With `remotes`, artifacts the store lacks are first downloaded from the remote cache; only the rest are built.
     """
     downloaded: dict[str, BuildResult] = {}
-    for job in batch if remotes else ():
+    for job in batch:
+        if not remotes:
+            break
         try:
             if (got := download_one(job, store=store, remotes=remotes, on_stage=on_stage)) is not None:
                 downloaded[job.name] = got

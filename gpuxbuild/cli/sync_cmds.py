@@ -137,7 +137,8 @@ def sync(
         from gpuxbuild.store.objects import Store
 
         store = Store()
-        pushed = {a.name: push_artifact(store, remotes, a.build_key) for a in res.plan.models if a.action != "remove"}
+        placed = [a for a in res.plan.models if a.action != "remove" and a.build_key]
+        pushed = {a.name: push_artifact(store, remotes, a.build_key) for a in placed if a.build_key}
     if as_json:
         doc = res.as_dict()
         if push:

@@ -19,9 +19,10 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
+from gpuxbuild.hashing import sha256_bytes
 from gpuxbuild.network import RetryPolicy, http_timeout, redact_text, requests_transient
 from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT_TYPE = "application/vnd.gpuxbuild.artifact.v1"
-EMPTY = {
+EMPTY: dict[str, Any] = {
     "mediaType": "application/vnd.oci.empty.v1+json",
     "digest": "sha256:" + "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
     "size": 2,
@@ -212,18 +213,17 @@ class OciBackend(Backend):
                 with open(source, "rb") as f:
                     self._upload(self._digest(key), f, key)
             return True
-        assert isinstance(source, bytes)
-        import hashlib
-
+        assert isinstance(source, bytes)  # an index is artifact.json's bytes
         doc = json.loads(source)
+        digest = "sha256:" + sha256_bytes(source)
         index = {
             "mediaType": "application/octet-stream",
-            "digest": "sha256:" + hashlib.sha256(source).hexdigest(),
+            "digest": digest,
             "size": len(source),
             "annotations": {TITLE: "artifact.json"},
         }
-        if not self.exists(f"blobs/sha256/{index['digest'][7:]}"):
-            self._upload(index["digest"], source, key)
+        if not self.exists(f"blobs/sha256/{digest[7:]}"):
+            self._upload(digest, source, key)
         if not self.exists(f"blobs/sha256/{EMPTY['digest'][7:]}"):
             self._upload(EMPTY["digest"], b"{}", key)
         layers = [

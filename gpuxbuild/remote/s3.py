@@ -15,7 +15,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
 from gpuxbuild.network import DEFAULT_TIMEOUT, MAX_WAIT, RetryPolicy, _env_number, redact_text
@@ -69,14 +69,17 @@ class S3Backend(Backend):
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         policy = RetryPolicy.from_env()
         timeout = _env_number("GPUX_HTTP_TIMEOUT", DEFAULT_TIMEOUT, minimum=0.001)
-        options: dict = {"timeout": f"{timeout}s", "connect_timeout": f"{timeout}s"}
+        options: Any = {"timeout": f"{timeout}s", "connect_timeout": f"{timeout}s"}  # obstore's ClientConfig
         if endpoint and endpoint.startswith("http://"):
             options["allow_http"] = True
-        self.store = S3Store(
-            parts.netloc,
+        config: Any = {  # obstore's S3Config; the rest (AWS_*) it reads from the environment itself
+            "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
             **profile_credentials(),
             **({"endpoint": endpoint} if endpoint else {}),
-            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        }
+        self.store = S3Store(
+            parts.netloc,
+            config=config,
             client_options=options,
             retry_config={
                 "max_retries": policy.retries,
