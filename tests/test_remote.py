@@ -167,6 +167,14 @@ def test_push_sources_then_sync_with_the_hub_stopped(hub, onnx_repo, tmp_path, r
     hub.stop()
     r = gpux("sync", "--locked", "--remote", remote, cwd=tmp_path)
     assert "0 reused, 1 built" in r.stdout
+    # A store whose artifact came ready-made has no sources to mirror: said, nothing pushed.
+    home()
+    hub.start()
+    gpux("build", "--push", "--remote", remote, cwd=tmp_path)
+    home()
+    assert "1 from the remote cache" in gpux("sync", "--remote", remote, "--target", "other", cwd=tmp_path).stdout
+    r = gpux("push", "--sources", "--remote", remote, cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "--sources: source files of a are not in this store" in r.stderr
 
 
 # ------------------------------------------------------------------------------------------- S3 (SeaweedFS)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gpuxbuild.build.remote_artifact import push_artifact
+from gpuxbuild.store.fetch import missing_files
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -47,10 +48,16 @@ def push_project(
     unbuilt = [j.name for j in jobs if verified_artifact(store, j.key) is None]
     if unbuilt:
         raise GpuxError(f"not built here: {', '.join(unbuilt)}", "run `gpux build` first (or `gpux build --push`)")
+    lacking = [j.name for j in jobs if sources and missing_files(store, j.files)]
+    if lacking:
+        raise GpuxError(
+            f"--sources: source files of {', '.join(lacking)} are not in this store (its artifacts came ready-made)",
+            "push --sources from the machine that built them, or `gpux pull` them here first",
+        )
     res = PushResult()
     for job in jobs:
         if sources:
-            shas = sorted({f.sha256 for f in job.files if store.has_object(f.sha256)})
+            shas = sorted({f.sha256 for f in job.files})
             res.sources_total += len(shas)
             res.sources_new += remotes.push_objects(store, shas)
         res.artifacts[job.name] = push_artifact(store, remotes, job.key)
