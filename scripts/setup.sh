@@ -31,6 +31,16 @@ if [ -x "$VENV/bin/gpux" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$key" ]; then
     exit 0
 fi
 
+# The OCI registry of the remote-cache tests (tests/test_remote.py): the CNCF distribution registry, from
+# Debian's package (SeaweedFS, their S3 store, comes as a wheel in requirements/dev.txt).
+if ! command -v docker-registry >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        step "installing docker-registry (apt)" apt-get install -y -q docker-registry
+    else
+        echo "setup: docker-registry is not installed (apt-get install docker-registry); the OCI tests will be skipped" >&2
+    fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
     if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
         echo "setup: gpuxbuild needs Python >= 3.11; '$PYTHON' is not (set PYTHON=/path/to/python3.11)" >&2

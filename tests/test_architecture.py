@@ -104,11 +104,12 @@ def test_no_import_cycles():
 
 
 # The layers, lowest first: a module imports only modules of lower layers, or of its own package.
-# Packages of one rank (build and runtime) never import each other.
+# Packages of one rank (registries and remote, build and runtime) never import each other.
 LAYERS = {
     "gpuxbuild": 0,  # the core modules at the top of the package: errors, hashing, fsutil, network, ...
     "gpuxbuild.store": 1,
     "gpuxbuild.registries": 2,
+    "gpuxbuild.remote": 2,  # the shared remote cache: beside the registries, below build and sync
     "gpuxbuild.project": 3,
     "gpuxbuild.build": 4,
     "gpuxbuild.runtime": 4,

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpuxbuild.build import DEFAULT_JOBS
 from gpuxbuild.build.artifact import build_key, not_reproducible, toolchain_versions, write_manifest
@@ -34,10 +35,14 @@ from gpuxbuild.store.artifacts import (
     remember_artifact,
     verified_artifact,
 )
+from gpuxbuild.store.fetch import missing_files
 from gpuxbuild.store.files import FileEntry
 from gpuxbuild.store.linker import Linker
 from gpuxbuild.store.objects import Store
 from gpuxbuild.store.refs import ArtifactRef, Records
+
+if TYPE_CHECKING:
+    from gpuxbuild.remote.cache import RemoteCache
 
 # Repo files an artifact carries next to its graphs, when present.
 METADATA_FILES = (
@@ -74,6 +79,7 @@ class BuildJob:
     # The security options (SECURITY_OPTIONS) as the manifest (or `gpux pull`'s flags) grants them; None when
     # none was read (`sync --frozen`): the lock alone never grants one, so a build that needs one refuses.
     grants: dict | None = None
+    recorded: dict | None = None  # the artifact gpux.lock records for it (digest, build_key, toolchain), if any
 
     def granted(self, option: str) -> bool:
         """Whether the build may use `option` (allow_pickle, trust_remote_code)."""
@@ -97,7 +103,19 @@ class BuildJob:
 
     @cached_property
     def toolchain(self) -> dict:
-        return toolchain_versions(self.conversion, self.options.get("convert", {}))
+        here = toolchain_versions(self.conversion, self.options.get("convert", {}))
+        locked = (self.recorded or {}).get("toolchain")
+        # Without the converter stack nothing can be built here, so the artifact can only come from a remote cache:
+        # it is looked up under the toolchain gpux.lock records, and its digest is checked against the lock's.
+        if locked and "absent" in here.values():
+            return dict(locked)
+        return here
+
+    @property
+    def expected_digest(self) -> str | None:
+        """The digest gpux.lock records for this very build key (what a download must match), else None."""
+        rec = self.recorded or {}
+        return rec.get("digest") if rec.get("build_key") == self.key else None
 
     @cached_property
     def key(self) -> str:
@@ -120,7 +138,7 @@ class BuildJob:
 @dataclass
 class BuildResult:
     name: str
-    status: str  # cached | built | failed
+    status: str  # cached | built | downloaded (from a remote cache) | failed
     digest: str | None = None
     build_key: str | None = None
     path: str | None = None
@@ -222,9 +240,12 @@ def build_one(
     on_stage: Stage | None = None,
     pool=None,
     sign_key: Path | None = None,
+    remotes: RemoteCache | None = None,
 ) -> BuildResult:
     """Build (or reuse) one model's artifact and write its provenance (signed with `sign_key`, an EC private key,
     when given). Raises GpuxError on failure.
+
+    `remotes` (a remote cache) supplies source files the store lacks before the registry is asked.
 
     `pool` (a `convert.ExportPool`) runs exports in long-lived workers; without one an export gets its own process.
     """
@@ -253,6 +274,9 @@ def build_one(
         # corrupt object goes to quarantine/, so the fetch below downloads it again.
         for f in job.files:
             store.check_object(f.sha256)
+        if remotes:
+            for f in missing_files(store, job.files):
+                remotes.fetch_object(store, f.sha256, f.size, f"{job.name}: {f.path}")
         manager = get_manager(job.registry, project=project, offline=offline, store=store)
         manager.fetch(job.repo, job.commit, job.files, label=job.name)
         res.stages["fetch"] = round(time.perf_counter() - t, 3)
@@ -308,6 +332,37 @@ def _provenance(job: BuildJob, folder: Path, sign_key: Path | None) -> None:
     write_provenance(folder, json.loads(data), "sha256:" + sha256_bytes(data), job.files, job.options, sign_key)
 
 
+def download_one(
+    job: BuildJob, *, store: Store, remotes: RemoteCache, on_stage: Stage | None = None
+) -> BuildResult | None:
+    """The artifact of `job` from the remote cache when the store lacks it and a remote holds it, else None."""
+    from gpuxbuild.build.remote_artifact import fetch_artifact
+
+    key = job.key
+    if verified_artifact(store, key) is not None:
+        return None
+    with store.lock(f"art-{key.removeprefix('sha256:')}"):
+        if verified_artifact(store, key) is not None:
+            return None
+        if on_stage:
+            on_stage(job.name, "looking in the remote cache")
+        found = fetch_artifact(
+            store, remotes, key, job.expected_digest, note=on_stage and (lambda what: on_stage(job.name, what))
+        )
+    if found is None:
+        return None
+    if on_stage:
+        on_stage(job.name, "downloaded")
+    return BuildResult(
+        job.name,
+        "downloaded",
+        digest=found,
+        build_key=key,
+        toolchain=job.toolchain,
+        path=str(artifact_path(store, key)),
+    )
+
+
 def memory_bounded_jobs(jobs: int, batch: list[BuildJob]) -> int:
     """At most `jobs`, and no more parallel exports than the machine's free memory holds at ~6x weights each."""
     exports = [j.weights_bytes for j in batch if j.conversion == "export"]
@@ -333,9 +388,45 @@ def build_many(
     keep_going: bool = True,
     on_stage: Stage | None = None,
     sign_key: Path | None = None,
+    remotes: RemoteCache | None = None,
 ) -> list[BuildResult]:
-    """Build several models in parallel; failures are reported per model (all build with `keep_going`)."""
+    """Build several models in parallel; failures are reported per model (all build with `keep_going`).
 
+    With `remotes`, artifacts the store lacks are first downloaded from the remote cache; only the rest are built.
+    """
+    downloaded: dict[str, BuildResult] = {}
+    for job in batch:
+        if not remotes:
+            break
+        try:
+            if (got := download_one(job, store=store, remotes=remotes, on_stage=on_stage)) is not None:
+                downloaded[job.name] = got
+        except GpuxError as exc:
+            if not keep_going:
+                raise
+            downloaded[job.name] = BuildResult(job.name, "failed", error=exc.message, hint=exc.hint, exception=exc)
+    todo = [j for j in batch if j.name not in downloaded]
+    built = {
+        r.name: r
+        for r in _build_all(todo, store, project, jobs, offline, validate, keep_going, on_stage, remotes, sign_key)
+    }
+    return [downloaded.get(j.name) or built[j.name] for j in batch]
+
+
+def _build_all(
+    batch: list[BuildJob],
+    store: Store,
+    project: Path,
+    jobs: int,
+    offline: bool,
+    validate: bool,
+    keep_going: bool,
+    on_stage: Stage | None,
+    remotes: RemoteCache | None,
+    sign_key: Path | None,
+) -> list[BuildResult]:
+    if not batch:
+        return []
     from gpuxbuild.build.convert import ExportPool
 
     workers = memory_bounded_jobs(jobs, batch)
@@ -351,6 +442,7 @@ def build_many(
                 on_stage=on_stage,
                 pool=pool,
                 sign_key=sign_key,
+                remotes=remotes,
             )
         except GpuxError as exc:
             if on_stage:
@@ -397,10 +489,11 @@ def job_from_lock(entry, manifest=None) -> BuildJob:
         list(entry.files),
         entry.options,
         grants,
+        entry.artifact,
     )
 
 
-def build_pulled(pulled, *, store: Store, offline: bool = False) -> BuildResult:
+def build_pulled(pulled, *, store: Store, offline: bool = False, remotes: RemoteCache | None = None) -> BuildResult:
     """Build a model fetched by `gpux pull` and record its artifact in the pull record."""
     from gpuxbuild.project.lockfile import options_of
     from gpuxbuild.project.manifest import adhoc_spec
@@ -418,7 +511,8 @@ def build_pulled(pulled, *, store: Store, offline: bool = False) -> BuildResult:
         options_of(spec),
         {k: getattr(spec, k) for k in SECURITY_OPTIONS},
     )
-    res = build_one(job, store=store, project=pulled.project, offline=offline)
+    got = download_one(job, store=store, remotes=remotes) if remotes else None
+    res = got or build_one(job, store=store, project=pulled.project, offline=offline, remotes=remotes)
     rec.artifact = ArtifactRef(res.digest, res.build_key, res.path)
     Records(store).save(rec, pulled.ref.revision or ("main" if rec.registry != "local" else None))
     return res
@@ -471,8 +565,12 @@ def build_project(
     keep_going: bool = True,
     on_stage: Stage | None = None,
     sign_key: Path | None = None,
+    remotes: RemoteCache | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> ProjectBuild:
     """Build the project's locked models (all, or `names`) and record their artifact digests in gpux.lock.
+
+    `shard` (I, N) builds only share I of N of them (gpuxbuild.build.shard), for a CI matrix.
 
     With `locked`, the lock must be up to date and is not written: every artifact must have the digest
     the lock records, which is how CI proves a committed lock still builds the same bytes.
@@ -496,7 +594,12 @@ def build_project(
         raise GpuxError(
             f"no model {', '.join(unknown)} in gpux.lock", f"models: {', '.join(sorted(lock.models)) or 'none'}"
         )
-    entries = [lock.models[n] for n in sorted(names or lock.models)]
+    chosen = sorted(names or lock.models)
+    if shard is not None:
+        from gpuxbuild.build.shard import shard_of
+
+        chosen = shard_of({n: sum(f.size for f in lock.models[n].files) for n in chosen}, *shard)
+    entries = [lock.models[n] for n in chosen]
     results = build_many(
         [job_from_lock(e, manifest) for e in entries],
         store=store,
@@ -507,6 +610,7 @@ def build_project(
         keep_going=keep_going,
         on_stage=on_stage,
         sign_key=sign_key,
+        remotes=remotes,
     )
     store.save_counters(
         builds=sum(r.status == "built" for r in results), build_hits=sum(r.status == "cached" for r in results)

@@ -97,6 +97,31 @@ OFFLINE = click.option("--offline", is_flag=True, help="Make no network request 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
+def REMOTE(f):
+    """--remote URL (repeatable) and --remote-optional: the remote cache (docs/remote-cache.md)."""
+    f = click.option(
+        "--remote-optional",
+        is_flag=True,
+        help="When a remote cache fails (unreachable, refused), warn and go on without it.",
+    )(f)
+    return click.option(
+        "--remote",
+        "remote",
+        multiple=True,
+        metavar="URL",
+        help="Remote cache (file:///path, s3://bucket/prefix); repeat for several. Default: GPUX_REMOTE, cache.remote.",
+    )(f)
+
+
+def open_remotes(ctx: Context, remote: tuple[str, ...], optional: bool, *, manifest: bool = True):
+    """The remote cache configured for the project (flags, GPUX_REMOTE, and unless not `manifest` the manifest's
+    `cache:`), warnings on stderr."""
+    from gpuxbuild.build.remote_artifact import project_remotes
+
+    project = ctx.project if manifest else None
+    return project_remotes(project, remote, optional=optional, warn=lambda m: print_error(m, prefix="warning:"))
+
+
 class CommandEntry(NamedTuple):
     """Where a command is defined, and its summary for `gpux --help`: the first paragraph of its help, kept
     here so that the command list imports no command module (a test keeps the two equal)."""
@@ -151,6 +176,9 @@ COMMANDS: dict[str, CommandEntry] = {
     "sbom": CommandEntry(
         "supply_cmds",
         "Print the project's models as an ML-BOM (CycloneDX 1.6; or SPDX 2.3), from gpux.lock; deterministic.",
+    ),
+    "push": CommandEntry(
+        "build_cmds", "Upload built artifacts of gpux.lock's models (all, or NAMES) to the first remote cache."
     ),
 }
 
@@ -273,6 +301,8 @@ Environment:
   GPUX_HTTP_RETRIES  retries of a transient network failure (default 3)
   GPUX_HTTP_TIMEOUT  seconds each connect and read may take (default 30; else
                      HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT where set)
+  GPUX_REMOTE        remote cache URL(s) when --remote is not given (file://,
+                     s3://, oci://; several separated by spaces or commas)
   HF_HUB_OFFLINE     1: no network request, as --offline
   HF_TOKEN           Hugging Face token, for gated or private repos
   HF_ENDPOINT        the Hugging Face Hub to use (default: https://huggingface.co)

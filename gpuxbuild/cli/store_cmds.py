@@ -141,8 +141,9 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
     built = None
     if not no_build:
         from gpuxbuild.build.pipeline import build_pulled
+        from gpuxbuild.build.remote_artifact import project_remotes
 
-        built = build_pulled(res, store=store, offline=offline)
+        built = build_pulled(res, store=store, offline=offline, remotes=project_remotes(None))
     if as_json:
         out = res.as_dict()
         if built is not None:
@@ -364,3 +365,69 @@ def cache_info(ctx: Context, as_json: bool) -> None:
         f"hits: {c.get('object_hits', 0)}, downloads: {c.get('object_downloads', 0)} "
         f"({human_size(c.get('bytes_downloaded', 0))}), builds: {c.get('builds', 0)}, build hits: {c.get('build_hits', 0)}"
     )
+
+
+@cache.group("remote")
+def cache_remote() -> None:
+    """List and check what the remote cache holds (--remote, GPUX_REMOTE or the manifest's cache.remote)."""
+
+
+def _remotes(ctx: Context, remote: tuple[str, ...]):
+    from gpuxbuild.cli.app import open_remotes
+    from gpuxbuild.errors import GpuxError
+
+    remotes = open_remotes(ctx, remote, False)
+    if not remotes:
+        raise GpuxError(
+            "no remote cache configured",
+            "pass --remote URL, set GPUX_REMOTE, or add `cache: {remote: URL}` to gpux.models.yml",
+            exit_code=2,
+        )
+    return remotes
+
+
+REMOTE_URL = click.option("--remote", "remote", multiple=True, metavar="URL", help="Remote cache (repeatable).")
+
+
+@cache_remote.command("ls")
+@REMOTE_URL
+@JSON
+@pass_context
+def cache_remote_ls(ctx: Context, remote: tuple[str, ...], as_json: bool) -> None:
+    """List the artifacts on the remote cache(s)."""
+    from dataclasses import asdict
+
+    from gpuxbuild.models.pull import human_size
+    from gpuxbuild.remote.inventory import list_artifacts
+
+    rows = list_artifacts(_remotes(ctx, remote))
+    if as_json:
+        print_json([asdict(r) for r in rows])
+        return
+    for r in rows:
+        say(f"{r.name}  {r.task}  {r.digest[:19]}  {counted(r.files, 'file')}  {human_size(r.size)}  {r.remote}")
+    if not ctx.quiet:
+        say(counted(len(rows), "artifact"))
+
+
+@cache_remote.command("verify")
+@REMOTE_URL
+@JSON
+@pass_context
+def cache_remote_verify(ctx: Context, remote: tuple[str, ...], as_json: bool) -> None:
+    """Download and re-hash every object of the remote cache(s); exit 1 on any problem."""
+    from gpuxbuild.remote.inventory import verify as remote_verify
+
+    report = remote_verify(_remotes(ctx, remote))
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        for p in report.problems:
+            say(p, label="corrupt ", style="red")
+        if not ctx.quiet:
+            say(
+                f"Checked {counted(report.artifacts, 'artifact')} and {counted(report.blobs, 'blob')}: "
+                f"{counted(len(report.problems), 'problem')}"
+            )
+    if report.problems:
+        sys.exit(1)

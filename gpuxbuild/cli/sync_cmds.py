@@ -7,7 +7,19 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gpuxbuild.cli.app import JSON, OFFLINE, Context, cli, console, counted, err_console, pass_context, print_json
+from gpuxbuild.cli.app import (
+    JSON,
+    OFFLINE,
+    REMOTE,
+    Context,
+    cli,
+    console,
+    counted,
+    err_console,
+    open_remotes,
+    pass_context,
+    print_json,
+)
 from gpuxbuild.store.linker import LINK_MODES
 from gpuxbuild.sync.record import cache_line
 
@@ -57,7 +69,7 @@ def _render(res, ctx: Context) -> None:
         if n
     ]
     downloaded = ", ".join(sources) or None
-    console.print(cache_line(res.reused, res.built, downloaded, res.link_modes), soft_wrap=True)
+    console.print(cache_line(res.reused, res.built, downloaded, res.link_modes, res.downloaded), soft_wrap=True)
 
 
 @cli.command()
@@ -82,6 +94,8 @@ def _render(res, ctx: Context) -> None:
     is_flag=True,
     help="Fail (exit 1) if a model of gpux.lock has no model.sig that `gpux lock` verified.",
 )
+@REMOTE
+@click.option("--push", is_flag=True, help="Upload the synced artifacts to the (first) remote cache afterwards.")
 @OFFLINE
 @JSON
 @pass_context
@@ -93,6 +107,9 @@ def sync(
     target: Path | None,
     link_mode: str,
     require_signatures: bool,
+    remote: tuple[str, ...],
+    remote_optional: bool,
+    push: bool,
     offline: bool,
     as_json: bool,
 ) -> None:
@@ -108,6 +125,11 @@ def sync(
         if show and what not in ("cached", "placing", "waiting for lock"):
             err_console.print(f"[dim]{name}: {what}[/]", soft_wrap=True)
 
+    remotes = open_remotes(ctx, remote, remote_optional, manifest=not frozen)  # --frozen reads no manifest
+    if push and not remotes:
+        from gpuxbuild.cli.build_cmds import _no_remote
+
+        raise _no_remote("--push")
     res = do_sync(
         ctx.project,
         target=target,
@@ -118,8 +140,24 @@ def sync(
         link_mode=link_mode,
         on_event=on_event,
         require_signatures=require_signatures,
+        remotes=remotes,
     )
+    pushed = {}
+    if push and not dry_run:
+        from gpuxbuild.build.remote_artifact import push_artifact
+        from gpuxbuild.store.objects import Store
+
+        store = Store()
+        placed = [a for a in res.plan.models if a.action != "remove" and a.build_key]
+        pushed = {a.name: push_artifact(store, remotes, a.build_key) for a in placed if a.build_key}
     if as_json:
-        print_json(res.as_dict())
+        doc = res.as_dict()
+        if push:
+            doc["pushed"] = pushed
+        print_json(doc)
     else:
         _render(res, ctx)
+        if not ctx.quiet:
+            from gpuxbuild.cli.build_cmds import _print_pushed
+
+            _print_pushed(pushed)

@@ -1,7 +1,7 @@
 """Which artifact folder a NAME means, for `gpux run`, `serve` and `doctor`.
 
 In order: an artifact folder path; a model of the project's gpux.lock (its synced folder, else its
-artifact in the store, else built now); a pulled model `org/name[@rev]` (pulled and built now when
+artifact in the store, else from the remote cache, else built now); a pulled model `org/name[@rev]` (pulled and built now when
 it is not there yet, like `docker run`).
 """
 
@@ -33,13 +33,18 @@ def _from_lock(name: str, project: Path, store: Store, offline: bool, on_build=N
         return synced
     if entry.artifact and verified_artifact(store, entry.artifact["build_key"]) is not None:
         return artifact_path(store, entry.artifact["build_key"])
-    from gpuxbuild.build.pipeline import build_one, job_from_lock
+    from gpuxbuild.build.pipeline import build_one, download_one, job_from_lock
+    from gpuxbuild.build.remote_artifact import project_remotes
     from gpuxbuild.project.manifest import MANIFEST_NAME, load_manifest
 
     manifest = load_manifest(project / MANIFEST_NAME) if (project / MANIFEST_NAME).is_file() else None
+    job = job_from_lock(entry, manifest)
+    remotes = project_remotes(project)
+    if remotes and (got := download_one(job, store=store, remotes=remotes)) is not None:
+        return artifact_path(store, got.build_key or job.key)
     if on_build:
         on_build(name)
-    res = build_one(job_from_lock(entry, manifest), store=store, project=project, offline=offline)
+    res = build_one(job, store=store, project=project, offline=offline, remotes=remotes)
     store.save_counters(builds=int(res.status == "built"), build_hits=int(res.status == "cached"))
     return Path(res.path)
 
@@ -73,7 +78,9 @@ def _from_pulled(name: str, project: Path, store: Store, offline: bool, on_pull=
     if on_pull:
         on_pull(str(ref))
     pulled = pull(ref, store=store, project=project, offline=offline)
-    return Path(build_pulled(pulled, store=store, offline=offline).path)
+    from gpuxbuild.build.remote_artifact import project_remotes
+
+    return Path(build_pulled(pulled, store=store, offline=offline, remotes=project_remotes(None)).path)
 
 
 def locate(name: str, *, project: Path, store: Store, offline: bool = False, on_pull=None, on_build=None) -> Path:

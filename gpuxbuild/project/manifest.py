@@ -136,6 +136,8 @@ class Manifest:
     path: Path
     models: dict[str, ModelSpec]
     policy: Policy = field(default_factory=Policy)
+    remotes: tuple[str, ...] = ()  # cache.remote: the remote caches, read in order, pushed to the first
+    remote_optional: bool = False  # cache.optional
 
     @property
     def digest(self) -> str:
@@ -220,7 +222,16 @@ def parse_manifest(text: str | bytes, path: Path) -> Manifest:
     for name, entry in (data.get("models") or {}).items():
         models[name] = _effective(name, entry or {}, defaults, path, node)
     allowed = (data.get("policy") or {}).get("allow_licenses")
-    return Manifest(path=path, models=models, policy=Policy(None if allowed is None else tuple(allowed)))
+    cache = data.get("cache") or {}
+    remote = cache.get("remote") or ()
+    remotes = (remote,) if isinstance(remote, str) else tuple(remote)
+    return Manifest(
+        path=path,
+        models=models,
+        policy=Policy(None if allowed is None else tuple(allowed)),
+        remotes=remotes,
+        remote_optional=bool(cache.get("optional")),
+    )
 
 
 def _merge(base: dict, over: dict) -> dict:

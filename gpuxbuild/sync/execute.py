@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from gpuxbuild.project.lockfile import Lock
+    from gpuxbuild.remote.cache import RemoteCache
 
 Event = Callable[[str, str], None]  # (model name, what is happening)
 
@@ -85,6 +86,7 @@ class SyncResult:
     plan: SyncPlan
     reused: int = 0
     built: int = 0
+    downloaded: int = 0  # artifacts from the remote cache
     sources_downloaded: int = 0
     bytes_downloaded: int = 0
     sources_copied: int = 0  # from local folders (path: models)
@@ -101,6 +103,7 @@ class SyncResult:
             "cache": {
                 "artifacts_reused": self.reused,
                 "artifacts_built": self.built,
+                "artifacts_downloaded": self.downloaded,
                 "sources_downloaded": self.sources_downloaded,
                 "bytes_downloaded": self.bytes_downloaded,
                 "sources_copied": self.sources_copied,
@@ -113,7 +116,7 @@ class SyncResult:
 
 
 def _ensure_artifacts(
-    plan: SyncPlan, store: Store, *, offline: bool, on_event: Event, res: SyncResult
+    plan: SyncPlan, store: Store, *, offline: bool, on_event: Event, res: SyncResult, remotes: RemoteCache | None
 ) -> dict[str, Path]:
     """Every artifact the plan places, from the store or built; one error naming every model that failed."""
     from gpuxbuild.build.pipeline import build_many, job_from_lock
@@ -136,9 +139,11 @@ def _ensure_artifacts(
         project=plan.project,
         offline=offline,
         on_stage=on_event,
+        remotes=remotes,
     )
     failures = [(r.name, r.exception) for r in results if r.status == "failed"]
     res.built += sum(r.status == "built" for r in results)
+    res.downloaded += sum(r.status == "downloaded" for r in results)
     res.reused += sum(r.status == "cached" for r in results)
     failed = {name for name, _ in failures}
     paths = {}
@@ -299,6 +304,7 @@ def execute(
     link_mode: str = "auto",
     offline: bool = False,
     on_event: Event | None = None,
+    remotes: RemoteCache | None = None,
 ) -> SyncResult:
     """Carry out a plan: artifacts from the store (built when missing), then each model swapped in atomically.
 
@@ -313,7 +319,7 @@ def execute(
         raise GpuxError(
             f"refusing to replace {plan.target.name}/{conflicts[0]}", "move that folder away and sync again"
         )
-    sources = _ensure_artifacts(plan, store, offline=offline, on_event=on_event, res=res)
+    sources = _ensure_artifacts(plan, store, offline=offline, on_event=on_event, res=res, remotes=remotes)
     _check_recorded_digests(plan)
     target = plan.target
     new_target = not target.is_dir()
@@ -363,6 +369,7 @@ def sync(
     store: Store | None = None,
     on_event: Event | None = None,
     require_signatures: bool = False,
+    remotes: RemoteCache | None = None,
 ) -> SyncResult:
     """`gpux sync`: check or re-lock gpux.lock (as uv does), plan, and unless `dry_run` execute the plan.
 
@@ -392,6 +399,7 @@ def sync(
             link_mode=link_mode,
             on_event=on_event,
             require_signatures=require_signatures,
+            remotes=remotes,
         )
         if not dry_run:
             record = read_record(target)
@@ -441,6 +449,7 @@ def _full_sync(
     link_mode: str,
     on_event: Event | None,
     require_signatures: bool = False,
+    remotes: RemoteCache | None = None,
 ) -> SyncResult:
     from gpuxbuild.project.lockfile import check_lock, lock_path, read_lock, staleness, verify_lock, write_lock
 
@@ -470,7 +479,7 @@ def _full_sync(
     if dry_run:
         return SyncResult(plan, dry_run=True)
     lock_written = bool(changes) and write_lock(lock_path(project), lock)
-    res = execute(plan, store=store, link_mode=link_mode, offline=offline, on_event=on_event)
+    res = execute(plan, store=store, link_mode=link_mode, offline=offline, on_event=on_event, remotes=remotes)
     res.lock_written = lock_written
     if not (locked or frozen):
         res.lock_written |= _record_artifacts(project, lock, res)

@@ -338,9 +338,14 @@ def summary_line(counts: dict[str, int]) -> str:
     return ", ".join(f"{counts.get(a, 0)} {done}" for a, done in ACTIONS)
 
 
-def cache_line(reused: int, built: int, downloaded: str | None = None, link_modes: list[str] | tuple = ()) -> str:
-    """The line on where artifacts came from: reused from the store, built; sources downloaded; how placed."""
+def cache_line(
+    reused: int, built: int, downloaded: str | None = None, link_modes: list[str] | tuple = (), remote: int = 0
+) -> str:
+    """The line on where artifacts came from: reused from the store, built, from the remote cache; sources
+    downloaded; how placed."""
     line = f"artifacts: {reused} reused, {built} built"
+    if remote:
+        line += f", {remote} from the remote cache"
     if downloaded:
         line += f"; {downloaded}"
     if link_modes:

@@ -1,0 +1,245 @@
+"""The remote cache's content layout and its operations over the configured remotes.
+
+Layout (the same under every URL scheme):
+    blobs/sha256/<hex>          a file's bytes (artifact files and source files), by sha256
+    artifacts/<build key hex>.json   an artifact's artifact.json, by build key: its sha256 is the artifact digest
+
+Publishing uploads the blobs first and then creates the index object with a conditional create, so a
+half-finished upload is never visible and a second publisher of the same build key changes nothing. Every
+downloaded byte is checked against its sha256 before it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
+
+from gpuxbuild.errors import IntegrityError
+from gpuxbuild.hashing import is_sha256, sha256_bytes
+from gpuxbuild.remote import RemoteError, RemoteSpec, Warn, open_backend
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from gpuxbuild.remote.base import Backend
+    from gpuxbuild.store.objects import Store
+
+BLOBS = "blobs/sha256/"
+TRANSFERS = 8  # files moved at once (each large one also in parallel parts where the client does that: S3)
+T = TypeVar("T")
+R = TypeVar("R")
+ARTIFACTS = "artifacts/"
+
+
+def blob_key(sha256: str) -> str:
+    return BLOBS + sha256
+
+
+def index_key(build_key: str) -> str:
+    return f"{ARTIFACTS}{build_key.removeprefix('sha256:')}.json"
+
+
+def _stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+class _Verifying:
+    """A file-like sink that hashes what it writes, so a download is checked while it streams."""
+
+    def __init__(self, f: BinaryIO):
+        self.f, self.hasher, self.size = f, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.hasher.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+
+class RemoteCache:
+    """The configured remotes: read from each in order, push to the first. Backends open on first use; an optional
+    remote that fails is dropped with a warning (`warn`) and the command goes on without it."""
+
+    def __init__(self, specs: list[RemoteSpec], warn: Warn = _stderr):
+        self.specs = specs
+        self.warn = warn
+        self._open: dict[RemoteSpec, Backend | None] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.specs)
+
+    def backend(self, spec: RemoteSpec) -> Backend:
+        """`spec`'s backend, opened; its failures are errors even for an optional remote (for `cache remote`)."""
+        return self._open.get(spec) or open_backend(spec)
+
+    def _backend(self, spec: RemoteSpec) -> Backend | None:
+        if spec not in self._open:
+            try:
+                self._open[spec] = open_backend(spec)
+            except RemoteError as exc:
+                self._fail(spec, exc)
+        return self._open.get(spec)
+
+    def _fail(self, spec: RemoteSpec, exc: RemoteError) -> None:
+        """An optional remote is dropped with a warning; any other remote's failure is the command's error."""
+        if not spec.optional:
+            raise exc
+        self._open[spec] = None
+        self.warn(f"{exc.message}; going on without it (optional remote)")
+
+    def _call(self, spec: RemoteSpec, op: str, *args):
+        """`backend.op(*args)` on `spec`'s backend; None when the remote is unavailable (and optional)."""
+        backend = self._backend(spec)
+        if backend is None:
+            return None
+        try:
+            return getattr(backend, op)(*args)
+        except RemoteError as exc:
+            self._fail(spec, exc)
+            return None
+
+    def readers(self) -> Iterator[RemoteSpec]:
+        for spec in self.specs:
+            if self._backend(spec) is not None:
+                yield spec
+
+    # -- artifacts -------------------------------------------------------------------------------
+    def find_index(self, build_key: str) -> tuple[RemoteSpec, bytes] | None:
+        """(remote, artifact.json bytes) of the first remote that holds an artifact for `build_key`."""
+        for spec in self.readers():
+            data = self._call(spec, "get", index_key(build_key))
+            if data is not None:
+                return spec, data
+        return None
+
+    def download_blob(self, spec: RemoteSpec, sha256: str, size: int, dest: Path) -> None:
+        """Blob `sha256` from `spec` into the new file `dest`, verified; a mismatch leaves no file and says which
+        object of which remote is wrong."""
+        backend = self._backend(spec)
+        if backend is None:
+            raise RemoteError(f"remote {spec.display}: unavailable")
+        try:
+            with open(dest, "wb") as f:
+                sink = _Verifying(f)
+                backend.download(blob_key(sha256), sink)  # type: ignore[arg-type]
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+        if sink.hasher.hexdigest() != sha256 or sink.size != size:
+            dest.unlink(missing_ok=True)
+            raise corrupt(spec, blob_key(sha256), f"sha256 {sink.hasher.hexdigest()}, {sink.size} bytes")
+
+    def publish(self, build_key: str, manifest: bytes, files: list[tuple[str, Path]]) -> str:
+        """Upload `files` ((sha256, path) pairs) and then the index `manifest` for `build_key` to the first remote.
+        Returns "pushed", "present" when the remote already holds this artifact for that key, or "skipped" when the
+        remote is optional and failed (the warning says why)."""
+        spec = self.specs[0]
+        backend = self._backend(spec)
+        if backend is None:
+            return "skipped"
+        try:
+            parallel(lambda f: backend.exists(blob_key(f[0])) or backend.create(blob_key(f[0]), f[1]), files)
+            if backend.create(index_key(build_key), manifest):
+                return "pushed"
+            held = backend.get(index_key(build_key))
+        except RemoteError as exc:
+            self._fail(spec, exc)
+            return "skipped"
+        if held != manifest:
+            self.warn(
+                f"remote {spec.display} already holds artifact sha256:{sha256_bytes(held or b'')} for build key "
+                f"{build_key}, not sha256:{sha256_bytes(manifest)}: kept the remote's (the first publisher wins)"
+            )
+        return "present"
+
+    # -- sources ---------------------------------------------------------------------------------
+    def push_objects(self, store: Store, shas: list[str]) -> int:
+        """Upload store objects (source files) as blobs to the first remote; returns how many were new there."""
+        spec = self.specs[0]
+        backend = self._backend(spec)
+        if backend is None:
+            return 0
+        try:
+            made = parallel(
+                lambda sha: not backend.exists(blob_key(sha)) and backend.create(blob_key(sha), store.object_path(sha)),
+                shas,
+            )
+        except RemoteError as exc:
+            self._fail(spec, exc)
+            return 0
+        return sum(map(bool, made))
+
+    def fetch_object(self, store: Store, sha256: str, size: int, label: str) -> bool:
+        """Store object `sha256` from the first remote that holds it, verified by the store. False if none has it."""
+        for spec in self.readers():
+            backend = self._backend(spec)
+            if backend is None or not self._call(spec, "exists", blob_key(sha256)):
+                continue
+
+            def writer(f: BinaryIO, start: int, backend: Backend = backend) -> None:
+                backend.download(blob_key(sha256), f, start)
+
+            try:
+                store.ensure_object(sha256, size, writer, label=f"{label} (from remote {spec.display})")
+            except RemoteError as exc:
+                self._fail(spec, exc)
+                continue
+            return True
+        return False
+
+
+def parallel(fn: Callable[[T], R], items: list[T]) -> list[R]:
+    """`fn` over `items` on TRANSFERS threads (transfers wait on the network, not the CPU); the first failure is
+    raised once the others are done or cancelled."""
+    if len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(TRANSFERS, len(items)), thread_name_prefix="gpux-remote") as pool:
+        futures = [pool.submit(fn, x) for x in items]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def corrupt(spec: RemoteSpec, key: str, what: str) -> IntegrityError:
+    return IntegrityError(
+        f"remote {spec.display}: object {key} is corrupt ({what}); not used",
+        "delete that object on the remote (or run `gpux cache remote verify`) and push again",
+    )
+
+
+def _inside(path) -> bool:
+    """A relative file path that stays inside the artifact folder (no absolute path, no `..`, no backslash)."""
+    return (
+        isinstance(path, str)
+        and bool(path)
+        and not path.startswith("/")
+        and "\\" not in path
+        and all(part not in ("", ".", "..") for part in path.split("/"))
+    )
+
+
+def parse_index(spec: RemoteSpec, build_key: str, data: bytes, expected: str | None) -> dict:
+    """The artifact.json held under `build_key`, checked: its digest is `expected` (when the lock records one), it
+    names that build key, and lists files by sha256 and size."""
+    import json
+
+    key = index_key(build_key)
+    found = "sha256:" + sha256_bytes(data)
+    if expected and found != expected:
+        raise corrupt(spec, key, f"artifact {found}, gpux.lock records {expected}")
+    try:
+        doc = json.loads(data)
+        ok = doc.get("build_key") == build_key and all(
+            _inside(f.get("path")) and is_sha256(f.get("sha256")) and isinstance(f.get("size"), int)
+            for f in doc["files"]
+        )
+    except (ValueError, AttributeError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise corrupt(spec, key, "not an artifact.json for this build key")
+    return doc

@@ -1,0 +1,270 @@
+"""`oci://registry/repository`: any OCI registry (GHCR, ECR, Harbor, Docker Hub, the CNCF distribution registry).
+
+The registry HTTP API over `requests` (already a dependency, through huggingface_hub): the oras SDK adds little
+for this and does not check digests on pull. Each artifact is an ordinary OCI artifact that oras, crane and skopeo
+list and pull: an image manifest with `artifactType` application/vnd.gpuxbuild.artifact.v1, tagged with the build
+key's hex, whose layers are the artifact's files (annotated with their paths, `org.opencontainers.image.title`)
+plus artifact.json. Blobs are the registry's own (sha256, the same digests gpux uses); every download is hashed
+by gpux. Registries have no conditional tag create: a manifest is written only when the tag is absent, and since
+its bytes follow from artifact.json alone, two publishers of one artifact write identical manifests.
+
+Credentials: the docker credential store (`DOCKER_CONFIG`/config.json: `auths`, `credHelpers`, `credsStore`),
+used for basic auth and for bearer tokens; never shown. Loopback registries are spoken to over plain HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import urlsplit
+
+from gpuxbuild.hashing import sha256_bytes
+from gpuxbuild.network import RetryPolicy, http_timeout, redact_text, requests_transient
+from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+ARTIFACT_TYPE = "application/vnd.gpuxbuild.artifact.v1"
+EMPTY: dict[str, Any] = {
+    "mediaType": "application/vnd.oci.empty.v1+json",
+    "digest": "sha256:" + "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+    "size": 2,
+}
+TITLE = "org.opencontainers.image.title"
+CHUNK = 1 << 20
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def docker_credentials(host: str) -> tuple[str, str] | None:
+    """(user, secret) for `host` from the docker credential store, or None."""
+    path = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
+    try:
+        conf = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    helper = (conf.get("credHelpers") or {}).get(host) or conf.get("credsStore")
+    if helper:
+        try:
+            out = subprocess.run(
+                [f"docker-credential-{helper}", "get"], input=host, capture_output=True, text=True, timeout=30
+            )
+            if out.returncode == 0:
+                got = json.loads(out.stdout)
+                return got["Username"], got["Secret"]
+        except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
+            pass
+    for name, entry in (conf.get("auths") or {}).items():
+        if urlsplit(name if "://" in name else f"//{name}").netloc == host and entry.get("auth"):
+            user, _, secret = base64.b64decode(entry["auth"]).decode().partition(":")
+            return user, secret
+    return None
+
+
+class OciBackend(Backend):
+    def __init__(self, spec: RemoteSpec):
+        super().__init__(spec)
+        import requests
+
+        parts = urlsplit(spec.url)
+        self.host, self.repo = parts.netloc.rpartition("@")[2], parts.path.strip("/")
+        if not self.repo:
+            raise RemoteError(f"remote {spec.display}: no repository", "write oci://registry/repository")
+        scheme = "http" if (parts.hostname or "") in _LOOPBACK else "https"
+        self.base = f"{scheme}://{self.host}/v2/{self.repo}"
+        self.session = requests.Session()
+        self.creds = docker_credentials(self.host)
+        self.policy = RetryPolicy.from_env()
+        self.timeout = (http_timeout("metadata"), http_timeout("download"))
+
+    # -- HTTP with auth and retries --------------------------------------------------------------
+    def _authorize(self, challenge: str) -> bool:
+        """Answer a 401's WWW-Authenticate: basic auth, or a bearer token from the realm; False if no credentials
+        can help."""
+        import requests
+
+        scheme, _, params = challenge.partition(" ")
+        if scheme.lower() == "basic":
+            if not self.creds:
+                return False
+            self.session.auth = self.creds
+            return True
+        fields = dict(
+            (k.strip(), v.strip().strip('"')) for k, _, v in (p.partition("=") for p in params.split(",")) if k.strip()
+        )
+        query = {k: fields[k] for k in ("service", "scope") if k in fields}
+        resp = requests.get(fields.get("realm", ""), params=query, auth=self.creds, timeout=self.timeout)
+        if resp.status_code != 200:
+            return False
+        token = resp.json().get("token") or resp.json().get("access_token")
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        return True
+
+    def _request(self, method: str, url: str, key: str, ok=(200,), **kw):
+        import requests
+
+        def once():
+            resp = self.session.request(method, url, timeout=self.timeout, **kw)
+            if resp.status_code == 401 and self._authorize(resp.headers.get("WWW-Authenticate", "")):
+                resp = self.session.request(method, url, timeout=self.timeout, **kw)
+            if resp.status_code == 429 or resp.status_code >= 500:
+                resp.raise_for_status()
+            return resp
+
+        try:
+            resp = self.policy.run(once, requests_transient)
+        except Exception as exc:
+            cause = exc.error if hasattr(exc, "error") else exc
+            text = redact_text(str(cause).splitlines()[0] if str(cause) else type(cause).__name__)
+            if isinstance(cause, requests.HTTPError) and cause.response is not None:
+                text = f"{cause.response.status_code} {cause.response.reason}"
+            elif isinstance(cause, requests.ConnectionError):
+                text = "connection refused or unreachable"
+            raise RemoteError(
+                f"remote {self.spec.display}: {key}: {text}", "check the registry address and the network"
+            ) from exc
+        if resp.status_code not in ok and resp.status_code != 404:
+            hint = (
+                "log in with `docker login` (or set DOCKER_CONFIG) with a user that may read/push this repository"
+                if resp.status_code in (401, 403)
+                else "check the registry and the repository name"
+            )
+            raise RemoteError(f"remote {self.spec.display}: {key}: {resp.status_code} {resp.reason}", hint)
+        return resp
+
+    # -- keys ------------------------------------------------------------------------------------
+    @staticmethod
+    def _tag(key: str) -> str | None:
+        if key.startswith("artifacts/") and key.endswith(".json"):
+            return key.removeprefix("artifacts/").removesuffix(".json")
+        return None
+
+    @staticmethod
+    def _digest(key: str) -> str:
+        return "sha256:" + key.removeprefix("blobs/sha256/")
+
+    def _manifest(self, tag: str) -> dict | None:
+        resp = self._request("GET", f"{self.base}/manifests/{tag}", tag, headers={"Accept": MANIFEST})
+        return None if resp.status_code == 404 else resp.json()
+
+    def get(self, key: str) -> bytes | None:
+        tag = self._tag(key)
+        if tag is None:
+            resp = self._request("GET", f"{self.base}/blobs/{self._digest(key)}", key)
+            return None if resp.status_code == 404 else resp.content
+        manifest = self._manifest(tag)
+        if manifest is None:
+            return None
+        layer = next(
+            (x for x in manifest.get("layers", []) if x.get("annotations", {}).get(TITLE) == "artifact.json"), None
+        )
+        if layer is None:
+            raise RemoteError(f"remote {self.spec.display}: {key}: manifest {tag} has no artifact.json layer")
+        resp = self._request("GET", f"{self.base}/blobs/{layer['digest']}", key)
+        return None if resp.status_code == 404 else resp.content
+
+    def download(self, key: str, f: BinaryIO, start: int = 0) -> None:
+        headers = {"Range": f"bytes={start}-"} if start else {}
+        resp = self._request(
+            "GET", f"{self.base}/blobs/{self._digest(key)}", key, ok=(200, 206), headers=headers, stream=True
+        )
+        if resp.status_code == 404:
+            raise RemoteError(f"remote {self.spec.display}: no object {key}")
+        skip = start if resp.status_code == 200 else 0  # a registry that ignored the Range sends it all again
+        for chunk in resp.iter_content(CHUNK):
+            if skip:
+                chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+            if chunk:
+                f.write(chunk)
+
+    def exists(self, key: str) -> bool:
+        tag = self._tag(key)
+        url = f"{self.base}/manifests/{tag}" if tag else f"{self.base}/blobs/{self._digest(key)}"
+        return self._request("HEAD", url, key, headers={"Accept": MANIFEST}).status_code == 200
+
+    def _upload(self, digest: str, data, key: str) -> None:
+        resp = self._request("POST", f"{self.base}/blobs/uploads/", key, ok=(202,))
+        location = resp.headers["Location"]
+        if location.startswith("/"):
+            location = self.base.split("/v2/")[0] + location
+        sep = "&" if "?" in location else "?"
+        self._request(
+            "PUT",
+            f"{location}{sep}digest={digest}",
+            key,
+            ok=(201,),
+            data=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    def create(self, key: str, source: bytes | Path) -> bool:
+        tag = self._tag(key)
+        if tag is None:
+            if self.exists(key):
+                return False
+            if isinstance(source, bytes):
+                self._upload(self._digest(key), source, key)
+            else:
+                with open(source, "rb") as f:
+                    self._upload(self._digest(key), f, key)
+            return True
+        assert isinstance(source, bytes)  # an index is artifact.json's bytes
+        doc = json.loads(source)
+        digest = "sha256:" + sha256_bytes(source)
+        index = {
+            "mediaType": "application/octet-stream",
+            "digest": digest,
+            "size": len(source),
+            "annotations": {TITLE: "artifact.json"},
+        }
+        if not self.exists(f"blobs/sha256/{digest[7:]}"):
+            self._upload(digest, source, key)
+        if not self.exists(f"blobs/sha256/{EMPTY['digest'][7:]}"):
+            self._upload(EMPTY["digest"], b"{}", key)
+        layers = [
+            {
+                "mediaType": "application/octet-stream",
+                "digest": "sha256:" + f["sha256"],
+                "size": f["size"],
+                "annotations": {TITLE: f["path"]},
+            }
+            for f in doc["files"]
+        ] + [index]
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "artifactType": ARTIFACT_TYPE,
+            "config": EMPTY,
+            "layers": layers,
+            "annotations": {
+                "dev.gpuxbuild.build-key": doc.get("build_key", ""),
+                "dev.gpuxbuild.name": doc.get("name", ""),
+            },
+        }
+        if self.exists(key):
+            return False
+        body = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+        self._request(
+            "PUT", f"{self.base}/manifests/{tag}", key, ok=(201,), data=body, headers={"Content-Type": MANIFEST}
+        )
+        return True
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        resp = self._request("GET", f"{self.base}/tags/list", "tags")
+        tags = sorted((resp.json().get("tags") or []) if resp.status_code == 200 else [])
+        tags = [t for t in tags if len(t) == 64]
+        if prefix.startswith("artifacts"):
+            for t in tags:
+                yield f"artifacts/{t}.json", 0
+            return
+        seen = {}
+        for t in tags:
+            for layer in (self._manifest(t) or {}).get("layers", []):
+                seen[layer["digest"]] = layer["size"]
+        for digest, size in sorted(seen.items()):
+            yield f"blobs/sha256/{digest[7:]}", size

@@ -1,0 +1,80 @@
+"""The CNCF distribution registry (Debian's `docker-registry`) on 127.0.0.1 as the tests' OCI registry."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from typing import TYPE_CHECKING
+
+import requests
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def registry_binary() -> str | None:
+    return shutil.which("docker-registry")
+
+
+class OciServer:
+    def __init__(self, root: Path, auth: tuple[str, str] | None = None):
+        self.root = root
+        self.auth = auth  # (user, password) the registry requires (htpasswd, basic auth), or None
+        self.proc: subprocess.Popen | None = None
+        self.host = ""
+
+    def start(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.host = f"127.0.0.1:{port}"
+        config = self.root / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log: {level: error}\n"
+            f"storage: {{filesystem: {{rootdirectory: {self.root / 'data'}}}, delete: {{enabled: true}}}}\n"
+            f"http: {{addr: '{self.host}'}}\n" + self._auth_config()
+        )
+        self.log = open(self.root / "registry.log", "wb")  # noqa: SIM115 (open while the server runs)
+        self.proc = subprocess.Popen(
+            [registry_binary() or "docker-registry", "serve", str(config)], stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                if requests.get(f"http://{self.host}/v2/", timeout=1).status_code in (200, 401):
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the registry did not start: see {self.root / 'registry.log'}")
+
+    def _auth_config(self) -> str:
+        if self.auth is None:
+            return ""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # the registry takes bcrypt hashes only; libxcrypt makes them
+
+        user, password = self.auth
+        (self.root / "htpasswd").write_text(
+            f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}\n"
+        )
+        return f"auth: {{htpasswd: {{realm: gpux-test, path: {self.root / 'htpasswd'}}}}}\n"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+            self.log.close()

