@@ -48,6 +48,7 @@ def workspace(prepared, tmp_path) -> tuple[Path, Path]:
     shutil.copytree(prepared / "project", tmp_path / "project", symlinks=True)
     shutil.copytree(prepared / "home", tmp_path / "home", symlinks=True)
     (tmp_path / "empty").mkdir()
+    (tmp_path / "remote").mkdir()  # a file:// remote cache, `{remote}` in the command lines below
     return tmp_path / "project", tmp_path / "home"
 
 
@@ -78,8 +79,20 @@ COMMANDS = [
     (["cache", "info"], "project", 0, True),
     (["run", "sentiment", "I love this"], "project", 0, True),
     (["doctor"], "project", 0, True),
+    (["verify", "sentiment"], "project", 0, True),
+    (["sbom"], "project", 0, False),
+    (["push", "--remote", "{remote}"], "project", 0, True),
+    (["build", "--push", "--remote", "{remote}"], "project", 0, True),
+    (["sync", "--remote", "{remote}"], "project", 0, True),
+    (["cache", "remote", "ls", "--remote", "{remote}"], "project", 0, True),
+    (["cache", "remote", "verify", "--remote", "{remote}"], "project", 0, True),
 ]
 IDS = [" ".join(c[0]) for c in COMMANDS]
+
+
+def _args(args: list[str], project: Path) -> list[str]:
+    """The command line with `{remote}` standing for this test's file:// remote cache."""
+    return [a.replace("{remote}", (project.parent / "remote").as_uri()) for a in args]
 
 
 def _check_terminal_output(out: str) -> None:
@@ -91,7 +104,9 @@ def _check_terminal_output(out: str) -> None:
 @pytest.mark.parametrize("args, where, status, _json", COMMANDS, ids=IDS)
 def test_every_command_works_on_a_terminal(workspace, args, where, status, _json):
     project, home = workspace
-    r = gpux_tty(*args, cwd=project.parent / where if where == "empty" else project, env=_env(home), timeout=300)
+    r = gpux_tty(
+        *_args(args, project), cwd=project.parent / where if where == "empty" else project, env=_env(home), timeout=300
+    )
     _check_terminal_output(r.output)
     assert r.returncode == status, r.output
 
@@ -100,7 +115,9 @@ def test_every_command_works_on_a_terminal(workspace, args, where, status, _json
 @pytest.mark.parametrize("args, where, status, _json", COMMANDS, ids=IDS)
 def test_every_command_works_piped(workspace, args, where, status, _json):
     project, home = workspace
-    r = gpux(*args, cwd=project.parent / where if where == "empty" else project, env=_env(home), check=False)
+    r = gpux(
+        *_args(args, project), cwd=project.parent / where if where == "empty" else project, env=_env(home), check=False
+    )
     assert "Traceback" not in r.stderr, r.stderr
     assert not ESC.search(r.stdout + r.stderr), "terminal control codes in piped output"
     assert r.returncode == status, r.stdout + r.stderr
@@ -112,7 +129,13 @@ def test_every_command_works_piped(workspace, args, where, status, _json):
 )
 def test_every_command_prints_json_with_json(workspace, args, where, status):
     project, home = workspace
-    r = gpux(*args, "--json", cwd=project.parent / where if where == "empty" else project, env=_env(home), check=False)
+    r = gpux(
+        *_args(args, project),
+        "--json",
+        cwd=project.parent / where if where == "empty" else project,
+        env=_env(home),
+        check=False,
+    )
     assert "Traceback" not in r.stderr, r.stderr
     assert r.returncode == status, r.stdout + r.stderr
     if status == 0:
