@@ -35,6 +35,8 @@ fi
 # Debian's package (SeaweedFS, their S3 store, comes as a wheel in requirements/dev.txt).
 if ! command -v docker-registry >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        # A new machine may have no package lists yet.
+        step "updating the package lists (apt)" apt-get update -q
         step "installing docker-registry (apt)" apt-get install -y -q docker-registry
     else
         echo "setup: docker-registry is not installed (apt-get install docker-registry); the OCI tests will be skipped" >&2
