@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpuxbuild.build import DEFAULT_JOBS
 from gpuxbuild.build.artifact import build_key, not_reproducible, toolchain_versions, write_manifest
@@ -36,8 +37,10 @@ from gpuxbuild.store.artifacts import (
 )
 from gpuxbuild.store.files import FileEntry
 from gpuxbuild.store.linker import Linker
-from gpuxbuild.store.objects import Store
 from gpuxbuild.store.refs import ArtifactRef, Records
+
+if TYPE_CHECKING:
+    from gpuxbuild.store.objects import Store
 
 # Repo files an artifact carries next to its graphs, when present.
 METADATA_FILES = (

@@ -8,11 +8,14 @@ it is not there yet, like `docker run`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.store.artifacts import ARTIFACT_MANIFEST
-from gpuxbuild.store.objects import Store
 from gpuxbuild.store.refs import Records
+
+if TYPE_CHECKING:
+    from gpuxbuild.store.objects import Store
 
 
 def is_artifact(folder: Path) -> bool:

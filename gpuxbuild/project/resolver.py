@@ -10,16 +10,18 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from gpuxbuild.errors import GpuxError, RegistryError
 from gpuxbuild.project.licenses import check_licenses
 from gpuxbuild.project.lockfile import Lock, LockedModel, options_of, verify_lock
-from gpuxbuild.project.manifest import Manifest, ModelSpec
 from gpuxbuild.project.selection import select_paths
 from gpuxbuild.project.signatures import signature_paths
 from gpuxbuild.registries import get_manager
-from gpuxbuild.registries.base import PinnedModel
+
+if TYPE_CHECKING:
+    from gpuxbuild.project.manifest import Manifest, ModelSpec
+    from gpuxbuild.registries.base import PinnedModel
 
 # What `gpux lock` did to one model's pin.
 LockAction = Literal["added", "updated", "removed", "unchanged"]
