@@ -138,7 +138,7 @@ def test_batch_is_padded_with_the_pad_id_and_truncated(artifacts):
     # a batch answers the same as one-by-one (padding does not leak into results)
     together = model.predict({"text": ["hello", "paris is in france"]})["results"]
     alone = [model.predict({"text": t}) for t in ("hello", "paris is in france")]
-    for a, b in zip(together, alone):
+    for a, b in zip(together, alone, strict=True):
         assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-5)
 
 

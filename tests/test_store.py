@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing
 import os
 import subprocess
@@ -141,7 +142,7 @@ def test_large_downloads_are_written_behind_in_contiguous_ranges(monkeypatch):
     store.tmp_dir().joinpath(f"{sha(data)}.partial").write_bytes(data[:part])  # a resumed download
     assert store.ensure_object(sha(data), len(data), feeder(data, chunk=4 << 20), label="m: f") is False
     assert store.object_path(sha(data)).read_bytes() == data
-    assert ranges and ranges[0][0] == part and all(a + n == b for (a, n), (b, _) in zip(ranges, ranges[1:]))
+    assert ranges and ranges[0][0] == part and all(a + n == b for (a, n), (b, _) in itertools.pairwise(ranges))
     assert ranges[-1][0] + ranges[-1][1] == len(data)  # the last chunk too: the fsync only waits for it
 
 

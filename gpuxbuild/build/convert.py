@@ -635,7 +635,7 @@ def _validate(
                 torch_inputs["use_cache"] = False
             ref = model(**torch_inputs)
             names = [o.name for o in graph.get_outputs() if not o.name.startswith("present")]
-            for out_name, value in zip(names, graph.run(names, _feeds(graph, feeds))):
+            for out_name, value in zip(names, graph.run(names, _feeds(graph, feeds)), strict=True):
                 if out_name in ref:
                     pairs.append((out_name, value, ref[out_name].numpy()))
     if not pairs:

@@ -516,12 +516,12 @@ def build_project(
     )
     out = ProjectBuild(results)
     if locked:
-        for entry, res in zip(entries, results):
+        for entry, res in zip(entries, results, strict=True):
             if res.status != "failed" and (problem := _locked_mismatch(entry, res)):
                 res.status, res.error = "failed", f"model {entry.name!r}: {problem}"
                 res.hint = "if the change is intended, run `gpux build` without --locked and commit gpux.lock"
         return out
-    for entry, res in zip(entries, results):
+    for entry, res in zip(entries, results, strict=True):
         recorded = entry.artifact or {}
         if res.status == "failed":
             continue

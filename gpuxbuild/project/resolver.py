@@ -237,7 +237,7 @@ def _resolve_all(
     for result in results:
         if isinstance(result, GpuxError):
             raise result
-    return {spec.name: entry for (spec, _, _), entry in zip(todo, results)}
+    return {spec.name: entry for (spec, _, _), entry in zip(todo, results, strict=True)}
 
 
 def _same_inputs(a: LockedModel, b: LockedModel) -> bool:

@@ -98,7 +98,7 @@ def _create_session(path: Path, choice: ProviderChoice):
     options.log_severity_level = 3  # ORT's warnings are about graph internals the user cannot act on
     try:
         return onnxruntime.InferenceSession(
-            str(path), sess_options=options, providers=list(zip(choice.providers, choice.options))
+            str(path), sess_options=options, providers=list(zip(choice.providers, choice.options, strict=True))
         )
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/RuntimeException types
         raise GpuxError(
@@ -185,7 +185,7 @@ class Model:
                 f"the model takes {self.input_types}",
                 exit_code=2,
             ) from exc
-        return dict(zip([o.name for o in session.get_outputs()], values))
+        return dict(zip([o.name for o in session.get_outputs()], values, strict=True))
 
     def feed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The subset of `arrays` the main graph takes (e.g. no token_type_ids for DistilBERT); error if one is missing."""
@@ -238,7 +238,7 @@ class Model:
             return [self._generate(text, opts, on_token) for text in parsed.texts]
         if task == "feature-extraction":
             if parsed.pairs is not None:
-                return [{"similarity": self.similarity(a, b)} for a, b in zip(parsed.texts, parsed.pairs)]
+                return [{"similarity": self.similarity(a, b)} for a, b in zip(parsed.texts, parsed.pairs, strict=True)]
             return [{"embedding": v.tolist()} for v in self.embed(parsed.texts)]
         if task == "question-answering":
             batch, outputs = self._encode(parsed, truncation="only_second")
