@@ -63,7 +63,7 @@ def _build(project, home, seed, *args, check=False):
 def test_every_architecture_builds_reproducibly(hub, repo_id, tmp_path):
     """Every supported architecture builds; an unsupported one fails alone; two stores, folders and hash
     seeds give identical artifact digests."""
-    kinds = ARCHITECTURES + ["pickle-only", "unsupported"]
+    kinds = [*ARCHITECTURES, "pickle-only", "unsupported"]
     p1 = _project(hub, repo_id, tmp_path / "one", kinds, **{"pickle-only": {"allow_pickle": True}})
     r, out = _build(p1, tmp_path / "home1", 1, "--jobs", "2")
     assert r.returncode == 1, r.stderr  # the unsupported model fails the run, at the end

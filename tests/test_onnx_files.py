@@ -76,7 +76,7 @@ def test_root_wins_over_onnx_folder_and_other_folders_are_ignored():
 
 
 def test_select_includes_external_data_of_that_variant_only():
-    paths = TRANSFORMERS_JS + ["onnx/model.onnx_data_1", "onnx/model.onnx.data"]
+    paths = [*TRANSFORMERS_JS, "onnx/model.onnx_data_1", "onnx/model.onnx.data"]
     assert select_onnx_files(paths, None) == [
         "onnx/model.onnx",
         "onnx/model.onnx.data",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import multiprocessing
 import os
 import subprocess
@@ -243,7 +244,7 @@ def test_verify_prune_info(tmp_path):
         store.ensure_object(sha(data), len(data), feeder(data), label="m: f")
     rec = store.root / "refs" / "projects" / "p.json"
     rec.parent.mkdir(parents=True)
-    rec.write_text('{"project": "/p", "models": {"m": {"files": ["%s"]}}}' % sha(live))
+    rec.write_text(json.dumps({"project": "/p", "models": {"m": {"files": [sha(live)]}}}))
     assert not gc.verify(store, rehash_artifact)
     path = store.object_path(sha(live))
     os.chmod(path, 0o644)
@@ -264,7 +265,7 @@ def test_verify_prune_info(tmp_path):
     assert store.sha256_of_blob(git_sha1(blob)) is None
     # Only the live object's verified stat is left in the index.
     assert [
-        p.relative_to(store.root / "index").parts[:2] + (p.name,)
+        (*p.relative_to(store.root / "index").parts[:2], p.name)
         for p in (store.root / "index").rglob("*")
         if p.is_file()
     ] == [("verified", "objects", sha(live))]

@@ -135,7 +135,7 @@ def fill_mask(logits: np.ndarray, input_ids: np.ndarray, tokenizer, top_k: int =
 
 
 def _tag(entity: str) -> tuple[str, str]:
-    if entity.startswith("B-") or entity.startswith("I-"):
+    if entity.startswith(("B-", "I-")):
         return entity[0], entity[2:]
     return "I", entity
 
