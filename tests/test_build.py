@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -98,11 +99,11 @@ def test_shipped_onnx_builds_without_torch_and_loads_in_gpux_runtime(hub, repo_i
     art = read_lock(p)["models"]["onnx-shipped"]["artifact"]
     home = os.environ["GPUX_HOME"]
     adir = os.path.join(home, "artifacts", art["build_key"].removeprefix("sha256:"))
-    text = open(os.path.join(adir, "gpux.yml")).read()
+    text = Path(adir, "gpux.yml").read_text()
     validate_gpux_yml(text)
     parsed = load_with_gpux_runtime(os.path.join(adir, "gpux.yml"))
     assert parsed["name"] == "onnx-shipped"
-    manifest = json.load(open(os.path.join(adir, "artifact.json")))
+    manifest = json.loads(Path(adir, "artifact.json").read_text())
     assert {f["path"] for f in manifest["files"]} >= {"model.onnx", "gpux.yml", "tokenizer.json", "config.json"}
     assert manifest["source"]["commit"] == read_lock(p)["models"]["onnx-shipped"]["commit"]
 

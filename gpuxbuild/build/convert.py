@@ -140,7 +140,7 @@ class _Worker:
     """One export process serving requests one at a time (protocol in _export_worker.py)."""
 
     def __init__(self, env: dict[str, str]):
-        self.log = tempfile.TemporaryFile(mode="w+")
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 -- the worker's stderr for its whole life, closed in close()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gpuxbuild.build._export_worker", "--serve"],
             env=env,

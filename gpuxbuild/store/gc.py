@@ -54,7 +54,7 @@ def held_objects(store: Store, *, clean: bool = True) -> set[str]:
                 p.unlink(missing_ok=True)
             continue
         try:
-            f = open(p)
+            f = open(p)  # noqa: SIM115 -- `with f:` below; only the open may skip a vanished file
         except FileNotFoundError:
             continue
         with f:

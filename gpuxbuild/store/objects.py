@@ -238,7 +238,7 @@ class Store:
                 base = self.root / "holds"
                 base.mkdir(parents=True, exist_ok=True)
                 name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-                f = open(base / f".{name}", "a")  # renamed into sight once locked: a prune never sees it unlocked
+                f = open(base / f".{name}", "a")  # noqa: SIM115 -- held (and locked) for the Store's life; renamed into sight once locked: a prune never sees it unlocked
                 fcntl.flock(f, fcntl.LOCK_EX)
                 os.rename(base / f".{name}", base / name)
                 self._hold_file, self.holds_file = f, base / name
