@@ -273,7 +273,7 @@ def test_place_missing_external_data(tmp_path):
     repo = tmp_path / "repo"
     _save(_add_graph(W), repo / "model.onnx", data="model.onnx_data")
     (repo / "model.onnx_data").unlink()
-    with pytest.raises(GpuxError, match="needs external data file model.onnx_data"):
+    with pytest.raises(GpuxError, match=r"needs external data file model\.onnx_data"):
         place_onnx(repo, tmp_path / "out", None)
 
 

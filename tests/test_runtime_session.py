@@ -172,7 +172,7 @@ def test_gpux_yml_max_length_and_backend(artifacts, tmp_path):
         load(folder)
     assert load(folder, provider="cpu").providers == ["CPUExecutionProvider"]
     (folder / "gpux.yml").write_text("name: [unclosed\n")
-    with pytest.raises(GpuxError, match="gpux.yml is not valid YAML"):
+    with pytest.raises(GpuxError, match=r"gpux\.yml is not valid YAML"):
         load(folder)
 
 
@@ -185,10 +185,10 @@ def test_broken_artifacts_are_user_errors(artifacts, tmp_path):
     with pytest.raises(GpuxError, match="image-segmentation"):
         load(folder)
     (folder / "artifact.json").write_text(json.dumps({**manifest, "graphs": {"model": "missing.onnx"}}))
-    with pytest.raises(GpuxError, match="missing.onnx"):
+    with pytest.raises(GpuxError, match=r"missing\.onnx"):
         load(folder)
     (folder / "artifact.json").unlink()
-    with pytest.raises(GpuxError, match="artifact.json"):
+    with pytest.raises(GpuxError, match=r"artifact\.json"):
         load(folder)
 
 
