@@ -494,6 +494,8 @@ def build_project(
         check_lock(manifest, lock)
     else:
         lock = lock_project(project, store=store, offline=offline).lock
+    if lock is None:  # a missing lock is stale: check_lock raised
+        raise ValueError(f"no gpux.lock in {project} after checking it")
     unknown = sorted(set(names) - set(lock.models))
     if unknown:
         raise GpuxError(
@@ -525,6 +527,8 @@ def build_project(
         recorded = entry.artifact or {}
         if res.status == "failed":
             continue
+        if res.digest is None:  # build_one gives every result that did not fail a digest
+            raise ValueError(f"build of {entry.name!r} succeeded without a digest")
         if recorded.get("build_key") == res.build_key and recorded.get("digest") not in (None, res.digest):
             # Same inputs, same toolchain, other bytes: never recorded over the reviewed digest.
             exc = not_reproducible(entry.name, res.digest, recorded["digest"])
