@@ -185,10 +185,10 @@ def load_manifest(path: Path) -> Manifest:
 
 def parse_manifest(text: str | bytes, path: Path) -> Manifest:
     """Validate manifest `text` read from `path` (the path is used for messages and relative sources)."""
-    data = text.encode("utf-8") if isinstance(text, str) else text
+    raw = text.encode("utf-8") if isinstance(text, str) else text
     try:
         data, node = load_yaml(
-            data,
+            raw,
             path.name,
             max_bytes=MAX_MANIFEST_BYTES,
             max_nodes=MAX_MANIFEST_NODES,
