@@ -15,6 +15,7 @@ from gpuxbuild.store.artifacts import ARTIFACT_MANIFEST
 from gpuxbuild.store.refs import Records
 
 if TYPE_CHECKING:
+    from gpuxbuild.build.pipeline import BuildResult
     from gpuxbuild.store.objects import Store
 
 
@@ -44,7 +45,7 @@ def _from_lock(name: str, project: Path, store: Store, offline: bool, on_build=N
         on_build(name)
     res = build_one(job_from_lock(entry, manifest), store=store, project=project, offline=offline)
     store.save_counters(builds=int(res.status == "built"), build_hits=int(res.status == "cached"))
-    return Path(res.path)
+    return _built_path(res)
 
 
 def _check_synced(folder: Path, name: str, store: Store) -> None:
@@ -70,13 +71,20 @@ def _from_pulled(name: str, project: Path, store: Store, offline: bool, on_pull=
     ref = parse_ref(name)
     rec = Records(store).lookup(ref.registry, ref.repo, ref.revision)
     art = rec.artifact if rec else None
-    if art and art.path and art.build_key and verified_artifact(store, art.build_key) is not None:
+    if rec and art and art.path and art.build_key and verified_artifact(store, art.build_key) is not None:
         Records(store).touch(rec)
         return Path(art.path)
     if on_pull:
         on_pull(str(ref))
     pulled = pull(ref, store=store, project=project, offline=offline)
-    return Path(build_pulled(pulled, store=store, offline=offline).path)
+    return _built_path(build_pulled(pulled, store=store, offline=offline))
+
+
+def _built_path(res: BuildResult) -> Path:
+    """The artifact folder of a build that returned (a failed one raises; every other result has a path)."""
+    if res.path is None:
+        raise ValueError(f"build of {res.name!r} returned without an artifact path")
+    return Path(res.path)
 
 
 def locate(name: str, *, project: Path, store: Store, offline: bool = False, on_pull=None, on_build=None) -> Path:

@@ -161,6 +161,8 @@ def pull(
             record = make_record(
                 ref, entry.commit, entry.files, entry.task, entry.library, entry.architecture, entry.license
             )
+        if record is None:  # offline without a record was refused above
+            raise ValueError(f"{ref}: neither resolved nor pulled before")
         files = [FileEntry(f["path"], f["sha256"], f["size"]) for f in record.files]
         if on_resolved:
             on_resolved(record)
