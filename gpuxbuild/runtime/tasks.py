@@ -188,7 +188,8 @@ def token_classification(
                 }
             )
         if aggregation_strategy == "simple":
-            groups, current = [], []
+            groups: list[dict] = []
+            current: list[dict] = []
             for token in tokens:
                 if current:
                     bi, tag = _tag(token["entity"])
