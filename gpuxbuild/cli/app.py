@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import NamedTuple, NoReturn
 
 import click
-from click.utils import make_default_short_help
 
 from gpuxbuild import __version__
 from gpuxbuild.errors import GpuxError
@@ -170,7 +169,11 @@ class GpuxGroup(click.Group):
     def format_commands(self, ctx, formatter) -> None:
         """The command list from the table's summaries, as click would write it, importing no command."""
         limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
-        rows = [(name, make_default_short_help(COMMANDS[name].summary, limit)) for name in sorted(COMMANDS)]
+        # click shortens a help text as it would a command's (its make_default_short_help is deprecated).
+        rows = [
+            (name, click.Command(name, help=COMMANDS[name].summary).get_short_help_str(limit))
+            for name in sorted(COMMANDS)
+        ]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
