@@ -494,7 +494,9 @@ def print_table(rows: list[tuple[Model, dict, dict | None]]) -> None:
         lines.append(tuple(cells))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for n, line in enumerate(lines):
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+        print(
+            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
+        )
         if n == 0:
             print("  ".join("-" * w for w in widths))
 

@@ -103,9 +103,9 @@ def main() -> None:
             publish(hub, r, "onnx-shipped")
         project = work / "noop"
         write_manifest(project, {f"m{i}": {"source": f"hf:{r}"} for i, r in enumerate(repos)})
-        subprocess.run(gpux + ["sync"], cwd=project, env=env, check=True, capture_output=True)
+        subprocess.run([*gpux, "sync"], cwd=project, env=env, check=True, capture_output=True)
         subprocess.run([sys.executable, "-c", SNAPSHOT, *repos], cwd=work, env=env, check=True, capture_output=True)
-        t_gpux = timed(gpux + ["sync"], cwd=project, env=env, runs=args.runs)
+        t_gpux = timed([*gpux, "sync"], cwd=project, env=env, runs=args.runs)
         t_hf = timed([sys.executable, "-c", SNAPSHOT, *repos], cwd=work, env=env, runs=args.runs)
         t_py = timed([sys.executable, "-c", "pass"], cwd=work, env=env, runs=args.runs)
         print(f"no-op, {N_MODELS} models, fresh process each, median of {args.runs}:")
@@ -126,7 +126,7 @@ def main() -> None:
         write_manifest(project, {f"m{i}": {"source": "hf:bench/big"} for i in range(N_MODELS)})
         t = time.perf_counter()
         subprocess.run(
-            gpux + ["sync", "--target", str(work / "prebuilt")], cwd=project, env=env, check=True, capture_output=True
+            [*gpux, "sync", "--target", str(work / "prebuilt")], cwd=project, env=env, check=True, capture_output=True
         )
         t_build = time.perf_counter() - t
         results = {}
@@ -136,7 +136,7 @@ def main() -> None:
                 target = work / f"first-{mode}-{len(times)}"
                 t = time.perf_counter()
                 done = subprocess.run(
-                    gpux + ["sync", "--target", str(target), "--link-mode", mode],
+                    [*gpux, "sync", "--target", str(target), "--link-mode", mode],
                     cwd=project,
                     env=env,
                     check=True,

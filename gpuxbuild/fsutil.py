@@ -12,7 +12,7 @@ from pathlib import Path
 
 def make_writable(tree: Path) -> None:
     """Make every folder of a tree writable (store folders may be read-only) so the tree can be removed."""
-    for dirpath, dirnames, _ in os.walk(tree):
+    for dirpath, _, _ in os.walk(tree):
         os.chmod(dirpath, 0o755)
 
 

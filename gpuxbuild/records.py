@@ -16,14 +16,14 @@ if TYPE_CHECKING:
 class Record:
     """Equality, repr and `replace` by the fields a subclass names in `__slots__`."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
     __hash__ = None  # type: ignore[assignment]  # mutable, like a dataclass
 
     def _fields(self) -> dict[str, object]:
         return {f: getattr(self, f) for f in self.__slots__}
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._fields() == other._fields()  # type: ignore[attr-defined]
+        return type(other) is type(self) and self._fields() == other._fields()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self._fields().items())})"

@@ -36,7 +36,7 @@ def describe_error(err) -> tuple[list, str]:
             reason = f"unknown key '{extra[0]}'"
             if known:
                 reason += f" (known keys: {', '.join(known)})"
-            return path + [extra[0]], reason
+            return [*path, extra[0]], reason
     if v == "required":
         return path, err.message.replace("is a required property", "is required")
     if (

@@ -59,9 +59,9 @@ class _Loader(yaml.SafeLoader):
             size = 1 + sum(self._sizes.get(id(c), 1) for c in children)
             self._sizes[id(node)] = size
             if size > self._max_nodes:
-                raise _Limit(
-                    node.start_mark, f"its aliases expand to over {self._max_nodes:,} nodes (a YAML alias bomb?)"
-                )
+                # types-PyYAML lets compose_node return None, but PyYAML composes a node for every event.
+                mark = node.start_mark  # type: ignore[union-attr]
+                raise _Limit(mark, f"its aliases expand to over {self._max_nodes:,} nodes (a YAML alias bomb?)")
         return node
 
     def construct_mapping(self, node, deep=False):

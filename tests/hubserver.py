@@ -82,7 +82,7 @@ def _tree_oids(files: dict[str, Blob]) -> dict[str, str]:
     for path, blob in files.items():
         entries.setdefault(_parent_dir(path), []).append((b"100644", path.rsplit("/", 1)[-1].encode(), blob.oid))
     oids: dict[str, str] = {}
-    for d in sorted(dirs - {""}, key=lambda d: -d.count("/")) + [""]:
+    for d in [*sorted(dirs - {""}, key=lambda d: -d.count("/")), ""]:
         # git orders tree entries by name, comparing folders as "name/"
         rows = sorted(entries[d], key=lambda e: e[1] + (b"/" if e[0] == b"40000" else b""))
         oids[d] = _git_oid(b"tree", b"".join(m + b" " + n + b"\0" + bytes.fromhex(o) for m, n, o in rows))

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -63,7 +64,7 @@ def _build(project, home, seed, *args, check=False):
 def test_every_architecture_builds_reproducibly(hub, repo_id, tmp_path):
     """Every supported architecture builds; an unsupported one fails alone; two stores, folders and hash
     seeds give identical artifact digests."""
-    kinds = ARCHITECTURES + ["pickle-only", "unsupported"]
+    kinds = [*ARCHITECTURES, "pickle-only", "unsupported"]
     p1 = _project(hub, repo_id, tmp_path / "one", kinds, **{"pickle-only": {"allow_pickle": True}})
     r, out = _build(p1, tmp_path / "home1", 1, "--jobs", "2")
     assert r.returncode == 1, r.stderr  # the unsupported model fails the run, at the end
@@ -98,11 +99,11 @@ def test_shipped_onnx_builds_without_torch_and_loads_in_gpux_runtime(hub, repo_i
     art = read_lock(p)["models"]["onnx-shipped"]["artifact"]
     home = os.environ["GPUX_HOME"]
     adir = os.path.join(home, "artifacts", art["build_key"].removeprefix("sha256:"))
-    text = open(os.path.join(adir, "gpux.yml")).read()
+    text = Path(adir, "gpux.yml").read_text()
     validate_gpux_yml(text)
     parsed = load_with_gpux_runtime(os.path.join(adir, "gpux.yml"))
     assert parsed["name"] == "onnx-shipped"
-    manifest = json.load(open(os.path.join(adir, "artifact.json")))
+    manifest = json.loads(Path(adir, "artifact.json").read_text())
     assert {f["path"] for f in manifest["files"]} >= {"model.onnx", "gpux.yml", "tokenizer.json", "config.json"}
     assert manifest["source"]["commit"] == read_lock(p)["models"]["onnx-shipped"]["commit"]
 

@@ -227,7 +227,7 @@ def test_unsupported_architecture_is_named(tmp_path):
     assert "XLNetLMHeadModel" in message and "text-generation" in message and "tiny-xlnet" in message
     assert not (tmp_path / "out").exists()
 
-    with pytest.raises(UnsupportedModelError, match="BertForSequenceClassification.*text2text-generation") as info:
+    with pytest.raises(UnsupportedModelError, match=r"BertForSequenceClassification.*text2text-generation") as info:
         export_onnx(tinymodels.repo_dir("bert"), tmp_path / "out", task="text2text-generation")
     assert "text-classification" in info.value.hint
 

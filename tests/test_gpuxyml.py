@@ -374,7 +374,7 @@ def test_schema_rejects_what_gpux_or_reproducibility_would_not_take(bert_dir, pa
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = value
-    with pytest.raises(GpuxError, match="gpux.yml field"):
+    with pytest.raises(GpuxError, match=r"gpux\.yml field"):
         validate_gpux_yml(yaml.safe_dump(doc))
 
 

@@ -76,7 +76,7 @@ def test_root_wins_over_onnx_folder_and_other_folders_are_ignored():
 
 
 def test_select_includes_external_data_of_that_variant_only():
-    paths = TRANSFORMERS_JS + ["onnx/model.onnx_data_1", "onnx/model.onnx.data"]
+    paths = [*TRANSFORMERS_JS, "onnx/model.onnx_data_1", "onnx/model.onnx.data"]
     assert select_onnx_files(paths, None) == [
         "onnx/model.onnx",
         "onnx/model.onnx.data",
@@ -273,7 +273,7 @@ def test_place_missing_external_data(tmp_path):
     repo = tmp_path / "repo"
     _save(_add_graph(W), repo / "model.onnx", data="model.onnx_data")
     (repo / "model.onnx_data").unlink()
-    with pytest.raises(GpuxError, match="needs external data file model.onnx_data"):
+    with pytest.raises(GpuxError, match=r"needs external data file model\.onnx_data"):
         place_onnx(repo, tmp_path / "out", None)
 
 

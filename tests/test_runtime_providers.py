@@ -85,7 +85,7 @@ def test_cli_request_wins_over_gpux_yml_backend():
     assert select_providers(LINUX_CUDA, "cpu", backend="cuda").primary == CPU
     assert select_providers(LINUX_CUDA, "auto", backend="cuda").primary == "CUDAExecutionProvider"
     assert select_providers(LINUX_CUDA, None, backend="auto").primary == "TensorrtExecutionProvider"
-    with pytest.raises(GpuxError, match="runtime.gpu.backend"):
+    with pytest.raises(GpuxError, match=r"runtime\.gpu\.backend"):
         select_providers(CPU_ONLY, "auto", backend="cuda")
 
 
@@ -116,7 +116,7 @@ def test_parse_memory(text, expected):
 
 
 def test_parse_memory_rejects_garbage():
-    with pytest.raises(GpuxError, match="runtime.gpu.memory"):
+    with pytest.raises(GpuxError, match=r"runtime\.gpu\.memory"):
         parse_memory("lots")
 
 

@@ -138,7 +138,7 @@ def test_batch_is_padded_with_the_pad_id_and_truncated(artifacts):
     # a batch answers the same as one-by-one (padding does not leak into results)
     together = model.predict({"text": ["hello", "paris is in france"]})["results"]
     alone = [model.predict({"text": t}) for t in ("hello", "paris is in france")]
-    for a, b in zip(together, alone):
+    for a, b in zip(together, alone, strict=True):
         assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-5)
 
 
@@ -172,7 +172,7 @@ def test_gpux_yml_max_length_and_backend(artifacts, tmp_path):
         load(folder)
     assert load(folder, provider="cpu").providers == ["CPUExecutionProvider"]
     (folder / "gpux.yml").write_text("name: [unclosed\n")
-    with pytest.raises(GpuxError, match="gpux.yml is not valid YAML"):
+    with pytest.raises(GpuxError, match=r"gpux\.yml is not valid YAML"):
         load(folder)
 
 
@@ -185,10 +185,10 @@ def test_broken_artifacts_are_user_errors(artifacts, tmp_path):
     with pytest.raises(GpuxError, match="image-segmentation"):
         load(folder)
     (folder / "artifact.json").write_text(json.dumps({**manifest, "graphs": {"model": "missing.onnx"}}))
-    with pytest.raises(GpuxError, match="missing.onnx"):
+    with pytest.raises(GpuxError, match=r"missing\.onnx"):
         load(folder)
     (folder / "artifact.json").unlink()
-    with pytest.raises(GpuxError, match="artifact.json"):
+    with pytest.raises(GpuxError, match=r"artifact\.json"):
         load(folder)
 
 

@@ -39,7 +39,7 @@ def test_text_classification_matches_pipeline(artifacts, kind):
     model = load(built.artifact)
     ours = _json_roundtrip(model.predict({"text": TEXTS}))["results"]
     theirs = _pipe("text-classification", built, top_k=None)(TEXTS)
-    for mine, ref in zip(ours, theirs):
+    for mine, ref in zip(ours, theirs, strict=True):
         assert [x["label"] for x in mine["labels"]] == [x["label"] for x in ref]
         np.testing.assert_allclose([x["score"] for x in mine["labels"]], [x["score"] for x in ref], atol=1e-4)
         assert mine["label"] == ref[0]["label"]
@@ -72,9 +72,9 @@ def test_token_classification_matches_pipeline(artifacts, strategy):
     ours = _json_roundtrip(model.predict({"text": TEXTS, "aggregation_strategy": strategy}))["results"]
     theirs = _pipe("token-classification", built, aggregation_strategy=strategy)(TEXTS)
     key = "entity_group" if strategy == "simple" else "entity"
-    for mine, ref in zip(ours, theirs):
+    for mine, ref in zip(ours, theirs, strict=True):
         assert len(mine["entities"]) == len(ref) > 0
-        for a, b in zip(mine["entities"], ref):
+        for a, b in zip(mine["entities"], ref, strict=True):
             assert (a[key], a["word"], a["start"], a["end"]) == (b[key], b["word"], b["start"], b["end"])
             assert a["score"] == pytest.approx(float(b["score"]), abs=1e-4)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 import multiprocessing
 import os
 import subprocess
@@ -141,7 +143,7 @@ def test_large_downloads_are_written_behind_in_contiguous_ranges(monkeypatch):
     store.tmp_dir().joinpath(f"{sha(data)}.partial").write_bytes(data[:part])  # a resumed download
     assert store.ensure_object(sha(data), len(data), feeder(data, chunk=4 << 20), label="m: f") is False
     assert store.object_path(sha(data)).read_bytes() == data
-    assert ranges and ranges[0][0] == part and all(a + n == b for (a, n), (b, _) in zip(ranges, ranges[1:]))
+    assert ranges and ranges[0][0] == part and all(a + n == b for (a, n), (b, _) in itertools.pairwise(ranges))
     assert ranges[-1][0] + ranges[-1][1] == len(data)  # the last chunk too: the fsync only waits for it
 
 
@@ -242,7 +244,7 @@ def test_verify_prune_info(tmp_path):
         store.ensure_object(sha(data), len(data), feeder(data), label="m: f")
     rec = store.root / "refs" / "projects" / "p.json"
     rec.parent.mkdir(parents=True)
-    rec.write_text('{"project": "/p", "models": {"m": {"files": ["%s"]}}}' % sha(live))
+    rec.write_text(json.dumps({"project": "/p", "models": {"m": {"files": [sha(live)]}}}))
     assert not gc.verify(store, rehash_artifact)
     path = store.object_path(sha(live))
     os.chmod(path, 0o644)
@@ -263,7 +265,7 @@ def test_verify_prune_info(tmp_path):
     assert store.sha256_of_blob(git_sha1(blob)) is None
     # Only the live object's verified stat is left in the index.
     assert [
-        p.relative_to(store.root / "index").parts[:2] + (p.name,)
+        (*p.relative_to(store.root / "index").parts[:2], p.name)
         for p in (store.root / "index").rglob("*")
         if p.is_file()
     ] == [("verified", "objects", sha(live))]

@@ -320,7 +320,7 @@ def test_noop_sync_imports_nothing_heavy(onnx_repo, tmp_path):
     write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
     gpux("sync", cwd=tmp_path)
     # The start-up fast path (gpuxbuild.cli.quick) needs not even the CLI framework or the store's locks.
-    assert _noop_modules(tmp_path, HEAVY + ("click", "rich", "filelock", "yaml", "jsonschema")) == []
+    assert _noop_modules(tmp_path, (*HEAVY, "click", "rich", "filelock", "yaml", "jsonschema")) == []
     # Also through the full plan (no fast-path memo, every file re-hashed because its stat changed).
     record = models_dir(tmp_path) / ".gpux-sync.json"
     data = json.loads(record.read_text())

@@ -125,7 +125,9 @@ def test_every_command_works_piped(workspace, args, where, status, _json):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "args, where, status", [c[:3] for c in COMMANDS if c[3]], ids=[i for i, c in zip(IDS, COMMANDS) if c[3]]
+    "args, where, status",
+    [c[:3] for c in COMMANDS if c[3]],
+    ids=[i for i, c in zip(IDS, COMMANDS, strict=True) if c[3]],
 )
 def test_every_command_prints_json_with_json(workspace, args, where, status):
     project, home = workspace

@@ -124,10 +124,10 @@ HATE = ["hate", "dislike", "regret", "despise"]
 def corpus() -> list[tuple[str, int]]:
     """The labelled sentences, in a fixed order: (text, 1 for positive / 0 for negative)."""
     data = [(s, 1) for s in POSITIVE] + [(s, 0) for s in NEGATIVE]
-    for subject, (good, bad) in itertools.product(SUBJECTS, zip(GOOD, BAD)):
+    for subject, (good, bad) in itertools.product(SUBJECTS, zip(GOOD, BAD, strict=True)):
         data += [(f"{subject} is {good}", 1), (f"{subject} is {bad}", 0)]
         data += [(f"{subject} is not {good}", 0), (f"{subject} is not {bad}", 1)]
-    for subject, (love, hate) in itertools.product(SUBJECTS, zip(LOVE, HATE)):
+    for subject, (love, hate) in itertools.product(SUBJECTS, zip(LOVE, HATE, strict=True)):
         data += [(f"I {love} {subject}", 1), (f"I {hate} {subject}", 0)]
     return data
 

@@ -22,7 +22,7 @@ def main(request_path: str, result_path: str) -> None:
     try:
         payload = {"result": run_export(**request)}
     except GpuxError as exc:
-        error = {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}
+        error: dict[str, str | float | None] = {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}
         if isinstance(exc, ValidationError):
             error["max_diff"] = exc.max_diff
         payload = {"error": error}

@@ -140,7 +140,7 @@ class _Worker:
     """One export process serving requests one at a time (protocol in _export_worker.py)."""
 
     def __init__(self, env: dict[str, str]):
-        self.log = tempfile.TemporaryFile(mode="w+")
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 -- the worker's stderr for its whole life, closed in close()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gpuxbuild.build._export_worker", "--serve"],
             env=env,
@@ -150,6 +150,9 @@ class _Worker:
             text=True,
             cwd=tempfile.gettempdir(),
         )
+        if self.proc.stdin is None or self.proc.stdout is None:  # never: both are PIPEs
+            raise RuntimeError("the export worker started without its pipes")
+        self.requests, self.replies = self.proc.stdin, self.proc.stdout
 
     def run(self, request: dict) -> dict | None:
         """The worker's payload, or None when it died (its log then says why)."""
@@ -159,9 +162,9 @@ class _Worker:
             self.log.seek(0)
             self.log.truncate()
             try:
-                self.proc.stdin.write(json.dumps([str(request_path), str(result_path)]) + "\n")
-                self.proc.stdin.flush()
-                done = self.proc.stdout.readline()
+                self.requests.write(json.dumps([str(request_path), str(result_path)]) + "\n")
+                self.requests.flush()
+                done = self.replies.readline()
             except (BrokenPipeError, OSError):
                 done = ""
             if not done:
@@ -181,8 +184,8 @@ class _Worker:
         # An idle worker holds no state worth a clean exit, and tearing down torch takes about a second.
         self.kill()
         self.proc.wait()
-        self.proc.stdin.close()
-        self.proc.stdout.close()
+        self.requests.close()
+        self.replies.close()
         self.log.close()
 
 
@@ -314,7 +317,7 @@ def _error_from(error: dict) -> GpuxError:
     cls = _ERRORS.get(error["type"], GpuxError)
     exc = cls.__new__(cls)
     GpuxError.__init__(exc, error["message"], error["hint"])
-    if cls is ValidationError:
+    if isinstance(exc, ValidationError):
         exc.max_diff = error["max_diff"]
     return exc
 
@@ -446,7 +449,8 @@ def _post_process(
         from onnxruntime.transformers.optimizer import optimize_model
 
         # T5 fusions emit CUDA-only kernels (RelativePositionBias); the generic BERT fusions run everywhere.
-        model_type = {"gpt2": "gpt2", "bart": "bart"}.get(config.get("model_type"), "bert")
+        model_type = config.get("model_type")
+        model_type = model_type if model_type in ("gpt2", "bart") else "bert"
         optimized = optimize_model(
             str(work), model_type=model_type, num_heads=0, hidden_size=0, opt_level=optimize, use_gpu=False
         )
@@ -626,7 +630,7 @@ def _validate(
                 "token_type_ids": np.zeros_like(ids),
                 "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None],
             }
-            torch_inputs = {
+            torch_inputs: dict[str, torch.Tensor | bool] = {
                 k: torch.from_numpy(v)
                 for k, v in feeds.items()
                 if k in {i.name for i in graph.get_inputs()} and k != "position_ids"
@@ -635,7 +639,7 @@ def _validate(
                 torch_inputs["use_cache"] = False
             ref = model(**torch_inputs)
             names = [o.name for o in graph.get_outputs() if not o.name.startswith("present")]
-            for out_name, value in zip(names, graph.run(names, _feeds(graph, feeds))):
+            for out_name, value in zip(names, graph.run(names, _feeds(graph, feeds)), strict=True):
                 if out_name in ref:
                     pairs.append((out_name, value, ref[out_name].numpy()))
     if not pairs:

@@ -38,11 +38,11 @@ from gpuxbuild.store.artifacts import (
 from gpuxbuild.store.fetch import missing_files
 from gpuxbuild.store.files import FileEntry
 from gpuxbuild.store.linker import Linker
-from gpuxbuild.store.objects import Store
 from gpuxbuild.store.refs import ArtifactRef, Records
 
 if TYPE_CHECKING:
     from gpuxbuild.remote.cache import RemoteCache
+    from gpuxbuild.store.objects import Store
 
 # Repo files an artifact carries next to its graphs, when present.
 METADATA_FILES = (
@@ -589,6 +589,8 @@ def build_project(
         check_lock(manifest, lock)
     else:
         lock = lock_project(project, store=store, offline=offline).lock
+    if lock is None:  # a missing lock is stale: check_lock raised
+        raise ValueError(f"no gpux.lock in {project} after checking it")
     unknown = sorted(set(names) - set(lock.models))
     if unknown:
         raise GpuxError(
@@ -617,15 +619,17 @@ def build_project(
     )
     out = ProjectBuild(results)
     if locked:
-        for entry, res in zip(entries, results):
+        for entry, res in zip(entries, results, strict=True):
             if res.status != "failed" and (problem := _locked_mismatch(entry, res)):
                 res.status, res.error = "failed", f"model {entry.name!r}: {problem}"
                 res.hint = "if the change is intended, run `gpux build` without --locked and commit gpux.lock"
         return out
-    for entry, res in zip(entries, results):
+    for entry, res in zip(entries, results, strict=True):
         recorded = entry.artifact or {}
         if res.status == "failed":
             continue
+        if res.digest is None:  # build_one gives every result that did not fail a digest
+            raise ValueError(f"build of {entry.name!r} succeeded without a digest")
         if recorded.get("build_key") == res.build_key and recorded.get("digest") not in (None, res.digest):
             # Same inputs, same toolchain, other bytes: never recorded over the reviewed digest.
             exc = not_reproducible(entry.name, res.digest, recorded["digest"])

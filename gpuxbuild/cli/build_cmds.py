@@ -35,7 +35,7 @@ class StageTable:
         self.enabled = enabled
         self.stages: dict[str, str] = {}
         self._lock = threading.Lock()
-        self.live = Live(self._table(), console=err_console, transient=True) if enabled else None
+        self.live = Live(self._table(), console=err_console.get(), transient=True) if enabled else None
 
     def _table(self) -> Table:
         t = Table(box=None, show_header=False)
@@ -44,7 +44,7 @@ class StageTable:
         return t
 
     def __call__(self, name: str, stage: str) -> None:
-        if not self.enabled:
+        if self.live is None:  # not enabled
             return
         with self._lock:
             self.stages[name] = stage

@@ -49,8 +49,8 @@ def _read_input(value: str | None, file: Path | None, texts: tuple[str, ...]):
         )
     if texts:
         return {"text": texts[0]} if len(texts) == 1 else {"text": list(texts)}
-    if file is not None or value.startswith("@"):
-        path = Path(file if file is not None else value[1:])
+    path = file if file is not None else Path(value[1:]) if value and value.startswith("@") else None
+    if path is not None:
         try:
             raw = path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -63,8 +63,10 @@ def _read_input(value: str | None, file: Path | None, texts: tuple[str, ...]):
                 exit_code=2,
             ) from None
         where = str(path)
-    else:
+    elif value:
         raw, where = value, "--input"
+    else:  # never: exactly one input was given, and it is not TEXT
+        raise ValueError("no input to read")
     try:
         return json.loads(raw)
     except ValueError as exc:
@@ -158,15 +160,19 @@ def run(
             )
         return
     streaming = not plain and model.task in ("text-generation", "text2text-generation")
-    on_token = (lambda _id, piece: (sys.stdout.write(piece), sys.stdout.flush())) if streaming else None
-    result = model.predict(inputs, on_token=on_token, **options)
+
+    def show_token(_id: int, piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    answer = model.predict(inputs, on_token=show_token if streaming else None, **options)
     if streaming:
         sys.stdout.write("\n")
         return
     if plain:
-        print_json(result)
+        print_json(answer)
     else:
-        for line in _readable(result):
+        for line in _readable(answer):
             console.print(line, markup=False, soft_wrap=True)
 
 

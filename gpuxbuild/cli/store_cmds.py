@@ -5,10 +5,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from gpuxbuild.cli.app import JSON, OFFLINE, Context, cli, console, counted, err_console, pass_context, print_json
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 class RichReporter:
@@ -31,7 +35,7 @@ class RichReporter:
             transient=True,
         )
         self.total = self.progress.add_task("total", total=None)
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
         self.seen: set[str] = set()
 
     def begin(self, total: int, present: dict[str, int]) -> None:
@@ -150,7 +154,7 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
             out["build"] = built.as_dict()
         print_json(out)
         return
-    if built is not None and not ctx.quiet:
+    if built is not None and built.digest is not None and not ctx.quiet:  # a build that returned has a digest
         say(f"{parsed}: artifact {built.digest[:19]} ({built.status}) at {built.path}")
 
 

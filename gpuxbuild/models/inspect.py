@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.store.artifacts import ARTIFACT_MANIFEST, artifact_digest, artifact_path
-from gpuxbuild.store.objects import Store
 from gpuxbuild.store.refs import ArtifactRef, PulledRecord, Records, project_records
 from gpuxbuild.sync.record import DEFAULT_TARGET
+
+if TYPE_CHECKING:
+    from gpuxbuild.store.objects import Store
 
 
 def inspect_model(name: str, *, store: Store, project: Path) -> dict:

@@ -8,11 +8,15 @@ it is not there yet, like `docker run`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.store.artifacts import ARTIFACT_MANIFEST
-from gpuxbuild.store.objects import Store
 from gpuxbuild.store.refs import Records
+
+if TYPE_CHECKING:
+    from gpuxbuild.build.pipeline import BuildResult
+    from gpuxbuild.store.objects import Store
 
 
 def is_artifact(folder: Path) -> bool:
@@ -46,7 +50,7 @@ def _from_lock(name: str, project: Path, store: Store, offline: bool, on_build=N
         on_build(name)
     res = build_one(job, store=store, project=project, offline=offline, remotes=remotes)
     store.save_counters(builds=int(res.status == "built"), build_hits=int(res.status == "cached"))
-    return Path(res.path)
+    return _built_path(res)
 
 
 def _check_synced(folder: Path, name: str, store: Store) -> None:
@@ -72,7 +76,7 @@ def _from_pulled(name: str, project: Path, store: Store, offline: bool, on_pull=
     ref = parse_ref(name)
     rec = Records(store).lookup(ref.registry, ref.repo, ref.revision)
     art = rec.artifact if rec else None
-    if art and art.path and art.build_key and verified_artifact(store, art.build_key) is not None:
+    if rec and art and art.path and art.build_key and verified_artifact(store, art.build_key) is not None:
         Records(store).touch(rec)
         return Path(art.path)
     if on_pull:
@@ -80,7 +84,14 @@ def _from_pulled(name: str, project: Path, store: Store, offline: bool, on_pull=
     pulled = pull(ref, store=store, project=project, offline=offline)
     from gpuxbuild.build.remote_artifact import project_remotes
 
-    return Path(build_pulled(pulled, store=store, offline=offline, remotes=project_remotes(None)).path)
+    return _built_path(build_pulled(pulled, store=store, offline=offline, remotes=project_remotes(None)))
+
+
+def _built_path(res: BuildResult) -> Path:
+    """The artifact folder of a build that returned (a failed one raises; every other result has a path)."""
+    if res.path is None:
+        raise ValueError(f"build of {res.name!r} returned without an artifact path")
+    return Path(res.path)
 
 
 def locate(name: str, *, project: Path, store: Store, offline: bool = False, on_pull=None, on_build=None) -> Path:

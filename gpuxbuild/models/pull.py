@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpuxbuild.errors import GpuxError, shorten
 from gpuxbuild.fsutil import remove_tree
@@ -17,8 +18,11 @@ from gpuxbuild.registries import get_manager, parse_source
 from gpuxbuild.registries.base import is_git_commit
 from gpuxbuild.store.fetch import Fetcher, Reporter, missing_files
 from gpuxbuild.store.files import FileEntry
-from gpuxbuild.store.objects import Store
 from gpuxbuild.store.refs import PulledRecord, Records, live_roots, project_records
+
+if TYPE_CHECKING:
+    from gpuxbuild.project.lockfile import LockedModel
+    from gpuxbuild.store.objects import Store
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,6 @@ def pull(
     A revision pulled before keeps the commit it was pinned to, with no request at all (like an
     unchanged entry of gpux.lock); `upgrade` re-resolves it online, as `gpux lock --upgrade` does.
     """
-    from gpuxbuild.project.lockfile import LockedModel
     from gpuxbuild.project.resolver import resolve_model
 
     store.clean_tmp()
@@ -158,6 +161,8 @@ def pull(
             record = make_record(
                 ref, entry.commit, entry.files, entry.task, entry.library, entry.architecture, entry.license
             )
+        if record is None:  # offline without a record was refused above
+            raise ValueError(f"{ref}: neither resolved nor pulled before")
         files = [FileEntry(f["path"], f["sha256"], f["size"]) for f in record.files]
         if on_resolved:
             on_resolved(record)

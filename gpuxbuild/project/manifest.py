@@ -187,10 +187,10 @@ def load_manifest(path: Path) -> Manifest:
 
 def parse_manifest(text: str | bytes, path: Path) -> Manifest:
     """Validate manifest `text` read from `path` (the path is used for messages and relative sources)."""
-    data = text.encode("utf-8") if isinstance(text, str) else text
+    raw = text.encode("utf-8") if isinstance(text, str) else text
     try:
         data, node = load_yaml(
-            data,
+            raw,
             path.name,
             max_bytes=MAX_MANIFEST_BYTES,
             max_nodes=MAX_MANIFEST_NODES,
@@ -199,12 +199,14 @@ def parse_manifest(text: str | bytes, path: Path) -> Manifest:
     except DuplicateKey as exc:
         raise _error(
             path, exc.line, None, f"duplicate key {quote(exc.key)}", "each key, and each model name, may appear once"
-        )
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise _error(path, line, None, f"invalid YAML: {problem}", "fix the YAML syntax (indentation, quotes, colons)")
+        raise _error(
+            path, line, None, f"invalid YAML: {problem}", "fix the YAML syntax (indentation, quotes, colons)"
+        ) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -253,11 +255,13 @@ def _effective(name: str, entry: dict, defaults: dict, path: Path, node) -> Mode
             check_registry(get("registry"))
         except ManifestError as exc:
             where = ["models", name, "registry"] if "registry" in entry else ["defaults", "registry"]
-            raise _error(path, _line_of(node, where), field_path(where), exc.message, exc.hint or "")
+            raise _error(path, _line_of(node, where), field_path(where), exc.message, exc.hint or "") from exc
     try:
         registry, ref = parse_source(entry["source"], get("registry"), project=path.parent)
     except ManifestError as exc:
-        raise _error(path, _line_of(node, ["models", name, "source"]), f"{field_}.source", exc.message, exc.hint or "")
+        raise _error(
+            path, _line_of(node, ["models", name, "source"]), f"{field_}.source", exc.message, exc.hint or ""
+        ) from exc
     revision = get("revision")
     if revision is not None:
         bad = check_revision(revision)

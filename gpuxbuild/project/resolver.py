@@ -10,16 +10,18 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from gpuxbuild.errors import GpuxError, RegistryError
 from gpuxbuild.project.licenses import check_licenses
 from gpuxbuild.project.lockfile import Lock, LockedModel, options_of, verify_lock
-from gpuxbuild.project.manifest import Manifest, ModelSpec
 from gpuxbuild.project.selection import select_paths
 from gpuxbuild.project.signatures import signature_paths
 from gpuxbuild.registries import get_manager
-from gpuxbuild.registries.base import PinnedModel
+
+if TYPE_CHECKING:
+    from gpuxbuild.project.manifest import Manifest, ModelSpec
+    from gpuxbuild.registries.base import PinnedModel
 
 # What `gpux lock` did to one model's pin.
 LockAction = Literal["added", "updated", "removed", "unchanged"]
@@ -140,7 +142,7 @@ def lock_model(spec: ModelSpec, pinned: PinnedModel, keep: set[str] | None = Non
         options=options_of(spec),
         files=files,
         library=library,
-        architecture=(pinned.info.architectures or [None])[0],
+        architecture=pinned.info.architectures[0] if pinned.info.architectures else None,
         license=pinned.info.license,
     )
 
@@ -165,10 +167,12 @@ def plan_lock(
         upgraded = set(manifest.models) if upgrade is True else set(upgrade or ())
         verify_lock(manifest, old, project, skip=upgraded | (set(old.models) - set(manifest.models)))
     todo: list[tuple[ModelSpec, LockedModel | None, bool]] = []  # (spec, previous entry, keep its commit)
+    kept: dict[str, LockedModel] = {}  # entries that stay as they are
     for name, spec in sorted(manifest.models.items()):
         prev = old_models.get(name)
         up = upgrade is True or (isinstance(upgrade, set) and name in upgrade)
         if prev is not None and not up and prev.spec_digest == spec.digest:
+            kept[name] = prev
             continue
         keep_pin = (
             prev is not None
@@ -180,11 +184,11 @@ def plan_lock(
     models: dict[str, LockedModel] = {}
     changes: list[LockChange] = []
     for name in sorted(manifest.models):
-        prev = old_models.get(name)
-        if name not in resolved:
-            models[name] = prev
-            changes.append(LockChange(name, "unchanged", prev.commit, prev.commit))
+        if name in kept:
+            models[name] = kept[name]
+            changes.append(LockChange(name, "unchanged", kept[name].commit, kept[name].commit))
             continue
+        prev = old_models.get(name)
         entry = resolved[name]
         if prev is not None and entry.artifact is None and prev.artifact and _same_inputs(prev, entry):
             entry.artifact = prev.artifact
@@ -218,7 +222,7 @@ def _resolve_all(
     def one(item: tuple[ModelSpec, LockedModel | None, bool]) -> LockedModel | GpuxError:
         spec, prev, keep_pin = item
         try:
-            return resolve_model(managers[spec.registry], spec, pin=prev.commit if keep_pin else None)
+            return resolve_model(managers[spec.registry], spec, pin=prev.commit if keep_pin and prev else None)
         except GpuxError as exc:
             cls = type(exc) if isinstance(exc, RegistryError) else GpuxError
             msg = exc.message if exc.message.startswith("model ") else f"model {spec.name!r}: {exc.message}"
@@ -232,10 +236,12 @@ def _resolve_all(
             results = list(pool.map(one, todo))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-    for result in results:
+    resolved: dict[str, LockedModel] = {}
+    for (spec, _, _), result in zip(todo, results, strict=True):
         if isinstance(result, GpuxError):
             raise result
-    return {spec.name: entry for (spec, _, _), entry in zip(todo, results)}
+        resolved[spec.name] = result
+    return resolved
 
 
 def _same_inputs(a: LockedModel, b: LockedModel) -> bool:

@@ -74,12 +74,7 @@ def select_paths(paths: list[str], *, include=(), exclude=(), convert: dict) -> 
 
 
 def _is_torch_weight(path: str) -> bool:
-    return (
-        path.endswith(".safetensors")
-        or path.endswith(".safetensors.index.json")
-        or is_pickle(path)
-        or (path.endswith(".bin.index.json"))
-    )
+    return path.endswith((".safetensors", ".safetensors.index.json", ".bin.index.json")) or is_pickle(path)
 
 
 def check_pickles(name: str, files: list[FileEntry], allow_pickle: bool) -> None:

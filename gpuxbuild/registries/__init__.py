@@ -80,17 +80,11 @@ def parse_source(source: str, registry: str | None = None, *, project: Path | No
         entry, ref = _TABLE["local"], source
     else:
         m = re.match(r"^([a-z][a-z0-9_-]*):(.*)$", source)
-        if m:
-            entry = _lookup(m.group(1))
-            if entry is None:
-                raise _unknown(m.group(1))
-            ref = m.group(2)
-        else:
-            name = registry or "huggingface"
-            entry = _lookup(name)
-            if entry is None:
-                raise _unknown(name)
-            ref = source
+        name, ref = (m.group(1), m.group(2)) if m else (registry or "huggingface", source)
+        found = _lookup(name)
+        if found is None:
+            raise _unknown(name)
+        entry = found
     if registry is not None and _lookup(registry) is not entry:
         if _lookup(registry) is None:
             raise _unknown(registry)

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import BinaryIO, ClassVar, TypeGuard
 
 from gpuxbuild.hashing import is_hex_digest
 from gpuxbuild.store.files import FileEntry
@@ -70,7 +70,7 @@ Progress = Callable[[int], None]
 Listed = Callable[[str, list[str], list[FileEntry]], "Collection[str] | None"]
 
 
-def is_git_commit(rev: str | None) -> bool:
+def is_git_commit(rev: str | None) -> TypeGuard[str]:
     """True for a full git commit id: 40 lowercase hex characters."""
     return is_hex_digest(rev, 40)
 

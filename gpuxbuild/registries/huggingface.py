@@ -146,7 +146,8 @@ class HuggingFaceManager(ModelManager):
 
         attempts = ""
         if isinstance(exc, GaveUp):
-            exc, attempts = exc.error, f", {exc.attempts} attempt" + ("s" if exc.attempts > 1 else "")
+            attempts = f", {exc.attempts} attempt" + ("s" if exc.attempts > 1 else "")
+            exc = exc.error
         response = getattr(exc, "response", None)
         request = getattr(exc, "request", None) or getattr(response, "request", None)
         host = url_host(getattr(request, "url", None) or self.endpoint)
@@ -191,7 +192,12 @@ class HuggingFaceManager(ModelManager):
         with self._errors(repo, rev):
             info = self.retry.run(
                 lambda: HfApi(endpoint=self.endpoint).model_info(
-                    repo, revision=rev, files_metadata=True, timeout=(timeout, timeout)
+                    # huggingface_hub annotates a float, but hands the timeout to requests, which takes
+                    # (connect, read) as here.
+                    repo,
+                    revision=rev,
+                    files_metadata=True,
+                    timeout=(timeout, timeout),  # type: ignore[arg-type]
                 ),
                 requests_transient,
             )
@@ -329,7 +335,7 @@ class HuggingFaceManager(ModelManager):
         hf_raise_for_status(r)
         return _Head(
             r.headers.get("X-Repo-Commit"),
-            r.headers.get("Location") or r.request.url,
+            r.headers.get("Location") or r.url,  # r.url is the URL requested: redirects are not followed
             parse_xet_file_data_from_response(r, endpoint=self.endpoint),
         )
 

@@ -86,7 +86,9 @@ class LocalManager(ModelManager):
             try:
                 config = json.loads((root / "config.json").read_text(encoding="utf-8"))
             except ValueError as exc:
-                raise RegistryError(f"{root.name}/config.json is not valid JSON: {exc}", "fix or remove the file")
+                raise RegistryError(
+                    f"{root.name}/config.json is not valid JSON: {exc}", "fix or remove the file"
+                ) from exc
         if (root / "README.md").is_file():
             card = read_card((root / "README.md").read_text(encoding="utf-8", errors="replace"))
         library = card.get("library_name")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.network import redact_url
+
+
+class Sink(Protocol):
+    """Where a download writes: a file, or the store's hashing writer."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 class RemoteError(GpuxError):
@@ -44,7 +50,7 @@ class Backend(ABC):
         """The object's bytes, None when there is no such object."""
 
     @abstractmethod
-    def download(self, key: str, f: BinaryIO, start: int = 0) -> None:
+    def download(self, key: str, f: Sink, start: int = 0) -> None:
         """Write the object's bytes from offset `start` to `f` (a missing object raises RemoteError)."""
 
     @abstractmethod

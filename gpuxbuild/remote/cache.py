@@ -11,6 +11,7 @@ downloaded byte is checked against its sha256 before it is used.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from gpuxbuild.remote.base import Backend
-    from gpuxbuild.store.objects import Store
+    from gpuxbuild.store.objects import HashingWriter, Store
 
 BLOBS = "blobs/sha256/"
 TRANSFERS = 8  # files moved at once (each large one also in parallel parts where the client does that: S3)
@@ -123,7 +124,7 @@ class RemoteCache:
         try:
             with open(dest, "wb") as f:
                 sink = _Verifying(f)
-                backend.download(blob_key(sha256), sink)  # type: ignore[arg-type]
+                backend.download(blob_key(sha256), sink)
         except BaseException:
             dest.unlink(missing_ok=True)
             raise
@@ -178,9 +179,7 @@ class RemoteCache:
             if backend is None or not self._call(spec, "exists", blob_key(sha256)):
                 continue
 
-            def writer(f: BinaryIO, start: int, backend: Backend = backend) -> None:
-                backend.download(blob_key(sha256), f, start)
-
+            writer = functools.partial(_download_into, backend, blob_key(sha256))
             try:
                 store.ensure_object(sha256, size, writer, label=f"{label} (from remote {spec.display})")
             except RemoteError as exc:
@@ -188,6 +187,11 @@ class RemoteCache:
                 continue
             return True
         return False
+
+
+def _download_into(backend: Backend, key: str, f: HashingWriter, start: int) -> None:
+    """A store writer (gpuxbuild.store.objects.Writer) that streams `key` from `backend`."""
+    backend.download(key, f, start)
 
 
 def parallel(fn: Callable[[T], R], items: list[T]) -> list[R]:

@@ -11,11 +11,11 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from gpuxbuild.fsutil import fsync_dir
-from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec
+from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec, Sink
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -48,7 +48,7 @@ class FileBackend(Backend):
         except OSError as exc:
             raise RemoteError(f"remote {self.spec.display}: reading {key}: {exc.strerror}") from exc
 
-    def download(self, key: str, f: BinaryIO, start: int = 0) -> None:
+    def download(self, key: str, f: Sink, start: int = 0) -> None:
         try:
             with open(self._path(key), "rb") as src:
                 src.seek(start)

@@ -86,7 +86,7 @@ def verify(remotes: RemoteCache) -> RemoteReport:
         for key, size in backend.list(BLOBS):
             report.blobs += 1
             sink = _Hasher()
-            backend.download(key, sink)  # type: ignore[arg-type]
+            backend.download(key, sink)
             held[key] = size
             if sink.h.hexdigest() != key.removeprefix(BLOBS):
                 report.problems.append(f"remote {spec.display}: {key}: content hashes to {sink.h.hexdigest()}")

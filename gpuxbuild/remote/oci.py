@@ -19,12 +19,12 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from gpuxbuild.hashing import sha256_bytes
 from gpuxbuild.network import RetryPolicy, http_timeout, redact_text, requests_transient
-from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec
+from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec, Sink
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -168,7 +168,7 @@ class OciBackend(Backend):
         resp = self._request("GET", f"{self.base}/blobs/{layer['digest']}", key)
         return None if resp.status_code == 404 else resp.content
 
-    def download(self, key: str, f: BinaryIO, start: int = 0) -> None:
+    def download(self, key: str, f: Sink, start: int = 0) -> None:
         headers = {"Range": f"bytes={start}-"} if start else {}
         resp = self._request(
             "GET", f"{self.base}/blobs/{self._digest(key)}", key, ok=(200, 206), headers=headers, stream=True

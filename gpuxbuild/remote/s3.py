@@ -15,11 +15,11 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from gpuxbuild.network import DEFAULT_TIMEOUT, MAX_WAIT, RetryPolicy, _env_number, redact_text
-from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec
+from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec, Sink
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -118,7 +118,7 @@ class S3Backend(Backend):
         except Exception as exc:
             raise self._error(key, exc) from exc
 
-    def download(self, key: str, f: BinaryIO, start: int = 0) -> None:
+    def download(self, key: str, f: Sink, start: int = 0) -> None:
         try:
             opts = {"range": {"offset": start}} if start else {}
             for chunk in self._obstore.get(self.store, self._key(key), options=opts):  # type: ignore[arg-type]

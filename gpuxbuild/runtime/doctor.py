@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from gpuxbuild.errors import GpuxError
@@ -33,7 +34,7 @@ def onnxruntime_flavour() -> tuple[str | None, str | None]:
     return None, None
 
 
-def doctor(artifact_dirs: list[str | Path] = (), provider: str | None = "auto") -> dict:
+def doctor(artifact_dirs: Sequence[str | Path] = (), provider: str | None = "auto") -> dict:
     """What this machine offers to run models: onnxruntime flavour, providers, device, and per artifact the chosen EPs.
 
     Problems are reported in the dict (never raised) so the CLI can print all of them at once.

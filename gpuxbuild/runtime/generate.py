@@ -174,7 +174,7 @@ def decode_causal(
             feed["position_ids"] = positions
         if "use_cache_branch" in names:  # older optimum exports merge two decoders behind an If, as seq2seq does
             feed["use_cache_branch"] = np.array([total > len(input_ids)])
-        outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
+        outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed), strict=True))
         if loop.step(outputs["logits"][0, -1]):
             return loop.result()
         past = {p: outputs[present_for[p]] for p in past_names}
@@ -217,7 +217,7 @@ def decode_seq2seq(
         feed = {"input_ids": ids, "encoder_hidden_states": hidden, "encoder_attention_mask": enc_mask}
         feed["use_cache_branch"] = np.array([not first])
         feed.update(past)
-        outputs = dict(zip(out_names, decoder.run(None, feed)))
+        outputs = dict(zip(out_names, decoder.run(None, feed), strict=True))
         if loop.step(outputs["logits"][0, -1]):
             return loop.result()
         for name in past_names:

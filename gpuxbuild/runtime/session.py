@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,7 +98,7 @@ def _create_session(path: Path, choice: ProviderChoice):
     options.log_severity_level = 3  # ORT's warnings are about graph internals the user cannot act on
     try:
         return onnxruntime.InferenceSession(
-            str(path), sess_options=options, providers=list(zip(choice.providers, choice.options))
+            str(path), sess_options=options, providers=list(zip(choice.providers, choice.options, strict=True))
         )
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/RuntimeException types
         raise GpuxError(
@@ -185,7 +185,7 @@ class Model:
                 f"the model takes {self.input_types}",
                 exit_code=2,
             ) from exc
-        return dict(zip([o.name for o in session.get_outputs()], values))
+        return dict(zip([o.name for o in session.get_outputs()], values, strict=True))
 
     def feed(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The subset of `arrays` the main graph takes (e.g. no token_type_ids for DistilBERT); error if one is missing."""
@@ -219,35 +219,38 @@ class Model:
         a, b = self.embed([text_a, text_b])
         return tasks.cosine(a, b)
 
-    def predict(self, inputs, on_token: Callable[[int, str], None] | None = None, **options) -> dict:
+    def predict(self, inputs, on_token: Callable[[int, str], None] | None = None, **options) -> dict | list[dict]:
         """Run the model on JSON-like inputs and return a JSON-ready dict.
 
-        One input gives the task's result dict; a batch gives {"results": [...]}; raw tensors give
+        One input gives the task's result dict (question-answering with top_k > 1: a list of them); a batch gives {"results": [...]}; raw tensors give
         the graph's outputs by name as nested lists. `on_token(token_id, text)` streams generated tokens.
         """
         parsed = parse_inputs(inputs, self.input_types, self.task, options)
-        if parsed.is_tensors:
+        if parsed.tensors is not None:
             return {name: value.tolist() for name, value in self.run(self.feed(parsed.tensors)).items()}
         results = self._predict_texts(parsed, on_token)
         return {"results": results} if parsed.batched else results[0]
 
-    def _predict_texts(self, parsed: ParsedInputs, on_token) -> list[dict]:
+    def _predict_texts(self, parsed: ParsedInputs, on_token) -> Sequence[dict | list[dict]]:
         opts = parsed.options
         task = self.task
         if task in ("text-generation", "text2text-generation"):
             return [self._generate(text, opts, on_token) for text in parsed.texts]
         if task == "feature-extraction":
             if parsed.pairs is not None:
-                return [{"similarity": self.similarity(a, b)} for a, b in zip(parsed.texts, parsed.pairs)]
+                return [{"similarity": self.similarity(a, b)} for a, b in zip(parsed.texts, parsed.pairs, strict=True)]
             return [{"embedding": v.tolist()} for v in self.embed(parsed.texts)]
         if task == "question-answering":
+            contexts = parsed.pairs
+            if contexts is None:  # never: parse_inputs gives question-answering one context per question
+                raise ValueError("question-answering without contexts")
             batch, outputs = self._encode(parsed, truncation="only_second")
             return [
                 tasks.question_answering(
                     outputs["start_logits"][i],
                     outputs["end_logits"][i],
                     enc,
-                    parsed.pairs[i],
+                    contexts[i],
                     self.tokenizer,
                     int(opts.get("top_k", 1)),
                     int(opts.get("max_answer_len", 15)),

@@ -104,7 +104,7 @@ def fill_mask(logits: np.ndarray, input_ids: np.ndarray, tokenizer, top_k: int =
     if tokenizer.mask_token_id is None:
         raise GpuxError("this tokenizer has no mask token", "fill-mask needs a model trained with one")
     results = []
-    for row_logits, ids in zip(logits, input_ids):
+    for row_logits, ids in zip(logits, input_ids, strict=True):
         positions = np.nonzero(ids == tokenizer.mask_token_id)[0]
         if positions.size == 0:
             mask_text = tokenizer.id_to_token(tokenizer.mask_token_id)
@@ -135,7 +135,7 @@ def fill_mask(logits: np.ndarray, input_ids: np.ndarray, tokenizer, top_k: int =
 
 
 def _tag(entity: str) -> tuple[str, str]:
-    if entity.startswith("B-") or entity.startswith("I-"):
+    if entity.startswith(("B-", "I-")):
         return entity[0], entity[2:]
     return "I", entity
 
@@ -168,10 +168,12 @@ def token_classification(
             f"aggregation_strategy '{aggregation_strategy}' is not supported", "use 'simple' or 'none'", exit_code=2
         )
     results = []
-    for row_logits, enc in zip(logits, encodings):
+    for row_logits, enc in zip(logits, encodings, strict=True):
         probs = softmax(row_logits)
         tokens = []
-        for index, (token_id, special, offsets) in enumerate(zip(enc.ids, enc.special_tokens_mask, enc.offsets)):
+        for index, (token_id, special, offsets) in enumerate(
+            zip(enc.ids, enc.special_tokens_mask, enc.offsets, strict=True)
+        ):
             if special or enc.attention_mask[index] == 0:
                 continue
             best = int(probs[index].argmax())
@@ -186,7 +188,8 @@ def token_classification(
                 }
             )
         if aggregation_strategy == "simple":
-            groups, current = [], []
+            groups: list[dict] = []
+            current: list[dict] = []
             for token in tokens:
                 if current:
                     bi, tag = _tag(token["entity"])
@@ -237,7 +240,7 @@ def question_answering(
     keep = np.isin(starts, ok_positions) & np.isin(ends, ok_positions)
 
     answers: list[dict] = []
-    for s, e in zip(starts[keep], ends[keep]):
+    for s, e in zip(starts[keep], ends[keep], strict=True):
         score = float(candidates[s, e])
         try:
             start_char = encoding.word_to_chars(encoding.token_to_word(int(s)), context_seq)[0]

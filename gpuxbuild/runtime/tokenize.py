@@ -115,7 +115,7 @@ class TextTokenizer:
         texts = [t[:limit] for t in texts]
         pairs = None if pairs is None else [t[:limit] for t in pairs]
         try:
-            items = list(zip(texts, pairs)) if pairs is not None else list(texts)
+            items = list(zip(texts, pairs, strict=True)) if pairs is not None else list(texts)
             encodings = self.tok.encode_batch(items, add_special_tokens=add_special_tokens)
         except Exception as exc:  # tokenizers raises plain Exceptions for bad input types
             raise GpuxError(f"could not tokenize the input: {exc}", "pass text as strings") from exc

@@ -9,12 +9,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpuxbuild.fsutil import fsync_dir
 from gpuxbuild.hashing import sha256_bytes, sha256_file
 from gpuxbuild.store.files import FileEntry
-from gpuxbuild.store.objects import Store
 from gpuxbuild.store.verified import VerifiedArtifact, read_verified_artifact, stat_fields
+
+if TYPE_CHECKING:
+    from gpuxbuild.store.objects import Store
 
 ARTIFACT_FORMAT = 1
 ARTIFACT_MANIFEST = "artifact.json"

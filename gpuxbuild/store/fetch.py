@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from gpuxbuild.errors import RegistryError
-from gpuxbuild.store.objects import Store
 
 if TYPE_CHECKING:  # the registries sit above the store: they call fetch(), fetch only uses them
     from gpuxbuild.registries.base import ModelManager
     from gpuxbuild.store.files import FileEntry
+    from gpuxbuild.store.objects import Store
 
 DEFAULT_JOBS = 4
 

@@ -54,7 +54,7 @@ def held_objects(store: Store, *, clean: bool = True) -> set[str]:
                 p.unlink(missing_ok=True)
             continue
         try:
-            f = open(p)
+            f = open(p)  # noqa: SIM115 -- `with f:` below; only the open may skip a vanished file
         except FileNotFoundError:
             continue
         with f:
@@ -179,7 +179,7 @@ def verify(store: Store, check_artifact: ArtifactCheck, *, fix: bool = False, jo
     objects = list(store.iter_objects())
     with ThreadPoolExecutor(max_workers=jobs or min(8, os.cpu_count() or 1)) as pool:
         named = [(sha, path) for sha, path in objects if is_sha256(sha)]  # other names are wrong anyway
-        actuals = dict(zip((sha for sha, _ in named), pool.map(_rehash, [path for _, path in named])))
+        actuals = dict(zip((sha for sha, _ in named), pool.map(_rehash, [path for _, path in named]), strict=True))
         for sha, path in objects:
             report.checked += 1
             found = actuals.get(sha)
@@ -193,7 +193,7 @@ def verify(store: Store, check_artifact: ArtifactCheck, *, fix: bool = False, jo
                 store.quarantine("objects", path)
         arts = store.root / "artifacts"
         keys = sorted(d.name for d in arts.iterdir()) if arts.is_dir() else []
-        for key, (checked, problems) in zip(keys, pool.map(lambda k: check_artifact(store, k), keys)):
+        for key, (checked, problems) in zip(keys, pool.map(lambda k: check_artifact(store, k), keys), strict=True):
             report.checked += checked
             if problems:
                 report.bad_artifacts.append({"artifact": key, "problems": problems})

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from filelock import Timeout
 
@@ -112,7 +112,7 @@ class HashingWriter:
         self._drain()
         if pos == 0 and whence == 0:
             self._hasher = hashlib.sha256()
-            if self._git is not None:
+            if self._git_size is not None:  # exactly when there is a git hasher
                 self._git = _git_hasher(self._git_size)
         elif (pos, whence) != (0, 2):
             raise OSError("HashingWriter only rewinds to the start")
@@ -167,7 +167,7 @@ def _git_hasher(size: int):
     return hashlib.sha1(b"blob %d\0" % size)
 
 
-Writer = Callable[[BinaryIO, int], None]  # (destination, resume_from) -> None
+Writer = Callable[[HashingWriter, int], None]  # (destination, resume_from) -> None
 
 
 @dataclass
@@ -194,7 +194,7 @@ class Store:
         self.downloaded_objects: set[str] = set()  # sha256 of the objects this instance downloaded
         self._stats_lock = threading.Lock()  # downloads run in threads
         self._held: set[str] = set()
-        self._hold_file = None
+        self._hold_file: TextIO | None = None
         self.holds_file: Path | None = None  # holds/<pid>-<id> once this Store holds an object
 
     def record_stats(self, **add: int) -> None:
@@ -238,7 +238,7 @@ class Store:
                 base = self.root / "holds"
                 base.mkdir(parents=True, exist_ok=True)
                 name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-                f = open(base / f".{name}", "a")  # renamed into sight once locked: a prune never sees it unlocked
+                f = open(base / f".{name}", "a")  # noqa: SIM115 -- held (and locked) for the Store's life; renamed into sight once locked: a prune never sees it unlocked
                 fcntl.flock(f, fcntl.LOCK_EX)
                 os.rename(base / f".{name}", base / name)
                 self._hold_file, self.holds_file = f, base / name

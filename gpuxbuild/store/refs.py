@@ -163,7 +163,7 @@ class Records:
         except FileNotFoundError:
             return None
 
-    def tags(self, registry: str, repo: str) -> dict[str, str]:
+    def tags(self, registry: str, repo: str) -> dict[str, str | None]:
         d = self._dir(registry, repo) / "tags"
         out = {}
         if d.is_dir():

@@ -92,7 +92,7 @@ class SyncResult:
     sources_copied: int = 0  # from local folders (path: models)
     bytes_copied: int = 0
     link_modes: list[str] = field(default_factory=list)
-    digests: dict[str, str] = field(default_factory=dict)  # model -> artifact digest now in the target
+    digests: dict[str, str | None] = field(default_factory=dict)  # model -> artifact digest now in the target
     lock_written: bool = False
     dry_run: bool = False
 
@@ -125,8 +125,9 @@ def _ensure_artifacts(
     placed = [act for act in plan.models if act.action in ("add", "update")]
     missing = []
     for act in placed:
-        dest = artifact_path(store, act.build_key)
-        if verified_artifact(store, act.build_key) is not None:  # a corrupt one is quarantined and built again
+        key = _build_key(act)
+        dest = artifact_path(store, key)
+        if verified_artifact(store, key) is not None:  # a corrupt one is quarantined and built again
             res.reused += 1
             os.utime(dest)  # a recent use keeps it from `cache prune`
         else:
@@ -134,14 +135,17 @@ def _ensure_artifacts(
             missing.append(act)
     # Missing artifacts are built together: in parallel, with export workers shared between models.
     results = build_many(
-        [job_from_lock(plan.lock.models[act.name], plan.manifest) for act in missing],
+        [job_from_lock(plan.require_lock().models[act.name], plan.manifest) for act in missing],
         store=store,
         project=plan.project,
         offline=offline,
         on_stage=on_event,
         remotes=remotes,
     )
-    failures = [(r.name, r.exception) for r in results if r.status == "failed"]
+    # build_many puts the exception on every failed result; its message and hint stand in should one lack it.
+    failures = [
+        (r.name, r.exception or GpuxError(r.error or "build failed", r.hint)) for r in results if r.status == "failed"
+    ]
     res.built += sum(r.status == "built" for r in results)
     res.downloaded += sum(r.status == "downloaded" for r in results)
     res.reused += sum(r.status == "cached" for r in results)
@@ -149,7 +153,7 @@ def _ensure_artifacts(
     paths = {}
     for act in placed:
         if act.name not in failed:
-            dest = artifact_path(store, act.build_key)
+            dest = artifact_path(store, _build_key(act))
             act.digest = artifact_digest(dest)
             paths[act.name] = dest
     res.sources_downloaded, res.bytes_downloaded = store.stats.downloaded, store.stats.bytes_downloaded
@@ -157,6 +161,13 @@ def _ensure_artifacts(
     if failures:
         raise _build_failure(failures)
     return paths
+
+
+def _build_key(act: ModelAction) -> str:
+    """The build key of a model sync places: plan_sync gives one to every model of the lock."""
+    if act.build_key is None:
+        raise ValueError(f"sync plan: model {act.name!r} to place has no build key")
+    return act.build_key
 
 
 def _build_failure(failures: list[tuple[str, GpuxError]]) -> GpuxError:
@@ -170,14 +181,16 @@ def _build_failure(failures: list[tuple[str, GpuxError]]) -> GpuxError:
         exc = MissingExtraError(
             found.group(1) if found else "convert", f"syncing {names} (not in the store, so they must be built)"
         )
-        exc.hint += "; or build them where it is installed and share the store (GPUX_HOME)"
+        exc.hint = f"{exc.hint}; or build them where it is installed and share the store (GPUX_HOME)"
         return exc
-    name, exc = failures[0]
+    name, first = failures[0]
     more = f" (also failed: {', '.join(n for n, _ in failures[1:])})" if len(failures) > 1 else ""
     msg = (
-        exc.message if exc.message.startswith("model ") else f"model {name!r}: {exc.message.removeprefix(name + ': ')}"
+        first.message
+        if first.message.startswith("model ")
+        else f"model {name!r}: {first.message.removeprefix(name + ': ')}"
     )
-    return GpuxError(msg + more, exc.hint, exit_code=exc.exit_code)
+    return GpuxError(msg + more, first.hint, exit_code=first.exit_code)
 
 
 def _check_recorded_digests(plan: SyncPlan) -> None:
@@ -186,7 +199,7 @@ def _check_recorded_digests(plan: SyncPlan) -> None:
     from gpuxbuild.build.artifact import not_reproducible
 
     for act in plan.models:
-        entry = plan.lock.models.get(act.name)
+        entry = plan.require_lock().models.get(act.name)
         art = entry.artifact if entry else None
         if act.action == "remove" or not art or art.get("build_key") != act.build_key or not act.digest:
             continue
@@ -202,6 +215,8 @@ def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, re
     from gpuxbuild.store.artifacts import read_manifest
 
     files = {f.path: f.sha256 for f in read_manifest(src).listed()}
+    if act.digest is None:  # _ensure_artifacts gave every model it placed one
+        raise ValueError(f"sync plan: model {act.name!r} to place has no artifact digest")
     files[ARTIFACT_MANIFEST] = act.digest.removeprefix("sha256:")
     tmp.mkdir()
     try:
@@ -209,7 +224,7 @@ def _materialize(plan: SyncPlan, act: ModelAction, src: Path, linker: Linker, re
     except BaseException:
         remove_tree(tmp, ignore_errors=True)
         raise
-    entry = plan.lock.models[act.name]
+    entry = plan.require_lock().models[act.name]
     record.models[act.name] = PlacedModel(act.build_key, act.digest, stats, record_inputs(entry))
     # Recorded before the swap: a kill in between leaves an old folder whose stats do not match, which the
     # next sync re-hashes and restores.
@@ -241,7 +256,7 @@ def _prepare(
         linker.place(src / rel, dst)
         linked[rel] = before, os.lstat(dst)
         stats[rel] = stat_record(sha, linked[rel][1])
-    refresh_verified(store, act.build_key, linked)
+    refresh_verified(store, _build_key(act), linked)
     for rel in act.user_files:
         # A user's file in the old folder lives on in the new one: a second link, so a kill loses nothing.
         inner = rel.split("/", 1)[1]
@@ -276,10 +291,10 @@ def _remove(plan: SyncPlan, act: ModelAction, record: SyncRecord) -> None:
     _write_record(plan.target, record)
 
 
-def _project_record(plan: SyncPlan, store: Store, digests: dict[str, str]) -> None:
+def _project_record(plan: SyncPlan, store: Store, digests: dict[str, str | None]) -> None:
     """refs/projects/<sha256 of the project path>.json: what `cache prune` and `ls` must keep for this project."""
     models = {}
-    for name, entry in sorted(plan.lock.models.items()):
+    for name, entry in sorted(plan.require_lock().models.items()):
         act = next(a for a in plan.models if a.name == name)
         models[name] = ProjectModel(
             commit=entry.commit,
@@ -470,10 +485,12 @@ def _full_sync(
 
             lock_plan = plan_lock(manifest, lock, store=store, offline=offline)
             lock, changes = lock_plan.lock, lock_plan.changes
+    if lock is None:  # a missing lock is stale: check_lock raised, or it was just locked
+        raise ValueError(f"no gpux.lock in {project} after locking")
     if require_signatures:
         from gpuxbuild.project.signatures import require_signed
 
-        require_signed(lock.models if lock else {})
+        require_signed(lock.models)
     plan = plan_sync(project, lock, target, store)
     plan.lock_changes, plan.manifest = changes, manifest
     if dry_run:

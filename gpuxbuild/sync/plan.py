@@ -92,6 +92,12 @@ class SyncPlan:
     def count(self, action: SyncAction) -> int:
         return sum(m.action == action for m in self.models)
 
+    def require_lock(self) -> Lock:
+        """The lock this plan mirrors; only a fast-path answer (never executed) has none."""
+        if self.lock is None:
+            raise ValueError("a sync plan from the fast path has no lock to execute")
+        return self.lock
+
     @property
     def changed(self) -> bool:
         return any(m.action != "unchanged" for m in self.models)
@@ -203,15 +209,16 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
         plan.models.append(act)
     for name in sorted(set(placed) - set(lock.models)):
         folder = target / name
-        user = [f"{name}/{p}" for p in user_files(folder, set(placed[name].files))] if folder.is_dir() else []
+        gone = placed[name]
+        user = [f"{name}/{p}" for p in user_files(folder, set(gone.files))] if folder.is_dir() else []
         plan.models.append(
             ModelAction(
                 name,
                 "remove",
                 ["no longer locked"],
-                commit=placed[name].inputs.commit if placed[name].inputs else None,
-                build_key=placed[name].build_key,
-                digest=placed[name].digest,
+                commit=gone.inputs.commit if gone.inputs else None,
+                build_key=gone.build_key,
+                digest=gone.digest,
                 user_files=user,
             )
         )
