@@ -43,7 +43,7 @@ def _bad(message: str, hint: str) -> GpuxError:
     return GpuxError(message, hint, exit_code=2)
 
 
-def _parameters(parameters, task: str) -> tuple[dict, dict]:
+def _parameters(parameters, task: str | None) -> tuple[dict, dict]:
     """(options for Model.predict, parameters handled here); an unsupported parameter that asks for something
     (not null/false/0) is refused in the words huggingface_hub's client understands (it retries without it)."""
     if parameters is None:
@@ -61,13 +61,14 @@ def _parameters(parameters, task: str) -> tuple[dict, dict]:
     for key in ("return_full_text", "normalize"):
         if key in own and not isinstance(own[key], bool):
             raise _bad(f"parameter {key} must be true or false, got {own[key]!r}"[:120], f"pass {key}: true or false")
-    if task not in _GENERATION and "return_full_text" in own:
+    if task is not None and task not in _GENERATION and "return_full_text" in own:
         raise _bad("The following `model_kwargs` are not used by the model: ['return_full_text']", "leave it out")
     return validate_options(options), own
 
 
-def parse_request(data: dict, task: str) -> HFRequest:
-    """Check an Inference API payload for a model of `task` and translate it; bad payloads are usage errors."""
+def parse_request(data: dict, task: str | None) -> HFRequest:
+    """Check an Inference API payload for a model of `task` (None: before the model is known) and translate it;
+    bad payloads are usage errors."""
     unknown = sorted(str(k)[:40] for k in data if k not in _PAYLOAD_KEYS)
     if unknown:
         raise _bad(f"unknown payload keys {unknown[:5]}", f"an Inference API payload has {list(_PAYLOAD_KEYS)}")
