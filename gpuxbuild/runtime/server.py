@@ -439,7 +439,7 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
 
     # --- OpenAI /v1 ---
 
-    @app.get("/v1/models")
+    @app.api_route("/v1/models", methods=["GET", "HEAD"])
     async def list_models() -> dict:
         return {
             "data": [
