@@ -49,6 +49,17 @@ def test_predict_matches_library(server):
     assert response.json() == load(built.artifact).predict(body)
 
 
+def test_inference_client_on_the_bare_url(server):
+    """InferenceClient(model=URL) POSTs to / (a bare host): a single-model server answers there and at /predict."""
+    from huggingface_hub import InferenceClient
+
+    base, built = server
+    want = load(built.artifact).predict({"text": "hello world"})["labels"]
+    for url in (base, f"{base}/predict"):
+        got = InferenceClient(model=url).text_classification("hello world")
+        assert [(x.label, round(x.score, 5)) for x in got] == [(x["label"], round(x["score"], 5)) for x in want]
+
+
 def test_predict_raw_tensors_like_the_gpux_runtime(server):
     base, built = server
     arrays = load(built.artifact).tokenizer.encode(["hello"]).arrays
