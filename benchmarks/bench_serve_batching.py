@@ -1,6 +1,6 @@
 """Dynamic batching under load: 32 concurrent clients against `gpux serve` vs a bare onnxruntime loop.
 
-    python benchmarks/bench_serve_batching.py [--models distilbert,minilm] [--requests 768] [--clients 32]
+    python benchmarks/bench_serve_batching.py [--models distilbert,minilm] [--requests 256] [--clients 32]
 
 The models are distilbert-base-uncased-finetuned-sst-2-english and all-MiniLM-L6-v2 at their real sizes
 (published configs, random weights, generated once like bench_cold_run.py), locked and synced from local folders.
@@ -133,7 +133,7 @@ def serve(project: Path, keys: list[str], clients: int, wait_ms: int):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="distilbert,minilm")
-    parser.add_argument("--requests", type=int, default=768)
+    parser.add_argument("--requests", type=int, default=256)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=int, default=5)
     parser.add_argument("--cache", type=Path, default=Path(bench_cold_run.DEFAULT_CACHE))

@@ -347,3 +347,21 @@ def test_serve_without_a_name_serves_every_synced_model(hub, repo_id, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_every_id_pull_takes_works_for_run_inspect_and_rm(hub, tmp_path):
+    """Legacy single-segment Hub ids (`gpt2`), hf:/huggingface: prefixes and @rev, as `gpux pull` takes them."""
+    publish(hub, "legacy-sentiment", "onnx-shipped", card={"pipeline_tag": "text-classification"})
+    r = gpux("run", "legacy-sentiment", "I love this", cwd=tmp_path)  # not pulled yet, no project: pulled now
+    first = json.loads(r.stdout)
+    for name in ("legacy-sentiment", "hf:legacy-sentiment", "huggingface:legacy-sentiment@main"):
+        assert json.loads(gpux("run", name, "I love this", cwd=tmp_path).stdout) == first
+        assert json.loads(gpux("inspect", name, "--json", cwd=tmp_path).stdout)["repo"] == "legacy-sentiment"
+    write_manifest(tmp_path, {})  # inside a project, a pulled legacy id still runs
+    gpux("lock", cwd=tmp_path)
+    assert json.loads(gpux("run", "legacy-sentiment", "I love this", cwd=tmp_path).stdout) == first
+    r = gpux("run", "legacy-typo", "hi", cwd=tmp_path, check=False)  # never pulled: no download from a project
+    assert r.returncode == 1 and "gpux pull legacy-typo" in r.stderr
+    gpux("rm", "hf:legacy-sentiment", cwd=tmp_path)
+    r = gpux("inspect", "legacy-sentiment", cwd=tmp_path, check=False)
+    assert r.returncode != 0 and "no such pulled model" in r.stderr
