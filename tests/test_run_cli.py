@@ -357,6 +357,11 @@ def test_every_id_pull_takes_works_for_run_inspect_and_rm(hub, tmp_path):
     for name in ("legacy-sentiment", "hf:legacy-sentiment", "huggingface:legacy-sentiment@main"):
         assert json.loads(gpux("run", name, "I love this", cwd=tmp_path).stdout) == first
         assert json.loads(gpux("inspect", name, "--json", cwd=tmp_path).stdout)["repo"] == "legacy-sentiment"
+    assert (
+        json.loads(gpux("run", "legacy-sentiment", "I love this", "--revision", "main", cwd=tmp_path).stdout) == first
+    )
+    r = gpux("run", "legacy-sentiment@main", "x", "--revision", "v2", cwd=tmp_path, check=False)
+    assert r.returncode == 2 and "revision given twice" in r.stderr
     write_manifest(tmp_path, {})  # inside a project, a pulled legacy id still runs
     gpux("lock", cwd=tmp_path)
     assert json.loads(gpux("run", "legacy-sentiment", "I love this", cwd=tmp_path).stdout) == first

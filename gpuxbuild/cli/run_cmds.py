@@ -91,6 +91,7 @@ def _parameters(value: str | None) -> dict:
 @click.argument("texts", nargs=-1)
 @click.option("-i", "--input", "input_", help="JSON input, or @file.json.")
 @click.option("-f", "--file", type=click.Path(dir_okay=False, path_type=Path), help="A JSON input file.")
+@click.option("--revision", help="Branch, tag or commit of a pulled model (same as NAME@REVISION).")
 @PROVIDER
 @DEVICE
 @click.option("--max-new-tokens", type=click.IntRange(min=1), help="Generation: tokens to generate.")
@@ -122,6 +123,7 @@ def run(
     texts,
     input_,
     file,
+    revision,
     provider,
     device_id,
     max_new_tokens,
@@ -148,6 +150,13 @@ def run(
 
     inputs = _read_input(input_, file, texts)
     extra = _parameters(parameters)
+    if revision is not None:
+        base, _, given = name.rpartition("@") if "@" in name else (name, "", "")
+        if given and given != revision:
+            raise GpuxError(
+                f"{name}: revision given twice ({given!r} and --revision {revision!r})", "give it once", exit_code=2
+            )
+        name = f"{base}@{revision}"
     options = {
         k: v
         for k, v in {
