@@ -12,9 +12,15 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpuxbuild.errors import GpuxError, MissingExtraError
 from gpuxbuild.runtime.session import Model, load
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from gpuxbuild.runtime.batching import Batcher
 
 _ENV_ARTIFACT = "GPUX_SERVE_ARTIFACT"
 _ENV_PROVIDER = "GPUX_SERVE_PROVIDER"
@@ -147,8 +153,8 @@ class _Served:
     name: str
     model: Model
     info: dict
-    gate: object  # asyncio.Lock
-    batcher: object | None  # batching.Batcher for encoder tasks
+    gate: "asyncio.Lock"
+    batcher: "Batcher | None"  # for encoder tasks
 
 
 def _artifacts(artifacts) -> dict[str, Path]:
@@ -430,9 +436,8 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
     @app.post("/models/{name}")
     @app.post("/models/{name}/predict")
     async def predict_named(name: str, request: Request):
-        choose_or_404 = choose  # checked before the body is read: a wrong name costs no upload
-        try:
-            choose_or_404(name, False)
+        try:  # before the body is read: a wrong name costs no upload
+            choose(name, False)
         except _Refused as exc:
             return error(exc.status, exc.message, exc.hint)
         return await handle(request, lambda data: predict_any(data, name), batch_of=hf_batch)
