@@ -193,6 +193,30 @@ class _Metrics:
         )
 
 
+class _Counted:
+    """ASGI middleware: each answer counted in `metrics` by route template and status, timed to its first byte."""
+
+    def __init__(self, app, metrics: _Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+
+        async def counted(message):
+            if message["type"] == "http.response.start":
+                path = getattr(scope.get("route"), "path", "other")  # the router has matched by now
+                status = message["status"]
+                self.metrics.requests.labels(path, str(status)).inc()
+                self.metrics.latency.labels(path).observe(time.perf_counter() - start)
+                if status >= 400:
+                    self.metrics.errors.labels(str(status)).inc()
+            await send(message)
+
+        await self.app(scope, receive, counted)
+
+
 def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, limits: ServeLimits | None = None):
     """A FastAPI app serving `artifacts` (a folder, or {name: folder}; loaded once, now) within `limits`
     (default: ServeLimits())."""
@@ -252,17 +276,7 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
     def is_openai(request: Request) -> bool:
         return request.url.path.startswith("/v1/")
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "other")
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - start)
-        if response.status_code >= 400:
-            metrics.errors.labels(str(response.status_code)).inc()
-        return response
+    app.add_middleware(_Counted, metrics=metrics)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
