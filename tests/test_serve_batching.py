@@ -89,3 +89,25 @@ def test_limits_hold_on_every_protocols_routes(artifacts):
             assert "busy" in r.json()["error"]["message"]
             slow.sendall(body[5:])
             assert slow.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+def test_requests_already_waiting_join_the_batch_whatever_the_wait(artifacts):
+    """A zero wait still takes every request queued by then (the wait is for requests yet to come)."""
+    import asyncio
+
+    from starlette.concurrency import run_in_threadpool
+
+    from gpuxbuild.runtime.batching import Batcher
+    from gpuxbuild.runtime.inputs import parse_inputs
+
+    model = load(artifacts("bert").artifact)
+    rows: list[int] = []
+
+    async def main():
+        batcher = Batcher(model, asyncio.Lock(), 32, 0.0, run_in_threadpool, rows.append)
+        parsed = [parse_inputs(t, model.input_types, model.task) for t in TEXTS]
+        return await asyncio.gather(*(batcher.submit(p) for p in parsed))
+
+    results = asyncio.run(main())
+    assert rows == [len(TEXTS)]
+    assert [r[0]["label"] for r in results] == [model.predict(t)["label"] for t in TEXTS]

@@ -123,6 +123,8 @@ def test_hf_errors_are_the_apis_shape(models):
     assert r.json()["error"].startswith("The following `model_kwargs` are not used by the model: ['watermark']")
     r = httpx.post(f"{base}/models/nope", json={"inputs": "a"})
     assert r.status_code == 404 and "no model 'nope'" in r.json()["error"]
+    assert httpx.get(f"{base}/models/nope/info").status_code == 404
+    assert httpx.get(f"{base}/models/bert/info").json()["task"] == "text-classification"
     r = httpx.post(f"{base}/", json={"inputs": "a"})
     assert r.status_code == 400 and "serves 8 models: say which" in r.json()["error"]
     r = httpx.post(f"{base}/", json={"inputs": "a", "model": "bert"})

@@ -69,10 +69,17 @@ class Batcher:
                     rows += len(item.parsed.texts)
             deadline = loop.time() + self.max_wait_s
             while rows < self.max_rows:
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), max(deadline - loop.time(), 0))
-                except TimeoutError:
-                    break
+                # Requests queued by now always join; the wait (up to the deadline) is for requests yet to come.
+                if not self.queue.empty():
+                    item = self.queue.get_nowait()
+                else:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self.queue.get(), remaining)
+                    except TimeoutError:
+                        break
                 if item.key == first.key and rows + len(item.parsed.texts) <= self.max_rows:
                     batch.append(item)
                     rows += len(item.parsed.texts)

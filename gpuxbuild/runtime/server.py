@@ -298,7 +298,10 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
 
     @app.api_route("/models/{name}/info", methods=["GET", "HEAD"])
     async def named_info(name: str):
-        return choose(name, False).info
+        try:
+            return choose(name, False).info
+        except _Refused as exc:
+            return error(exc.status, exc.message, exc.hint)
 
     @app.api_route("/metrics", methods=["GET", "HEAD"])
     def prometheus() -> Response:
