@@ -49,6 +49,7 @@ class GenerationRequest:
     options: dict = field(default_factory=dict)
     stream: bool = False
     include_usage: bool = False
+    chat: bool = False  # the prompt is a rendered chat template, which holds its special tokens
 
 
 def _check_fields(body: dict, allowed: tuple[str, ...]) -> None:
@@ -171,7 +172,7 @@ def chat_request(body: dict, folder: Path) -> GenerationRequest:
         if not isinstance(message.get("content"), str):
             raise _bad("message content must be a string", "gpux serves text models: send text content")
     options, stream, usage = _generation_options(body)
-    return GenerationRequest(render_chat(folder, messages), options, stream, usage)
+    return GenerationRequest(render_chat(folder, messages), options, stream, usage, chat=True)
 
 
 def embedding_texts(body: dict) -> tuple[list[str], str]:

@@ -498,20 +498,17 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
     async def embeddings(request: Request):
         return await handle(request, embeddings_work, openai=True, batch_of=v1_batch)
 
-    def prompt_tokens(model: Model, prompt: str) -> int:
-        return len(model.tokenizer.encode([prompt], pad=False).arrays["input_ids"][0])
-
     async def generation_work(data, chat: bool):
         endpoint = "/v1/chat/completions" if chat else "/v1/completions"
         target = v1_target(data, ("text-generation", "text2text-generation"), endpoint)
         req = openai_api.chat_request(data, target.model.folder) if chat else openai_api.completion_request(data)
-        parse_inputs(req.prompt, target.model.input_types, target.model.task, req.options)
         completion = openai_api.Completion(target.name, chat, int(time.time()))
         if not req.stream:
             async with target.gate:
-                result = await run_in_threadpool(target.model.predict, req.prompt, **req.options)
+                result, used = await run_in_threadpool(
+                    lambda: target.model.generate(req.prompt, add_special_tokens=not req.chat, **req.options)
+                )
             text = result.get("completion", result["generated_text"])
-            used = prompt_tokens(target.model, req.prompt)
             return completion.answer(text, result["finish_reason"], used, len(result["token_ids"]))
         return StreamingResponse(stream(target, req, completion), media_type="text/event-stream")
 
@@ -526,7 +523,7 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
 
         def run():
             try:
-                return target.model.predict(req.prompt, on_token=on_token, **req.options)
+                return target.model.generate(req.prompt, on_token, add_special_tokens=not req.chat, **req.options)
             finally:
                 loop.call_soon_threadsafe(pieces.put_nowait, None)
 
@@ -537,14 +534,13 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
                 while (piece := await pieces.get()) is not None:
                     yield openai_api.sse(completion.chunk(piece))
                 try:
-                    result = await job
+                    result, used = await job
                 except GpuxError as exc:
                     yield openai_api.sse({"error": {"message": exc.message, "type": "invalid_request_error"}})
                     yield openai_api.sse("[DONE]")
                     return
             yield openai_api.sse(completion.chunk(None, result["finish_reason"]))
             if req.include_usage:
-                used = prompt_tokens(target.model, req.prompt)
                 yield openai_api.sse(completion.usage_chunk(used, len(result["token_ids"])))
             yield openai_api.sse("[DONE]")
         finally:

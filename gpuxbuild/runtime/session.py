@@ -12,7 +12,7 @@ import numpy as np
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.runtime import generate, tasks
-from gpuxbuild.runtime.inputs import ParsedInputs, parse_inputs
+from gpuxbuild.runtime.inputs import ParsedInputs, parse_inputs, validate_options
 from gpuxbuild.runtime.providers import ProviderChoice, select_providers
 from gpuxbuild.runtime.tokenize import TextTokenizer
 
@@ -269,8 +269,20 @@ class Model:
             logits, batch.encodings, id2label, self.tokenizer, str(opts.get("aggregation_strategy", "simple"))
         )
 
-    def _generate(self, text: str, options: dict, on_token) -> dict:
-        prompt = [int(i) for i in self.tokenizer.encode([text], pad=False).arrays["input_ids"][0]]
+    def generate(self, prompt: str, on_token=None, *, add_special_tokens: bool = True, **options) -> tuple[dict, int]:
+        """(`predict`'s result, prompt tokens) for one prompt of a generation model; `add_special_tokens` False
+        for prompts that hold them already (a rendered chat template)."""
+        if self.task not in ("text-generation", "text2text-generation"):
+            raise GpuxError(f"{self.task} models do not generate text", "use a text-generation model", exit_code=2)
+        result = self._generate(prompt, validate_options(dict(options)), on_token, add_special_tokens)
+        return result, len(self._prompt_ids(prompt, add_special_tokens))
+
+    def _prompt_ids(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        batch = self.tokenizer.encode([text], pad=False, add_special_tokens=add_special_tokens)
+        return [int(i) for i in batch.arrays["input_ids"][0]]
+
+    def _generate(self, text: str, options: dict, on_token, add_special_tokens: bool = True) -> dict:
+        prompt = self._prompt_ids(text, add_special_tokens)
         opts = generate.GenerationOptions.from_configs(self.config, self.generation_config, options)
         stops = [options["stop"]] if isinstance(options.get("stop"), str) else list(options.get("stop") or [])
         # With stop sequences, the last (longest stop - 1) characters are held back from streaming: they may
