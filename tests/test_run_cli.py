@@ -289,3 +289,85 @@ def test_readable_answers_for_every_task(result, lines):
     from gpuxbuild.cli.run_cmds import _readable
 
     assert _readable(result) == lines
+
+
+def test_inference_api_payloads_and_parameters(project):
+    expected = load(project / ".gpux" / "models" / "clf").predict({"text": "I love this"})
+    labels = [{"label": x["label"], "score": x["score"]} for x in expected["labels"]]
+    _, hf = _run(project, "clf", "--input", '{"inputs": "I love this"}')
+    assert hf == [labels]  # the Inference API's answer: [[{label, score}, ...]]
+    _, top = _run(project, "clf", "--input", '{"inputs": "I love this", "parameters": {"top_k": 1}}')
+    assert top == [labels[:1]]
+    _, also = _run(project, "clf", "--input", '{"inputs": "I love this"}', "--parameters", '{"top_k": 1}')
+    assert also == top
+    _, plain = _run(project, "clf", "I love this", "--parameters", '{"top_k": 1}')
+    assert plain["labels"] == labels[:1]
+    for args, message in [
+        (["I love this", "--parameters", "[1]"], "--parameters must be a JSON object"),
+        (["I love this", "--parameters", "{"], "--parameters: not valid JSON"),
+        (["--input", '{"inputs": "a", "parameters": {"top_k": 0}}'], "option top_k must be an integer >= 1"),
+        (["--input", '{"inputs": "a", "parameters": {"watermark": true}}'], "not used by the model: ['watermark']"),
+        (["--input", '{"inputs": "a", "extra": 1}'], "unknown payload keys ['extra']"),
+    ]:
+        r = gpux("run", "clf", *args, cwd=project, check=False)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_serve_without_a_name_serves_every_synced_model(hub, repo_id, tmp_path):
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("uvicorn")
+    r = gpux("serve", cwd=tmp_path, check=False)
+    assert r.returncode == 2 and "no synced models" in r.stderr and "gpux sync" in r.stderr
+    publish(hub, repo_id, "onnx-shipped", card={"pipeline_tag": "text-classification"})
+    write_manifest(tmp_path, {"clf": {"source": f"hf:{repo_id}"}, "other": {"source": f"hf:{repo_id}"}})
+    gpux("sync", cwd=tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpuxbuild", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                health = httpx.get(f"{base}/health", timeout=1).json()
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read()
+                time.sleep(0.2)
+        assert health == {"models": ["clf", "other"], "status": "healthy"}
+        one = httpx.post(f"{base}/models/clf", json={"inputs": "I love this"}).json()
+        assert one == httpx.post(f"{base}/", json={"inputs": "I love this", "model": "other"}).json()
+        assert httpx.post(f"{base}/predict", json={"text": "I love this", "model": "clf"}).json()["label"]
+        r = httpx.post(f"{base}/predict", json={"text": "I love this"})
+        assert r.status_code == 400 and "say which" in r.json()["error"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_every_id_pull_takes_works_for_run_inspect_and_rm(hub, tmp_path):
+    """Legacy single-segment Hub ids (`gpt2`), hf:/huggingface: prefixes and @rev, as `gpux pull` takes them."""
+    publish(hub, "legacy-sentiment", "onnx-shipped", card={"pipeline_tag": "text-classification"})
+    r = gpux("run", "legacy-sentiment", "I love this", cwd=tmp_path)  # not pulled yet, no project: pulled now
+    first = json.loads(r.stdout)
+    for name in ("legacy-sentiment", "hf:legacy-sentiment", "huggingface:legacy-sentiment@main"):
+        assert json.loads(gpux("run", name, "I love this", cwd=tmp_path).stdout) == first
+        assert json.loads(gpux("inspect", name, "--json", cwd=tmp_path).stdout)["repo"] == "legacy-sentiment"
+    assert (
+        json.loads(gpux("run", "legacy-sentiment", "I love this", "--revision", "main", cwd=tmp_path).stdout) == first
+    )
+    r = gpux("run", "legacy-sentiment@main", "x", "--revision", "v2", cwd=tmp_path, check=False)
+    assert r.returncode == 2 and "revision given twice" in r.stderr
+    write_manifest(tmp_path, {})  # inside a project, a pulled legacy id still runs
+    gpux("lock", cwd=tmp_path)
+    assert json.loads(gpux("run", "legacy-sentiment", "I love this", cwd=tmp_path).stdout) == first
+    r = gpux("run", "legacy-typo", "hi", cwd=tmp_path, check=False)  # never pulled: no download from a project
+    assert r.returncode == 1 and "gpux pull legacy-typo" in r.stderr
+    gpux("rm", "hf:legacy-sentiment", cwd=tmp_path)
+    r = gpux("inspect", "legacy-sentiment", cwd=tmp_path, check=False)
+    assert r.returncode != 0 and "no such pulled model" in r.stderr

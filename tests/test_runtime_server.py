@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import select
 import socket
-import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,47 +20,13 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def _serving(artifact, **env: str):
-    """A real `gpux serve`-like uvicorn process on 127.0.0.1 (limits from `env`); yields (base URL, process)."""
-    port = _free_port()
-    code = f"from gpuxbuild.runtime import serve; serve({str(artifact)!r}, host='127.0.0.1', port={port})"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **env},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {proc.stdout.read() if proc.poll() is not None else ''}")
-            time.sleep(0.2)
-        yield base, proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+from serving import serving  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server(artifacts):
     built = artifacts("bert")
-    with _serving(built.artifact) as (base, _):
+    with serving(built.artifact) as (base, _):
         yield base, built
 
 
@@ -74,7 +37,10 @@ def test_health_info_metrics(server):
     assert info["task"] == "text-classification"
     assert {"name", "version", "format", "size_bytes", "size_mb", "inputs", "outputs", "metadata"} <= set(info)
     assert "path" not in info
-    assert httpx.get(f"{base}/metrics").json()["provider"]["name"] == "CPUExecutionProvider"
+    assert info["providers"] == ["CPUExecutionProvider"]
+    metrics = httpx.get(f"{base}/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'gpux_requests_total{path="/info",status="200"}' in metrics.text
 
 
 def test_predict_matches_library(server):
@@ -83,6 +49,17 @@ def test_predict_matches_library(server):
     response = httpx.post(f"{base}/predict", json=body)
     assert response.status_code == 200
     assert response.json() == load(built.artifact).predict(body)
+
+
+def test_inference_client_on_the_bare_url(server):
+    """InferenceClient(model=URL) POSTs to / (a bare host): a single-model server answers there and at /predict."""
+    from huggingface_hub import InferenceClient
+
+    base, built = server
+    want = load(built.artifact).predict({"text": "hello world"})["labels"]
+    for url in (base, f"{base}/predict"):
+        got = InferenceClient(model=url).text_classification("hello world")
+        assert [(x.label, round(x.score, 5)) for x in got] == [(x["label"], round(x["score"], 5)) for x in want]
 
 
 def test_predict_raw_tensors_like_the_gpux_runtime(server):
@@ -151,7 +128,7 @@ RSS_BOUND_MB = 600
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads peak RSS from /proc")
 def test_hostile_bodies_are_refused_and_memory_stays_bounded(artifacts):
     built = artifacts("bert")
-    with _serving(built.artifact) as (base, proc):
+    with serving(built.artifact) as (base, proc):
         many = {"text": ["the quick brown fox " * 150] * 2000}  # a 6 MB body of texts
         r = httpx.post(f"{base}/predict", json=many, timeout=60)
         assert r.status_code == 413 and "over the limit of 1048576 bytes" in r.json()["error"]
@@ -183,7 +160,7 @@ def test_hostile_bodies_are_refused_and_memory_stays_bounded(artifacts):
 
 def test_a_full_queue_answers_503_with_retry_after_while_health_answers(artifacts):
     built = artifacts("bert")
-    with _serving(built.artifact, GPUX_SERVE_MAX_QUEUE="1", GPUX_SERVE_RETRY_AFTER_S="3") as (base, _):
+    with serving(built.artifact, GPUX_SERVE_MAX_QUEUE="1", GPUX_SERVE_RETRY_AFTER_S="3") as (base, _):
         port = int(base.rsplit(":", 1)[1])
         body = b'{"text": "hello world"}'
         with socket.create_connection(("127.0.0.1", port)) as slow:
@@ -217,7 +194,7 @@ def test_missing_serve_extra_is_a_user_error(artifacts, monkeypatch):
 
 def test_health_answers_while_a_prediction_runs(artifacts):
     built = artifacts("gpt2")
-    with _serving(built.artifact) as (base, _):
+    with serving(built.artifact) as (base, _):
         port = int(base.rsplit(":", 1)[1])
         body = json.dumps({"text": ["hello world"] * 32, "max_new_tokens": 120}).encode()  # seconds of decoding
         with socket.create_connection(("127.0.0.1", port)) as busy:

@@ -159,7 +159,7 @@ COMMANDS: dict[str, CommandEntry] = {
     "cache": CommandEntry("store_cmds", "Inspect and maintain the store ($GPUX_HOME)."),
     "run": CommandEntry("run_cmds", "Run a model on text (or raw tensors) and print the task's answer."),
     "serve": CommandEntry(
-        "run_cmds", "Serve a model over HTTP: GET /health, GET /info, POST /predict (same JSON as `gpux run`)."
+        "run_cmds", "Serve models over HTTP: the Hugging Face Inference API (POST /), OpenAI /v1, and GPUX's /predict."
     ),
     "doctor": CommandEntry(
         "run_cmds",

@@ -73,11 +73,27 @@ def _read_input(value: str | None, file: Path | None, texts: tuple[str, ...]):
         raise GpuxError(f"{where}: not valid JSON ({exc})", 'e.g. {"text": "I love this"}', exit_code=2) from None
 
 
+def _parameters(value: str | None) -> dict:
+    """--parameters JSON: an object of options."""
+    if value is None:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise GpuxError(
+            f"--parameters: not valid JSON ({exc})", "e.g. --parameters '{\"top_k\": 2}'", exit_code=2
+        ) from None
+    if not isinstance(parsed, dict):
+        raise GpuxError("--parameters must be a JSON object", "e.g. --parameters '{\"top_k\": 2}'", exit_code=2)
+    return parsed
+
+
 @cli.command()
 @click.argument("name")
 @click.argument("texts", nargs=-1)
 @click.option("-i", "--input", "input_", help="JSON input, or @file.json.")
 @click.option("-f", "--file", type=click.Path(dir_okay=False, path_type=Path), help="A JSON input file.")
+@click.option("--revision", help="Branch, tag or commit of a pulled model (same as NAME@REVISION).")
 @PROVIDER
 @DEVICE
 @click.option("--max-new-tokens", type=click.IntRange(min=1), help="Generation: tokens to generate.")
@@ -92,6 +108,11 @@ def _read_input(value: str | None, file: Path | None, texts: tuple[str, ...]):
 @click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), help="Generation: nucleus sampling.")
 @click.option("--seed", type=click.IntRange(min=0), help="Generation: random seed for sampling.")
 @click.option("--sample/--greedy", "do_sample", default=None, help="Generation: sampling or greedy (default greedy).")
+@click.option(
+    "--parameters",
+    "parameters",
+    help='Options as a JSON object, as in the Inference API\'s "parameters" (e.g. \'{"top_k": 2}\').',
+)
 @click.option("--benchmark", is_flag=True, help="Time the model: p50/p95/p99 latency and throughput.")
 @click.option("--runs", default=100, show_default=True, type=click.IntRange(min=1), help="Benchmark runs.")
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0), help="Benchmark warm-up runs.")
@@ -104,6 +125,7 @@ def run(
     texts,
     input_,
     file,
+    revision,
     provider,
     device_id,
     max_new_tokens,
@@ -112,6 +134,7 @@ def run(
     top_p,
     seed,
     do_sample,
+    parameters,
     benchmark,
     runs,
     warmup,
@@ -121,11 +144,21 @@ def run(
     """Run a model on text (or raw tensors) and print the task's answer.
 
     NAME: a model of this project, a pulled org/name[@rev] (pulled and built first if needed), or an
-    artifact folder. Input: TEXT..., --input '{"text": "..."}', --input @file.json or --file file.json.
+    artifact folder. Input: TEXT..., --input '{"text": "..."}' (or the Inference API's '{"inputs": "...",
+    "parameters": {...}}', answered in its shape), --input @file.json or --file file.json.
     """
+    from gpuxbuild.runtime import hfapi
     from gpuxbuild.runtime.inputs import check_inputs
 
     inputs = _read_input(input_, file, texts)
+    extra = _parameters(parameters)
+    if revision is not None:
+        base, _, given = name.rpartition("@") if "@" in name else (name, "", "")
+        if given and given != revision:
+            raise GpuxError(
+                f"{name}: revision given twice ({given!r} and --revision {revision!r})", "give it once", exit_code=2
+            )
+        name = f"{base}@{revision}"
     options = {
         k: v
         for k, v in {
@@ -138,7 +171,15 @@ def run(
         }.items()
         if v is not None
     }
-    check_inputs(inputs, options)  # before locating (maybe building) and loading the model: a typo fails at once
+    hf = None
+    if hfapi.is_hf_payload(inputs):
+        if extra:
+            inputs = {**inputs, "parameters": {**(inputs.get("parameters") or {}), **extra}}
+        hf = hfapi.parse_request(inputs, None)
+        data, options = hf.inputs, {**hf.options, **options}
+    else:
+        data, options = inputs, {**extra, **options}
+    check_inputs(data, options)  # before locating (maybe building) and loading the model: a typo fails at once
 
     from gpuxbuild.runtime import benchmark as bench
     from gpuxbuild.runtime import load
@@ -147,32 +188,34 @@ def run(
     model = load(folder, provider or None, device_id)
     if model.notice and not ctx.quiet:
         err_console.print(f"[yellow]notice:[/] {model.notice}", soft_wrap=True)
+    if hf is not None:
+        hf = hfapi.parse_request(inputs, model.task)
     plain = as_json or not sys.stdout.isatty()
     if benchmark:
-        result = bench(model, inputs, runs=runs, warmup=warmup)
+        report = bench(model, data, runs=runs, warmup=warmup)
         if plain:
-            print_json(result)
+            print_json(report)
         else:
-            lat = result["latency_ms"]
+            lat = report["latency_ms"]
             console.print(
-                f"{name} on {result['provider']}: p50 {lat['p50']:.2f} ms, p95 {lat['p95']:.2f} ms, "
-                f"p99 {lat['p99']:.2f} ms, {result['throughput_per_s']:.1f} items/s ({counted(runs, 'run')})"
+                f"{name} on {report['provider']}: p50 {lat['p50']:.2f} ms, p95 {lat['p95']:.2f} ms, "
+                f"p99 {lat['p99']:.2f} ms, {report['throughput_per_s']:.1f} items/s ({counted(runs, 'run')})"
             )
         return
     streaming = not plain and model.task in ("text-generation", "text2text-generation")
 
-    def show_token(_id: int, piece: str) -> None:
+    def show_token(_id: int | None, piece: str) -> None:
         sys.stdout.write(piece)
         sys.stdout.flush()
 
-    answer = model.predict(inputs, on_token=show_token if streaming else None, **options)
+    result = model.predict(data, on_token=show_token if streaming else None, **options)
     if streaming:
         sys.stdout.write("\n")
         return
     if plain:
-        print_json(answer)
+        print_json(hfapi.answer(result, hf, model.task, model.raw_task) if hf is not None else result)
     else:
-        for line in _readable(answer):
+        for line in _readable(result):
             console.print(line, markup=False, soft_wrap=True)
 
 
@@ -227,8 +270,23 @@ def _limit_option(field: str, help_text: str):
     )
 
 
+def _synced_models(ctx: Context) -> dict[str, Path]:
+    """name -> folder of every model synced into the project (.gpux/models/NAME with an artifact.json)."""
+    models_dir = ctx.project / ".gpux" / "models"
+    found = (
+        {p.name: p for p in sorted(models_dir.iterdir()) if (p / "artifact.json").is_file()}
+        if models_dir.is_dir()
+        else {}
+    )
+    if not found:
+        raise GpuxError(
+            f"no synced models in {models_dir}", "run gpux sync first, or name a model: gpux serve NAME", exit_code=2
+        )
+    return found
+
+
 @cli.command()
-@click.argument("name")
+@click.argument("names", nargs=-1)
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 exposes it to the network)."
 )
@@ -239,24 +297,35 @@ def _limit_option(field: str, help_text: str):
 @_limit_option("max_json_depth", "Deepest nesting of JSON lists and objects; deeper is answered 400.")
 @_limit_option("max_queue", "Predictions accepted at once per worker (one runs, the rest wait); more get 503.")
 @_limit_option("retry_after_s", "Seconds in the Retry-After header of that 503.")
+@_limit_option("max_wait_ms", "Dynamic batching: how long a request waits for others to share its onnxruntime run.")
 @PROVIDER
 @DEVICE
 @OFFLINE
 @pass_context
-def serve(ctx: Context, name, host, port, workers, provider, device_id, offline, **limits) -> None:
-    """Serve a model over HTTP: GET /health, GET /info, POST /predict (same JSON as `gpux run`)."""
+def serve(ctx: Context, names, host, port, workers, provider, device_id, offline, **limits) -> None:
+    """Serve models over HTTP: the Hugging Face Inference API (POST /), OpenAI /v1, and GPUX's /predict.
+
+    NAMES: models as for `gpux run`; none serves every synced model of the project. See `gpux help serve`.
+    """
     from gpuxbuild.runtime import serve as do_serve
     from gpuxbuild.runtime.server import ServeLimits
 
-    folder = _locate(ctx, name, offline)
+    serve_limits = ServeLimits(**limits)  # bad limits fail before any model is located
+    target: Path | dict[str, Path]
+    if len(names) == 1:
+        target = _locate(ctx, names[0], offline)
+    elif names:
+        target = {name: _locate(ctx, name, offline) for name in dict.fromkeys(names)}
+    else:
+        target = _synced_models(ctx)
     do_serve(
-        folder,
+        target,
         host=host,
         port=port,
         workers=workers,
         provider=provider or None,
         device_id=device_id,
-        limits=ServeLimits(**limits),
+        limits=serve_limits,
     )
 
 

@@ -1,8 +1,10 @@
 """Which artifact folder a NAME means, for `gpux run`, `serve` and `doctor`.
 
 In order: an artifact folder path; a model of the project's gpux.lock (its synced folder, else its
-artifact in the store, else from the remote cache, else built now); a pulled model `org/name[@rev]` (pulled and built now when
-it is not there yet, like `docker run`).
+artifact in the store, else from the remote cache, else built now); a pulled model: any id `gpux pull` takes
+(`org/name[@rev]`, `hf:`/`huggingface:` prefixes, legacy single-segment ids such as `gpt2`), pulled and built
+now when it is not there yet, like `docker run` (a single-segment id that is not pulled yet, only outside a
+project).
 """
 
 from __future__ import annotations
@@ -108,17 +110,35 @@ def locate(name: str, *, project: Path, store: Store, offline: bool = False, on_
     found = _from_lock(name, project, store, offline, on_build)
     if found is not None:
         return found
-    if "/" not in name and ":" not in name:
+    if "/" not in name.partition("@")[0] and ":" not in name and not _is_pulled(name, store):
+        # A bare word (a legacy Hub id such as `gpt2`) is pulled only outside a project: inside one it is most
+        # likely a model name with a typo, which should not send a download on its way.
         from gpuxbuild.project.lockfile import lock_path
 
         if lock_path(project).is_file():
             raise GpuxError(
-                f"no model {name!r} in this project's gpux.lock, and it is not a repo id",
-                "use a model name from gpux.models.yml, an org/name repo id, or an artifact folder",
+                f"no model {name!r} in this project's gpux.lock, and no pulled model of that id",
+                f"use a model name from gpux.models.yml or an artifact folder; to pull the Hub's {name!r}, "
+                f"run `gpux pull {name}` or `gpux run hf:{name}`",
             )
-        raise GpuxError(
-            f"no model {name!r}: it is not a repo id, and {project} has no gpux.lock",
-            "use an org/name repo id or an artifact folder; for a model of a project, "
-            "run `gpux lock` there and pass --project DIR",
-        )
+        try:
+            return _from_pulled(name, project, store, offline, on_pull)
+        except GpuxError as exc:
+            raise GpuxError(
+                f"no model {name!r}: {project} has no gpux.lock, and pulling {name!r} failed: {exc.message}",
+                f"{exc.hint}; for a model of a project, run `gpux lock` there and pass --project DIR",
+                exit_code=exc.exit_code,
+            ) from None
     return _from_pulled(name, project, store, offline, on_pull)
+
+
+def _is_pulled(name: str, store: Store) -> bool:
+    """Whether `name` parses as a pull id (legacy single-segment ones included) that has been pulled."""
+    from gpuxbuild.models.pull import parse_ref
+    from gpuxbuild.store.refs import Records
+
+    try:
+        ref = parse_ref(name)
+    except GpuxError:
+        return False
+    return Records(store).lookup(ref.registry, ref.repo, ref.revision) is not None

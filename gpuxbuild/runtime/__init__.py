@@ -13,7 +13,7 @@ __all__ = ["Model", "ProviderChoice", "benchmark", "create_app", "doctor", "load
 
 
 def create_app(artifact_dir, provider: str | None = "auto", device_id: int = 0, limits=None):
-    """FastAPI app serving one artifact (needs the 'serve' extra); see `gpuxbuild.runtime.server`."""
+    """FastAPI app serving an artifact folder or {name: folder} (needs the 'serve' extra); see `runtime.server`."""
     from gpuxbuild.runtime.server import create_app as _create_app
 
     return _create_app(artifact_dir, provider, device_id, limits)
@@ -28,7 +28,8 @@ def serve(
     device_id: int = 0,
     limits=None,
 ) -> None:
-    """Serve one artifact over HTTP with uvicorn (blocks); `limits`: a `server.ServeLimits`, default from GPUX_SERVE_*."""
+    """Serve an artifact folder or {name: folder} over HTTP with uvicorn (blocks); `limits`: a `server.ServeLimits`,
+    default from GPUX_SERVE_*."""
     from gpuxbuild.runtime.server import serve as _serve
 
     _serve(artifact_dir, host=host, port=port, workers=workers, provider=provider, device_id=device_id, limits=limits)

@@ -119,17 +119,18 @@ def _empty_past(session, names: list[str], batch: int) -> dict[str, np.ndarray]:
 @dataclass
 class Generated:
     token_ids: list[int]
-    finish_reason: str  # "eos" or "length"
+    finish_reason: str  # "eos", "length", or "stop" (the callback asked to stop, e.g. at a stop sequence)
 
 
 class _Loop:
     """The bookkeeping shared by both decoders: options, rng, stopping and the streaming callback."""
 
-    def __init__(self, opts: GenerationOptions, on_token: Callable[[int], None] | None):
+    def __init__(self, opts: GenerationOptions, on_token: Callable[[int], bool | None] | None):
         self.opts = opts
         self.rng = np.random.default_rng(opts.seed)
         self.on_token = on_token
         self.tokens: list[int] = []
+        self.stopped = False
 
     def step(self, logits: np.ndarray) -> bool:
         """Choose and record a token; True when decoding should stop."""
@@ -140,17 +141,20 @@ class _Loop:
             logits = _force(logits, opts.forced_eos_token_id)
         token = next_token(logits, opts, self.rng)
         self.tokens.append(token)
-        if self.on_token is not None:
-            self.on_token(token)
+        if self.on_token is not None and self.on_token(token):
+            self.stopped = True
+            return True
         return token in opts.eos_token_ids or len(self.tokens) >= opts.max_new_tokens
 
     def result(self) -> Generated:
-        stopped = bool(self.tokens) and self.tokens[-1] in self.opts.eos_token_ids
-        return Generated(self.tokens, "eos" if stopped else "length")
+        if self.stopped:
+            return Generated(self.tokens, "stop")
+        eos = bool(self.tokens) and self.tokens[-1] in self.opts.eos_token_ids
+        return Generated(self.tokens, "eos" if eos else "length")
 
 
 def decode_causal(
-    session, input_ids: list[int], opts: GenerationOptions, on_token: Callable[[int], None] | None = None
+    session, input_ids: list[int], opts: GenerationOptions, on_token: Callable[[int], bool | None] | None = None
 ) -> Generated:
     """Generate after a prompt with an optimum decoder-only graph (past_key_values.* in, present.* out)."""
     names = [i.name for i in session.get_inputs()]
@@ -189,7 +193,7 @@ def decode_seq2seq(
     input_ids: list[int],
     decoder_start_token_id: int,
     opts: GenerationOptions,
-    on_token: Callable[[int], None] | None = None,
+    on_token: Callable[[int], bool | None] | None = None,
 ) -> Generated:
     """Encode once, then decode with optimum's merged decoder (use_cache_branch false first, true after)."""
     enc_ids = np.array([input_ids], dtype=np.int64)

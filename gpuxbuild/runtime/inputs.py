@@ -47,6 +47,12 @@ _OPTION_RULES = {
     "max_answer_len": (_integer(1), "an integer >= 1"),
     "max_new_tokens": (_integer(1), "an integer >= 1"),
     "seed": (_integer(0), "an integer >= 0"),
+    "stop": (
+        lambda v: (
+            (isinstance(v, str) and v != "") or (isinstance(v, list) and all(isinstance(s, str) and s for s in v))
+        ),
+        "a non-empty string or a list of them",
+    ),
     "temperature": (lambda v: _number(v) and v > 0, "a number > 0"),
     "top_k": (_integer(1), "an integer >= 1"),
     "top_p": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),

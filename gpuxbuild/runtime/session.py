@@ -12,7 +12,7 @@ import numpy as np
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.runtime import generate, tasks
-from gpuxbuild.runtime.inputs import ParsedInputs, parse_inputs
+from gpuxbuild.runtime.inputs import ParsedInputs, parse_inputs, validate_options
 from gpuxbuild.runtime.providers import ProviderChoice, select_providers
 from gpuxbuild.runtime.tokenize import TextTokenizer
 from gpuxbuild.store.artifacts import ARTIFACT_MANIFEST, ArtifactManifest
@@ -219,17 +219,25 @@ class Model:
         a, b = self.embed([text_a, text_b])
         return tasks.cosine(a, b)
 
-    def predict(self, inputs, on_token: Callable[[int, str], None] | None = None, **options) -> dict | list[dict]:
+    def predict(
+        self, inputs, on_token: Callable[[int | None, str], None] | None = None, **options
+    ) -> dict | list[dict]:
         """Run the model on JSON-like inputs and return a JSON-ready dict.
 
-        One input gives the task's result dict (question-answering with top_k > 1: a list of them); a batch gives {"results": [...]}; raw tensors give
-        the graph's outputs by name as nested lists. `on_token(token_id, text)` streams generated tokens.
+        One input gives the task's result dict (question-answering with top_k > 1: a list of them); a batch gives
+        {"results": [...]}; raw tensors give the graph's outputs by name as nested lists. `on_token(token_id, text)`
+        streams generated tokens (token_id None: the rest of the text held back while it might have begun a stop
+        sequence).
         """
         parsed = parse_inputs(inputs, self.input_types, self.task, options)
         if parsed.tensors is not None:
             return {name: value.tolist() for name, value in self.run(self.feed(parsed.tensors)).items()}
         results = self._predict_texts(parsed, on_token)
         return {"results": results} if parsed.batched else results[0]
+
+    def predict_texts(self, texts: list[str], pairs: list[str] | None, options: dict) -> list[dict | list[dict]]:
+        """One result per text (with its pair): `predict` without the input parsing, for batches built elsewhere."""
+        return list(self._predict_texts(ParsedInputs(texts=texts, pairs=pairs, options=options), None))
 
     def _predict_texts(self, parsed: ParsedInputs, on_token) -> Sequence[dict | list[dict]]:
         opts = parsed.options
@@ -268,21 +276,45 @@ class Model:
             logits, batch.encodings, id2label, self.tokenizer, str(opts.get("aggregation_strategy", "simple"))
         )
 
-    def _generate(self, text: str, options: dict, on_token) -> dict:
-        prompt = [int(i) for i in self.tokenizer.encode([text], pad=False).arrays["input_ids"][0]]
+    def generate(self, prompt: str, on_token=None, *, add_special_tokens: bool = True, **options) -> tuple[dict, int]:
+        """(`predict`'s result, prompt tokens) for one prompt of a generation model; `add_special_tokens` False
+        for prompts that hold them already (a rendered chat template)."""
+        if self.task not in ("text-generation", "text2text-generation"):
+            raise GpuxError(f"{self.task} models do not generate text", "use a text-generation model", exit_code=2)
+        result = self._generate(prompt, validate_options(dict(options)), on_token, add_special_tokens)
+        return result, len(self._prompt_ids(prompt, add_special_tokens))
+
+    def _prompt_ids(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        batch = self.tokenizer.encode([text], pad=False, add_special_tokens=add_special_tokens)
+        return [int(i) for i in batch.arrays["input_ids"][0]]
+
+    def _generate(self, text: str, options: dict, on_token, add_special_tokens: bool = True) -> dict:
+        prompt = self._prompt_ids(text, add_special_tokens)
         opts = generate.GenerationOptions.from_configs(self.config, self.generation_config, options)
-        stream = None
-        if on_token is not None:
-            shown: list[str] = [""]
-            tokens: list[int] = []
+        stops = [options["stop"]] if isinstance(options.get("stop"), str) else list(options.get("stop") or [])
+        # With stop sequences, the last (longest stop - 1) characters are held back from streaming: they may
+        # be the start of a stop sequence, which the answer must not contain.
+        hold = max((len(s) for s in stops), default=1) - 1
+        tokens: list[int] = []
+        shown = [""]
+        cut: list[int] = []
 
-            def stream(token_id: int) -> None:
-                # Decode the whole completion each time: byte-level BPE pieces are not valid text alone.
-                tokens.append(token_id)
-                text_so_far = self.tokenizer.decode(tokens)
+        def stream(token_id: int) -> bool:
+            # Decode the whole completion each time: byte-level BPE pieces are not valid text alone.
+            tokens.append(token_id)
+            text_so_far = self.tokenizer.decode(tokens)
+            hits = [text_so_far.find(s) for s in stops if s in text_so_far]
+            if hits:
+                cut.append(min(hits))
+                text_so_far = text_so_far[: cut[0]]
+            elif hold:
+                text_so_far = text_so_far[: max(len(shown[0]), len(text_so_far) - hold)]
+            if on_token is not None:
                 on_token(token_id, text_so_far[len(shown[0]) :])
-                shown[0] = text_so_far
+            shown[0] = text_so_far
+            return bool(hits)
 
+        callback = stream if (on_token is not None or stops) else None
         if self.task == "text-generation":
             limit = self.config.get("max_position_embeddings") or self.config.get("n_positions")
             if limit:
@@ -294,25 +326,23 @@ class Model:
                         exit_code=2,
                     )
                 opts.max_new_tokens = min(opts.max_new_tokens, room)
-            out = generate.decode_causal(self.main, prompt, opts, stream)
-            completion = self.tokenizer.decode(out.token_ids)
-            return {
-                "completion": completion,
-                "finish_reason": out.finish_reason,
-                "generated_text": text + completion,
-                "token_ids": out.token_ids,
-            }
-        start = self.generation_config.get("decoder_start_token_id", self.config.get("decoder_start_token_id"))
-        if start is None:
-            start = self.config.get("pad_token_id", 0)
-        out = generate.decode_seq2seq(
-            self.sessions["encoder"], self.sessions["decoder"], prompt, int(start), opts, stream
-        )
-        return {
-            "finish_reason": out.finish_reason,
-            "generated_text": self.tokenizer.decode(out.token_ids),
-            "token_ids": out.token_ids,
-        }
+            out = generate.decode_causal(self.main, prompt, opts, callback)
+        else:
+            start = self.generation_config.get("decoder_start_token_id", self.config.get("decoder_start_token_id"))
+            if start is None:
+                start = self.config.get("pad_token_id", 0)
+            out = generate.decode_seq2seq(
+                self.sessions["encoder"], self.sessions["decoder"], prompt, int(start), opts, callback
+            )
+        completion = self.tokenizer.decode(out.token_ids)
+        if cut:
+            completion = completion[: cut[0]]
+        if on_token is not None and hold and len(completion) > len(shown[0]):
+            on_token(None, completion[len(shown[0]) :])  # the held-back tail: no stop sequence came
+        result = {"finish_reason": out.finish_reason, "token_ids": out.token_ids}
+        if self.task == "text-generation":
+            return {**result, "completion": completion, "generated_text": text + completion}
+        return {**result, "generated_text": completion}
 
 
 def load(artifact_dir: str | Path, provider: str | None = "auto", device_id: int = 0) -> Model:

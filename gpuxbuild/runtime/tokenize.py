@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,9 @@ class TextTokenizer:
         # The saved padding/truncation are whatever the exporter left; we set our own per call.
         self.tok.no_padding()
         self.tok.no_truncation()
+        # encode() sets padding/truncation on the shared tokenizer for the length of a call: one call at a time
+        # (the server counts tokens on its event loop while a worker thread runs a batch).
+        self._lock = threading.Lock()
         self.config = {**_read_json(folder / "special_tokens_map.json"), **_read_json(folder / "tokenizer_config.json")}
         model_config = model_config or {}
         self.padding_side = self.config.get("padding_side", "right")
@@ -107,21 +111,22 @@ class TextTokenizer:
         """Tokenize a batch, truncated to max_length and padded to the longest text with the pad id.
 
         Each text is first cut to max_length * CHARS_PER_TOKEN characters (a prefix: offsets stay valid)."""
-        self.tok.enable_truncation(self.max_length, strategy=truncation)
-        if pad:
-            pad_text = self.tok.id_to_token(self.pad_token_id) or ""
-            self.tok.enable_padding(direction=self.padding_side, pad_id=self.pad_token_id, pad_token=pad_text)
         limit = self.max_length * CHARS_PER_TOKEN
         texts = [t[:limit] for t in texts]
         pairs = None if pairs is None else [t[:limit] for t in pairs]
-        try:
-            items = list(zip(texts, pairs, strict=True)) if pairs is not None else list(texts)
-            encodings = self.tok.encode_batch(items, add_special_tokens=add_special_tokens)
-        except Exception as exc:  # tokenizers raises plain Exceptions for bad input types
-            raise GpuxError(f"could not tokenize the input: {exc}", "pass text as strings") from exc
-        finally:
-            self.tok.no_padding()
-            self.tok.no_truncation()
+        with self._lock:
+            self.tok.enable_truncation(self.max_length, strategy=truncation)
+            if pad:
+                pad_text = self.tok.id_to_token(self.pad_token_id) or ""
+                self.tok.enable_padding(direction=self.padding_side, pad_id=self.pad_token_id, pad_token=pad_text)
+            try:
+                items = list(zip(texts, pairs, strict=True)) if pairs is not None else list(texts)
+                encodings = self.tok.encode_batch(items, add_special_tokens=add_special_tokens)
+            except Exception as exc:  # tokenizers raises plain Exceptions for bad input types
+                raise GpuxError(f"could not tokenize the input: {exc}", "pass text as strings") from exc
+            finally:
+                self.tok.no_padding()
+                self.tok.no_truncation()
         arrays = {
             "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),

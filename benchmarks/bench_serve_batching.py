@@ -1,0 +1,192 @@
+"""Dynamic batching under load: 32 concurrent clients against `gpux serve` vs a bare onnxruntime loop.
+
+    python benchmarks/bench_serve_batching.py [--models distilbert,minilm] [--requests 256] [--clients 32]
+
+The models are distilbert-base-uncased-finetuned-sst-2-english and all-MiniLM-L6-v2 at their real sizes
+(published configs, random weights, generated once like bench_cold_run.py), locked and synced from local folders.
+For each model:
+  limit:  a bare loop in this process, tokenizers + onnxruntime on the same texts, at batch sizes 1..32;
+          the best texts/s is the limit.
+  served: `gpux serve` (one process, both models) with `--clients` concurrent clients, each POSTing one text at a
+          time in the Inference API's payload; requests/s and p50/p99 latency.
+The goal is served >= 0.9x the limit. Both sides share the machine's cores with each other's neighbours (and the
+clients share them with the server); the numbers are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench_cold_run  # noqa: E402  (the real-size model generator)
+
+CORPUS = (
+    "the quick brown fox jumps over the lazy dog while paris is in france and berlin is in germany "
+    "machine learning models run fast on gpus and cpus onnx runtime executes graphs with providers"
+)
+BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+
+
+def texts(count: int) -> list[str]:
+    """Sentences of 8 to 40 words, the same every run."""
+    rng = np.random.default_rng(0)
+    words = CORPUS.split()
+    return [" ".join(rng.choice(words, size=int(rng.integers(8, 41)))) for _ in range(count)]
+
+
+def sync_project(root: Path, keys: list[str], cache: Path) -> Path:
+    """A project whose models are the generated real-size folders, synced (built) with gpux."""
+    lines = ["version: 1", "models:"]
+    for key in keys:
+        source = bench_cold_run.source_dir(bench_cold_run.MODELS[key], cache)
+        shutil.copytree(source, root / "models" / key, ignore=shutil.ignore_patterns("meta.json"))
+        lines.append(f"  {key}: {{source: path:./models/{key}}}")
+    (root / "gpux.models.yml").write_text("\n".join(lines) + "\n")
+    env = {**os.environ, "GPUX_HOME": str(root / "home")}
+    subprocess.run([sys.executable, "-m", "gpuxbuild", "-q", "sync"], cwd=root, env=env, check=True)
+    return root
+
+
+def bare_limit(folder: Path, items: list[str]) -> tuple[int, float]:
+    """(best batch size, texts/s) of tokenizers + onnxruntime alone over `items`."""
+    from gpuxbuild.runtime import load
+
+    model = load(folder, provider="cpu")
+    session = model.main
+    best = (1, 0.0)
+    for size in BATCH_SIZES:
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        session.run(None, model.feed(model.tokenizer.encode(chunks[0]).arrays))  # warm-up
+        start = time.perf_counter()
+        for chunk in chunks:
+            session.run(None, model.feed(model.tokenizer.encode(chunk).arrays))
+        rate = len(items) / (time.perf_counter() - start)
+        print(f"    bare batch {size:>2}: {rate:8.1f} texts/s", flush=True)
+        if rate > best[1]:
+            best = (size, rate)
+    return best
+
+
+def batches(response, model: str) -> tuple[float, float]:
+    """(onnxruntime runs, texts run) of `model` so far, from a /metrics response."""
+    values = {}
+    for line in response.text.splitlines():
+        for kind in ("count", "sum"):
+            if line.startswith(f'gpux_batch_size_{kind}{{model="{model}"}}'):
+                values[kind] = float(line.rsplit(" ", 1)[1])
+    return values.get("count", 0.0), values.get("sum", 0.0)
+
+
+async def load_test(url: str, items: list[str], clients: int) -> tuple[float, np.ndarray, int, float]:
+    """(requests/s, latencies in s, failures, mean texts per onnxruntime run) of `clients` concurrent clients
+    sending `items` one by one, after a warm-up."""
+    import httpx
+
+    queue = list(reversed(items[: clients * 2]))  # the warm-up's
+    latencies: list[float] = []
+    failures = 0
+
+    async def client(http) -> None:
+        nonlocal failures
+        while queue:
+            text = queue.pop()
+            start = time.perf_counter()
+            response = await http.post(url, json={"inputs": text})
+            latencies.append(time.perf_counter() - start)
+            failures += response.status_code != 200
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        await asyncio.gather(*(client(http) for _ in range(clients)))  # warm-up: sessions, connections
+        before = batches(await http.get(url.rsplit("/models/", 1)[0] + "/metrics"), url.rsplit("/", 1)[1])
+        queue.extend(reversed(items))
+        latencies.clear()
+        start = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+        after = batches(await http.get(url.rsplit("/models/", 1)[0] + "/metrics"), url.rsplit("/", 1)[1])
+    runs, rows = after[0] - before[0], after[1] - before[1]
+    return len(items) / elapsed, np.array(latencies), failures, rows / max(runs, 1)
+
+
+def serve(project: Path, keys: list[str], clients: int, wait_ms: int):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [sys.executable, "-m", "gpuxbuild", "serve", *keys, "--port", str(port)]
+    args += ["--max-queue", str(clients * 2), "--max-wait-ms", str(wait_ms), "--offline"]
+    env = {**os.environ, "GPUX_HOME": str(project / "home")}
+    proc = subprocess.Popen(args, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            httpx.get(f"{base}/health", timeout=1).raise_for_status()
+            return proc, base
+        except httpx.TransportError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read()) from None
+            time.sleep(0.2)
+    raise RuntimeError("gpux serve did not start")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="distilbert,minilm")
+    parser.add_argument("--requests", type=int, default=256)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=int, default=5)
+    parser.add_argument("--cache", type=Path, default=Path(bench_cold_run.DEFAULT_CACHE))
+    args = parser.parse_args()
+    keys = args.models.split(",")
+    items = texts(args.requests)
+
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        project = sync_project(Path(tmp), keys, args.cache)
+        rows = []
+        for key in keys:
+            print(f"{key}: bare onnxruntime loop", flush=True)
+            size, limit = bare_limit(project / ".gpux" / "models" / key, items)
+            rows.append([key, size, limit])
+        proc, base = serve(project, keys, args.clients, args.max_wait_ms)
+        try:
+            for row in rows:
+                print(f"{row[0]}: {args.clients} clients against gpux serve", flush=True)
+                rate, latencies, failures, batch = asyncio.run(
+                    load_test(f"{base}/models/{row[0]}", items, args.clients)
+                )
+                row += [rate, float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)), batch, failures]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    print(f"\n{args.requests} requests, {args.clients} clients, max wait {args.max_wait_ms} ms, {os.cpu_count()} CPUs")
+    print(
+        f"{'model':<12}{'limit/s':>10}{'(batch)':>8}{'served/s':>10}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'batch':>7}{'fail':>6}"
+    )
+    for key, size, limit, rate, p50, p99, batch, failures in rows:
+        print(
+            f"{key:<12}{limit:>10.1f}{size:>8}{rate:>10.1f}{rate / limit:>7.2f}{p50 * 1000:>9.1f}{p99 * 1000:>9.1f}"
+            f"{batch:>7.1f}{failures:>6}"
+        )
+    print("goal: ratio >= 0.90 (batch: mean texts per onnxruntime run of the server while measured)")
+    return 1 if any(row[-1] for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

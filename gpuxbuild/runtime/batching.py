@@ -1,0 +1,118 @@
+"""Dynamic batching: concurrent text requests to one encoder model are run as one onnxruntime batch.
+
+A request waits at most `max_wait_s` for others to join; a batch holds at most `max_rows` texts; requests
+with different options (or with and without text pairs) never share a batch. Each batch is padded to its
+own longest text by the tokenizer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gpuxbuild.runtime.inputs import ParsedInputs
+    from gpuxbuild.runtime.session import Model
+
+# Tasks whose texts are independent rows of one graph run (generation decodes token by token, per text).
+BATCHED_TASKS = ("feature-extraction", "fill-mask", "question-answering", "text-classification", "token-classification")
+
+
+@dataclass
+class _Item:
+    parsed: ParsedInputs
+    key: str
+    future: asyncio.Future
+
+
+class Batcher:
+    """Groups `submit`ted requests of one model; runs each group in a worker thread under `gate`."""
+
+    def __init__(
+        self,
+        model: Model,
+        gate: asyncio.Lock,
+        max_rows: int,
+        max_wait_s: float,
+        run_in_thread: Callable,
+        on_batch: Callable[[int], None] = lambda rows: None,
+    ):
+        self.model, self.gate, self.max_rows, self.max_wait_s = model, gate, max_rows, max_wait_s
+        self.run_in_thread, self.on_batch = run_in_thread, on_batch
+        self.queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self.task: asyncio.Task | None = None
+
+    async def submit(self, parsed: ParsedInputs) -> list[dict]:
+        """The per-text results of `parsed` (texts, never tensors), computed in a batch with others."""
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done():
+            self.task = loop.create_task(self._collect())
+        key = json.dumps([parsed.pairs is not None, parsed.options], sort_keys=True, default=str)
+        item = _Item(parsed, key, loop.create_future())
+        self.queue.put_nowait(item)
+        return await item.future
+
+    async def _collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        held: list[_Item] = []  # arrived while another kind of batch was being filled
+        while True:
+            first = held.pop(0) if held else await self.queue.get()
+            batch, rows = [first], len(first.parsed.texts)
+            for item in list(held):
+                if item.key == first.key and rows + len(item.parsed.texts) <= self.max_rows:
+                    held.remove(item)
+                    batch.append(item)
+                    rows += len(item.parsed.texts)
+            deadline = loop.time() + self.max_wait_s
+            while rows < self.max_rows:
+                # Requests queued by now always join; the wait (up to the deadline) is for requests yet to come.
+                if not self.queue.empty():
+                    item = self.queue.get_nowait()
+                else:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self.queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                if item.key == first.key and rows + len(item.parsed.texts) <= self.max_rows:
+                    batch.append(item)
+                    rows += len(item.parsed.texts)
+                else:
+                    held.append(item)
+            batch = [item for item in batch if not item.future.done()]  # clients that went away
+            if not batch:
+                continue
+            async with self.gate:
+                outcomes = await self.run_in_thread(self._run, batch)
+            self.on_batch(rows)
+            for item, outcome in zip(batch, outcomes, strict=True):
+                if item.future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    item.future.set_exception(outcome)
+                else:
+                    item.future.set_result(outcome)
+
+    def _run(self, batch: list[_Item]) -> list:
+        """Per item: its results, or the exception it raised. A failing batch is rerun item by item, so one
+        bad request (e.g. a text without a mask token) fails alone."""
+        first = batch[0].parsed
+        texts = [t for item in batch for t in item.parsed.texts]
+        pairs = None if first.pairs is None else [p for item in batch for p in item.parsed.pairs or []]
+        try:
+            results = self.model.predict_texts(texts, pairs, first.options)
+        except Exception as exc:
+            if len(batch) == 1:
+                return [exc]
+            return [self._run([item])[0] for item in batch]
+        outcomes, start = [], 0
+        for item in batch:
+            outcomes.append(results[start : start + len(item.parsed.texts)])
+            start += len(item.parsed.texts)
+        return outcomes
