@@ -4,10 +4,10 @@ supported architecture list.
 - one model: `gpux build` of a one-model project vs one `optimum-cli export onnx` (goal: no slower, 1.0x);
 - five models: `gpux build -j 2` of a five-model project vs five `optimum-cli` runs one after another
   (goal: at least 1.3x faster);
-- success rate: every architecture of tests/tinymodels.py that gpuxbuild supports, built in one project
+- success rate: every architecture of tests/support/tinymodels.py that gpuxbuild supports, built in one project
   (goal: above 90%).
 
-Models are tiny random-weight models of real architectures (tests/tinymodels.py), widened with
+Models are tiny random-weight models of real architectures (tests/support/tinymodels.py), widened with
 `--hidden`, served from local folders (the local registry), each build in a fresh GPUX_HOME. Both sides
 validate their export against PyTorch (optimum-cli does by default). Never asserts times.
 
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from tinymodels import write_repo  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Benchmark a cold `gpux run org/name TEXT` (resolve, download, convert, first answer) of popular models at real size.
 
 Six architectures with their published configs and random weights (the Hub is unreachable here), served by the
-test Hub (tests/hubserver.py) on loopback from this process, plus a transformers.js-style repo that ships ONNX:
+test Hub (tests/support/hubserver.py) on loopback from this process, plus a transformers.js-style repo that ships ONNX:
 
     bert       google-bert/bert-base-uncased                                 BertForMaskedLM
     distilbert distilbert/distilbert-base-uncased-finetuned-sst-2-english    DistilBertForSequenceClassification
@@ -16,7 +16,7 @@ For each model, every command is a fresh process (`python -m gpuxbuild`) with a 
   split: `gpux pull --no-build REPO`                  -> resolve + download
          `gpux pull REPO` (only builds now)           -> convert (ONNX export, or placing shipped graphs)
          `gpux run REPO TEXT`                         -> load + first answer
-Tokenizers are the small real tokenizers of tests/tinymodels.py (their special token ids go into the config);
+Tokenizers are the small real tokenizers of tests/support/tinymodels.py (their special token ids go into the config);
 vocab_size and every other config value are the published ones. Weights are generated once (torch.manual_seed(0))
 into a cache folder, so re-runs start serving at once. Python's imports are warmed once before timing, so the first
 model does not pay for a cold disk cache. Times are reported, never asserted: the exit code is 1 only when a
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from hubserver import HubServer  # noqa: E402
 from tinymodels import make_repo  # noqa: E402

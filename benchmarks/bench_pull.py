@@ -1,7 +1,7 @@
 """Benchmark: `gpux pull --no-build` against `huggingface_hub.snapshot_download` of the same ~100 MB repo.
 
 Serves a bert-base-sized random-weight model (one ~100 MB model.safetensors plus config and tokenizer
-files) from the test Hub (tests/hubserver.py) on loopback, then in one run, each in a fresh process
+files) from the test Hub (tests/support/hubserver.py) on loopback, then in one run, each in a fresh process
 with fresh caches, alternating to even out noise:
   - `gpux pull --no-build` (downloads straight into the store, sha256 hashed while streaming)
   - `snapshot_download` of the same repo into an empty HF cache (no hashing)
@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from hubserver import HubServer  # noqa: E402
 

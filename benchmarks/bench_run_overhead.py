@@ -23,7 +23,7 @@ def _tiny_artifact(root: Path) -> Path:
     import os
     import subprocess
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
     from tinymodels import write_repo
 
     write_repo("bert", root / "models" / "bert")

@@ -16,7 +16,7 @@ import numpy as np
 
 
 def _tiny(kind: str, root: Path) -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
     import runtime_artifacts
 
     return runtime_artifacts.export_artifact(

@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # The GPUX runtime (PyPI gpux 0.1.1) lives in its own venv: its console script is also `gpux`.
-.venv/bin/python tests/gpux_runtime.py >/dev/null
+.venv/bin/python tests/support/gpux_runtime.py >/dev/null
 # Here every extra is installed: a test that needs one must run, never skip.
 export GPUX_RUNTIME_REQUIRED=1 GPUX_CONVERT_REQUIRED=1 GPUX_SERVERS_REQUIRED=1
 exec .venv/bin/python -m pytest -q --durations=15 "$@"

@@ -47,10 +47,13 @@ def test_what_the_suite_writes_outside_the_checkout_is_in_one_folder(tmp_path):
     (doomed / "tmp").mkdir(parents=True)
     env = {**os.environ, "GPUX_TEST_HOME": str(doomed)}
     r = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "testhome.py"), "--clean"], env=env, capture_output=True, text=True
+        [sys.executable, str(REPO / "tests" / "support" / "testhome.py"), "--clean"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0 and not doomed.exists()
-    assert "python tests/testhome.py --clean" in (REPO / "README.md").read_text()
+    assert "python tests/support/testhome.py --clean" in (REPO / "README.md").read_text()
 
 
 def _fake_checkout(tmp_path: Path) -> Path:

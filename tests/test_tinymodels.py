@@ -13,7 +13,7 @@ import tinymodels
 
 pytestmark = pytest.mark.convert  # loads the models with transformers
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent / "support"  # where tinymodels.py is
 
 # model class suffix -> transformers Auto class that must load it
 AUTO_CLASSES = {

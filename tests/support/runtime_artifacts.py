@@ -2,7 +2,7 @@
 
 `artifacts` (a session fixture) does that once per test session for every kind: `artifacts("bert")` returns a
 `Built(source, artifact)` pair: `source` is the transformers folder (for reference outputs), `artifact`
-the synced model folder (.gpux/models/<kind>, the layout of docs/architecture.md). Source folders come from tests/tinymodels.py (`write_repo`),
+the synced model folder (.gpux/models/<kind>, the layout of docs/architecture.md). Source folders come from tests/support/tinymodels.py (`write_repo`),
 except the few kinds it lacks, which are made here.
 """
 
@@ -43,7 +43,7 @@ KINDS = {
     "bart-peaky": ("text2text-generation-with-past", "text2text-generation"),
 }
 
-# Kinds always made here (tests/tinymodels.py has no equivalent).
+# Kinds always made here (tests/support/tinymodels.py has no equivalent).
 _OWN_KINDS = {"bert-multilabel", "t5-peaky", "bart-peaky"}
 
 
@@ -171,7 +171,7 @@ def _own_model_and_tokenizer(kind: str):
 
 
 def write_source(kind: str, dest: Path) -> Path:
-    """Write the tiny transformers model folder of `kind` (tests/tinymodels.py's, or one made here)."""
+    """Write the tiny transformers model folder of `kind` (tests/support/tinymodels.py's, or one made here)."""
     if kind not in _OWN_KINDS:
         from tinymodels import write_repo
 

@@ -2,11 +2,11 @@
 
 `$GPUX_TEST_HOME`, else `$XDG_CACHE_HOME/gpuxbuild-tests`, else `~/.cache/gpuxbuild-tests`:
 
-    gpux-runtime-0.1.1/   the GPUX runtime's venv (tests/gpux_runtime.py): made once, reused by later runs
-    tinymodels/           the tiny models the tests publish (tests/tinymodels.py), made once per kind
+    gpux-runtime-0.1.1/   the GPUX runtime's venv (tests/support/gpux_runtime.py): made once, reused by later runs
+    tinymodels/           the tiny models the tests publish (tests/support/tinymodels.py), made once per kind
     tmp/                  the temporary folders of test runs (pytest keeps the last three runs')
 
-`python tests/testhome.py` prints the folder; `python tests/testhome.py --clean` removes it.
+`python tests/support/testhome.py` prints the folder; `python tests/support/testhome.py --clean` removes it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,6 @@ if __name__ == "__main__":
         shutil.rmtree(home, ignore_errors=True)
         print(f"removed {home}")
     elif sys.argv[1:]:
-        sys.exit("usage: python tests/testhome.py [--clean]")
+        sys.exit("usage: python tests/support/testhome.py [--clean]")
     else:
         print(home)

@@ -3,8 +3,8 @@
 The PyPI ``gpux`` package installs a console script named ``gpux`` that clashes with ours,
 so it lives in a separate venv (created once, reused) and runs in a subprocess.
 
-Venv location: ``$GPUX_RUNTIME_VENV``, else ``gpux-runtime-0.1.1`` in the suite's folder (tests/testhome.py).
-Pre-create it (CI): ``python tests/gpux_runtime.py``.
+Venv location: ``$GPUX_RUNTIME_VENV``, else ``gpux-runtime-0.1.1`` in the suite's folder (tests/support/testhome.py).
+Pre-create it (CI): ``python tests/support/gpux_runtime.py``.
 When the venv cannot be created (no PyPI), tests that need it are skipped, unless
 ``GPUX_RUNTIME_REQUIRED=1`` is set, in which case they fail.
 """

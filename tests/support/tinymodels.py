@@ -3,7 +3,7 @@
 ``make_repo(kind)`` returns the files of a repo (path -> bytes) as ``save_pretrained`` writes them:
 config.json, weights, real tokenizer files trained deterministically on a small embedded corpus, and
 generation_config.json for generative models. Output is byte-deterministic for the same arguments and
-cached on disk (``$GPUX_TEST_CACHE``, else ``tinymodels`` in the suite's folder, tests/testhome.py) keyed
+cached on disk (``$GPUX_TEST_CACHE``, else ``tinymodels`` in the suite's folder, tests/support/testhome.py) keyed
 by kind, arguments and ``FACTORY_VERSION``; bump the version whenever generation changes.
 """
 
