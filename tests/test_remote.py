@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers import gets, gpux, publish, read_lock, write_manifest
+from processes import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -212,17 +212,9 @@ def s3remote(s3server, hf_env, request) -> str:
 
 def s3_objects(s3server, url: str) -> dict[str, bytes]:
     import obstore
-    from obstore.store import S3Store
-    from s3server import ACCESS_KEY, BUCKET, SECRET_KEY
+    from s3server import BUCKET
 
-    store = S3Store(
-        BUCKET,
-        endpoint=s3server.endpoint,
-        region="us-east-1",
-        access_key_id=ACCESS_KEY,
-        secret_access_key=SECRET_KEY,
-        client_options={"allow_http": True},
-    )
+    store = s3server.client()
     prefix = url.removeprefix(f"s3://{BUCKET}/")
     out = {}
     for batch in obstore.list(store, prefix=prefix + "/"):
@@ -385,11 +377,8 @@ def test_two_homes_share_through_an_oci_registry(hub, onnx_repo, tmp_path, ocise
 
 def test_oci_registry_down(onnx_repo, tmp_path, ociserver, hf_env):
     hf_env(GPUX_HTTP_RETRIES="0")  # a refused connection is retried otherwise (1 s, 2 s, 4 s)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
-    remote = f"oci://127.0.0.1:{port}/gpux/x"
+    remote = f"oci://127.0.0.1:{free_port()}/gpux/x"
     r = gpux("sync", "--remote", remote, cwd=tmp_path, check=False)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"remote {remote}: " in r.stderr and "connection refused or unreachable" in r.stderr
@@ -498,9 +487,12 @@ def test_a_push_killed_midway_leaves_no_visible_artifact(hub, repo_id, tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    # Kill it while a blob is being written: the big one takes a while.
+    # Kill it while a blob is being written. The push runs in short slices and is looked at while stopped
+    # between them, so it is caught mid-blob however busy the machine is (polling alone could miss the window).
     while proc.poll() is None and not any(p.stat().st_size > 1 << 20 for p in root.glob(".tmp/*")):
-        time.sleep(0.001)
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.005)
+        proc.send_signal(signal.SIGSTOP)
     proc.kill()
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the push finished before it could be killed"

@@ -6,13 +6,12 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 from helpers import gpux, publish, write_manifest
+from serving import gpux_serving
 
 from gpuxbuild.runtime import load
 
@@ -209,46 +208,14 @@ def test_serve_rejects_bad_options_with_exit_2(project, args, env, message):
 def test_serve_limits_from_the_command_line(project, workers):
     httpx = pytest.importorskip("httpx")
     pytest.importorskip("uvicorn")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gpuxbuild",
-            "serve",
-            "clf",
-            "--port",
-            str(port),
-            "--max-batch",
-            "2",
-            "--workers",
-            workers,
-            "--max-body-bytes",
-            "1000",
-        ],
-        cwd=project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                httpx.head(f"{base}/health", timeout=1).raise_for_status()
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stderr.read()
-                time.sleep(0.2)
+    args = ("clf", "--max-batch", "2", "--workers", workers, "--max-body-bytes", "1000")
+    with gpux_serving(*args, cwd=project) as (base, _):
+        assert httpx.head(f"{base}/health").status_code == 200
         assert httpx.post(f"{base}/predict", json={"text": ["a", "b"]}).status_code == 200
         r = httpx.post(f"{base}/predict", json={"text": ["a", "b", "c"]})
         assert r.status_code == 413 and "batch limit of 2" in r.json()["error"]
         r = httpx.post(f"{base}/predict", json={"text": "a" * 2000})
         assert r.status_code == 413 and "limit of 1000 bytes" in r.json()["error"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize(
@@ -321,33 +288,14 @@ def test_serve_without_a_name_serves_every_synced_model(hub, repo_id, tmp_path):
     publish(hub, repo_id, "onnx-shipped", card={"pipeline_tag": "text-classification"})
     write_manifest(tmp_path, {"clf": {"source": f"hf:{repo_id}"}, "other": {"source": f"hf:{repo_id}"}})
     gpux("sync", cwd=tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gpuxbuild", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                health = httpx.get(f"{base}/health", timeout=1).json()
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stderr.read()
-                time.sleep(0.2)
+    with gpux_serving(cwd=tmp_path) as (base, _):
+        health = httpx.get(f"{base}/health", timeout=1).json()
         assert health == {"models": ["clf", "other"], "status": "healthy"}
         one = httpx.post(f"{base}/models/clf", json={"inputs": "I love this"}).json()
         assert one == httpx.post(f"{base}/", json={"inputs": "I love this", "model": "other"}).json()
         assert httpx.post(f"{base}/predict", json={"text": "I love this", "model": "clf"}).json()["label"]
         r = httpx.post(f"{base}/predict", json={"text": "I love this"})
         assert r.status_code == 400 and "say which" in r.json()["error"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_every_id_pull_takes_works_for_run_inspect_and_rm(hub, tmp_path):

@@ -10,11 +10,11 @@ import json
 import os
 import re
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 from helpers import gpux, gpux_tty
+from processes import free_port
 
 pytestmark = pytest.mark.convert  # exports with torch, or runs what it exported
 
@@ -172,9 +172,7 @@ def test_ctrl_c_during_a_build_on_a_terminal_restores_the_cursor(workspace):
 @pytest.mark.slow
 def test_ctrl_c_stops_serve_on_a_terminal(workspace):
     project, home = workspace
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     r = gpux_tty(
         "serve",
         "sentiment",

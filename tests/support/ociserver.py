@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from typing import TYPE_CHECKING
 
 import requests
+from processes import free_port, stop, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,10 +25,7 @@ class OciServer:
         self.host = ""
 
     def start(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.host = f"127.0.0.1:{port}"
+        self.host = f"127.0.0.1:{free_port()}"
         config = self.root / "config.yml"
         config.write_text(
             "version: 0.1\n"
@@ -41,17 +37,17 @@ class OciServer:
         self.proc = subprocess.Popen(
             [registry_binary() or "docker-registry", "serve", str(config)], stdout=self.log, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                if requests.get(f"http://{self.host}/v2/", timeout=1).status_code in (200, 401):
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"the registry did not start: see {self.root / 'registry.log'}")
+        try:
+            wait_until(self._answers, self.proc, timeout=30, what=f"the registry (log: {self.root / 'registry.log'})")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _answers(self) -> bool:
+        try:
+            return requests.get(f"http://{self.host}/v2/", timeout=1).status_code in (200, 401)
+        except requests.ConnectionError:
+            return False
 
     def _auth_config(self) -> str:
         if self.auth is None:
@@ -70,11 +66,6 @@ class OciServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop(self.proc)
             self.proc = None
             self.log.close()

@@ -8,9 +8,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
+
+from processes import free_port, stop, wait_until
 
 ACCESS_KEY, SECRET_KEY = "gpuxtest", "gpux-test-secret-4e1d"
 READER_KEY, READER_SECRET = "gpuxreader", "gpux-reader-secret-99"  # may read and list, not write
@@ -21,9 +22,7 @@ _PORTS = ("master", "volume", "filer", "s3", "admin")
 def _free_base() -> int:
     """A base port B such that B..B+4 and B+10..B+14 (the gRPC ports) are free now."""
     for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
+        base = free_port()
         if base > 60000:
             continue
         ports = [base + i for i in range(5)] + [base + 10 + i for i in range(5)]
@@ -101,42 +100,35 @@ class S3Server:
 
     def _wait_ready(self) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"SeaweedFS exited: see {self.root / 'weed.log'}")
-            if self._bucket_ready():
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"SeaweedFS did not become ready: see {self.root / 'weed.log'}")
+        wait_until(self._bucket_ready, self.proc, timeout=60, what=f"SeaweedFS (log: {self.root / 'weed.log'})")
 
     def _bucket_ready(self) -> bool:
         import obstore
-        from obstore.store import S3Store
 
-        store = S3Store(
-            BUCKET,
-            endpoint=self.endpoint,
-            region="us-east-1",
-            access_key_id=ACCESS_KEY,
-            secret_access_key=SECRET_KEY,
-            client_options={"allow_http": True, "timeout": "2s"},
-            retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=2)},
-        )
+        store = self.client({"timeout": "2s"}, retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=2)})
         try:
             obstore.put(store, ".ready", b"")
             return True
         except Exception:
             return False
 
+    def client(self, client_options: dict | None = None, **options):
+        """An obstore S3Store on the test bucket with the admin key (`client_options` added to plain HTTP's)."""
+        from obstore.store import S3Store
+
+        return S3Store(
+            BUCKET,
+            endpoint=self.endpoint,
+            region="us-east-1",
+            access_key_id=ACCESS_KEY,
+            secret_access_key=SECRET_KEY,
+            client_options={"allow_http": True, **(client_options or {})},
+            **options,
+        )
+
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop(self.proc)
             self.proc = None
             self.log.close()
 
