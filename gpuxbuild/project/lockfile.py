@@ -44,6 +44,7 @@ class LockedModel:
     license: str | None = None
     artifact: dict | None = None  # written by `gpux build`: digest, build_key, toolchain
     signature: dict | None = None  # written by `gpux lock` for a verified model.sig: file, sha256, signer
+    origin: dict | None = None  # what the registry pinned besides the commit (MLflow: version, run_id)
 
     def as_dict(self) -> dict:
         d = {
@@ -64,6 +65,8 @@ class LockedModel:
             d["artifact"] = self.artifact
         if self.signature:
             d["signature"] = self.signature
+        if self.origin:
+            d["origin"] = self.origin
         return d
 
     @classmethod
@@ -84,6 +87,7 @@ class LockedModel:
             license=d.get("license"),
             artifact=d.get("artifact"),
             signature=d.get("signature"),
+            origin=d.get("origin"),
         )
 
     @property
@@ -245,7 +249,7 @@ def _spec_of(entry: LockedModel, task: str | None) -> ModelSpec:
 
 def _inconsistency(entry: LockedModel, project: Path) -> str | None:
     """What in `entry` contradicts the entry itself or the project (the check `--frozen` can make), or None."""
-    from gpuxbuild.registries import local_ref_problem, parse_source
+    from gpuxbuild.registries import DIGEST_PINNED, local_ref_problem, parse_source
     from gpuxbuild.schemas_io import load_schema
     from gpuxbuild.tasks import normalize_task
 
@@ -259,7 +263,7 @@ def _inconsistency(entry: LockedModel, project: Path) -> str | None:
         return f"repo {quote(entry.repo)} is not the one its source {quote(entry.source)} names"
     if registry == "local" and (problem := local_ref_problem(entry.repo, project)):
         return f"repo {problem}"
-    if (len(entry.commit) != 64) if registry == "local" else not is_git_commit(entry.commit):
+    if (len(entry.commit) != 64) if registry in DIGEST_PINNED else not is_git_commit(entry.commit):
         return "commit (not a commit id of its registry)"
     if is_git_commit(entry.revision) and entry.commit != entry.revision:
         return f"commit {entry.commit[:12]} is not the revision {entry.revision[:12]} it pins"

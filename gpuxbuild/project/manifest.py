@@ -268,7 +268,7 @@ def _effective(name: str, entry: dict, defaults: dict, path: Path, node) -> Mode
         if bad:
             where = ["models", name, "revision"] if "revision" in entry else ["defaults", "revision"]
             raise _error(path, _line_of(node, where), field_path(where), bad, "use a branch, a tag or a 40-hex commit")
-    elif registry != "local":
+    elif registry not in ("local", "mlflow"):  # an MLflow source names its version or alias itself
         revision = "main"
     runtime = _merge(DEFAULT_RUNTIME, _merge(defaults.get("runtime") or {}, entry.get("runtime") or {}))
     if isinstance(runtime.get("labels"), dict):

@@ -144,6 +144,7 @@ def lock_model(spec: ModelSpec, pinned: PinnedModel, keep: set[str] | None = Non
         library=library,
         architecture=pinned.info.architectures[0] if pinned.info.architectures else None,
         license=pinned.info.license,
+        origin=dict(pinned.origin) or None,
     )
 
 

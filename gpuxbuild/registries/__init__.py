@@ -45,6 +45,15 @@ register(
     "a Hub repo id like org/name (letters, digits, '-', '_', '.'; parts of at most 96 characters)",
 )
 register("local", ("path",), "gpuxbuild.registries.local:LocalManager", r".+", "a folder path relative to the project")
+register(
+    "mlflow",
+    (),
+    "gpuxbuild.registries.mlflow:MlflowManager",
+    r"[A-Za-z0-9][A-Za-z0-9._-]{0,255}(?:/[1-9][0-9]{0,9}|@[A-Za-z_][A-Za-z0-9_-]{0,255})",
+    "an MLflow registered model as NAME/VERSION or NAME@ALIAS",
+)
+# Registries whose commit is a sha256 content digest (64 hex digits) rather than a git commit.
+DIGEST_PINNED = frozenset({"local", "mlflow"})
 
 
 def known_registries() -> list[str]:
@@ -95,7 +104,10 @@ def parse_source(source: str, registry: str | None = None, *, project: Path | No
         ref = _local_ref(ref, project)
     elif not re.fullmatch(entry.ref_pattern, ref) or ".." in ref or "--" in ref:
         raise ManifestError(
-            f"bad source {quote(source)}: expected {entry.ref_help}", f"e.g. {entry.prefixes[-1]}:org/name"
+            f"bad source {quote(source)}: expected {entry.ref_help}",
+            "e.g. mlflow:NAME/3 or mlflow:NAME@champion"
+            if entry.name == "mlflow"
+            else f"e.g. {entry.prefixes[-1]}:org/name",
         )
     return entry.name, ref
 

@@ -58,6 +58,8 @@ class PinnedModel:
     files: list[FileEntry]
     info: ModelInfo
     paths: list[str] = field(default_factory=list)
+    # What the registry pinned besides the commit, for the lock to show (MLflow: the version and its run id).
+    origin: dict[str, str] = field(default_factory=dict)
 
     def all_paths(self) -> list[str]:
         """Every path of the commit, sorted."""
