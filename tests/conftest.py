@@ -11,6 +11,7 @@ import tempfile
 import pytest
 from helpers import sync_hf_constants
 from hubserver import HubServer
+from mlflowserver import mlflow_bert, mlflow_onnx, mlflow_server  # noqa: F401  (session fixtures: started when used)
 from runtime_artifacts import artifacts  # noqa: F401  (one session-wide instance for every test module)
 from testhome import tests_home
 

@@ -3,45 +3,23 @@ MLflow's own client: add -> lock -> sync -> run, aliases that move, the ONNX fla
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from helpers import gpux, read_lock, write_manifest
-from mlflowserver import mlflow_server  # noqa: F401  (the session's server)
+from mlflowserver import unique
 from processes import free_port
 from tinymodels import repo_dir
 
 
 @pytest.fixture
-def mlflow_env(mlflow_server, hf_env):  # noqa: F811
+def mlflow_env(mlflow_server, hf_env):
     hf_env(MLFLOW_TRACKING_URI=mlflow_server.uri, MLFLOW_TRACKING_TOKEN=None, MLFLOW_TRACKING_USERNAME=None)
     return mlflow_server
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="module")
-def bert(mlflow_server):  # noqa: F811
-    """A transformers pipeline logged and registered twice (other weights in version 2), alias `champion` -> 1."""
-    name = unique("bert")
-    v1 = mlflow_server.log_model("transformers", name, source=repo_dir("bert"), alias="champion")
-    v2 = mlflow_server.log_model("transformers", name, source=repo_dir("bert", seed=1))
-    return name, v1, v2
-
-
-@pytest.fixture(scope="module")
-def onnx_model(mlflow_server):  # noqa: F811
-    """An ONNX graph logged with the onnx flavor, its tokenizer and config beside it."""
-    name = unique("onnx")
-    return name, mlflow_server.log_model("onnx", name, source=repo_dir("onnx-shipped"))
-
-
 @pytest.mark.convert
 @pytest.mark.slow
-def test_a_transformers_model_adds_locks_syncs_and_runs(mlflow_env, bert, tmp_path):
-    name, v1, _ = bert
+def test_a_transformers_model_adds_locks_syncs_and_runs(mlflow_env, mlflow_bert, tmp_path):
+    name, v1, _ = mlflow_bert
     gpux("init", cwd=tmp_path)
     r = gpux("add", f"mlflow:{name}/1", cwd=tmp_path)
     assert f"Added {name} (mlflow:{name}/1)" in r.stdout
@@ -81,8 +59,8 @@ def test_a_transformers_model_adds_locks_syncs_and_runs(mlflow_env, bert, tmp_pa
     assert "1 added" in gpux("sync", "--offline", cwd=tmp_path).stdout
 
 
-def test_an_alias_is_pinned_at_lock_time_and_moves_only_on_upgrade(mlflow_env, bert, tmp_path):
-    name, v1, v2 = bert
+def test_an_alias_is_pinned_at_lock_time_and_moves_only_on_upgrade(mlflow_env, mlflow_bert, tmp_path):
+    name, v1, v2 = mlflow_bert
     write_manifest(tmp_path, {"m": {"source": f"mlflow:{name}@champion", "include": ["*.json", "*.safetensors"]}})
     gpux("lock", cwd=tmp_path)
     first = read_lock(tmp_path)["models"]["m"]
@@ -111,8 +89,8 @@ def test_an_alias_is_pinned_at_lock_time_and_moves_only_on_upgrade(mlflow_env, b
     assert "vocab.txt" in {f["path"] for f in third["files"]}
 
 
-def test_an_onnx_model_uses_the_onnx_path(mlflow_env, onnx_model, tmp_path):
-    name, _ = onnx_model
+def test_an_onnx_model_uses_the_onnx_path(mlflow_env, mlflow_onnx, tmp_path):
+    name, _ = mlflow_onnx
     write_manifest(tmp_path, {"m": {"source": f"mlflow:{name}/1"}})
     gpux("lock", cwd=tmp_path)
     entry = read_lock(tmp_path)["models"]["m"]
@@ -126,8 +104,8 @@ def test_an_onnx_model_uses_the_onnx_path(mlflow_env, onnx_model, tmp_path):
     assert '"label"' in r.stdout
 
 
-def test_offline_makes_no_request_and_names_what_is_missing(mlflow_env, bert, tmp_path):
-    name, _, _ = bert
+def test_offline_makes_no_request_and_names_what_is_missing(mlflow_env, mlflow_bert, tmp_path):
+    name, _, _ = mlflow_bert
     write_manifest(tmp_path, {"m": {"source": f"mlflow:{name}/1"}})
     r = gpux("lock", "--offline", cwd=tmp_path, check=False)
     assert r.returncode == 1
@@ -143,8 +121,8 @@ def test_offline_makes_no_request_and_names_what_is_missing(mlflow_env, bert, tm
         ("mlflow:absent-model/1", "mlflow:absent-model/1: no registered model 'absent-model' with version 1"),
     ],
 )
-def test_what_is_not_in_the_registry_is_one_line(mlflow_env, bert, tmp_path, source, message):
-    name, _, _ = bert
+def test_what_is_not_in_the_registry_is_one_line(mlflow_env, mlflow_bert, tmp_path, source, message):
+    name, _, _ = mlflow_bert
     gpux("init", cwd=tmp_path)
     r = gpux("add", source.format(name=name), cwd=tmp_path, check=False)
     assert r.returncode == 1 and message.format(name=name) in r.stderr
@@ -171,8 +149,8 @@ def test_a_malformed_source_is_refused_before_any_request(source, tmp_path):
     assert "mlflow:NAME/3 or mlflow:NAME@champion" in r.stderr
 
 
-def test_a_revision_is_refused_for_an_mlflow_source(mlflow_env, bert, tmp_path):
-    name, _, _ = bert
+def test_a_revision_is_refused_for_an_mlflow_source(mlflow_env, mlflow_bert, tmp_path):
+    name, _, _ = mlflow_bert
     write_manifest(tmp_path, {"m": {"source": f"mlflow:{name}/1", "revision": "main"}})
     r = gpux("lock", cwd=tmp_path, check=False)
     assert r.returncode == 1 and "an MLflow source takes no `revision:`" in r.stderr
@@ -192,3 +170,29 @@ def test_a_hostile_artifact_name_is_refused(mlflow_env, tmp_path):
     write_manifest(tmp_path, {"m": {"source": f"mlflow:{name}/1"}})
     r = gpux("lock", cwd=tmp_path, check=False)
     assert r.returncode == 1 and "refusing unsafe file name" in r.stderr and "name.json" in r.stderr
+
+
+@pytest.mark.slow
+def test_credentials_come_from_mlflow_variables(hf_env, tmp_path_factory, tmp_path):
+    from mlflowserver import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-auth"), admin_password="gpux-admin-pass-7c1")
+    server.start()
+    try:
+        name = unique("guarded")
+        server.log_model("onnx", name, source=repo_dir("onnx-shipped"))
+        write_manifest(tmp_path, {"m": {"source": f"mlflow:{name}/1"}})
+        hf_env(MLFLOW_TRACKING_URI=server.uri, MLFLOW_TRACKING_USERNAME=None, MLFLOW_TRACKING_PASSWORD=None)
+        r = gpux("lock", cwd=tmp_path, check=False)
+        assert r.returncode == 1 and f"mlflow:{name}/1: not authorized by 127.0.0.1:" in r.stderr
+        assert "(HTTP 401)" in r.stderr and "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" in r.stderr
+        hf_env(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD="wrong")
+        assert "not authorized" in gpux("lock", cwd=tmp_path, check=False).stderr
+        hf_env(MLFLOW_TRACKING_PASSWORD="gpux-admin-pass-7c1")
+        gpux("lock", cwd=tmp_path)
+        assert read_lock(tmp_path)["models"]["m"]["origin"]["version"] == "1"
+        hf_env(GPUX_HOME=str(tmp_path_factory.mktemp("home")))  # an empty store: sync downloads, with the credentials
+        assert "1 added" in gpux("sync", cwd=tmp_path).stdout
+        assert "gpux-admin-pass-7c1" not in (tmp_path / "gpux.lock").read_text()
+    finally:
+        server.stop()

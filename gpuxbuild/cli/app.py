@@ -176,6 +176,9 @@ COMMANDS: dict[str, CommandEntry] = {
         "supply_cmds",
         "Print the project's models as an ML-BOM (CycloneDX 1.6; or SPDX 2.3), from gpux.lock; deterministic.",
     ),
+    "search": CommandEntry(
+        "search_cmds", "Find models on the Hub, an MLflow registry and OCI registries; SOURCE is what `gpux add` takes."
+    ),
     "push": CommandEntry(
         "build_cmds", "Upload built artifacts of gpux.lock's models (all, or NAMES) to the first remote cache."
     ),

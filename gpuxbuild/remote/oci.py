@@ -254,10 +254,13 @@ class OciBackend(Backend):
         )
         return True
 
-    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
+    def tags(self) -> list[str]:
+        """The repository's tags, sorted; none when it does not exist."""
         resp = self._request("GET", f"{self.base}/tags/list", "tags")
-        tags = sorted((resp.json().get("tags") or []) if resp.status_code == 200 else [])
-        tags = [t for t in tags if len(t) == 64]
+        return sorted((resp.json().get("tags") or []) if resp.status_code == 200 else [])
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        tags = [t for t in self.tags() if len(t) == 64]
         if prefix.startswith("artifacts"):
             for t in tags:
                 yield f"artifacts/{t}.json", 0
@@ -268,3 +271,32 @@ class OciBackend(Backend):
                 seen[layer["digest"]] = layer["size"]
         for digest, size in sorted(seen.items()):
             yield f"blobs/sha256/{digest[7:]}", size
+
+
+def list_repositories(host: str, *, max_pages: int = 10) -> list[str]:
+    """The repositories of the registry at `host` (`/v2/_catalog`, followed over its pages), sorted. Registries
+    that do not allow catalog listing (most public ones) raise RemoteError."""
+    backend = OciBackend(RemoteSpec(f"oci://{host}/_catalog"))
+    url: str | None = backend.base.rsplit("/", 1)[0] + "/_catalog?n=1000"
+    repos: list[str] = []
+    for _ in range(max_pages):
+        if url is None:
+            break
+        resp = backend._request("GET", url, "_catalog")
+        if resp.status_code == 404:
+            raise RemoteError(
+                f"remote oci://{host}: _catalog: 404 Not Found", "this registry does not list its repositories"
+            )
+        repos += [r for r in resp.json().get("repositories") or [] if isinstance(r, str)]
+        link = resp.links.get("next", {}).get("url")
+        url = (
+            urlsplit(backend.base)._replace(path=urlsplit(link).path, query=urlsplit(link).query).geturl()
+            if link
+            else None
+        )
+    return sorted(set(repos))
+
+
+def list_tags(host: str, repository: str) -> list[str]:
+    """The tags of `repository` on the registry at `host`, sorted."""
+    return OciBackend(RemoteSpec(f"oci://{host}/{repository}")).tags()

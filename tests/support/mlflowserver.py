@@ -13,11 +13,13 @@ import os
 import signal
 import subprocess
 import sysconfig
+import uuid
 from pathlib import Path
 
 import pytest
 import requests
 from processes import free_port, stop, wait_until
+from tinymodels import repo_dir
 
 REPO = Path(__file__).resolve().parents[2]
 LOGGER = Path(__file__).with_name("mlflow_log.py")
@@ -31,8 +33,9 @@ def mlflow_python() -> Path | None:
 
 
 class MlflowServer:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, admin_password: str | None = None):
         self.root = root
+        self.admin_password = admin_password  # MLflow's basic-auth app, with user `admin`; None: no auth
         self.proc: subprocess.Popen | None = None
         self.uri = ""
 
@@ -58,6 +61,9 @@ class MlflowServer:
         ]
         # No background job runner (scorers, trace archival): the tests use the registry and artifacts only.
         env = {**self._clean_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        if self.admin_password is not None:
+            args += ["--app-name", "basic-auth"]
+            env |= {"MLFLOW_AUTH_ADMIN_PASSWORD": self.admin_password, "MLFLOW_FLASK_SERVER_SECRET_KEY": "gpux-tests"}
         self.log = open(self.root / "mlflow.log", "wb")  # noqa: SIM115 (open while the server runs)
         self.proc = subprocess.Popen(
             args, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True
@@ -98,6 +104,8 @@ class MlflowServer:
             "TRANSFORMERS_OFFLINE": "1",
             "GPUX_TEST_SITE_PACKAGES": sysconfig.get_paths()["purelib"],
         }
+        if self.admin_password is not None:
+            env |= {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": self.admin_password}
         r = subprocess.run([str(python), str(LOGGER), *args], env=env, capture_output=True, text=True, timeout=300)
         if r.returncode != 0:
             raise RuntimeError(f"mlflow_log.py {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
@@ -135,3 +143,25 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
     server.start()
     yield server
     server.stop()
+
+
+def unique(prefix: str) -> str:
+    """A registered model name no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def mlflow_bert(mlflow_server):
+    """(name, version 1, version 2): a transformers pipeline logged and registered twice (other weights in
+    version 2), with alias `champion` on version 1."""
+    name = unique("bert")
+    v1 = mlflow_server.log_model("transformers", name, source=repo_dir("bert"), alias="champion")
+    v2 = mlflow_server.log_model("transformers", name, source=repo_dir("bert", seed=1))
+    return name, v1, v2
+
+
+@pytest.fixture(scope="session")
+def mlflow_onnx(mlflow_server):
+    """(name, version 1): an ONNX graph logged with the onnx flavor, its tokenizer and config beside it."""
+    name = unique("onnx")
+    return name, mlflow_server.log_model("onnx", name, source=repo_dir("onnx-shipped"))
