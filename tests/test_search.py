@@ -88,7 +88,7 @@ def test_one_table_across_the_hub_mlflow_and_oci(everywhere, word, hf_env, mlflo
         f"oci://{oci.host}/models/{word}-onnx:latest",
     ]
     assert lines[1].split()[1:4] == ["fill-mask", "900", "12"]
-    assert "aliases: prod" in lines[3] and "tags: v1" in lines[4]
+    assert "aliases: prod -> 1" in lines[3] and "tags: v1" in lines[4]
     assert lines[-1] == "4 models"
 
     data = json.loads(gpux("search", word, "--json").stdout)

@@ -312,6 +312,11 @@ Environment:
   HF_HUB_OFFLINE     1: no network request, as --offline
   HF_TOKEN           Hugging Face token, for gated or private repos
   HF_ENDPOINT        the Hugging Face Hub to use (default: https://huggingface.co)
+  MLFLOW_TRACKING_URI
+                     the MLflow server of mlflow: sources (auth: MLFLOW_TRACKING_TOKEN,
+                     or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)
+  GPUX_SEARCH_OCI    OCI registries `gpux search` lists (hosts, space or comma
+                     separated)
   FORCE_COLOR        draw colours and live progress even when not on a terminal
   GPUX_DEBUG         1: show the full traceback of an error, as --debug
   SOURCE_DATE_EPOCH  the creation time `gpux sbom --format spdx-json` writes

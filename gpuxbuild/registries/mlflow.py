@@ -107,7 +107,7 @@ class SearchHit:
     name: str
     version: str
     updated: int | None  # milliseconds since the epoch, as MLflow reports
-    aliases: tuple[str, ...]
+    aliases: tuple[str, ...]  # "ALIAS -> VERSION"
 
 
 def split_ref(ref: str) -> tuple[str, str | None, str | None]:
@@ -544,7 +544,9 @@ class MlflowManager(ModelManager):
             if not versions:
                 continue
             latest = max(versions, key=lambda mv: int(mv["version"]))
-            aliases = tuple(sorted(str(a.get("alias")) for a in rm.get("aliases") or [] if a.get("alias")))
+            aliases = tuple(
+                sorted(f"{a['alias']} -> {a.get('version')}" for a in rm.get("aliases") or [] if a.get("alias"))
+            )
             updated = rm.get("last_updated_timestamp")
             hits.append(
                 SearchHit(
