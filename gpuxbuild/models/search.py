@@ -136,7 +136,7 @@ def _hub(query: str, task: str | None, limit: int) -> list[SearchResult]:
     from gpuxbuild.network import RetryPolicy, requests_transient
     from gpuxbuild.registries.huggingface import HuggingFaceManager
 
-    manager = HuggingFaceManager(project=None)  # type: ignore[arg-type]  # no project: searching only
+    manager = HuggingFaceManager(project=None)  # no project: searching only
     manager._need_network("searching the Hub")
     api = HfApi(endpoint=manager.endpoint)
 
@@ -148,7 +148,7 @@ def _hub(query: str, task: str | None, limit: int) -> list[SearchResult]:
                 sort="downloads",
                 direction=-1,
                 limit=limit,
-                expand=["pipeline_tag", "downloads", "likes", "lastModified"],  # type: ignore[list-item]
+                expand=["pipeline_tag", "downloads", "likes", "lastModified"],
             )
         )
 
@@ -171,7 +171,7 @@ def _hub(query: str, task: str | None, limit: int) -> list[SearchResult]:
 def _mlflow(query: str, limit: int) -> list[SearchResult]:
     from gpuxbuild.registries.mlflow import MlflowManager
 
-    hits = MlflowManager(project=None).search(query, limit)  # type: ignore[arg-type]  # no project: searching only
+    hits = MlflowManager(project=None).search(query, limit)  # no project: searching only
     hits.sort(key=lambda h: (-(h.updated or 0), h.name))
     return [
         SearchResult(
