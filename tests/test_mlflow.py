@@ -196,3 +196,12 @@ def test_credentials_come_from_mlflow_variables(hf_env, tmp_path_factory, tmp_pa
         assert "gpux-admin-pass-7c1" not in (tmp_path / "gpux.lock").read_text()
     finally:
         server.stop()
+
+
+def test_pull_takes_an_mlflow_source_alias_included(mlflow_env, mlflow_onnx, tmp_path):
+    name, _ = mlflow_onnx
+    r = gpux("pull", f"mlflow:{name}/1", "--no-build", cwd=tmp_path)
+    assert f"mlflow:{name}/1: commit " in r.stdout
+    mlflow_env.set_alias(name, "latest-good", "1")
+    r = gpux("pull", f"mlflow:{name}@latest-good", "--no-build", cwd=tmp_path)
+    assert f"mlflow:{name}@latest-good: commit " in r.stdout

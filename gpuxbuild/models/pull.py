@@ -42,7 +42,8 @@ class Ref:
 
 def parse_ref(text: str, *, registry: str | None = None, revision: str | None = None) -> Ref:
     """`org/name`, `org/name@REV`, `hf:org/name[@REV]`, `path:./dir`; `--revision REV` may repeat `@REV`, not contradict it."""
-    body, _, rev = text.rpartition("@") if "@" in text else (text, "", None)
+    own = text.startswith("mlflow:")  # NAME@ALIAS: an MLflow source names its alias itself
+    body, _, rev = text.rpartition("@") if "@" in text and not own else (text, "", None)
     if rev is not None and revision is not None and rev != revision:
         raise GpuxError(f"{shorten(text)}: revision given twice ({rev!r} and --revision {revision!r})", "give it once")
     rev = rev if revision is None else revision

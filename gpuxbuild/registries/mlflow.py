@@ -143,6 +143,7 @@ class MlflowManager(ModelManager):
     def __init__(self, *, project, offline: bool = False, store=None):
         super().__init__(project=project, offline=offline, store=store)
         self._layouts: dict[tuple[str, str], Layout] = {}
+        self._pins: dict[tuple[str, str], Version] = {}
         self._lock = threading.Lock()
 
     def display(self, repo: str) -> str:
@@ -214,14 +215,21 @@ class MlflowManager(ModelManager):
                 "run the command again: large downloads resume where they stopped",
             ) from None
 
-    def _api(self, where: str, endpoint: str, params: dict[str, Any]) -> dict:
-        """GET a JSON answer of the REST API; `_Missing` when it says the resource does not exist."""
+    def _api(self, where: str, endpoint: str, params: dict[str, Any], *, lookup: bool = False) -> dict:
+        """GET a JSON answer of the REST API. A `lookup` the server answers "does not exist" (or, for an alias,
+        "invalid parameter") raises `_Missing`; any other refusal is a RegistryError naming the server's reason."""
         timeout = http_timeout("metadata")
 
         def call() -> dict:
             r = self.session.get(f"{self.uri}/api/2.0/mlflow/{endpoint}", params=params, timeout=(timeout, timeout))
-            if r.status_code in (400, 404) and _error_code(r) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            code = _error_code(r) if r.status_code in (400, 404) else None
+            if lookup and code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 raise _Missing(_error_message(r))
+            if code:
+                raise RegistryError(
+                    f"{where}: {url_host(self.uri)} refused the request ({code}: {_error_message(r)[:200]})",
+                    "check the model name; report it if the server's answer seems wrong",
+                )
             r.raise_for_status()
             try:
                 data = r.json()
@@ -253,9 +261,9 @@ class MlflowManager(ModelManager):
         where = f"mlflow:{name}" + (f"@{alias}" if alias else f"/{version}")
         try:
             if alias:
-                data = self._api(where, "registered-models/alias", {"name": name, "alias": alias})
+                data = self._api(where, "registered-models/alias", {"name": name, "alias": alias}, lookup=True)
             else:
-                data = self._api(where, "model-versions/get", {"name": name, "version": version})
+                data = self._api(where, "model-versions/get", {"name": name, "version": version}, lookup=True)
         except _Missing:
             what = f"alias {alias!r}" if alias else f"version {version}"
             raise RegistryError(
@@ -265,7 +273,17 @@ class MlflowManager(ModelManager):
         return self._version(where, data)
 
     def _pinned_version(self, name: str, version: str | None, alias: str | None, pin: str) -> Version:
-        """The version whose pin is `pin`: the one asked for, else (an alias moved since) any version of the model."""
+        """The version whose pin is `pin`: the one asked for, else (an alias moved since) any version of the model.
+        Remembered, so that downloading a model's files asks once."""
+        with self._lock:
+            known = self._pins.get((name, pin))
+        if known is None:
+            known = self._find_pinned(name, version, alias, pin)
+            with self._lock:
+                self._pins[(name, pin)] = known
+        return known
+
+    def _find_pinned(self, name: str, version: str | None, alias: str | None, pin: str) -> Version:
         current = self._get_version(name, version or "", alias)
         if current.pin == pin:
             return current
@@ -302,7 +320,9 @@ class MlflowManager(ModelManager):
 
     def _artifact_root(self, where: str, v: Version) -> str:
         try:
-            data = self._api(where, "model-versions/get-download-uri", {"name": v.name, "version": v.version})
+            data = self._api(
+                where, "model-versions/get-download-uri", {"name": v.name, "version": v.version}, lookup=True
+            )
         except _Missing as exc:
             raise RegistryError(f"{where}: {exc}", "check the version in the MLflow UI") from None
         uri = str(data.get("artifact_uri") or "")
