@@ -205,3 +205,16 @@ def test_pull_takes_an_mlflow_source_alias_included(mlflow_env, mlflow_onnx, tmp
     mlflow_env.set_alias(name, "latest-good", "1")
     r = gpux("pull", f"mlflow:{name}@latest-good", "--no-build", cwd=tmp_path)
     assert f"mlflow:{name}@latest-good: commit " in r.stdout
+
+
+def test_bytes_changed_on_the_server_after_the_lock_are_refused(mlflow_env, hf_env, tmp_path, tmp_path_factory):
+    name = unique("tampered")
+    logged = mlflow_env.log_model("onnx", name, source=repo_dir("onnx-shipped"))
+    write_manifest(tmp_path, {"m": {"source": f"mlflow:{name}/1"}})
+    gpux("lock", cwd=tmp_path)
+    stored = next(mlflow_env.root.glob(f"artifacts/*/models/{logged['model_id']}/artifacts/config.json"))
+    stored.write_bytes(stored.read_bytes().replace(b"POSITIVE", b"NEGATIVE", 1))  # same size, other bytes
+    hf_env(GPUX_HOME=str(tmp_path_factory.mktemp("home")))  # another machine: nothing in its store
+    r = gpux("sync", cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "error: model 'm': config.json: sha256 mismatch" in r.stderr
+    assert not (tmp_path / ".gpux" / "models" / "m").exists()
