@@ -218,3 +218,18 @@ def test_bytes_changed_on_the_server_after_the_lock_are_refused(mlflow_env, hf_e
     r = gpux("sync", cwd=tmp_path, check=False)
     assert r.returncode == 1 and "error: model 'm': config.json: sha256 mismatch" in r.stderr
     assert not (tmp_path / ".gpux" / "models" / "m").exists()
+
+
+def test_pickled_weights_are_refused_as_for_hub_models(mlflow_env, tmp_path):
+    name = unique("pickled")
+    logged = mlflow_env.log_model("transformers", name, source=repo_dir("bert"))
+    # The registry holds the weights as a pickle only (as a model saved with safe_serialization=False).
+    folder = next(mlflow_env.root.glob(f"artifacts/*/models/{logged['model_id']}/artifacts/model"))
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes((repo_dir("pickle-only") / "pytorch_model.bin").read_bytes())
+    write_manifest(tmp_path, {"m": {"source": f"mlflow:{name}/1"}})
+    gpux("lock", cwd=tmp_path)
+    assert "pytorch_model.bin" in {f["path"] for f in read_lock(tmp_path)["models"]["m"]["files"]}
+    r = gpux("sync", cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "ships its weights only as pickle files (pytorch_model.bin)" in r.stderr
+    assert "allow_pickle: true" in r.stderr
