@@ -66,7 +66,7 @@ def everywhere(hub, mlflow_server, oci, word):
     hub.create_repo(f"test-org/{word}-small", card={"pipeline_tag": "text-classification", "downloads": 7, "likes": 1})
     hub.create_repo(f"test-org/{word}-popular", card={"pipeline_tag": "fill-mask", "downloads": 900, "likes": 12})
     name = unique(word)
-    mlflow_server.log_model("transformers", name, source=repo_dir("bert"), alias="prod")
+    mlflow_server.log_model("onnx", name, source=repo_dir("onnx-shipped"), alias="prod")
     small = {"config.json": b"{}", "model.onnx": b"onnx bytes"}
     push(oci.host, f"models/{word}-onnx", "v1", small)
     push(oci.host, f"models/{word}-onnx", "latest", small)
