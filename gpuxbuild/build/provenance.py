@@ -24,6 +24,8 @@ from gpuxbuild.store.files import FileEntry
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from gpuxbuild.store.objects import Store
+
 PROVENANCE = "provenance.json"
 SIGNED_PROVENANCE = "provenance.dsse.json"
 EVIDENCE = (
@@ -146,6 +148,21 @@ def evidence_problem(
 def read_evidence(folder: Path) -> dict[str, bytes]:
     """The evidence files (EVIDENCE) the artifact `folder` holds, by name."""
     return {name: (folder / name).read_bytes() for name in EVIDENCE if (folder / name).is_file()}
+
+
+def rehash_with_provenance(store: Store, key: str) -> tuple[int, list[str]]:
+    """`gpux cache verify`'s check of the stored artifact `key` (gpuxbuild.store.gc.ArtifactCheck): every file
+    hashed again (rehash_artifact), then its provenance checked against artifact.json (`evidence_problem`)."""
+    from gpuxbuild.store.artifacts import artifact_path, rehash_artifact
+
+    checked, problems = rehash_artifact(store, key)
+    folder = artifact_path(store, key)
+    try:
+        data = (folder / "artifact.json").read_bytes()
+        problem = evidence_problem(json.loads(data), "sha256:" + sha256_bytes(data), read_evidence(folder))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return checked, problems  # artifact.json itself is missing or unreadable: rehash_artifact says so
+    return checked, problems + ([problem] if problem else [])
 
 
 def dumps(doc: dict) -> bytes:
