@@ -654,6 +654,12 @@ def test_a_corrupt_remote_provenance_is_refused(hub, onnx_repo, tmp_path, remote
     doc["subject"][0]["digest"]["sha256"] = "0" * 64
     prov.chmod(0o644)
     prov.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    r = gpux("cache", "remote", "verify", "--remote", remote, cwd=tmp_path, check=False)
+    index = "artifacts/" + read_lock(tmp_path)["models"]["a"]["artifact"]["build_key"].removeprefix("sha256:") + ".json"
+    assert r.returncode == 1 and (
+        f"corrupt remote {remote}: {index}: provenance.json: subject[0].digest.sha256 does not match artifact.json"
+        in r.stdout
+    )
     home()
     r = gpux("sync", "--remote", remote, cwd=tmp_path, check=False)
     assert r.returncode == 1 and "Traceback" not in r.stderr
@@ -678,10 +684,15 @@ def test_an_artifact_pushed_without_provenance_still_syncs(hub, onnx_repo, tmp_p
 
     write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
     gpux("build", "--push", "--remote", remote, cwd=tmp_path)
-    shutil.rmtree(remote_root(remote) / "attestations")
+    attestations = remote_root(remote) / "attestations"
+    shutil.rmtree(attestations)
     home()
     assert "1 from the remote cache" in gpux("sync", "--remote", remote, cwd=tmp_path).stdout
     r = gpux("verify", "a", cwd=tmp_path, check=False)
     assert r.returncode == 1 and "no provenance.json" in r.stderr
     gpux("build", cwd=tmp_path)
     assert gpux("verify", "a", cwd=tmp_path).stdout.startswith("ok a ")
+    # A push of the artifact the remote already holds adds the provenance it lacks.
+    assert "present a (already on the remote)" in gpux("push", "--remote", remote, cwd=tmp_path).stdout
+    digest = digest_of(tmp_path, "a").removeprefix("sha256:")
+    assert (attestations / digest / "provenance.json").is_file()

@@ -304,7 +304,11 @@ def verify(ctx: Context, fix: bool, as_json: bool) -> None:
             say(
                 f"Checked {counted(report.checked, 'file')}: {counted(n, 'problem')}"
                 + ("" if n == 0 or fix else "; run `gpux cache verify --fix`")
-                + (", then `gpux build` builds (or downloads) it again with its provenance" if evidence and not fix else "")
+                + (
+                    ", then `gpux build` builds (or downloads) it again with its provenance"
+                    if evidence and not fix
+                    else ""
+                )
             )
     if report and not fix:
         sys.exit(1)
@@ -422,10 +426,11 @@ def cache_remote_ls(ctx: Context, remote: tuple[str, ...], as_json: bool) -> Non
 @JSON
 @pass_context
 def cache_remote_verify(ctx: Context, remote: tuple[str, ...], as_json: bool) -> None:
-    """Download and re-hash every object of the remote cache(s); exit 1 on any problem."""
+    """Download and re-hash every object of the remote cache(s), check provenance; exit 1 on any problem."""
+    from gpuxbuild.build.provenance import EVIDENCE, evidence_problem
     from gpuxbuild.remote.inventory import verify as remote_verify
 
-    report = remote_verify(_remotes(ctx, remote))
+    report = remote_verify(_remotes(ctx, remote), EVIDENCE, evidence_problem)
     if as_json:
         print_json(report.as_dict())
     else:
