@@ -134,10 +134,11 @@ def _verify_certificate(verify: dict, sig: Path, project: Path):
         ) from None
     signature = sign_sigstore_pb.Signature.read(sig)
     try:
-        manifest = verifier.verify(signature)
-        certs = signature.bundle.verification_material.x509_certificate_chain.certificates
+        manifest = verifier.verify(signature)  # checks the chain: a bundle without one fails here
+        chain_pb = signature.bundle.verification_material.x509_certificate_chain
+        assert chain_pb is not None
         Identity(identity=verify["identity"], issuer=verify["issuer"]).verify(
-            x509.load_der_x509_certificate(certs[0].raw_bytes)
+            x509.load_der_x509_certificate(chain_pb.certificates[0].raw_bytes)
         )
     except (ValueError, KeyError):
         raise

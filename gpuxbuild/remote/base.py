@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from pathlib import Path
 
 from gpuxbuild.errors import GpuxError
@@ -75,7 +75,7 @@ class Backend(ABC):
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
         """(key, size) of every object under `prefix`."""
 
-    def create_index(self, key: str, index: bytes, attached: list[tuple[str, bytes]]) -> bool:
+    def create_index(self, key: str, index: bytes, attached: Sequence[tuple[str, bytes]]) -> bool:
         """Create the index `key` (artifact.json's bytes) unless it exists (then False), after its attachments
         ((name, bytes), in order), so that an index is never visible without them. An attachment already held
         with other bytes (another gpuxbuild's provenance of the same artifact) is kept, and the later ones are

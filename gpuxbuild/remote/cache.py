@@ -24,7 +24,7 @@ from gpuxbuild.hashing import is_sha256, sha256_bytes
 from gpuxbuild.remote import RemoteError, RemoteSpec, Warn, open_backend
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
     from pathlib import Path
 
     from gpuxbuild.remote.base import Backend
@@ -139,7 +139,7 @@ class RemoteCache:
         return self._call(spec, "get_attached", index_key(build_key), index, names) or {}
 
     def publish(
-        self, build_key: str, manifest: bytes, files: list[tuple[str, Path]], attached: list[tuple[str, bytes]]
+        self, build_key: str, manifest: bytes, files: list[tuple[str, Path]], attached: Sequence[tuple[str, bytes]]
     ) -> str:
         """Upload `files` ((sha256, path) pairs), then `attached` ((name, bytes): its provenance) and the index
         `manifest` for `build_key` to the first remote. Returns "pushed", "present" when the remote already holds

@@ -31,7 +31,7 @@ from gpuxbuild.network import RetryPolicy, http_timeout, redact_text, requests_t
 from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec, Sink
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT_TYPE = "application/vnd.gpuxbuild.artifact.v1"
@@ -233,7 +233,7 @@ class OciBackend(Backend):
         media = _ATTACHMENT_TYPES.get(title, "application/octet-stream")
         return {"mediaType": media, "digest": digest, "size": len(data), "annotations": {TITLE: title}}
 
-    def create_index(self, key: str, index: bytes, attached: list[tuple[str, bytes]]) -> bool:
+    def create_index(self, key: str, index: bytes, attached: Sequence[tuple[str, bytes]]) -> bool:
         """The artifact's manifest, tagged with the build key: a layer per file, artifact.json, then one layer per
         attachment (its provenance), each titled with its name; written only when the tag is absent."""
         tag = self._tag(key)
