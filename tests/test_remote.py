@@ -362,7 +362,7 @@ def test_two_homes_share_through_an_oci_registry(hub, onnx_repo, tmp_path, ocise
     titles = {layer["annotations"]["org.opencontainers.image.title"]: layer["digest"] for layer in manifest["layers"]}
     index = requests.get(f"{base}/blobs/{titles['artifact.json']}", timeout=5).content
     assert "sha256:" + hashlib.sha256(index).hexdigest() == digest
-    assert {f["path"] for f in json.loads(index)["files"]} | {"artifact.json"} == set(titles)
+    assert {f["path"] for f in json.loads(index)["files"]} | {"artifact.json", "provenance.json"} == set(titles)
 
     home()
     hub.reset_log()
@@ -558,3 +558,141 @@ def test_oci_credentials_from_the_docker_config_never_shown(hub, onnx_repo, tmp_
     docker_config("ci", "registry-pass-31f9")
     r = gpux("sync", "--remote", remote, cwd=tmp_path)
     assert "0 reused, 0 built, 1 from the remote cache" in r.stdout
+
+
+# ---------------------------------------------------------------------------- provenance travels with the artifact
+
+
+@pytest.fixture
+def any_remote(request, tmp_path_factory, hf_env):
+    """An empty remote of the kind the test is parametrized with (`kind`: file, s3 or oci)."""
+
+    def make(kind: str) -> str:
+        if kind == "s3":
+            return request.getfixturevalue("s3remote")
+        if kind == "oci":
+            server = request.getfixturevalue("ociserver")
+            hf_env(DOCKER_CONFIG=str(tmp_path_factory.mktemp("no-docker-config")))
+            return f"oci://{server.host}/gpux/{uuid.uuid4().hex[:12]}"
+        return tmp_path_factory.mktemp("remote").as_uri()
+
+    return make
+
+
+def _signing_key(folder: Path) -> tuple[Path, Path]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = folder / "build.pem", folder / "build.pub"
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return private, public
+
+
+def _remote_provenance(kind: str, url: str, digest: str, request) -> dict[str, bytes]:
+    """The provenance files the remote holds for the artifact `digest`, read with the backend's own client."""
+    hexd = digest.removeprefix("sha256:")
+    names = ("provenance.json", "provenance.dsse.json")
+    if kind == "file":
+        folder = remote_root(url) / "attestations" / hexd
+        return {n: (folder / n).read_bytes() for n in names if (folder / n).is_file()}
+    if kind == "s3":
+        objects, _, _ = s3_objects(request.getfixturevalue("s3server"), url)
+        return {n: objects[f"attestations/{hexd}/{n}"] for n in names if f"attestations/{hexd}/{n}" in objects}
+    import requests
+
+    host, repo = url.removeprefix("oci://").split("/", 1)
+    base = f"http://{host}/v2/{repo}"
+    tag = requests.get(f"{base}/tags/list", timeout=5).json()["tags"][0]
+    manifest = requests.get(
+        f"{base}/manifests/{tag}", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=5
+    ).json()
+    layers = {x["annotations"]["org.opencontainers.image.title"]: x for x in manifest["layers"]}
+    assert layers["provenance.json"]["mediaType"] == "application/vnd.in-toto+json"  # an ordinary OCI layer
+    return {n: requests.get(f"{base}/blobs/{layers[n]['digest']}", timeout=5).content for n in names if n in layers}
+
+
+@pytest.mark.parametrize("kind", ["file", "s3", "oci"])
+def test_provenance_travels_with_the_artifact(hub, onnx_repo, tmp_path, home, kind, any_remote, request):
+    """A signed build pushed to the remote; a fresh home syncs it and `gpux verify` passes there, signature too."""
+    url = any_remote(kind)
+    private, public = _signing_key(tmp_path)
+    project = tmp_path / "p"
+    write_manifest(project, {"a": {"source": f"hf:{onnx_repo}"}})
+    assert "pushed a" in gpux("build", "--sign-key", str(private), "--push", "--remote", url, cwd=project).stdout
+    digest = digest_of(project, "a")
+    stored = (
+        Path(os.environ["GPUX_HOME"]) / "artifacts" / read_lock(project)["models"]["a"]["artifact"]["build_key"][7:]
+    )
+    held = _remote_provenance(kind, url, digest, request)
+    assert held == {n: (stored / n).read_bytes() for n in ("provenance.json", "provenance.dsse.json")}
+
+    home()
+    r = gpux("sync", "--locked", "--remote", url, cwd=project)
+    assert "0 reused, 0 built, 1 from the remote cache" in r.stdout  # --locked: the artifact digest is unchanged
+    r = gpux("verify", "a", "--key", str(public), cwd=project)
+    assert r.stdout.startswith(f"ok a {digest}\n") and "provenance signature verified" in r.stdout
+    assert gpux("verify", str(project / ".gpux" / "models" / "a"), cwd=project).stdout.startswith(f"ok a {digest}\n")
+    assert gpux("cache", "verify", cwd=project).returncode == 0
+    # Pushing it again from this home changes nothing on the remote.
+    assert "present a (already on the remote)" in gpux("push", "--remote", url, cwd=project).stdout
+    assert _remote_provenance(kind, url, digest, request) == held
+
+
+def test_a_corrupt_remote_provenance_is_refused(hub, onnx_repo, tmp_path, remote, home):
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    gpux("build", "--push", "--remote", remote, cwd=tmp_path)
+    digest = digest_of(tmp_path, "a")
+    prov = remote_root(remote) / "attestations" / digest.removeprefix("sha256:") / "provenance.json"
+    good = prov.read_bytes()
+    doc = json.loads(good)
+    doc["subject"][0]["digest"]["sha256"] = "0" * 64
+    prov.chmod(0o644)
+    prov.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    r = gpux("cache", "remote", "verify", "--remote", remote, cwd=tmp_path, check=False)
+    index = "artifacts/" + read_lock(tmp_path)["models"]["a"]["artifact"]["build_key"].removeprefix("sha256:") + ".json"
+    assert r.returncode == 1 and (
+        f"corrupt remote {remote}: {index}: provenance.json: subject[0].digest.sha256 does not match artifact.json"
+        in r.stdout
+    )
+    home()
+    r = gpux("sync", "--remote", remote, cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"remote {remote}: the provenance of artifact {digest} (a) is corrupt" in errors[0]
+    assert "provenance.json: subject[0].digest.sha256 does not match artifact.json; not used" in errors[0]
+    assert not (tmp_path / ".gpux" / "models" / "a").exists()
+
+    # A signature that signs another statement is refused too.
+    prov.write_bytes(good)
+    (prov.parent / "provenance.dsse.json").write_text(
+        json.dumps({"payload": "e30=", "payloadType": "application/vnd.in-toto+json", "signatures": []})
+    )
+    r = gpux("sync", "--remote", remote, cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "provenance.dsse.json: signs another statement than provenance.json" in r.stderr
+
+
+def test_an_artifact_pushed_without_provenance_still_syncs(hub, onnx_repo, tmp_path, remote, home):
+    """A remote filled by a gpuxbuild before provenance travelled: the artifact is used; `gpux verify` says what
+    is missing, and `gpux build` writes the provenance locally."""
+    import shutil
+
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    gpux("build", "--push", "--remote", remote, cwd=tmp_path)
+    attestations = remote_root(remote) / "attestations"
+    shutil.rmtree(attestations)
+    home()
+    assert "1 from the remote cache" in gpux("sync", "--remote", remote, cwd=tmp_path).stdout
+    r = gpux("verify", "a", cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "no provenance.json" in r.stderr
+    gpux("build", cwd=tmp_path)
+    assert gpux("verify", "a", cwd=tmp_path).stdout.startswith("ok a ")
+    # A push of the artifact the remote already holds adds the provenance it lacks.
+    assert "present a (already on the remote)" in gpux("push", "--remote", remote, cwd=tmp_path).stdout
+    digest = digest_of(tmp_path, "a").removeprefix("sha256:")
+    assert (attestations / digest / "provenance.json").is_file()

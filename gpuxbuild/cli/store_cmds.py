@@ -277,11 +277,11 @@ def cache() -> None:
 @JSON
 @pass_context
 def verify(ctx: Context, fix: bool, as_json: bool) -> None:
-    """Re-hash the store; exit 1 if any object's bytes do not match its name."""
-    from gpuxbuild.store.artifacts import rehash_artifact
+    """Re-hash the store and check provenance; exit 1 if any object's bytes do not match its name."""
+    from gpuxbuild.build.provenance import EVIDENCE, rehash_with_provenance
     from gpuxbuild.store.gc import verify as do_verify
 
-    report = do_verify(_store(), rehash_artifact, fix=fix)
+    report = do_verify(_store(), rehash_with_provenance, fix=fix)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -292,16 +292,23 @@ def verify(ctx: Context, fix: bool, as_json: bool) -> None:
                 style="red",
             )
         for b in report.bad_artifacts:
+            evidence_only = all(p.split(":", 1)[0] in EVIDENCE for p in b["problems"])
             say(
                 f"{b['artifact']}: {'; '.join(b['problems'])}" + (" - quarantined" if fix else ""),
-                label="corrupt artifact ",
+                label="corrupt provenance " if evidence_only else "corrupt artifact ",
                 style="red",
             )
         if not ctx.quiet:
             n = len(report.bad_objects) + len(report.bad_artifacts)
+            evidence = any(p.split(":", 1)[0] in EVIDENCE for b in report.bad_artifacts for p in b["problems"])
             say(
                 f"Checked {counted(report.checked, 'file')}: {counted(n, 'problem')}"
                 + ("" if n == 0 or fix else "; run `gpux cache verify --fix`")
+                + (
+                    ", then `gpux build` builds (or downloads) it again with its provenance"
+                    if evidence and not fix
+                    else ""
+                )
             )
     if report and not fix:
         sys.exit(1)
@@ -419,10 +426,11 @@ def cache_remote_ls(ctx: Context, remote: tuple[str, ...], as_json: bool) -> Non
 @JSON
 @pass_context
 def cache_remote_verify(ctx: Context, remote: tuple[str, ...], as_json: bool) -> None:
-    """Download and re-hash every object of the remote cache(s); exit 1 on any problem."""
+    """Download and re-hash every object of the remote cache(s), check provenance; exit 1 on any problem."""
+    from gpuxbuild.build.provenance import EVIDENCE, evidence_problem
     from gpuxbuild.remote.inventory import verify as remote_verify
 
-    report = remote_verify(_remotes(ctx, remote))
+    report = remote_verify(_remotes(ctx, remote), EVIDENCE, evidence_problem)
     if as_json:
         print_json(report.as_dict())
     else:

@@ -1,7 +1,9 @@
 """What every remote backend offers: named objects that are read whole or streamed, listed, and created once.
 
 Keys are relative paths (`blobs/sha256/<hex>`, `artifacts/<hex>.json`). `create` is the conditional create that
-makes publishing atomic: it never replaces an object, so two publishers cannot clobber each other.
+makes publishing atomic: it never replaces an object, so two publishers cannot clobber each other. An index can
+carry attachments: small files kept beside artifact.json but not listed in it (its provenance), stored by
+artifact digest under `attestations/<hex>/<name>` (an OCI registry keeps them in the artifact's manifest).
 """
 
 from __future__ import annotations
@@ -11,11 +13,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from pathlib import Path
 
 from gpuxbuild.errors import GpuxError
+from gpuxbuild.hashing import sha256_bytes
 from gpuxbuild.network import redact_url
+
+ATTESTATIONS = "attestations/"
+
+
+def attachment_key(index: bytes, name: str) -> str:
+    """Where attachment `name` of the artifact whose artifact.json is `index` is kept: by artifact digest, so
+    that two publishers of different artifacts for one build key never mix their attachments."""
+    return f"{ATTESTATIONS}{sha256_bytes(index)}/{name}"
 
 
 class Sink(Protocol):
@@ -63,3 +74,18 @@ class Backend(ABC):
     @abstractmethod
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
         """(key, size) of every object under `prefix`."""
+
+    def create_index(self, key: str, index: bytes, attached: Sequence[tuple[str, bytes]]) -> bool:
+        """Create the index `key` (artifact.json's bytes) unless it exists (then False), after its attachments
+        ((name, bytes), in order), so that an index is never visible without them. An attachment already held
+        with other bytes (another gpuxbuild's provenance of the same artifact) is kept, and the later ones are
+        not written: they would not match it."""
+        for name, data in attached:
+            if not self.create(attachment_key(index, name), data) and self.get(attachment_key(index, name)) != data:
+                break
+        return self.create(key, index)
+
+    def get_attached(self, key: str, index: bytes, names: tuple[str, ...]) -> dict[str, bytes]:
+        """The attachments `names` the remote holds for the index `key` whose bytes are `index`, by name."""
+        found = {name: self.get(attachment_key(index, name)) for name in names}
+        return {name: data for name, data in found.items() if data is not None}

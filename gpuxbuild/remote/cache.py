@@ -3,8 +3,10 @@
 Layout (the same under every URL scheme):
     blobs/sha256/<hex>          a file's bytes (artifact files and source files), by sha256
     artifacts/<build key hex>.json   an artifact's artifact.json, by build key: its sha256 is the artifact digest
+    attestations/<artifact digest hex>/provenance.json (and provenance.dsse.json)   its provenance, by digest
+                                (an OCI registry keeps these as layers of the artifact's manifest instead)
 
-Publishing uploads the blobs first and then creates the index object with a conditional create, so a
+Publishing uploads the blobs and the provenance first and then creates the index object with a conditional create, so a
 half-finished upload is never visible and a second publisher of the same build key changes nothing. Every
 downloaded byte is checked against its sha256 before it is used.
 """
@@ -22,7 +24,7 @@ from gpuxbuild.hashing import is_sha256, sha256_bytes
 from gpuxbuild.remote import RemoteError, RemoteSpec, Warn, open_backend
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
     from pathlib import Path
 
     from gpuxbuild.remote.base import Backend
@@ -132,17 +134,23 @@ class RemoteCache:
             dest.unlink(missing_ok=True)
             raise corrupt(spec, blob_key(sha256), f"sha256 {sink.hasher.hexdigest()}, {sink.size} bytes")
 
-    def publish(self, build_key: str, manifest: bytes, files: list[tuple[str, Path]]) -> str:
-        """Upload `files` ((sha256, path) pairs) and then the index `manifest` for `build_key` to the first remote.
-        Returns "pushed", "present" when the remote already holds this artifact for that key, or "skipped" when the
-        remote is optional and failed (the warning says why)."""
+    def find_attached(self, spec: RemoteSpec, build_key: str, index: bytes, names: tuple[str, ...]) -> dict[str, bytes]:
+        """The attachments `names` (its provenance) `spec` holds for the artifact whose artifact.json is `index`."""
+        return self._call(spec, "get_attached", index_key(build_key), index, names) or {}
+
+    def publish(
+        self, build_key: str, manifest: bytes, files: list[tuple[str, Path]], attached: Sequence[tuple[str, bytes]]
+    ) -> str:
+        """Upload `files` ((sha256, path) pairs), then `attached` ((name, bytes): its provenance) and the index
+        `manifest` for `build_key` to the first remote. Returns "pushed", "present" when the remote already holds
+        this artifact for that key, or "skipped" when the remote is optional and failed (the warning says why)."""
         spec = self.specs[0]
         backend = self._backend(spec)
         if backend is None:
             return "skipped"
         try:
             parallel(lambda f: backend.exists(blob_key(f[0])) or backend.create(blob_key(f[0]), f[1]), files)
-            if backend.create(index_key(build_key), manifest):
+            if backend.create_index(index_key(build_key), manifest, attached):
                 return "pushed"
             held = backend.get(index_key(build_key))
         except RemoteError as exc:

@@ -4,9 +4,13 @@ The registry HTTP API over `requests` (already a dependency, through huggingface
 for this and does not check digests on pull. Each artifact is an ordinary OCI artifact that oras, crane and skopeo
 list and pull: an image manifest with `artifactType` application/vnd.gpuxbuild.artifact.v1, tagged with the build
 key's hex, whose layers are the artifact's files (annotated with their paths, `org.opencontainers.image.title`)
-plus artifact.json. Blobs are the registry's own (sha256, the same digests gpux uses); every download is hashed
-by gpux. Registries have no conditional tag create: a manifest is written only when the tag is absent, and since
-its bytes follow from artifact.json alone, two publishers of one artifact write identical manifests.
+plus artifact.json, then its provenance (`provenance.json`, in-toto, and `provenance.dsse.json` when signed) as
+more titled layers: part of the one manifest, so an artifact is never visible without its provenance, and
+`oras pull` brings the whole artifact folder. (A referrer manifest would need the referrers API, which the
+distribution registry 2.x lacks, and a second write after the tag.) Blobs are the registry's own (sha256, the
+same digests gpux uses); every download is hashed by gpux. Registries have no conditional tag create: a manifest
+is written only when the tag is absent; two publishers of one artifact write the same files, artifact.json and
+(unsigned) provenance, so whichever manifest lands describes the same artifact.
 
 Credentials: the docker credential store (`DOCKER_CONFIG`/config.json: `auths`, `credHelpers`, `credsStore`),
 used for basic auth and for bearer tokens; never shown. Loopback registries are spoken to over plain HTTP.
@@ -27,7 +31,7 @@ from gpuxbuild.network import RetryPolicy, http_timeout, redact_text, requests_t
 from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec, Sink
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT_TYPE = "application/vnd.gpuxbuild.artifact.v1"
@@ -37,6 +41,11 @@ EMPTY: dict[str, Any] = {
     "size": 2,
 }
 TITLE = "org.opencontainers.image.title"
+# The media types of an artifact's attachments (gpuxbuild.build.provenance.EVIDENCE): what oras and cosign use.
+_ATTACHMENT_TYPES = {
+    "provenance.json": "application/vnd.in-toto+json",
+    "provenance.dsse.json": "application/vnd.dsse.envelope.v1+json",
+}
 CHUNK = 1 << 20
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -214,16 +223,22 @@ class OciBackend(Backend):
                     self._upload(self._digest(key), f, key)
             return True
         assert isinstance(source, bytes)  # an index is artifact.json's bytes
-        doc = json.loads(source)
-        digest = "sha256:" + sha256_bytes(source)
-        index = {
-            "mediaType": "application/octet-stream",
-            "digest": digest,
-            "size": len(source),
-            "annotations": {TITLE: "artifact.json"},
-        }
+        return self.create_index(key, source, [])
+
+    def _blob(self, data: bytes, title: str, key: str) -> dict:
+        """The layer of a small file `data` titled `title`, uploaded unless the registry holds it."""
+        digest = "sha256:" + sha256_bytes(data)
         if not self.exists(f"blobs/sha256/{digest[7:]}"):
-            self._upload(digest, source, key)
+            self._upload(digest, data, key)
+        media = _ATTACHMENT_TYPES.get(title, "application/octet-stream")
+        return {"mediaType": media, "digest": digest, "size": len(data), "annotations": {TITLE: title}}
+
+    def create_index(self, key: str, index: bytes, attached: Sequence[tuple[str, bytes]]) -> bool:
+        """The artifact's manifest, tagged with the build key: a layer per file, artifact.json, then one layer per
+        attachment (its provenance), each titled with its name; written only when the tag is absent."""
+        tag = self._tag(key)
+        assert tag is not None
+        doc = json.loads(index)
         if not self.exists(f"blobs/sha256/{EMPTY['digest'][7:]}"):
             self._upload(EMPTY["digest"], b"{}", key)
         layers = [
@@ -234,7 +249,8 @@ class OciBackend(Backend):
                 "annotations": {TITLE: f["path"]},
             }
             for f in doc["files"]
-        ] + [index]
+        ]
+        layers += [self._blob(data, name, key) for name, data in [("artifact.json", index), *attached]]
         manifest = {
             "schemaVersion": 2,
             "mediaType": MANIFEST,
@@ -253,6 +269,22 @@ class OciBackend(Backend):
             "PUT", f"{self.base}/manifests/{tag}", key, ok=(201,), data=body, headers={"Content-Type": MANIFEST}
         )
         return True
+
+    def get_attached(self, key: str, index: bytes, names: tuple[str, ...]) -> dict[str, bytes]:
+        """The layers titled `names` of the manifest tagged for `key`, if its artifact.json layer is `index`."""
+        tag = self._tag(key)
+        manifest = self._manifest(tag) if tag else None
+        layers = {x.get("annotations", {}).get(TITLE): x for x in (manifest or {}).get("layers", [])}
+        if layers.get("artifact.json", {}).get("digest") != "sha256:" + sha256_bytes(index):
+            return {}
+        out = {}
+        for name in names:
+            if name in layers:
+                data = self._request("GET", f"{self.base}/blobs/{layers[name]['digest']}", key).content
+                if "sha256:" + sha256_bytes(data) != layers[name]["digest"]:
+                    raise RemoteError(f"remote {self.spec.display}: {key}: layer {name} is corrupt")
+                out[name] = data
+        return out
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
         resp = self._request("GET", f"{self.base}/tags/list", "tags")
