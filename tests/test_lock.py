@@ -149,7 +149,8 @@ def test_resolve_errors_leave_lock_untouched(hub, repo_id, tmp_path, case, expec
         publish(hub, gated, "distilbert", gated=True)  # other small files: they must be fetched to be hashed
         bad = {"source": f"hf:{gated}"}
     elif case == "network-down":
-        env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9"}
+        # no retries: their waits are tested in test_network.py
+        env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "GPUX_HTTP_RETRIES": "0"}
     write_manifest(tmp_path, {"ok": {"source": f"hf:{repo_id}"}, "bad": bad})
     r = gpux("lock", cwd=tmp_path, check=False, env=env)
     assert r.returncode == 1, r.stderr
