@@ -558,3 +558,38 @@ def test_oci_credentials_from_the_docker_config_never_shown(hub, onnx_repo, tmp_
     docker_config("ci", "registry-pass-31f9")
     r = gpux("sync", "--remote", remote, cwd=tmp_path)
     assert "0 reused, 0 built, 1 from the remote cache" in r.stdout
+
+
+# ------------------------------------------------------------------------------- the plan consults the remote
+
+
+@pytest.mark.parametrize("kind", ["file", "oci"])
+def test_sync_dry_run_says_which_models_come_from_the_remote(hub, repo_id, tmp_path, home, kind, request):
+    """The plan, as data, names per model the remote it would be fetched from, or says it would be built."""
+    if kind == "oci":
+        url = f"oci://{request.getfixturevalue('ociserver').host}/gpux/{uuid.uuid4().hex[:12]}"
+    else:
+        url = request.getfixturevalue("remote")
+    for i in range(2):
+        publish(hub, f"{repo_id}-{i}", "onnx-shipped", seed=i)
+    write_manifest(tmp_path, {"on-remote": {"source": f"hf:{repo_id}-0"}})
+    gpux("build", "--push", "--remote", url, cwd=tmp_path)
+    write_manifest(tmp_path, {"on-remote": {"source": f"hf:{repo_id}-0"}, "new": {"source": f"hf:{repo_id}-1"}})
+    gpux("lock", cwd=tmp_path)
+    home()
+    lock = (tmp_path / "gpux.lock").read_bytes()
+    plan = json.loads(gpux("sync", "--dry-run", "--json", "--remote", url, cwd=tmp_path).stdout)
+    acts = {m["name"]: m for m in plan["models"]}
+    assert (acts["on-remote"]["artifact"], acts["on-remote"]["remote"]) == ("remote", url)
+    assert acts["new"]["artifact"] == "build" and "remote" not in acts["new"]
+    r = gpux("sync", "--dry-run", "--remote", url, cwd=tmp_path)
+    assert f" + on-remote {acts['on-remote']['digest'][7:19]} (new in lock) (from {url})" in r.stdout
+    assert " + new (new in lock) (to build)" in r.stdout
+    # Nothing changed, nothing downloaded; without a remote the plan is as it always was.
+    assert (tmp_path / "gpux.lock").read_bytes() == lock and not (tmp_path / ".gpux" / "models").exists()
+    plain = json.loads(gpux("sync", "--dry-run", "--json", cwd=tmp_path).stdout)
+    assert [m["artifact"] for m in plain["models"]] == ["build", "build"]
+    assert all("remote" not in m for m in plain["models"])
+    # The real sync does what the plan said.
+    r = gpux("sync", "--remote", url, cwd=tmp_path)
+    assert "0 reused, 1 built, 1 from the remote cache" in r.stdout

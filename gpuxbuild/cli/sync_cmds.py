@@ -51,7 +51,13 @@ def _render(res, ctx: Context) -> None:
         if act.action == "unchanged":
             continue
         digest = f" {act.digest[7:19]}" if act.digest else ""
-        built = " [dim](to build)[/]" if res.dry_run and act.artifact == "build" else ""
+        built = ""
+        if res.dry_run and act.artifact == "build":
+            built = " [dim](to build)[/]"
+        elif res.dry_run and act.artifact == "remote":
+            from rich.markup import escape
+
+            built = f" [dim](from {escape(act.remote or '')})[/]"
         why = f" [dim]({'; '.join(act.reasons)})[/]" if act.reasons else ""
         console.print(f" {_SIGNS[act.action]} {act.name}{digest}{why}{built}", soft_wrap=True)
     for f in [u for a in plan.models for u in a.user_files] + plan.user_files:

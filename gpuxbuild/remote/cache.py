@@ -115,6 +115,13 @@ class RemoteCache:
                 return spec, data
         return None
 
+    def locate(self, build_key: str) -> RemoteSpec | None:
+        """The first remote that holds an artifact for `build_key` (an existence check: nothing is read)."""
+        for spec in self.readers():
+            if self._call(spec, "exists", index_key(build_key)):
+                return spec
+        return None
+
     def download_blob(self, spec: RemoteSpec, sha256: str, size: int, dest: Path) -> None:
         """Blob `sha256` from `spec` into the new file `dest`, verified; a mismatch leaves no file and says which
         object of which remote is wrong."""
