@@ -41,7 +41,13 @@ def fetch_artifact(
         work.mkdir()
         for f in doc["files"]:
             (work / f["path"]).parent.mkdir(parents=True, exist_ok=True)  # parse_index checked it stays inside
-        parallel(lambda f: remotes.download_blob(spec, f["sha256"], f["size"], work / f["path"]), doc["files"])
+        name = doc.get("name") or key[7:19]
+        parallel(
+            lambda f: remotes.download_blob(
+                spec, store, f["sha256"], f["size"], work / f["path"], f"{name}/{f['path']}"
+            ),
+            doc["files"],
+        )
         (work / ARTIFACT_MANIFEST).write_bytes(data)
         publish(work, artifact_path(store, key))
     finally:
@@ -56,7 +62,9 @@ def push_artifact(store: Store, remotes: RemoteCache, key: str) -> str:
     """Upload the stored artifact for build `key` to the first remote: "pushed", or "present" if it was there."""
     folder = artifact_path(store, key)
     data = (folder / ARTIFACT_MANIFEST).read_bytes()
-    files = [(f["sha256"], folder / f["path"]) for f in json.loads(data)["files"]]
+    doc = json.loads(data)
+    name = doc.get("name") or key[7:19]
+    files = [(f["sha256"], folder / f["path"], f"{name}/{f['path']}") for f in doc["files"]]
     os.utime(folder)  # a recent use keeps it from `cache prune` while it uploads
     return remotes.publish(key, data, files)
 
