@@ -711,3 +711,59 @@ def test_push_a_pulled_model_and_pull_it_elsewhere_without_converting(hub, onnx_
     gpux("pull", onnx_repo, "--no-build", cwd=tmp_path)
     r = gpux("push", onnx_repo, "--remote", remote, cwd=tmp_path, check=False)
     assert r.returncode == 1 and f"not built here: {onnx_repo}" in r.stderr
+
+
+def test_an_oci_artifact_is_listed_and_pulled_by_the_oras_client(hub, onnx_repo, tmp_path, ociserver, hf_env):
+    """A standard OCI client (the oras Python SDK) lists the pushed tags and pulls the artifact's files intact."""
+    import oras.client as oras_client  # the test extra
+
+    repo = f"gpux/{uuid.uuid4().hex[:12]}"
+    hf_env(DOCKER_CONFIG=str(tmp_path / "no-docker-config"))
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    gpux("build", "--push", "--remote", f"oci://{ociserver.host}/{repo}", cwd=tmp_path)
+    key = read_lock(tmp_path)["models"]["a"]["artifact"]["build_key"].removeprefix("sha256:")
+
+    client = oras_client.OrasClient(hostname=ociserver.host, insecure=True)
+    assert client.get_tags(f"{ociserver.host}/{repo}") == [key]
+    out = tmp_path / "pulled"
+    got = client.pull(target=f"{ociserver.host}/{repo}:{key}", outdir=str(out))
+    index = (out / "artifact.json").read_bytes()
+    assert "sha256:" + hashlib.sha256(index).hexdigest() == digest_of(tmp_path, "a")
+    files = json.loads(index)["files"]
+    assert sorted(Path(p).relative_to(out).as_posix() for p in got) == sorted(
+        [f["path"] for f in files] + ["artifact.json"]
+    )
+    for f in files:
+        assert hashlib.sha256((out / f["path"]).read_bytes()).hexdigest() == f["sha256"], f["path"]
+
+
+def test_an_oci_artifact_is_listed_and_copied_by_skopeo(hub, onnx_repo, tmp_path, ociserver, hf_env):
+    """skopeo (Debian's package) lists the tags and copies the artifact: each layer is a file, by its digest."""
+    import shutil
+
+    if shutil.which("skopeo") is None:
+        _missing("skopeo (Debian package) is not installed: run scripts/setup.sh")
+    repo = f"gpux/{uuid.uuid4().hex[:12]}"
+    hf_env(DOCKER_CONFIG=str(tmp_path / "no-docker-config"))
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    gpux("build", "--push", "--remote", f"oci://{ociserver.host}/{repo}", cwd=tmp_path)
+    key = read_lock(tmp_path)["models"]["a"]["artifact"]["build_key"].removeprefix("sha256:")
+    ref = f"docker://{ociserver.host}/{repo}"
+
+    def skopeo(*args: str) -> str:
+        return subprocess.run(["skopeo", *args], check=True, capture_output=True, text=True, timeout=120).stdout
+
+    assert json.loads(skopeo("list-tags", "--tls-verify=false", ref))["Tags"] == [key]
+    skopeo("copy", "--src-tls-verify=false", f"{ref}:{key}", f"dir:{tmp_path / 'copied'}")
+    manifest = json.loads((tmp_path / "copied" / "manifest.json").read_text())
+    assert manifest["artifactType"] == "application/vnd.gpuxbuild.artifact.v1"
+    titled = {}
+    for layer in manifest["layers"]:
+        data = (tmp_path / "copied" / layer["digest"].removeprefix("sha256:")).read_bytes()
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == layer["digest"]
+        titled[layer["annotations"]["org.opencontainers.image.title"]] = data
+    index = titled.pop("artifact.json")
+    assert "sha256:" + hashlib.sha256(index).hexdigest() == digest_of(tmp_path, "a")
+    assert {f["path"]: f["sha256"] for f in json.loads(index)["files"]} == {
+        path: hashlib.sha256(data).hexdigest() for path, data in titled.items()
+    }
