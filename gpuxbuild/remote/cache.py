@@ -153,7 +153,7 @@ class RemoteCache:
         if reporter:
             reporter.start(label, path.stat().st_size)
         try:
-            backend.upload(blob_key(sha256), path, reporter and (lambda n: reporter.advance(label, n)))
+            backend.upload(blob_key(sha256), path, (lambda n: reporter.advance(label, n)) if reporter else None)
         finally:
             if reporter:
                 reporter.finish(label, False)
