@@ -58,7 +58,13 @@ def fetch_artifact(
         work.mkdir()
         for f in doc["files"]:
             (work / f["path"]).parent.mkdir(parents=True, exist_ok=True)  # parse_index checked it stays inside
-        parallel(lambda f: remotes.download_blob(spec, f["sha256"], f["size"], work / f["path"]), doc["files"])
+        name = doc.get("name") or key[7:19]
+        parallel(
+            lambda f: remotes.download_blob(
+                spec, store, f["sha256"], f["size"], work / f["path"], f"{name}/{f['path']}"
+            ),
+            doc["files"],
+        )
         (work / ARTIFACT_MANIFEST).write_bytes(data)
         for name, evidence_bytes in evidence.items():
             (work / name).write_bytes(evidence_bytes)
@@ -76,7 +82,8 @@ def push_artifact(store: Store, remotes: RemoteCache, key: str) -> str:
     folder = artifact_path(store, key)
     data = (folder / ARTIFACT_MANIFEST).read_bytes()
     doc = json.loads(data)
-    files = [(f["sha256"], folder / f["path"]) for f in doc["files"]]
+    name = doc.get("name") or key[7:19]
+    files = [(f["sha256"], folder / f["path"], f"{name}/{f['path']}") for f in doc["files"]]
     evidence = read_evidence(folder)
     if (problem := evidence_problem(doc, "sha256:" + sha256_bytes(data), evidence)) is not None:
         raise IntegrityError(
@@ -84,7 +91,7 @@ def push_artifact(store: Store, remotes: RemoteCache, key: str) -> str:
             "run `gpux cache verify --fix`, then `gpux build` (it writes the provenance again) and push again",
         )
     os.utime(folder)  # a recent use keeps it from `cache prune` while it uploads
-    return remotes.publish(key, data, files, [(name, evidence[name]) for name in EVIDENCE if name in evidence])
+    return remotes.publish(key, data, files, [(e, evidence[e]) for e in EVIDENCE if e in evidence])
 
 
 def project_remotes(

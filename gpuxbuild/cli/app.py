@@ -177,7 +177,8 @@ COMMANDS: dict[str, CommandEntry] = {
         "Print the project's models as an ML-BOM (CycloneDX 1.6; or SPDX 2.3), from gpux.lock; deterministic.",
     ),
     "push": CommandEntry(
-        "build_cmds", "Upload built artifacts of gpux.lock's models (all, or NAMES) to the first remote cache."
+        "build_cmds",
+        "Upload built artifacts of gpux.lock's models (all, or NAMES) or of pulled models to the first remote cache.",
     ),
 }
 

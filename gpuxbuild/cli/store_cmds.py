@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import click
@@ -12,6 +13,8 @@ import click
 from gpuxbuild.cli.app import JSON, OFFLINE, Context, cli, console, counted, err_console, pass_context, print_json
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from rich.progress import TaskID
 
 
@@ -61,6 +64,38 @@ class RichReporter:
     def finish(self, key: str, hit: bool) -> None:
         with self._lock:
             self.progress.remove_task(self.tasks.pop(key))
+
+
+class TransferReporter(RichReporter):
+    """Byte-level progress of remote-cache transfers (gpuxbuild.remote.cache.RemoteCache.reporter): drawn from the
+    first file on, its total growing as files start."""
+
+    def __init__(self):
+        super().__init__()
+        self._bytes = 0
+
+    def start(self, key: str, total: int) -> None:
+        super().start(key, total)
+        with self._lock:
+            first = not self._bytes
+            self._bytes += total
+            self.progress.update(self.total, total=self._bytes)
+        if first:  # drawn once there is a file to show
+            self.progress.start()
+
+
+@contextmanager
+def transfer_progress(ctx: Context, as_json: bool, remotes) -> Iterator[None]:
+    """Show remote transfers byte by byte while the block runs: on a terminal, without --quiet or --json only."""
+    if not remotes or not show_progress(ctx, as_json):
+        yield
+        return
+    remotes.reporter = TransferReporter()
+    try:
+        yield
+    finally:
+        remotes.reporter.close()
+        remotes.reporter = None
 
 
 def say(text: str, *, label: str | None = None, style: str = "bold") -> None:
@@ -147,7 +182,9 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
         from gpuxbuild.build.pipeline import build_pulled
         from gpuxbuild.build.remote_artifact import project_remotes
 
-        built = build_pulled(res, store=store, offline=offline, remotes=project_remotes(None))
+        remotes = project_remotes(None)
+        with transfer_progress(ctx, as_json, remotes):
+            built = build_pulled(res, store=store, offline=offline, remotes=remotes)
     if as_json:
         out = res.as_dict()
         if built is not None:

@@ -9,6 +9,7 @@ artifact digest under `attestations/<hex>/<name>` (an OCI registry keeps them in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,6 +34,18 @@ class Sink(Protocol):
     """Where a download writes: a file, or the store's hashing writer."""
 
     def write(self, data: bytes, /) -> int: ...
+
+
+Progress = Callable[[int], None]  # told the number of bytes of each part that went up
+PART_SIZE = 8 << 20  # the default size of an upload's parts
+
+
+def part_size() -> int:
+    """Bytes per part of a large upload (S3 multipart, OCI chunked): GPUX_REMOTE_PART_SIZE, else 8 MiB. A file no
+    larger goes up in one request. AWS S3 takes parts of 5 MiB or more."""
+    from gpuxbuild.network import _env_number
+
+    return int(_env_number("GPUX_REMOTE_PART_SIZE", PART_SIZE, integer=True, minimum=1))
 
 
 class RemoteError(GpuxError):
@@ -70,6 +83,14 @@ class Backend(ABC):
     @abstractmethod
     def create(self, key: str, source: bytes | Path) -> bool:
         """Create the object from bytes or a file unless it exists (then False); never visible half-written."""
+
+    def upload(self, key: str, source: Path, progress: Progress | None = None) -> None:
+        """Write a content-addressed object (a blob) from a file, in parts where the store takes them; `progress` is
+        told each part's bytes. Writing the same bytes again is harmless, so no create-once is needed; an upload
+        cut off is never visible."""
+        self.create(key, source)
+        if progress:
+            progress(source.stat().st_size)
 
     @abstractmethod
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from gpuxbuild.hashing import sha256_bytes
 from gpuxbuild.network import RetryPolicy, http_timeout, redact_text, requests_transient
-from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec, Sink
+from gpuxbuild.remote.base import Backend, Progress, RemoteError, RemoteSpec, Sink, part_size
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -185,7 +185,14 @@ class OciBackend(Backend):
         if resp.status_code == 404:
             raise RemoteError(f"remote {self.spec.display}: no object {key}")
         skip = start if resp.status_code == 200 else 0  # a registry that ignored the Range sends it all again
-        for chunk in resp.iter_content(CHUNK):
+        stream = resp.iter_content(CHUNK)
+        while True:
+            try:  # only the registry's errors are the remote's: the sink's own (a full disk) pass as they are
+                chunk = next(stream, None)
+            except OSError as exc:  # requests' ConnectionError, ChunkedEncodingError: cut off mid-way
+                raise RemoteError(f"remote {self.spec.display}: {key}: cut off ({type(exc).__name__})") from exc
+            if chunk is None:
+                return
             if skip:
                 chunk, skip = chunk[skip:], max(0, skip - len(chunk))
             if chunk:
@@ -196,11 +203,13 @@ class OciBackend(Backend):
         url = f"{self.base}/manifests/{tag}" if tag else f"{self.base}/blobs/{self._digest(key)}"
         return self._request("HEAD", url, key, headers={"Accept": MANIFEST}).status_code == 200
 
-    def _upload(self, digest: str, data, key: str) -> None:
-        resp = self._request("POST", f"{self.base}/blobs/uploads/", key, ok=(202,))
+    def _location(self, resp) -> str:
         location = resp.headers["Location"]
-        if location.startswith("/"):
-            location = self.base.split("/v2/")[0] + location
+        return self.base.split("/v2/")[0] + location if location.startswith("/") else location
+
+    def _upload(self, digest: str, data: bytes, key: str) -> None:
+        """A blob in one request (POST, then PUT with the bytes)."""
+        location = self._location(self._request("POST", f"{self.base}/blobs/uploads/", key, ok=(202,)))
         sep = "&" if "?" in location else "?"
         self._request(
             "PUT",
@@ -211,6 +220,37 @@ class OciBackend(Backend):
             headers={"Content-Type": "application/octet-stream"},
         )
 
+    def upload(self, key: str, source: Path, progress: Progress | None = None) -> None:
+        """A blob: a large one as a chunked upload (POST, a PATCH per part in order, then PUT ?digest=), which the
+        registry checks against the digest and makes visible only when complete; each request is retried."""
+        size, part = source.stat().st_size, part_size()
+        digest = self._digest(key)
+        with open(source, "rb") as f:
+            if size <= part:
+                self._upload(digest, f.read(), key)
+                if progress:
+                    progress(size)
+                return
+            location = self._location(self._request("POST", f"{self.base}/blobs/uploads/", key, ok=(202,)))
+            offset = 0
+            while chunk := f.read(part):
+                resp = self._request(
+                    "PATCH",
+                    location,
+                    key,
+                    ok=(202,),
+                    data=chunk,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
+                    },
+                )
+                location, offset = self._location(resp), offset + len(chunk)
+                if progress:
+                    progress(len(chunk))
+        sep = "&" if "?" in location else "?"
+        self._request("PUT", f"{location}{sep}digest={digest}", key, ok=(201,))
+
     def create(self, key: str, source: bytes | Path) -> bool:
         tag = self._tag(key)
         if tag is None:
@@ -219,8 +259,7 @@ class OciBackend(Backend):
             if isinstance(source, bytes):
                 self._upload(self._digest(key), source, key)
             else:
-                with open(source, "rb") as f:
-                    self._upload(self._digest(key), f, key)
+                self.upload(key, source)
             return True
         assert isinstance(source, bytes)  # an index is artifact.json's bytes
         return self.create_index(key, source, [])

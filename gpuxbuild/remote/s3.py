@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from gpuxbuild.network import DEFAULT_TIMEOUT, MAX_WAIT, RetryPolicy, _env_number, redact_text
-from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec, Sink
+from gpuxbuild.remote.base import Backend, Progress, RemoteError, RemoteSpec, Sink, part_size
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-PART_SIZE = 8 << 20  # multipart chunk for large files, uploaded several at a time
+PARALLEL_PARTS = 8  # parts of one file in flight at once
 _STATUS = re.compile(r"(\d{3} [A-Z][A-Za-z ]+?)(?::|$)")
 _CODE = re.compile(r"<Code>([^<]+)</Code>")
 
@@ -119,14 +119,21 @@ class S3Backend(Backend):
             raise self._error(key, exc) from exc
 
     def download(self, key: str, f: Sink, start: int = 0) -> None:
+        opts = {"range": {"offset": start}} if start else {}
         try:
-            opts = {"range": {"offset": start}} if start else {}
-            for chunk in self._obstore.get(self.store, self._key(key), options=opts):  # type: ignore[arg-type]
-                f.write(bytes(chunk))
+            stream = iter(self._obstore.get(self.store, self._key(key), options=opts))  # type: ignore[arg-type]
         except FileNotFoundError as exc:
             raise RemoteError(f"remote {self.spec.display}: no object {key}") from exc
         except Exception as exc:
             raise self._error(key, exc) from exc
+        while True:
+            try:  # only the store's errors are the remote's: the sink's own (a full disk) pass as they are
+                chunk = next(stream, None)
+            except Exception as exc:
+                raise self._error(key, exc) from exc
+            if chunk is None:
+                return
+            f.write(bytes(chunk))
 
     def exists(self, key: str) -> bool:
         try:
@@ -141,14 +148,34 @@ class S3Backend(Backend):
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
         try:
-            self._obstore.put(
-                self.store, self._key(key), source, mode="create", chunk_size=PART_SIZE, max_concurrency=8
-            )
+            self._obstore.put(self.store, self._key(key), source, mode="create")  # one request: If-None-Match
             return True
         except (AlreadyExistsError, PreconditionError):
             return False
         except Exception as exc:
             raise self._error(key, exc) from exc
+
+    def upload(self, key: str, source: Path, progress: Progress | None = None) -> None:
+        """A blob: a large one as a multipart upload, PARALLEL_PARTS parts at a time, which S3 makes visible only
+        when complete (obstore cannot send If-None-Match with multipart; a blob rewritten is the same bytes)."""
+        size, part = source.stat().st_size, part_size()
+        try:
+            if size <= part:
+                self._obstore.put(self.store, self._key(key), source)
+            else:
+                self._obstore.put(
+                    self.store,
+                    self._key(key),
+                    _parts(source, part, progress),
+                    use_multipart=True,
+                    chunk_size=part,
+                    max_concurrency=PARALLEL_PARTS,
+                )
+                return
+        except Exception as exc:
+            raise self._error(key, exc) from exc
+        if progress:
+            progress(size)
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
         try:
@@ -158,3 +185,12 @@ class S3Backend(Backend):
                     yield (path[len(self.prefix) + 1 :] if self.prefix else path), meta["size"]
         except Exception as exc:
             raise self._error(prefix, exc) from exc
+
+
+def _parts(source: Path, part: int, progress: Progress | None) -> Iterator[bytes]:
+    """The file's bytes, `part` at a time, each counted as it is handed to the uploader."""
+    with open(source, "rb") as f:
+        while chunk := f.read(part):
+            yield chunk
+            if progress:
+                progress(len(chunk))
