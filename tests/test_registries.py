@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import threading
+from pathlib import Path
 
 import pytest
+import yaml
+from helpers import gpux_process
 
 from gpuxbuild.errors import ManifestError
 from gpuxbuild.models.pull import parse_ref, pull
@@ -88,9 +93,11 @@ def test_a_third_registry_is_one_class_and_one_line(memory_registry, tmp_path):
 
 def test_unknown_registry_lists_the_known_ones():
     with pytest.raises(ManifestError) as exc:
-        parse_source("s3:bucket/x")
+        parse_source("nosuch:bucket/x")
     assert (
-        "unknown registry 's3'" in exc.value.message and "huggingface" in exc.value.hint and "local" in exc.value.hint
+        "unknown registry 'nosuch'" in exc.value.message
+        and "huggingface" in exc.value.hint
+        and "local" in exc.value.hint
     )
     with pytest.raises(ManifestError):
         parse_source("org/x", "nope")
@@ -106,3 +113,121 @@ def test_a_third_registry_pulls(memory_registry, tmp_path):
     assert res.downloaded == ["config.json", "model.safetensors"] and res.cached == [] and res.objects_downloaded == 2
     for f in res.record.files:
         assert store.object_path(f["sha256"]).read_bytes() == FILES[f["path"]]
+
+
+# ----------------------------------------------------------------------------------- plugins (entry points)
+
+PLUGIN = '''
+"""A registry plugin: models are folders under $TINYREG_ROOT, pinned by their content digest."""
+import hashlib, json, os
+from pathlib import Path
+
+from gpuxbuild.errors import RegistryError
+from gpuxbuild.registries.base import ModelInfo, ModelManager, PinnedModel
+from gpuxbuild.store.files import FileEntry
+
+
+class TinyManager(ModelManager):
+    name = "tinyreg"
+    source_prefixes = ("tiny",)
+    ref_help = "a folder name under $TINYREG_ROOT"
+    commit_length = 64
+    revisions = False
+
+    def _root(self, repo):
+        root = Path(os.environ["TINYREG_ROOT"]) / repo
+        if not root.is_dir():
+            raise RegistryError(f"tinyreg:{repo}: no such model", "check TINYREG_ROOT")
+        return root
+
+    def resolve(self, repo, revision, *, pin=None):
+        root = self._root(repo)
+        files = sorted(
+            FileEntry(p.relative_to(root).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_size)
+            for p in root.rglob("*") if p.is_file()
+        )
+        commit = hashlib.sha256(json.dumps([f.as_dict() for f in files]).encode()).hexdigest()
+        config = json.loads((root / "config.json").read_text())
+        return PinnedModel(self.name, repo, revision, commit, files, ModelInfo(config=config))
+
+    def download(self, repo, commit, file, dest, *, resume_from=0, progress=None):
+        dest.write((self._root(repo) / file.path).read_bytes()[resume_from:])
+'''
+
+
+def _install_plugin(site: Path, name: str = "tinyreg", target: str = "tinyreg_plugin:TinyManager") -> None:
+    """A distribution as pip installs one: the module and a dist-info whose entry_points.txt names the registry."""
+    (site / "tinyreg_plugin.py").write_text(PLUGIN)
+    info = site / "gpux_tinyreg-0.1.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gpux-tinyreg\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[gpuxbuild.registries]\n{name} = {target}\n")
+
+
+def _plugin_env(site: Path, **extra: str) -> dict[str, str]:
+    repo_root = Path(__file__).resolve().parent.parent
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo_root), str(site)]), **extra}
+
+
+@pytest.mark.slow
+def test_an_installed_plugin_registry_locks_syncs_and_runs(tmp_path):
+    """A package that declares a `gpuxbuild.registries` entry point adds a registry, with no change to gpuxbuild:
+    `gpux registries` lists it, and a model from it goes through add, lock, sync and run."""
+    from tinymodels import write_repo
+
+    site, root, project = tmp_path / "site", tmp_path / "models", tmp_path / "project"
+    site.mkdir()
+    project.mkdir()
+    _install_plugin(site)
+    write_repo("onnx-shipped", root / "sentiment")
+    env = _plugin_env(site, TINYREG_ROOT=str(root))
+
+    r = gpux_process("registries", "--json", env=env)
+    rows = {x["name"]: x for x in json.loads(r.stdout)["registries"]}
+    assert rows["tinyreg"] == {
+        "name": "tinyreg",
+        "prefixes": ["tinyreg:", "tiny:"],
+        "origin": "gpux-tinyreg 0.1",
+        "reference": "a folder name under $TINYREG_ROOT",
+    }
+    table = gpux_process("registries", env=env).stdout.splitlines()
+    assert table[0].split() == ["NAME", "PREFIXES", "FROM", "REFERENCE"]
+    assert any(line.startswith("tinyreg ") and "gpux-tinyreg 0.1" in line for line in table)
+
+    gpux_process("init", cwd=project, env=env)
+    gpux_process("add", "tiny:sentiment", "--task", "text-classification", cwd=project, env=env)
+    lock = (project / "gpux.lock").read_bytes()
+    entry = yaml.safe_load(lock)["models"]["sentiment"]
+    assert (entry["registry"], entry["repo"], entry["revision"], len(entry["commit"])) == (
+        "tinyreg",
+        "sentiment",
+        None,
+        64,
+    )
+    (project / "gpux.lock").unlink()
+    gpux_process("lock", cwd=project, env=env)
+    assert (project / "gpux.lock").read_bytes() == lock  # deterministic
+    gpux_process("lock", "--check", cwd=project, env=env)
+    gpux_process("sync", cwd=project, env=env)
+    r = gpux_process("run", "sentiment", "I love this", "--json", cwd=project, env=env)
+    assert "POSITIVE" in r.stdout or "NEGATIVE" in r.stdout
+
+    # Without the plugin, the same lock is an error that says how registries are added.
+    r = gpux_process(
+        "lock", cwd=project, env={**env, "PYTHONPATH": env["PYTHONPATH"].split(os.pathsep)[0]}, check=False
+    )
+    assert r.returncode == 2 and "unknown registry 'tiny'" in r.stderr and "gpux registries" in r.stderr
+
+
+def test_a_broken_plugin_is_reported_not_raised(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    _install_plugin(site, target="tinyreg_plugin:Missing")
+    r = gpux_process("registries", env=_plugin_env(site), check=False)
+    assert r.returncode == 0 and "Traceback" not in r.stderr
+    assert "warning: plugin 'tinyreg' (gpux-tinyreg 0.1): cannot load tinyreg_plugin:Missing" in r.stderr
+    _install_plugin(site, name="hf")
+    r = gpux_process("registries", "--json", env=_plugin_env(site))
+    assert json.loads(r.stdout)["problems"] == [
+        "plugin 'hf' (gpux-tinyreg 0.1): 'hf' is a source prefix of registry 'huggingface' already"
+    ]

@@ -13,6 +13,7 @@ import yaml
 
 from gpuxbuild.errors import GpuxError, ManifestError, StaleLockError, quote
 from gpuxbuild.fsutil import write_atomic
+from gpuxbuild.hashing import is_hex_digest
 from gpuxbuild.project.manifest import MANIFEST_NAME, Manifest, ModelSpec
 from gpuxbuild.registries.base import is_git_commit
 from gpuxbuild.schemas_io import describe_error, field_path, first_error, load_schema
@@ -245,7 +246,7 @@ def _spec_of(entry: LockedModel, task: str | None) -> ModelSpec:
 
 def _inconsistency(entry: LockedModel, project: Path) -> str | None:
     """What in `entry` contradicts the entry itself or the project (the check `--frozen` can make), or None."""
-    from gpuxbuild.registries import local_ref_problem, parse_source
+    from gpuxbuild.registries import commit_length, local_ref_problem, parse_source
     from gpuxbuild.schemas_io import load_schema
     from gpuxbuild.tasks import normalize_task
 
@@ -259,7 +260,7 @@ def _inconsistency(entry: LockedModel, project: Path) -> str | None:
         return f"repo {quote(entry.repo)} is not the one its source {quote(entry.source)} names"
     if registry == "local" and (problem := local_ref_problem(entry.repo, project)):
         return f"repo {problem}"
-    if (len(entry.commit) != 64) if registry == "local" else not is_git_commit(entry.commit):
+    if not is_hex_digest(entry.commit, commit_length(registry)):
         return "commit (not a commit id of its registry)"
     if is_git_commit(entry.revision) and entry.commit != entry.revision:
         return f"commit {entry.commit[:12]} is not the revision {entry.revision[:12]} it pins"

@@ -244,7 +244,7 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def _effective(name: str, entry: dict, defaults: dict, path: Path, node) -> ModelSpec:
-    from gpuxbuild.registries import check_registry, parse_source
+    from gpuxbuild.registries import check_registry, parse_source, takes_revisions
 
     def get(key, fallback=None):
         return entry.get(key, defaults.get(key, fallback))
@@ -263,12 +263,23 @@ def _effective(name: str, entry: dict, defaults: dict, path: Path, node) -> Mode
             path, _line_of(node, ["models", name, "source"]), f"{field_}.source", exc.message, exc.hint or ""
         ) from exc
     revision = get("revision")
+    # (a local folder's `revision:` was always accepted, and is kept as written)
+    if revision is not None and "revision" in entry and registry != "local" and not takes_revisions(registry):
+        raise _error(
+            path,
+            _line_of(node, ["models", name, "revision"]),
+            f"{field_}.revision",
+            f"registry {registry!r} has no revisions (its source pins what it names)",
+            "remove `revision:`",
+        )
+    if revision is not None and "revision" not in entry and not takes_revisions(registry) and registry != "local":
+        revision = None  # a `defaults: revision:` is for the registries that have revisions
     if revision is not None:
         bad = check_revision(revision)
         if bad:
             where = ["models", name, "revision"] if "revision" in entry else ["defaults", "revision"]
             raise _error(path, _line_of(node, where), field_path(where), bad, "use a branch, a tag or a 40-hex commit")
-    elif registry != "local":
+    elif takes_revisions(registry):
         revision = "main"
     runtime = _merge(DEFAULT_RUNTIME, _merge(defaults.get("runtime") or {}, entry.get("runtime") or {}))
     if isinstance(runtime.get("labels"), dict):

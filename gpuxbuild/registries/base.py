@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, ClassVar, TypeGuard
 
+from gpuxbuild.errors import RegistryError, quote
 from gpuxbuild.hashing import is_hex_digest
 from gpuxbuild.store.files import FileEntry
 
@@ -64,6 +65,23 @@ class PinnedModel:
         return sorted(self.paths or (f.path for f in self.files))
 
 
+def check_repo_path(repo: str, path: str) -> None:
+    """Refuse a file name that could land outside the model's folder (absolute, `..`, backslashes, empty parts)."""
+    parts = path.split("/")
+    if (
+        not path
+        or path.startswith("/")
+        or "\\" in path
+        or "\x00" in path
+        or any(p in ("", ".", "..") for p in parts)
+        or (len(path) > 1 and path[1] == ":")
+    ):
+        raise RegistryError(
+            f"{repo}: refusing unsafe file name {quote(path)} from the registry (it could land outside the model folder)",
+            "report the repo to its owner; exclude the file with `exclude:` if you trust the rest",
+        )
+
+
 Progress = Callable[[int], None]
 # (commit, every path of the commit, the files whose sha256 is already known) -> the paths whose sha256
 # the caller needs (None: all of them)
@@ -79,9 +97,16 @@ class ModelManager(ABC):
     """A model registry. Subclasses set `name` and implement the abstract methods.
 
     `offline=True` means: make no network request; raise RegistryError naming what is missing.
+    A plugin's class attributes below describe its sources to the registry table (built-in registries
+    give the same in their `register(...)` line).
     """
 
     name: ClassVar[str]
+    source_prefixes: ClassVar[tuple[str, ...]] = ()  # prefixes besides the entry point's name
+    ref_pattern: ClassVar[str] = r"[A-Za-z0-9][A-Za-z0-9._/-]*"  # what a reference looks like (checked early)
+    ref_help: ClassVar[str] = "a model name"
+    commit_length: ClassVar[int] = 40  # hex digits of a pin: 40 (a git commit) or 64 (a sha256)
+    revisions: ClassVar[bool] = True  # references take a branch or tag (`revision:`, default main)
 
     def __init__(self, *, project: Path, offline: bool = False, store=None):
         self.project = project
