@@ -231,3 +231,144 @@ def test_a_broken_plugin_is_reported_not_raised(tmp_path):
     assert json.loads(r.stdout)["problems"] == [
         "plugin 'hf' (gpux-tinyreg 0.1): 'hf' is a source prefix of registry 'huggingface' already"
     ]
+
+
+# ------------------------------------------------------------------------------ S3 and HTTPS sources
+
+
+@pytest.fixture
+def home(hf_env, tmp_path_factory):
+    """Switch to a fresh, empty GPUX_HOME (another machine)."""
+
+    def switch() -> Path:
+        path = tmp_path_factory.mktemp("home")
+        hf_env(GPUX_HOME=str(path))
+        return path
+
+    return switch
+
+
+def _model_files() -> dict[str, bytes]:
+    """The tiny text classifier that ships its ONNX graph (no export needed to build it)."""
+    from tinymodels import make_repo
+
+    return make_repo("onnx-shipped")
+
+
+@pytest.fixture
+def s3folder(s3server, hf_env, request):
+    """A fresh prefix of the test bucket holding the tiny model; returns (its s3:// URL, the prefix, the client)."""
+    import uuid
+
+    import obstore
+    from s3server import BUCKET
+
+    hf_env(**s3server.env(), GPUX_HTTP_RETRIES="0")
+    prefix = f"models-{uuid.uuid4().hex[:10]}/sentiment"
+    client = s3server.client()
+    for path, data in _model_files().items():
+        obstore.put(client, f"{prefix}/{path}", data)
+    return f"s3://{BUCKET}/{prefix}/", prefix, client
+
+
+def _errors(r) -> list[str]:
+    assert "Traceback" not in r.stderr, r.stderr
+    return [line for line in r.stderr.splitlines() if line.startswith("error:")]
+
+
+def _labels(out: str) -> bool:
+    return "POSITIVE" in out or "NEGATIVE" in out
+
+
+def test_an_s3_folder_locks_syncs_and_runs(s3folder, tmp_path, home):
+    from helpers import gpux, read_lock, write_manifest
+
+    url, _, _ = s3folder
+    project = tmp_path / "p"
+    project.mkdir()
+    gpux("init", cwd=project)
+    gpux("add", url, "--task", "text-classification", cwd=project)
+    entry = read_lock(project)["models"]["sentiment"]
+    files = {f["path"]: f for f in entry["files"]}
+    expected = _model_files()
+    assert (entry["registry"], entry["repo"], entry["revision"]) == ("s3", url, None)
+    assert len(entry["commit"]) == 64 and "onnx/model.onnx" in files
+    for path, f in files.items():
+        assert f["sha256"] == hashlib.sha256(expected[path]).hexdigest()
+    # The bucket's ETags are recorded, for the record.
+    assert set(entry["origin"]) == set(files) and all(o.get("etag") for o in entry["origin"].values())
+    lock = (project / "gpux.lock").read_bytes()
+    home()  # relocking elsewhere pins the same bytes
+    (project / "gpux.lock").unlink()
+    gpux("lock", cwd=project)
+    assert (project / "gpux.lock").read_bytes() == lock
+    gpux("lock", "--check", cwd=project)
+
+    home()  # another machine: sync downloads from the bucket, verified against the lock
+    r = gpux("sync", "--offline", cwd=project, check=False)
+    (error,) = _errors(r)
+    assert r.returncode == 1 and "not in the store and offline mode is on" in error and "onnx/model.onnx" in error
+    gpux("sync", cwd=project)
+    assert _labels(gpux("run", "sentiment", "I love this", "--json", cwd=project).stdout)
+    write_manifest(project, {"sentiment": {"source": url, "task": "text-classification"}})
+    r = gpux("lock", "--offline", cwd=project, check=False)  # nothing to resolve: the entry did not change
+    assert r.returncode == 0, r.stderr
+
+
+def test_s3_source_errors_are_one_line(s3folder, tmp_path, hf_env):
+    from helpers import gpux, write_manifest
+    from processes import free_port
+    from s3server import BUCKET
+
+    url, _, _ = s3folder
+
+    def lock(source: str, **manifest) -> list[str]:
+        write_manifest(tmp_path, {"m": {"source": source, "task": "text-classification", **manifest}})
+        r = gpux("lock", cwd=tmp_path, check=False)
+        assert r.returncode != 0 and not (tmp_path / "gpux.lock").exists()
+        return _errors(r)
+
+    assert lock(f"s3://{BUCKET}/no-such-prefix/") == [
+        f"error: model 'm': s3://{BUCKET}/no-such-prefix/: no objects under this prefix"
+    ]
+    (error,) = lock(url, revision="v1")
+    assert "registry 's3' has no revisions" in error
+    (error,) = lock("s3://gpux-no-such-bucket/x/")
+    assert "s3://gpux-no-such-bucket/x/" in error and "bucket" in error.lower()
+    hf_env(AWS_SECRET_ACCESS_KEY="wrong-secret-0a9b")
+    (error,) = lock(url)
+    assert f"{url}: not authorized" in error and "wrong-secret-0a9b" not in error
+    hf_env(AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}")
+    (error,) = lock(url)
+    assert error.startswith(f"error: model 'm': {url}: ") and "127.0.0.1" in error
+    write_manifest(tmp_path, {"m": {"source": url, "task": "text-classification"}})
+    r = gpux("lock", "--offline", cwd=tmp_path, check=False)
+    assert _errors(r) == [
+        f"error: model 'm': {url}: listing the folder needs the network, but offline mode is on"
+    ] and r.returncode == 1
+
+
+def test_s3_hostile_names_and_pickles_are_refused(s3server, hf_env, tmp_path):
+    import uuid
+
+    import obstore
+    from helpers import gpux, write_manifest
+    from s3server import BUCKET
+
+    hf_env(**s3server.env(), GPUX_HTTP_RETRIES="0")
+    client = s3server.client()
+    prefix = f"hostile-{uuid.uuid4().hex[:10]}"
+    obstore.put(client, f"{prefix}/config.json", b"{}")
+    obstore.put(client, f"{prefix}/C:evil.json", b"{}")  # a drive-relative path on Windows
+    write_manifest(tmp_path, {"m": {"source": f"s3://{BUCKET}/{prefix}/", "task": "text-classification"}})
+    r = gpux("lock", cwd=tmp_path, check=False)
+    (error,) = _errors(r)
+    assert r.returncode == 1 and "refusing unsafe file name" in error
+
+    prefix = f"pickle-{uuid.uuid4().hex[:10]}"
+    obstore.put(client, f"{prefix}/config.json", b'{"architectures": ["BertModel"]}')
+    obstore.put(client, f"{prefix}/pytorch_model.bin", b"pickle")
+    write_manifest(tmp_path, {"m": {"source": f"s3://{BUCKET}/{prefix}/", "task": "feature-extraction"}})
+    r = gpux("sync", cwd=tmp_path, check=False)  # pinned, but never loaded: pickles can run code
+    (error,) = _errors(r)
+    assert r.returncode != 0 and "pickle" in error and "pytorch_model.bin" in error, error

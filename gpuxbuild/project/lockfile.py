@@ -45,6 +45,7 @@ class LockedModel:
     license: str | None = None
     artifact: dict | None = None  # written by `gpux build`: digest, build_key, toolchain
     signature: dict | None = None  # written by `gpux lock` for a verified model.sig: file, sha256, signer
+    origin: dict | None = None  # path -> the registry's own ids of the file (S3 ETag, version id), for the record
 
     def as_dict(self) -> dict:
         d = {
@@ -65,6 +66,8 @@ class LockedModel:
             d["artifact"] = self.artifact
         if self.signature:
             d["signature"] = self.signature
+        if self.origin:
+            d["origin"] = self.origin
         return d
 
     @classmethod
@@ -85,6 +88,7 @@ class LockedModel:
             license=d.get("license"),
             artifact=d.get("artifact"),
             signature=d.get("signature"),
+            origin=d.get("origin"),
         )
 
     @property

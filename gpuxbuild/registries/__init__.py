@@ -102,6 +102,28 @@ register(
 )
 
 
+register(
+    "s3",
+    ("s3",),
+    "gpuxbuild.registries.s3:S3Manager",
+    r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?",
+    "s3://bucket/prefix/ (a folder of model files)",
+    commit_length=64,
+    url=True,
+    revisions=False,
+)
+register(
+    "https",
+    ("https", "http"),
+    "gpuxbuild.registries.url:UrlManager",
+    r"https?://[^\s/?#]+/[^\s?#]*",
+    "https://host/path/file, or https://host/folder/ with `files:` (no query or fragment)",
+    commit_length=64,
+    url=True,
+    revisions=False,
+)
+
+
 def _builtin_names() -> frozenset[str]:
     return frozenset(n for n, e in _TABLE.items() if e.origin == "built-in")
 
@@ -200,6 +222,11 @@ def commit_length(registry: str) -> int:
 def takes_revisions(registry: str) -> bool:
     """Whether references of `registry` take a branch or tag (`revision:`)."""
     return _find(registry).revisions
+
+
+def takes_file_list(registry: str, ref: str) -> bool:
+    """Whether the reference is a folder whose files the manifest lists (`files:`): an https:// folder URL."""
+    return registry == "https" and ref.endswith("/")
 
 
 def _unknown(name: str) -> ManifestError:

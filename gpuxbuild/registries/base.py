@@ -59,6 +59,9 @@ class PinnedModel:
     files: list[FileEntry]
     info: ModelInfo
     paths: list[str] = field(default_factory=list)
+    # path -> where the registry's store says the file came from (an S3 ETag and version id, ...): recorded in
+    # the lock for the record; the sha256 is what is trusted.
+    origin: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def all_paths(self) -> list[str]:
         """Every path of the commit, sorted."""
@@ -157,6 +160,11 @@ class ModelManager(ABC):
         return fetch(
             self, repo, commit, files, self.store, label=label or self.display(repo), jobs=jobs, reporter=reporter
         )
+
+    def with_files(self, files: tuple[str, ...]) -> ModelManager:
+        """This registry for a folder whose file paths the manifest lists (`files:`); only registries whose
+        folders cannot be listed (https://) take them."""
+        raise RegistryError(f"the {self.name} registry lists its folders itself", "remove `files:`")
 
     def describe(self, repo: str, revision: str | None) -> ModelInfo:
         """Task/pipeline tag, architecture, license and card data of a model."""
