@@ -343,9 +343,10 @@ def test_s3_source_errors_are_one_line(s3folder, tmp_path, hf_env):
     assert error.startswith(f"error: model 'm': {url}: ") and "127.0.0.1" in error
     write_manifest(tmp_path, {"m": {"source": url, "task": "text-classification"}})
     r = gpux("lock", "--offline", cwd=tmp_path, check=False)
-    assert _errors(r) == [
-        f"error: model 'm': {url}: listing the folder needs the network, but offline mode is on"
-    ] and r.returncode == 1
+    assert (
+        _errors(r) == [f"error: model 'm': {url}: listing the folder needs the network, but offline mode is on"]
+        and r.returncode == 1
+    )
 
 
 def test_s3_hostile_names_and_pickles_are_refused(s3server, hf_env, tmp_path):
@@ -372,3 +373,110 @@ def test_s3_hostile_names_and_pickles_are_refused(s3server, hf_env, tmp_path):
     r = gpux("sync", cwd=tmp_path, check=False)  # pinned, but never loaded: pickles can run code
     (error,) = _errors(r)
     assert r.returncode != 0 and "pickle" in error and "pytorch_model.bin" in error, error
+
+
+@pytest.fixture
+def files_server(tmp_path_factory):
+    """A plain HTTP file server on 127.0.0.1 (Python's own), serving the tiny model under /models/sentiment/;
+    /private/ answers 401."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = tmp_path_factory.mktemp("www")
+    for path, data in _model_files().items():
+        dest = root / "models" / "sentiment" / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+
+    class Handler(SimpleHTTPRequestHandler):
+        def do_GET(self):
+            if self.path.startswith("/private/"):
+                self.send_error(401)
+                return
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", root
+    server.shutdown()
+    server.server_close()
+
+
+def test_files_at_urls_lock_sync_and_run(files_server, tmp_path, home):
+    from helpers import gpux, read_lock, write_manifest
+
+    base, root = files_server
+    url = f"{base}/models/sentiment/"
+    listed = sorted(_model_files())
+    write_manifest(tmp_path, {"sentiment": {"source": url, "files": listed, "task": "text-classification"}})
+    gpux("lock", cwd=tmp_path)
+    entry = read_lock(tmp_path)["models"]["sentiment"]
+    assert (entry["registry"], entry["repo"], entry["revision"], len(entry["commit"])) == ("https", url, None, 64)
+    assert {f["path"]: f["sha256"] for f in entry["files"]}["onnx/model.onnx"] == hashlib.sha256(
+        _model_files()["onnx/model.onnx"]
+    ).hexdigest()
+    lock = (tmp_path / "gpux.lock").read_bytes()
+    home()
+    (tmp_path / "gpux.lock").unlink()
+    gpux("lock", cwd=tmp_path)
+    assert (tmp_path / "gpux.lock").read_bytes() == lock
+    home()
+    r = gpux("sync", "--offline", cwd=tmp_path, check=False)
+    (error,) = _errors(r)
+    assert "not in the store and offline mode is on" in error and "config.json" in error
+    gpux("sync", cwd=tmp_path)
+    assert _labels(gpux("run", "sentiment", "I love this", "--json", cwd=tmp_path).stdout)
+
+    # A file that changes on the server after the lock is refused on arrival.
+    home()
+    (root / "models" / "sentiment" / "onnx" / "model.onnx").write_bytes(b"not the locked graph")
+    r = gpux("sync", "--target", "elsewhere", cwd=tmp_path, check=False)
+    (error,) = _errors(r)
+    assert r.returncode == 1 and "sha256 mismatch" in error and "onnx/model.onnx" in error
+
+    # One file is a model too (here a config, to see it pinned).
+    write_manifest(tmp_path, {"cfg": {"source": f"{url}config.json", "task": "text-classification"}})
+    gpux("lock", cwd=tmp_path)
+    assert [f["path"] for f in read_lock(tmp_path)["models"]["cfg"]["files"]] == ["config.json"]
+
+
+def test_url_source_errors_are_one_line(files_server, tmp_path, hf_env):
+    from helpers import gpux, write_manifest
+    from processes import free_port
+
+    base, _ = files_server
+    hf_env(GPUX_HTTP_RETRIES="0")
+
+    def lock(model: dict, status: int = 1) -> list[str]:
+        write_manifest(tmp_path, {"m": {"task": "text-classification", **model}})
+        r = gpux("lock", cwd=tmp_path, check=False)
+        assert r.returncode == status and not (tmp_path / "gpux.lock").exists(), r.stderr
+        return _errors(r)
+
+    host = base.removeprefix("http://")
+    assert lock({"source": f"{base}/nope/model.onnx"}) == [
+        f"error: model 'm': {base}/nope/model.onnx: not found on {host} (HTTP 404)"
+    ]
+    (error,) = lock({"source": f"{base}/private/model.onnx"})
+    assert error == f"error: model 'm': {base}/private/model.onnx: not authorized (HTTP 401)"
+    port = free_port()
+    (error,) = lock({"source": f"http://127.0.0.1:{port}/model.onnx"})
+    assert error.startswith(f"error: model 'm': http://127.0.0.1:{port}/model.onnx: cannot reach 127.0.0.1:{port}")
+    (error,) = lock({"source": "http://example.com/model.onnx"}, status=2)
+    assert "plain http:// is accepted only on this machine" in error
+    (error,) = lock({"source": f"{base}/models/sentiment/"}, status=2)
+    assert "an https:// folder source needs `files:`" in error
+    (error,) = lock({"source": f"{base}/models/sentiment/config.json", "files": ["x"]}, status=2)
+    assert "`files:` is only for an https:// folder source" in error
+    (error,) = lock({"source": f"{base}/models/sentiment/", "files": ["../../secret"]})
+    assert "refusing unsafe file name '../../secret'" in error
+    write_manifest(tmp_path, {"m": {"source": f"{base}/models/sentiment/config.json", "task": "text-classification"}})
+    r = gpux("lock", "--offline", cwd=tmp_path, check=False)
+    assert _errors(r) == [
+        f"error: model 'm': {base}/models/sentiment/config.json: hashing its files needs the network, "
+        "but offline mode is on"
+    ]

@@ -118,7 +118,7 @@ class Lock:
 
 def options_of(spec: ModelSpec) -> dict:
     """The conversion and runtime options in effect for a model, as recorded in the lock (`verify` only when set,
-    so locks written before it existed stay valid and byte-identical)."""
+    so locks written before it existed stay valid and byte-identical; `files`, an https:// folder's list, likewise)."""
     options = {
         "allow_pickle": spec.allow_pickle,
         "convert": spec.convert,
@@ -129,6 +129,8 @@ def options_of(spec: ModelSpec) -> dict:
     }
     if spec.verify is not None:
         options["verify"] = spec.verify
+    if spec.files:
+        options["files"] = list(spec.files)
     return options
 
 
@@ -245,6 +247,7 @@ def _spec_of(entry: LockedModel, task: str | None) -> ModelSpec:
         o["convert"],
         o["runtime"],
         o.get("verify"),
+        tuple(o.get("files") or ()),
     )
 
 
