@@ -480,3 +480,136 @@ def test_url_source_errors_are_one_line(files_server, tmp_path, hf_env):
         f"error: model 'm': {base}/models/sentiment/config.json: hashing its files needs the network, "
         "but offline mode is on"
     ]
+
+
+# ------------------------------------------------------------------------------------------ OCI artifacts
+
+
+def _oras_push(host: str, target: str, files: dict[str, bytes], tmp: Path) -> str:
+    """Push `files` as an OCI artifact with the oras SDK, one layer per file titled with its path, as
+    `oras push registry/repo:tag onnx/model.onnx ...` does; returns the manifest digest."""
+    import uuid
+
+    import oras.client
+    import requests
+
+    root = tmp / f"push-{uuid.uuid4().hex[:8]}"
+    for path, data in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+    blobs = [str(root / p) for p in sorted(files)]
+    annotations = root.parent / f"{root.name}.annotations.json"
+    annotations.write_text(
+        json.dumps({b: {"org.opencontainers.image.title": p} for b, p in zip(blobs, sorted(files), strict=True)})
+    )
+    client = oras.client.OrasClient(hostname=host, insecure=True)
+    client.push(target=f"{host}/{target}", files=blobs, annotation_file=str(annotations), disable_path_validation=True)
+    repo, _, tag = target.partition(":")
+    resp = requests.head(
+        f"http://{host}/v2/{repo}/manifests/{tag}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        timeout=10,
+    )
+    return resp.headers["Docker-Content-Digest"]
+
+
+def test_an_oci_artifact_locks_syncs_and_runs(ociserver, tmp_path, home, hf_env):
+    import uuid
+
+    from helpers import gpux, read_lock, write_manifest
+
+    hf_env(DOCKER_CONFIG=str(tmp_path / "no-docker-config"), GPUX_HTTP_RETRIES="0")
+    repo = f"models/sentiment-{uuid.uuid4().hex[:8]}"
+    digest = _oras_push(ociserver.host, f"{repo}:v1", _model_files(), tmp_path)
+    source = f"oci://{ociserver.host}/{repo}:v1"
+    project = tmp_path / "p"
+    project.mkdir()
+    gpux("init", cwd=project)
+    gpux("add", source, "--name", "sentiment", "--task", "text-classification", cwd=project)
+    entry = read_lock(project)["models"]["sentiment"]
+    assert (entry["registry"], entry["repo"], entry["revision"]) == ("oci", source, None)
+    assert "sha256:" + entry["commit"] == digest  # the pin is the manifest's digest
+    expected = _model_files()
+    assert {f["path"]: f["sha256"] for f in entry["files"]} == {
+        p: hashlib.sha256(expected[p]).hexdigest() for p in {f["path"] for f in entry["files"]}
+    }
+    lock = (project / "gpux.lock").read_bytes()
+    home()
+    (project / "gpux.lock").unlink()
+    gpux("lock", cwd=project)
+    assert (project / "gpux.lock").read_bytes() == lock
+    r = gpux("sync", "--offline", cwd=project, check=False)
+    (error,) = _errors(r)
+    assert "not in the store and offline mode is on" in error and "onnx/model.onnx" in error
+    gpux("sync", cwd=project)
+    assert _labels(gpux("run", "sentiment", "I love this", "--json", cwd=project).stdout)
+
+    # The tag moves: the lock keeps its digest until --upgrade; a source by digest pins itself.
+    _oras_push(ociserver.host, f"{repo}:v1", {**expected, "README.md": b"# moved\n"}, tmp_path)
+    assert "no changes" in gpux("lock", cwd=project).stdout  # sync recorded the artifact: the pin is the same
+    gpux("lock", "--upgrade", cwd=project)
+    assert read_lock(project)["models"]["sentiment"]["commit"] != entry["commit"]
+    write_manifest(
+        project, {"pinned": {"source": f"oci://{ociserver.host}/{repo}@{digest}", "task": "text-classification"}}
+    )
+    gpux("lock", cwd=project)
+    assert read_lock(project)["models"]["pinned"]["commit"] == entry["commit"]
+
+
+def test_oci_source_errors_are_one_line(ociserver, tmp_path, hf_env):
+    import uuid
+
+    from helpers import gpux, write_manifest
+    from processes import free_port
+
+    hf_env(DOCKER_CONFIG=str(tmp_path / "no-docker-config"), GPUX_HTTP_RETRIES="0")
+    repo = f"models/bad-{uuid.uuid4().hex[:8]}"
+
+    def lock(source: str, status: int = 1) -> str:
+        write_manifest(tmp_path, {"m": {"source": source, "task": "text-classification"}})
+        r = gpux("lock", cwd=tmp_path, check=False)
+        assert r.returncode == status and not (tmp_path / "gpux.lock").exists(), r.stderr
+        (error,) = _errors(r)
+        return error
+
+    source = f"oci://{ociserver.host}/{repo}:v1"
+    assert lock(source) == f"error: model 'm': {source}: no such repository or tag"
+    port = free_port()
+    error = lock(f"oci://127.0.0.1:{port}/{repo}:v1")
+    assert error.startswith(f"error: model 'm': oci://127.0.0.1:{port}/{repo}:v1: manifest: ")
+    assert "oci://registry/repository:tag" in lock(f"oci://{ociserver.host}/UPPER/case", status=2)
+    assert "has no revisions" in lock_with_revision(tmp_path, source)
+    # Hostile layer titles are refused, as Hub file names are.
+    _oras_push(ociserver.host, f"{repo}:evil", {"config.json": b"{}"}, tmp_path)
+    _retitle(ociserver.host, repo, "evil", "../../etc/passwd")
+    assert "refusing unsafe file name '../../etc/passwd'" in lock(f"oci://{ociserver.host}/{repo}:evil")
+    write_manifest(tmp_path, {"m": {"source": source, "task": "text-classification"}})
+    r = gpux("lock", "--offline", cwd=tmp_path, check=False)
+    assert _errors(r) == [f"error: model 'm': {source}: resolving it needs the network, but offline mode is on"]
+
+
+def lock_with_revision(project: Path, source: str) -> str:
+    from helpers import gpux, write_manifest
+
+    write_manifest(project, {"m": {"source": source, "revision": "v2"}})
+    r = gpux("lock", cwd=project, check=False)
+    assert r.returncode == 2
+    (error,) = _errors(r)
+    return error
+
+
+def _retitle(host: str, repo: str, tag: str, title: str) -> None:
+    """Rewrite the artifact `repo:tag` so that its first layer claims the path `title` (what a hostile registry
+    or pusher could do)."""
+    import requests
+
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    manifest = requests.get(f"http://{host}/v2/{repo}/manifests/{tag}", headers=accept, timeout=10).json()
+    manifest["layers"][0]["annotations"]["org.opencontainers.image.title"] = title
+    resp = requests.put(
+        f"http://{host}/v2/{repo}/manifests/{tag}",
+        data=json.dumps(manifest),
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        timeout=10,
+    )
+    resp.raise_for_status()

@@ -124,6 +124,18 @@ register(
 )
 
 
+register(
+    "oci",
+    ("oci",),
+    "gpuxbuild.registries.oci:OciManager",
+    r"oci://[A-Za-z0-9.-]+(:[0-9]+)?/[a-z0-9]+([._/-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[0-9a-f]{64})?",
+    "oci://registry/repository:tag or oci://registry/repository@sha256:... (an OCI artifact of model files)",
+    commit_length=64,
+    url=True,
+    revisions=False,
+)
+
+
 def _builtin_names() -> frozenset[str]:
     return frozenset(n for n, e in _TABLE.items() if e.origin == "built-in")
 
