@@ -613,3 +613,89 @@ def _retitle(host: str, repo: str, tag: str, title: str) -> None:
         timeout=10,
     )
     resp.raise_for_status()
+
+
+def _tar(files: dict[str, bytes], *, gzip: bool = False, link: str | None = None) -> bytes:
+    """A tar archive of `files` (reproducible: fixed times and owners), as KitOps packs a ModelKit layer."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz" if gzip else "w", format=tarfile.PAX_FORMAT) as tar:
+        for path, data in sorted(files.items()):
+            info = tarfile.TarInfo(path)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+        if link:
+            info = tarfile.TarInfo(link)
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def _push_modelkit(host: str, repo: str, tag: str, layers: list[tuple[str, bytes]]) -> None:
+    """Push a KitOps ModelKit (Kitfile config, tar layers by kind) with gpuxbuild's own registry client."""
+    from gpuxbuild.ociclient import MANIFEST, OciClient
+
+    client = OciClient(host, repo, label="test push")
+    config = json.dumps({"manifestVersion": "1.0.0", "package": {"name": "sentiment"}}).encode()
+    descriptors = []
+    for media_type, data in [("application/vnd.kitops.modelkit.config.v1+json", config), *layers]:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        client.upload(digest, data, digest)
+        descriptors.append({"mediaType": media_type, "digest": digest, "size": len(data)})
+    manifest = {"schemaVersion": 2, "mediaType": MANIFEST, "config": descriptors[0], "layers": descriptors[1:]}
+    client.request(
+        "PUT",
+        f"{client.base}/manifests/{tag}",
+        "manifest",
+        ok=(201,),
+        data=json.dumps(manifest).encode(),
+        headers={"Content-Type": MANIFEST},
+    )
+
+
+def test_a_kitops_modelkit_locks_syncs_and_runs(ociserver, tmp_path, home, hf_env):
+    import uuid
+
+    from helpers import gpux, read_lock, write_manifest
+
+    hf_env(DOCKER_CONFIG=str(tmp_path / "no-docker-config"), GPUX_HTTP_RETRIES="0")
+    files = _model_files()
+    graph = {p: d for p, d in files.items() if p.endswith(".onnx")}
+    rest = {p: d for p, d in files.items() if p not in graph}
+    repo = f"kits/sentiment-{uuid.uuid4().hex[:8]}"
+    kit = "application/vnd.kitops.modelkit.{}.v1.tar"
+    _push_modelkit(
+        ociserver.host,
+        repo,
+        "v1",
+        [
+            (kit.format("model"), _tar(graph)),
+            (kit.format("code") + "+gzip", _tar(rest, gzip=True)),
+            (kit.format("dataset"), _tar({"data/train.csv": b"text,label\n"})),
+        ],
+    )
+    source = f"oci://{ociserver.host}/{repo}:v1"
+    write_manifest(tmp_path, {"sentiment": {"source": source, "task": "text-classification"}})
+    gpux("lock", cwd=tmp_path)
+    entry = read_lock(tmp_path)["models"]["sentiment"]
+    pinned = {f["path"]: f["sha256"] for f in entry["files"]}
+    assert "data/train.csv" not in pinned  # dataset layers are not the model's
+    assert pinned["onnx/model.onnx"] == hashlib.sha256(files["onnx/model.onnx"]).hexdigest()
+    assert pinned["config.json"] == hashlib.sha256(files["config.json"]).hexdigest()
+    lock = (tmp_path / "gpux.lock").read_bytes()
+    home()
+    (tmp_path / "gpux.lock").unlink()
+    gpux("lock", cwd=tmp_path)
+    assert (tmp_path / "gpux.lock").read_bytes() == lock
+    home()  # sync on a machine that has nothing: files come out of the layers, each verified
+    gpux("sync", cwd=tmp_path)
+    assert _labels(gpux("run", "sentiment", "I love this", "--json", cwd=tmp_path).stdout)
+
+    # A link in a layer is refused, as a hostile path is.
+    _push_modelkit(ociserver.host, repo, "link", [(kit.format("model"), _tar(graph, link="config.json"))])
+    write_manifest(tmp_path, {"evil": {"source": f"oci://{ociserver.host}/{repo}:link"}})
+    r = gpux("lock", cwd=tmp_path, check=False)
+    (error,) = _errors(r)
+    assert r.returncode == 1 and "'config.json' in layer sha256:" in error and "is a link or a device" in error
