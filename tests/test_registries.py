@@ -699,3 +699,45 @@ def test_a_kitops_modelkit_locks_syncs_and_runs(ociserver, tmp_path, home, hf_en
     r = gpux("lock", cwd=tmp_path, check=False)
     (error,) = _errors(r)
     assert r.returncode == 1 and "'config.json' in layer sha256:" in error and "is a link or a device" in error
+
+
+# ------------------------------------------------------------------------------------------- ONNX Model Zoo
+
+
+def test_an_onnx_zoo_model_locks_syncs_and_runs(hub, repo_id, tmp_path, hf_env):
+    """`onnx-zoo:NAME` is the Hub repo onnxmodelzoo/NAME, whose one graph is named after the model."""
+    from helpers import gets, gpux, read_lock
+
+    name = repo_id.split("/")[1][-40:].strip("-.") + "_Opset17"
+    files = {p: d for p, d in _model_files().items() if not p.endswith(".onnx")}
+    files[f"{name}.onnx"] = _model_files()["onnx/model.onnx"]
+    hub.create_repo(f"onnxmodelzoo/{name}", card={"pipeline_tag": "text-classification", "license": "apache-2.0"})
+    commit = hub.commit(f"onnxmodelzoo/{name}", files)
+
+    gpux("init", cwd=tmp_path)
+    gpux("add", f"onnx-zoo:{name}", "--name", "zoo", cwd=tmp_path)
+    entry = read_lock(tmp_path)["models"]["zoo"]
+    assert (entry["registry"], entry["repo"], entry["commit"], entry["task"]) == (
+        "onnx-zoo",
+        name,
+        commit,
+        "text-classification",
+    )
+    assert f"{name}.onnx" in {f["path"] for f in entry["files"]}
+    lock = (tmp_path / "gpux.lock").read_bytes()
+    (tmp_path / "gpux.lock").unlink()
+    gpux("lock", cwd=tmp_path)
+    assert (tmp_path / "gpux.lock").read_bytes() == lock
+    r = gpux("sync", cwd=tmp_path)
+    assert "1 built" in r.stdout
+    artifact = tmp_path / ".gpux" / "models" / "zoo"
+    assert (artifact / "model.onnx").read_bytes() == files[f"{name}.onnx"]  # shipped, never exported
+    assert _labels(gpux("run", "zoo", "I love this", "--json", cwd=tmp_path).stdout)
+    assert gets(hub, f"onnxmodelzoo/{name}")  # the files came from the zoo's organisation
+
+    hf_env(GPUX_HTTP_RETRIES="0")
+    r = gpux("add", "onnx-zoo:no_such_model_Opset17", cwd=tmp_path, check=False)
+    (error,) = _errors(r)
+    assert r.returncode == 1 and "hf:onnxmodelzoo/no_such_model_Opset17" in error and "not found" in error
+    r = gpux("add", "onnx-zoo:org/name", cwd=tmp_path, check=False)
+    assert r.returncode == 2 and "a model name of the ONNX Model Zoo" in r.stderr

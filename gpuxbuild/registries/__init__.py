@@ -103,6 +103,13 @@ register(
 
 
 register(
+    "onnx-zoo",
+    (),
+    "gpuxbuild.registries.onnx_zoo:OnnxZooManager",
+    r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?",  # one Hub repo name, in the zoo's organisation
+    "a model name of the ONNX Model Zoo, e.g. resnet50_Opset17 (a repo of huggingface.co/onnxmodelzoo)",
+)
+register(
     "s3",
     ("s3",),
     "gpuxbuild.registries.s3:S3Manager",
