@@ -554,6 +554,9 @@ def test_an_oci_artifact_locks_syncs_and_runs(ociserver, tmp_path, home, hf_env)
     )
     gpux("lock", cwd=project)
     assert read_lock(project)["models"]["pinned"]["commit"] == entry["commit"]
+    # `gpux pull` takes the same sources (a URL source's own `@` is not a revision).
+    r = gpux("pull", f"oci://{ociserver.host}/{repo}@{digest}", "--no-build", "--json", cwd=project)
+    assert json.loads(r.stdout)["commit"] == entry["commit"]
 
 
 def test_oci_source_errors_are_one_line(ociserver, tmp_path, hf_env):
@@ -741,3 +744,35 @@ def test_an_onnx_zoo_model_locks_syncs_and_runs(hub, repo_id, tmp_path, hf_env):
     assert r.returncode == 1 and "hf:onnxmodelzoo/no_such_model_Opset17" in error and "not found" in error
     r = gpux("add", "onnx-zoo:org/name", cwd=tmp_path, check=False)
     assert r.returncode == 2 and "a model name of the ONNX Model Zoo" in r.stderr
+
+
+def test_url_sources_are_their_own_reference():
+    from gpuxbuild.project.edits import default_name
+
+    digest = "ab" * 32
+    cases = {
+        "s3://models-bkt/team/sentiment/": "s3",
+        "https://example.com/m/model.onnx": "https",
+        "http://127.0.0.1:8000/m/": "https",
+        "http://[::1]:8000/m/model.onnx": "https",
+        "oci://ghcr.io/acme/models/sentiment:v1": "oci",
+        f"oci://127.0.0.1:5000/acme/sentiment@sha256:{digest}": "oci",
+        "onnx-zoo:resnet50_Opset17": "onnx-zoo",
+    }
+    for source, registry in cases.items():
+        ref = source if "://" in source else source.split(":", 1)[1]
+        assert parse_source(source) == (registry, ref)
+    assert default_name("oci://ghcr.io/acme/models/sentiment:v1") == "sentiment"
+    assert default_name(f"oci://ghcr.io/acme/sentiment@sha256:{digest}") == "sentiment"
+    assert default_name("s3://models-bkt/team/sentiment/") == "sentiment"
+    for bad in (
+        "http://example.com/model.onnx",  # clear text from elsewhere
+        "s3://Bad_Bucket/x/",
+        "s3://models-bkt/a/../b/",
+        "https://example.com/a/./b",
+        "https://example.com/m?token=x",
+        "oci://ghcr.io/UPPER/case:v1",
+        "onnx-zoo:org/name",
+    ):
+        with pytest.raises(ManifestError):
+            parse_source(bad)

@@ -59,6 +59,11 @@ class UrlManager(ModelManager):
     def _paths(self, repo: str) -> list[str]:
         """The model's file paths: the manifest's `files:` under a folder URL, else the URL's file name."""
         paths = sorted(self.files) if repo.endswith("/") else [unquote(urlsplit(repo).path.rsplit("/", 1)[-1])]
+        if not paths:
+            raise RegistryError(
+                f"{self.display(repo)}: a folder URL, but no files are listed for it",
+                "list them under `files:` in gpux.models.yml, or name one file's URL",
+            )
         for path in paths:
             check_repo_path(self.display(repo), path)
         return paths
