@@ -158,3 +158,16 @@ def ociserver(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def ociauth(tmp_path_factory):
+    """A second registry that requires a user and password (htpasswd), started once per test session."""
+    from ociserver import OciServer, registry_binary
+
+    if registry_binary() is None:
+        missing_server("docker-registry (Debian package) is not installed: run scripts/setup.sh")
+    server = OciServer(tmp_path_factory.mktemp("registry-auth"), auth=("ci", "registry-pass-31f9"))
+    server.start()
+    yield server
+    server.stop()

@@ -776,3 +776,64 @@ def test_url_sources_are_their_own_reference():
     ):
         with pytest.raises(ManifestError):
             parse_source(bad)
+
+
+def test_oci_credentials_come_from_the_docker_config(ociauth, tmp_path, hf_env):
+    """A registry that wants a login: one line with a `docker login` hint, never the secret; the docker
+    config's credentials open it."""
+    import base64
+    import uuid
+
+    from helpers import gpux, write_manifest
+
+    user, password = ociauth.auth
+    repo = f"models/private-{uuid.uuid4().hex[:8]}"
+    source = f"oci://{ociauth.host}/{repo}:v1"
+
+    def docker_config(secret: str) -> None:
+        folder = tmp_path / f"docker-{len(secret)}"
+        folder.mkdir(exist_ok=True)
+        auth = base64.b64encode(f"{user}:{secret}".encode()).decode()
+        (folder / "config.json").write_text(json.dumps({"auths": {ociauth.host: {"auth": auth}}}))
+        hf_env(DOCKER_CONFIG=str(folder), GPUX_HTTP_RETRIES="0")
+
+    write_manifest(tmp_path, {"m": {"source": source, "task": "text-classification"}})
+    docker_config("wrong-secret-77ab")
+    r = gpux("lock", cwd=tmp_path, check=False)
+    (error,) = _errors(r)
+    assert r.returncode == 1 and error == f"error: model 'm': {source}: manifest: 401 Unauthorized", error
+    assert "docker login" in r.stderr and "wrong-secret-77ab" not in r.stderr
+    docker_config(password)
+    from gpuxbuild.ociclient import OciClient
+
+    client = OciClient(ociauth.host, repo, label="test push")
+    data = _model_files()["config.json"]
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    client.upload(digest, data, "config.json")
+    client.upload("sha256:" + hashlib.sha256(b"{}").hexdigest(), b"{}", "config")
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.empty.v1+json",
+            "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest(),
+            "size": 2,
+        },
+        "layers": [
+            {
+                "mediaType": "application/octet-stream",
+                "digest": digest,
+                "size": len(data),
+                "annotations": {"org.opencontainers.image.title": "config.json"},
+            }
+        ],
+    }
+    client.request(
+        "PUT",
+        f"{client.base}/manifests/v1",
+        "manifest",
+        ok=(201,),
+        data=json.dumps(manifest).encode(),
+        headers={"Content-Type": manifest["mediaType"]},
+    )
+    gpux("lock", cwd=tmp_path)

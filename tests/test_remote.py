@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers import gets, gpux, publish, read_lock, write_manifest
-from processes import free_port, missing_server
+from processes import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -484,19 +484,6 @@ def test_run_takes_a_locked_model_from_the_remote(hub, onnx_repo, tmp_path, remo
     r = gpux("run", "a", "a fine day", cwd=tmp_path)
     assert "building" not in r.stderr
     assert gets(hub, onnx_repo) == {}  # no source file downloaded: the artifact came from the remote
-
-
-@pytest.fixture(scope="session")
-def ociauth(tmp_path_factory):
-    """A second registry that requires a user and password (htpasswd), started once per test session."""
-    from ociserver import OciServer, registry_binary
-
-    if registry_binary() is None:
-        missing_server("docker-registry (Debian package) is not installed: run scripts/setup.sh")
-    server = OciServer(tmp_path_factory.mktemp("registry-auth"), auth=("ci", "registry-pass-31f9"))
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_oci_credentials_from_the_docker_config_never_shown(hub, onnx_repo, tmp_path, ociauth, hf_env, home):

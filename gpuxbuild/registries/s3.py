@@ -73,7 +73,7 @@ class S3Manager(ModelManager):
             )
         bucket, prefix = split_s3(repo)
         store = self._client(bucket)
-        listed: dict[str, dict] = {}
+        listed: dict[str, Any] = {}  # path -> obstore ObjectMeta
         try:
             for batch in obstore.list(store, prefix=prefix or None):
                 for meta in batch:
