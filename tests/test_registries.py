@@ -276,6 +276,11 @@ def _errors(r) -> list[str]:
     return [line for line in r.stderr.splitlines() if line.startswith("error:")]
 
 
+def _model_components(sbom: str) -> list[dict]:
+    """The model components of a CycloneDX BOM (not the built artifacts, which name the model in a pedigree)."""
+    return [c for c in json.loads(sbom)["components"] if c["type"] == "machine-learning-model" and "pedigree" not in c]
+
+
 def _labels(out: str) -> bool:
     return "POSITIVE" in out or "NEGATIVE" in out
 
@@ -310,6 +315,8 @@ def test_an_s3_folder_locks_syncs_and_runs(s3folder, tmp_path, home):
     assert r.returncode == 1 and "not in the store and offline mode is on" in error and "onnx/model.onnx" in error
     gpux("sync", cwd=project)
     assert _labels(gpux("run", "sentiment", "I love this", "--json", cwd=project).stdout)
+    (component,) = _model_components(gpux("sbom", cwd=project).stdout)
+    assert component["purl"].startswith("pkg:generic/sentiment@") and f"download_url={url}" in component["purl"]
     write_manifest(project, {"sentiment": {"source": url, "task": "text-classification"}})
     r = gpux("lock", "--offline", cwd=project, check=False)  # nothing to resolve: the entry did not change
     assert r.returncode == 0, r.stderr
@@ -543,6 +550,10 @@ def test_an_oci_artifact_locks_syncs_and_runs(ociserver, tmp_path, home, hf_env)
     assert "not in the store and offline mode is on" in error and "onnx/model.onnx" in error
     gpux("sync", cwd=project)
     assert _labels(gpux("run", "sentiment", "I love this", "--json", cwd=project).stdout)
+    (component,) = _model_components(gpux("sbom", cwd=project).stdout)
+    assert component["purl"] == (
+        f"pkg:oci/{repo.rsplit('/', 1)[1]}@sha256:{entry['commit']}?repository_url={ociserver.host}/{repo}"
+    )
 
     # The tag moves: the lock keeps its digest until --upgrade; a source by digest pins itself.
     _oras_push(ociserver.host, f"{repo}:v1", {**expected, "README.md": b"# moved\n"}, tmp_path)
@@ -765,6 +776,9 @@ def test_url_sources_are_their_own_reference():
     assert default_name("oci://ghcr.io/acme/models/sentiment:v1") == "sentiment"
     assert default_name(f"oci://ghcr.io/acme/sentiment@sha256:{digest}") == "sentiment"
     assert default_name("s3://models-bkt/team/sentiment/") == "sentiment"
+    with pytest.raises(ManifestError) as exc:
+        parse_source("https://user:hunter2-secret@example.com/m/model.onnx")
+    assert "would be written to gpux.lock" in exc.value.message and "hunter2-secret" not in exc.value.message
     for bad in (
         "http://example.com/model.onnx",  # clear text from elsewhere
         "s3://Bad_Bucket/x/",

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gpuxbuild.errors import GpuxError, ManifestError, RegistryError, quote
+from gpuxbuild.network import redact_url
 from gpuxbuild.registries.base import ModelInfo, ModelManager, PinnedModel
 from gpuxbuild.store.files import FileEntry
 
@@ -303,6 +304,11 @@ def _url_ref(entry: RegistryEntry, ref: str) -> str:
         or any(p in (".", "..") for p in parts.path.split("/"))
     ):
         raise ManifestError(f"bad source {quote(ref)}: expected {entry.ref_help}", "check the URL")
+    if "@" in parts.netloc:
+        raise ManifestError(
+            f"source {quote(redact_url(ref))}: credentials in a source URL would be written to gpux.lock",
+            "take them out: https:// reads ~/.netrc, s3:// the AWS_* variables, oci:// the docker login",
+        )
     if parts.scheme == "http" and host not in _LOOPBACK:
         raise ManifestError(
             f"source {quote(ref)}: plain http:// is accepted only on this machine (127.0.0.1, localhost, ::1)",
