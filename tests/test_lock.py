@@ -274,6 +274,7 @@ def test_lock_check_imports_no_heavy_modules(tmp_path):
         "try:\n    main(['--project', sys.argv[1], 'lock', '--check'])\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         "bad = [m for m in ('torch', 'transformers', 'optimum', 'onnxruntime', 'huggingface_hub') if m in sys.modules]\n"
         "assert not bad, bad\n"
+        "import gpuxbuild.registries as r\nassert not r._plugins_loaded, 'installed plugins were scanned'\n"
     )
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

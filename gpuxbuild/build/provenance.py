@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import TYPE_CHECKING
 
 from gpuxbuild import __version__
@@ -40,9 +41,20 @@ BUILDER_ID = "https://gpuxbuild.dev/gpux"
 
 
 def source_purl(registry: str, repo: str, commit: str) -> str:
-    """The package URL of a pinned model source (purl type `huggingface` for the Hub; `generic` otherwise)."""
+    """The package URL of a pinned model source: purl type `huggingface` for the Hub, `oci` for an OCI artifact
+    (its manifest digest, the repository as `repository_url`), `generic` otherwise (a URL source's own URL as
+    `download_url`)."""
+    from urllib.parse import quote as pct
+
     if registry == "huggingface":
         return f"pkg:huggingface/{repo}@{commit}"
+    if "://" in repo:
+        location = repo.split("://", 1)[1]
+        name = re.split(r"[@:]", location.rstrip("/").rsplit("/", 1)[-1], maxsplit=1)[0] or "model"
+        if registry == "oci":
+            repository = re.sub(r"(@sha256:[0-9a-f]+|:[^/:@]+)$", "", location)
+            return f"pkg:oci/{pct(name, safe='')}@sha256%3A{commit}?repository_url={pct(repository, safe='/:')}"
+        return f"pkg:generic/{pct(name, safe='')}@{commit}?download_url={pct(repo, safe='/:')}&registry={registry}"
     return f"pkg:generic/{repo.replace('/', '%2F')}@{commit}?registry={registry}"
 
 

@@ -165,6 +165,10 @@ COMMANDS: dict[str, CommandEntry] = {
         "run_cmds",
         "What this machine offers: onnxruntime flavour, providers, device, and the provider each synced model uses.",
     ),
+    "registries": CommandEntry(
+        "registry_cmds",
+        "List the model registries: built in, and those installed plugins add, with their source prefixes.",
+    ),
     "help": CommandEntry(
         "help_cmds", "The documentation of a topic (manifest, lockfile, sync, store, ...); without TOPIC, the list."
     ),

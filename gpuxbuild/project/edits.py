@@ -33,6 +33,8 @@ def default_name(source: str) -> str:
     """A model name derived from its source: the last path segment, lowercased, made safe."""
     _, ref = parse_source(source)
     base = ref.rstrip("/").rsplit("/", 1)[-1].lower()
+    if "://" in ref:  # a URL source: its last path segment, without an OCI tag or digest
+        base = re.split(r"[@:]", base, maxsplit=1)[0]
     name = re.sub(r"[^a-z0-9._-]+", "-", base).strip("-._")
     return name or "model"
 

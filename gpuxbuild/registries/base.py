@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, ClassVar, TypeGuard
 
+from gpuxbuild.errors import RegistryError, quote
 from gpuxbuild.hashing import is_hex_digest
 from gpuxbuild.store.files import FileEntry
 
@@ -58,10 +59,30 @@ class PinnedModel:
     files: list[FileEntry]
     info: ModelInfo
     paths: list[str] = field(default_factory=list)
+    # path -> where the registry's store says the file came from (an S3 ETag and version id, ...): recorded in
+    # the lock for the record; the sha256 is what is trusted.
+    origin: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def all_paths(self) -> list[str]:
         """Every path of the commit, sorted."""
         return sorted(self.paths or (f.path for f in self.files))
+
+
+def check_repo_path(repo: str, path: str) -> None:
+    """Refuse a file name that could land outside the model's folder (absolute, `..`, backslashes, empty parts)."""
+    parts = path.split("/")
+    if (
+        not path
+        or path.startswith("/")
+        or "\\" in path
+        or "\x00" in path
+        or any(p in ("", ".", "..") for p in parts)
+        or (len(path) > 1 and path[1] == ":")
+    ):
+        raise RegistryError(
+            f"{repo}: refusing unsafe file name {quote(path)} from the registry (it could land outside the model folder)",
+            "report the repo to its owner; exclude the file with `exclude:` if you trust the rest",
+        )
 
 
 Progress = Callable[[int], None]
@@ -79,9 +100,16 @@ class ModelManager(ABC):
     """A model registry. Subclasses set `name` and implement the abstract methods.
 
     `offline=True` means: make no network request; raise RegistryError naming what is missing.
+    A plugin's class attributes below describe its sources to the registry table (built-in registries
+    give the same in their `register(...)` line).
     """
 
     name: ClassVar[str]
+    source_prefixes: ClassVar[tuple[str, ...]] = ()  # prefixes besides the entry point's name
+    ref_pattern: ClassVar[str] = r"[A-Za-z0-9][A-Za-z0-9._/-]*"  # what a reference looks like (checked early)
+    ref_help: ClassVar[str] = "a model name"
+    commit_length: ClassVar[int] = 40  # hex digits of a pin: 40 (a git commit) or 64 (a sha256)
+    revisions: ClassVar[bool] = True  # references take a branch or tag (`revision:`, default main)
 
     def __init__(self, *, project: Path, offline: bool = False, store=None):
         self.project = project
@@ -132,6 +160,11 @@ class ModelManager(ABC):
         return fetch(
             self, repo, commit, files, self.store, label=label or self.display(repo), jobs=jobs, reporter=reporter
         )
+
+    def with_files(self, files: tuple[str, ...]) -> ModelManager:
+        """This registry for a folder whose file paths the manifest lists (`files:`); only registries whose
+        folders cannot be listed (https://) take them."""
+        raise RegistryError(f"the {self.name} registry lists its folders itself", "remove `files:`")
 
     def describe(self, repo: str, revision: str | None) -> ModelInfo:
         """Task/pipeline tag, architecture, license and card data of a model."""

@@ -12,139 +12,43 @@ same digests gpux uses); every download is hashed by gpux. Registries have no co
 is written only when the tag is absent; two publishers of one artifact write the same files, artifact.json and
 (unsigned) provenance, so whichever manifest lands describes the same artifact.
 
-Credentials: the docker credential store (`DOCKER_CONFIG`/config.json: `auths`, `credHelpers`, `credsStore`),
-used for basic auth and for bearer tokens; never shown. Loopback registries are spoken to over plain HTTP.
+Credentials (the docker credential store), auth, retries and errors are the registry client's, shared with the
+oci:// model source (gpuxbuild/ociclient.py). Loopback registries are spoken to over plain HTTP.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import subprocess
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from gpuxbuild.hashing import sha256_bytes
-from gpuxbuild.network import RetryPolicy, http_timeout, redact_text, requests_transient
+from gpuxbuild.ociclient import CHUNK, EMPTY, MANIFEST, TITLE, OciClient
 from gpuxbuild.remote.base import Backend, Progress, RemoteError, RemoteSpec, Sink, part_size
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from pathlib import Path
 
-MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT_TYPE = "application/vnd.gpuxbuild.artifact.v1"
-EMPTY: dict[str, Any] = {
-    "mediaType": "application/vnd.oci.empty.v1+json",
-    "digest": "sha256:" + "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-    "size": 2,
-}
-TITLE = "org.opencontainers.image.title"
 # The media types of an artifact's attachments (gpuxbuild.build.provenance.EVIDENCE): what oras and cosign use.
 _ATTACHMENT_TYPES = {
     "provenance.json": "application/vnd.in-toto+json",
     "provenance.dsse.json": "application/vnd.dsse.envelope.v1+json",
 }
-CHUNK = 1 << 20
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def docker_credentials(host: str) -> tuple[str, str] | None:
-    """(user, secret) for `host` from the docker credential store, or None."""
-    path = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
-    try:
-        conf = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    helper = (conf.get("credHelpers") or {}).get(host) or conf.get("credsStore")
-    if helper:
-        try:
-            out = subprocess.run(
-                [f"docker-credential-{helper}", "get"], input=host, capture_output=True, text=True, timeout=30
-            )
-            if out.returncode == 0:
-                got = json.loads(out.stdout)
-                return got["Username"], got["Secret"]
-        except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
-            pass
-    for name, entry in (conf.get("auths") or {}).items():
-        if urlsplit(name if "://" in name else f"//{name}").netloc == host and entry.get("auth"):
-            user, _, secret = base64.b64decode(entry["auth"]).decode().partition(":")
-            return user, secret
-    return None
 
 
 class OciBackend(Backend):
     def __init__(self, spec: RemoteSpec):
         super().__init__(spec)
-        import requests
-
         parts = urlsplit(spec.url)
         self.host, self.repo = parts.netloc.rpartition("@")[2], parts.path.strip("/")
         if not self.repo:
             raise RemoteError(f"remote {spec.display}: no repository", "write oci://registry/repository")
-        scheme = "http" if (parts.hostname or "") in _LOOPBACK else "https"
-        self.base = f"{scheme}://{self.host}/v2/{self.repo}"
-        self.session = requests.Session()
-        self.creds = docker_credentials(self.host)
-        self.policy = RetryPolicy.from_env()
-        self.timeout = (http_timeout("metadata"), http_timeout("download"))
-
-    # -- HTTP with auth and retries --------------------------------------------------------------
-    def _authorize(self, challenge: str) -> bool:
-        """Answer a 401's WWW-Authenticate: basic auth, or a bearer token from the realm; False if no credentials
-        can help."""
-        import requests
-
-        scheme, _, params = challenge.partition(" ")
-        if scheme.lower() == "basic":
-            if not self.creds:
-                return False
-            self.session.auth = self.creds
-            return True
-        fields = dict(
-            (k.strip(), v.strip().strip('"')) for k, _, v in (p.partition("=") for p in params.split(",")) if k.strip()
-        )
-        query = {k: fields[k] for k in ("service", "scope") if k in fields}
-        resp = requests.get(fields.get("realm", ""), params=query, auth=self.creds, timeout=self.timeout)
-        if resp.status_code != 200:
-            return False
-        token = resp.json().get("token") or resp.json().get("access_token")
-        self.session.headers["Authorization"] = f"Bearer {token}"
-        return True
-
-    def _request(self, method: str, url: str, key: str, ok=(200,), **kw):
-        import requests
-
-        def once():
-            resp = self.session.request(method, url, timeout=self.timeout, **kw)
-            if resp.status_code == 401 and self._authorize(resp.headers.get("WWW-Authenticate", "")):
-                resp = self.session.request(method, url, timeout=self.timeout, **kw)
-            if resp.status_code == 429 or resp.status_code >= 500:
-                resp.raise_for_status()
-            return resp
-
-        try:
-            resp = self.policy.run(once, requests_transient)
-        except Exception as exc:
-            cause = exc.error if hasattr(exc, "error") else exc
-            text = redact_text(str(cause).splitlines()[0] if str(cause) else type(cause).__name__)
-            if isinstance(cause, requests.HTTPError) and cause.response is not None:
-                text = f"{cause.response.status_code} {cause.response.reason}"
-            elif isinstance(cause, requests.ConnectionError):
-                text = "connection refused or unreachable"
-            raise RemoteError(
-                f"remote {self.spec.display}: {key}: {text}", "check the registry address and the network"
-            ) from exc
-        if resp.status_code not in ok and resp.status_code != 404:
-            hint = (
-                "log in with `docker login` (or set DOCKER_CONFIG) with a user that may read/push this repository"
-                if resp.status_code in (401, 403)
-                else "check the registry and the repository name"
-            )
-            raise RemoteError(f"remote {self.spec.display}: {key}: {resp.status_code} {resp.reason}", hint)
-        return resp
+        self.http = OciClient(self.host, self.repo, label=f"remote {spec.display}", error=RemoteError)
+        self.base = self.http.base
+        self._request = self.http.request
+        self._upload = self.http.upload
 
     # -- keys ------------------------------------------------------------------------------------
     @staticmethod
@@ -206,19 +110,6 @@ class OciBackend(Backend):
     def _location(self, resp) -> str:
         location = resp.headers["Location"]
         return self.base.split("/v2/")[0] + location if location.startswith("/") else location
-
-    def _upload(self, digest: str, data: bytes, key: str) -> None:
-        """A blob in one request (POST, then PUT with the bytes)."""
-        location = self._location(self._request("POST", f"{self.base}/blobs/uploads/", key, ok=(202,)))
-        sep = "&" if "?" in location else "?"
-        self._request(
-            "PUT",
-            f"{location}{sep}digest={digest}",
-            key,
-            ok=(201,),
-            data=data,
-            headers={"Content-Type": "application/octet-stream"},
-        )
 
     def upload(self, key: str, source: Path, progress: Progress | None = None) -> None:
         """A blob: a large one as a chunked upload (POST, a PATCH per part in order, then PUT ?digest=), which the

@@ -5,52 +5,24 @@ The client is `obstore` (object_store, the Rust crate behind Apache Arrow's and 
 but needs hand-written multipart; the minio SDK drops the header), large files go up in parallel parts, and a
 multipart upload that dies is never visible. Credentials and the endpoint come from the standard AWS_* variables
 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL, AWS_REGION), else the shared
-credentials file and AWS_PROFILE; errors are cut to one
-line with URLs redacted, so no secret reaches a message. Retries follow GPUX_HTTP_RETRIES and GPUX_HTTP_TIMEOUT.
+credentials file and AWS_PROFILE; errors are cut to one line with URLs redacted, so no secret reaches a message.
+Retries follow GPUX_HTTP_RETRIES and GPUX_HTTP_TIMEOUT. The client's set-up is shared with the s3:// model
+source (gpuxbuild/s3client.py).
 """
 
 from __future__ import annotations
 
-import os
-import re
-from datetime import timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from gpuxbuild.network import DEFAULT_TIMEOUT, MAX_WAIT, RetryPolicy, _env_number, redact_text
 from gpuxbuild.remote.base import Backend, Progress, RemoteError, RemoteSpec, Sink, part_size
+from gpuxbuild.s3client import CREDENTIALS_HINT, s3_failure, s3_store
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 PARALLEL_PARTS = 8  # parts of one file in flight at once
-_STATUS = re.compile(r"(\d{3} [A-Z][A-Za-z ]+?)(?::|$)")
-_CODE = re.compile(r"<Code>([^<]+)</Code>")
-
-
-def profile_credentials() -> dict[str, str]:
-    """Keys from the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, else ~/.aws/credentials), profile
-    `AWS_PROFILE` (else default), when the AWS_* variables give none: where the AWS CLI and boto3 look too."""
-    if os.environ.get("AWS_ACCESS_KEY_ID"):
-        return {}
-    import configparser
-
-    path = Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or Path.home() / ".aws" / "credentials")
-    ini = configparser.ConfigParser()
-    try:
-        ini.read(path)
-    except (OSError, configparser.Error):
-        return {}
-    section = os.environ.get("AWS_PROFILE") or "default"
-    if not ini.has_section(section):
-        return {}
-    keys = {
-        "aws_access_key_id": "access_key_id",
-        "aws_secret_access_key": "secret_access_key",
-        "aws_session_token": "token",
-    }
-    return {ours: ini.get(section, theirs) for theirs, ours in keys.items() if ini.has_option(section, theirs)}
 
 
 class S3Backend(Backend):
@@ -58,7 +30,7 @@ class S3Backend(Backend):
         super().__init__(spec)
         try:
             import obstore
-            from obstore.store import S3Store
+            import obstore.store  # s3_store needs it: its absence is the missing extra
         except ImportError as exc:
             from gpuxbuild.errors import MissingExtraError
 
@@ -66,47 +38,16 @@ class S3Backend(Backend):
         self._obstore = obstore
         parts = urlsplit(spec.url)
         self.prefix = parts.path.strip("/")
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        policy = RetryPolicy.from_env()
-        timeout = _env_number("GPUX_HTTP_TIMEOUT", DEFAULT_TIMEOUT, minimum=0.001)
-        options: Any = {"timeout": f"{timeout}s", "connect_timeout": f"{timeout}s"}  # obstore's ClientConfig
-        if endpoint and endpoint.startswith("http://"):
-            options["allow_http"] = True
-        config: Any = {  # obstore's S3Config; the rest (AWS_*) it reads from the environment itself
-            "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-            **profile_credentials(),
-            **({"endpoint": endpoint} if endpoint else {}),
-        }
-        self.store = S3Store(
-            parts.netloc,
-            config=config,
-            client_options=options,
-            retry_config={
-                "max_retries": policy.retries,
-                "backoff": {
-                    "init_backoff": timedelta(seconds=policy.backoff),
-                    "max_backoff": timedelta(seconds=MAX_WAIT),
-                    "base": 2.0,
-                },
-                "retry_timeout": timedelta(seconds=max(timeout * (policy.retries + 1), 1.0)),
-            },
-        )
+        self.store = s3_store(parts.netloc)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _error(self, key: str, exc: Exception) -> RemoteError:
         """One line naming the remote, the object and the cause (a status, the store's error code), no secrets."""
-        text = str(exc)
-        status, code = _STATUS.search(text), _CODE.search(text)
-        if status or code:
-            cause = " ".join(x for x in (status.group(1).strip() if status else "", code.group(1) if code else "") if x)
-        else:
-            cause = redact_text(text.splitlines()[0])[:200] if text else type(exc).__name__
+        cause, denied = s3_failure(exc)
         hint = (
-            "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the profile) and the bucket's permissions"
-            if "403" in cause or "401" in cause or "Denied" in type(exc).__name__ or "Unauth" in type(exc).__name__
-            else "check the URL, AWS_ENDPOINT_URL and the network, or pass --remote-optional"
+            CREDENTIALS_HINT if denied else "check the URL, AWS_ENDPOINT_URL and the network, or pass --remote-optional"
         )
         return RemoteError(f"remote {self.spec.display}: {key}: {cause}", hint)
 

@@ -366,6 +366,38 @@ class Store:
             self.remember_blob(git_sha1, sha)
             return sha
 
+    def ingest(self, writer: Writer, *, size: int | None, label: str) -> tuple[str, int]:
+        """Store bytes known by nothing but themselves (an S3 object, a file at a URL): streamed into a partial
+        file and hashed as they arrive, then published under their sha256, which is returned with the size.
+        `size`, when the source listed one, must match; nothing is kept otherwise."""
+        partial = self.tmp_dir() / f"ingest-{uuid.uuid4().hex}.partial"
+        try:
+            with open(partial, "wb") as f:
+                hw = HashingWriter(f, hashlib.sha256(), limit=size)
+                _fill(f, hw, writer, 0)
+            actual_size = partial.stat().st_size
+            if size is not None and actual_size != size:
+                raise IntegrityError(
+                    f"{label}: the server sent {actual_size} bytes, not the {size} it lists; nothing was stored",
+                    "the file changed while it was read, or the server is faulty: run the command again",
+                )
+            sha = hw.sha256()
+            self.hold(sha)
+            with self.lock(f"obj-{sha}"):
+                if self.has_object(sha):
+                    self.record_stats(hits=1)
+                else:
+                    self._publish(partial, self.object_path(sha))
+                    self._record_download(sha, actual_size)
+        except TooLarge:
+            raise IntegrityError(
+                f"{label}: the server sent more than the {size} bytes it lists; nothing was stored",
+                "the file changed while it was read, or the server is faulty: run the command again",
+            ) from None
+        finally:
+            partial.unlink(missing_ok=True)
+        return sha, actual_size
+
     def _blob_index_path(self, git_sha1: str) -> Path:
         return self.root / "index" / "gitsha1" / git_sha1[:2] / git_sha1
 
