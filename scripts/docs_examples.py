@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,16 +159,22 @@ def main(argv: list[str]) -> int:
     if argv and not check:
         print(__doc__, file=sys.stderr)
         return 2
+    docs = {doc: doc.read_text() for doc in sorted((REPO / "docs").glob("*.md"))}
+    named = {name: doc for doc, text in docs.items() for name, _, _ in blocks(text)}
+    for name, doc in named.items():
+        if name not in SCENARIOS:
+            raise SystemExit(
+                f"docs_examples: {doc.name} names no scenario {name!r} (there are: {', '.join(SCENARIOS)})"
+            )
+    names = sorted(named)
+    # Each scenario has its own folder and GPUX_HOME: two run at once.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        transcripts = dict(zip(names, pool.map(transcript, names), strict=True))
     failed = False
-    for doc in sorted((REPO / "docs").glob("*.md")):
-        text = doc.read_text()
+    for doc, text in docs.items():
         lines = text.splitlines()
         for name, start, end in reversed(blocks(text)):
-            if name not in SCENARIOS:
-                raise SystemExit(
-                    f"docs_examples: {doc.name} names no scenario {name!r} (there are: {', '.join(SCENARIOS)})"
-                )
-            fresh = transcript(name)
+            fresh = transcripts[name]
             if check:
                 if normalise(lines[start:end]) != normalise(fresh):
                     failed = True

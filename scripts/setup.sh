@@ -34,14 +34,19 @@ if [ -x "$VENV/bin/gpux" ] && [ -x "$MLFLOW_VENV/bin/mlflow" ] && [ "$(cat "$STA
 fi
 
 # The OCI registry of the remote-cache tests (tests/test_remote.py): the CNCF distribution registry, from
-# Debian's package (SeaweedFS, their S3 store, comes as a wheel in requirements/dev.txt).
-if ! command -v docker-registry >/dev/null; then
+# Debian's package (SeaweedFS, their S3 store, comes as a wheel in requirements/dev.txt), and skopeo, a standard
+# OCI client that lists and copies what gpux pushes there.
+missing=""
+command -v docker-registry >/dev/null || missing="$missing docker-registry"
+command -v skopeo >/dev/null || missing="$missing skopeo"
+if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         # A new machine may have no package lists yet.
         step "updating the package lists (apt)" apt-get update -q
-        step "installing docker-registry (apt)" apt-get install -y -q docker-registry
+        # shellcheck disable=SC2086  # one word per package
+        step "installing$missing (apt)" apt-get install -y -q $missing
     else
-        echo "setup: docker-registry is not installed (apt-get install docker-registry); the OCI tests will be skipped" >&2
+        echo "setup: not installed:$missing (apt-get install$missing); the OCI tests will be skipped" >&2
     fi
 fi
 

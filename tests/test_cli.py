@@ -40,7 +40,7 @@ def test_top_level_help_imports_no_command_module():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1]) == ["gpuxbuild.cli.app", "gpuxbuild.cli.quick"]
-    assert "  lock     Pin every model of gpux.models.yml to a commit and every file..." in r.stdout
+    assert "  lock        Pin every model of gpux.models.yml to a commit and every..." in r.stdout
 
 
 def test_a_command_imports_only_its_module(tmp_path):

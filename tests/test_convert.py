@@ -7,12 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import tinymodels
 
-from gpuxbuild.build.convert import ExportResult, UnsupportedModelError, ValidationError, export_onnx
+from gpuxbuild.build.convert import ExportPool, ExportResult, UnsupportedModelError, ValidationError, export_onnx
 from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
 from gpuxbuild.errors import GpuxError, MissingExtraError
 from gpuxbuild.tasks import SUPPORTED_TASKS, infer_task, normalize_task, optimum_task
@@ -129,12 +130,20 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def exported(request, tmp_path_factory):
+def pool():
+    """Two long-lived export workers for this module's exports: torch and optimum are imported twice, not once
+    per export (what `gpux build` does too). A pool worker's bytes do not depend on what it exported before:
+    the byte-identity tests below compare them with fresh processes."""
+    with ExportPool(2) as workers:
+        yield workers
+
+
+@pytest.fixture(scope="module")
+def exported(request, tmp_path_factory, pool):
     """kind -> (ExportResult, out folder) of a default export.
 
-    The kinds the selected tests need are exported up front, in parallel: each export is its own process.
+    The kinds the selected tests need are exported up front, two at a time, in the module's worker pool.
     """
-    from concurrent.futures import ThreadPoolExecutor
 
     needed = sorted(
         {
@@ -146,12 +155,12 @@ def exported(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
 
     def export(kind: str) -> tuple[ExportResult, Path]:
-        return export_onnx(tinymodels.repo_dir(kind), root / kind, task=_task(kind)), root / kind
+        return export_onnx(tinymodels.repo_dir(kind), root / kind, task=_task(kind), pool=pool), root / kind
 
     for kind in needed:
         tinymodels.repo_dir(kind)  # generate sequentially: repo generation is in-process
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
-        futures = {kind: pool.submit(export, kind) for kind in needed}
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        futures = {kind: threads.submit(export, kind) for kind in needed}
     cache = {kind: future.result() for kind, future in futures.items()}
 
     def get(kind: str) -> tuple[ExportResult, Path]:
@@ -220,15 +229,17 @@ def test_export_is_byte_identical_across_processes_and_folders(kind, exported, t
 
 
 @pytest.mark.slow
-def test_unsupported_architecture_is_named(tmp_path):
+def test_unsupported_architecture_is_named(tmp_path, pool):
     with pytest.raises(UnsupportedModelError) as info:
-        export_onnx(tinymodels.repo_dir("unsupported"), tmp_path / "out", task="text-generation", name="tiny-xlnet")
+        export_onnx(
+            tinymodels.repo_dir("unsupported"), tmp_path / "out", task="text-generation", name="tiny-xlnet", pool=pool
+        )
     message = str(info.value)
     assert "XLNetLMHeadModel" in message and "text-generation" in message and "tiny-xlnet" in message
     assert not (tmp_path / "out").exists()
 
     with pytest.raises(UnsupportedModelError, match=r"BertForSequenceClassification.*text2text-generation") as info:
-        export_onnx(tinymodels.repo_dir("bert"), tmp_path / "out", task="text2text-generation")
+        export_onnx(tinymodels.repo_dir("bert"), tmp_path / "out", task="text2text-generation", pool=pool)
     assert "text-classification" in info.value.hint
 
 
@@ -256,16 +267,17 @@ def test_missing_convert_extra(tmp_path):
         ({"quantize": "int8", "optimize": 2}, "int8"),
     ],
 )
-def test_bert_options_are_deterministic(options, check, tmp_path):
+def test_bert_options_are_deterministic(options, check, tmp_path, pool):
     import numpy as np
     import onnx
 
     source = tinymodels.repo_dir("bert")
-    first = export_onnx(source, tmp_path / "a", task="text-classification", **options)
+    copy = shutil.copytree(source, tmp_path / "src")
+    with ThreadPoolExecutor(1) as thread:  # the fresh process runs beside the pool's export
+        fresh = thread.submit(_export_in_subprocess, copy, tmp_path / "b", "text-classification", "7", **options)
+        first = export_onnx(source, tmp_path / "a", task="text-classification", pool=pool, **options)
+        fresh.result()
     assert first.max_diff is not None and {"optimize", {"fp16": "fp16", "int8": "quantize"}[check]} <= set(first.stages)
-    _export_in_subprocess(
-        shutil.copytree(source, tmp_path / "src"), tmp_path / "b", "text-classification", hash_seed="7", **options
-    )
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
 
     graph = onnx.load(str(tmp_path / "a/model.onnx"))
@@ -281,26 +293,38 @@ def test_bert_options_are_deterministic(options, check, tmp_path):
 
 
 @pytest.mark.slow
-def test_seq2seq_int8_with_optimizer(tmp_path):
+def test_seq2seq_int8_with_optimizer(tmp_path, pool):
     result = export_onnx(
-        tinymodels.repo_dir("t5"), tmp_path / "out", task="text2text-generation", optimize=99, quantize="int8"
+        tinymodels.repo_dir("t5"),
+        tmp_path / "out",
+        task="text2text-generation",
+        optimize=99,
+        quantize="int8",
+        pool=pool,
     )
     assert result.graphs["decoder"] == "decoder_model_merged.onnx" and {"quantize", "merge"} <= set(result.stages)
 
 
 @pytest.mark.slow
-def test_validation_failure_names_max_difference(tmp_path):
+def test_validation_failure_names_max_difference(tmp_path, pool):
     with pytest.raises(ValidationError) as info:
-        export_onnx(tinymodels.repo_dir("bert"), tmp_path / "out", task="text-classification", dtype="fp16", atol=1e-9)
+        export_onnx(
+            tinymodels.repo_dir("bert"),
+            tmp_path / "out",
+            task="text-classification",
+            dtype="fp16",
+            atol=1e-9,
+            pool=pool,
+        )
     assert info.value.max_diff > 1e-9
     assert f"{info.value.max_diff:.3g}" in info.value.message and "tolerance 1e-09" in info.value.message
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
-def test_validate_false_skips_validation(tmp_path):
+def test_validate_false_skips_validation(tmp_path, pool):
     result = export_onnx(
-        tinymodels.repo_dir("bert-qa"), tmp_path / "out", task="question-answering", validate=False, opset=17
+        tinymodels.repo_dir("bert-qa"), tmp_path / "out", task="question-answering", validate=False, opset=17, pool=pool
     )
     assert result.max_diff is None and "validate" not in result.stages
     import onnx

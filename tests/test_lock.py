@@ -149,7 +149,8 @@ def test_resolve_errors_leave_lock_untouched(hub, repo_id, tmp_path, case, expec
         publish(hub, gated, "distilbert", gated=True)  # other small files: they must be fetched to be hashed
         bad = {"source": f"hf:{gated}"}
     elif case == "network-down":
-        env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9"}
+        # no retries: their waits are tested in test_network.py
+        env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "GPUX_HTTP_RETRIES": "0"}
     write_manifest(tmp_path, {"ok": {"source": f"hf:{repo_id}"}, "bad": bad})
     r = gpux("lock", cwd=tmp_path, check=False, env=env)
     assert r.returncode == 1, r.stderr
@@ -273,6 +274,7 @@ def test_lock_check_imports_no_heavy_modules(tmp_path):
         "try:\n    main(['--project', sys.argv[1], 'lock', '--check'])\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         "bad = [m for m in ('torch', 'transformers', 'optimum', 'onnxruntime', 'huggingface_hub') if m in sys.modules]\n"
         "assert not bad, bad\n"
+        "import gpuxbuild.registries as r\nassert not r._plugins_loaded, 'installed plugins were scanned'\n"
     )
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -149,10 +149,12 @@ def test_a_malformed_source_is_refused_before_any_request(source, tmp_path):
     assert "mlflow:NAME/3 or mlflow:NAME@champion" in r.stderr
 
 
-def test_a_revision_is_refused_for_an_mlflow_source(mlflow_env, mlflow_bert, tmp_path):
-    name, _, _ = mlflow_bert
-    write_manifest(tmp_path, {"m": {"source": f"mlflow:{name}/1", "revision": "main"}})
+def test_a_revision_is_refused_for_an_mlflow_source(tmp_path):
+    # The registry table says MLflow has no revisions: the manifest refuses one, before any request.
+    write_manifest(tmp_path, {"m": {"source": "mlflow:m/1", "revision": "main"}})
     r = gpux("lock", cwd=tmp_path, check=False)
+    assert r.returncode == 2 and "models.m.revision: registry 'mlflow' has no revisions" in r.stderr
+    r = gpux("pull", "mlflow:m/1", "--revision", "main", cwd=tmp_path, check=False)
     assert r.returncode == 1 and "an MLflow source takes no `revision:`" in r.stderr
 
 

@@ -288,3 +288,15 @@ def test_module_does_not_import_torch():
     code = "import sys, gpuxbuild.build.onnx_files; assert 'torch' not in sys.modules"
     root = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_one_graph_under_another_name_is_the_model():
+    """The ONNX Model Zoo names its one graph after the model; two such graphs are ambiguous."""
+    from gpuxbuild.project.shipped_onnx import find_onnx_variants
+
+    assert find_onnx_variants(["README.md", "resnet50_Opset17.onnx"]) == {"default": {"model": "resnet50_Opset17.onnx"}}
+    assert find_onnx_variants(["onnx/bert_Opset17.onnx"]) == {"default": {"model": "onnx/bert_Opset17.onnx"}}
+    assert find_onnx_variants(["a_Opset17.onnx", "b_Opset17.onnx"]) == {}
+    assert find_onnx_variants(["deep/x.onnx"]) == {}
+    assert find_onnx_variants(["onnx/decoder_model.onnx"]) == find_onnx_variants(["vision_model.onnx"]) == {}
+    assert find_onnx_variants(["model.onnx", "other.onnx"]) == {"default": {"model": "model.onnx"}}

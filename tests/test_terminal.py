@@ -79,6 +79,7 @@ COMMANDS = [
     (["cache", "info"], "project", 0, True),
     (["run", "sentiment", "I love this"], "project", 0, True),
     (["doctor"], "project", 0, True),
+    (["registries"], "project", 0, True),
     (["verify", "sentiment"], "project", 0, True),
     (["sbom"], "project", 0, False),
     (["push", "--remote", "{remote}"], "project", 0, True),

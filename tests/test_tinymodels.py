@@ -120,12 +120,21 @@ def test_repos_byte_identical_across_processes(tmp_path):
         "    for p, b in sorted(tinymodels.make_repo(k).items()):\n"
         "        print(k, p, hashlib.sha256(b).hexdigest())\n"
     )
-    outputs = []
-    for seed in ("1", "2"):
-        env = os.environ | {"GPUX_TEST_CACHE": str(tmp_path / seed), "PYTHONHASHSEED": seed}
-        run = subprocess.run(
-            [sys.executable, "-c", code, *kinds], cwd=HERE, env=env, check=True, capture_output=True, text=True
+    runs = [  # side by side
+        subprocess.Popen(
+            [sys.executable, "-c", code, *kinds],
+            cwd=HERE,
+            env=os.environ | {"GPUX_TEST_CACHE": str(tmp_path / seed), "PYTHONHASHSEED": seed},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        outputs.append(run.stdout)
+        for seed in ("1", "2")
+    ]
+    outputs = []
+    for run in runs:
+        out, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err
+        outputs.append(out)
     assert outputs[0] == outputs[1]
     assert len(outputs[0].splitlines()) > 6 * len(kinds) - 10

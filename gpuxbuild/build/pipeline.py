@@ -347,7 +347,12 @@ def download_one(
         if on_stage:
             on_stage(job.name, "looking in the remote cache")
         found = fetch_artifact(
-            store, remotes, key, job.expected_digest, note=on_stage and (lambda what: on_stage(job.name, what))
+            store,
+            remotes,
+            key,
+            job.expected_digest,
+            note=on_stage and (lambda what: on_stage(job.name, what)),
+            entry=(job.files, job.options),
         )
     if found is None:
         return None

@@ -13,20 +13,26 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import TYPE_CHECKING
 
 from gpuxbuild import __version__
 from gpuxbuild.errors import GpuxError, MissingExtraError, quote
 from gpuxbuild.fsutil import write_atomic
 from gpuxbuild.hashing import sha256_bytes
+from gpuxbuild.store.files import FileEntry
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from gpuxbuild.store.files import FileEntry
+    from gpuxbuild.store.objects import Store
 
 PROVENANCE = "provenance.json"
 SIGNED_PROVENANCE = "provenance.dsse.json"
+EVIDENCE = (
+    PROVENANCE,
+    SIGNED_PROVENANCE,
+)  # kept beside artifact.json, not listed in it; a signature needs its statement
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -35,9 +41,20 @@ BUILDER_ID = "https://gpuxbuild.dev/gpux"
 
 
 def source_purl(registry: str, repo: str, commit: str) -> str:
-    """The package URL of a pinned model source (purl type `huggingface` for the Hub; `generic` otherwise)."""
+    """The package URL of a pinned model source: purl type `huggingface` for the Hub, `oci` for an OCI artifact
+    (its manifest digest, the repository as `repository_url`), `generic` otherwise (a URL source's own URL as
+    `download_url`)."""
+    from urllib.parse import quote as pct
+
     if registry == "huggingface":
         return f"pkg:huggingface/{repo}@{commit}"
+    if "://" in repo:
+        location = repo.split("://", 1)[1]
+        name = re.split(r"[@:]", location.rstrip("/").rsplit("/", 1)[-1], maxsplit=1)[0] or "model"
+        if registry == "oci":
+            repository = re.sub(r"(@sha256:[0-9a-f]+|:[^/:@]+)$", "", location)
+            return f"pkg:oci/{pct(name, safe='')}@sha256%3A{commit}?repository_url={pct(repository, safe='/:')}"
+        return f"pkg:generic/{pct(name, safe='')}@{commit}?download_url={pct(repo, safe='/:')}&registry={registry}"
     return f"pkg:generic/{repo.replace('/', '%2F')}@{commit}?registry={registry}"
 
 
@@ -75,6 +92,89 @@ def statement(manifest: dict, artifact_digest: str, sources: list[FileEntry], op
             },
         },
     }
+
+
+def first_diff(want, found, path: str = "") -> str | None:
+    """The path of the first place where `found` differs from `want` (JSON-like data), or None."""
+    if isinstance(want, dict) and isinstance(found, dict):
+        for k in sorted(set(want) | set(found)):
+            if (d := first_diff(want.get(k), found.get(k), f"{path}.{k}" if path else k)) is not None:
+                return d
+        return None
+    if isinstance(want, list) and isinstance(found, list):
+        for i, (w, f) in enumerate(zip(want, found, strict=False)):
+            if (d := first_diff(w, f, f"{path}[{i}]")) is not None:
+                return d
+        return None if len(want) == len(found) else f"{path} (length)"
+    return None if want == found else path
+
+
+def mismatch(
+    manifest: dict, digest: str, prov: dict, sources: list[FileEntry] | None = None, options: dict | None = None
+) -> str | None:
+    """Where the provenance statement `prov` first differs from the one of the artifact (artifact.json `manifest`,
+    its `digest`) built from the lock entry's `sources` and `options`, or None. Without them the statement's own
+    materials and options are taken, so everything else is still checked; the gpuxbuild version is always the
+    statement's. KeyError or TypeError when `prov` is not a gpuxbuild provenance statement."""
+    predicate = prov["predicate"]
+    version = predicate["runDetails"]["builder"]["version"]["gpuxbuild"]
+    if sources is None:
+        deps = predicate["buildDefinition"]["resolvedDependencies"]
+        sources = [
+            FileEntry(d["uri"].split("#", 1)[1], d["digest"].get("sha256", ""), 0) for d in deps if "#" in d["uri"]
+        ]
+    if options is None:
+        options = predicate["buildDefinition"]["externalParameters"]["options"]
+    return first_diff(statement(manifest, digest, sources, options, version), prov)
+
+
+def evidence_problem(
+    manifest: dict,
+    digest: str,
+    evidence: dict[str, bytes],
+    sources: list[FileEntry] | None = None,
+    options: dict | None = None,
+) -> str | None:
+    """Why the evidence files `evidence` (name -> bytes, names of EVIDENCE) are not those of the artifact
+    (artifact.json `manifest`, its `digest`; the lock entry's `sources` and `options` when known): one line naming
+    the file, or None. No evidence at all is not a problem here (an artifact from before provenance); a
+    signature is checked to sign exactly this statement, not cryptographically (that needs the public key)."""
+    prov_bytes = evidence.get(PROVENANCE)
+    if prov_bytes is None:
+        return f"{PROVENANCE}: missing, but {SIGNED_PROVENANCE} is there" if SIGNED_PROVENANCE in evidence else None
+    try:
+        where = mismatch(manifest, digest, json.loads(prov_bytes), sources, options)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return f"{PROVENANCE}: not a gpuxbuild provenance statement"
+    if where is not None:
+        return f"{PROVENANCE}: {where} does not match artifact.json"
+    if SIGNED_PROVENANCE in evidence:
+        try:
+            envelope = json.loads(evidence[SIGNED_PROVENANCE])
+        except ValueError:
+            return f"{SIGNED_PROVENANCE}: not JSON"
+        return check_envelope(envelope, prov_bytes, None)
+    return None
+
+
+def read_evidence(folder: Path) -> dict[str, bytes]:
+    """The evidence files (EVIDENCE) the artifact `folder` holds, by name."""
+    return {name: (folder / name).read_bytes() for name in EVIDENCE if (folder / name).is_file()}
+
+
+def rehash_with_provenance(store: Store, key: str) -> tuple[int, list[str]]:
+    """`gpux cache verify`'s check of the stored artifact `key` (gpuxbuild.store.gc.ArtifactCheck): every file
+    hashed again (rehash_artifact), then its provenance checked against artifact.json (`evidence_problem`)."""
+    from gpuxbuild.store.artifacts import artifact_path, rehash_artifact
+
+    checked, problems = rehash_artifact(store, key)
+    folder = artifact_path(store, key)
+    try:
+        data = (folder / "artifact.json").read_bytes()
+        problem = evidence_problem(json.loads(data), "sha256:" + sha256_bytes(data), read_evidence(folder))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return checked, problems  # artifact.json itself is missing or unreadable: rehash_artifact says so
+    return checked, problems + ([problem] if problem else [])
 
 
 def dumps(doc: dict) -> bytes:

@@ -165,6 +165,10 @@ COMMANDS: dict[str, CommandEntry] = {
         "run_cmds",
         "What this machine offers: onnxruntime flavour, providers, device, and the provider each synced model uses.",
     ),
+    "registries": CommandEntry(
+        "registry_cmds",
+        "List the model registries: built in, and those installed plugins add, with their source prefixes.",
+    ),
     "help": CommandEntry(
         "help_cmds", "The documentation of a topic (manifest, lockfile, sync, store, ...); without TOPIC, the list."
     ),
@@ -180,7 +184,8 @@ COMMANDS: dict[str, CommandEntry] = {
         "search_cmds", "Find models on the Hub, an MLflow registry and OCI registries; SOURCE is what `gpux add` takes."
     ),
     "push": CommandEntry(
-        "build_cmds", "Upload built artifacts of gpux.lock's models (all, or NAMES) to the first remote cache."
+        "build_cmds",
+        "Upload built artifacts of gpux.lock's models (all, or NAMES) or of pulled models to the first remote cache.",
     ),
 }
 

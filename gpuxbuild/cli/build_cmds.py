@@ -138,8 +138,10 @@ def build(
     pushed = {}
     if push:
         from gpuxbuild.build.remote_artifact import push_results
+        from gpuxbuild.cli.store_cmds import transfer_progress
 
-        pushed = push_results(store, remotes, out.results)
+        with transfer_progress(ctx, as_json, remotes):  # after the stage table: one live display at a time
+            pushed = push_results(store, remotes, out.results)
     if as_json:
         doc = {"models": [r.as_dict() for r in out.results], "lock_written": out.lock_written}
         if push:
@@ -187,7 +189,7 @@ def _print_pushed(pushed: dict[str, str]) -> None:
 @JSON
 @pass_context
 def push(ctx: Context, names, sources, remote, as_json) -> None:
-    """Upload built artifacts of gpux.lock's models (all, or NAMES) to the first remote cache.
+    """Upload built artifacts of gpux.lock's models (all, or NAMES) or of pulled models to the first remote cache.
 
     Blobs go up first, then the artifact's index with a conditional create: a half-done push is never
     visible, and an artifact already on the remote is left as it is.
@@ -198,7 +200,15 @@ def push(ctx: Context, names, sources, remote, as_json) -> None:
     remotes = open_remotes(ctx, remote, False)
     if not remotes:
         raise _no_remote("gpux push")
-    res = push_project(ctx.project, tuple(names), store=Store(), remotes=remotes, sources=sources)
+    from gpuxbuild.cli.store_cmds import transfer_progress
+    from gpuxbuild.models.locate import pulled_target
+
+    store = Store()
+    pulled = {n: pulled_target(n, ctx.project, store) for n in names}
+    locked = tuple(n for n, t in pulled.items() if t is None)
+    targets = tuple(t for t in pulled.values() if t is not None)
+    with transfer_progress(ctx, as_json, remotes):
+        res = push_project(ctx.project, locked, store=store, remotes=remotes, sources=sources, pulled=targets)
     if as_json:
         print_json(res.as_dict())
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import click
@@ -12,6 +13,8 @@ import click
 from gpuxbuild.cli.app import JSON, OFFLINE, Context, cli, console, counted, err_console, pass_context, print_json
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from rich.progress import TaskID
 
 
@@ -61,6 +64,38 @@ class RichReporter:
     def finish(self, key: str, hit: bool) -> None:
         with self._lock:
             self.progress.remove_task(self.tasks.pop(key))
+
+
+class TransferReporter(RichReporter):
+    """Byte-level progress of remote-cache transfers (gpuxbuild.remote.cache.RemoteCache.reporter): drawn from the
+    first file on, its total growing as files start."""
+
+    def __init__(self):
+        super().__init__()
+        self._bytes = 0
+
+    def start(self, key: str, total: int) -> None:
+        super().start(key, total)
+        with self._lock:
+            first = not self._bytes
+            self._bytes += total
+            self.progress.update(self.total, total=self._bytes)
+        if first:  # drawn once there is a file to show
+            self.progress.start()
+
+
+@contextmanager
+def transfer_progress(ctx: Context, as_json: bool, remotes) -> Iterator[None]:
+    """Show remote transfers byte by byte while the block runs: on a terminal, without --quiet or --json only."""
+    if not remotes or not show_progress(ctx, as_json):
+        yield
+        return
+    remotes.reporter = TransferReporter()
+    try:
+        yield
+    finally:
+        remotes.reporter.close()
+        remotes.reporter = None
 
 
 def say(text: str, *, label: str | None = None, style: str = "bold") -> None:
@@ -147,7 +182,9 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
         from gpuxbuild.build.pipeline import build_pulled
         from gpuxbuild.build.remote_artifact import project_remotes
 
-        built = build_pulled(res, store=store, offline=offline, remotes=project_remotes(None))
+        remotes = project_remotes(None)
+        with transfer_progress(ctx, as_json, remotes):
+            built = build_pulled(res, store=store, offline=offline, remotes=remotes)
     if as_json:
         out = res.as_dict()
         if built is not None:
@@ -277,11 +314,11 @@ def cache() -> None:
 @JSON
 @pass_context
 def verify(ctx: Context, fix: bool, as_json: bool) -> None:
-    """Re-hash the store; exit 1 if any object's bytes do not match its name."""
-    from gpuxbuild.store.artifacts import rehash_artifact
+    """Re-hash the store and check provenance; exit 1 if any object's bytes do not match its name."""
+    from gpuxbuild.build.provenance import EVIDENCE, rehash_with_provenance
     from gpuxbuild.store.gc import verify as do_verify
 
-    report = do_verify(_store(), rehash_artifact, fix=fix)
+    report = do_verify(_store(), rehash_with_provenance, fix=fix)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -292,16 +329,23 @@ def verify(ctx: Context, fix: bool, as_json: bool) -> None:
                 style="red",
             )
         for b in report.bad_artifacts:
+            evidence_only = all(p.split(":", 1)[0] in EVIDENCE for p in b["problems"])
             say(
                 f"{b['artifact']}: {'; '.join(b['problems'])}" + (" - quarantined" if fix else ""),
-                label="corrupt artifact ",
+                label="corrupt provenance " if evidence_only else "corrupt artifact ",
                 style="red",
             )
         if not ctx.quiet:
             n = len(report.bad_objects) + len(report.bad_artifacts)
+            evidence = any(p.split(":", 1)[0] in EVIDENCE for b in report.bad_artifacts for p in b["problems"])
             say(
                 f"Checked {counted(report.checked, 'file')}: {counted(n, 'problem')}"
                 + ("" if n == 0 or fix else "; run `gpux cache verify --fix`")
+                + (
+                    ", then `gpux build` builds (or downloads) it again with its provenance"
+                    if evidence and not fix
+                    else ""
+                )
             )
     if report and not fix:
         sys.exit(1)
@@ -419,10 +463,11 @@ def cache_remote_ls(ctx: Context, remote: tuple[str, ...], as_json: bool) -> Non
 @JSON
 @pass_context
 def cache_remote_verify(ctx: Context, remote: tuple[str, ...], as_json: bool) -> None:
-    """Download and re-hash every object of the remote cache(s); exit 1 on any problem."""
+    """Download and re-hash every object of the remote cache(s), check provenance; exit 1 on any problem."""
+    from gpuxbuild.build.provenance import EVIDENCE, evidence_problem
     from gpuxbuild.remote.inventory import verify as remote_verify
 
-    report = remote_verify(_remotes(ctx, remote))
+    report = remote_verify(_remotes(ctx, remote), EVIDENCE, evidence_problem)
     if as_json:
         print_json(report.as_dict())
     else:

@@ -51,7 +51,13 @@ def _render(res, ctx: Context) -> None:
         if act.action == "unchanged":
             continue
         digest = f" {act.digest[7:19]}" if act.digest else ""
-        built = " [dim](to build)[/]" if res.dry_run and act.artifact == "build" else ""
+        built = ""
+        if res.dry_run and act.artifact == "build":
+            built = " [dim](to build)[/]"
+        elif res.dry_run and act.artifact == "remote":
+            from rich.markup import escape
+
+            built = f" [dim](from {escape(act.remote or '')})[/]"
         why = f" [dim]({'; '.join(act.reasons)})[/]" if act.reasons else ""
         console.print(f" {_SIGNS[act.action]} {act.name}{digest}{why}{built}", soft_wrap=True)
     for f in [u for a in plan.models for u in a.user_files] + plan.user_files:
@@ -130,26 +136,29 @@ def sync(
         from gpuxbuild.cli.build_cmds import _no_remote
 
         raise _no_remote("--push")
-    res = do_sync(
-        ctx.project,
-        target=target,
-        locked=locked,
-        frozen=frozen,
-        offline=offline,
-        dry_run=dry_run,
-        link_mode=link_mode,
-        on_event=on_event,
-        require_signatures=require_signatures,
-        remotes=remotes,
-    )
-    pushed = {}
-    if push and not dry_run:
-        from gpuxbuild.build.remote_artifact import push_artifact
-        from gpuxbuild.store.objects import Store
+    from gpuxbuild.cli.store_cmds import transfer_progress
 
-        store = Store()
-        placed = [a for a in res.plan.models if a.action != "remove" and a.build_key]
-        pushed = {a.name: push_artifact(store, remotes, a.build_key) for a in placed if a.build_key}
+    with transfer_progress(ctx, as_json, remotes):
+        res = do_sync(
+            ctx.project,
+            target=target,
+            locked=locked,
+            frozen=frozen,
+            offline=offline,
+            dry_run=dry_run,
+            link_mode=link_mode,
+            on_event=on_event,
+            require_signatures=require_signatures,
+            remotes=remotes,
+        )
+        pushed = {}
+        if push and not dry_run:
+            from gpuxbuild.build.remote_artifact import push_artifact
+            from gpuxbuild.store.objects import Store
+
+            store = Store()
+            placed = [a for a in res.plan.models if a.action != "remove" and a.build_key]
+            pushed = {a.name: push_artifact(store, remotes, a.build_key) for a in placed if a.build_key}
     if as_json:
         doc = res.as_dict()
         if push:

@@ -18,6 +18,7 @@ from gpuxbuild.store.refs import Records
 
 if TYPE_CHECKING:
     from gpuxbuild.build.pipeline import BuildResult
+    from gpuxbuild.build.push import PushTarget
     from gpuxbuild.store.objects import Store
 
 
@@ -142,3 +143,28 @@ def _is_pulled(name: str, store: Store) -> bool:
     except GpuxError:
         return False
     return Records(store).lookup(ref.registry, ref.repo, ref.revision) is not None
+
+
+def pulled_target(name: str, project: Path, store: Store) -> PushTarget | None:
+    """What `gpux push NAME` uploads when NAME is no model of the project's gpux.lock but a pulled model's id (as
+    `gpux pull` took it): its artifact and source files. None when it is a lock's model; an error naming it when
+    it is neither, or pulled with --no-build."""
+    from gpuxbuild.build.push import PushTarget
+    from gpuxbuild.models.pull import parse_ref
+    from gpuxbuild.project.lockfile import locked_model
+
+    if locked_model(project, name) is not None:
+        return None
+    try:
+        ref = parse_ref(name)
+    except GpuxError:
+        ref = None
+    rec = Records(store).lookup(ref.registry, ref.repo, ref.revision) if ref else None
+    if rec is None:
+        raise GpuxError(
+            f"no model {name!r} in gpux.lock, and no pulled model of that id",
+            "name a model of gpux.models.yml, or a pulled model as `gpux ls` shows it",
+        )
+    if rec.artifact is None or not rec.artifact.build_key:
+        raise GpuxError(f"not built here: {name}", f"run `gpux pull {name}` without --no-build first")
+    return PushTarget(name, rec.artifact.build_key, tuple(sorted({f["sha256"] for f in rec.files})))

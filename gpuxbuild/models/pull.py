@@ -34,6 +34,8 @@ class Ref:
     revision: str | None
 
     def __str__(self) -> str:
+        if "://" in self.repo:  # a URL source (s3://, https://, oci://) is its own reference
+            return self.repo + (f"@{self.revision}" if self.revision else "")
         prefix = (
             "path:" if self.registry == "local" else ("" if self.registry == "huggingface" else f"{self.registry}:")
         )
@@ -42,7 +44,9 @@ class Ref:
 
 def parse_ref(text: str, *, registry: str | None = None, revision: str | None = None) -> Ref:
     """`org/name`, `org/name@REV`, `hf:org/name[@REV]`, `path:./dir`; `--revision REV` may repeat `@REV`, not contradict it."""
-    own = text.startswith("mlflow:")  # NAME@ALIAS: an MLflow source names its alias itself
+    # A URL source pins itself, and may hold an `@` of its own (oci://...@sha256:..., https://user@host/...);
+    # an MLflow source names its alias itself (NAME@ALIAS).
+    own = "://" in text or text.startswith("mlflow:")
     body, _, rev = text.rpartition("@") if "@" in text and not own else (text, "", None)
     if rev is not None and revision is not None and rev != revision:
         raise GpuxError(f"{shorten(text)}: revision given twice ({rev!r} and --revision {revision!r})", "give it once")

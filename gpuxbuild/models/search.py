@@ -186,20 +186,16 @@ def _mlflow(query: str, limit: int) -> list[SearchResult]:
 
 
 def _oci_search(host: str, query: str, limit: int) -> list[SearchResult]:
-    from gpuxbuild.remote.base import RemoteError
-    from gpuxbuild.remote.oci import list_repositories, list_tags
+    from gpuxbuild.ociclient import OciClient, list_repositories
 
-    try:
-        repos = [r for r in list_repositories(host) if query.lower() in r.lower()]
-        found = []
-        for repo in sorted(repos)[:limit]:
-            tags = list_tags(host, repo)
-            if tags:
-                latest = "latest" if "latest" in tags else tags[-1]
-                others = [t for t in tags if t != latest]
-                note = f"tags: {', '.join(others[:5])}" + (" ..." if len(others) > 5 else "") if others else None
-                found.append(SearchResult("oci", f"oci://{host}/{repo}:{latest}", repo, note=note))
-    except RemoteError as exc:
-        what = exc.message.split(": ", 1)[-1].removeprefix("_catalog: ")
-        raise RegistryError(f"search oci://{host}: {what}", exc.hint) from None
+    label = f"search oci://{host}"
+    repos = [r for r in list_repositories(host, label=label, error=RegistryError) if query.lower() in r.lower()]
+    found = []
+    for repo in sorted(repos)[:limit]:
+        tags = OciClient(host, repo, label=label, error=RegistryError).tags()
+        if tags:
+            latest = "latest" if "latest" in tags else tags[-1]
+            others = [t for t in tags if t != latest]
+            note = f"tags: {', '.join(others[:5])}" + (" ..." if len(others) > 5 else "") if others else None
+            found.append(SearchResult("oci", f"oci://{host}/{repo}:{latest}", repo, note=note))
     return found

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from gpuxbuild.errors import GpuxError, IntegrityError
 from gpuxbuild.hashing import sha256_bytes, sha256_file
-from gpuxbuild.store.files import FileEntry
 
 if TYPE_CHECKING:
     from gpuxbuild.project.lockfile import LockedModel
@@ -49,21 +48,6 @@ def _fail(folder: Path, what: str) -> IntegrityError:
         "the artifact was changed after it was built: do not ship it; rebuild it with `gpux build` "
         "(`gpux cache verify` checks the whole store)",
     )
-
-
-def _first_diff(want, found, path: str = "") -> str | None:
-    """The path of the first place where `found` differs from `want` (JSON-like data), or None."""
-    if isinstance(want, dict) and isinstance(found, dict):
-        for k in sorted(set(want) | set(found)):
-            if (d := _first_diff(want.get(k), found.get(k), f"{path}.{k}" if path else k)) is not None:
-                return d
-        return None
-    if isinstance(want, list) and isinstance(found, list):
-        for i, (w, f) in enumerate(zip(want, found, strict=False)):
-            if (d := _first_diff(w, f, f"{path}[{i}]")) is not None:
-                return d
-        return None if len(want) == len(found) else f"{path} (length)"
-    return None if want == found else path
 
 
 def target_folder(target: str, project: Path, store: Store) -> tuple[Path, LockedModel | None]:
@@ -112,7 +96,7 @@ def _evidence_folder(folder: Path, entry: LockedModel | None, digest: str, store
 
 def verify(target: str, *, project: Path, store: Store, key: Path | None = None) -> VerifyReport:
     """Check the artifact `target`; raise IntegrityError (exit 1) at the first mismatch."""
-    from gpuxbuild.build.provenance import PROVENANCE, SIGNED_PROVENANCE, check_envelope, statement
+    from gpuxbuild.build.provenance import PROVENANCE, SIGNED_PROVENANCE, check_envelope, mismatch
 
     folder, entry = target_folder(target, project, store)
     try:
@@ -138,25 +122,15 @@ def verify(target: str, *, project: Path, store: Store, key: Path | None = None)
     evidence = _evidence_folder(folder, entry, digest, store)
     try:
         prov_bytes = (evidence / PROVENANCE).read_bytes()
-        prov = json.loads(prov_bytes)
-        version = prov["predicate"]["runDetails"]["builder"]["version"]["gpuxbuild"]
-        deps = prov["predicate"]["buildDefinition"]["resolvedDependencies"]
-        options = prov["predicate"]["buildDefinition"]["externalParameters"]["options"]
+        where = mismatch(manifest, digest, json.loads(prov_bytes), *((entry.files, entry.options) if entry else ()))
     except FileNotFoundError:
         raise IntegrityError(
             f"{folder}: no {PROVENANCE}",
             "`gpux build` writes it (also for an artifact built before gpuxbuild wrote provenance)",
         ) from None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise _fail(folder, f"{PROVENANCE}: not a gpuxbuild provenance statement") from None
-    if entry is not None:
-        sources, options = entry.files, entry.options
-    else:  # nothing to compare the materials with: the provenance's own, so the rest is still checked
-        sources = [
-            FileEntry(d["uri"].split("#", 1)[1], d["digest"].get("sha256", ""), 0) for d in deps if "#" in d["uri"]
-        ]
-    want = statement(manifest, digest, sources, options, version)
-    if (where := _first_diff(want, prov)) is not None:
+    if where is not None:
         against = "artifact.json and gpux.lock" if entry is not None else "artifact.json"
         raise _fail(folder, f"{PROVENANCE}: {where} does not match {against}")
     signature = "none"

@@ -35,6 +35,8 @@ def default_name(source: str) -> str:
     if registry == "mlflow":  # NAME/VERSION, NAME@ALIAS: the registered model's name
         ref = re.split(r"[/@]", ref)[0]
     base = ref.rstrip("/").rsplit("/", 1)[-1].lower()
+    if "://" in ref:  # a URL source: its last path segment, without an OCI tag or digest
+        base = re.split(r"[@:]", base, maxsplit=1)[0]
     name = re.sub(r"[^a-z0-9._-]+", "-", base).strip("-._")
     return name or "model"
 

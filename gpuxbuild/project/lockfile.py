@@ -13,8 +13,9 @@ import yaml
 
 from gpuxbuild.errors import GpuxError, ManifestError, StaleLockError, quote
 from gpuxbuild.fsutil import write_atomic
+from gpuxbuild.hashing import is_hex_digest
 from gpuxbuild.project.manifest import MANIFEST_NAME, Manifest, ModelSpec
-from gpuxbuild.registries.base import is_git_commit
+from gpuxbuild.registries.base import Origin, is_git_commit
 from gpuxbuild.schemas_io import describe_error, field_path, first_error, load_schema
 from gpuxbuild.store.files import FileEntry
 from gpuxbuild.yaml_io import DuplicateKey, load_yaml
@@ -44,7 +45,7 @@ class LockedModel:
     license: str | None = None
     artifact: dict | None = None  # written by `gpux build`: digest, build_key, toolchain
     signature: dict | None = None  # written by `gpux lock` for a verified model.sig: file, sha256, signer
-    origin: dict | None = None  # what the registry pinned besides the commit (MLflow: version, run_id)
+    origin: Origin | None = None  # what the registry pinned besides the commit, for the record (never trusted)
 
     def as_dict(self) -> dict:
         d = {
@@ -66,7 +67,7 @@ class LockedModel:
         if self.signature:
             d["signature"] = self.signature
         if self.origin:
-            d["origin"] = self.origin
+            d["origin"] = self.origin.as_dict()
         return d
 
     @classmethod
@@ -87,7 +88,7 @@ class LockedModel:
             license=d.get("license"),
             artifact=d.get("artifact"),
             signature=d.get("signature"),
-            origin=d.get("origin"),
+            origin=Origin.from_dict(d["origin"]) if d.get("origin") else None,
         )
 
     @property
@@ -117,7 +118,7 @@ class Lock:
 
 def options_of(spec: ModelSpec) -> dict:
     """The conversion and runtime options in effect for a model, as recorded in the lock (`verify` only when set,
-    so locks written before it existed stay valid and byte-identical)."""
+    so locks written before it existed stay valid and byte-identical; `files`, an https:// folder's list, likewise)."""
     options = {
         "allow_pickle": spec.allow_pickle,
         "convert": spec.convert,
@@ -128,6 +129,8 @@ def options_of(spec: ModelSpec) -> dict:
     }
     if spec.verify is not None:
         options["verify"] = spec.verify
+    if spec.files:
+        options["files"] = list(spec.files)
     return options
 
 
@@ -244,12 +247,13 @@ def _spec_of(entry: LockedModel, task: str | None) -> ModelSpec:
         o["convert"],
         o["runtime"],
         o.get("verify"),
+        tuple(o.get("files") or ()),
     )
 
 
 def _inconsistency(entry: LockedModel, project: Path) -> str | None:
     """What in `entry` contradicts the entry itself or the project (the check `--frozen` can make), or None."""
-    from gpuxbuild.registries import DIGEST_PINNED, local_ref_problem, parse_source
+    from gpuxbuild.registries import commit_length, local_ref_problem, parse_source
     from gpuxbuild.schemas_io import load_schema
     from gpuxbuild.tasks import normalize_task
 
@@ -263,7 +267,7 @@ def _inconsistency(entry: LockedModel, project: Path) -> str | None:
         return f"repo {quote(entry.repo)} is not the one its source {quote(entry.source)} names"
     if registry == "local" and (problem := local_ref_problem(entry.repo, project)):
         return f"repo {problem}"
-    if (len(entry.commit) != 64) if registry in DIGEST_PINNED else not is_git_commit(entry.commit):
+    if not is_hex_digest(entry.commit, commit_length(registry)):
         return "commit (not a commit id of its registry)"
     if is_git_commit(entry.revision) and entry.commit != entry.revision:
         return f"commit {entry.commit[:12]} is not the revision {entry.revision[:12]} it pins"

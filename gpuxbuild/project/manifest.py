@@ -67,6 +67,7 @@ class ModelSpec:
     runtime: dict = field(hash=False)
     # How the model's signature is checked: {"key": path} or {"identity": ..., "issuer": ...}; None: not checked.
     verify: dict | None = field(default=None, hash=False)
+    files: tuple[str, ...] = ()  # an https:// folder's file paths, as the manifest lists them
 
     def as_dict(self) -> dict:
         """The entry as plain data, the form that is digested and written to the lock.
@@ -87,6 +88,8 @@ class ModelSpec:
         }
         if self.verify is not None:
             d["verify"] = self.verify
+        if self.files:
+            d["files"] = list(self.files)
         return d
 
     @property
@@ -244,7 +247,7 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def _effective(name: str, entry: dict, defaults: dict, path: Path, node) -> ModelSpec:
-    from gpuxbuild.registries import check_registry, parse_source
+    from gpuxbuild.registries import check_registry, parse_source, takes_file_list, takes_revisions
 
     def get(key, fallback=None):
         return entry.get(key, defaults.get(key, fallback))
@@ -263,13 +266,39 @@ def _effective(name: str, entry: dict, defaults: dict, path: Path, node) -> Mode
             path, _line_of(node, ["models", name, "source"]), f"{field_}.source", exc.message, exc.hint or ""
         ) from exc
     revision = get("revision")
+    # (a local folder's `revision:` was always accepted, and is kept as written)
+    if revision is not None and "revision" in entry and registry != "local" and not takes_revisions(registry):
+        raise _error(
+            path,
+            _line_of(node, ["models", name, "revision"]),
+            f"{field_}.revision",
+            f"registry {registry!r} has no revisions (its source pins what it names)",
+            "remove `revision:`",
+        )
+    if revision is not None and "revision" not in entry and not takes_revisions(registry) and registry != "local":
+        revision = None  # a `defaults: revision:` is for the registries that have revisions
     if revision is not None:
         bad = check_revision(revision)
         if bad:
             where = ["models", name, "revision"] if "revision" in entry else ["defaults", "revision"]
             raise _error(path, _line_of(node, where), field_path(where), bad, "use a branch, a tag or a 40-hex commit")
-    elif registry not in ("local", "mlflow"):  # an MLflow source names its version or alias itself
+    elif takes_revisions(registry):
         revision = "main"
+    files = tuple(entry.get("files") or ())
+    folder = takes_file_list(registry, ref)
+    if bool(files) != folder:
+        where = ["models", name, "files" if files else "source"]
+        raise _error(
+            path,
+            _line_of(node, where),
+            field_path(where),
+            "`files:` is only for an https:// folder source (a URL ending in /)"
+            if files
+            else "an https:// folder source needs `files:`, the paths of the model's files under it",
+            "list the files, e.g. files: [config.json, tokenizer.json, onnx/model.onnx]"
+            if not files
+            else "remove `files:`, or end the source URL with / to name the folder",
+        )
     runtime = _merge(DEFAULT_RUNTIME, _merge(defaults.get("runtime") or {}, entry.get("runtime") or {}))
     if isinstance(runtime.get("labels"), dict):
         runtime["labels"] = {str(k): v for k, v in sorted(runtime["labels"].items(), key=lambda kv: int(kv[0]))}
@@ -287,6 +316,7 @@ def _effective(name: str, entry: dict, defaults: dict, path: Path, node) -> Mode
         convert=_merge(DEFAULT_CONVERT, _merge(defaults.get("convert") or {}, entry.get("convert") or {})),
         runtime=runtime,
         verify=dict(sorted(get("verify").items())) if get("verify") else None,
+        files=files,
     )
 
 

@@ -103,6 +103,8 @@ def resolve_model(manager, spec: ModelSpec, *, pin: str | None = None, on_listed
             on_listed(commit, known, keep)
         return keep
 
+    if spec.files:
+        manager = manager.with_files(spec.files)
     pinned = manager.resolve_streaming(spec.ref, spec.revision, listed, pin=pin)
     entry = lock_model(spec, pinned, keep)
     if spec.verify is not None:
@@ -144,7 +146,7 @@ def lock_model(spec: ModelSpec, pinned: PinnedModel, keep: set[str] | None = Non
         library=library,
         architecture=pinned.info.architectures[0] if pinned.info.architectures else None,
         license=pinned.info.license,
-        origin=dict(pinned.origin) or None,
+        origin=pinned.origin.kept(keep) or None,
     )
 
 

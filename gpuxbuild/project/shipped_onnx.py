@@ -20,6 +20,7 @@ CANONICAL_NAMES = {"model": "model.onnx", "encoder": "encoder_model.onnx", "deco
 # pushed as is), then onnx/ (transformers.js).
 _DIRS = ("", "onnx")
 _VARIANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
+_EXPORT_PART = re.compile(r"^(model|decoder|encoder|vision|text|audio|embed\w*)_|_model($|_)")
 
 
 def _parse_graph_path(path: str) -> tuple[str, str, str] | None:
@@ -58,6 +59,8 @@ def find_onnx_variants(paths: list[str]) -> dict[str, dict[str, str]]:
     Roles are "model" (single graph, also decoder-only LMs with past) or "encoder" + "decoder"
     (seq2seq, merged decoder). The plain files are variant "default"; ``model_fp16.onnx`` is
     variant "fp16", and so on. A variant found both at the root and in onnx/ is taken from the root.
+    A repo with no graph of those names but exactly one ``*.onnx`` (at the root or in onnx/) has that
+    graph as its default model.
     """
     by_folder: dict[str, dict[str, dict[str, str]]] = {}
     for path in sorted(paths):
@@ -71,6 +74,18 @@ def find_onnx_variants(paths: list[str]) -> dict[str, dict[str, str]]:
             graphs = _graph_set(found)
             if graphs:
                 variants[variant] = graphs
+    if not variants:
+        # One graph under another name (the ONNX Model Zoo's `resnet50_Opset17.onnx`) is the model.
+        # Graphs named as parts of a transformers export (decoder_model, vision_model, ...) are never alone whole.
+        lone = [
+            p
+            for p in paths
+            if p.endswith(".onnx")
+            and str(PurePosixPath(p).parent).strip(".") in _DIRS
+            and not _EXPORT_PART.match(PurePosixPath(p).stem)
+        ]
+        if len(lone) == 1:
+            variants[DEFAULT_VARIANT] = {"model": lone[0]}
     return {name: variants[name] for name in sorted(variants)}
 
 

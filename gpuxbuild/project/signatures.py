@@ -4,9 +4,11 @@
 The signature is a Sigstore bundle over a DSSE envelope whose payload lists every signed file's digest. Its
 signature is verified with the `model-signing` package (a public key, or a Sigstore identity and issuer); the
 signed digests are then compared with the lock's own sha256 of each pinned file. So nothing but model.sig is
-downloaded, and a file that differs from what was signed is named. Verification with a key is fully offline;
-a Sigstore identity needs Sigstore's trust root: offline only with `trust_config:` (a trust configuration file),
-else it is fetched from Sigstore's TUF repository.
+downloaded, and a file that differs from what was signed is named. Verification with a key is fully offline,
+and so is an identity with `certificate_chain:` (a model signed with a certificate of your own CA: the chain is
+checked with model-signing's certificate verifier, the identity and issuer with Sigstore's own policy). A
+Sigstore (keyless) identity needs Sigstore's trust root: offline only with `trust_config:` (a trust
+configuration file), else it is fetched from Sigstore's TUF repository.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ class SignatureRecord:
 
     file: str
     sha256: str
-    method: str  # key | sigstore
-    signer: str  # key: sha256 of the public key (DER); sigstore: "identity (issuer)"
+    method: str  # key | certificate | sigstore
+    signer: str  # key: sha256 of the public key (DER); certificate, sigstore: "identity (issuer)"
 
     def as_dict(self) -> dict:
         return {"file": self.file, "method": self.method, "sha256": self.sha256, "signer": self.signer}
@@ -69,6 +71,9 @@ def _signed_digests(verify: dict, sig: Path, project: Path) -> tuple[dict[str, s
             ) from None
         manifest = sign_ec_key.Verifier(key).verify(sign_sigstore_pb.Signature.read(sig))
         method, signer = "key", "sha256:" + sha256_bytes(der)
+    elif "certificate_chain" in verify:
+        manifest = _verify_certificate(verify, sig, project)
+        method, signer = "certificate", f"{verify['identity']} ({verify['issuer']})"
     else:
         trust = project / verify["trust_config"] if verify.get("trust_config") else None
         if trust is not None and not trust.is_file():
@@ -80,6 +85,15 @@ def _signed_digests(verify: dict, sig: Path, project: Path) -> tuple[dict[str, s
             verifier = sign_sigstore.Verifier(
                 identity=verify["identity"], oidc_issuer=verify["issuer"], trust_config=trust
             )
+        except Exception as exc:  # a trust configuration it cannot read, or the TUF fetch of Sigstore's trust root
+            reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            where = f"verify.trust_config {quote(verify['trust_config'])}" if trust else "Sigstore's TUF repository"
+            raise GpuxError(
+                f"cannot load Sigstore's trust root from {where} ({type(exc).__name__}: {reason})",
+                "keyless verification needs Sigstore's trust root: set `trust_config:` to a Sigstore trust "
+                "configuration file kept in the project (works offline), or allow the network once",
+            ) from None
+        try:
             manifest = verifier.verify(sign_sigstore.Signature.read(sig))
         except (ValueError, KeyError):
             raise
@@ -94,6 +108,45 @@ def _signed_digests(verify: dict, sig: Path, project: Path) -> tuple[dict[str, s
         )
     digests = {str(rd.identifier): rd.digest.digest_value.hex() for rd in manifest.resource_descriptors()}
     return digests, list(params.get("ignore_paths") or ()), method, signer
+
+
+def _verify_certificate(verify: dict, sig: Path, project: Path):
+    """The signed manifest of `sig`, a bundle signed with a certificate (model-signing's certificate signer) that
+    chains to `verify.certificate_chain` and names `verify.identity` (a SAN) and `verify.issuer` (the Fulcio
+    OIDC issuer extension), as a Sigstore certificate does. ValueError when it does not verify."""
+    from cryptography import x509
+    from model_signing._signing import sign_certificate, sign_sigstore_pb
+    from sigstore.errors import VerificationError
+    from sigstore.verify.policy import Identity
+
+    chain = project / verify["certificate_chain"]
+    if not chain.is_file():
+        raise ManifestError(
+            f"verify.certificate_chain: no file {quote(verify['certificate_chain'])} in {project}",
+            "the path is relative to the project",
+        )
+    try:
+        verifier = sign_certificate.Verifier([chain])
+    except (OSError, ValueError):
+        raise ManifestError(
+            f"verify.certificate_chain: {quote(verify['certificate_chain'])} is not a PEM certificate file",
+            "name the CA certificate(s) (PEM) that issue the signers' certificates, relative to the project",
+        ) from None
+    signature = sign_sigstore_pb.Signature.read(sig)
+    try:
+        manifest = verifier.verify(signature)  # checks the chain: a bundle without one fails here
+        chain_pb = signature.bundle.verification_material.x509_certificate_chain
+        assert chain_pb is not None
+        Identity(identity=verify["identity"], issuer=verify["issuer"]).verify(
+            x509.load_der_x509_certificate(chain_pb.certificates[0].raw_bytes)
+        )
+    except (ValueError, KeyError):
+        raise
+    except Exception as exc:  # OpenSSL's chain errors, Sigstore's policy errors, a bundle without a chain
+        if isinstance(exc, VerificationError):
+            raise ValueError(str(exc)) from exc
+        raise ValueError(f"certificate chain: {exc or type(exc).__name__}") from exc
+    return manifest
 
 
 def verify_signature(name: str, verify: dict, files: list[FileEntry], sig: Path, project: Path) -> SignatureRecord:
@@ -138,7 +191,11 @@ def check_model_signature(manager, verify: dict, entry: LockedModel) -> Signatur
 
 
 def _what(verify: dict) -> str:
-    return f"key {verify['key']}" if "key" in verify else f"identity {verify['identity']}"
+    if "key" in verify:
+        return f"key {verify['key']}"
+    return f"identity {verify['identity']}" + (
+        f" (CA {verify['certificate_chain']})" if "certificate_chain" in verify else ""
+    )
 
 
 def require_signed(models: dict) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, ClassVar, TypeGuard
 
+from gpuxbuild.errors import RegistryError, quote
 from gpuxbuild.hashing import is_hex_digest
 from gpuxbuild.store.files import FileEntry
 
@@ -43,6 +44,48 @@ def license_of(card: dict, config: dict, tags=()) -> str | None:
     return str(found) if found else None
 
 
+@dataclass(frozen=True)
+class FileOrigin:
+    """A file's own ids in the registry's store (S3: its ETag and version id)."""
+
+    etag: str | None = None
+    version_id: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in (("etag", self.etag), ("version_id", self.version_id)) if v}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a pin came from, beyond its commit: gpux.lock's `origin`, written only when it holds something.
+    Entry-level ids of registries that version models themselves (MLflow: the registered version and the run
+    that logged it) and per-file ids of stores that have them (S3: ETag and version id). The sha256 of each
+    file is what is trusted; these are for the record, to find the model again in its registry."""
+
+    version: str | None = None
+    run_id: str | None = None
+    files: dict[str, FileOrigin] = field(default_factory=dict)  # path -> its ids
+
+    def __bool__(self) -> bool:
+        return bool(self.as_dict())
+
+    def kept(self, paths: set[str]) -> Origin:
+        """Only the files of `paths` (those the lock keeps)."""
+        return Origin(self.version, self.run_id, {p: o for p, o in self.files.items() if p in paths})
+
+    def as_dict(self) -> dict:
+        d: dict = {k: v for k, v in (("version", self.version), ("run_id", self.run_id)) if v}
+        files = {p: o.as_dict() for p, o in sorted(self.files.items()) if o.as_dict()}
+        if files:
+            d["files"] = files
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Origin:
+        files = {p: FileOrigin(o.get("etag"), o.get("version_id")) for p, o in (d.get("files") or {}).items()}
+        return cls(d.get("version"), d.get("run_id"), files)
+
+
 @dataclass
 class PinnedModel:
     """A model resolved to an immutable commit, with its files at that commit.
@@ -58,12 +101,29 @@ class PinnedModel:
     files: list[FileEntry]
     info: ModelInfo
     paths: list[str] = field(default_factory=list)
-    # What the registry pinned besides the commit, for the lock to show (MLflow: the version and its run id).
-    origin: dict[str, str] = field(default_factory=dict)
+    # What the registry pinned besides the commit and the sha256s, for the lock to show (never trusted).
+    origin: Origin = field(default_factory=Origin)
 
     def all_paths(self) -> list[str]:
         """Every path of the commit, sorted."""
         return sorted(self.paths or (f.path for f in self.files))
+
+
+def check_repo_path(repo: str, path: str) -> None:
+    """Refuse a file name that could land outside the model's folder (absolute, `..`, backslashes, empty parts)."""
+    parts = path.split("/")
+    if (
+        not path
+        or path.startswith("/")
+        or "\\" in path
+        or "\x00" in path
+        or any(p in ("", ".", "..") for p in parts)
+        or (len(path) > 1 and path[1] == ":")
+    ):
+        raise RegistryError(
+            f"{repo}: refusing unsafe file name {quote(path)} from the registry (it could land outside the model folder)",
+            "report the repo to its owner; exclude the file with `exclude:` if you trust the rest",
+        )
 
 
 Progress = Callable[[int], None]
@@ -81,9 +141,16 @@ class ModelManager(ABC):
     """A model registry. Subclasses set `name` and implement the abstract methods.
 
     `offline=True` means: make no network request; raise RegistryError naming what is missing.
+    A plugin's class attributes below describe its sources to the registry table (built-in registries
+    give the same in their `register(...)` line).
     """
 
     name: ClassVar[str]
+    source_prefixes: ClassVar[tuple[str, ...]] = ()  # prefixes besides the entry point's name
+    ref_pattern: ClassVar[str] = r"[A-Za-z0-9][A-Za-z0-9._/-]*"  # what a reference looks like (checked early)
+    ref_help: ClassVar[str] = "a model name"
+    commit_length: ClassVar[int] = 40  # hex digits of a pin: 40 (a git commit) or 64 (a sha256)
+    revisions: ClassVar[bool] = True  # references take a branch or tag (`revision:`, default main)
 
     def __init__(self, *, project: Path, offline: bool = False, store=None):
         self.project = project
@@ -134,6 +201,11 @@ class ModelManager(ABC):
         return fetch(
             self, repo, commit, files, self.store, label=label or self.display(repo), jobs=jobs, reporter=reporter
         )
+
+    def with_files(self, files: tuple[str, ...]) -> ModelManager:
+        """This registry for a folder whose file paths the manifest lists (`files:`); only registries whose
+        folders cannot be listed (https://) take them."""
+        raise RegistryError(f"the {self.name} registry lists its folders itself", "remove `files:`")
 
     def describe(self, repo: str, revision: str | None) -> ModelInfo:
         """Task/pipeline tag, architecture, license and card data of a model."""

@@ -29,7 +29,16 @@ from gpuxbuild.network import (
     requests_transient,
     url_host,
 )
-from gpuxbuild.registries.base import Listed, ModelInfo, ModelManager, PinnedModel, Progress, is_git_commit, license_of
+from gpuxbuild.registries.base import (
+    Listed,
+    ModelInfo,
+    ModelManager,
+    PinnedModel,
+    Progress,
+    check_repo_path,
+    is_git_commit,
+    license_of,
+)
 from gpuxbuild.store.files import FileEntry
 
 SMALL_FILE_JOBS = 8  # small files are fetched at resolve time to learn their sha256, in parallel
@@ -43,23 +52,6 @@ class _Head:
     commit: str | None
     location: str
     xet: Any
-
-
-def check_repo_path(repo: str, path: str) -> None:
-    """Refuse a file name that could land outside the model's folder (absolute, `..`, backslashes, empty parts)."""
-    parts = path.split("/")
-    if (
-        not path
-        or path.startswith("/")
-        or "\\" in path
-        or "\x00" in path
-        or any(p in ("", ".", "..") for p in parts)
-        or (len(path) > 1 and path[1] == ":")
-    ):
-        raise RegistryError(
-            f"{repo}: refusing unsafe file name {quote(path)} from the registry (it could land outside the model folder)",
-            "report the repo to its owner; exclude the file with `exclude:` if you trust the rest",
-        )
 
 
 def check_listed_hashes(where: str, sib) -> None:

@@ -39,8 +39,15 @@ from gpuxbuild.network import (
     requests_transient,
     url_host,
 )
-from gpuxbuild.registries.base import Listed, ModelInfo, ModelManager, PinnedModel, Progress
-from gpuxbuild.registries.huggingface import check_repo_path
+from gpuxbuild.registries.base import (
+    Listed,
+    ModelInfo,
+    ModelManager,
+    Origin,
+    PinnedModel,
+    Progress,
+    check_repo_path,
+)
 from gpuxbuild.store.files import FileEntry
 
 # Files MLflow writes beside every model, which no build uses.
@@ -85,8 +92,8 @@ class Version:
         ).removeprefix("sha256:")
 
     @property
-    def origin(self) -> dict[str, str]:
-        return {"version": self.version, "run_id": self.run_id}
+    def origin(self) -> Origin:
+        return Origin(version=self.version, run_id=self.run_id or None)
 
 
 @dataclass(frozen=True)

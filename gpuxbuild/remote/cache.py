@@ -3,30 +3,31 @@
 Layout (the same under every URL scheme):
     blobs/sha256/<hex>          a file's bytes (artifact files and source files), by sha256
     artifacts/<build key hex>.json   an artifact's artifact.json, by build key: its sha256 is the artifact digest
+    attestations/<artifact digest hex>/provenance.json (and provenance.dsse.json)   its provenance, by digest
+                                (an OCI registry keeps these as layers of the artifact's manifest instead)
 
-Publishing uploads the blobs first and then creates the index object with a conditional create, so a
+Publishing uploads the blobs and the provenance first and then creates the index object with a conditional create, so a
 half-finished upload is never visible and a second publisher of the same build key changes nothing. Every
 downloaded byte is checked against its sha256 before it is used.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from gpuxbuild.errors import IntegrityError
 from gpuxbuild.hashing import is_sha256, sha256_bytes
 from gpuxbuild.remote import RemoteError, RemoteSpec, Warn, open_backend
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
     from pathlib import Path
 
-    from gpuxbuild.remote.base import Backend
-    from gpuxbuild.store.objects import HashingWriter, Store
+    from gpuxbuild.remote.base import Backend, Sink
+    from gpuxbuild.store.fetch import Reporter
+    from gpuxbuild.store.objects import HashingWriter, Store, Writer
 
 BLOBS = "blobs/sha256/"
 TRANSFERS = 8  # files moved at once (each large one also in parallel parts where the client does that: S3)
@@ -47,16 +48,18 @@ def _stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-class _Verifying:
-    """A file-like sink that hashes what it writes, so a download is checked while it streams."""
+class _Counting:
+    """A sink that passes a download on to `f` (the store's hashing writer), counting its bytes for the reporter."""
 
-    def __init__(self, f: BinaryIO):
-        self.f, self.hasher, self.size = f, hashlib.sha256(), 0
+    def __init__(self, f: Sink, label: str, reporter: Reporter | None):
+        self.f, self.label, self.reporter, self.size = f, label, reporter, 0
 
     def write(self, data: bytes) -> int:
-        self.hasher.update(data)
+        n = self.f.write(data)
         self.size += len(data)
-        return self.f.write(data)
+        if self.reporter:
+            self.reporter.advance(self.label, len(data))
+        return n
 
 
 class RemoteCache:
@@ -66,6 +69,7 @@ class RemoteCache:
     def __init__(self, specs: list[RemoteSpec], warn: Warn = _stderr):
         self.specs = specs
         self.warn = warn
+        self.reporter: Reporter | None = None  # byte-level progress of transfers (the CLI's, on a terminal)
         self._open: dict[RemoteSpec, Backend | None] = {}
 
     def __bool__(self) -> bool:
@@ -115,34 +119,69 @@ class RemoteCache:
                 return spec, data
         return None
 
-    def download_blob(self, spec: RemoteSpec, sha256: str, size: int, dest: Path) -> None:
-        """Blob `sha256` from `spec` into the new file `dest`, verified; a mismatch leaves no file and says which
-        object of which remote is wrong."""
+    def locate(self, build_key: str) -> RemoteSpec | None:
+        """The first remote that holds an artifact for `build_key` (an existence check: nothing is read)."""
+        for spec in self.readers():
+            if self._call(spec, "exists", index_key(build_key)):
+                return spec
+        return None
+
+    def download_blob(self, spec: RemoteSpec, store: Store, sha256: str, size: int, dest: Path, label: str) -> None:
+        """Blob `sha256` from `spec` into the new file `dest`, verified. It goes through the store's resumable
+        partial (tmp/<sha256>.partial): a download cut off mid-way resumes from where it stopped (a ranged read),
+        now while it makes progress and else in a later run. A mismatch leaves no file and says which object of
+        which remote is wrong."""
         backend = self._backend(spec)
         if backend is None:
             raise RemoteError(f"remote {spec.display}: unavailable")
+        key, reporter = blob_key(sha256), self.reporter
+        if reporter:
+            reporter.start(label, size)
         try:
-            with open(dest, "wb") as f:
-                sink = _Verifying(f)
-                backend.download(blob_key(sha256), sink)
-        except BaseException:
-            dest.unlink(missing_ok=True)
-            raise
-        if sink.hasher.hexdigest() != sha256 or sink.size != size:
-            dest.unlink(missing_ok=True)
-            raise corrupt(spec, blob_key(sha256), f"sha256 {sink.hasher.hexdigest()}, {sink.size} bytes")
+            store.download_to(
+                sha256,
+                size,
+                _writer(backend, key, label, reporter),
+                dest,
+                wrong=lambda got, n: corrupt(spec, key, f"sha256 {got}, {n} bytes"),
+            )
+        finally:
+            if reporter:
+                reporter.finish(label, False)
 
-    def publish(self, build_key: str, manifest: bytes, files: list[tuple[str, Path]]) -> str:
-        """Upload `files` ((sha256, path) pairs) and then the index `manifest` for `build_key` to the first remote.
-        Returns "pushed", "present" when the remote already holds this artifact for that key, or "skipped" when the
-        remote is optional and failed (the warning says why)."""
+    def find_attached(self, spec: RemoteSpec, build_key: str, index: bytes, names: tuple[str, ...]) -> dict[str, bytes]:
+        """The attachments `names` (its provenance) `spec` holds for the artifact whose artifact.json is `index`."""
+        return self._call(spec, "get_attached", index_key(build_key), index, names) or {}
+
+    def _upload(self, backend: Backend, sha256: str, path: Path, label: str) -> bool:
+        """Blob `sha256` from the file `path`, in parts where the remote takes them, its bytes told to the reporter."""
+        reporter = self.reporter
+        if reporter:
+            reporter.start(label, path.stat().st_size)
+        try:
+            backend.upload(blob_key(sha256), path, (lambda n: reporter.advance(label, n)) if reporter else None)
+        finally:
+            if reporter:
+                reporter.finish(label, False)
+        return True
+
+    def publish(
+        self,
+        build_key: str,
+        manifest: bytes,
+        files: list[tuple[str, Path, str]],
+        attached: Sequence[tuple[str, bytes]],
+    ) -> str:
+        """Upload `files` ((sha256, path, label) triples), then `attached` ((name, bytes): its provenance) and the
+        index `manifest` for `build_key` to the first remote. Returns "pushed", "present" when the remote already
+        holds this artifact for that key, or "skipped" when the remote is optional and failed (the warning says why)."""
         spec = self.specs[0]
         backend = self._backend(spec)
         if backend is None:
             return "skipped"
         try:
-            parallel(lambda f: backend.exists(blob_key(f[0])) or backend.create(blob_key(f[0]), f[1]), files)
-            if backend.create(index_key(build_key), manifest):
+            parallel(lambda f: backend.exists(blob_key(f[0])) or self._upload(backend, *f), files)
+            if backend.create_index(index_key(build_key), manifest, attached):
                 return "pushed"
             held = backend.get(index_key(build_key))
         except RemoteError as exc:
@@ -164,7 +203,10 @@ class RemoteCache:
             return 0
         try:
             made = parallel(
-                lambda sha: not backend.exists(blob_key(sha)) and backend.create(blob_key(sha), store.object_path(sha)),
+                lambda sha: (
+                    not backend.exists(blob_key(sha))
+                    and self._upload(backend, sha, store.object_path(sha), f"source {sha[:12]}")
+                ),
                 shas,
             )
         except RemoteError as exc:
@@ -179,19 +221,39 @@ class RemoteCache:
             if backend is None or not self._call(spec, "exists", blob_key(sha256)):
                 continue
 
-            writer = functools.partial(_download_into, backend, blob_key(sha256))
+            writer = _writer(backend, blob_key(sha256), label, self.reporter)
+            if self.reporter:
+                self.reporter.start(label, size)
             try:
                 store.ensure_object(sha256, size, writer, label=f"{label} (from remote {spec.display})")
             except RemoteError as exc:
                 self._fail(spec, exc)
                 continue
+            finally:
+                if self.reporter:
+                    self.reporter.finish(label, False)
             return True
         return False
 
 
-def _download_into(backend: Backend, key: str, f: HashingWriter, start: int) -> None:
-    """A store writer (gpuxbuild.store.objects.Writer) that streams `key` from `backend`."""
-    backend.download(key, f, start)
+def _writer(backend: Backend, key: str, label: str, reporter: Reporter | None) -> Writer:
+    """A store writer that streams `key` from `backend` from the offset it is given (what a partial holds). A
+    download cut off mid-way goes on from where it stopped while it makes progress (each request is retried
+    already); with none, the error stands and the partial stays for a later run to resume."""
+
+    def write(f: HashingWriter, start: int) -> None:
+        sink = _Counting(f, label, reporter)
+        if reporter and start:
+            reporter.advance(label, start)
+        while True:
+            before = sink.size
+            try:
+                return backend.download(key, sink, start + sink.size)
+            except RemoteError:
+                if sink.size == before:
+                    raise
+
+    return write
 
 
 def parallel(fn: Callable[[T], R], items: list[T]) -> list[R]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,9 @@ from gpuxbuild.remote.cache import ARTIFACTS, BLOBS, blob_key, parse_index
 
 if TYPE_CHECKING:
     from gpuxbuild.remote.cache import RemoteCache
+
+# Why an artifact's attachments (name -> bytes) do not belong to it (artifact.json, its digest), or None.
+AttachedCheck = Callable[[dict, str, dict[str, bytes]], str | None]
 
 
 @dataclass
@@ -77,8 +81,9 @@ class _Hasher:
         return len(data)
 
 
-def verify(remotes: RemoteCache) -> RemoteReport:
-    """Download and hash every blob of every remote, and check each artifact index lists only blobs it holds."""
+def verify(remotes: RemoteCache, attached: tuple[str, ...] = (), check: AttachedCheck | None = None) -> RemoteReport:
+    """Download and hash every blob of every remote, and check each artifact index lists only blobs it holds and,
+    with `check`, that its attachments `attached` (its provenance) belong to it."""
     report = RemoteReport()
     for spec in remotes.readers():
         backend = remotes.backend(spec)
@@ -100,4 +105,10 @@ def verify(remotes: RemoteCache) -> RemoteReport:
         missing = [f["path"] for f in doc["files"] if not backend.exists(blob_key(f["sha256"]))]
         if missing:
             report.problems.append(f"remote {spec.display}: {key}: missing blobs for {', '.join(missing[:5])}")
+        if check is not None and data is not None:
+            problem = check(
+                doc, "sha256:" + hashlib.sha256(data).hexdigest(), backend.get_attached(key, data, attached)
+            )
+            if problem is not None:
+                report.problems.append(f"remote {spec.display}: {key}: {problem}")
     return report

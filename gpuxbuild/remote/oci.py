@@ -4,138 +4,51 @@ The registry HTTP API over `requests` (already a dependency, through huggingface
 for this and does not check digests on pull. Each artifact is an ordinary OCI artifact that oras, crane and skopeo
 list and pull: an image manifest with `artifactType` application/vnd.gpuxbuild.artifact.v1, tagged with the build
 key's hex, whose layers are the artifact's files (annotated with their paths, `org.opencontainers.image.title`)
-plus artifact.json. Blobs are the registry's own (sha256, the same digests gpux uses); every download is hashed
-by gpux. Registries have no conditional tag create: a manifest is written only when the tag is absent, and since
-its bytes follow from artifact.json alone, two publishers of one artifact write identical manifests.
+plus artifact.json, then its provenance (`provenance.json`, in-toto, and `provenance.dsse.json` when signed) as
+more titled layers: part of the one manifest, so an artifact is never visible without its provenance, and
+`oras pull` brings the whole artifact folder. (A referrer manifest would need the referrers API, which the
+distribution registry 2.x lacks, and a second write after the tag.) Blobs are the registry's own (sha256, the
+same digests gpux uses); every download is hashed by gpux. Registries have no conditional tag create: a manifest
+is written only when the tag is absent; two publishers of one artifact write the same files, artifact.json and
+(unsigned) provenance, so whichever manifest lands describes the same artifact.
 
-Credentials: the docker credential store (`DOCKER_CONFIG`/config.json: `auths`, `credHelpers`, `credsStore`),
-used for basic auth and for bearer tokens; never shown. Loopback registries are spoken to over plain HTTP.
+Credentials (the docker credential store), auth, retries and errors are the registry client's, shared with the
+oci:// model source (gpuxbuild/ociclient.py). Loopback registries are spoken to over plain HTTP.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import subprocess
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from gpuxbuild.hashing import sha256_bytes
-from gpuxbuild.network import RetryPolicy, http_timeout, redact_text, requests_transient
-from gpuxbuild.remote.base import Backend, RemoteError, RemoteSpec, Sink
+from gpuxbuild.ociclient import CHUNK, EMPTY, MANIFEST, TITLE, OciClient
+from gpuxbuild.remote.base import Backend, Progress, RemoteError, RemoteSpec, Sink, part_size
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
 
-MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT_TYPE = "application/vnd.gpuxbuild.artifact.v1"
-EMPTY: dict[str, Any] = {
-    "mediaType": "application/vnd.oci.empty.v1+json",
-    "digest": "sha256:" + "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-    "size": 2,
+# The media types of an artifact's attachments (gpuxbuild.build.provenance.EVIDENCE): what oras and cosign use.
+_ATTACHMENT_TYPES = {
+    "provenance.json": "application/vnd.in-toto+json",
+    "provenance.dsse.json": "application/vnd.dsse.envelope.v1+json",
 }
-TITLE = "org.opencontainers.image.title"
-CHUNK = 1 << 20
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def docker_credentials(host: str) -> tuple[str, str] | None:
-    """(user, secret) for `host` from the docker credential store, or None."""
-    path = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
-    try:
-        conf = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    helper = (conf.get("credHelpers") or {}).get(host) or conf.get("credsStore")
-    if helper:
-        try:
-            out = subprocess.run(
-                [f"docker-credential-{helper}", "get"], input=host, capture_output=True, text=True, timeout=30
-            )
-            if out.returncode == 0:
-                got = json.loads(out.stdout)
-                return got["Username"], got["Secret"]
-        except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
-            pass
-    for name, entry in (conf.get("auths") or {}).items():
-        if urlsplit(name if "://" in name else f"//{name}").netloc == host and entry.get("auth"):
-            user, _, secret = base64.b64decode(entry["auth"]).decode().partition(":")
-            return user, secret
-    return None
 
 
 class OciBackend(Backend):
     def __init__(self, spec: RemoteSpec):
         super().__init__(spec)
-        import requests
-
         parts = urlsplit(spec.url)
         self.host, self.repo = parts.netloc.rpartition("@")[2], parts.path.strip("/")
         if not self.repo:
             raise RemoteError(f"remote {spec.display}: no repository", "write oci://registry/repository")
-        scheme = "http" if (parts.hostname or "") in _LOOPBACK else "https"
-        self.base = f"{scheme}://{self.host}/v2/{self.repo}"
-        self.session = requests.Session()
-        self.creds = docker_credentials(self.host)
-        self.policy = RetryPolicy.from_env()
-        self.timeout = (http_timeout("metadata"), http_timeout("download"))
-
-    # -- HTTP with auth and retries --------------------------------------------------------------
-    def _authorize(self, challenge: str) -> bool:
-        """Answer a 401's WWW-Authenticate: basic auth, or a bearer token from the realm; False if no credentials
-        can help."""
-        import requests
-
-        scheme, _, params = challenge.partition(" ")
-        if scheme.lower() == "basic":
-            if not self.creds:
-                return False
-            self.session.auth = self.creds
-            return True
-        fields = dict(
-            (k.strip(), v.strip().strip('"')) for k, _, v in (p.partition("=") for p in params.split(",")) if k.strip()
-        )
-        query = {k: fields[k] for k in ("service", "scope") if k in fields}
-        resp = requests.get(fields.get("realm", ""), params=query, auth=self.creds, timeout=self.timeout)
-        if resp.status_code != 200:
-            return False
-        token = resp.json().get("token") or resp.json().get("access_token")
-        self.session.headers["Authorization"] = f"Bearer {token}"
-        return True
-
-    def _request(self, method: str, url: str, key: str, ok=(200,), **kw):
-        import requests
-
-        def once():
-            resp = self.session.request(method, url, timeout=self.timeout, **kw)
-            if resp.status_code == 401 and self._authorize(resp.headers.get("WWW-Authenticate", "")):
-                resp = self.session.request(method, url, timeout=self.timeout, **kw)
-            if resp.status_code == 429 or resp.status_code >= 500:
-                resp.raise_for_status()
-            return resp
-
-        try:
-            resp = self.policy.run(once, requests_transient)
-        except Exception as exc:
-            cause = exc.error if hasattr(exc, "error") else exc
-            text = redact_text(str(cause).splitlines()[0] if str(cause) else type(cause).__name__)
-            if isinstance(cause, requests.HTTPError) and cause.response is not None:
-                text = f"{cause.response.status_code} {cause.response.reason}"
-            elif isinstance(cause, requests.ConnectionError):
-                text = "connection refused or unreachable"
-            raise RemoteError(
-                f"remote {self.spec.display}: {key}: {text}", "check the registry address and the network"
-            ) from exc
-        if resp.status_code not in ok and resp.status_code != 404:
-            hint = (
-                "log in with `docker login` (or set DOCKER_CONFIG) with a user that may read/push this repository"
-                if resp.status_code in (401, 403)
-                else "check the registry and the repository name"
-            )
-            raise RemoteError(f"remote {self.spec.display}: {key}: {resp.status_code} {resp.reason}", hint)
-        return resp
+        self.http = OciClient(self.host, self.repo, label=f"remote {spec.display}", error=RemoteError)
+        self.base = self.http.base
+        self._request = self.http.request
+        self._upload = self.http.upload
 
     # -- keys ------------------------------------------------------------------------------------
     @staticmethod
@@ -176,7 +89,14 @@ class OciBackend(Backend):
         if resp.status_code == 404:
             raise RemoteError(f"remote {self.spec.display}: no object {key}")
         skip = start if resp.status_code == 200 else 0  # a registry that ignored the Range sends it all again
-        for chunk in resp.iter_content(CHUNK):
+        stream = resp.iter_content(CHUNK)
+        while True:
+            try:  # only the registry's errors are the remote's: the sink's own (a full disk) pass as they are
+                chunk = next(stream, None)
+            except OSError as exc:  # requests' ConnectionError, ChunkedEncodingError: cut off mid-way
+                raise RemoteError(f"remote {self.spec.display}: {key}: cut off ({type(exc).__name__})") from exc
+            if chunk is None:
+                return
             if skip:
                 chunk, skip = chunk[skip:], max(0, skip - len(chunk))
             if chunk:
@@ -187,20 +107,40 @@ class OciBackend(Backend):
         url = f"{self.base}/manifests/{tag}" if tag else f"{self.base}/blobs/{self._digest(key)}"
         return self._request("HEAD", url, key, headers={"Accept": MANIFEST}).status_code == 200
 
-    def _upload(self, digest: str, data, key: str) -> None:
-        resp = self._request("POST", f"{self.base}/blobs/uploads/", key, ok=(202,))
+    def _location(self, resp) -> str:
         location = resp.headers["Location"]
-        if location.startswith("/"):
-            location = self.base.split("/v2/")[0] + location
+        return self.base.split("/v2/")[0] + location if location.startswith("/") else location
+
+    def upload(self, key: str, source: Path, progress: Progress | None = None) -> None:
+        """A blob: a large one as a chunked upload (POST, a PATCH per part in order, then PUT ?digest=), which the
+        registry checks against the digest and makes visible only when complete; each request is retried."""
+        size, part = source.stat().st_size, part_size()
+        digest = self._digest(key)
+        with open(source, "rb") as f:
+            if size <= part:
+                self._upload(digest, f.read(), key)
+                if progress:
+                    progress(size)
+                return
+            location = self._location(self._request("POST", f"{self.base}/blobs/uploads/", key, ok=(202,)))
+            offset = 0
+            while chunk := f.read(part):
+                resp = self._request(
+                    "PATCH",
+                    location,
+                    key,
+                    ok=(202,),
+                    data=chunk,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
+                    },
+                )
+                location, offset = self._location(resp), offset + len(chunk)
+                if progress:
+                    progress(len(chunk))
         sep = "&" if "?" in location else "?"
-        self._request(
-            "PUT",
-            f"{location}{sep}digest={digest}",
-            key,
-            ok=(201,),
-            data=data,
-            headers={"Content-Type": "application/octet-stream"},
-        )
+        self._request("PUT", f"{location}{sep}digest={digest}", key, ok=(201,))
 
     def create(self, key: str, source: bytes | Path) -> bool:
         tag = self._tag(key)
@@ -210,20 +150,25 @@ class OciBackend(Backend):
             if isinstance(source, bytes):
                 self._upload(self._digest(key), source, key)
             else:
-                with open(source, "rb") as f:
-                    self._upload(self._digest(key), f, key)
+                self.upload(key, source)
             return True
         assert isinstance(source, bytes)  # an index is artifact.json's bytes
-        doc = json.loads(source)
-        digest = "sha256:" + sha256_bytes(source)
-        index = {
-            "mediaType": "application/octet-stream",
-            "digest": digest,
-            "size": len(source),
-            "annotations": {TITLE: "artifact.json"},
-        }
+        return self.create_index(key, source, [])
+
+    def _blob(self, data: bytes, title: str, key: str) -> dict:
+        """The layer of a small file `data` titled `title`, uploaded unless the registry holds it."""
+        digest = "sha256:" + sha256_bytes(data)
         if not self.exists(f"blobs/sha256/{digest[7:]}"):
-            self._upload(digest, source, key)
+            self._upload(digest, data, key)
+        media = _ATTACHMENT_TYPES.get(title, "application/octet-stream")
+        return {"mediaType": media, "digest": digest, "size": len(data), "annotations": {TITLE: title}}
+
+    def create_index(self, key: str, index: bytes, attached: Sequence[tuple[str, bytes]]) -> bool:
+        """The artifact's manifest, tagged with the build key: a layer per file, artifact.json, then one layer per
+        attachment (its provenance), each titled with its name; written only when the tag is absent."""
+        tag = self._tag(key)
+        assert tag is not None
+        doc = json.loads(index)
         if not self.exists(f"blobs/sha256/{EMPTY['digest'][7:]}"):
             self._upload(EMPTY["digest"], b"{}", key)
         layers = [
@@ -234,7 +179,8 @@ class OciBackend(Backend):
                 "annotations": {TITLE: f["path"]},
             }
             for f in doc["files"]
-        ] + [index]
+        ]
+        layers += [self._blob(data, name, key) for name, data in [("artifact.json", index), *attached]]
         manifest = {
             "schemaVersion": 2,
             "mediaType": MANIFEST,
@@ -254,13 +200,24 @@ class OciBackend(Backend):
         )
         return True
 
-    def tags(self) -> list[str]:
-        """The repository's tags, sorted; none when it does not exist."""
-        resp = self._request("GET", f"{self.base}/tags/list", "tags")
-        return sorted((resp.json().get("tags") or []) if resp.status_code == 200 else [])
+    def get_attached(self, key: str, index: bytes, names: tuple[str, ...]) -> dict[str, bytes]:
+        """The layers titled `names` of the manifest tagged for `key`, if its artifact.json layer is `index`."""
+        tag = self._tag(key)
+        manifest = self._manifest(tag) if tag else None
+        layers = {x.get("annotations", {}).get(TITLE): x for x in (manifest or {}).get("layers", [])}
+        if layers.get("artifact.json", {}).get("digest") != "sha256:" + sha256_bytes(index):
+            return {}
+        out = {}
+        for name in names:
+            if name in layers:
+                data = self._request("GET", f"{self.base}/blobs/{layers[name]['digest']}", key).content
+                if "sha256:" + sha256_bytes(data) != layers[name]["digest"]:
+                    raise RemoteError(f"remote {self.spec.display}: {key}: layer {name} is corrupt")
+                out[name] = data
+        return out
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
-        tags = [t for t in self.tags() if len(t) == 64]
+        tags = [t for t in self.http.tags() if len(t) == 64]
         if prefix.startswith("artifacts"):
             for t in tags:
                 yield f"artifacts/{t}.json", 0
@@ -271,32 +228,3 @@ class OciBackend(Backend):
                 seen[layer["digest"]] = layer["size"]
         for digest, size in sorted(seen.items()):
             yield f"blobs/sha256/{digest[7:]}", size
-
-
-def list_repositories(host: str, *, max_pages: int = 10) -> list[str]:
-    """The repositories of the registry at `host` (`/v2/_catalog`, followed over its pages), sorted. Registries
-    that do not allow catalog listing (most public ones) raise RemoteError."""
-    backend = OciBackend(RemoteSpec(f"oci://{host}/_catalog"))
-    url: str | None = backend.base.rsplit("/", 1)[0] + "/_catalog?n=1000"
-    repos: list[str] = []
-    for _ in range(max_pages):
-        if url is None:
-            break
-        resp = backend._request("GET", url, "_catalog")
-        if resp.status_code == 404:
-            raise RemoteError(
-                f"remote oci://{host}: _catalog: 404 Not Found", "this registry does not list its repositories"
-            )
-        repos += [r for r in resp.json().get("repositories") or [] if isinstance(r, str)]
-        link = resp.links.get("next", {}).get("url")
-        url = (
-            urlsplit(backend.base)._replace(path=urlsplit(link).path, query=urlsplit(link).query).geturl()
-            if link
-            else None
-        )
-    return sorted(set(repos))
-
-
-def list_tags(host: str, repository: str) -> list[str]:
-    """The tags of `repository` on the registry at `host`, sorted."""
-    return OciBackend(RemoteSpec(f"oci://{host}/{repository}")).tags()

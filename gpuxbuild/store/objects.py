@@ -168,6 +168,7 @@ def _git_hasher(size: int):
 
 
 Writer = Callable[[HashingWriter, int], None]  # (destination, resume_from) -> None
+Mismatch = Callable[[str | None, int], Exception]  # (actual sha256 or None if too large, size) -> the error to raise
 
 
 @dataclass
@@ -271,18 +272,30 @@ class Store:
             if self.has_object(sha256):
                 self.record_stats(hits=1)
                 return True
-            partial = self.tmp_dir() / f"{sha256}.partial"
-            actual, actual_size, resumed = self._write_partial(partial, size, writer)
-            if actual != sha256 and resumed:
-                # The kept prefix may be what is wrong (another source, a bad disk): start over once.
-                partial.unlink(missing_ok=True)
-                actual, actual_size, _ = self._write_partial(partial, size, writer)
-            if actual != sha256 or actual_size != size:
-                partial.unlink(missing_ok=True)
-                raise mismatch(label, sha256, actual, size, actual_size)
+            partial = self._verified_partial(sha256, size, writer, lambda got, n: mismatch(label, sha256, got, size, n))
             self._publish(partial, self.object_path(sha256))
             self._record_download(sha256, size)
             return False
+
+    def download_to(self, sha256: str, size: int, writer: Writer, dest: Path, *, wrong: Mismatch) -> None:
+        """Write the bytes of `sha256` with `writer` to the new file `dest` (not an object: an artifact's file from a
+        remote), through the same resumable partial as an object: an interrupted download resumes in a later run,
+        and bytes that do not hash to `sha256` are never placed (`wrong(actual sha256, size)` is raised)."""
+        with self.lock(f"obj-{sha256}"):
+            os.replace(self._verified_partial(sha256, size, writer, wrong), dest)
+
+    def _verified_partial(self, sha256: str, size: int, writer: Writer, wrong: Mismatch) -> Path:
+        """tmp/<sha256>.partial completed by `writer` and checked; the caller holds the object's lock."""
+        partial = self.tmp_dir() / f"{sha256}.partial"
+        actual, actual_size, resumed = self._write_partial(partial, size, writer)
+        if actual != sha256 and resumed:
+            # The kept prefix may be what is wrong (another source, a bad disk): start over once.
+            partial.unlink(missing_ok=True)
+            actual, actual_size, _ = self._write_partial(partial, size, writer)
+        if actual != sha256 or actual_size != size:
+            partial.unlink(missing_ok=True)
+            raise wrong(actual, actual_size)
+        return partial
 
     def _write_partial(self, partial: Path, size: int, writer: Writer) -> tuple[str | None, int, bool]:
         """Append the missing bytes to `partial` with `writer`; (sha256 or None if too large, size, resumed)."""
@@ -352,6 +365,38 @@ class Store:
                 partial.unlink(missing_ok=True)
             self.remember_blob(git_sha1, sha)
             return sha
+
+    def ingest(self, writer: Writer, *, size: int | None, label: str) -> tuple[str, int]:
+        """Store bytes known by nothing but themselves (an S3 object, a file at a URL): streamed into a partial
+        file and hashed as they arrive, then published under their sha256, which is returned with the size.
+        `size`, when the source listed one, must match; nothing is kept otherwise."""
+        partial = self.tmp_dir() / f"ingest-{uuid.uuid4().hex}.partial"
+        try:
+            with open(partial, "wb") as f:
+                hw = HashingWriter(f, hashlib.sha256(), limit=size)
+                _fill(f, hw, writer, 0)
+            actual_size = partial.stat().st_size
+            if size is not None and actual_size != size:
+                raise IntegrityError(
+                    f"{label}: the server sent {actual_size} bytes, not the {size} it lists; nothing was stored",
+                    "the file changed while it was read, or the server is faulty: run the command again",
+                )
+            sha = hw.sha256()
+            self.hold(sha)
+            with self.lock(f"obj-{sha}"):
+                if self.has_object(sha):
+                    self.record_stats(hits=1)
+                else:
+                    self._publish(partial, self.object_path(sha))
+                    self._record_download(sha, actual_size)
+        except TooLarge:
+            raise IntegrityError(
+                f"{label}: the server sent more than the {size} bytes it lists; nothing was stored",
+                "the file changed while it was read, or the server is faulty: run the command again",
+            ) from None
+        finally:
+            partial.unlink(missing_ok=True)
+        return sha, actual_size
 
     def _blob_index_path(self, git_sha1: str) -> Path:
         return self.root / "index" / "gitsha1" / git_sha1[:2] / git_sha1

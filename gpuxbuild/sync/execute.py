@@ -28,7 +28,7 @@ from gpuxbuild.store.refs import (
     project_record_path,
     read_project_record,
 )
-from gpuxbuild.sync.plan import ARTIFACT_MANIFEST, ModelAction, SyncPlan, plan_sync, record_inputs
+from gpuxbuild.sync.plan import ARTIFACT_MANIFEST, ModelAction, SyncPlan, plan_remote, plan_sync, record_inputs
 from gpuxbuild.sync.record import (
     DEFAULT_TARGET,
     FAST_PATH_MAX_AGE,
@@ -493,6 +493,8 @@ def _full_sync(
         require_signed(lock.models)
     plan = plan_sync(project, lock, target, store)
     plan.lock_changes, plan.manifest = changes, manifest
+    if remotes:
+        plan_remote(plan, remotes)
     if dry_run:
         return SyncResult(plan, dry_run=True)
     lock_written = bool(changes) and write_lock(lock_path(project), lock)

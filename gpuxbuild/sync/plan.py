@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from gpuxbuild.project.lockfile import Lock, LockedModel
     from gpuxbuild.project.manifest import Manifest
+    from gpuxbuild.remote.cache import RemoteCache
     from gpuxbuild.store.objects import Store
 
 ARTIFACT_MANIFEST = "artifact.json"  # = gpuxbuild.store.artifacts.ARTIFACT_MANIFEST, imported lazily
@@ -40,8 +41,8 @@ ARTIFACT_MANIFEST = "artifact.json"  # = gpuxbuild.store.artifacts.ARTIFACT_MANI
 # path uses without importing typing).
 SyncAction = Literal["add", "update", "remove", "unchanged"]
 SYNC_ACTIONS: tuple[SyncAction, ...] = get_args(SyncAction)
-# Where a placed artifact comes from: reused from the store, or built first.
-ArtifactSource = Literal["store", "build"]
+# Where a placed artifact comes from: reused from the store, downloaded from a remote cache, or built first.
+ArtifactSource = Literal["store", "remote", "build"]
 
 
 @dataclass
@@ -55,6 +56,7 @@ class ModelAction:
     build_key: str | None = None
     digest: str | None = None  # artifact digest when known before executing
     artifact: ArtifactSource | None = None  # None for removals and unchanged models
+    remote: str | None = None  # the remote (URL, credentials hidden) it comes from when `artifact` is "remote"
     user_files: list[str] = field(default_factory=list)  # files in the folder that sync did not place
     conflict: str | None = None  # why the folder cannot be replaced (it is not sync's)
     refresh: dict[str, FileStat] = field(default_factory=dict)  # new stats of files re-hashed and found intact
@@ -70,6 +72,7 @@ class ModelAction:
             "artifact": self.artifact,
             "user_files": self.user_files,
             "conflict": self.conflict,
+            **({"remote": self.remote} if self.remote else {}),  # only with a remote: other output stays as it was
         }
 
 
@@ -228,3 +231,13 @@ def plan_sync(project: Path, lock: Lock, target: Path, store: Store) -> SyncPlan
         elif n not in lock.models and n not in placed and n not in OWN_FILES:
             plan.user_files.append(n + ("/" if e.is_dir(follow_symlinks=False) else ""))
     return plan
+
+
+def plan_remote(plan: SyncPlan, remotes: RemoteCache) -> None:
+    """Mark each artifact the plan would build as coming from the first remote that holds it (one existence
+    check per model, nothing downloaded), so that a dry run says what a real one would do."""
+    for act in plan.models:
+        if act.artifact == "build" and act.build_key:
+            spec = remotes.locate(act.build_key)
+            if spec is not None:
+                act.artifact, act.remote = "remote", spec.display
