@@ -58,7 +58,7 @@ _LONGEST_FIRST = ("test_convert.py", "runtime-artifacts", "test_build.py", "test
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("dist", "no") == "loadgroup":
+    if getattr(config.option, "loadgroup", False):  # what pytest-xdist sets on its workers for --dist loadgroup
         _group_by_file(items)
     _skip_without_convert_extra(config, items)
 

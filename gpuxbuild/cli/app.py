@@ -314,6 +314,8 @@ Environment:
                      HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT where set)
   GPUX_REMOTE        remote cache URL(s) when --remote is not given (file://,
                      s3://, oci://; several separated by spaces or commas)
+  GPUX_REMOTE_PART_SIZE
+                     bytes per part of a remote transfer (default 8 MiB)
   HF_HUB_OFFLINE     1: no network request, as --offline
   HF_TOKEN           Hugging Face token, for gated or private repos
   HF_ENDPOINT        the Hugging Face Hub to use (default: https://huggingface.co)
