@@ -120,6 +120,11 @@ class OciClient:
             raise self.error(f"{self.label}: {key}: {resp.status_code} {resp.reason}", hint)
         return resp
 
+    def tags(self) -> list[str]:
+        """The repository's tags, sorted; none when it does not exist."""
+        resp = self.request("GET", f"{self.base}/tags/list", "tags")
+        return sorted((resp.json().get("tags") or []) if resp.status_code == 200 else [])
+
     def upload(self, digest: str, data, key: str) -> None:
         """Upload a blob (bytes or an open file) of a known digest: a monolithic POST + PUT."""
         resp = self.request("POST", f"{self.base}/blobs/uploads/", key, ok=(202,))
@@ -135,3 +140,22 @@ class OciClient:
             data=data,
             headers={"Content-Type": "application/octet-stream"},
         )
+
+
+def list_repositories(host: str, *, label: str, error: type[GpuxError] = GpuxError, max_pages: int = 10) -> list[str]:
+    """The repositories of the registry at `host` (`/v2/_catalog`, followed over its pages), sorted. A registry
+    that does not list its repositories (most public ones) raises `error`."""
+    client = OciClient(host, "_catalog", label=label, error=error)
+    root = client.base.removesuffix("/v2/_catalog")
+    url: str | None = f"{root}/v2/_catalog?n=1000"
+    repos: list[str] = []
+    for _ in range(max_pages):
+        if url is None:
+            break
+        resp = client.request("GET", url, "_catalog")
+        if resp.status_code == 404:
+            raise error(f"{label}: _catalog: 404 Not Found", "this registry does not list its repositories")
+        repos += [r for r in resp.json().get("repositories") or [] if isinstance(r, str)]
+        link = resp.links.get("next", {}).get("url")
+        url = urlsplit(root)._replace(path=urlsplit(link).path, query=urlsplit(link).query).geturl() if link else None
+    return sorted(set(repos))

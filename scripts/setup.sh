@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv with gpuxbuild (editable) and the pinned, hashed environment of requirements/dev.txt
-# (its convert, serve, test and dev extras; refresh it with scripts/lock-dev.sh).
+# (its convert, serve, test and dev extras; refresh it with scripts/lock-dev.sh), and .venv-mlflow, the MLflow
+# server the MLflow registry tests run (requirements/mlflow.txt: its dependencies clash with the convert stack).
 # Idempotent: prints nothing when there is nothing to do; else one line per step as it starts (the first
 # setup downloads about 1.3 GB), and the failing step's output when one fails.
 # Needs Python >= 3.11 (PYTHON=/path/to/python to choose one) and access to PyPI (or a mirror set in pip's config).
@@ -9,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
+MLFLOW_VENV=.venv-mlflow
 STAMP=$VENV/.gpuxbuild-setup
 
 log=$(mktemp)
@@ -26,8 +28,8 @@ step() { # step WHAT COMMAND...: say WHAT, run COMMAND, its output kept back unl
 }
 
 # Everything below is skipped when the inputs of the last successful setup have not changed.
-key=$(cat pyproject.toml requirements/dev.txt "$0" | sha256sum | cut -d' ' -f1)
-if [ -x "$VENV/bin/gpux" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$key" ]; then
+key=$(cat pyproject.toml requirements/dev.txt requirements/mlflow.txt "$0" | sha256sum | cut -d' ' -f1)
+if [ -x "$VENV/bin/gpux" ] && [ -x "$MLFLOW_VENV/bin/mlflow" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$key" ]; then
     exit 0
 fi
 
@@ -58,5 +60,10 @@ fi
 # Every package pinned and checked by hash (torch included: its CPU build, never a CUDA one).
 step "installing the pinned environment of requirements/dev.txt (torch, the exporter, test tools)" "$VENV/bin/python" -m pip install -q --require-hashes -r requirements/dev.txt
 step "installing gpuxbuild" "$VENV/bin/python" -m pip install -q --no-deps -e .
+# The MLflow tracking server of the MLflow registry tests (tests/support/mlflowserver.py), about 250 MB.
+if [ ! -x "$MLFLOW_VENV/bin/python" ]; then
+    step "creating $MLFLOW_VENV" "$PYTHON" -m venv "$MLFLOW_VENV"
+fi
+step "installing the MLflow server of requirements/mlflow.txt into $MLFLOW_VENV" "$MLFLOW_VENV/bin/python" -m pip install -q --require-hashes -r requirements/mlflow.txt
 echo "$key" >"$STAMP"
 echo "setup: done ($VENV)" >&2

@@ -11,6 +11,7 @@ import tempfile
 import pytest
 from helpers import sync_hf_constants
 from hubserver import HubServer
+from mlflowserver import mlflow_bert, mlflow_onnx, mlflow_server  # noqa: F401  (session fixtures: started when used)
 from processes import missing_server
 from runtime_artifacts import artifacts  # noqa: F401  (one session-wide instance for every test module)
 from testhome import tests_home
@@ -42,7 +43,7 @@ _HF_CLEARED = (
 )
 _repo_numbers = itertools.count(1)
 # Tests that export with torch (the convert extra) or use artifacts exported that way.
-_CONVERT_FIXTURES = {"artifacts"}
+_CONVERT_FIXTURES = {"artifacts", "mlflow_bert"}  # mlflow_bert: logged from a transformers pipeline
 
 
 def _have_convert_extra() -> bool:

@@ -57,17 +57,18 @@ def test_what_the_suite_writes_outside_the_checkout_is_in_one_folder(tmp_path):
 
 
 def _fake_checkout(tmp_path: Path) -> Path:
-    """A copy of scripts/setup.sh, pyproject.toml and requirements/ whose venv's python only records what it is asked."""
+    """A copy of scripts/setup.sh, pyproject.toml and requirements/ whose venvs' programs only record what they are asked."""
     root = tmp_path / "checkout"
     (root / "scripts").mkdir(parents=True)
     shutil.copy(REPO / "scripts" / "setup.sh", root / "scripts")
     shutil.copy(REPO / "pyproject.toml", root)
     shutil.copytree(REPO / "requirements", root / "requirements")
-    bin_ = root / ".venv" / "bin"
-    bin_.mkdir(parents=True)
-    for name in ("python", "gpux"):
-        (bin_ / name).write_text('#!/bin/sh\necho "$@" >> "$(dirname "$0")/calls"\n')
-        (bin_ / name).chmod(0o755)
+    for venv, names in ((".venv", ("python", "gpux")), (".venv-mlflow", ("python", "mlflow"))):
+        bin_ = root / venv / "bin"
+        bin_.mkdir(parents=True)
+        for name in names:
+            (bin_ / name).write_text('#!/bin/sh\necho "$@" >> "$(dirname "$0")/calls"\n')
+            (bin_ / name).chmod(0o755)
     return root
 
 
@@ -79,6 +80,8 @@ def test_setup_says_each_step_it_takes_and_nothing_when_there_is_nothing_to_do(t
     assert any("requirements/dev.txt" in line for line in steps) and any(
         "installing gpuxbuild" in line for line in steps
     )
+    assert any("requirements/mlflow.txt" in line for line in steps)
+    assert "--require-hashes -r requirements/mlflow.txt" in (root / ".venv-mlflow/bin/calls").read_text()
     assert all(line.startswith("setup: ") for line in steps), steps
     again = subprocess.run(["bash", "scripts/setup.sh"], cwd=root, capture_output=True, text=True)
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")

@@ -191,6 +191,10 @@ def test_local_source_outside_the_project_is_refused(tmp_path, source):
         (lambda m: m["options"]["convert"].update({"from": 12}), "models.m.options.convert.from"),
         (lambda m: m["options"]["convert"].update(speed="max"), "models.m.options.convert"),
         (lambda m: m["options"]["runtime"].update(max_length="x"), "models.m.options.runtime.max_length"),
+        # `origin` is one typed record: entry-level ids, and per-file ones under `files`
+        (lambda m: m.update(origin={"config.json": {"etag": "e"}}), "models.m.origin"),
+        (lambda m: m.update(origin={"files": {"config.json": {"md5": "e"}}}), "models.m.origin.files"),
+        (lambda m: m.update(origin={"version": 1}), "models.m.origin.version"),
     ],
 )
 def test_malformed_lock_fields_are_schema_errors(tmp_path, edit, field_):
@@ -204,6 +208,31 @@ def test_malformed_lock_fields_are_schema_errors(tmp_path, edit, field_):
     write_lock(tmp_path, data)
     r = gpux("lock", "--check", cwd=tmp_path, check=False)
     assert r.returncode == 2 and f"gpux.lock: {field_}" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_an_origin_of_both_kinds_reads_back_byte_identical(tmp_path):
+    """MLflow's entry-level ids and S3's per-file ones share the one `origin` record of the lock."""
+    from tinymodels import write_repo
+
+    from gpuxbuild.project.lockfile import read_lock as load_lock
+
+    write_repo("onnx-shipped", tmp_path / "models" / "m")
+    write_manifest(tmp_path, {"m": {"source": "path:./models/m", "task": "text-classification"}})
+    gpux("lock", cwd=tmp_path)
+    plain = (tmp_path / "gpux.lock").read_text()
+    assert "origin" not in plain and load_lock(tmp_path / "gpux.lock").dumps() == plain
+    data = read_lock(tmp_path)
+    origin = {"run_id": "r1", "version": "3", "files": {"config.json": {"etag": '"e1"', "version_id": "v1"}}}
+    data["models"]["m"]["origin"] = origin
+    write_lock(tmp_path, data)
+    gpux("lock", "--check", cwd=tmp_path)
+    lock = load_lock(tmp_path / "gpux.lock")
+    assert lock is not None and lock.models["m"].origin is not None
+    text = lock.dumps()
+    assert yaml.safe_load(text)["models"]["m"]["origin"] == origin
+    (tmp_path / "gpux.lock").write_text(text)
+    again = load_lock(tmp_path / "gpux.lock")
+    assert again is not None and again.dumps() == text
 
 
 def test_quick_noop_does_not_trust_a_fingerprint_of_a_less_checked_sync(project):

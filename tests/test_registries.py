@@ -300,8 +300,9 @@ def test_an_s3_folder_locks_syncs_and_runs(s3folder, tmp_path, home):
     assert len(entry["commit"]) == 64 and "onnx/model.onnx" in files
     for path, f in files.items():
         assert f["sha256"] == hashlib.sha256(expected[path]).hexdigest()
-    # The bucket's ETags are recorded, for the record.
-    assert set(entry["origin"]) == set(files) and all(o.get("etag") for o in entry["origin"].values())
+    # The bucket's ETags are recorded, for the record, per file.
+    origin = entry["origin"]["files"]
+    assert set(entry["origin"]) == {"files"} and set(origin) == set(files) and all(o["etag"] for o in origin.values())
     lock = (project / "gpux.lock").read_bytes()
     home()  # relocking elsewhere pins the same bytes
     (project / "gpux.lock").unlink()

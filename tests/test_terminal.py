@@ -87,6 +87,7 @@ COMMANDS = [
     (["sync", "--remote", "{remote}"], "project", 0, True),
     (["cache", "remote", "ls", "--remote", "{remote}"], "project", 0, True),
     (["cache", "remote", "verify", "--remote", "{remote}"], "project", 0, True),
+    (["search", "sentiment"], "project", 1, True),  # HF_HUB_OFFLINE=1 here: the Hub cannot be searched
 ]
 IDS = [" ".join(c[0]) for c in COMMANDS]
 

@@ -180,6 +180,9 @@ COMMANDS: dict[str, CommandEntry] = {
         "supply_cmds",
         "Print the project's models as an ML-BOM (CycloneDX 1.6; or SPDX 2.3), from gpux.lock; deterministic.",
     ),
+    "search": CommandEntry(
+        "search_cmds", "Find models on the Hub, an MLflow registry and OCI registries; SOURCE is what `gpux add` takes."
+    ),
     "push": CommandEntry(
         "build_cmds",
         "Upload built artifacts of gpux.lock's models (all, or NAMES) or of pulled models to the first remote cache.",
@@ -316,6 +319,11 @@ Environment:
   HF_HUB_OFFLINE     1: no network request, as --offline
   HF_TOKEN           Hugging Face token, for gated or private repos
   HF_ENDPOINT        the Hugging Face Hub to use (default: https://huggingface.co)
+  MLFLOW_TRACKING_URI
+                     the MLflow server of mlflow: sources (auth: MLFLOW_TRACKING_TOKEN,
+                     or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)
+  GPUX_SEARCH_OCI    OCI registries `gpux search` lists (hosts, space or comma
+                     separated)
   FORCE_COLOR        draw colours and live progress even when not on a terminal
   GPUX_DEBUG         1: show the full traceback of an error, as --debug
   SOURCE_DATE_EPOCH  the creation time `gpux sbom --format spdx-json` writes

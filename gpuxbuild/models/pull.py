@@ -44,8 +44,10 @@ class Ref:
 
 def parse_ref(text: str, *, registry: str | None = None, revision: str | None = None) -> Ref:
     """`org/name`, `org/name@REV`, `hf:org/name[@REV]`, `path:./dir`; `--revision REV` may repeat `@REV`, not contradict it."""
-    # A URL source pins itself, and may hold an `@` of its own (oci://...@sha256:..., https://user@host/...).
-    body, _, rev = text.rpartition("@") if "@" in text and "://" not in text else (text, "", None)
+    # A URL source pins itself, and may hold an `@` of its own (oci://...@sha256:..., https://user@host/...);
+    # an MLflow source names its alias itself (NAME@ALIAS).
+    own = "://" in text or text.startswith("mlflow:")
+    body, _, rev = text.rpartition("@") if "@" in text and not own else (text, "", None)
     if rev is not None and revision is not None and rev != revision:
         raise GpuxError(f"{shorten(text)}: revision given twice ({rev!r} and --revision {revision!r})", "give it once")
     rev = rev if revision is None else revision

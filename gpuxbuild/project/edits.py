@@ -31,7 +31,9 @@ def init_project(project: Path) -> Path:
 
 def default_name(source: str) -> str:
     """A model name derived from its source: the last path segment, lowercased, made safe."""
-    _, ref = parse_source(source)
+    registry, ref = parse_source(source)
+    if registry == "mlflow":  # NAME/VERSION, NAME@ALIAS: the registered model's name
+        ref = re.split(r"[/@]", ref)[0]
     base = ref.rstrip("/").rsplit("/", 1)[-1].lower()
     if "://" in ref:  # a URL source: its last path segment, without an OCI tag or digest
         base = re.split(r"[@:]", base, maxsplit=1)[0]

@@ -15,7 +15,7 @@ from gpuxbuild.errors import GpuxError, ManifestError, StaleLockError, quote
 from gpuxbuild.fsutil import write_atomic
 from gpuxbuild.hashing import is_hex_digest
 from gpuxbuild.project.manifest import MANIFEST_NAME, Manifest, ModelSpec
-from gpuxbuild.registries.base import is_git_commit
+from gpuxbuild.registries.base import Origin, is_git_commit
 from gpuxbuild.schemas_io import describe_error, field_path, first_error, load_schema
 from gpuxbuild.store.files import FileEntry
 from gpuxbuild.yaml_io import DuplicateKey, load_yaml
@@ -45,7 +45,7 @@ class LockedModel:
     license: str | None = None
     artifact: dict | None = None  # written by `gpux build`: digest, build_key, toolchain
     signature: dict | None = None  # written by `gpux lock` for a verified model.sig: file, sha256, signer
-    origin: dict | None = None  # path -> the registry's own ids of the file (S3 ETag, version id), for the record
+    origin: Origin | None = None  # what the registry pinned besides the commit, for the record (never trusted)
 
     def as_dict(self) -> dict:
         d = {
@@ -67,7 +67,7 @@ class LockedModel:
         if self.signature:
             d["signature"] = self.signature
         if self.origin:
-            d["origin"] = self.origin
+            d["origin"] = self.origin.as_dict()
         return d
 
     @classmethod
@@ -88,7 +88,7 @@ class LockedModel:
             license=d.get("license"),
             artifact=d.get("artifact"),
             signature=d.get("signature"),
-            origin=d.get("origin"),
+            origin=Origin.from_dict(d["origin"]) if d.get("origin") else None,
         )
 
     @property

@@ -146,7 +146,7 @@ def lock_model(spec: ModelSpec, pinned: PinnedModel, keep: set[str] | None = Non
         library=library,
         architecture=pinned.info.architectures[0] if pinned.info.architectures else None,
         license=pinned.info.license,
-        origin={p: o for p, o in sorted(pinned.origin.items()) if p in keep} or None,
+        origin=pinned.origin.kept(keep) or None,
     )
 
 

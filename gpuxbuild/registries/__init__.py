@@ -48,6 +48,11 @@ class RegistryEntry:
     url: bool = False  # sources are URLs (`PREFIX://...`), kept whole as the reference
     revisions: bool = True  # references take a branch or tag (`revision:`, default main)
     origin: str = "built-in"  # or the plugin's distribution: "NAME VERSION"
+    example: str = ""  # a source for error hints (default: PREFIX:org/name)
+
+    @property
+    def example_source(self) -> str:
+        return self.example or f"{self.prefixes[-1]}:org/name"
 
     def as_dict(self) -> dict:
         return {
@@ -75,11 +80,12 @@ def register(
     url: bool = False,
     revisions: bool = True,
     origin: str = "built-in",
+    example: str = "",
 ) -> None:
     """Make a registry known under `name` and its source prefixes (`hf` in `hf:org/name`)."""
     all_prefixes = prefixes if url else (name, *prefixes)
     _TABLE[name] = RegistryEntry(
-        name, all_prefixes, target, ref_pattern, ref_help, commit_length, url, revisions, origin
+        name, all_prefixes, target, ref_pattern, ref_help, commit_length, url, revisions, origin, example
     )
 
 
@@ -100,6 +106,16 @@ register(
     "a folder path relative to the project",
     commit_length=64,
     revisions=False,
+)
+register(
+    "mlflow",
+    (),
+    "gpuxbuild.registries.mlflow:MlflowManager",
+    r"[A-Za-z0-9][A-Za-z0-9._-]{0,255}(?:/[1-9][0-9]{0,9}|@[A-Za-z_][A-Za-z0-9_-]{0,255})",
+    "an MLflow registered model as NAME/VERSION or NAME@ALIAS",
+    commit_length=64,  # a digest of the name, version, run id and logged model
+    revisions=False,  # the source names its version or alias
+    example="mlflow:NAME/3 or mlflow:NAME@champion",
 )
 
 
@@ -283,9 +299,7 @@ def parse_source(source: str, registry: str | None = None, *, project: Path | No
     elif entry.url:
         ref = _url_ref(entry, ref)
     elif not re.fullmatch(entry.ref_pattern, ref) or ".." in ref or "--" in ref:
-        raise ManifestError(
-            f"bad source {quote(source)}: expected {entry.ref_help}", f"e.g. {entry.prefixes[-1]}:org/name"
-        )
+        raise ManifestError(f"bad source {quote(source)}: expected {entry.ref_help}", f"e.g. {entry.example_source}")
     return entry.name, ref
 
 

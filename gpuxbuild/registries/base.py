@@ -44,6 +44,48 @@ def license_of(card: dict, config: dict, tags=()) -> str | None:
     return str(found) if found else None
 
 
+@dataclass(frozen=True)
+class FileOrigin:
+    """A file's own ids in the registry's store (S3: its ETag and version id)."""
+
+    etag: str | None = None
+    version_id: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in (("etag", self.etag), ("version_id", self.version_id)) if v}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a pin came from, beyond its commit: gpux.lock's `origin`, written only when it holds something.
+    Entry-level ids of registries that version models themselves (MLflow: the registered version and the run
+    that logged it) and per-file ids of stores that have them (S3: ETag and version id). The sha256 of each
+    file is what is trusted; these are for the record, to find the model again in its registry."""
+
+    version: str | None = None
+    run_id: str | None = None
+    files: dict[str, FileOrigin] = field(default_factory=dict)  # path -> its ids
+
+    def __bool__(self) -> bool:
+        return bool(self.as_dict())
+
+    def kept(self, paths: set[str]) -> Origin:
+        """Only the files of `paths` (those the lock keeps)."""
+        return Origin(self.version, self.run_id, {p: o for p, o in self.files.items() if p in paths})
+
+    def as_dict(self) -> dict:
+        d: dict = {k: v for k, v in (("version", self.version), ("run_id", self.run_id)) if v}
+        files = {p: o.as_dict() for p, o in sorted(self.files.items()) if o.as_dict()}
+        if files:
+            d["files"] = files
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Origin:
+        files = {p: FileOrigin(o.get("etag"), o.get("version_id")) for p, o in (d.get("files") or {}).items()}
+        return cls(d.get("version"), d.get("run_id"), files)
+
+
 @dataclass
 class PinnedModel:
     """A model resolved to an immutable commit, with its files at that commit.
@@ -59,9 +101,8 @@ class PinnedModel:
     files: list[FileEntry]
     info: ModelInfo
     paths: list[str] = field(default_factory=list)
-    # path -> where the registry's store says the file came from (an S3 ETag and version id, ...): recorded in
-    # the lock for the record; the sha256 is what is trusted.
-    origin: dict[str, dict[str, str]] = field(default_factory=dict)
+    # What the registry pinned besides the commit and the sha256s, for the lock to show (never trusted).
+    origin: Origin = field(default_factory=Origin)
 
     def all_paths(self) -> list[str]:
         """Every path of the commit, sorted."""

@@ -15,7 +15,15 @@ from typing import Any, BinaryIO
 
 from gpuxbuild.errors import MissingExtraError, RegistryError
 from gpuxbuild.hashing import digest
-from gpuxbuild.registries.base import Listed, ModelManager, PinnedModel, Progress, check_repo_path
+from gpuxbuild.registries.base import (
+    FileOrigin,
+    Listed,
+    ModelManager,
+    Origin,
+    PinnedModel,
+    Progress,
+    check_repo_path,
+)
 from gpuxbuild.registries.files import model_info
 from gpuxbuild.s3client import CREDENTIALS_HINT, s3_failure, s3_store
 from gpuxbuild.store.files import FileEntry
@@ -86,11 +94,11 @@ class S3Manager(ModelManager):
             raise RegistryError(f"{repo}: no objects under this prefix", "check the bucket and prefix of the source")
         for path in listed:
             check_repo_path(repo, path)
-        origin = {
+        ids = {  # the keys of the pin's digest input: unchanged, so that existing pins stay
             p: {k: str(v) for k, v in (("etag", m.get("e_tag")), ("version", m.get("version"))) if v}
             for p, m in sorted(listed.items())
         }
-        commit = digest([[p, listed[p]["size"], origin[p]] for p in sorted(listed)]).removeprefix("sha256:")
+        commit = digest([[p, listed[p]["size"], ids[p]] for p in sorted(listed)]).removeprefix("sha256:")
         if pin is not None and pin != commit:
             raise RegistryError(
                 f"{repo}: the folder changed since it was locked (pinned {pin[:12]}, now {commit[:12]})",
@@ -110,8 +118,8 @@ class S3Manager(ModelManager):
         with ThreadPoolExecutor(max_workers=min(SMALL_FILE_JOBS, len(todo) or 1)) as pool:
             files = sorted(pool.map(fetch, todo))
         info = model_info(self._store(), files, where=repo)
-        kept = {f.path: origin[f.path] for f in files if origin[f.path]}
-        return PinnedModel(self.name, repo, revision, commit, files, info, paths, origin=kept)
+        origin = Origin(files={p: FileOrigin(i.get("etag"), i.get("version")) for p, i in ids.items() if i})
+        return PinnedModel(self.name, repo, revision, commit, files, info, paths, origin=origin)
 
     def _store(self):
         if self.store is None:

@@ -217,9 +217,7 @@ class OciBackend(Backend):
         return out
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
-        resp = self._request("GET", f"{self.base}/tags/list", "tags")
-        tags = sorted((resp.json().get("tags") or []) if resp.status_code == 200 else [])
-        tags = [t for t in tags if len(t) == 64]
+        tags = [t for t in self.http.tags() if len(t) == 64]
         if prefix.startswith("artifacts"):
             for t in tags:
                 yield f"artifacts/{t}.json", 0

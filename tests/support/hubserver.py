@@ -635,6 +635,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ----------------------------------------------------------------------- API
     def _api(self, method: str, segments: list[str]) -> None:
+        if method == "GET" and segments == ["models"]:
+            return self._json(self._search())
         if len(segments) < 2 or segments[0] != "models":
             raise _HTTPError(404, message="Not found")
         # Repo ids are "org/name" or a bare "name"; a bare name is followed by a route or nothing.
@@ -717,6 +719,50 @@ class _Handler(BaseHTTPRequestHandler):
         }
         info.update(card)
         return {k: v for k, v in info.items() if v is not None}
+
+    # The fields of a search hit: the Hub's default set, or `id` plus those `expand` names.
+    _SEARCH_FIELDS = (
+        "_id",
+        "id",
+        "modelId",
+        "likes",
+        "downloads",
+        "private",
+        "tags",
+        "pipeline_tag",
+        "library_name",
+        "createdAt",
+    )
+
+    def _search(self) -> list[dict]:
+        """`GET /api/models` as the Hub answers it: `search` (a substring of the id, any case), every `filter`
+        among the tags, `pipeline_tag`, `author`, `sort` (descending with `direction=-1`), `limit`, `expand`."""
+        words = [w.lower() for w in self.query.get("search", [])]
+        filters = self.query.get("filter", [])
+        task = self.query.get("pipeline_tag", [None])[-1]
+        author = self.query.get("author", [None])[-1]
+        with self.server.hub._lock:
+            repos = [r for r in self.server.hub._repos.values() if not r.private or self.token == r.token]
+            infos = [self._model_info(r, r.commits[r.branches["main"]]) for r in repos if "main" in r.branches]
+        hits = [
+            i
+            for i in infos
+            if all(w in i["id"].lower() for w in words)
+            and all(f in i.get("tags", []) for f in filters)
+            and (task is None or i.get("pipeline_tag") == task)
+            and (author is None or i.get("author") == author)
+        ]
+        sort = self.query.get("sort", [None])[-1]
+        if sort:
+            hits.sort(key=lambda i: (i.get(sort) is not None, i.get(sort) or 0, i["id"]), reverse=True)
+            if self.query.get("direction", ["-1"])[-1] != "-1":
+                hits.reverse()
+        limit = int(self.query.get("limit", ["1000"])[-1])
+        expand = self.query.get("expand")
+        fields = ("_id", "id", *expand) if expand else self._SEARCH_FIELDS
+        if self._flag("full"):
+            fields = tuple(k for k in (hits[0] if hits else {}) if k not in ("siblings", "config", "cardData"))
+        return [{k: i[k] for k in fields if k in i} for i in hits[:limit]]
 
     @staticmethod
     def _config(commit: Commit) -> dict:
