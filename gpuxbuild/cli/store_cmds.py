@@ -91,11 +91,16 @@ def _store():
 @click.option(
     "--upgrade", is_flag=True, help="Re-resolve a branch or tag pulled before (it otherwise keeps its commit)."
 )
+@click.option(
+    "-f", "--force", is_flag=True, help="Download every file again (verified) and rebuild, even if already pulled."
+)
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=4, show_default=True, help="Parallel downloads.")
 @OFFLINE
 @JSON
 @pass_context
-def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, upgrade, jobs, offline, as_json) -> None:
+def pull(
+    ctx: Context, ref, registry, revision, task, allow_pickle, no_build, upgrade, force, jobs, offline, as_json
+) -> None:
     """Download a model (org/name[@REV], hf:org/name[@REV], path:./dir) into the store and build it."""
     from gpuxbuild.models.pull import human_size, parse_ref
     from gpuxbuild.models.pull import pull as do_pull
@@ -122,6 +127,7 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
             allow_pickle=allow_pickle,
             task=task,
             upgrade=upgrade,
+            force=force,
             jobs=jobs,
             reporter=reporter,
             on_resolved=on_resolved,
@@ -147,7 +153,7 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
         from gpuxbuild.build.pipeline import build_pulled
         from gpuxbuild.build.remote_artifact import project_remotes
 
-        built = build_pulled(res, store=store, offline=offline, remotes=project_remotes(None))
+        built = build_pulled(res, store=store, offline=offline, remotes=project_remotes(None), force=force)
     if as_json:
         out = res.as_dict()
         if built is not None:
