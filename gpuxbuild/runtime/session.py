@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpuxbuild.errors import GpuxError
+from gpuxbuild.errors import GpuxError, InferenceError, shorten
 from gpuxbuild.runtime import generate, tasks
 from gpuxbuild.runtime.inputs import ParsedInputs, parse_inputs, validate_options
 from gpuxbuild.runtime.providers import ProviderChoice, select_providers
@@ -174,16 +174,30 @@ class Model:
             "task": self.task,
         }
 
-    def run(self, feed: dict[str, np.ndarray], graph: str | None = None) -> dict[str, np.ndarray]:
-        """Run one graph (the main one by default) on numpy inputs; returns outputs by name."""
+    def run(
+        self, feed: dict[str, np.ndarray], graph: str | None = None, *, caller_tensors: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Run one graph (the main one by default) on numpy inputs; returns outputs by name.
+
+        onnxruntime refusing the feed (wrong names, ranks, dtypes), or failing on tensors the caller made
+        (`caller_tensors`: an id out of range, say), is the caller's error (exit 2); failing on inputs our
+        tokenizer made is an InferenceError (the artifact's or the provider's fault)."""
+        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
         session = self.sessions[graph] if graph else self.main
         try:
             values = session.run(None, feed)
-        except Exception as exc:  # ORT's InvalidArgument etc.: wrong shapes/dtypes from the caller
-            raise GpuxError(
-                f"onnxruntime rejected the inputs: {str(exc).splitlines()[0]}",
-                f"the model takes {self.input_types}",
-                exit_code=2,
+        except Exception as exc:  # ORT raises its own InvalidArgument/Fail/RuntimeException/EPFail types
+            first = shorten(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 300)
+            if caller_tensors or isinstance(exc, (InvalidArgument, ValueError, TypeError)):
+                raise GpuxError(
+                    f"onnxruntime rejected the inputs: {first}", f"the model takes {self.input_types}", exit_code=2
+                ) from exc
+            rel = self.graphs.get(graph or "model") or next(iter(self.graphs.values()))
+            raise InferenceError(
+                f"onnxruntime failed while running {rel}: {first}",
+                "the inputs were accepted: the artifact or the execution provider failed; try --provider cpu, "
+                "or rebuild the artifact",
             ) from exc
         return dict(zip([o.name for o in session.get_outputs()], values, strict=True))
 
@@ -231,7 +245,9 @@ class Model:
         """
         parsed = parse_inputs(inputs, self.input_types, self.task, options)
         if parsed.tensors is not None:
-            return {name: value.tolist() for name, value in self.run(self.feed(parsed.tensors)).items()}
+            return {
+                name: value.tolist() for name, value in self.run(self.feed(parsed.tensors), caller_tensors=True).items()
+            }
         results = self._predict_texts(parsed, on_token)
         return {"results": results} if parsed.batched else results[0]
 
