@@ -420,7 +420,8 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
         options = options or {}
         try:
             parsed = parse_inputs(data, target.model.input_types, target.model.task, options)
-            if target.batcher is not None and not parsed.is_tensors:
+            # Zero-shot runs a row per candidate label: batched on its own, not with other requests' texts.
+            if target.batcher is not None and not parsed.is_tensors and "candidate_labels" not in parsed.options:
                 results = await target.batcher.submit(parsed)
                 return {"results": results} if parsed.batched else results[0]
             async with target.gate:
@@ -453,7 +454,16 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
                 release()
 
     def hf_batch(data) -> int:
-        return _batch_size(data["inputs"]) if hfapi.is_hf_payload(data) else _batch_size(data)
+        """Rows a request asks for: texts, times candidate labels for zero-shot classification."""
+        if not isinstance(data, dict):
+            return _batch_size(data)
+        hf = hfapi.is_hf_payload(data)
+        options = data.get("parameters") if hf else data
+        labels = options.get("candidate_labels") if isinstance(options, dict) else None
+        if labels is None:
+            return _batch_size(data["inputs"] if hf else data)
+        rest = data["inputs"] if hf else {k: v for k, v in data.items() if k != "candidate_labels"}
+        return _batch_size(rest) * (labels.count(",") + 1 if isinstance(labels, str) else _batch_size(labels))
 
     async def predict_any(data, name=None):
         if hfapi.is_hf_payload(data):
@@ -463,7 +473,7 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
             except GpuxError as exc:
                 raise _usage_error(exc) from None
             result = await infer(target, parsed.inputs, parsed.options)
-            return hfapi.answer(result, parsed, target.model.task, target.model.raw_task)
+            return hfapi.answer(result, parsed, target.model.task, target.model.raw_task, target.model.config)
         if isinstance(data, dict) and "model" in data and not single:
             target = choose(data["model"], False)
             data = {k: v for k, v in data.items() if k != "model"}

@@ -258,6 +258,8 @@ class Model:
     def _predict_texts(self, parsed: ParsedInputs, on_token) -> Sequence[dict | list[dict]]:
         opts = parsed.options
         task = self.task
+        if opts.get("candidate_labels") is not None:
+            return [self._zero_shot(text, opts) for text in self._zero_shot_texts(parsed)]
         if task in ("text-generation", "text2text-generation"):
             return [self._generate(text, opts, on_token) for text in parsed.texts]
         if task == "feature-extraction":
@@ -291,6 +293,32 @@ class Model:
         return tasks.token_classification(
             logits, batch.encodings, id2label, self.tokenizer, str(opts.get("aggregation_strategy", "simple"))
         )
+
+    def _zero_shot_texts(self, parsed: ParsedInputs) -> list[str]:
+        """The texts of a zero-shot request, once the model is known to be an NLI classifier."""
+        if self.task != "text-classification" or parsed.pairs is not None:
+            raise GpuxError(
+                f"candidate_labels asks for zero-shot classification of single texts, by an NLI text-classification "
+                f"model; this is a {self.task} model" + (" and the input has text pairs" if parsed.pairs else ""),
+                "leave candidate_labels out, or use an NLI model (labels entailment, contradiction, ...)",
+                exit_code=2,
+            )
+        if tasks.entailment_id(self.config.get("label2id") or {}) is None:
+            labels = sorted((self.config.get("label2id") or {}).keys())
+            raise GpuxError(
+                f"zero-shot classification needs an NLI model, with an entailment label; this model's labels are {labels}",
+                "use an NLI model (e.g. one fine-tuned on MNLI), or leave candidate_labels out",
+            )
+        return parsed.texts
+
+    def _zero_shot(self, text: str, opts: dict) -> dict:
+        labels = tasks.candidate_labels(opts["candidate_labels"])
+        template = opts.get("hypothesis_template") or tasks.DEFAULT_HYPOTHESIS
+        hypotheses = [template.replace("{}", label) for label in labels]  # not str.format: no attribute lookups
+        _, outputs = self._encode(ParsedInputs(texts=[text] * len(labels), pairs=hypotheses), truncation="only_first")
+        logits = outputs.get("logits", next(iter(outputs.values())))
+        entailment = tasks.entailment_id(self.config.get("label2id") or {})
+        return tasks.zero_shot(logits, int(entailment or 0), labels, bool(opts.get("multi_label")), text)
 
     def generate(self, prompt: str, on_token=None, *, add_special_tokens: bool = True, **options) -> tuple[dict, int]:
         """(`predict`'s result, prompt tokens) for one prompt of a generation model; `add_special_tokens` False
