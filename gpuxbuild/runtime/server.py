@@ -440,7 +440,8 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
             data = decode(await read_body(request), batch_of)
             answer = await work(data)
             streaming = isinstance(answer, StreamingResponse)
-            return answer
+            # Plain JSON answers skip FastAPI's jsonable_encoder walk (same bytes: JSONResponse renders them).
+            return answer if isinstance(answer, Response) else JSONResponse(answer)
         except _Refused as exc:
             return error(exc.status, exc.message, exc.hint, exc.headers, openai)
         except GpuxError as exc:
