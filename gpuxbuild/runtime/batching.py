@@ -108,45 +108,64 @@ class Batcher:
                 else:
                     held.append(item)
             batch = [item for item in batch if not item.future.done()]  # clients that went away
-            if not batch:
-                continue
-            async with self.gate:
-                outcomes, runs = await self.run_in_thread(self._run, batch)
-            for size in runs:
-                self.on_batch(size)
-            for item, outcome in zip(batch, outcomes, strict=True):
-                if item.future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    item.future.set_exception(outcome)
-                else:
-                    item.future.set_result(outcome)
+            if batch:
+                await self._run(batch)
 
-    def _run(self, batch: list[_Item]) -> tuple[list, list[int]]:
-        """(per item: its results, or the exception it raised; the rows of each onnxruntime run). The texts run
-        in groups of similar length (`group_rows`; characters stand for tokens). A failing batch is rerun item
-        by item, so one bad request (e.g. a text without a mask token) fails alone."""
+    async def _run(self, batch: list[_Item]) -> None:
+        """Run a batch's texts in groups of similar length (`group_rows`; characters stand for tokens), one
+        onnxruntime run per group, and answer each request as soon as its texts are done: its client can send
+        its next request while later groups run, so the next batch is waiting when this one ends. The requests
+        of a group that fails are rerun alone, so one bad request (e.g. a text without a mask token) fails alone."""
         first = batch[0].parsed
+        owner = [item for item in batch for _ in item.parsed.texts]
         texts = [t for item in batch for t in item.parsed.texts]
         pairs = None if first.pairs is None else [p for item in batch for p in item.parsed.pairs or []]
         lengths = [len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)]
         results: list = [None] * len(texts)
-        runs: list[int] = []
-        try:
-            for group in group_rows(lengths, self.max_rows):
-                got = self.model.predict_texts(
-                    [texts[i] for i in group], None if pairs is None else [pairs[i] for i in group], first.options
-                )
-                runs.append(len(group))
-                for i, result in zip(group, got, strict=True):
-                    results[i] = result
-        except Exception as exc:
-            if len(batch) == 1:
-                return [exc], runs
-            alone = [self._run([item]) for item in batch]
-            return [outcomes[0] for outcomes, _ in alone], runs + [n for _, sizes in alone for n in sizes]
-        outcomes, start = [], 0
+        left = {id(item): len(item.parsed.texts) for item in batch}
+        starts, offset = {}, 0
         for item in batch:
-            outcomes.append(results[start : start + len(item.parsed.texts)])
-            start += len(item.parsed.texts)
-        return outcomes, runs
+            starts[id(item)], offset = offset, offset + len(item.parsed.texts)
+        for group in group_rows(lengths, self.max_rows):
+            group = [i for i in group if not owner[i].future.done()]
+            if not group:
+                continue
+            try:
+                async with self.gate:
+                    got = await self.run_in_thread(
+                        self.model.predict_texts,
+                        [texts[i] for i in group],
+                        None if pairs is None else [pairs[i] for i in group],
+                        first.options,
+                    )
+            except Exception as exc:
+                if len(batch) == 1:
+                    if not batch[0].future.done():
+                        batch[0].future.set_exception(exc)
+                    return
+                for item in {id(owner[i]): owner[i] for i in group}.values():  # each request of the group, once
+                    if not item.future.done():
+                        await self._alone(item)
+                continue
+            self.on_batch(len(group))
+            for i, result in zip(group, got, strict=True):
+                results[i] = result
+                item = owner[i]
+                left[id(item)] -= 1
+                if not left[id(item)] and not item.future.done():
+                    start = starts[id(item)]
+                    item.future.set_result(results[start : start + len(item.parsed.texts)])
+
+    async def _alone(self, item: _Item) -> None:
+        """Run one request's texts by themselves; its answer, or its error."""
+        parsed = item.parsed
+        try:
+            async with self.gate:
+                got = await self.run_in_thread(self.model.predict_texts, parsed.texts, parsed.pairs, parsed.options)
+        except Exception as exc:
+            if not item.future.done():
+                item.future.set_exception(exc)
+            return
+        self.on_batch(len(parsed.texts))
+        if not item.future.done():
+            item.future.set_result(got)

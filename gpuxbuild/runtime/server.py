@@ -264,7 +264,7 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
     metrics = _Metrics()
     served: dict[str, _Served] = {}
     for key, folder in _artifacts(artifacts).items():
-        model = load(folder, provider, device_id)
+        model = load(folder, provider, device_id, spin=False)
         name = key or _model_name(model)
         gate = asyncio.Lock()
         batcher = None

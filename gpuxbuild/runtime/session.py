@@ -87,7 +87,7 @@ def _sentence_transformers(folder: Path) -> tuple[str, bool] | None:
     return mode, normalize
 
 
-def _create_session(path: Path, choice: ProviderChoice):
+def _create_session(path: Path, choice: ProviderChoice, spin: bool = True):
     try:
         import onnxruntime
     except ImportError as exc:
@@ -96,6 +96,8 @@ def _create_session(path: Path, choice: ProviderChoice):
         raise GpuxError(f"graph {path} does not exist", _HINT_REBUILD)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # ORT's warnings are about graph internals the user cannot act on
+    if not spin:  # idle threads sleep rather than spin: a server's event loop needs the cores between runs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return onnxruntime.InferenceSession(
             str(path), sess_options=options, providers=list(zip(choice.providers, choice.options, strict=True))
@@ -110,7 +112,7 @@ def _create_session(path: Path, choice: ProviderChoice):
 class Model:
     """An artifact folder ready to run. Create it with `load()`."""
 
-    def __init__(self, folder: Path, provider: str | None = "auto", device_id: int = 0):
+    def __init__(self, folder: Path, provider: str | None = "auto", device_id: int = 0, *, spin: bool = True):
         self.folder = Path(folder)
         path = self.folder / ARTIFACT_MANIFEST
         manifest = ArtifactManifest.from_dict(_read_json(path, required=True))
@@ -140,7 +142,7 @@ class Model:
                 if key not in self.graphs:
                     raise GpuxError(f"{ARTIFACT_MANIFEST} graphs lacks '{key}' for a seq2seq model", _HINT_REBUILD)
         for key, rel in sorted(self.graphs.items()):
-            self.sessions[key] = _create_session(self.folder / rel, self.choice)
+            self.sessions[key] = _create_session(self.folder / rel, self.choice, spin)
         self.main = self.sessions.get("model") or self.sessions.get("encoder") or next(iter(self.sessions.values()))
         self.providers = list(self.main.get_providers())
         if self.choice.primary not in self.providers:
@@ -389,12 +391,13 @@ class Model:
         return {**result, "generated_text": completion}
 
 
-def load(artifact_dir: str | Path, provider: str | None = "auto", device_id: int = 0) -> Model:
-    """Load an artifact folder (see docs/architecture.md) onto the chosen execution provider."""
+def load(artifact_dir: str | Path, provider: str | None = "auto", device_id: int = 0, *, spin: bool = True) -> Model:
+    """Load an artifact folder (see docs/architecture.md) onto the chosen execution provider. `spin` False: the
+    onnxruntime threads sleep between runs instead of spinning (for servers, which need the cores then)."""
     folder = Path(artifact_dir)
     if not folder.is_dir():
         raise GpuxError(f"{folder} is not a folder", "pass the path of a built artifact (gpux build)")
-    return Model(folder, provider, device_id)
+    return Model(folder, provider, device_id, spin=spin)
 
 
 def benchmark(model: Model, inputs, runs: int = 100, warmup: int = 10) -> dict:
