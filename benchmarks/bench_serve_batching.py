@@ -135,18 +135,25 @@ class Connection:
     """A minimal HTTP/1.1 keep-alive client on one socket: the load generator must cost the shared CPUs as
     little as it can (httpx spends more CPU per request than the server does), as wrk or hey would."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader, self.writer = reader, writer
+    def __init__(self, host: str, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.host, self.port, self.reader, self.writer = host, port, reader, writer
 
     @classmethod
     async def open(cls, host: str, port: int) -> Connection:
-        return cls(*await asyncio.open_connection(host, port))
+        return cls(host, port, *await asyncio.open_connection(host, port))
 
     async def post(self, path: str, payload: dict) -> tuple[int, bytes]:
         body = json.dumps(payload).encode()
         head = f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        self.writer.write(head.encode() + body)
-        status = int((await self.reader.readline()).split()[1])
+        request = head.encode() + body
+        self.writer.write(request)
+        line = await self.reader.readline()
+        if not line:  # the server closed an idle keep-alive connection (uvicorn: after 5 s): open another
+            self.writer.close()
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.writer.write(request)
+            line = await self.reader.readline()
+        status = int(line.split()[1])
         length = 0
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.partition(b":")
