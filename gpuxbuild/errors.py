@@ -53,6 +53,11 @@ class IntegrityError(GpuxError):
     """Bytes did not match their expected sha256."""
 
 
+class InferenceError(GpuxError):
+    """The model failed while running on inputs it accepted (an onnxruntime or execution provider failure):
+    the artifact's or the machine's fault, not the request's. `gpux serve` answers it with 500."""
+
+
 class MissingExtraError(GpuxError):
     """An optional dependency group is needed for this operation."""
 

@@ -373,6 +373,35 @@ def test_pull_builds_a_model_that_ships_onnx(hub, repo_id, gpux_home):
     assert json.loads(gpux("cache", "prune", "--json").stdout)["artifacts"] == []
 
 
+def test_force_downloads_and_builds_again_verified(hub, repo_id, gpux_home):
+    """`gpux pull --force` (the GPUX documentation's "force re-download and conversion"): every file is
+    fetched again and checked against its sha256, the artifact is built again, the pin is kept."""
+    commit = publish(hub, repo_id, "onnx-shipped")
+    first = json.loads(gpux("pull", repo_id, "--json").stdout)
+    files = gets(hub, repo_id)
+    assert set(files.values()) == {1}
+    weights = hub.files(repo_id)["onnx/model.onnx"].sha256
+    obj = gpux_home / "objects" / "sha256" / weights[:2] / weights
+    os.chmod(obj, 0o644)
+    with open(obj, "r+b") as f:  # damage the stored object without the store noticing (same size)
+        f.write(b"\xff\xff\xff\xff")
+    art = Path(first["build"]["path"])
+    hub.reset_log()
+    forced = json.loads(gpux("pull", repo_id, "--force", "--json").stdout)
+    assert gets(hub, repo_id) == files  # every file again, once
+    assert forced["commit"] == commit and not forced["already_pulled"]
+    assert forced["objects_downloaded"] == len(files)
+    assert hashlib.sha256(obj.read_bytes()).hexdigest() == weights
+    assert forced["build"]["status"] == "built" and forced["build"]["digest"] == first["build"]["digest"]
+    assert forced["build"]["path"] == str(art) and (art / "gpux.yml").is_file()
+    assert gpux("cache", "verify").returncode == 0
+    hub.reset_log()
+    short = gpux("pull", repo_id, "-f")
+    assert f"downloaded {len(files)} files" in short.stdout and "(built)" in short.stdout
+    r = gpux("pull", repo_id, "--force", "--offline", check=False)
+    assert r.returncode == 2 and "--force" in r.stderr and "--offline" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_progress_bars_on_a_tty(hub, repo_id):
     import pty
 

@@ -208,3 +208,75 @@ def test_health_answers_while_a_prediction_runs(artifacts):
             assert not running, "/health was answered only after the prediction"
             busy.settimeout(120)
             assert busy.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+def _failing_copy(artifact: Path, dest: Path) -> Path:
+    """A copy of `artifact` whose model.onnx takes the same inputs but fails inside onnxruntime on every text
+    longer than two tokens (a Reshape to [1, 2]): a real runtime failure, not a refused input."""
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    shutil.copytree(artifact, dest)
+    graph = dest / json.loads((dest / "artifact.json").read_text())["graphs"]["model"]
+    original = onnx.load(str(graph), load_external_data=False).graph
+    first = original.input[0].name
+    nodes = [
+        helper.make_node("Cast", [first], ["as_float"], to=TensorProto.FLOAT),
+        helper.make_node("Constant", [], ["shape"], value=helper.make_tensor("s", TensorProto.INT64, [2], [1, 2])),
+        *(helper.make_node("Reshape", ["as_float", "shape"], [o.name]) for o in original.output),
+    ]
+    outputs = [helper.make_tensor_value_info(o.name, TensorProto.FLOAT, None) for o in original.output]
+    model = helper.make_model(
+        helper.make_graph(nodes, "fails", list(original.input), outputs), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    model.ir_version = 8
+    for p in graph.parent.glob(graph.name + "*"):
+        p.chmod(0o644)
+        p.unlink()
+    onnx.save(model, str(graph))
+    return dest
+
+
+def test_a_failure_inside_inference_is_a_500_in_the_protocols_shape_and_counted(artifacts, tmp_path):
+    """onnxruntime failing on inputs it took answers 500 (not 400: the request was fine) in each protocol's
+    error shape, with no traceback; /metrics counts it under errors by code; the server keeps serving."""
+    from huggingface_hub import InferenceClient
+    from huggingface_hub.errors import HfHubHTTPError
+
+    openai = pytest.importorskip("openai")
+    folders = {
+        "cls": _failing_copy(artifacts("bert").artifact, tmp_path / "cls"),
+        "emb": _failing_copy(artifacts("sentence-transformers").artifact, tmp_path / "emb"),
+    }
+    with serving(folders) as (base, _):
+        gpux_api = httpx.post(f"{base}/models/cls/predict", json={"text": "paris is in france"})
+        assert gpux_api.status_code == 500, gpux_api.text
+        body = gpux_api.json()
+        assert (
+            set(body) == {"detail", "error", "hint"} and "onnxruntime failed while running model.onnx" in body["error"]
+        )
+        assert "Reshape" in body["error"] and "Traceback" not in gpux_api.text
+        batched = httpx.post(f"{base}/models/cls", json={"inputs": ["paris is in france", "a b c"]})
+        assert batched.status_code == 500 and "onnxruntime failed" in batched.json()["error"]
+        with pytest.raises(HfHubHTTPError) as hf:
+            InferenceClient(model=f"{base}/models/cls").text_classification("paris is in france")
+        assert hf.value.response.status_code == 500
+        emb = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+        with pytest.raises(openai.InternalServerError) as oa:
+            emb.embeddings.create(model="emb", input="paris is in france")
+        error = oa.value.response.json()["error"]
+        assert error["type"] == "server_error" and "onnxruntime failed" in error["message"]
+        assert "Traceback" not in oa.value.response.text
+        # The caller's own tensors failing the same way remain the caller's error (400).
+        raw = httpx.post(
+            f"{base}/models/cls/predict",
+            json={"input_ids": [[1, 2, 3]], "attention_mask": [[1, 1, 1]], "token_type_ids": [[0, 0, 0]]},
+        )
+        assert raw.status_code == 400 and "rejected the inputs" in raw.json()["error"]
+        assert httpx.get(f"{base}/health").status_code == 200
+        metrics = httpx.get(f"{base}/metrics").text
+        assert 'gpux_errors_total{status="500"} 4.0' in metrics
+        assert 'gpux_requests_total{path="/models/{name}/predict",status="500"} 1.0' in metrics
+        assert 'gpux_requests_total{path="/v1/embeddings",status="500"} 1.0' in metrics

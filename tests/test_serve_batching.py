@@ -102,12 +102,24 @@ def test_requests_already_waiting_join_the_batch_whatever_the_wait(artifacts):
 
     model = load(artifacts("bert").artifact)
     rows: list[int] = []
+    texts = [f"paris is number {i}" for i in range(6)]  # one length: one group, one onnxruntime run
 
     async def main():
         batcher = Batcher(model, asyncio.Lock(), 32, 0.0, run_in_threadpool, rows.append)
-        parsed = [parse_inputs(t, model.input_types, model.task) for t in TEXTS]
+        parsed = [parse_inputs(t, model.input_types, model.task) for t in texts]
         return await asyncio.gather(*(batcher.submit(p) for p in parsed))
 
     results = asyncio.run(main())
-    assert rows == [len(TEXTS)]
-    assert [r[0]["label"] for r in results] == [model.predict(t)["label"] for t in TEXTS]
+    assert rows == [len(texts)]
+    assert [r[0]["label"] for r in results] == [model.predict(t)["label"] for t in texts]
+
+
+def test_a_batch_runs_in_groups_of_similar_length():
+    """Sorted by length, a group grows while padding to its longest costs at most 25% more, up to max_rows."""
+    from gpuxbuild.runtime.batching import group_rows
+
+    lengths = [40, 10, 11, 39, 10, 200, 12]
+    assert group_rows(lengths, 32) == [[1, 4, 2, 6], [3, 0], [5]]
+    assert group_rows(lengths, 2) == [[1, 4], [2, 6], [3, 0], [5]]
+    assert group_rows([5] * 7, 3) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert group_rows([], 8) == []

@@ -19,7 +19,13 @@ openai = pytest.importorskip("openai")
 
 from serving import serving  # noqa: E402
 
-KINDS = ("bert", "bert-ner", "bert-mlm", "bert-qa", "sentence-transformers", "gpt2", "t5-peaky")
+KINDS = ("bert", "bert-ner", "bert-mlm", "bert-qa", "sentence-transformers", "gpt2", "t5-peaky", "deberta-v2")
+# Copies of t5-peaky whose config.json says what it was fine-tuned for, as summarization and translation
+# models' configs do (bart-large-cnn's task_specific_params, opus-mt's MarianMTModel).
+TEXT2TEXT_COPIES = {
+    "t5-summarize": {"task_specific_params": {"summarization": {"max_length": 20}}},
+    "t5-translate": {"task_specific_params": {"translation_en_to_de": {"max_length": 20}}},
+}
 CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}"
@@ -35,6 +41,13 @@ def models(artifacts, tmp_path_factory):
     config = json.loads((chat / "tokenizer_config.json").read_text())
     (chat / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": CHAT_TEMPLATE}))
     folders["gpt2-chat"] = chat
+    for name, extra in TEXT2TEXT_COPIES.items():
+        copy = tmp_path_factory.mktemp(name) / name
+        shutil.copytree(folders["t5-peaky"], copy)
+        (copy / "config.json").chmod(0o644)
+        config = json.loads((copy / "config.json").read_text())
+        (copy / "config.json").write_text(json.dumps({**config, **extra}))
+        folders[name] = copy
     with serving(folders) as (base, _):
         yield base, folders
 
@@ -47,7 +60,7 @@ def _expected(folder, payload: dict):
     """What the Inference API answer must be: the library's prediction in the API's shape."""
     model = load(folder)
     request = parse_request(payload, model.task)
-    return answer(model.predict(request.inputs, **request.options), request, model.task, model.raw_task)
+    return answer(model.predict(request.inputs, **request.options), request, model.task, model.raw_task, model.config)
 
 
 def test_text_classification(models):
@@ -117,6 +130,53 @@ def test_text2text_generation(models):
     assert got.generated_text == out["generated_text"]
 
 
+@pytest.mark.parametrize(("name", "key"), [("t5-summarize", "summary_text"), ("t5-translate", "translation_text")])
+def test_summarization_and_translation(models, name, key):
+    base, folders = models
+    text = "the quick brown fox"
+    out = load(folders[name]).predict({"text": text})
+    assert out["generated_text"]
+    response = httpx.post(f"{base}/models/{name}", json={"inputs": text}).json()
+    assert response == [{key: out["generated_text"]}]  # [{summary_text}] / [{translation_text}]
+    client = _client(base, name)
+    if key == "summary_text":
+        assert client.summarization(text).summary_text == out["generated_text"]
+    else:
+        assert client.translation(text).translation_text == out["generated_text"]
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_zero_shot_classification_matches_the_pipeline(models, artifacts, multi_label):
+    """An NLI model (labels entailment/neutral/contradiction) answers the Inference API's zero-shot shape,
+    {sequence, labels, scores}, with the scores of transformers' zero-shot-classification pipeline."""
+    from transformers import pipeline
+
+    base, _ = models
+    text, labels = "john smith works at acme corporation in new york", ["travel", "work", "sports"]
+    got = _client(base, "deberta-v2").zero_shot_classification(text, labels, multi_label=multi_label)
+    reference = pipeline("zero-shot-classification", model=str(artifacts("deberta-v2").source))
+    want = reference(text, candidate_labels=labels, multi_label=multi_label)
+    assert [x.label for x in got] == want["labels"]
+    assert [x.score for x in got] == pytest.approx(want["scores"], abs=1e-5)
+    if multi_label:
+        assert sum(want["scores"]) != pytest.approx(1.0, abs=1e-3)  # per label, not over the labels
+    template = "It is about {}."
+    raw = httpx.post(
+        f"{base}/models/deberta-v2",
+        json={"inputs": text, "parameters": {"candidate_labels": "travel, work", "hypothesis_template": template}},
+    ).json()
+    want = reference(text, candidate_labels="travel, work", hypothesis_template=template)
+    assert set(raw) == {"sequence", "labels", "scores"} and raw["sequence"] == text
+    assert raw["labels"] == want["labels"] and raw["scores"] == pytest.approx(want["scores"], abs=1e-5)
+    # A model without an entailment label cannot do it; other tasks refuse the parameter.
+    r = httpx.post(f"{base}/models/bert", json={"inputs": text, "parameters": {"candidate_labels": labels}})
+    assert r.status_code == 422 and "entailment" in r.json()["error"]
+    r = httpx.post(f"{base}/models/gpt2", json={"inputs": text, "parameters": {"candidate_labels": labels}})
+    assert r.status_code == 400 and "candidate_labels" in r.json()["error"]
+    r = httpx.post(f"{base}/models/deberta-v2", json={"inputs": text, "parameters": {"candidate_labels": ["a"] * 40}})
+    assert r.status_code == 413  # a row per label: 40 rows are over the batch limit
+
+
 def test_hf_errors_are_the_apis_shape(models):
     base, _ = models
     r = httpx.post(f"{base}/models/bert", json={"inputs": "a", "parameters": {"watermark": True}})
@@ -127,7 +187,7 @@ def test_hf_errors_are_the_apis_shape(models):
     assert httpx.get(f"{base}/models/nope/info").status_code == 404
     assert httpx.get(f"{base}/models/bert/info").json()["task"] == "text-classification"
     r = httpx.post(f"{base}/", json={"inputs": "a"})
-    assert r.status_code == 400 and "serves 8 models: say which" in r.json()["error"]
+    assert r.status_code == 400 and "serves 11 models: say which" in r.json()["error"]
     r = httpx.post(f"{base}/", json={"inputs": "a", "model": "bert"})
     assert r.status_code == 200 and r.json()[0][0]["label"]
 

@@ -241,9 +241,10 @@ def build_one(
     pool=None,
     sign_key: Path | None = None,
     remotes: RemoteCache | None = None,
+    force: bool = False,
 ) -> BuildResult:
     """Build (or reuse) one model's artifact and write its provenance (signed with `sign_key`, an EC private key,
-    when given). Raises GpuxError on failure.
+    when given). Raises GpuxError on failure. `force` builds it again and replaces the stored one.
 
     `remotes` (a remote cache) supplies source files the store lacks before the registry is asked.
 
@@ -253,7 +254,7 @@ def build_one(
     key, toolchain = job.key, job.toolchain
     dest = artifact_path(store, key)
     res = BuildResult(job.name, "cached", build_key=key, toolchain=toolchain, path=str(dest))
-    if (found := verified_artifact(store, key)) is not None:
+    if not force and (found := verified_artifact(store, key)) is not None:
         res.digest = found
         os.utime(dest)  # a recent use keeps it from `cache prune`
         _provenance(job, dest, sign_key)  # artifacts built before provenance existed get theirs now
@@ -263,7 +264,7 @@ def build_one(
     job.granted("trust_remote_code")  # refuse now, not after the fetch
     stage(job.name, "waiting for lock")
     with store.lock(f"art-{key.removeprefix('sha256:')}"):
-        if (found := verified_artifact(store, key)) is not None:
+        if not force and (found := verified_artifact(store, key)) is not None:
             res.digest = found
             _provenance(job, dest, sign_key)
             stage(job.name, "cached")
@@ -312,7 +313,7 @@ def build_one(
                 toolchain=toolchain,
                 name=job.name,
             )
-            publish(out, dest)
+            publish(out, dest, replace=force)
             remember_artifact(store, key, res.digest)
             _provenance(job, dest, sign_key)
         finally:
@@ -498,8 +499,11 @@ def job_from_lock(entry, manifest=None) -> BuildJob:
     )
 
 
-def build_pulled(pulled, *, store: Store, offline: bool = False, remotes: RemoteCache | None = None) -> BuildResult:
-    """Build a model fetched by `gpux pull` and record its artifact in the pull record."""
+def build_pulled(
+    pulled, *, store: Store, offline: bool = False, remotes: RemoteCache | None = None, force: bool = False
+) -> BuildResult:
+    """Build a model fetched by `gpux pull` and record its artifact in the pull record; `force` converts it
+    again (no stored or remote artifact is reused)."""
     from gpuxbuild.project.lockfile import options_of
     from gpuxbuild.project.manifest import adhoc_spec
 
@@ -516,8 +520,8 @@ def build_pulled(pulled, *, store: Store, offline: bool = False, remotes: Remote
         options_of(spec),
         {k: getattr(spec, k) for k in SECURITY_OPTIONS},
     )
-    got = download_one(job, store=store, remotes=remotes) if remotes else None
-    res = got or build_one(job, store=store, project=pulled.project, offline=offline, remotes=remotes)
+    got = download_one(job, store=store, remotes=remotes) if remotes and not force else None
+    res = got or build_one(job, store=store, project=pulled.project, offline=offline, remotes=remotes, force=force)
     rec.artifact = ArtifactRef(res.digest, res.build_key, res.path)
     Records(store).save(rec, pulled.ref.revision or ("main" if rec.registry != "local" else None))
     return res

@@ -213,7 +213,7 @@ def run(
         sys.stdout.write("\n")
         return
     if plain:
-        print_json(hfapi.answer(result, hf, model.task, model.raw_task) if hf is not None else result)
+        print_json(hfapi.answer(result, hf, model.task, model.raw_task, model.config) if hf is not None else result)
     else:
         for line in _readable(result):
             console.print(line, markup=False, soft_wrap=True)
@@ -231,6 +231,10 @@ def _readable(result) -> list[str]:
         return [line for item in result["results"] for line in _readable(item)]
     if "label" in result:
         return [f"{result['label']}{_score(result)}"]
+    if "sequence" in result and "scores" in result:  # zero-shot classification
+        return [
+            ", ".join(f"{label} ({score:.3f})" for label, score in zip(result["labels"], result["scores"], strict=True))
+        ]
     if "answer" in result:
         return [f"{result['answer'] or '(no answer)'}{_score(result)}"]
     if "generated_text" in result:

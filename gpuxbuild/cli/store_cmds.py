@@ -126,11 +126,16 @@ def _store():
 @click.option(
     "--upgrade", is_flag=True, help="Re-resolve a branch or tag pulled before (it otherwise keeps its commit)."
 )
+@click.option(
+    "-f", "--force", is_flag=True, help="Download every file again (verified) and rebuild, even if already pulled."
+)
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=4, show_default=True, help="Parallel downloads.")
 @OFFLINE
 @JSON
 @pass_context
-def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, upgrade, jobs, offline, as_json) -> None:
+def pull(
+    ctx: Context, ref, registry, revision, task, allow_pickle, no_build, upgrade, force, jobs, offline, as_json
+) -> None:
     """Download a model (org/name[@REV], hf:org/name[@REV], path:./dir) into the store and build it."""
     from gpuxbuild.models.pull import human_size, parse_ref
     from gpuxbuild.models.pull import pull as do_pull
@@ -157,6 +162,7 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
             allow_pickle=allow_pickle,
             task=task,
             upgrade=upgrade,
+            force=force,
             jobs=jobs,
             reporter=reporter,
             on_resolved=on_resolved,
@@ -184,7 +190,7 @@ def pull(ctx: Context, ref, registry, revision, task, allow_pickle, no_build, up
 
         remotes = project_remotes(None)
         with transfer_progress(ctx, as_json, remotes):
-            built = build_pulled(res, store=store, offline=offline, remotes=remotes)
+            built = build_pulled(res, store=store, offline=offline, remotes=remotes, force=force)
     if as_json:
         out = res.as_dict()
         if built is not None:

@@ -129,6 +129,7 @@ def pull(
     allow_pickle: bool = False,
     task: str | None = None,
     upgrade: bool = False,
+    force: bool = False,
     jobs: int = 4,
     reporter: Reporter | None = None,
     on_resolved=None,
@@ -137,12 +138,19 @@ def pull(
 
     A revision pulled before keeps the commit it was pinned to, with no request at all (like an
     unchanged entry of gpux.lock); `upgrade` re-resolves it online, as `gpux lock --upgrade` does.
+    `force` downloads every file again, verified, even those in the store (the pin is kept).
     """
     from gpuxbuild.project.resolver import resolve_model
 
     store.clean_tmp()
     records = Records(store)
     manager = get_manager(ref.registry, project=project, offline=offline, store=store)
+    if force and manager.offline:
+        raise GpuxError(
+            f"{ref}: --force downloads every file again, which offline mode (--offline, HF_HUB_OFFLINE) forbids",
+            "drop --offline, or drop --force to use what the store has",
+            exit_code=2,
+        )
     tag = ref.revision or ("main" if ref.registry != "local" else None)
     known = records.lookup(ref.registry, ref.repo, tag) if ref.registry != "local" else None
     before = (*store.stats.stored(), set(store.downloaded_objects))
@@ -152,7 +160,7 @@ def pull(
             f"{ref}: not in the store, and offline mode is on",
             "pull it once online; `gpux ls` shows what is available offline",
         )
-    with Fetcher(manager, ref.repo, store, label=str(ref), jobs=jobs, reporter=reporter) as fetcher:
+    with Fetcher(manager, ref.repo, store, label=str(ref), jobs=jobs, reporter=reporter, force=force) as fetcher:
         record = known
         if online:
             spec = adhoc_spec(

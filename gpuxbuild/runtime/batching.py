@@ -1,8 +1,9 @@
 """Dynamic batching: concurrent text requests to one encoder model are run as one onnxruntime batch.
 
 A request waits at most `max_wait_s` for others to join; a batch holds at most `max_rows` texts; requests
-with different options (or with and without text pairs) never share a batch. Each batch is padded to its
-own longest text by the tokenizer.
+with different options (or with and without text pairs) never share a batch. A batch's texts are sorted by
+length and run in groups of similar length, each padded to its own longest text, so that short texts are not
+padded to the length of a long one (`group_rows`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,27 @@ if TYPE_CHECKING:
 
 # Tasks whose texts are independent rows of one graph run (generation decodes token by token, per text).
 BATCHED_TASKS = ("feature-extraction", "fill-mask", "question-answering", "text-classification", "token-classification")
+# A group of rows grows while padding every row to the group's longest costs at most this share of extra work.
+PADDING_BUDGET = 0.25
+
+
+def group_rows(lengths: list[int], max_rows: int, budget: float = PADDING_BUDGET) -> list[list[int]]:
+    """Indices into `lengths` in groups to run together: sorted by length, a group grows while its rows padded
+    to the longest would be at most `budget` more than their own lengths, and up to `max_rows` rows."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    group: list[int] = []
+    total = 0
+    for i in order:
+        longest = max(lengths[i], 1)
+        if group and (len(group) == max_rows or longest * (len(group) + 1) > (1 + budget) * (total + longest)):
+            groups.append(group)
+            group, total = [], 0
+        group.append(i)
+        total += longest
+    if group:
+        groups.append(group)
+    return groups
 
 
 @dataclass
@@ -86,33 +108,64 @@ class Batcher:
                 else:
                     held.append(item)
             batch = [item for item in batch if not item.future.done()]  # clients that went away
-            if not batch:
-                continue
-            async with self.gate:
-                outcomes = await self.run_in_thread(self._run, batch)
-            self.on_batch(rows)
-            for item, outcome in zip(batch, outcomes, strict=True):
-                if item.future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    item.future.set_exception(outcome)
-                else:
-                    item.future.set_result(outcome)
+            if batch:
+                await self._run(batch)
 
-    def _run(self, batch: list[_Item]) -> list:
-        """Per item: its results, or the exception it raised. A failing batch is rerun item by item, so one
-        bad request (e.g. a text without a mask token) fails alone."""
+    async def _run(self, batch: list[_Item]) -> None:
+        """Run a batch's texts in groups of similar length (`group_rows`; characters stand for tokens), one
+        onnxruntime run per group, and answer each request as soon as its texts are done: its client can send
+        its next request while later groups run, so the next batch is waiting when this one ends. The requests
+        of a group that fails are rerun alone, so one bad request (e.g. a text without a mask token) fails alone."""
         first = batch[0].parsed
+        owner = [item for item in batch for _ in item.parsed.texts]
         texts = [t for item in batch for t in item.parsed.texts]
         pairs = None if first.pairs is None else [p for item in batch for p in item.parsed.pairs or []]
-        try:
-            results = self.model.predict_texts(texts, pairs, first.options)
-        except Exception as exc:
-            if len(batch) == 1:
-                return [exc]
-            return [self._run([item])[0] for item in batch]
-        outcomes, start = [], 0
+        lengths = [len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)]
+        results: list = [None] * len(texts)
+        left = {id(item): len(item.parsed.texts) for item in batch}
+        starts, offset = {}, 0
         for item in batch:
-            outcomes.append(results[start : start + len(item.parsed.texts)])
-            start += len(item.parsed.texts)
-        return outcomes
+            starts[id(item)], offset = offset, offset + len(item.parsed.texts)
+        for group in group_rows(lengths, self.max_rows):
+            group = [i for i in group if not owner[i].future.done()]
+            if not group:
+                continue
+            try:
+                async with self.gate:
+                    got = await self.run_in_thread(
+                        self.model.predict_texts,
+                        [texts[i] for i in group],
+                        None if pairs is None else [pairs[i] for i in group],
+                        first.options,
+                    )
+            except Exception as exc:
+                if len(batch) == 1:
+                    if not batch[0].future.done():
+                        batch[0].future.set_exception(exc)
+                    return
+                for item in {id(owner[i]): owner[i] for i in group}.values():  # each request of the group, once
+                    if not item.future.done():
+                        await self._alone(item)
+                continue
+            self.on_batch(len(group))
+            for i, result in zip(group, got, strict=True):
+                results[i] = result
+                item = owner[i]
+                left[id(item)] -= 1
+                if not left[id(item)] and not item.future.done():
+                    start = starts[id(item)]
+                    item.future.set_result(results[start : start + len(item.parsed.texts)])
+
+    async def _alone(self, item: _Item) -> None:
+        """Run one request's texts by themselves; its answer, or its error."""
+        parsed = item.parsed
+        try:
+            async with self.gate:
+                got = await self.run_in_thread(self.model.predict_texts, parsed.texts, parsed.pairs, parsed.options)
+        except Exception as exc:
+            if not item.future.done():
+                item.future.set_exception(exc)
+            return
+        self.on_batch(len(parsed.texts))
+        if not item.future.done():
+            item.future.set_result(got)

@@ -21,6 +21,8 @@ _OWN_PARAMETERS = ("normalize", "return_full_text", "truncate", "truncation")
 _GENERATION = ("text-generation", "text2text-generation")
 # text2text artifacts built for these tasks answer with the task's key (what InferenceClient parses).
 _TEXT_KEYS = {"summarization": "summary_text", "translation": "translation_text"}
+# Encoder-decoder architectures that only translate.
+_TRANSLATION_ARCHITECTURES = ("FSMTForConditionalGeneration", "M2M100ForConditionalGeneration", "MarianMTModel")
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,24 @@ def parse_request(data: dict, task: str | None) -> HFRequest:
     )
 
 
-def _one(result: dict, request: HFRequest, task: str, raw_task: str):
+def text_key(raw_task: str, config: dict | None) -> str:
+    """The answer key of a text2text model: `summary_text` / `translation_text` for an artifact built for
+    summarization / translation, or whose config.json says it does only that (a translation architecture, or
+    `task_specific_params` for one of the two tasks alone), else `generated_text`."""
+    if raw_task in _TEXT_KEYS:
+        return _TEXT_KEYS[raw_task]
+    config = config or {}
+    if any(a in _TRANSLATION_ARCHITECTURES for a in config.get("architectures") or []):
+        return _TEXT_KEYS["translation"]
+    params = config.get("task_specific_params")
+    kinds = {t for key in params for t in _TEXT_KEYS if str(key).startswith(t)} if isinstance(params, dict) else set()
+    return _TEXT_KEYS[kinds.pop()] if len(kinds) == 1 else "generated_text"
+
+
+def _one(result: dict, request: HFRequest, task: str, raw_task: str, config: dict | None):
     if task == "text-classification":
+        if "sequence" in result:  # zero-shot: {sequence, labels, scores}
+            return result
         return [{"label": x["label"], "score": x["score"]} for x in result["labels"]]
     if task == "token-classification":
         return result["entities"]
@@ -123,18 +141,18 @@ def _one(result: dict, request: HFRequest, task: str, raw_task: str):
     if task == "text-generation":
         return [{"generated_text": result["generated_text"] if request.return_full_text else result["completion"]}]
     if task == "text2text-generation":
-        return [{_TEXT_KEYS.get(raw_task, "generated_text"): result["generated_text"]}]
+        return [{text_key(raw_task, config): result["generated_text"]}]
     return result  # question-answering: {answer, score, start, end} (a list with top_k > 1)
 
 
-def answer(result, request: HFRequest, task: str, raw_task: str = ""):
+def answer(result, request: HFRequest, task: str, raw_task: str = "", config: dict | None = None):
     """`Model.predict`'s result for `request` in the Inference API's shape for `task` (raw_task: the artifact's
-    own task name, e.g. "summarization", which picks the answer's key)."""
+    own task name, e.g. "summarization", and config: its config.json, pick a text2text answer's key)."""
     if request.similarity:
         return [item["similarity"] for item in result["results"]]
     if isinstance(result, dict) and set(result) == {"results"}:
-        return [_one(item, request, task, raw_task) for item in result["results"]]
-    one = _one(result, request, task, raw_task)
-    if task in ("text-classification", "feature-extraction"):
+        return [_one(item, request, task, raw_task, config) for item in result["results"]]
+    one = _one(result, request, task, raw_task, config)
+    if task in ("text-classification", "feature-extraction") and "sequence" not in result:
         return [one]  # a batch of one: [[{label, score}, ...]] and [[floats]], as the API answers a single text
     return one

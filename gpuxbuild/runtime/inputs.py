@@ -43,9 +43,18 @@ def _number(value) -> bool:
 # option -> (accepts the value?, what it must be). None stands for the default everywhere.
 _OPTION_RULES = {
     "aggregation_strategy": (lambda v: v in ("none", "simple"), '"simple" or "none"'),
+    "candidate_labels": (
+        lambda v: (
+            (isinstance(v, str) and v.strip(" ,") != "")
+            or (isinstance(v, list) and v != [] and all(isinstance(s, str) and s for s in v))
+        ),
+        "a list of labels, or one string of comma-separated labels",
+    ),
     "do_sample": (lambda v: isinstance(v, bool), "true or false"),
+    "hypothesis_template": (lambda v: isinstance(v, str) and "{}" in v, 'a string with "{}" where the label goes'),
     "max_answer_len": (_integer(1), "an integer >= 1"),
     "max_new_tokens": (_integer(1), "an integer >= 1"),
+    "multi_label": (lambda v: isinstance(v, bool), "true or false"),
     "seed": (_integer(0), "an integer >= 0"),
     "stop": (
         lambda v: (

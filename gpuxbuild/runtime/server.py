@@ -8,13 +8,14 @@ plus GET /metrics (Prometheus). With several models, /models/NAME[/predict] or a
 
 # No `from __future__ import annotations`: FastAPI must see the real `Request` class, imported inside create_app.
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpuxbuild.errors import GpuxError, MissingExtraError
+from gpuxbuild.errors import GpuxError, InferenceError, MissingExtraError
 from gpuxbuild.runtime.session import Model, load
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ _ENV_DEVICE = "GPUX_SERVE_DEVICE_ID"
 # A body over the limit is read on (and dropped) up to this many bytes so the client sees the 413; past
 # that the connection is closed.
 _DRAIN_BYTES = 64 << 20
+_log = logging.getLogger("gpuxbuild.serve")
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,18 @@ class _Refused(Exception):
 
 
 def _usage_error(exc: GpuxError) -> _Refused:
+    """The answer to a GpuxError: 400 for bad requests, 422 for inputs the model cannot take, 500 for a model
+    that failed on inputs it took."""
+    if isinstance(exc, InferenceError):
+        _log.error("%s (%s)", exc.message, exc.hint)
+        return _Refused(500, exc.message, exc.hint)
     return _Refused(400 if exc.exit_code == 2 else 422, exc.message, exc.hint)
+
+
+def _internal_error(exc: Exception) -> _Refused:
+    """The answer to an unexpected exception: a 500 naming only its type; the traceback goes to the server log."""
+    _log.error("internal error while answering a request", exc_info=exc)
+    return _Refused(500, f"internal error: {type(exc).__name__}", "the server log has the details")
 
 
 @dataclass
@@ -202,19 +215,28 @@ class _Counted:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        start = time.perf_counter()
+        start, started = time.perf_counter(), False
+
+        def count(status: int) -> None:
+            path = getattr(scope.get("route"), "path", "other")  # the router has matched by now
+            self.metrics.requests.labels(path, str(status)).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - start)
+            if status >= 400:
+                self.metrics.errors.labels(str(status)).inc()
 
         async def counted(message):
+            nonlocal started
             if message["type"] == "http.response.start":
-                path = getattr(scope.get("route"), "path", "other")  # the router has matched by now
-                status = message["status"]
-                self.metrics.requests.labels(path, str(status)).inc()
-                self.metrics.latency.labels(path).observe(time.perf_counter() - start)
-                if status >= 400:
-                    self.metrics.errors.labels(str(status)).inc()
+                started = True
+                count(message["status"])
             await send(message)
 
-        await self.app(scope, receive, counted)
+        try:
+            await self.app(scope, receive, counted)
+        except Exception:
+            if not started:  # Starlette's outermost middleware answers it with a 500, outside this one
+                count(500)
+            raise
 
 
 def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, limits: ServeLimits | None = None):
@@ -242,7 +264,7 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
     metrics = _Metrics()
     served: dict[str, _Served] = {}
     for key, folder in _artifacts(artifacts).items():
-        model = load(folder, provider, device_id)
+        model = load(folder, provider, device_id, spin=False)
         name = key or _model_name(model)
         gate = asyncio.Lock()
         batcher = None
@@ -398,7 +420,8 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
         options = options or {}
         try:
             parsed = parse_inputs(data, target.model.input_types, target.model.task, options)
-            if target.batcher is not None and not parsed.is_tensors:
+            # Zero-shot runs a row per candidate label: batched on its own, not with other requests' texts.
+            if target.batcher is not None and not parsed.is_tensors and "candidate_labels" not in parsed.options:
                 results = await target.batcher.submit(parsed)
                 return {"results": results} if parsed.batched else results[0]
             async with target.gate:
@@ -417,18 +440,31 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
             data = decode(await read_body(request), batch_of)
             answer = await work(data)
             streaming = isinstance(answer, StreamingResponse)
-            return answer
+            # Plain JSON answers skip FastAPI's jsonable_encoder walk (same bytes: JSONResponse renders them).
+            return answer if isinstance(answer, Response) else JSONResponse(answer)
         except _Refused as exc:
             return error(exc.status, exc.message, exc.hint, exc.headers, openai)
         except GpuxError as exc:
             refused = _usage_error(exc)
+            return error(refused.status, refused.message, refused.hint, None, openai)
+        except Exception as exc:  # a bug or a failure below: the protocol's error shape, never a traceback
+            refused = _internal_error(exc)
             return error(refused.status, refused.message, refused.hint, None, openai)
         finally:
             if not streaming:  # a stream releases its place when it ends
                 release()
 
     def hf_batch(data) -> int:
-        return _batch_size(data["inputs"]) if hfapi.is_hf_payload(data) else _batch_size(data)
+        """Rows a request asks for: texts, times candidate labels for zero-shot classification."""
+        if not isinstance(data, dict):
+            return _batch_size(data)
+        hf = hfapi.is_hf_payload(data)
+        options = data.get("parameters") if hf else data
+        labels = options.get("candidate_labels") if isinstance(options, dict) else None
+        if labels is None:
+            return _batch_size(data["inputs"] if hf else data)
+        rest = data["inputs"] if hf else {k: v for k, v in data.items() if k != "candidate_labels"}
+        return _batch_size(rest) * (labels.count(",") + 1 if isinstance(labels, str) else _batch_size(labels))
 
     async def predict_any(data, name=None):
         if hfapi.is_hf_payload(data):
@@ -438,7 +474,7 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
             except GpuxError as exc:
                 raise _usage_error(exc) from None
             result = await infer(target, parsed.inputs, parsed.options)
-            return hfapi.answer(result, parsed, target.model.task, target.model.raw_task)
+            return hfapi.answer(result, parsed, target.model.task, target.model.raw_task, target.model.config)
         if isinstance(data, dict) and "model" in data and not single:
             target = choose(data["model"], False)
             data = {k: v for k, v in data.items() if k != "model"}
@@ -536,8 +572,13 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
                     yield openai_api.sse(completion.chunk(piece))
                 try:
                     result, used = await job
-                except GpuxError as exc:
-                    yield openai_api.sse({"error": {"message": exc.message, "type": "invalid_request_error"}})
+                except Exception as exc:  # the answer has begun (200): the error comes as an event
+                    if isinstance(exc, GpuxError) and not isinstance(exc, InferenceError):
+                        message, kind = exc.message, "invalid_request_error"
+                    else:
+                        refused = _usage_error(exc) if isinstance(exc, GpuxError) else _internal_error(exc)
+                        message, kind = refused.message, "server_error"
+                    yield openai_api.sse({"error": {"message": message, "type": kind}})
                     yield openai_api.sse("[DONE]")
                     return
             yield openai_api.sse(completion.chunk(None, result["finish_reason"]))

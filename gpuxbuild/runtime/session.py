@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpuxbuild.errors import GpuxError
+from gpuxbuild.errors import GpuxError, InferenceError, shorten
 from gpuxbuild.runtime import generate, tasks
 from gpuxbuild.runtime.inputs import ParsedInputs, parse_inputs, validate_options
 from gpuxbuild.runtime.providers import ProviderChoice, select_providers
@@ -87,7 +87,7 @@ def _sentence_transformers(folder: Path) -> tuple[str, bool] | None:
     return mode, normalize
 
 
-def _create_session(path: Path, choice: ProviderChoice):
+def _create_session(path: Path, choice: ProviderChoice, spin: bool = True):
     try:
         import onnxruntime
     except ImportError as exc:
@@ -96,6 +96,8 @@ def _create_session(path: Path, choice: ProviderChoice):
         raise GpuxError(f"graph {path} does not exist", _HINT_REBUILD)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # ORT's warnings are about graph internals the user cannot act on
+    if not spin:  # idle threads sleep rather than spin: a server's event loop needs the cores between runs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return onnxruntime.InferenceSession(
             str(path), sess_options=options, providers=list(zip(choice.providers, choice.options, strict=True))
@@ -110,7 +112,7 @@ def _create_session(path: Path, choice: ProviderChoice):
 class Model:
     """An artifact folder ready to run. Create it with `load()`."""
 
-    def __init__(self, folder: Path, provider: str | None = "auto", device_id: int = 0):
+    def __init__(self, folder: Path, provider: str | None = "auto", device_id: int = 0, *, spin: bool = True):
         self.folder = Path(folder)
         path = self.folder / ARTIFACT_MANIFEST
         manifest = ArtifactManifest.from_dict(_read_json(path, required=True))
@@ -140,7 +142,7 @@ class Model:
                 if key not in self.graphs:
                     raise GpuxError(f"{ARTIFACT_MANIFEST} graphs lacks '{key}' for a seq2seq model", _HINT_REBUILD)
         for key, rel in sorted(self.graphs.items()):
-            self.sessions[key] = _create_session(self.folder / rel, self.choice)
+            self.sessions[key] = _create_session(self.folder / rel, self.choice, spin)
         self.main = self.sessions.get("model") or self.sessions.get("encoder") or next(iter(self.sessions.values()))
         self.providers = list(self.main.get_providers())
         if self.choice.primary not in self.providers:
@@ -174,16 +176,30 @@ class Model:
             "task": self.task,
         }
 
-    def run(self, feed: dict[str, np.ndarray], graph: str | None = None) -> dict[str, np.ndarray]:
-        """Run one graph (the main one by default) on numpy inputs; returns outputs by name."""
+    def run(
+        self, feed: dict[str, np.ndarray], graph: str | None = None, *, caller_tensors: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Run one graph (the main one by default) on numpy inputs; returns outputs by name.
+
+        onnxruntime refusing the feed (wrong names, ranks, dtypes), or failing on tensors the caller made
+        (`caller_tensors`: an id out of range, say), is the caller's error (exit 2); failing on inputs our
+        tokenizer made is an InferenceError (the artifact's or the provider's fault)."""
+        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
         session = self.sessions[graph] if graph else self.main
         try:
             values = session.run(None, feed)
-        except Exception as exc:  # ORT's InvalidArgument etc.: wrong shapes/dtypes from the caller
-            raise GpuxError(
-                f"onnxruntime rejected the inputs: {str(exc).splitlines()[0]}",
-                f"the model takes {self.input_types}",
-                exit_code=2,
+        except Exception as exc:  # ORT raises its own InvalidArgument/Fail/RuntimeException/EPFail types
+            first = shorten(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 300)
+            if caller_tensors or isinstance(exc, (InvalidArgument, ValueError, TypeError)):
+                raise GpuxError(
+                    f"onnxruntime rejected the inputs: {first}", f"the model takes {self.input_types}", exit_code=2
+                ) from exc
+            rel = self.graphs.get(graph or "model") or next(iter(self.graphs.values()))
+            raise InferenceError(
+                f"onnxruntime failed while running {rel}: {first}",
+                "the inputs were accepted: the artifact or the execution provider failed; try --provider cpu, "
+                "or rebuild the artifact",
             ) from exc
         return dict(zip([o.name for o in session.get_outputs()], values, strict=True))
 
@@ -231,7 +247,9 @@ class Model:
         """
         parsed = parse_inputs(inputs, self.input_types, self.task, options)
         if parsed.tensors is not None:
-            return {name: value.tolist() for name, value in self.run(self.feed(parsed.tensors)).items()}
+            return {
+                name: value.tolist() for name, value in self.run(self.feed(parsed.tensors), caller_tensors=True).items()
+            }
         results = self._predict_texts(parsed, on_token)
         return {"results": results} if parsed.batched else results[0]
 
@@ -242,6 +260,8 @@ class Model:
     def _predict_texts(self, parsed: ParsedInputs, on_token) -> Sequence[dict | list[dict]]:
         opts = parsed.options
         task = self.task
+        if opts.get("candidate_labels") is not None:
+            return [self._zero_shot(text, opts) for text in self._zero_shot_texts(parsed)]
         if task in ("text-generation", "text2text-generation"):
             return [self._generate(text, opts, on_token) for text in parsed.texts]
         if task == "feature-extraction":
@@ -275,6 +295,32 @@ class Model:
         return tasks.token_classification(
             logits, batch.encodings, id2label, self.tokenizer, str(opts.get("aggregation_strategy", "simple"))
         )
+
+    def _zero_shot_texts(self, parsed: ParsedInputs) -> list[str]:
+        """The texts of a zero-shot request, once the model is known to be an NLI classifier."""
+        if self.task != "text-classification" or parsed.pairs is not None:
+            raise GpuxError(
+                f"candidate_labels asks for zero-shot classification of single texts, by an NLI text-classification "
+                f"model; this is a {self.task} model" + (" and the input has text pairs" if parsed.pairs else ""),
+                "leave candidate_labels out, or use an NLI model (labels entailment, contradiction, ...)",
+                exit_code=2,
+            )
+        if tasks.entailment_id(self.config.get("label2id") or {}) is None:
+            labels = sorted((self.config.get("label2id") or {}).keys())
+            raise GpuxError(
+                f"zero-shot classification needs an NLI model, with an entailment label; this model's labels are {labels}",
+                "use an NLI model (e.g. one fine-tuned on MNLI), or leave candidate_labels out",
+            )
+        return parsed.texts
+
+    def _zero_shot(self, text: str, opts: dict) -> dict:
+        labels = tasks.candidate_labels(opts["candidate_labels"])
+        template = opts.get("hypothesis_template") or tasks.DEFAULT_HYPOTHESIS
+        hypotheses = [template.replace("{}", label) for label in labels]  # not str.format: no attribute lookups
+        _, outputs = self._encode(ParsedInputs(texts=[text] * len(labels), pairs=hypotheses), truncation="only_first")
+        logits = outputs.get("logits", next(iter(outputs.values())))
+        entailment = tasks.entailment_id(self.config.get("label2id") or {})
+        return tasks.zero_shot(logits, int(entailment or 0), labels, bool(opts.get("multi_label")), text)
 
     def generate(self, prompt: str, on_token=None, *, add_special_tokens: bool = True, **options) -> tuple[dict, int]:
         """(`predict`'s result, prompt tokens) for one prompt of a generation model; `add_special_tokens` False
@@ -345,12 +391,13 @@ class Model:
         return {**result, "generated_text": completion}
 
 
-def load(artifact_dir: str | Path, provider: str | None = "auto", device_id: int = 0) -> Model:
-    """Load an artifact folder (see docs/architecture.md) onto the chosen execution provider."""
+def load(artifact_dir: str | Path, provider: str | None = "auto", device_id: int = 0, *, spin: bool = True) -> Model:
+    """Load an artifact folder (see docs/architecture.md) onto the chosen execution provider. `spin` False: the
+    onnxruntime threads sleep between runs instead of spinning (for servers, which need the cores then)."""
     folder = Path(artifact_dir)
     if not folder.is_dir():
         raise GpuxError(f"{folder} is not a folder", "pass the path of a built artifact (gpux build)")
-    return Model(folder, provider, device_id)
+    return Model(folder, provider, device_id, spin=spin)
 
 
 def benchmark(model: Model, inputs, runs: int = 100, warmup: int = 10) -> dict:

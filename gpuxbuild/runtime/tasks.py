@@ -57,6 +57,35 @@ def classify(
     return results
 
 
+DEFAULT_HYPOTHESIS = "This example is {}."  # the zero-shot-classification pipeline's default template
+
+
+def candidate_labels(value: str | list[str]) -> list[str]:
+    """The pipeline's parsing of candidate_labels: a list as is, a string split on commas."""
+    return [label.strip() for label in value.split(",") if label.strip()] if isinstance(value, str) else list(value)
+
+
+def entailment_id(label2id: dict) -> int | None:
+    """The index of an NLI model's entailment label (the first whose name starts with "entail"), or None."""
+    for label, index in label2id.items():
+        if str(label).lower().startswith("entail"):
+            return int(index)
+    return None
+
+
+def zero_shot(logits: np.ndarray, entailment: int, labels: list[str], multi_label: bool, sequence: str) -> dict:
+    """The zero-shot-classification pipeline's answer from an NLI model's logits, one row per (text, hypothesis
+    of a label): softmax of the entailment logits over the labels, or, with `multi_label` (or one label),
+    entailment against contradiction per label. Labels sorted by score, likeliest first."""
+    if multi_label or len(labels) == 1:
+        contradiction = -1 if entailment == 0 else 0
+        scores = softmax(logits[:, [contradiction, entailment]])[:, 1]
+    else:
+        scores = softmax(logits[:, entailment])
+    order = list(reversed(scores.argsort()))  # as the pipeline orders (ties included)
+    return {"labels": [labels[i] for i in order], "scores": [float(scores[i]) for i in order], "sequence": sequence}
+
+
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str = "mean") -> np.ndarray:
     """Sentence vectors from token vectors [batch, seq, dim] with the attention mask (mean, cls, max, lasttoken)."""
     mask_f = mask[..., None].astype(hidden.dtype)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gpuxbuild.fsutil import fsync_dir
+from gpuxbuild.fsutil import fsync_dir, remove_tree
 from gpuxbuild.hashing import sha256_bytes, sha256_file
 from gpuxbuild.store.files import FileEntry
 from gpuxbuild.store.verified import VerifiedArtifact, read_verified_artifact, stat_fields
@@ -98,14 +98,20 @@ def artifact_digest(folder: Path) -> str:
     return "sha256:" + sha256_file(folder / ARTIFACT_MANIFEST)
 
 
-def publish(staging: Path, dest: Path) -> None:
-    """Make the staged artifact read-only and rename it into place (atomic on one filesystem)."""
+def publish(staging: Path, dest: Path, *, replace: bool = False) -> None:
+    """Make the staged artifact read-only and rename it into place (atomic on one filesystem). `replace`:
+    an artifact already at `dest` is moved aside first, then removed (the caller holds its build lock)."""
     for p in staging.rglob("*"):
         if p.is_file():
             os.chmod(p, 0o444)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    old = staging.with_name(f"{staging.name}-replaced")
+    if replace and dest.exists():
+        os.rename(dest, old)
     os.rename(staging, dest)
     fsync_dir(dest.parent)
+    if old.exists():
+        remove_tree(old)
 
 
 def remember_artifact(store: Store, key: str, digest_: str) -> None:

@@ -63,8 +63,12 @@ class Fetcher:
         label: str,
         jobs: int = DEFAULT_JOBS,
         reporter: Reporter | None = None,
+        force: bool = False,
     ):
+        """`force`: download every file again, also those in the store (once per Store: a file this run
+        already fetched, say while resolving, is not fetched twice)."""
         self.manager, self.repo, self.store, self.label, self.reporter = manager, repo, store, label, reporter
+        self.force = force
         self.result = FetchResult()
         self._added: set[str] = set()
         self._futures: dict = {}
@@ -80,12 +84,14 @@ class Fetcher:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def add(self, commit: str, files: list[FileEntry]) -> None:
-        """Start fetching the files of `commit` not added before and not in the store yet."""
+        """Start fetching the files of `commit` not added before and not in the store yet (`force`: and
+        not fetched by this Store yet)."""
         files = [f for f in files if f.path not in self._added]
         self._added.update(f.path for f in files)
         todo = []
         for f in files:
-            if self.store.has_object(f.sha256):
+            fresh = f.sha256 in self.store.downloaded_objects
+            if self.store.has_object(f.sha256) and (fresh or not self.force):
                 self.result.hits.append(f.path)
             else:
                 todo.append(f)
@@ -117,7 +123,7 @@ class Fetcher:
                 reporter.advance(f.path, resume_from)
             self.manager.download(self.repo, commit, f, dest, resume_from=resume_from, progress=progress)
 
-        hit = self.store.ensure_object(f.sha256, f.size, writer, label=label)
+        hit = self.store.ensure_object(f.sha256, f.size, writer, label=label, force=self.force)
         if reporter:
             reporter.finish(f.path, hit)
         return hit

@@ -257,19 +257,21 @@ class Store:
         return d
 
     # -- objects ---------------------------------------------------------------------------------
-    def ensure_object(self, sha256: str, size: int, writer: Writer, *, label: str) -> bool:
+    def ensure_object(self, sha256: str, size: int, writer: Writer, *, label: str, force: bool = False) -> bool:
         """Make object `sha256` exist, writing it with `writer` if needed. Returns True on a store hit.
 
         The partial file is named by the hash, so an interrupted download resumes in a later run;
         the per-object lock makes concurrent processes download each object once. Bytes that do not
-        hash to `sha256` raise IntegrityError naming `label`, and nothing is kept.
+        hash to `sha256` raise IntegrityError naming `label`, and nothing is kept. `force` writes the
+        object again even when it is there (`gpux pull --force`); the stored one is replaced only by
+        bytes that verify.
         """
         self.hold(sha256)
-        if self.has_object(sha256):
+        if not force and self.has_object(sha256):
             self.record_stats(hits=1)
             return True
         with self.lock(f"obj-{sha256}"):
-            if self.has_object(sha256):
+            if not force and self.has_object(sha256):
                 self.record_stats(hits=1)
                 return True
             partial = self._verified_partial(sha256, size, writer, lambda got, n: mismatch(label, sha256, got, size, n))

@@ -29,6 +29,7 @@ KINDS = {
     "bert-multilabel": ("text-classification", "text-classification"),
     "distilbert": ("text-classification", "text-classification"),
     "roberta": ("text-classification", "text-classification"),
+    "deberta-v2": ("text-classification", "text-classification"),  # NLI labels: zero-shot classification
     "bert-mlm": ("fill-mask", "fill-mask"),
     "bert-ner": ("token-classification", "token-classification"),
     "bert-qa": ("question-answering", "question-answering"),
