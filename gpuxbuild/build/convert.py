@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -370,18 +372,19 @@ def run_export(
         # per the copied 1_Pooling config, so the export needs no sentence-transformers package.
         # Seq2seq decoders are post-processed before they are merged: ORT's optimizer, fp16 converter and
         # quantizer do not handle the merged graph's If subgraphs.
-        main_export(
-            str(source),
-            export_dir,
-            task=optimum_task(task),
-            opset=opset,
-            device="cpu",
-            dtype="fp32",
-            do_validation=False,
-            library_name="transformers",
-            trust_remote_code=trust_remote_code,
-            no_post_process=seq2seq,
-        )
+        with _keeping_loaded_model() as loaded:
+            main_export(
+                str(source),
+                export_dir,
+                task=optimum_task(task),
+                opset=opset,
+                device="cpu",
+                dtype="fp32",
+                do_validation=False,
+                library_name="transformers",
+                trust_remote_code=trust_remote_code,
+                no_post_process=seq2seq,
+            )
         stage("export")
         graphs = (
             {"encoder": "encoder_model.onnx", "decoder": "decoder_model_merged.onnx"}
@@ -411,9 +414,42 @@ def run_export(
 
     max_diff = None
     if validate:
-        max_diff = _validate(source, out, graphs, task, name, dtype, quantize, atol)
+        reference = loaded[0] if len(loaded) == 1 else None
+        max_diff = _validate(source, out, graphs, task, name, dtype, quantize, atol, reference)
         stage("validate")
     return {"graphs": graphs, "max_diff": max_diff, "stages": stages}
+
+
+@contextmanager
+def _keeping_loaded_model() -> Iterator[list]:
+    """Collect the PyTorch model(s) optimum's ``main_export`` loads, so validation compares against the same
+    model instead of loading the weights a second time (``main_export`` takes a path, not a loaded model, and
+    its own loading logic (dtype, pad token, attention implementation) is what the export must keep).
+
+    The export changes the model's configs (its patcher sets ``use_cache`` on every submodule's config, for
+    one): they are restored on the way out, so the model is as ``from_pretrained`` returned it.
+    """
+    from optimum.exporters.tasks import TasksManager
+
+    loaded: list = []
+    saved: list[tuple[object, dict]] = []
+    original = TasksManager.__dict__["get_model_from_task"]
+
+    def keep(*args, **kwargs):
+        model = original.__func__(*args, **kwargs)
+        configs = {id(m.config): m.config for m in model.modules() if hasattr(m, "config")}
+        saved.extend((config, dict(vars(config))) for config in configs.values())
+        loaded.append(model)
+        return model
+
+    TasksManager.get_model_from_task = staticmethod(keep)
+    try:
+        yield loaded
+    finally:
+        TasksManager.get_model_from_task = original
+        for config, attributes in saved:
+            vars(config).clear()
+            vars(config).update(attributes)
 
 
 def _check_supported(name: str, config: dict, task: str) -> None:
@@ -462,8 +498,8 @@ def _post_process(
 
         # Inputs and outputs stay float32 so the runtime feeds every dtype the same way.
         half = convert_float_to_float16(onnx.load(str(work)), keep_io_types=True)
-        work = src.with_name(f"fp16-{src.name}")
-        _save(half, work)
+        loaded_from, work = work, src.with_name(f"fp16-{src.name}")
+        _save(half, work, loaded_from)
         stage("fp16")
     if quantize == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -481,7 +517,7 @@ def _post_process(
         stage("quantize")
     model = onnx.load(str(work))
     _strip(model)
-    _save(model, dest)
+    _save(model, dest, work)
 
 
 def _merge_decoders(folder: Path) -> None:
@@ -498,11 +534,16 @@ def _merge_decoders(folder: Path) -> None:
     )
     model = onnx.load(str(merged))
     _strip(model)
-    _save(model, folder / "decoder_model_merged.onnx")
+    _save(model, folder / "decoder_model_merged.onnx", merged)
+
+
+def _disk_size(path: Path) -> int:
+    """Bytes of a graph file and its external data files (``<name>_data`` etc. beside it)."""
+    return sum(p.stat().st_size for p in path.parent.glob(f"{path.name}*"))
 
 
 def _is_large(path: Path) -> bool:
-    return sum(p.stat().st_size for p in path.parent.glob(f"{path.name}*")) >= TWO_GB
+    return _disk_size(path) >= TWO_GB
 
 
 def _strip(model) -> None:
@@ -524,11 +565,19 @@ def _strip(model) -> None:
     graph(model.graph)
 
 
-def _save(model, dest: Path) -> None:
-    """Save a graph; over 2 GB its weights go to ``<name>_data`` next to it (a relative location)."""
+def _save(model, dest: Path, loaded_from: Path) -> None:
+    """Save a graph read from ``loaded_from``; over 2 GB its weights go to ``<name>_data`` next to it (a relative
+    location).
+
+    A graph read from under 1 GB of files is far from the limit (stripping and fp16 only shrink it), so it is
+    serialized once, without ``ByteSize()`` first: that walks the whole graph, as long as serializing it does.
+    The bytes are those ``onnx.save`` writes (it writes ``SerializeToString()`` of a graph without external data).
+    """
     import onnx
 
-    if model.ByteSize() < TWO_GB:
+    if _disk_size(loaded_from) < TWO_GB // 2:
+        dest.write_bytes(model.SerializeToString())
+    elif model.ByteSize() < TWO_GB:
         onnx.save(model, str(dest))
     else:
         onnx.save(
@@ -580,10 +629,12 @@ def _validate(
     dtype: str,
     quantize: str | None,
     atol: float | None,
+    model=None,
 ) -> float:
     """Run the final graphs and the PyTorch model on a sample text; raise ValidationError beyond the tolerance.
 
-    Generative graphs are checked on their first step (empty KV cache), the step every generation starts with.
+    ``model`` is the PyTorch model the export loaded (None: load it from ``source``). Generative graphs are
+    checked on their first step (empty KV cache), the step every generation starts with.
     """
     import numpy as np
     import onnxruntime as ort
@@ -593,7 +644,9 @@ def _validate(
     tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(out / "tokenizer.json"))
     ids = np.array([tokenizer(SAMPLE_TEXT)["input_ids"][:24]], dtype=np.int64)
     mask = np.ones_like(ids)
-    model = getattr(transformers, AUTO_CLASSES[task]).from_pretrained(source, local_files_only=True).eval()
+    if model is None:
+        model = getattr(transformers, AUTO_CLASSES[task]).from_pretrained(source, local_files_only=True)
+    model = model.eval()
     options = ort.SessionOptions()
     options.log_severity_level = 3
 
