@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from gpuxbuild.errors import GpuxError
+from gpuxbuild.schemas_io import schema_validator
 
 # Which graph the GPUX runtime runs (model.source) when an artifact has several.
 MAIN_GRAPH_ROLES = ("model", "encoder", "decoder")
@@ -72,8 +73,6 @@ def gpux_schema() -> dict[str, Any]:
 
 def validate_gpux_yml(text: str) -> None:
     """Check gpux.yml text against ``schemas/gpux.schema.json``; raise GpuxError on the first problem."""
-    import jsonschema
-
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -81,7 +80,7 @@ def validate_gpux_yml(text: str) -> None:
             f"gpux.yml is not valid YAML: {exc}".splitlines()[0],
             "regenerate it with gpux build",
         ) from exc
-    validator = jsonschema.Draft202012Validator(gpux_schema())
+    validator = schema_validator(gpux_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
