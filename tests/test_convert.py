@@ -171,7 +171,11 @@ def exported(request, tmp_path_factory, pool):
     return get
 
 
-KIND_TESTS = {"test_export_kind", "test_export_is_byte_identical_across_processes_and_folders"}
+KIND_TESTS = {
+    "test_export_kind",
+    "test_export_is_byte_identical_across_processes_and_folders",
+    "test_graph_io_from_the_export_is_what_the_files_say",
+}
 
 
 @pytest.mark.slow
@@ -359,3 +363,16 @@ print(json.dumps({{"loads": loads, "max_diff": result["max_diff"]}}))
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(report["loads"]) == 1, report
     assert report["max_diff"] is not None and report["max_diff"] < 1e-3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["bert", "t5"])
+def test_graph_io_from_the_export_is_what_the_files_say(kind, exported):
+    """gpux.yml is rendered from the inputs and outputs the exporter read from the graphs it had in memory: the
+    same as reading the written files again (as the build did before)."""
+    from gpuxbuild.build.gpuxyml import read_graph_io
+
+    result, out = exported(kind)
+    assert set(result.io) == set(result.graphs.values())
+    for file_name in result.graphs.values():
+        assert json.loads(json.dumps(read_graph_io(out / file_name))) == result.io[file_name]

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpuxbuild.build.gpuxyml import GraphIO, graph_io
 from gpuxbuild.errors import GpuxError, MissingExtraError
 from gpuxbuild.tasks import SUPPORTED_TASKS, optimum_task
 
@@ -70,11 +71,13 @@ _ERRORS = {
 
 @dataclass
 class ExportResult:
-    """What an export produced: graph role -> file name in out_dir, validation max diff, seconds per stage."""
+    """What an export produced: graph role -> file name in out_dir, validation max diff, seconds per stage, and
+    each graph file's inputs and outputs (gpuxyml.graph_io, read while the graph was in memory)."""
 
     graphs: dict[str, str]
     max_diff: float | None = None
     stages: dict[str, float] = field(default_factory=dict)
+    io: dict[str, list] = field(default_factory=dict)
 
 
 def export_onnx(
@@ -135,7 +138,7 @@ def export_onnx(
         raise _error_from(payload["error"])
     result = payload["result"]
     stages = dict(result["stages"]) | {"total": round(time.perf_counter() - started, 3)}
-    return ExportResult(graphs=result["graphs"], max_diff=result["max_diff"], stages=stages)
+    return ExportResult(graphs=result["graphs"], max_diff=result["max_diff"], stages=stages, io=result["io"])
 
 
 class _Worker:
@@ -396,12 +399,15 @@ def run_export(
         )
         processed = export_dir / "processed"
         processed.mkdir()
+        io = {}
         for file_name in parts:
             if not (export_dir / file_name).is_file():
                 raise ExportError(f"{name}: the exporter wrote no {file_name}", "report this model")
-            _post_process(export_dir / file_name, processed / file_name, config, optimize, dtype, quantize, stage)
+            io[file_name] = _post_process(
+                export_dir / file_name, processed / file_name, config, optimize, dtype, quantize, stage
+            )
         if seq2seq:
-            _merge_decoders(processed)
+            io[graphs["decoder"]] = _merge_decoders(processed)
             stage("merge")
         for file_name in graphs.values():
             for path in processed.glob(f"{file_name}*"):
@@ -417,7 +423,7 @@ def run_export(
         reference = loaded[0] if len(loaded) == 1 else None
         max_diff = _validate(source, out, graphs, task, name, dtype, quantize, atol, reference)
         stage("validate")
-    return {"graphs": graphs, "max_diff": max_diff, "stages": stages}
+    return {"graphs": graphs, "max_diff": max_diff, "stages": stages, "io": {f: io[f] for f in graphs.values()}}
 
 
 @contextmanager
@@ -476,8 +482,9 @@ def _check_supported(name: str, config: dict, task: str) -> None:
 
 def _post_process(
     src: Path, dest: Path, config: dict, optimize: int | None, dtype: str, quantize: str | None, stage
-) -> None:
-    """Optimize / fp16 / int8 one graph, then write it to ``dest`` without doc strings or metadata."""
+) -> GraphIO:
+    """Optimize / fp16 / int8 one graph, then write it to ``dest`` without doc strings or metadata; returns its
+    inputs and outputs."""
     import onnx
 
     work = src
@@ -518,10 +525,12 @@ def _post_process(
     model = onnx.load(str(work))
     _strip(model)
     _save(model, dest, work)
+    return graph_io(model, dest.name)
 
 
-def _merge_decoders(folder: Path) -> None:
-    """decoder_model.onnx + decoder_with_past_model.onnx -> decoder_model_merged.onnx (one graph, If on the cache)."""
+def _merge_decoders(folder: Path) -> GraphIO:
+    """decoder_model.onnx + decoder_with_past_model.onnx -> decoder_model_merged.onnx (one graph, If on the cache);
+    returns its inputs and outputs."""
     import onnx
     from optimum.onnx import merge_decoders
 
@@ -535,6 +544,7 @@ def _merge_decoders(folder: Path) -> None:
     model = onnx.load(str(merged))
     _strip(model)
     _save(model, folder / "decoder_model_merged.onnx", merged)
+    return graph_io(model, "decoder_model_merged.onnx")
 
 
 def _disk_size(path: Path) -> int:
