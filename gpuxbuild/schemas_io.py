@@ -27,7 +27,7 @@ def schema_validator(schema: dict):
     sys.modules makes its import fail, which jsonschema expects), unless this process imported it already.
     """
     if "jsonschema" not in sys.modules:
-        sys.modules.setdefault("rfc3987_syntax", None)
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None: "import fails"
     from jsonschema import Draft202012Validator
 
     return Draft202012Validator(schema)
