@@ -171,7 +171,11 @@ def exported(request, tmp_path_factory, pool):
     return get
 
 
-KIND_TESTS = {"test_export_kind", "test_export_is_byte_identical_across_processes_and_folders"}
+KIND_TESTS = {
+    "test_export_kind",
+    "test_export_is_byte_identical_across_processes_and_folders",
+    "test_graph_io_from_the_export_is_what_the_files_say",
+}
 
 
 @pytest.mark.slow
@@ -331,3 +335,44 @@ def test_validate_false_skips_validation(tmp_path, pool):
 
     graph = onnx.load(str(tmp_path / "out/model.onnx"))
     assert {o.domain: o.version for o in graph.opset_import}[""] == 17
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["bert", "t5"])
+def test_export_and_validation_load_the_weights_once(kind, tmp_path):
+    """Validation compares the graphs with the model the export loaded, not a second copy read from disk."""
+    code = f"""
+import json, sys
+import transformers.modeling_utils as mu
+from gpuxbuild.build.convert import run_export
+loads = []
+original = mu.PreTrainedModel.from_pretrained.__func__
+def counted(cls, *args, **kwargs):
+    loads.append(cls.__name__)
+    return original(cls, *args, **kwargs)
+mu.PreTrainedModel.from_pretrained = classmethod(counted)
+result = run_export({str(tinymodels.repo_dir(kind))!r}, {str(tmp_path / "out")!r}, task={_task(kind)!r},
+    library="transformers", opset=None, dtype="fp32", optimize=None, quantize=None, validate=True, atol=None,
+    trust_remote_code=False, name="tiny")
+print(json.dumps({{"loads": loads, "max_diff": result["max_diff"]}}))
+"""
+    (tmp_path / "out").mkdir()
+    env = os.environ | {"PYTHONHASHSEED": "0", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(report["loads"]) == 1, report
+    assert report["max_diff"] is not None and report["max_diff"] < 1e-3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["bert", "t5"])
+def test_graph_io_from_the_export_is_what_the_files_say(kind, exported):
+    """gpux.yml is rendered from the inputs and outputs the exporter read from the graphs it had in memory: the
+    same as reading the written files again (as the build did before)."""
+    from gpuxbuild.build.gpuxyml import read_graph_io
+
+    result, out = exported(kind)
+    assert set(result.io) == set(result.graphs.values())
+    for file_name in result.graphs.values():
+        assert json.loads(json.dumps(read_graph_io(out / file_name))) == result.io[file_name]

@@ -33,8 +33,9 @@ def serve() -> None:
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    try:  # import the exporter stack while the parent fetches sources; run_export reports a missing extra
-        import optimum.exporters.onnx  # noqa: F401
+    try:  # import what every export uses while the parent fetches sources; run_export reports a missing extra
+        import onnxruntime  # noqa: F401  (validation)
+        import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX configs)
     except ImportError:
         pass
     for line in sys.stdin:

@@ -16,9 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpuxbuild.build.gpuxyml import GraphIO, graph_io
 from gpuxbuild.errors import GpuxError, MissingExtraError
 from gpuxbuild.tasks import SUPPORTED_TASKS, optimum_task
 
@@ -68,11 +71,13 @@ _ERRORS = {
 
 @dataclass
 class ExportResult:
-    """What an export produced: graph role -> file name in out_dir, validation max diff, seconds per stage."""
+    """What an export produced: graph role -> file name in out_dir, validation max diff, seconds per stage, and
+    each graph file's inputs and outputs (gpuxyml.graph_io, read while the graph was in memory)."""
 
     graphs: dict[str, str]
     max_diff: float | None = None
     stages: dict[str, float] = field(default_factory=dict)
+    io: dict[str, list] = field(default_factory=dict)
 
 
 def export_onnx(
@@ -133,7 +138,7 @@ def export_onnx(
         raise _error_from(payload["error"])
     result = payload["result"]
     stages = dict(result["stages"]) | {"total": round(time.perf_counter() - started, 3)}
-    return ExportResult(graphs=result["graphs"], max_diff=result["max_diff"], stages=stages)
+    return ExportResult(graphs=result["graphs"], max_diff=result["max_diff"], stages=stages, io=result["io"])
 
 
 class _Worker:
@@ -370,18 +375,19 @@ def run_export(
         # per the copied 1_Pooling config, so the export needs no sentence-transformers package.
         # Seq2seq decoders are post-processed before they are merged: ORT's optimizer, fp16 converter and
         # quantizer do not handle the merged graph's If subgraphs.
-        main_export(
-            str(source),
-            export_dir,
-            task=optimum_task(task),
-            opset=opset,
-            device="cpu",
-            dtype="fp32",
-            do_validation=False,
-            library_name="transformers",
-            trust_remote_code=trust_remote_code,
-            no_post_process=seq2seq,
-        )
+        with _keeping_loaded_model() as loaded:
+            main_export(
+                str(source),
+                export_dir,
+                task=optimum_task(task),
+                opset=opset,
+                device="cpu",
+                dtype="fp32",
+                do_validation=False,
+                library_name="transformers",
+                trust_remote_code=trust_remote_code,
+                no_post_process=seq2seq,
+            )
         stage("export")
         graphs = (
             {"encoder": "encoder_model.onnx", "decoder": "decoder_model_merged.onnx"}
@@ -393,12 +399,15 @@ def run_export(
         )
         processed = export_dir / "processed"
         processed.mkdir()
+        io = {}
         for file_name in parts:
             if not (export_dir / file_name).is_file():
                 raise ExportError(f"{name}: the exporter wrote no {file_name}", "report this model")
-            _post_process(export_dir / file_name, processed / file_name, config, optimize, dtype, quantize, stage)
+            io[file_name] = _post_process(
+                export_dir / file_name, processed / file_name, config, optimize, dtype, quantize, stage
+            )
         if seq2seq:
-            _merge_decoders(processed)
+            io[graphs["decoder"]] = _merge_decoders(processed)
             stage("merge")
         for file_name in graphs.values():
             for path in processed.glob(f"{file_name}*"):
@@ -411,9 +420,42 @@ def run_export(
 
     max_diff = None
     if validate:
-        max_diff = _validate(source, out, graphs, task, name, dtype, quantize, atol)
+        reference = loaded[0] if len(loaded) == 1 else None
+        max_diff = _validate(source, out, graphs, task, name, dtype, quantize, atol, reference)
         stage("validate")
-    return {"graphs": graphs, "max_diff": max_diff, "stages": stages}
+    return {"graphs": graphs, "max_diff": max_diff, "stages": stages, "io": {f: io[f] for f in graphs.values()}}
+
+
+@contextmanager
+def _keeping_loaded_model() -> Iterator[list]:
+    """Collect the PyTorch model(s) optimum's ``main_export`` loads, so validation compares against the same
+    model instead of loading the weights a second time (``main_export`` takes a path, not a loaded model, and
+    its own loading logic (dtype, pad token, attention implementation) is what the export must keep).
+
+    The export changes the model's configs (its patcher sets ``use_cache`` on every submodule's config, for
+    one): they are restored on the way out, so the model is as ``from_pretrained`` returned it.
+    """
+    from optimum.exporters.tasks import TasksManager
+
+    loaded: list = []
+    saved: list[tuple[object, dict]] = []
+    original = TasksManager.__dict__["get_model_from_task"]
+
+    def keep(*args, **kwargs):
+        model = original.__func__(*args, **kwargs)
+        configs = {id(m.config): m.config for m in model.modules() if hasattr(m, "config")}
+        saved.extend((config, dict(vars(config))) for config in configs.values())
+        loaded.append(model)
+        return model
+
+    TasksManager.get_model_from_task = staticmethod(keep)
+    try:
+        yield loaded
+    finally:
+        TasksManager.get_model_from_task = original
+        for config, attributes in saved:
+            vars(config).clear()
+            vars(config).update(attributes)
 
 
 def _check_supported(name: str, config: dict, task: str) -> None:
@@ -440,8 +482,9 @@ def _check_supported(name: str, config: dict, task: str) -> None:
 
 def _post_process(
     src: Path, dest: Path, config: dict, optimize: int | None, dtype: str, quantize: str | None, stage
-) -> None:
-    """Optimize / fp16 / int8 one graph, then write it to ``dest`` without doc strings or metadata."""
+) -> GraphIO:
+    """Optimize / fp16 / int8 one graph, then write it to ``dest`` without doc strings or metadata; returns its
+    inputs and outputs."""
     import onnx
 
     work = src
@@ -462,8 +505,8 @@ def _post_process(
 
         # Inputs and outputs stay float32 so the runtime feeds every dtype the same way.
         half = convert_float_to_float16(onnx.load(str(work)), keep_io_types=True)
-        work = src.with_name(f"fp16-{src.name}")
-        _save(half, work)
+        loaded_from, work = work, src.with_name(f"fp16-{src.name}")
+        _save(half, work, loaded_from)
         stage("fp16")
     if quantize == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -481,11 +524,13 @@ def _post_process(
         stage("quantize")
     model = onnx.load(str(work))
     _strip(model)
-    _save(model, dest)
+    _save(model, dest, work)
+    return graph_io(model, dest.name)
 
 
-def _merge_decoders(folder: Path) -> None:
-    """decoder_model.onnx + decoder_with_past_model.onnx -> decoder_model_merged.onnx (one graph, If on the cache)."""
+def _merge_decoders(folder: Path) -> GraphIO:
+    """decoder_model.onnx + decoder_with_past_model.onnx -> decoder_model_merged.onnx (one graph, If on the cache);
+    returns its inputs and outputs."""
     import onnx
     from optimum.onnx import merge_decoders
 
@@ -498,11 +543,17 @@ def _merge_decoders(folder: Path) -> None:
     )
     model = onnx.load(str(merged))
     _strip(model)
-    _save(model, folder / "decoder_model_merged.onnx")
+    _save(model, folder / "decoder_model_merged.onnx", merged)
+    return graph_io(model, "decoder_model_merged.onnx")
+
+
+def _disk_size(path: Path) -> int:
+    """Bytes of a graph file and its external data files (``<name>_data`` etc. beside it)."""
+    return sum(p.stat().st_size for p in path.parent.glob(f"{path.name}*"))
 
 
 def _is_large(path: Path) -> bool:
-    return sum(p.stat().st_size for p in path.parent.glob(f"{path.name}*")) >= TWO_GB
+    return _disk_size(path) >= TWO_GB
 
 
 def _strip(model) -> None:
@@ -524,11 +575,19 @@ def _strip(model) -> None:
     graph(model.graph)
 
 
-def _save(model, dest: Path) -> None:
-    """Save a graph; over 2 GB its weights go to ``<name>_data`` next to it (a relative location)."""
+def _save(model, dest: Path, loaded_from: Path) -> None:
+    """Save a graph read from ``loaded_from``; over 2 GB its weights go to ``<name>_data`` next to it (a relative
+    location).
+
+    A graph read from under 1 GB of files is far from the limit (stripping and fp16 only shrink it), so it is
+    serialized once, without ``ByteSize()`` first: that walks the whole graph, as long as serializing it does.
+    The bytes are those ``onnx.save`` writes (it writes ``SerializeToString()`` of a graph without external data).
+    """
     import onnx
 
-    if model.ByteSize() < TWO_GB:
+    if _disk_size(loaded_from) < TWO_GB // 2:
+        dest.write_bytes(model.SerializeToString())
+    elif model.ByteSize() < TWO_GB:
         onnx.save(model, str(dest))
     else:
         onnx.save(
@@ -580,10 +639,12 @@ def _validate(
     dtype: str,
     quantize: str | None,
     atol: float | None,
+    model=None,
 ) -> float:
     """Run the final graphs and the PyTorch model on a sample text; raise ValidationError beyond the tolerance.
 
-    Generative graphs are checked on their first step (empty KV cache), the step every generation starts with.
+    ``model`` is the PyTorch model the export loaded (None: load it from ``source``). Generative graphs are
+    checked on their first step (empty KV cache), the step every generation starts with.
     """
     import numpy as np
     import onnxruntime as ort
@@ -593,7 +654,9 @@ def _validate(
     tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(out / "tokenizer.json"))
     ids = np.array([tokenizer(SAMPLE_TEXT)["input_ids"][:24]], dtype=np.int64)
     mask = np.ones_like(ids)
-    model = getattr(transformers, AUTO_CLASSES[task]).from_pretrained(source, local_files_only=True).eval()
+    if model is None:
+        model = getattr(transformers, AUTO_CLASSES[task]).from_pretrained(source, local_files_only=True)
+    model = model.eval()
     options = ort.SessionOptions()
     options.log_severity_level = 3
 

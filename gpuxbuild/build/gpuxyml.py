@@ -7,6 +7,7 @@ fixed key order, no timestamps, no absolute paths.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from decimal import ROUND_CEILING, Decimal
@@ -18,9 +19,12 @@ from typing import Any
 import yaml
 
 from gpuxbuild.errors import GpuxError
+from gpuxbuild.schemas_io import schema_validator
 
 # Which graph the GPUX runtime runs (model.source) when an artifact has several.
 MAIN_GRAPH_ROLES = ("model", "encoder", "decoder")
+# A graph's gpux.yml inputs, outputs, and the named axes of each (graph_io).
+GraphIO = tuple[list[dict], list[dict], dict[str, list]]
 
 # Tasks whose "logits" output scores the classes of config.json's id2label.
 CLASSIFICATION_TASKS = frozenset(
@@ -72,8 +76,6 @@ def gpux_schema() -> dict[str, Any]:
 
 def validate_gpux_yml(text: str) -> None:
     """Check gpux.yml text against ``schemas/gpux.schema.json``; raise GpuxError on the first problem."""
-    import jsonschema
-
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -81,7 +83,7 @@ def validate_gpux_yml(text: str) -> None:
             f"gpux.yml is not valid YAML: {exc}".splitlines()[0],
             "regenerate it with gpux build",
         ) from exc
-    validator = jsonschema.Draft202012Validator(gpux_schema())
+    validator = schema_validator(gpux_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
@@ -102,17 +104,20 @@ def render_gpux_yml(
     runtime: dict[str, Any],
     source: dict[str, str],
     format_version: int,
+    io: dict[str, GraphIO] | None = None,
 ) -> str:
     """Return the gpux.yml text for the artifact in ``artifact_dir``, validated against the schema.
 
     ``graphs`` maps graph roles (model / encoder / decoder) to files in ``artifact_dir``;
     ``config`` is the model's config.json; ``runtime`` holds the manifest's runtime hints
-    (labels, max_length, gpu {memory, backend}, batch_size).
+    (labels, max_length, gpu {memory, backend}, batch_size); ``io`` is ``graph_io`` of graph files
+    (by file name) as the exporter already read them, so the graph need not be parsed again.
     """
     artifact_dir = Path(artifact_dir)
     main_role = _main_role(name, graphs)
     main_file = graphs[main_role]
-    inputs, outputs, axes = read_graph_io(artifact_dir / main_file)
+    known = (io or {}).get(main_file)
+    inputs, outputs, axes = copy.deepcopy(known) if known else read_graph_io(artifact_dir / main_file)
     for item in inputs + outputs:
         if "shape" in item:
             item["shape"] = _Flow(item["shape"])
@@ -149,12 +154,8 @@ def render_gpux_yml(
     return text
 
 
-def read_graph_io(path: Path) -> tuple[list[dict], list[dict], dict[str, list]]:
-    """The inputs and outputs of an ONNX graph as gpux.yml entries, plus each one's named axes.
-
-    Dynamic axes become -1 in ``shape`` (the GPUX parser takes only integers); their exporter
-    names (batch_size, sequence_length, ...) are kept in the returned axes map.
-    """
+def read_graph_io(path: Path) -> GraphIO:
+    """``graph_io`` of the ONNX graph file ``path``."""
     import onnx
 
     try:
@@ -163,6 +164,16 @@ def read_graph_io(path: Path) -> tuple[list[dict], list[dict], dict[str, list]]:
         raise GpuxError(f"ONNX graph {path.name} is missing", "rebuild the model with gpux build") from exc
     except Exception as exc:  # protobuf raises its own DecodeError
         raise GpuxError(f"{path.name} is not a readable ONNX graph: {exc}", "rebuild the model") from exc
+    return graph_io(model, path.name)
+
+
+def graph_io(model, file_name: str) -> GraphIO:
+    """The inputs and outputs of an ONNX ModelProto (read from ``file_name``) as gpux.yml entries, plus each
+    one's named axes (plain lists and dicts: they travel as JSON from the export process).
+
+    Dynamic axes become -1 in ``shape`` (the GPUX parser takes only integers); their exporter
+    names (batch_size, sequence_length, ...) are kept in the returned axes map.
+    """
     graph = model.graph
     initializers = {t.name for t in graph.initializer}
     axes: dict[str, list] = {}
@@ -170,13 +181,13 @@ def read_graph_io(path: Path) -> tuple[list[dict], list[dict], dict[str, list]]:
     def entry(value: Any, kind: str) -> dict[str, Any]:
         if not value.type.HasField("tensor_type"):
             raise GpuxError(
-                f"{path.name}: {kind} {value.name} is not a tensor", "only tensor inputs and outputs are supported"
+                f"{file_name}: {kind} {value.name} is not a tensor", "only tensor inputs and outputs are supported"
             )
         tensor = value.type.tensor_type
         dtype = _DTYPES.get(tensor.elem_type)
         if dtype is None:
             raise GpuxError(
-                f"{path.name}: {kind} {value.name} has an unsupported element type {tensor.elem_type}",
+                f"{file_name}: {kind} {value.name} has an unsupported element type {tensor.elem_type}",
                 "export the model with standard dtypes (float32/float16/int64)",
             )
         item: dict[str, Any] = {"name": value.name, "type": dtype}

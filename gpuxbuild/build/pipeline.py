@@ -194,7 +194,9 @@ def _copy_metadata(src: Path, out: Path) -> None:
             shutil.copyfile(s, out / rel)
 
 
-def _convert(job: BuildJob, src: Path, out: Path, validate: bool, stages: dict, pool) -> dict:
+def _convert(job: BuildJob, src: Path, out: Path, validate: bool, stages: dict, pool) -> tuple[dict, dict]:
+    """Export or place the graphs of `job` into `out`: (graph role -> file, the graphs' inputs and outputs where
+    the exporter read them (gpuxyml.graph_io, by file name))."""
     convert = job.options.get("convert", {})
     if job.conversion == "onnx":
         from gpuxbuild.build.onnx_files import place_onnx
@@ -207,7 +209,7 @@ def _convert(job: BuildJob, src: Path, out: Path, validate: bool, stages: dict, 
 
             ensure_fast_tokenizer(src, out)
         stages["place_onnx"] = round(time.perf_counter() - t, 3)
-        return graphs
+        return graphs, {}
     from gpuxbuild.build.convert import export_onnx
 
     result = export_onnx(
@@ -227,7 +229,7 @@ def _convert(job: BuildJob, src: Path, out: Path, validate: bool, stages: dict, 
     )
     stages.update({k: round(v, 3) for k, v in result.stages.items()})
     _copy_metadata(src, out)
-    return result.graphs
+    return result.graphs, result.io
 
 
 def build_one(
@@ -287,7 +289,7 @@ def build_one(
             _snapshot(store, job.files, src)
             out.mkdir(parents=True)
             stage(job.name, "converting" if job.conversion == "export" else "placing ONNX")
-            graphs = _convert(job, src, out, validate, res.stages, pool)
+            graphs, io = _convert(job, src, out, validate, res.stages, pool)
             stage(job.name, "writing gpux.yml")
             from gpuxbuild.build.gpuxyml import render_gpux_yml
 
@@ -301,6 +303,7 @@ def build_one(
                 runtime=job.options.get("runtime", {}),
                 source=job.source,
                 format_version=ARTIFACT_FORMAT,
+                io=io,
             )
             (out / "gpux.yml").write_text(text, encoding="utf-8")
             res.digest = write_manifest(
@@ -461,12 +464,7 @@ def _build_all(
     with ExportPool(workers) as pool:
         threads = ThreadPoolExecutor(max_workers=workers)
         try:
-            pool.prestart(
-                sum(
-                    j.conversion == "export" and not (artifact_path(store, j.key) / ARTIFACT_MANIFEST).is_file()
-                    for j in batch
-                )
-            )
+            pool.prestart(sum(will_export(j, store) for j in batch))
             return list(threads.map(one, batch))
         except BaseException:
             # Ctrl-C (or a failure without keep_going): end the exports in flight now rather than when they finish;
@@ -478,6 +476,11 @@ def _build_all(
 
 
 SECURITY_OPTIONS = ("allow_pickle", "trust_remote_code")
+
+
+def will_export(job: BuildJob, store: Store) -> bool:
+    """Whether building `job` runs the ONNX exporter (it converts, and its artifact is not in the store yet)."""
+    return job.conversion == "export" and not (artifact_path(store, job.key) / ARTIFACT_MANIFEST).is_file()
 
 
 def job_from_lock(entry, manifest=None) -> BuildJob:
@@ -499,17 +502,13 @@ def job_from_lock(entry, manifest=None) -> BuildJob:
     )
 
 
-def build_pulled(
-    pulled, *, store: Store, offline: bool = False, remotes: RemoteCache | None = None, force: bool = False
-) -> BuildResult:
-    """Build a model fetched by `gpux pull` and record its artifact in the pull record; `force` converts it
-    again (no stored or remote artifact is reused)."""
+def pulled_job(ref, rec, allow_pickle: bool) -> BuildJob:
+    """The BuildJob of a model `gpux pull` resolved to the pull record `rec`."""
     from gpuxbuild.project.lockfile import options_of
     from gpuxbuild.project.manifest import adhoc_spec
 
-    rec = pulled.record
-    spec = adhoc_spec(str(pulled.ref), rec.registry, rec.repo, allow_pickle=pulled.allow_pickle)
-    job = BuildJob(
+    spec = adhoc_spec(str(ref), rec.registry, rec.repo, allow_pickle=allow_pickle)
+    return BuildJob(
         spec.name,
         rec.registry,
         rec.repo,
@@ -520,8 +519,37 @@ def build_pulled(
         options_of(spec),
         {k: getattr(spec, k) for k in SECURITY_OPTIONS},
     )
+
+
+def prestart_export(pool, ref, allow_pickle: bool, store: Store, remotes: RemoteCache | None) -> Callable:
+    """An `on_resolved` hook for `pull(ref, ...)`: it starts `pool`'s export worker as soon as the pull knows the
+    model will be exported, so the worker's imports (torch, transformers, optimum: seconds of CPU) overlap the
+    download. Not with a remote cache, which may supply the artifact instead."""
+
+    def on_resolved(rec) -> None:
+        if not remotes and will_export(pulled_job(ref, rec, allow_pickle), store):
+            pool.prestart(1)
+
+    return on_resolved
+
+
+def build_pulled(
+    pulled,
+    *,
+    store: Store,
+    offline: bool = False,
+    remotes: RemoteCache | None = None,
+    force: bool = False,
+    pool=None,
+) -> BuildResult:
+    """Build a model fetched by `gpux pull` and record its artifact in the pull record; `force` converts it
+    again (no stored or remote artifact is reused); `pool`: as build_one's."""
+    rec = pulled.record
+    job = pulled_job(pulled.ref, rec, pulled.allow_pickle)
     got = download_one(job, store=store, remotes=remotes) if remotes and not force else None
-    res = got or build_one(job, store=store, project=pulled.project, offline=offline, remotes=remotes, force=force)
+    res = got or build_one(
+        job, store=store, project=pulled.project, offline=offline, remotes=remotes, force=force, pool=pool
+    )
     rec.artifact = ArtifactRef(res.digest, res.build_key, res.path)
     Records(store).save(rec, pulled.ref.revision or ("main" if rec.registry != "local" else None))
     return res

@@ -137,14 +137,45 @@ def pull(
     ctx: Context, ref, registry, revision, task, allow_pickle, no_build, upgrade, force, jobs, offline, as_json
 ) -> None:
     """Download a model (org/name[@REV], hf:org/name[@REV], path:./dir) into the store and build it."""
-    from gpuxbuild.models.pull import human_size, parse_ref
-    from gpuxbuild.models.pull import pull as do_pull
+    from gpuxbuild.build.convert import ExportPool
+    from gpuxbuild.build.remote_artifact import project_remotes
+    from gpuxbuild.models.pull import parse_ref
 
     store = _store()
     parsed = parse_ref(ref, registry=registry, revision=revision)
     reporter = RichReporter() if show_progress(ctx, as_json) else None
+    remotes = project_remotes(None)
+    with ExportPool(1) as pool:  # its worker starts (and imports) during the download when a build will export
+        _pull(
+            ctx,
+            parsed,
+            store,
+            reporter,
+            remotes,
+            pool,
+            allow_pickle,
+            task,
+            no_build,
+            upgrade,
+            force,
+            jobs,
+            offline,
+            as_json,
+        )
+
+
+def _pull(
+    ctx, parsed, store, reporter, remotes, pool, allow_pickle, task, no_build, upgrade, force, jobs, offline, as_json
+):
+    from gpuxbuild.build.pipeline import prestart_export
+    from gpuxbuild.models.pull import human_size
+    from gpuxbuild.models.pull import pull as do_pull
+
+    prestart = prestart_export(pool, parsed, allow_pickle, store, remotes) if not no_build else None
 
     def on_resolved(record):
+        if prestart:
+            prestart(record)
         if not ctx.quiet and not as_json:
             say(
                 f"{parsed}: commit {record.commit[:12]}, {counted(len(record.files), 'file')}, {human_size(record.size)}"
@@ -186,11 +217,9 @@ def pull(
     built = None
     if not no_build:
         from gpuxbuild.build.pipeline import build_pulled
-        from gpuxbuild.build.remote_artifact import project_remotes
 
-        remotes = project_remotes(None)
         with transfer_progress(ctx, as_json, remotes):
-            built = build_pulled(res, store=store, offline=offline, remotes=remotes, force=force)
+            built = build_pulled(res, store=store, offline=offline, remotes=remotes, force=force, pool=pool)
     if as_json:
         out = res.as_dict()
         if built is not None:

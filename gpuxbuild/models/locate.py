@@ -84,10 +84,15 @@ def _from_pulled(name: str, project: Path, store: Store, offline: bool, on_pull=
         return Path(art.path)
     if on_pull:
         on_pull(str(ref))
-    pulled = pull(ref, store=store, project=project, offline=offline)
+    from gpuxbuild.build.convert import ExportPool
+    from gpuxbuild.build.pipeline import prestart_export
     from gpuxbuild.build.remote_artifact import project_remotes
 
-    return _built_path(build_pulled(pulled, store=store, offline=offline, remotes=project_remotes(None)))
+    remotes = project_remotes(None)
+    with ExportPool(1) as pool:
+        hook = prestart_export(pool, ref, False, store, remotes)
+        pulled = pull(ref, store=store, project=project, offline=offline, on_resolved=hook)
+        return _built_path(build_pulled(pulled, store=store, offline=offline, remotes=remotes, pool=pool))
 
 
 def _built_path(res: BuildResult) -> Path:

@@ -16,7 +16,7 @@ from gpuxbuild.fsutil import write_atomic
 from gpuxbuild.hashing import is_hex_digest
 from gpuxbuild.project.manifest import MANIFEST_NAME, Manifest, ModelSpec
 from gpuxbuild.registries.base import Origin, is_git_commit
-from gpuxbuild.schemas_io import describe_error, field_path, first_error, load_schema
+from gpuxbuild.schemas_io import describe_error, field_path, first_error, load_schema, schema_validator
 from gpuxbuild.store.files import FileEntry
 from gpuxbuild.yaml_io import DuplicateKey, load_yaml
 
@@ -153,9 +153,7 @@ def read_lock(path: Path) -> Lock | None:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path.name}:{mark.line + 1}" if mark else path.name
         raise ManifestError(f"{where}: invalid YAML", hint) from None
-    from jsonschema import Draft202012Validator
-
-    err = first_error(Draft202012Validator(load_schema("gpux.lock.schema.json")), data)
+    err = first_error(schema_validator(load_schema("gpux.lock.schema.json")), data)
     if err is not None:
         fpath, reason = describe_error(err)
         raise ManifestError(

@@ -15,7 +15,7 @@ import yaml
 
 from gpuxbuild.errors import ManifestError, quote
 from gpuxbuild.hashing import digest
-from gpuxbuild.schemas_io import describe_error, field_path, first_error, load_schema
+from gpuxbuild.schemas_io import describe_error, field_path, first_error, load_schema, schema_validator
 from gpuxbuild.yaml_io import DuplicateKey, load_yaml
 
 MANIFEST_NAME = "gpux.models.yml"
@@ -215,9 +215,7 @@ def parse_manifest(text: str | bytes, path: Path) -> Manifest:
     if not isinstance(data, dict):
         raise _error(path, 1, None, "expected a mapping with 'version' and 'models'", "see `gpux init` for an example")
 
-    from jsonschema import Draft202012Validator
-
-    err = first_error(Draft202012Validator(load_schema("gpux.models.schema.json")), data)
+    err = first_error(schema_validator(load_schema("gpux.models.schema.json")), data)
     if err is not None:
         fpath, reason = describe_error(err)
         raise _error(path, _line_of(node, fpath), field_path(fpath), reason, "see `gpux help manifest` for the fields")
