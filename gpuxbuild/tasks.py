@@ -6,14 +6,22 @@ Pure Python: no heavy imports.
 from __future__ import annotations
 
 SUPPORTED_TASKS = (
+    "audio-classification",
+    "automatic-speech-recognition",
     "feature-extraction",
     "fill-mask",
+    "image-classification",
     "question-answering",
     "text-classification",
     "text-generation",
     "text2text-generation",
     "token-classification",
 )
+
+# Tasks whose input is an image, or a sound, rather than text.
+IMAGE_TASKS = ("image-classification",)
+AUDIO_TASKS = ("audio-classification", "automatic-speech-recognition")
+MEDIA_TASKS = IMAGE_TASKS + AUDIO_TASKS
 
 # Tasks exported with their KV cache ("-with-past" in optimum's vocabulary).
 GENERATIVE_TASKS = ("text-generation", "text2text-generation")
@@ -31,10 +39,15 @@ TASK_ALIASES = {
     "seq2seq-lm": "text2text-generation",
     "summarization": "text2text-generation",
     "translation": "text2text-generation",
+    "asr": "automatic-speech-recognition",
 }
 
 # config.json architecture name suffix -> task; the first matching suffix wins.
 ARCHITECTURE_SUFFIXES = (
+    ("ForImageClassification", "image-classification"),
+    ("ForImageClassificationWithTeacher", "image-classification"),
+    ("ForCTC", "automatic-speech-recognition"),
+    ("ForAudioClassification", "audio-classification"),
     ("ForSequenceClassification", "text-classification"),
     ("ForTokenClassification", "token-classification"),
     ("ForQuestionAnswering", "question-answering"),
@@ -46,6 +59,32 @@ ARCHITECTURE_SUFFIXES = (
     ("ForPreTraining", "feature-extraction"),
     ("Model", "feature-extraction"),
 )
+
+
+# Speech encoders whose heads share text models' suffixes (Wav2Vec2ForSequenceClassification classifies sound).
+AUDIO_MODEL_TYPES = frozenset(
+    {
+        "audio-spectrogram-transformer",
+        "data2vec-audio",
+        "hubert",
+        "sew",
+        "sew-d",
+        "unispeech",
+        "unispeech-sat",
+        "wav2vec2",
+        "wav2vec2-conformer",
+        "wavlm",
+    }
+)
+
+
+# Speech-to-text encoder-decoders: their ForConditionalGeneration is not text2text (not run by gpux yet).
+SPEECH_SEQ2SEQ_MODEL_TYPES = frozenset({"moonshine", "speech_to_text", "speecht5", "whisper"})
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model")
+
+
+def _has_tokenizer(files: list[str]) -> bool:
+    return any(name in files for name in _TOKENIZER_FILES)
 
 
 def normalize_task(tag: str | None) -> str | None:
@@ -67,8 +106,15 @@ def infer_task(config: dict | None, files: list[str]) -> str | None:
     for arch in config.get("architectures") or []:
         for suffix, task in ARCHITECTURE_SUFFIXES:
             if arch.endswith(suffix):
+                if task == "text-classification" and config.get("model_type") in AUDIO_MODEL_TYPES:
+                    return "audio-classification"
                 # Vision/speech models also end in ForConditionalGeneration; only text encoder-decoders qualify.
-                if task == "text2text-generation" and not config.get("is_encoder_decoder"):
+                if task == "text2text-generation" and (
+                    not config.get("is_encoder_decoder") or config.get("model_type") in SPEECH_SEQ2SEQ_MODEL_TYPES
+                ):
+                    return None
+                # A vision or audio backbone (an image processor, no tokenizer) is no text feature extractor.
+                if task == "feature-extraction" and "preprocessor_config.json" in files and not _has_tokenizer(files):
                     return None
                 return task
     return None

@@ -28,10 +28,33 @@ AUTO_CLASSES = {
 }
 
 
+def _load_and_run_media(kind: str, folder: Path) -> None:
+    """Vision and audio kinds: their processor (preprocessor_config.json) feeds their model."""
+    import numpy as np
+    import torch
+    import transformers
+
+    if kind in tinymodels.IMAGE_KINDS:
+        processor = transformers.AutoImageProcessor.from_pretrained(folder, use_fast=False)
+        inputs = processor(np.zeros((40, 50, 3), dtype=np.uint8), return_tensors="pt")
+        auto = "AutoModelForImageClassification"
+    else:
+        processor = transformers.AutoFeatureExtractor.from_pretrained(folder)
+        inputs = processor(np.zeros(16000, dtype=np.float32), sampling_rate=16000, return_tensors="pt")
+        auto = "AutoModelForCTC" if kind == "wav2vec2-ctc" else "AutoModelForAudioClassification"
+    model = getattr(transformers, auto).from_pretrained(folder).eval()
+    assert type(model).__name__ == tinymodels.KINDS[kind].model_cls
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert logits.shape[-1] == (len(tinymodels.CTC_VOCAB) if kind == "wav2vec2-ctc" else model.config.num_labels)
+
+
 def _load_and_run(kind: str, folder: Path) -> None:
     import torch
     import transformers
 
+    if kind in tinymodels.IMAGE_KINDS | tinymodels.AUDIO_KINDS:
+        return _load_and_run_media(kind, folder)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     assert tokenizer.is_fast
     arch = tinymodels.KINDS[kind].model_cls

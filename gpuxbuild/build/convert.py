@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuxbuild.errors import GpuxError, MissingExtraError
-from gpuxbuild.tasks import SUPPORTED_TASKS, optimum_task
+from gpuxbuild.tasks import MEDIA_TASKS, SUPPORTED_TASKS, optimum_task
 
 DTYPES = ("fp32", "fp16")
 OPTIMIZE_LEVELS = (0, 1, 2, 99)
@@ -28,7 +28,10 @@ QUANTIZE_MODES = ("int8",)
 
 # Validation tolerance (max absolute difference to PyTorch) of fp32 graphs, per task.
 TASK_ATOL = {
+    "audio-classification": 1e-3,
+    "automatic-speech-recognition": 1e-3,
     "feature-extraction": 1e-3,
+    "image-classification": 1e-3,
     "fill-mask": 1e-3,
     "question-answering": 1e-3,
     "text-classification": 1e-3,
@@ -42,6 +45,10 @@ INT8_RELATIVE_ATOL = 0.25
 
 SAMPLE_TEXT = "The quick brown fox jumps over the lazy dog. Paris is the capital of France."
 SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+# The image processor's or feature extractor's settings: what run-time preprocessing follows.
+PREPROCESSOR_CONFIG = "preprocessor_config.json"
+# A CTC model's character vocabulary (Wav2Vec2CTCTokenizer has no fast version; decoding needs only the vocab).
+CTC_TOKENIZER_FILES = ("vocab.json", "tokenizer_config.json", "special_tokens_map.json")
 TWO_GB = 2**31
 
 
@@ -406,7 +413,7 @@ def run_export(
         # Older repos keep generation settings in config.json; optimum moves them to a generation config.
         if not (source / "generation_config.json").is_file() and (export_dir / "generation_config.json").is_file():
             shutil.copyfile(export_dir / "generation_config.json", out / "generation_config.json")
-    _copy_runtime_files(source, out)
+    _copy_runtime_files(source, out, task)
     stage("files")
 
     max_diff = None
@@ -541,12 +548,16 @@ def _save(model, dest: Path) -> None:
         )
 
 
-def _copy_runtime_files(source: Path, out: Path) -> None:
-    """Tokenizer (always fast), config, generation config and sentence-transformers metadata."""
-    from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
+def _copy_runtime_files(source: Path, out: Path, task: str) -> None:
+    """Tokenizer (always fast; a CTC vocabulary for speech), config, generation config, the preprocessor config
+    of vision and audio models and sentence-transformers metadata."""
+    names = ["config.json", "generation_config.json", PREPROCESSOR_CONFIG, *SENTENCE_TRANSFORMERS_FILES]
+    if task == "automatic-speech-recognition":
+        names += CTC_TOKENIZER_FILES
+    elif task not in MEDIA_TASKS:
+        from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
 
-    ensure_fast_tokenizer(source, out)
-    names = ["config.json", "generation_config.json", *SENTENCE_TRANSFORMERS_FILES]
+        ensure_fast_tokenizer(source, out)
     if (source / "modules.json").is_file():
         for module in json.loads((source / "modules.json").read_text()):
             path = module.get("path") or ""
@@ -561,7 +572,10 @@ def _copy_runtime_files(source: Path, out: Path) -> None:
 # --------------------------------------------------------------------------- validation
 
 AUTO_CLASSES = {
+    "audio-classification": "AutoModelForAudioClassification",
+    "automatic-speech-recognition": "AutoModelForCTC",
     "feature-extraction": "AutoModel",
+    "image-classification": "AutoModelForImageClassification",
     "fill-mask": "AutoModelForMaskedLM",
     "question-answering": "AutoModelForQuestionAnswering",
     "text-classification": "AutoModelForSequenceClassification",
@@ -590,9 +604,11 @@ def _validate(
     import torch
     import transformers
 
-    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(out / "tokenizer.json"))
-    ids = np.array([tokenizer(SAMPLE_TEXT)["input_ids"][:24]], dtype=np.int64)
-    mask = np.ones_like(ids)
+    media = task in MEDIA_TASKS
+    if not media:
+        tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(out / "tokenizer.json"))
+        ids = np.array([tokenizer(SAMPLE_TEXT)["input_ids"][:24]], dtype=np.int64)
+        mask = np.ones_like(ids)
     model = getattr(transformers, AUTO_CLASSES[task]).from_pretrained(source, local_files_only=True).eval()
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -624,12 +640,16 @@ def _validate(
             pairs.append(("decoder logits", logits, ref.logits.numpy()))
         else:
             graph = session(graphs["model"])
-            feeds = {
-                "input_ids": ids,
-                "attention_mask": mask,
-                "token_type_ids": np.zeros_like(ids),
-                "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None],
-            }
+            feeds = (
+                _media_sample(model.config)
+                if media
+                else {
+                    "input_ids": ids,
+                    "attention_mask": mask,
+                    "token_type_ids": np.zeros_like(ids),
+                    "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None],
+                }
+            )
             torch_inputs: dict[str, torch.Tensor | bool] = {
                 k: torch.from_numpy(v)
                 for k, v in feeds.items()
@@ -657,6 +677,18 @@ def _validate(
                 max_diff=diff,
             )
     return max_diff
+
+
+def _media_sample(config) -> dict:
+    """A fixed random image (pixel_values) or second of sound (input_values) for the model of ``config``."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    if hasattr(config, "num_channels"):
+        size = getattr(config, "image_size", 64)  # convolutional nets take any size; ViTs only their own
+        size = size if isinstance(size, int) else size[0]
+        return {"pixel_values": rng.standard_normal((1, config.num_channels, size, size), dtype=np.float32)}
+    return {"input_values": rng.standard_normal((1, 16000), dtype=np.float32) * 0.1}
 
 
 def _tolerance(task: str, dtype: str, quantize: str | None, reference) -> float:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,11 @@ from gpuxbuild.runtime.inputs import ParsedInputs, parse_inputs, validate_option
 from gpuxbuild.runtime.providers import ProviderChoice, select_providers
 from gpuxbuild.runtime.tokenize import TextTokenizer
 from gpuxbuild.store.artifacts import ARTIFACT_MANIFEST, ArtifactManifest
+from gpuxbuild.tasks import IMAGE_TASKS
+
+if TYPE_CHECKING:
+    from gpuxbuild.runtime.audio import CTCVocabulary, FeatureExtractor
+    from gpuxbuild.runtime.images import ImageProcessor
 
 _HINT_REBUILD = "rebuild it with gpux build, or point at an artifact folder"
 
@@ -151,6 +157,9 @@ class Model:
         self.input_types = {i.name: i.type for i in self.main.get_inputs()}
         self.output_names = [o.name for o in self.main.get_outputs()]
         self._tokenizer: TextTokenizer | None = None
+        self._image_processor: ImageProcessor | None = None
+        self._feature_extractor: FeatureExtractor | None = None
+        self._vocabulary: CTCVocabulary | None = None
 
     @property
     def tokenizer(self) -> TextTokenizer:
@@ -232,8 +241,44 @@ class Model:
         parsed = parse_inputs(inputs, self.input_types, self.task, options)
         if parsed.tensors is not None:
             return {name: value.tolist() for name, value in self.run(self.feed(parsed.tensors)).items()}
+        if parsed.files is not None:
+            results = self._predict_files(parsed.files, parsed.options)
+            return {"results": results} if parsed.batched else results[0]
         results = self._predict_texts(parsed, on_token)
         return {"results": results} if parsed.batched else results[0]
+
+    def _predict_files(self, files: list[bytes], opts: dict) -> list[dict]:
+        """Image tasks: all images in one run; audio tasks: one sound per run, as the pipelines run them."""
+        labels = [f"file {i + 1} of {len(files)}" if len(files) > 1 else "the file" for i in range(len(files))]
+        if self.task in IMAGE_TASKS:
+            from gpuxbuild.runtime.images import ImageProcessor, decode_image
+
+            if self._image_processor is None:
+                self._image_processor = ImageProcessor.from_folder(self.folder)
+            decoded = [decode_image(data, label) for data, label in zip(files, labels, strict=True)]
+            logits = self.run(self.feed({"pixel_values": self._image_processor(decoded)}))["logits"]
+            return self._classify(logits, opts)
+        from gpuxbuild.runtime.audio import CTCVocabulary, FeatureExtractor, decode_audio
+
+        if self._feature_extractor is None:
+            self._feature_extractor = FeatureExtractor.from_folder(self.folder)
+        extractor = self._feature_extractor
+        if self.task == "automatic-speech-recognition" and self._vocabulary is None:
+            self._vocabulary = CTCVocabulary.from_folder(self.folder)
+        results: list[dict] = []
+        for data, label in zip(files, labels, strict=True):
+            values = extractor(decode_audio(data, extractor.sampling_rate, label))
+            logits = self.run(self.feed({"input_values": values}))["logits"]
+            if self._vocabulary is not None:
+                results.append({"text": self._vocabulary.decode(logits[0])})
+            else:
+                results += self._classify(logits, opts)
+        return results
+
+    def _classify(self, logits: np.ndarray, opts: dict) -> list[dict]:
+        """Labels with scores, the top 5 unless top_k says otherwise (the vision and audio pipelines' default)."""
+        id2label = self.config.get("id2label") or {}
+        return tasks.classify(logits, id2label, self.config.get("problem_type"), opts.get("top_k", 5))
 
     def predict_texts(self, texts: list[str], pairs: list[str] | None, options: dict) -> list[dict | list[dict]]:
         """One result per text (with its pair): `predict` without the input parsing, for batches built elsewhere."""
