@@ -78,7 +78,7 @@ AUDIO_MODEL_TYPES = frozenset(
 )
 
 
-# Speech-to-text encoder-decoders: their ForConditionalGeneration is not text2text (not run by gpux yet).
+# Speech-to-text encoder-decoders: their ForConditionalGeneration is not text2text (gpux runs Whisper only).
 SPEECH_SEQ2SEQ_MODEL_TYPES = frozenset({"moonshine", "speech_to_text", "speecht5", "whisper"})
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model")
 
@@ -108,6 +108,8 @@ def infer_task(config: dict | None, files: list[str]) -> str | None:
             if arch.endswith(suffix):
                 if task == "text-classification" and config.get("model_type") in AUDIO_MODEL_TYPES:
                     return "audio-classification"
+                if task == "text2text-generation" and config.get("model_type") == "whisper":
+                    return "automatic-speech-recognition"
                 # Vision/speech models also end in ForConditionalGeneration; only text encoder-decoders qualify.
                 if task == "text2text-generation" and (
                     not config.get("is_encoder_decoder") or config.get("model_type") in SPEECH_SEQ2SEQ_MODEL_TYPES
@@ -120,6 +122,14 @@ def infer_task(config: dict | None, files: list[str]) -> str | None:
     return None
 
 
-def optimum_task(task: str) -> str:
-    """The optimum exporter task for a supported task: generative tasks are exported with their KV cache."""
-    return f"{task}-with-past" if task in GENERATIVE_TASKS else task
+def is_seq2seq(task: str, config: dict) -> bool:
+    """Whether the model runs as an encoder and a decoder with a KV cache (T5, BART; Whisper for speech)."""
+    return task == "text2text-generation" or (
+        task == "automatic-speech-recognition" and bool(config.get("is_encoder_decoder"))
+    )
+
+
+def optimum_task(task: str, config: dict | None = None) -> str:
+    """The optimum exporter task for a supported task: generative tasks (and encoder-decoder speech recognition,
+    given the model's config) are exported with their KV cache."""
+    return f"{task}-with-past" if task in GENERATIVE_TASKS or is_seq2seq(task, config or {}) else task

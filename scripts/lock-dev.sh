@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Refresh requirements/dev.txt, the pinned, hashed environment that scripts/setup.sh installs for
-# development and CI, from pyproject.toml's extras (convert, serve, supply, test, dev). Run it after changing
+# development and CI, from pyproject.toml's extras (convert, media, serve, remote, supply, test, dev). Run it after changing
 # a dependency in pyproject.toml, and commit the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,6 @@ echo "lock-dev: resolving pyproject.toml's extras into requirements/dev.txt" >&2
 # The project is installed editable on top (setup.sh): lock only its dependencies.
 CUSTOM_COMPILE_COMMAND="bash scripts/lock-dev.sh" "$tools/venv/bin/pip-compile" -q --generate-hashes --allow-unsafe \
     --strip-extras --no-emit-index-url --no-emit-find-links \
-    --extra convert --extra serve --extra remote --extra supply --extra test --extra dev \
+    --extra convert --extra media --extra serve --extra remote --extra supply --extra test --extra dev \
     -o requirements/dev.txt pyproject.toml
 echo "lock-dev: wrote requirements/dev.txt" >&2

@@ -189,9 +189,10 @@ def test_export_kind(kind, exported):
     result, out = exported(kind)
     task = _task(kind)
     files = set(_files(out))
+    seq2seq = task == "text2text-generation" or kind == "whisper"
     expected_graphs = (
         {"encoder": "encoder_model.onnx", "decoder": "decoder_model_merged.onnx"}
-        if task == "text2text-generation"
+        if seq2seq
         else {"model": "model.onnx"}
     )
     assert result.graphs == expected_graphs
@@ -200,17 +201,17 @@ def test_export_kind(kind, exported):
     runtime_files = {"config.json", *expected_graphs.values()}
     if kind in tinymodels.IMAGE_KINDS | tinymodels.AUDIO_KINDS:  # the processor config, a CTC model's vocab
         runtime_files |= {"preprocessor_config.json"} | ({"vocab.json"} if kind == "wav2vec2-ctc" else set())
-    else:
+    if kind not in tinymodels.IMAGE_KINDS | tinymodels.AUDIO_KINDS or kind == "whisper":
         runtime_files |= {"tokenizer.json", "tokenizer_config.json"}
         assert "vocab.json" not in files
     assert runtime_files <= files
     assert not any(f.endswith((".safetensors", ".bin", ".txt", ".model")) for f in files)
-    assert ("generation_config.json" in files) == (task in {"text-generation", "text2text-generation"})
+    assert ("generation_config.json" in files) == (task in {"text-generation", "text2text-generation"} or seq2seq)
     if kind == "sentence-transformers":
         assert {"modules.json", "sentence_bert_config.json", "1_Pooling/config.json"} <= files
     graph = onnx.load(str(out / expected_graphs.get("model", expected_graphs.get("decoder"))))
     inputs = {i.name for i in graph.graph.input}
-    if task in {"text-generation", "text2text-generation"}:
+    if task in {"text-generation", "text2text-generation"} or seq2seq:
         assert any(name.startswith("past_key_values") for name in inputs)
     assert not graph.doc_string and not graph.metadata_props
 

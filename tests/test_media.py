@@ -2,7 +2,8 @@
 answers compared with transformers' pipelines on the same files.
 
 Tolerance: label order equal and every score within SCORE_ATOL of the pipeline's (the same Pillow resize and
-numpy arithmetic as the image processors; ONNX Runtime against PyTorch adds ~1e-7); transcripts equal.
+numpy arithmetic as the image processors; ONNX Runtime against PyTorch adds ~1e-7); transcripts equal
+(Whisper: against the pipeline with greedy decoding, num_beams=1; its default is a 5-beam search).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ soundfile = pytest.importorskip("soundfile")
 
 SCORE_ATOL = 1e-4
 IMAGE_KINDS = ("vit", "convnext", "mobilenet-v2")
-AUDIO_KINDS = ("wav2vec2-ctc", "wav2vec2-audio")
+AUDIO_KINDS = ("wav2vec2-ctc", "wav2vec2-audio", "whisper")
 # Only vit declares its task by a pipeline tag; the others are detected from config.json.
 CARDS = {"vit": {"pipeline_tag": "image-classification"}}
 TASKS = {
@@ -38,6 +39,7 @@ TASKS = {
     "mobilenet-v2": "image-classification",
     "wav2vec2-ctc": "automatic-speech-recognition",
     "wav2vec2-audio": "audio-classification",
+    "whisper": "automatic-speech-recognition",
 }
 
 
@@ -250,6 +252,37 @@ def test_ctc_speech_recognition_matches_the_pipeline(media, sound_files):
     assert any(r["text"] for r in got)  # random weights still say something
 
 
+def test_whisper_matches_the_greedy_pipeline(media, sound_files):
+    source, artifact = media("whisper")
+    model = load(artifact)
+    assert model.task == "automatic-speech-recognition" and set(model.graphs) == {"encoder", "decoder"}
+    reference = _pipeline("automatic-speech-recognition", source)
+    texts = []
+    for path in sound_files:
+        samples, rate = soundfile.read(path, dtype="float32")
+        for language in (None, "de"):
+            kwargs = {"num_beams": 1} | ({"language": language} if language else {})
+            want = reference({"raw": samples, "sampling_rate": rate}, generate_kwargs=kwargs)["text"]
+            got = model.predict(path.read_bytes(), **({"language": language} if language else {}))
+            assert got == {"text": want}
+            texts.append(want)
+    assert len(set(texts)) > 1  # what it transcribes depends on the sound
+    with pytest.raises(GpuxError, match="language 'xx' is not one this model knows"):
+        model.predict(sound_files[0].read_bytes(), language="xx")
+
+
+def test_whisper_features_match_the_feature_extractor(media):
+    import transformers
+
+    from gpuxbuild.runtime.audio import FeatureExtractor
+
+    source, artifact = media("whisper")
+    samples = _sound(2.5, 16000, 3)[:, 0]
+    want = transformers.WhisperFeatureExtractor.from_pretrained(source)(samples, sampling_rate=16000).input_features
+    got = FeatureExtractor.from_folder(artifact)(samples)
+    assert got.shape == (1, 80, 3000) and np.max(np.abs(got - want)) < 1e-4
+
+
 def test_audio_classification_matches_the_pipeline(media, sound_files):
     source, artifact = media("wav2vec2-audio")
     model = load(artifact)
@@ -299,7 +332,14 @@ def test_bad_audio_is_a_one_line_error(media, tmp_path, case, message):
     assert message in _error_line(r.stderr)
 
 
-def test_an_image_model_given_text_and_a_text_file_for_audio(media):
+def test_whisper_takes_at_most_30_seconds(media, tmp_path):
+    project, _ = media("project")
+    (tmp_path / "long.wav").write_bytes(_sound_bytes(np.zeros((31 * 8000, 1), dtype=np.float32), 8000, "WAV", "PCM_U8"))
+    r = gpux("run", "whisper", "--file", str(tmp_path / "long.wav"), cwd=project, check=False)
+    assert r.returncode == 2 and "the file is 31 s long, over the limit of 30 s" in _error_line(r.stderr)
+
+
+def test_an_image_model_given_text(media):
     _, vit = media("vit")
     with pytest.raises(GpuxError, match="no 'image' in the inputs"):
         load(vit).predict({"text": "a cat"})

@@ -156,7 +156,8 @@ def test_an_image_for_a_text_model_is_one_line(project):
     (project / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
     r = gpux("run", "clf", "--file", "picture.png", cwd=project, check=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "this model takes text, not images or sound" in r.stderr.splitlines()[0]
+    (error,) = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert "this model takes text, not images or sound (its task is text-classification)" in error
 
 
 def _on_a_terminal(project, *args) -> str:

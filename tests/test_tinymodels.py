@@ -41,11 +41,19 @@ def _load_and_run_media(kind: str, folder: Path) -> None:
     else:
         processor = transformers.AutoFeatureExtractor.from_pretrained(folder)
         inputs = processor(np.zeros(16000, dtype=np.float32), sampling_rate=16000, return_tensors="pt")
-        auto = "AutoModelForCTC" if kind == "wav2vec2-ctc" else "AutoModelForAudioClassification"
+        auto = {"wav2vec2-ctc": "AutoModelForCTC", "whisper": "AutoModelForSpeechSeq2Seq"}.get(
+            kind, "AutoModelForAudioClassification"
+        )
     model = getattr(transformers, auto).from_pretrained(folder).eval()
     assert type(model).__name__ == tinymodels.KINDS[kind].model_cls
+    if kind == "whisper":
+        assert transformers.AutoTokenizer.from_pretrained(folder).is_fast
+        inputs["decoder_input_ids"] = torch.tensor([[model.config.decoder_start_token_id]])
     with torch.no_grad():
         logits = model(**inputs).logits
+    if kind == "whisper":
+        assert logits.shape[-1] == model.config.vocab_size
+        return
     assert logits.shape[-1] == (len(tinymodels.CTC_VOCAB) if kind == "wav2vec2-ctc" else model.config.num_labels)
 
 

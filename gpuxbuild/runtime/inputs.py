@@ -49,6 +49,7 @@ def _number(value) -> bool:
 _OPTION_RULES = {
     "aggregation_strategy": (lambda v: v in ("none", "simple"), '"simple" or "none"'),
     "do_sample": (lambda v: isinstance(v, bool), "true or false"),
+    "language": (lambda v: isinstance(v, str) and 0 < len(v) <= 20, 'a language code such as "en"'),
     "max_answer_len": (_integer(1), "an integer >= 1"),
     "max_new_tokens": (_integer(1), "an integer >= 1"),
     "seed": (_integer(0), "an integer >= 0"),

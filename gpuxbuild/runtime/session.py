@@ -263,17 +263,40 @@ class Model:
         if self._feature_extractor is None:
             self._feature_extractor = FeatureExtractor.from_folder(self.folder)
         extractor = self._feature_extractor
-        if self.task == "automatic-speech-recognition" and self._vocabulary is None:
+        seq2seq = "encoder" in self.graphs  # Whisper
+        if self.task == "automatic-speech-recognition" and not seq2seq and self._vocabulary is None:
             self._vocabulary = CTCVocabulary.from_folder(self.folder)
         results: list[dict] = []
         for data, label in zip(files, labels, strict=True):
-            values = extractor(decode_audio(data, extractor.sampling_rate, label))
+            values = extractor(decode_audio(data, extractor.sampling_rate, label, extractor.max_seconds))
+            if seq2seq:
+                results.append({"text": self._transcribe(values, opts)})
+                continue
             logits = self.run(self.feed({"input_values": values}))["logits"]
             if self._vocabulary is not None:
                 results.append({"text": self._vocabulary.decode(logits[0])})
             else:
                 results += self._classify(logits, opts)
         return results
+
+    def _transcribe(self, features: np.ndarray, opts: dict) -> str:
+        """Whisper: encode the log-mel features, then decode greedily after the prompt transformers builds
+        (`whisper_prompt`), with the generation config's suppressed tokens, up to its max_length; the text
+        leaves out special and timestamp tokens, as the pipeline's."""
+        gen = {**self.config, **self.generation_config}
+        hidden = self.run({"input_features": features}, "encoder")["last_hidden_state"]
+        decoder = self.sessions["decoder"]
+        prefix = generate.whisper_prompt(
+            gen, opts.get("language"), lambda ids: generate.decoder_logits(decoder, hidden, ids)
+        )
+        no_timestamps = gen.get("no_timestamps_token_id")
+        options = generate.GenerationOptions.from_configs(self.config, self.generation_config, {})
+        limit = int(self.config.get("max_target_positions", 448))
+        options.max_new_tokens = max(1, min(int(gen.get("max_length", limit)), limit) - len(prefix))
+        out = generate.decode_with_encoder(decoder, hidden, None, prefix, options)
+        first_timestamp = int(no_timestamps) + 1 if no_timestamps is not None else None
+        text_ids = [t for t in out.token_ids if first_timestamp is None or t < first_timestamp]
+        return self.tokenizer.decode(text_ids)
 
     def _classify(self, logits: np.ndarray, opts: dict) -> list[dict]:
         """Labels with scores, the top 5 unless top_k says otherwise (the vision and audio pipelines' default)."""

@@ -603,8 +603,98 @@ KINDS.update(
         ),
     }
 )
+# Whisper: the special tokens of openai/whisper-tiny (a few languages; every timestamp) after a small BPE vocab,
+# and its generation_config.json's fields (language and task tokens, suppressed tokens), decoding at most
+# WHISPER_MAX_LENGTH tokens.
+WHISPER_LANGUAGES = ["en", "de", "fr", "es"]
+WHISPER_SPECIALS = [
+    "<|endoftext|>",
+    "<|startoftranscript|>",
+    *[f"<|{lang}|>" for lang in WHISPER_LANGUAGES],
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nospeech|>",
+    "<|notimestamps|>",
+]
+WHISPER_MAX_LENGTH = 24
+
+
+def _whisper_tokenizer(tmp: Path):
+    import transformers
+    from tokenizers import ByteLevelBPETokenizer
+
+    trainer = ByteLevelBPETokenizer()
+    trainer.train_from_iterator(CORPUS_LINES, vocab_size=500, min_frequency=1, special_tokens=["<|endoftext|>"])
+    trainer.save_model(str(tmp))
+    timestamps = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
+    tokenizer = transformers.WhisperTokenizerFast(
+        vocab_file=str(tmp / "vocab.json"),
+        merges_file=str(tmp / "merges.txt"),
+        model_max_length=WHISPER_MAX_LENGTH * 4,
+        pad_token="<|endoftext|>",
+        additional_special_tokens=WHISPER_SPECIALS[1:],
+    )
+    tokenizer.add_tokens(timestamps)
+    return tokenizer
+
+
+def _whisper_generation_config(dest: Path) -> None:
+    """generation_config.json as openai/whisper-tiny's, with this tokenizer's ids."""
+    vocab = json.loads((dest / "tokenizer.json").read_text())["model"]["vocab"]
+    added = {t["content"]: t["id"] for t in json.loads((dest / "tokenizer.json").read_text())["added_tokens"]}
+    ids = {**vocab, **added}
+    eot = ids["<|endoftext|>"]
+    config = json.loads((dest / "generation_config.json").read_text())
+    config.update(
+        {
+            "_from_model_config": False,  # else transformers rebuilds it from config.json, dropping lang_to_id
+            "begin_suppress_tokens": [ids["\u0120"], eot],
+            "bos_token_id": eot,
+            "decoder_start_token_id": ids["<|startoftranscript|>"],
+            "eos_token_id": eot,
+            "forced_decoder_ids": [[1, None], [2, ids["<|transcribe|>"]]],
+            "is_multilingual": True,
+            "lang_to_id": {f"<|{lang}|>": ids[f"<|{lang}|>"] for lang in WHISPER_LANGUAGES},
+            "max_initial_timestamp_index": 50,
+            "max_length": WHISPER_MAX_LENGTH,
+            "no_timestamps_token_id": ids["<|notimestamps|>"],
+            "pad_token_id": eot,
+            "prev_sot_token_id": ids["<|startofprev|>"],
+            "return_timestamps": False,
+            "suppress_tokens": sorted({ids[c] for c in '"#()*+/:;<=>@[]^_`{|}~' if c in ids}),
+            "task_to_id": {"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+        }
+    )
+    (dest / "generation_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    model_config = json.loads((dest / "config.json").read_text())
+    model_config["decoder_start_token_id"] = config["decoder_start_token_id"]
+    (dest / "config.json").write_text(json.dumps(model_config, indent=2, sort_keys=True) + "\n")
+
+
+KINDS["whisper"] = Kind(
+    "WhisperForConditionalGeneration",
+    "WhisperConfig",
+    lambda h: {
+        "d_model": h,
+        "encoder_layers": 2,
+        "decoder_layers": 2,
+        "encoder_attention_heads": 2,
+        "decoder_attention_heads": 2,
+        "encoder_ffn_dim": 2 * h,
+        "decoder_ffn_dim": 2 * h,
+        "num_mel_bins": 80,
+        "max_source_positions": 1500,
+        "max_target_positions": 64,
+        "init_std": 1.0,  # peaky logits: what it transcribes depends on the sound, and no near-ties
+    },
+    _whisper_tokenizer,
+    {"whisper": True},
+    processor=_processor("WhisperFeatureExtractor", feature_size=80),
+)
 IMAGE_KINDS = {"vit", "convnext", "resnet", "mobilenet-v2"}
-AUDIO_KINDS = {"wav2vec2-ctc", "wav2vec2-audio"}
+AUDIO_KINDS = {"wav2vec2-ctc", "wav2vec2-audio", "whisper"}
 
 SEQ2SEQ_KINDS = {"t5", "bart"}
 CAUSAL_KINDS = {"gpt2", "gpt-neo", "opt", "bloom", "llama", "mistral", "qwen2", "phi"}
@@ -635,6 +725,12 @@ def _build(kind: str, hidden: int, seed: int, dest: Path) -> None:
 
         torch.manual_seed(seed)
         model = getattr(transformers, spec.model_cls)(config).eval()
+        if spec.extra.get("whisper"):
+            # Zero logits for the special and timestamp tokens: random weights then transcribe words, not
+            # timestamps (the output embedding is tied to these rows).
+            first_special = tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+            with torch.no_grad():
+                model.model.decoder.embed_tokens.weight[first_special:] = 0
         if spec.extra.get("onnx"):
             config.save_pretrained(dest)
             _write_onnx_variants(model, dest / "onnx")
@@ -648,6 +744,8 @@ def _build(kind: str, hidden: int, seed: int, dest: Path) -> None:
         (dest / "tokenizer.json").unlink()
     if spec.extra.get("sentence_transformers"):
         _write_sentence_transformers(dest, hidden)
+    if spec.extra.get("whisper"):
+        _whisper_generation_config(dest)
 
 
 def _write_sentence_transformers(dest: Path, hidden: int) -> None:
