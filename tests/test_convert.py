@@ -67,7 +67,12 @@ def test_normalize_task(tag, task):
         ("Wav2Vec2ForCTC", {"model_type": "wav2vec2"}, "automatic-speech-recognition"),
         ("Wav2Vec2ForSequenceClassification", {"model_type": "wav2vec2"}, "audio-classification"),
         ("ASTForAudioClassification", {"model_type": "audio-spectrogram-transformer"}, "audio-classification"),
-        ("WhisperForConditionalGeneration", {"model_type": "whisper", "is_encoder_decoder": True}, None),
+        (
+            "WhisperForConditionalGeneration",
+            {"model_type": "whisper", "is_encoder_decoder": True},
+            "automatic-speech-recognition",
+        ),
+        ("Speech2TextForConditionalGeneration", {"model_type": "speech_to_text", "is_encoder_decoder": True}, None),
     ],
 )
 def test_infer_task_from_architecture(arch, extra, task):

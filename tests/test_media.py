@@ -345,6 +345,23 @@ def test_an_image_model_given_text(media):
         load(vit).predict({"text": "a cat"})
 
 
+def test_running_media_models_never_imports_torch_or_transformers(media, image_files, sound_files):
+    import subprocess
+    import sys
+
+    folders = {kind: str(media(kind)[1]) for kind in ("vit", "wav2vec2-ctc", "whisper")}
+    code = (
+        "import sys\n"
+        "from gpuxbuild.runtime import load\n"
+        f"load({folders['vit']!r}).predict(open({str(image_files[0])!r}, 'rb').read())\n"
+        f"for folder in ({folders['wav2vec2-ctc']!r}, {folders['whisper']!r}):\n"
+        f"    load(folder).predict(open({str(sound_files[0])!r}, 'rb').read())\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'optimum'))\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=300)
+
+
 # --------------------------------------------------------------------------- serve
 
 
