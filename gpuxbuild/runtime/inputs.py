@@ -151,7 +151,7 @@ def check_inputs(data, options: dict | None = None) -> None:
     are never strings, so a string value under an unknown key is already an error.
     """
     validate_options(dict(options or {}))
-    if isinstance(data, bytes) or (isinstance(data, list) and data and all(isinstance(v, bytes) for v in data)):
+    if _are_files(data):
         return
     if isinstance(data, list):
         _as_texts(data, "inputs", {})
@@ -178,7 +178,7 @@ def parse_inputs(
     opts = validate_options(dict(options or {}))
     if task in MEDIA_TASKS and not (isinstance(data, dict) and data and set(data) <= set(input_types)):
         return _parse_files(data, task, opts)
-    if isinstance(data, bytes) or (isinstance(data, dict) and set(data) & set(MEDIA_KEYS)):
+    if _are_files(data) or (isinstance(data, dict) and set(data) & set(MEDIA_KEYS)):
         raise GpuxError(
             f"this model takes text, not images or sound (its task is {task})",
             'send {"text": ...}, or use an image or audio model',
@@ -238,6 +238,13 @@ def parse_inputs(
             )
         batched = batched or pair_batched
     return ParsedInputs(texts=texts, pairs=pairs, batched=batched, options=opts)
+
+
+def _are_files(data) -> bool:
+    """Raw file content: the bytes of one file, or a list of them (`gpux run --file`, a request body)."""
+    return isinstance(data, bytes) or (
+        isinstance(data, list) and bool(data) and all(isinstance(v, bytes) for v in data)
+    )
 
 
 def _parse_files(data, task: str, opts: dict) -> ParsedInputs:
