@@ -11,6 +11,7 @@ SUPPORTED_TASKS = (
     "feature-extraction",
     "fill-mask",
     "image-classification",
+    "object-detection",
     "question-answering",
     "text-classification",
     "text-generation",
@@ -19,7 +20,7 @@ SUPPORTED_TASKS = (
 )
 
 # Tasks whose input is an image, or a sound, rather than text.
-IMAGE_TASKS = ("image-classification",)
+IMAGE_TASKS = ("image-classification", "object-detection")
 AUDIO_TASKS = ("audio-classification", "automatic-speech-recognition")
 MEDIA_TASKS = IMAGE_TASKS + AUDIO_TASKS
 
@@ -46,6 +47,7 @@ TASK_ALIASES = {
 ARCHITECTURE_SUFFIXES = (
     ("ForImageClassification", "image-classification"),
     ("ForImageClassificationWithTeacher", "image-classification"),
+    ("ForObjectDetection", "object-detection"),
     ("ForCTC", "automatic-speech-recognition"),
     ("ForAudioClassification", "audio-classification"),
     ("ForSequenceClassification", "text-classification"),

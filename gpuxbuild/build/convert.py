@@ -31,8 +31,9 @@ TASK_ATOL = {
     "audio-classification": 1e-3,
     "automatic-speech-recognition": 1e-3,
     "feature-extraction": 1e-3,
-    "image-classification": 1e-3,
     "fill-mask": 1e-3,
+    "image-classification": 1e-3,
+    "object-detection": 1e-3,
     "question-answering": 1e-3,
     "text-classification": 1e-3,
     "token-classification": 1e-3,
@@ -576,6 +577,7 @@ AUTO_CLASSES = {
     "automatic-speech-recognition": "AutoModelForCTC",  # AutoModelForSpeechSeq2Seq for Whisper
     "feature-extraction": "AutoModel",
     "image-classification": "AutoModelForImageClassification",
+    "object-detection": "AutoModelForObjectDetection",
     "fill-mask": "AutoModelForMaskedLM",
     "question-answering": "AutoModelForQuestionAnswering",
     "text-classification": "AutoModelForSequenceClassification",

@@ -266,6 +266,14 @@ def _readable(result, all_labels: bool = False) -> list[str]:
         return [result["generated_text"]]
     if "text" in result:  # speech recognition
         return [result["text"]]
+    if "objects" in result:
+        return [
+            "; ".join(
+                f"{o['label']}{_score(o)} at [{o['box']['xmin']}, {o['box']['ymin']}, {o['box']['xmax']}, {o['box']['ymax']}]"
+                for o in result["objects"]
+            )
+            or "no objects"
+        ]
     if "similarity" in result:
         return [f"similarity {result['similarity']:.4f}"]
     if "embedding" in result:

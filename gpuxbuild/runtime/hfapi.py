@@ -125,6 +125,8 @@ def _one(result: dict, request: HFRequest, task: str, raw_task: str):
         return [{"generated_text": result["generated_text"] if request.return_full_text else result["completion"]}]
     if task == "text2text-generation":
         return [{_TEXT_KEYS.get(raw_task, "generated_text"): result["generated_text"]}]
+    if task == "object-detection":
+        return result["objects"]
     return result  # question-answering: {answer, score, start, end} (a list with top_k > 1); speech: {text}
 
 

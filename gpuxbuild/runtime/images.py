@@ -36,6 +36,7 @@ KNOWN_PROCESSORS = frozenset(
         "MobileNetV1ImageProcessor",
         "MobileNetV2ImageProcessor",
         "ViTImageProcessor",
+        "YolosImageProcessor",
     }
 )
 
@@ -163,16 +164,6 @@ class ImageProcessor:
             raise GpuxError(f"{path} is not valid JSON: {exc}", "rebuild the artifact") from None
         return cls.from_dict(data if isinstance(data, dict) else {}, str(path))
 
-    @property
-    def output_size(self) -> tuple[int, int] | None:
-        """(height, width) of every pixel_values this processor makes, when fixed."""
-        if self.do_center_crop and self.crop_size:
-            return self.crop_size
-        if self.kind == "ConvNextImageProcessor" and "shortest_edge" in self.size:
-            edge = int(self.size["shortest_edge"])
-            return edge, edge
-        return _size(self.size, "size")
-
     def __call__(self, images: list[Image.Image]) -> np.ndarray:
         """pixel_values [batch, 3, height, width] float32 for RGB images."""
         return np.stack([self._one(image) for image in images])
@@ -196,6 +187,9 @@ class ImageProcessor:
         if exact is not None:
             return _pil_resize(image, exact, self.resample)
         edge = int(self.size["shortest_edge"])
+        if self.kind == "YolosImageProcessor":
+            size = yolos_size((image.height, image.width), edge, self.size.get("longest_edge"))
+            return _pil_resize(image, size, self.resample)
         if self.kind == "ConvNextImageProcessor":
             crop_pct = self.crop_pct if self.crop_pct is not None else 224 / 256
             if edge >= 384:  # ConvNeXt warps large sizes to a square, without a crop
@@ -211,6 +205,26 @@ def shortest_edge_size(size: tuple[int, int], edge: int) -> tuple[int, int]:
     short, long = (width, height) if width <= height else (height, width)
     new_short, new_long = edge, int(edge * long / short)
     return (new_long, new_short) if width <= height else (new_short, new_long)
+
+
+def yolos_size(size: tuple[int, int], edge: int, longest: int | None, mod: int = 16) -> tuple[int, int]:
+    """(height, width) as YolosImageProcessor resizes: the shorter side to `edge`, the longer at most
+    `longest`, the aspect ratio kept, both rounded down to a multiple of `mod` (its get_size_with_aspect_ratio)."""
+    height, width = size
+    raw = None
+    if longest is not None:
+        short, long = float(min(height, width)), float(max(height, width))
+        if long / short * edge > longest:
+            raw = longest * short / long
+            edge = round(raw)
+    scale = raw if raw is not None else edge
+    if width < height:
+        out_w, out_h = edge, int(scale * height / width)
+    elif (height <= width and height == edge) or (width <= height and width == edge):
+        out_h, out_w = height, width
+    else:
+        out_h, out_w = edge, int(scale * width / height)
+    return out_h - out_h % mod, out_w - out_w % mod
 
 
 def _pil_resize(image: Image.Image, size: tuple[int, int], resample: int) -> np.ndarray:

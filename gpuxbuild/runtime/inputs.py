@@ -60,6 +60,7 @@ _OPTION_RULES = {
         "a non-empty string or a list of them",
     ),
     "temperature": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "threshold": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "top_k": (_integer(1), "an integer >= 1"),
     "top_p": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
 }

@@ -256,6 +256,15 @@ class Model:
             if self._image_processor is None:
                 self._image_processor = ImageProcessor.from_folder(self.folder)
             decoded = [decode_image(data, label) for data, label in zip(files, labels, strict=True)]
+            if self.task == "object-detection":  # one image per run, as the pipeline: their sizes differ
+                id2label = self.config.get("id2label") or {}
+                found = []
+                for image in decoded:
+                    outputs = self.run(self.feed({"pixel_values": self._image_processor([image])}))
+                    logits, boxes = outputs["logits"][0], outputs["pred_boxes"][0]
+                    threshold = float(opts.get("threshold", 0.5))
+                    found.append(tasks.detect(logits, boxes, id2label, (image.height, image.width), threshold))
+                return found
             logits = self.run(self.feed({"pixel_values": self._image_processor(decoded)}))["logits"]
             return self._classify(logits, opts)
         from gpuxbuild.runtime.audio import CTCVocabulary, FeatureExtractor, decode_audio

@@ -693,7 +693,23 @@ KINDS["whisper"] = Kind(
     {"whisper": True},
     processor=_processor("WhisperFeatureExtractor", feature_size=80),
 )
-IMAGE_KINDS = {"vit", "convnext", "resnet", "mobilenet-v2"}
+KINDS["yolos"] = Kind(
+    "YolosForObjectDetection",
+    "YolosConfig",
+    lambda h: (
+        _bert_cfg(h)
+        | {"image_size": [IMAGE_SIZE, 2 * IMAGE_SIZE], "patch_size": 8, "num_detection_tokens": 8}
+        | _labels(IMAGE_LABELS)
+    ),
+    None,
+    processor=_processor(
+        "YolosImageProcessor",
+        size={"shortest_edge": IMAGE_SIZE, "longest_edge": 2 * IMAGE_SIZE},
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+    ),
+)
+IMAGE_KINDS = {"vit", "convnext", "resnet", "mobilenet-v2", "yolos"}
 AUDIO_KINDS = {"wav2vec2-ctc", "wav2vec2-audio", "whisper"}
 
 SEQ2SEQ_KINDS = {"t5", "bart"}
