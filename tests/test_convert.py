@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("image-classification", "image-classification"),
         ("automatic-speech-recognition", "automatic-speech-recognition"),
         ("audio-classification", "audio-classification"),
-        ("object-detection", None),
+        ("depth-estimation", None),
         ("", None),
         (None, None),
     ],
@@ -98,7 +98,7 @@ def test_infer_task_sentence_transformers_and_unknown():
 def test_option_errors_are_user_errors(tmp_path):
     source = tinymodels.write_repo("bert", tmp_path / "bert")
     for kwargs in (
-        {"task": "object-detection"},
+        {"task": "depth-estimation"},
         {"task": "fill-mask", "dtype": "bf16"},
         {"task": "fill-mask", "optimize": 3},
         {"task": "fill-mask", "quantize": "int4"},
