@@ -29,7 +29,7 @@ PIL = pytest.importorskip("PIL")
 soundfile = pytest.importorskip("soundfile")
 
 SCORE_ATOL = 1e-4
-IMAGE_KINDS = ("vit", "convnext", "mobilenet-v2", "yolos")
+IMAGE_KINDS = ("vit", "convnext", "mobilenet-v2", "yolos", "detr")
 AUDIO_KINDS = ("wav2vec2-ctc", "wav2vec2-audio", "whisper")
 # Only vit declares its task by a pipeline tag; the others are detected from config.json.
 CARDS = {"vit": {"pipeline_tag": "image-classification"}}
@@ -38,6 +38,7 @@ TASKS = {
     "convnext": "image-classification",
     "mobilenet-v2": "image-classification",
     "yolos": "object-detection",
+    "detr": "object-detection",
     "wav2vec2-ctc": "automatic-speech-recognition",
     "wav2vec2-audio": "audio-classification",
     "whisper": "automatic-speech-recognition",
@@ -145,7 +146,7 @@ def _assert_same_labels(got: list[dict], want: list[dict]) -> None:
 # --------------------------------------------------------------------------- image classification
 
 
-@pytest.mark.parametrize("kind", [k for k in IMAGE_KINDS if k != "yolos"])
+@pytest.mark.parametrize("kind", [k for k in IMAGE_KINDS if k not in ("yolos", "detr")])
 def test_image_classification_matches_the_pipeline(kind, media, image_files):
     from PIL import Image
 
@@ -198,10 +199,11 @@ def test_run_cli_files_batches_base64_and_top_k(media, image_files):
     assert hf == [{"label": x["label"], "score": x["score"]} for x in want["labels"]]
 
 
-def test_object_detection_matches_the_pipeline(media, image_files):
+@pytest.mark.parametrize("kind", ["yolos", "detr"])
+def test_object_detection_matches_the_pipeline(kind, media, image_files):
     from PIL import Image
 
-    source, artifact = media("yolos")
+    source, artifact = media(kind)
     model = load(artifact)
     assert model.task == "object-detection"
     reference = _pipeline("object-detection", source)
@@ -213,6 +215,11 @@ def test_object_detection_matches_the_pipeline(media, image_files):
             assert all(abs(o["score"] - w["score"]) < SCORE_ATOL for o, w in zip(result["objects"], want, strict=True))
     boxes = [o["box"] for o in model.predict(image_files[0].read_bytes(), threshold=0.0)["objects"]]
     assert boxes and max(b["xmax"] for b in boxes) > 32  # pixels of the 64x40 original, not of the model's input
+
+
+def test_object_detection_on_the_inference_api(media, image_files):
+    _, artifact = media("yolos")
+    model = load(artifact)
     project, _ = media("project")
     hf = json.loads(
         gpux(

@@ -37,7 +37,8 @@ def _load_and_run_media(kind: str, folder: Path) -> None:
     if kind in tinymodels.IMAGE_KINDS:
         processor = transformers.AutoImageProcessor.from_pretrained(folder, use_fast=False)
         inputs = processor(np.zeros((40, 50, 3), dtype=np.uint8), return_tensors="pt")
-        auto = "AutoModelForObjectDetection" if kind == "yolos" else "AutoModelForImageClassification"
+        detection = kind in ("yolos", "detr")
+        auto = "AutoModelForObjectDetection" if detection else "AutoModelForImageClassification"
     else:
         processor = transformers.AutoFeatureExtractor.from_pretrained(folder)
         inputs = processor(np.zeros(16000, dtype=np.float32), sampling_rate=16000, return_tensors="pt")
@@ -54,7 +55,8 @@ def _load_and_run_media(kind: str, folder: Path) -> None:
     if kind == "whisper":
         assert logits.shape[-1] == model.config.vocab_size
         return
-    classes = {"wav2vec2-ctc": len(tinymodels.CTC_VOCAB), "yolos": model.config.num_labels + 1}  # + "no object"
+    no_object = model.config.num_labels + 1
+    classes = {"wav2vec2-ctc": len(tinymodels.CTC_VOCAB), "yolos": no_object, "detr": no_object}
     assert logits.shape[-1] == classes.get(kind, model.config.num_labels)
 
 

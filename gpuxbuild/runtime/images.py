@@ -33,6 +33,7 @@ KNOWN_PROCESSORS = frozenset(
         "CLIPImageProcessor",
         "ConvNextImageProcessor",
         "DeiTImageProcessor",
+        "DetrImageProcessor",
         "MobileNetV1ImageProcessor",
         "MobileNetV2ImageProcessor",
         "ViTImageProcessor",
@@ -187,8 +188,9 @@ class ImageProcessor:
         if exact is not None:
             return _pil_resize(image, exact, self.resample)
         edge = int(self.size["shortest_edge"])
-        if self.kind == "YolosImageProcessor":
-            size = yolos_size((image.height, image.width), edge, self.size.get("longest_edge"))
+        if self.kind in ("DetrImageProcessor", "YolosImageProcessor"):
+            yolos = self.kind == "YolosImageProcessor"
+            size = detection_size((image.height, image.width), edge, self.size.get("longest_edge"), yolos=yolos)
             return _pil_resize(image, size, self.resample)
         if self.kind == "ConvNextImageProcessor":
             crop_pct = self.crop_pct if self.crop_pct is not None else 224 / 256
@@ -207,9 +209,10 @@ def shortest_edge_size(size: tuple[int, int], edge: int) -> tuple[int, int]:
     return (new_long, new_short) if width <= height else (new_short, new_long)
 
 
-def yolos_size(size: tuple[int, int], edge: int, longest: int | None, mod: int = 16) -> tuple[int, int]:
-    """(height, width) as YolosImageProcessor resizes: the shorter side to `edge`, the longer at most
-    `longest`, the aspect ratio kept, both rounded down to a multiple of `mod` (its get_size_with_aspect_ratio)."""
+def detection_size(size: tuple[int, int], edge: int, longest: int | None, *, yolos: bool) -> tuple[int, int]:
+    """(height, width) as DetrImageProcessor and YolosImageProcessor resize (their get_size_with_aspect_ratio):
+    the shorter side to `edge`, the longer at most `longest`, the aspect ratio kept; YOLOS rounds both down
+    to a multiple of 16 and tests for an unchanged size after the portrait case, DETR before it."""
     height, width = size
     raw = None
     if longest is not None:
@@ -218,13 +221,14 @@ def yolos_size(size: tuple[int, int], edge: int, longest: int | None, mod: int =
             raw = longest * short / long
             edge = round(raw)
     scale = raw if raw is not None else edge
-    if width < height:
-        out_w, out_h = edge, int(scale * height / width)
-    elif (height <= width and height == edge) or (width <= height and width == edge):
+    unchanged = (height <= width and height == edge) or (width <= height and width == edge)
+    if unchanged and not (yolos and width < height):
         out_h, out_w = height, width
+    elif width < height:
+        out_w, out_h = edge, int(scale * height / width)
     else:
         out_h, out_w = edge, int(scale * width / height)
-    return out_h - out_h % mod, out_w - out_w % mod
+    return (out_h - out_h % 16, out_w - out_w % 16) if yolos else (out_h, out_w)
 
 
 def _pil_resize(image: Image.Image, size: tuple[int, int], resample: int) -> np.ndarray:

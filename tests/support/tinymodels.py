@@ -709,7 +709,36 @@ KINDS["yolos"] = Kind(
         image_std=IMAGENET_STD,
     ),
 )
-IMAGE_KINDS = {"vit", "convnext", "resnet", "mobilenet-v2", "yolos"}
+KINDS["detr"] = Kind(
+    "DetrForObjectDetection",
+    "DetrConfig",
+    lambda h: (
+        {
+            "use_timm_backbone": False,
+            "use_pretrained_backbone": False,
+            "backbone": None,
+            "backbone_config": {
+                "model_type": "resnet",
+                "embedding_size": h // 4,
+                "hidden_sizes": [h // 4, h // 2],
+                "depths": [1, 1],
+                "out_features": ["stage2"],
+            },
+            "d_model": h,
+            "encoder_layers": 1,
+            "decoder_layers": 1,
+            "encoder_attention_heads": 2,
+            "decoder_attention_heads": 2,
+            "encoder_ffn_dim": 2 * h,
+            "decoder_ffn_dim": 2 * h,
+            "num_queries": 8,
+        }
+        | _labels(IMAGE_LABELS)
+    ),
+    None,
+    processor=_processor("DetrImageProcessor", size={"shortest_edge": IMAGE_SIZE, "longest_edge": 2 * IMAGE_SIZE}),
+)
+IMAGE_KINDS = {"vit", "convnext", "resnet", "mobilenet-v2", "yolos", "detr"}
 AUDIO_KINDS = {"wav2vec2-ctc", "wav2vec2-audio", "whisper"}
 
 SEQ2SEQ_KINDS = {"t5", "bart"}
