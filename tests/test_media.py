@@ -305,6 +305,8 @@ def test_whisper_matches_the_greedy_pipeline(media, sound_files):
             assert got == {"text": want}
             texts.append(want)
     assert len(set(texts)) > 1  # what it transcribes depends on the sound
+    short = model.predict(sound_files[0].read_bytes(), max_new_tokens=3)["text"]
+    assert 0 < len(short) < len(model.predict(sound_files[0].read_bytes())["text"])
     with pytest.raises(GpuxError, match="language 'xx' is not one this model knows"):
         model.predict(sound_files[0].read_bytes(), language="xx")
 

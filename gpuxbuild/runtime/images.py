@@ -123,15 +123,9 @@ class ImageProcessor:
                 f"gpux run knows {', '.join(sorted(KNOWN_PROCESSORS))}; pass pixel_values as raw tensors instead",
             )
         size = data.get("size")
-        if isinstance(size, int):  # old configs: one number; square unless the processor keeps the aspect
-            size = (
-                {"shortest_edge": size}
-                if kind in ("CLIPImageProcessor", "ConvNextImageProcessor")
-                else {
-                    "height": size,
-                    "width": size,
-                }
-            )
+        if isinstance(size, int):  # old configs: one number, a square unless the processor keeps the aspect
+            keeps_aspect = kind in ("CLIPImageProcessor", "ConvNextImageProcessor")
+            size = {"shortest_edge": size} if keeps_aspect else {"height": size, "width": size}
         if not isinstance(size, dict) or not ({"height", "width"} <= set(size) or "shortest_edge" in size):
             raise GpuxError(f"{where}: size {size!r} is not understood", "rebuild from a repo with a standard config")
         mean, std = data.get("image_mean") or [0.5] * 3, data.get("image_std") or [0.5] * 3

@@ -248,7 +248,8 @@ class Model:
         return {"results": results} if parsed.batched else results[0]
 
     def _predict_files(self, files: list[bytes], opts: dict) -> list[dict]:
-        """Image tasks: all images in one run; audio tasks: one sound per run, as the pipelines run them."""
+        """Image classification: all images in one run; detection and audio: one file per run, as the
+        pipelines run them (their sizes differ)."""
         labels = [f"file {i + 1} of {len(files)}" if len(files) > 1 else "the file" for i in range(len(files))]
         if self.task in IMAGE_TASKS:
             from gpuxbuild.runtime.images import ImageProcessor, decode_image
@@ -290,8 +291,8 @@ class Model:
 
     def _transcribe(self, features: np.ndarray, opts: dict) -> str:
         """Whisper: encode the log-mel features, then decode greedily after the prompt transformers builds
-        (`whisper_prompt`), with the generation config's suppressed tokens, up to its max_length; the text
-        leaves out special and timestamp tokens, as the pipeline's."""
+        (`whisper_prompt`), with the generation config's suppressed tokens, up to its max_length (or fewer
+        `max_new_tokens`); the text leaves out special and timestamp tokens, as the pipeline's."""
         gen = {**self.config, **self.generation_config}
         hidden = self.run({"input_features": features}, "encoder")["last_hidden_state"]
         decoder = self.sessions["decoder"]
@@ -302,6 +303,8 @@ class Model:
         options = generate.GenerationOptions.from_configs(self.config, self.generation_config, {})
         limit = int(self.config.get("max_target_positions", 448))
         options.max_new_tokens = max(1, min(int(gen.get("max_length", limit)), limit) - len(prefix))
+        if "max_new_tokens" in opts:
+            options.max_new_tokens = min(options.max_new_tokens, int(opts["max_new_tokens"]))
         out = generate.decode_with_encoder(decoder, hidden, None, prefix, options)
         first_timestamp = int(no_timestamps) + 1 if no_timestamps is not None else None
         text_ids = [t for t in out.token_ids if first_timestamp is None or t < first_timestamp]
