@@ -428,3 +428,17 @@ def test_serve_takes_raw_bytes_and_base64_payloads(media, image_files, sound_fil
         assert speech.status_code == 200 and speech.json() == {"text": want_text}
         bad = httpx.post(f"{base}/models/vit", content=b"\x89PNG broken", headers={"content-type": "image/png"})
         assert bad.status_code == 400 and "not a readable image" in bad.json()["error"]
+
+
+def test_terminal_lines_list_the_labels_the_transcript_and_the_boxes():
+    from gpuxbuild.cli.run_cmds import _readable
+
+    labels = [{"label": "tabby cat", "score": 0.5}, {"label": "tiger", "score": 0.25}]
+    assert _readable({"label": "tabby cat", "score": 0.5, "labels": labels}, True) == [
+        "tabby cat (0.500), tiger (0.250)"
+    ]
+    assert _readable({"label": "tabby cat", "score": 0.5, "labels": labels}) == ["tabby cat (0.500)"]  # text models
+    assert _readable({"results": [{"text": "HELLO"}, {"text": "WORLD"}]}) == ["HELLO", "WORLD"]
+    box = {"xmin": 1, "ymin": 2, "xmax": 30, "ymax": 40}
+    assert _readable({"objects": [{"label": "cat", "score": 0.9, "box": box}]}) == ["cat (0.900) at [1, 2, 30, 40]"]
+    assert _readable({"objects": []}) == ["no objects"]
