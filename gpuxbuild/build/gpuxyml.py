@@ -332,7 +332,7 @@ def _media_preprocessing(artifact_dir: Path) -> dict[str, Any]:
         raise GpuxError(f"{PREPROCESSOR_CONFIG} of the model is not valid JSON: {exc}", "fix the repo's file") from exc
     if not isinstance(data, dict):
         return {}
-    custom = {PREPROCESSOR_CONFIG_KEY: PREPROCESSOR_CONFIG}
+    custom: dict[str, Any] = {PREPROCESSOR_CONFIG_KEY: PREPROCESSOR_CONFIG}
     custom.update({k: data[k] for k in _MEDIA_FIELDS if data.get(k) is not None})
     if "resample" in custom:
         custom["resample"] = _RESAMPLE_NAMES.get(custom["resample"], custom["resample"])

@@ -62,6 +62,7 @@ def _read_input(value: str | None, files: tuple[Path, ...], texts: tuple[str, ..
         )
     if texts:
         return {"text": texts[0]} if len(texts) == 1 else {"text": list(texts)}
+    path: Path | None
     if files:
         contents = [_read_bytes(path) for path in files]
         if len(files) == 1 and _is_json_file(files[0], contents[0]):

@@ -218,7 +218,8 @@ def _mel_to_hertz(mels: np.ndarray) -> np.ndarray:
 def mel_filter_bank(bins: int, filters: int, low: float, high: float, sampling_rate: int) -> np.ndarray:
     """[bins, filters] triangular filters evenly spaced on Slaney's mel scale, Slaney-normalized (equal area),
     as transformers' mel_filter_bank(norm="slaney", mel_scale="slaney")."""
-    mel_edges = np.linspace(*_hertz_to_mel(np.array([low, high], dtype=np.float64)), filters + 2)
+    low_mel, high_mel = _hertz_to_mel(np.array([low, high], dtype=np.float64))
+    mel_edges = np.linspace(low_mel, high_mel, filters + 2)
     edges = _mel_to_hertz(mel_edges)
     fft_freqs = np.linspace(0, sampling_rate // 2, bins)
     widths = np.diff(edges)

@@ -242,8 +242,8 @@ class Model:
         if parsed.tensors is not None:
             return {name: value.tolist() for name, value in self.run(self.feed(parsed.tensors)).items()}
         if parsed.files is not None:
-            results = self._predict_files(parsed.files, parsed.options)
-            return {"results": results} if parsed.batched else results[0]
+            answers = self._predict_files(parsed.files, parsed.options)
+            return {"results": answers} if parsed.batched else answers[0]
         results = self._predict_texts(parsed, on_token)
         return {"results": results} if parsed.batched else results[0]
 
