@@ -6,14 +6,23 @@ Pure Python: no heavy imports.
 from __future__ import annotations
 
 SUPPORTED_TASKS = (
+    "audio-classification",
+    "automatic-speech-recognition",
     "feature-extraction",
     "fill-mask",
+    "image-classification",
+    "object-detection",
     "question-answering",
     "text-classification",
     "text-generation",
     "text2text-generation",
     "token-classification",
 )
+
+# Tasks whose input is an image, or a sound, rather than text.
+IMAGE_TASKS = ("image-classification", "object-detection")
+AUDIO_TASKS = ("audio-classification", "automatic-speech-recognition")
+MEDIA_TASKS = IMAGE_TASKS + AUDIO_TASKS
 
 # Tasks exported with their KV cache ("-with-past" in optimum's vocabulary).
 GENERATIVE_TASKS = ("text-generation", "text2text-generation")
@@ -31,10 +40,16 @@ TASK_ALIASES = {
     "seq2seq-lm": "text2text-generation",
     "summarization": "text2text-generation",
     "translation": "text2text-generation",
+    "asr": "automatic-speech-recognition",
 }
 
 # config.json architecture name suffix -> task; the first matching suffix wins.
 ARCHITECTURE_SUFFIXES = (
+    ("ForImageClassification", "image-classification"),
+    ("ForImageClassificationWithTeacher", "image-classification"),
+    ("ForObjectDetection", "object-detection"),
+    ("ForCTC", "automatic-speech-recognition"),
+    ("ForAudioClassification", "audio-classification"),
     ("ForSequenceClassification", "text-classification"),
     ("ForTokenClassification", "token-classification"),
     ("ForQuestionAnswering", "question-answering"),
@@ -46,6 +61,32 @@ ARCHITECTURE_SUFFIXES = (
     ("ForPreTraining", "feature-extraction"),
     ("Model", "feature-extraction"),
 )
+
+
+# Speech encoders whose heads share text models' suffixes (Wav2Vec2ForSequenceClassification classifies sound).
+AUDIO_MODEL_TYPES = frozenset(
+    {
+        "audio-spectrogram-transformer",
+        "data2vec-audio",
+        "hubert",
+        "sew",
+        "sew-d",
+        "unispeech",
+        "unispeech-sat",
+        "wav2vec2",
+        "wav2vec2-conformer",
+        "wavlm",
+    }
+)
+
+
+# Speech-to-text encoder-decoders: their ForConditionalGeneration is not text2text (gpux runs Whisper only).
+SPEECH_SEQ2SEQ_MODEL_TYPES = frozenset({"moonshine", "speech_to_text", "speecht5", "whisper"})
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model")
+
+
+def _has_tokenizer(files: list[str]) -> bool:
+    return any(name in files for name in _TOKENIZER_FILES)
 
 
 def normalize_task(tag: str | None) -> str | None:
@@ -67,13 +108,30 @@ def infer_task(config: dict | None, files: list[str]) -> str | None:
     for arch in config.get("architectures") or []:
         for suffix, task in ARCHITECTURE_SUFFIXES:
             if arch.endswith(suffix):
+                if task == "text-classification" and config.get("model_type") in AUDIO_MODEL_TYPES:
+                    return "audio-classification"
+                if task == "text2text-generation" and config.get("model_type") == "whisper":
+                    return "automatic-speech-recognition"
                 # Vision/speech models also end in ForConditionalGeneration; only text encoder-decoders qualify.
-                if task == "text2text-generation" and not config.get("is_encoder_decoder"):
+                if task == "text2text-generation" and (
+                    not config.get("is_encoder_decoder") or config.get("model_type") in SPEECH_SEQ2SEQ_MODEL_TYPES
+                ):
+                    return None
+                # A vision or audio backbone (an image processor, no tokenizer) is no text feature extractor.
+                if task == "feature-extraction" and "preprocessor_config.json" in files and not _has_tokenizer(files):
                     return None
                 return task
     return None
 
 
-def optimum_task(task: str) -> str:
-    """The optimum exporter task for a supported task: generative tasks are exported with their KV cache."""
-    return f"{task}-with-past" if task in GENERATIVE_TASKS else task
+def is_seq2seq(task: str, config: dict) -> bool:
+    """Whether the model runs as an encoder and a decoder with a KV cache (T5, BART; Whisper for speech)."""
+    return task == "text2text-generation" or (
+        task == "automatic-speech-recognition" and bool(config.get("is_encoder_decoder"))
+    )
+
+
+def optimum_task(task: str, config: dict | None = None) -> str:
+    """The optimum exporter task for a supported task: generative tasks (and encoder-decoder speech recognition,
+    given the model's config) are exported with their KV cache."""
+    return f"{task}-with-past" if task in GENERATIVE_TASKS or is_seq2seq(task, config or {}) else task

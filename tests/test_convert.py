@@ -37,7 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
         ("text-classification", "text-classification"),
         ("sentiment-analysis", "text-classification"),
         ("ner", "token-classification"),
-        ("image-classification", None),
+        ("image-classification", "image-classification"),
+        ("automatic-speech-recognition", "automatic-speech-recognition"),
+        ("audio-classification", "audio-classification"),
+        ("depth-estimation", None),
         ("", None),
         (None, None),
     ],
@@ -60,10 +63,28 @@ def test_normalize_task(tag, task):
         ("RobertaForQuestionAnswering", {}, "question-answering"),
         ("AlbertForMaskedLM", {}, "fill-mask"),
         ("BertForMultipleChoice", {}, None),
+        ("ViTForImageClassification", {}, "image-classification"),
+        ("ConvNextForImageClassification", {}, "image-classification"),
+        ("Wav2Vec2ForCTC", {"model_type": "wav2vec2"}, "automatic-speech-recognition"),
+        ("Wav2Vec2ForSequenceClassification", {"model_type": "wav2vec2"}, "audio-classification"),
+        ("ASTForAudioClassification", {"model_type": "audio-spectrogram-transformer"}, "audio-classification"),
+        (
+            "WhisperForConditionalGeneration",
+            {"model_type": "whisper", "is_encoder_decoder": True},
+            "automatic-speech-recognition",
+        ),
+        ("Speech2TextForConditionalGeneration", {"model_type": "speech_to_text", "is_encoder_decoder": True}, None),
     ],
 )
 def test_infer_task_from_architecture(arch, extra, task):
     assert infer_task({"architectures": [arch]} | extra, ["config.json"]) == task
+
+
+def test_vision_and_audio_backbones_are_not_text_feature_extractors():
+    assert infer_task({"architectures": ["ViTModel"]}, ["config.json", "preprocessor_config.json"]) is None
+    assert infer_task({"architectures": ["CLIPModel"]}, ["preprocessor_config.json", "tokenizer.json"]) == (
+        "feature-extraction"
+    )
 
 
 def test_infer_task_sentence_transformers_and_unknown():
@@ -78,7 +99,7 @@ def test_infer_task_sentence_transformers_and_unknown():
 def test_option_errors_are_user_errors(tmp_path):
     source = tinymodels.write_repo("bert", tmp_path / "bert")
     for kwargs in (
-        {"task": "image-classification"},
+        {"task": "depth-estimation"},
         {"task": "fill-mask", "dtype": "bf16"},
         {"task": "fill-mask", "optimize": 3},
         {"task": "fill-mask", "quantize": "int4"},
@@ -186,22 +207,29 @@ def test_export_kind(kind, exported):
     result, out = exported(kind)
     task = _task(kind)
     files = set(_files(out))
+    seq2seq = task == "text2text-generation" or kind == "whisper"
     expected_graphs = (
         {"encoder": "encoder_model.onnx", "decoder": "decoder_model_merged.onnx"}
-        if task == "text2text-generation"
+        if seq2seq
         else {"model": "model.onnx"}
     )
     assert result.graphs == expected_graphs
     assert result.max_diff is not None and result.max_diff < 1e-3
     assert {"export", "validate", "total"} <= set(result.stages)
-    assert {"config.json", "tokenizer.json", "tokenizer_config.json", *expected_graphs.values()} <= files
-    assert not any(f.endswith((".safetensors", ".bin", ".txt", ".model")) or f == "vocab.json" for f in files)
-    assert ("generation_config.json" in files) == (task in {"text-generation", "text2text-generation"})
+    runtime_files = {"config.json", *expected_graphs.values()}
+    if kind in tinymodels.IMAGE_KINDS | tinymodels.AUDIO_KINDS:  # the processor config, a CTC model's vocab
+        runtime_files |= {"preprocessor_config.json"} | ({"vocab.json"} if kind == "wav2vec2-ctc" else set())
+    if kind not in tinymodels.IMAGE_KINDS | tinymodels.AUDIO_KINDS or kind == "whisper":
+        runtime_files |= {"tokenizer.json", "tokenizer_config.json"}
+        assert "vocab.json" not in files
+    assert runtime_files <= files
+    assert not any(f.endswith((".safetensors", ".bin", ".txt", ".model")) for f in files)
+    assert ("generation_config.json" in files) == (task in {"text-generation", "text2text-generation"} or seq2seq)
     if kind == "sentence-transformers":
         assert {"modules.json", "sentence_bert_config.json", "1_Pooling/config.json"} <= files
     graph = onnx.load(str(out / expected_graphs.get("model", expected_graphs.get("decoder"))))
     inputs = {i.name for i in graph.graph.input}
-    if task in {"text-generation", "text2text-generation"}:
+    if task in {"text-generation", "text2text-generation"} or seq2seq:
         assert any(name.startswith("past_key_values") for name in inputs)
     assert not graph.doc_string and not graph.metadata_props
 

@@ -152,11 +152,12 @@ def test_a_bad_input_key_fails_before_loading_the_model(project):
     assert "onnxruntime" not in r.stderr and "notice" not in r.stderr
 
 
-def test_a_file_that_is_not_text_is_one_line(project):
+def test_an_image_for_a_text_model_is_one_line(project):
     (project / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
     r = gpux("run", "clf", "--file", "picture.png", cwd=project, check=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "picture.png is not UTF-8 text" in r.stderr.splitlines()[0]
+    (error,) = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert "this model takes text, not images or sound (its task is text-classification)" in error
 
 
 def _on_a_terminal(project, *args) -> str:

@@ -28,10 +28,44 @@ AUTO_CLASSES = {
 }
 
 
+def _load_and_run_media(kind: str, folder: Path) -> None:
+    """Vision and audio kinds: their processor (preprocessor_config.json) feeds their model."""
+    import numpy as np
+    import torch
+    import transformers
+
+    if kind in tinymodels.IMAGE_KINDS:
+        processor = transformers.AutoImageProcessor.from_pretrained(folder, use_fast=False)
+        inputs = processor(np.zeros((40, 50, 3), dtype=np.uint8), return_tensors="pt")
+        detection = kind in ("yolos", "detr")
+        auto = "AutoModelForObjectDetection" if detection else "AutoModelForImageClassification"
+    else:
+        processor = transformers.AutoFeatureExtractor.from_pretrained(folder)
+        inputs = processor(np.zeros(16000, dtype=np.float32), sampling_rate=16000, return_tensors="pt")
+        auto = {"wav2vec2-ctc": "AutoModelForCTC", "whisper": "AutoModelForSpeechSeq2Seq"}.get(
+            kind, "AutoModelForAudioClassification"
+        )
+    model = getattr(transformers, auto).from_pretrained(folder).eval()
+    assert type(model).__name__ == tinymodels.KINDS[kind].model_cls
+    if kind == "whisper":
+        assert transformers.AutoTokenizer.from_pretrained(folder).is_fast
+        inputs["decoder_input_ids"] = torch.tensor([[model.config.decoder_start_token_id]])
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    if kind == "whisper":
+        assert logits.shape[-1] == model.config.vocab_size
+        return
+    no_object = model.config.num_labels + 1
+    classes = {"wav2vec2-ctc": len(tinymodels.CTC_VOCAB), "yolos": no_object, "detr": no_object}
+    assert logits.shape[-1] == classes.get(kind, model.config.num_labels)
+
+
 def _load_and_run(kind: str, folder: Path) -> None:
     import torch
     import transformers
 
+    if kind in tinymodels.IMAGE_KINDS | tinymodels.AUDIO_KINDS:
+        return _load_and_run_media(kind, folder)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     assert tokenizer.is_fast
     arch = tinymodels.KINDS[kind].model_cls

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from gpuxbuild.build.gpuxyml import GraphIO, graph_io
 from gpuxbuild.errors import GpuxError, MissingExtraError
-from gpuxbuild.tasks import SUPPORTED_TASKS, optimum_task
+from gpuxbuild.tasks import MEDIA_TASKS, SUPPORTED_TASKS, is_seq2seq, optimum_task
 
 DTYPES = ("fp32", "fp16")
 OPTIMIZE_LEVELS = (0, 1, 2, 99)
@@ -31,8 +31,12 @@ QUANTIZE_MODES = ("int8",)
 
 # Validation tolerance (max absolute difference to PyTorch) of fp32 graphs, per task.
 TASK_ATOL = {
+    "audio-classification": 1e-3,
+    "automatic-speech-recognition": 1e-3,
     "feature-extraction": 1e-3,
     "fill-mask": 1e-3,
+    "image-classification": 1e-3,
+    "object-detection": 1e-3,
     "question-answering": 1e-3,
     "text-classification": 1e-3,
     "token-classification": 1e-3,
@@ -45,6 +49,10 @@ INT8_RELATIVE_ATOL = 0.25
 
 SAMPLE_TEXT = "The quick brown fox jumps over the lazy dog. Paris is the capital of France."
 SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+# The image processor's or feature extractor's settings: what run-time preprocessing follows.
+PREPROCESSOR_CONFIG = "preprocessor_config.json"
+# A CTC model's character vocabulary (Wav2Vec2CTCTokenizer has no fast version; decoding needs only the vocab).
+CTC_TOKENIZER_FILES = ("vocab.json", "tokenizer_config.json", "special_tokens_map.json")
 TWO_GB = 2**31
 
 
@@ -370,7 +378,7 @@ def run_export(
     _check_supported(name, config, task)
     with tempfile.TemporaryDirectory(prefix="gpux-onnx-", dir=out.parent) as tmp:
         export_dir = Path(tmp)
-        seq2seq = task == "text2text-generation"
+        seq2seq = is_seq2seq(task, config)
         # sentence-transformers models export as their transformer (last_hidden_state); the runtime pools
         # per the copied 1_Pooling config, so the export needs no sentence-transformers package.
         # Seq2seq decoders are post-processed before they are merged: ORT's optimizer, fp16 converter and
@@ -379,7 +387,7 @@ def run_export(
             main_export(
                 str(source),
                 export_dir,
-                task=optimum_task(task),
+                task=optimum_task(task, config),
                 opset=opset,
                 device="cpu",
                 dtype="fp32",
@@ -415,7 +423,7 @@ def run_export(
         # Older repos keep generation settings in config.json; optimum moves them to a generation config.
         if not (source / "generation_config.json").is_file() and (export_dir / "generation_config.json").is_file():
             shutil.copyfile(export_dir / "generation_config.json", out / "generation_config.json")
-    _copy_runtime_files(source, out)
+    _copy_runtime_files(source, out, task, seq2seq)
     stage("files")
 
     max_diff = None
@@ -472,7 +480,7 @@ def _check_supported(name: str, config: dict, task: str) -> None:
             f"{name}: architecture {arch} (model_type {model_type}) cannot be exported to ONNX for task {task}",
             "optimum's ONNX exporter does not support it; choose a model that ships ONNX files or another architecture",
         ) from None
-    if optimum_task(task) not in supported:
+    if optimum_task(task, config) not in supported:
         tasks = sorted({t.removesuffix("-with-past") for t in supported} & set(SUPPORTED_TASKS))
         raise UnsupportedModelError(
             f"{name}: architecture {arch} (model_type {model_type}) cannot be exported to ONNX for task {task}",
@@ -600,12 +608,16 @@ def _save(model, dest: Path, loaded_from: Path) -> None:
         )
 
 
-def _copy_runtime_files(source: Path, out: Path) -> None:
-    """Tokenizer (always fast), config, generation config and sentence-transformers metadata."""
-    from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
+def _copy_runtime_files(source: Path, out: Path, task: str, seq2seq: bool) -> None:
+    """Tokenizer (always fast; a CTC vocabulary for CTC speech models), config, generation config, the
+    preprocessor config of vision and audio models and sentence-transformers metadata."""
+    names = ["config.json", "generation_config.json", PREPROCESSOR_CONFIG, *SENTENCE_TRANSFORMERS_FILES]
+    if task == "automatic-speech-recognition" and not seq2seq:
+        names += CTC_TOKENIZER_FILES
+    elif task not in MEDIA_TASKS or seq2seq:
+        from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
 
-    ensure_fast_tokenizer(source, out)
-    names = ["config.json", "generation_config.json", *SENTENCE_TRANSFORMERS_FILES]
+        ensure_fast_tokenizer(source, out)
     if (source / "modules.json").is_file():
         for module in json.loads((source / "modules.json").read_text()):
             path = module.get("path") or ""
@@ -620,7 +632,11 @@ def _copy_runtime_files(source: Path, out: Path) -> None:
 # --------------------------------------------------------------------------- validation
 
 AUTO_CLASSES = {
+    "audio-classification": "AutoModelForAudioClassification",
+    "automatic-speech-recognition": "AutoModelForCTC",  # AutoModelForSpeechSeq2Seq for Whisper
     "feature-extraction": "AutoModel",
+    "image-classification": "AutoModelForImageClassification",
+    "object-detection": "AutoModelForObjectDetection",
     "fill-mask": "AutoModelForMaskedLM",
     "question-answering": "AutoModelForQuestionAnswering",
     "text-classification": "AutoModelForSequenceClassification",
@@ -651,11 +667,15 @@ def _validate(
     import torch
     import transformers
 
-    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(out / "tokenizer.json"))
-    ids = np.array([tokenizer(SAMPLE_TEXT)["input_ids"][:24]], dtype=np.int64)
-    mask = np.ones_like(ids)
+    media = task in MEDIA_TASKS
+    speech_seq2seq = media and "encoder" in graphs
+    if not media:
+        tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(out / "tokenizer.json"))
+        ids = np.array([tokenizer(SAMPLE_TEXT)["input_ids"][:24]], dtype=np.int64)
+        mask = np.ones_like(ids)
     if model is None:
-        model = getattr(transformers, AUTO_CLASSES[task]).from_pretrained(source, local_files_only=True)
+        auto = "AutoModelForSpeechSeq2Seq" if speech_seq2seq else AUTO_CLASSES[task]
+        model = getattr(transformers, auto).from_pretrained(source, local_files_only=True)
     model = model.eval()
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -665,14 +685,19 @@ def _validate(
 
     pairs: list[tuple[str, np.ndarray, np.ndarray]] = []  # (output, onnx, torch)
     with torch.no_grad():
-        if task == "text2text-generation":
+        if "encoder" in graphs:
             encoder, decoder = session(graphs["encoder"]), session(graphs["decoder"])
             start = model.config.decoder_start_token_id
-            dec_ids = np.concatenate([np.array([[start]], dtype=np.int64), ids[:, :3]], axis=1)
-            (hidden,) = encoder.run(["last_hidden_state"], _feeds(encoder, {"input_ids": ids, "attention_mask": mask}))
+            if speech_seq2seq:  # Whisper: 30 s of log-mel features, then a few text tokens
+                encoder_inputs = _media_sample(model.config)
+                mask = np.ones((1, 1), dtype=np.int64)  # no encoder attention mask: the decoder takes none
+                dec_ids = np.array([[start, 1, 2, 3]], dtype=np.int64)
+            else:
+                encoder_inputs = {"input_ids": ids, "attention_mask": mask}
+                dec_ids = np.concatenate([np.array([[start]], dtype=np.int64), ids[:, :3]], axis=1)
+            (hidden,) = encoder.run(["last_hidden_state"], _feeds(encoder, encoder_inputs))
             ref = model(
-                input_ids=torch.from_numpy(ids),
-                attention_mask=torch.from_numpy(mask),
+                **{k: torch.from_numpy(v) for k, v in encoder_inputs.items()},
                 decoder_input_ids=torch.from_numpy(dec_ids),
                 use_cache=False,
             )
@@ -687,12 +712,16 @@ def _validate(
             pairs.append(("decoder logits", logits, ref.logits.numpy()))
         else:
             graph = session(graphs["model"])
-            feeds = {
-                "input_ids": ids,
-                "attention_mask": mask,
-                "token_type_ids": np.zeros_like(ids),
-                "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None],
-            }
+            feeds = (
+                _media_sample(model.config)
+                if media
+                else {
+                    "input_ids": ids,
+                    "attention_mask": mask,
+                    "token_type_ids": np.zeros_like(ids),
+                    "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None],
+                }
+            )
             torch_inputs: dict[str, torch.Tensor | bool] = {
                 k: torch.from_numpy(v)
                 for k, v in feeds.items()
@@ -720,6 +749,21 @@ def _validate(
                 max_diff=diff,
             )
     return max_diff
+
+
+def _media_sample(config) -> dict:
+    """A fixed random image (pixel_values), second of sound (input_values) or log-mel spectrogram (input_features)
+    for the model of ``config``."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    if hasattr(config, "num_mel_bins"):  # Whisper: 30 s of log-mel features
+        return {"input_features": rng.standard_normal((1, config.num_mel_bins, 3000), dtype=np.float32)}
+    if hasattr(config, "num_channels"):
+        size = getattr(config, "image_size", 64)  # convolutional nets take any size; ViTs only their own
+        size = size if isinstance(size, int) else size[0]
+        return {"pixel_values": rng.standard_normal((1, config.num_channels, size, size), dtype=np.float32)}
+    return {"input_values": rng.standard_normal((1, 16000), dtype=np.float32) * 0.1}
 
 
 def _tolerance(task: str, dtype: str, quantize: str | None, reference) -> float:

@@ -46,6 +46,28 @@ DEFAULT_TIMEOUT = 30
 DEFAULT_SERVING = {"host": "127.0.0.1", "port": 8080, "timeout": 5, "max_workers": 4}
 _MEMORY = re.compile(r"^(?P<number>[0-9]+(\.[0-9]+)?)\s*(?:(?P<unit>[KMGT])I?)?B$")
 
+# The image processor's or feature extractor's config, kept in the artifact; `gpux run` preprocesses by it.
+PREPROCESSOR_CONFIG = "preprocessor_config.json"
+PREPROCESSOR_CONFIG_KEY = "preprocessor_config"
+_MEDIA_FIELDS = (
+    "image_processor_type",
+    "feature_extractor_type",
+    "size",
+    "crop_size",
+    "crop_pct",
+    "resample",
+    "rescale_factor",
+    "image_mean",
+    "image_std",
+    "sampling_rate",
+)
+_RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+_NORMALIZE_NAMES = {
+    "imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+    "inception": ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
+    "clip": ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]),
+}
+
 # transformers writes int(1e30) as model_max_length when a tokenizer has no limit.
 _SANE_MAX_LENGTH = 1_000_000
 
@@ -305,7 +327,36 @@ def _preprocessing(artifact_dir: Path, config: dict[str, Any], hints: dict[str, 
         max_length = _tokenizer_max_length(artifact_dir) or _config_max_length(config)
     if max_length is not None:
         preprocessing["max_length"] = max_length
+    preprocessing.update(_media_preprocessing(artifact_dir))
     return preprocessing
+
+
+def _media_preprocessing(artifact_dir: Path) -> dict[str, Any]:
+    """resize [height, width] and normalize from an image processor's config, and its settings (or an audio
+    feature extractor's) under custom: what `gpux run` does to a file before the graph sees it."""
+    path = artifact_dir / PREPROCESSOR_CONFIG
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GpuxError(f"{PREPROCESSOR_CONFIG} of the model is not valid JSON: {exc}", "fix the repo's file") from exc
+    if not isinstance(data, dict):
+        return {}
+    custom: dict[str, Any] = {PREPROCESSOR_CONFIG_KEY: PREPROCESSOR_CONFIG}
+    custom.update({k: data[k] for k in _MEDIA_FIELDS if data.get(k) is not None})
+    if "resample" in custom:
+        custom["resample"] = _RESAMPLE_NAMES.get(custom["resample"], custom["resample"])
+    media: dict[str, Any] = {}
+    size = data.get("crop_size") if data.get("do_center_crop") else data.get("size")
+    if isinstance(size, dict) and "shortest_edge" in size and "crop_pct" in data:  # ConvNeXt crops to a square
+        size = {"height": size["shortest_edge"], "width": size["shortest_edge"]}
+    if isinstance(size, dict) and {"height", "width"} <= set(size):
+        media["resize"] = _Flow([size["height"], size["width"]])
+    mean, std = data.get("image_mean"), data.get("image_std")
+    if data.get("do_normalize") and isinstance(mean, list) and isinstance(std, list):
+        media["normalize"] = next((n for n, ms in _NORMALIZE_NAMES.items() if ms == (mean, std)), "custom")
+    return media | {"custom": custom}
 
 
 def _tokenizer_max_length(artifact_dir: Path) -> int | None:

@@ -39,6 +39,7 @@ from gpuxbuild.store.fetch import missing_files
 from gpuxbuild.store.files import FileEntry
 from gpuxbuild.store.linker import Linker
 from gpuxbuild.store.refs import ArtifactRef, Records
+from gpuxbuild.tasks import MEDIA_TASKS
 
 if TYPE_CHECKING:
     from gpuxbuild.remote.cache import RemoteCache
@@ -57,6 +58,7 @@ METADATA_FILES = (
     "config_sentence_transformers.json",
     "1_Pooling/config.json",
     "2_Normalize",
+    "preprocessor_config.json",
     "README.md",
 )
 EXPORT_PEAK_FACTOR = 6  # export peaks near 6x the fp32 weights (field notes)
@@ -204,7 +206,7 @@ def _convert(job: BuildJob, src: Path, out: Path, validate: bool, stages: dict, 
         t = time.perf_counter()
         graphs = place_onnx(src, out, convert.get("variant"), repo=job.repo)
         _copy_metadata(src, out)
-        if not (out / "tokenizer.json").exists():
+        if job.task not in MEDIA_TASKS and not (out / "tokenizer.json").exists():
             from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
 
             ensure_fast_tokenizer(src, out)

@@ -10,6 +10,7 @@ import click
 
 from gpuxbuild.cli.app import JSON, OFFLINE, Context, cli, console, counted, err_console, pass_context, print_json
 from gpuxbuild.errors import GpuxError
+from gpuxbuild.tasks import MEDIA_TASKS
 
 PROVIDER = click.option(
     "--provider",
@@ -39,27 +40,45 @@ def _locate(ctx: Context, name: str, offline: bool) -> Path:
     return locate(name, project=ctx.project, store=Store(), offline=offline, on_pull=on_pull, on_build=on_build)
 
 
-def _read_input(value: str | None, file: Path | None, texts: tuple[str, ...]):
-    given = [x for x in (value, file, texts or None) if x]
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise GpuxError(f"cannot read input file {path}: {exc.strerror}", "check the path", exit_code=2) from None
+
+
+def _is_json_file(path: Path, data: bytes) -> bool:
+    """A JSON input file (by name, or by its first character) rather than an image or a sound."""
+    return path.suffix.lower() == ".json" or data.lstrip()[:1] in (b"{", b"[", b'"')
+
+
+def _read_input(value: str | None, files: tuple[Path, ...], texts: tuple[str, ...]):
+    given = [x for x in (value, files or None, texts or None) if x]
     if len(given) != 1:
         raise GpuxError(
-            "give the input once: TEXT..., --input JSON, --input @file.json or --file file.json",
+            "give the input once: TEXT..., --input JSON, --input @file.json, --file file.json or --file IMAGE|AUDIO...",
             'e.g. gpux run NAME --input \'{"text": "I love this"}\'',
             exit_code=2,
         )
     if texts:
         return {"text": texts[0]} if len(texts) == 1 else {"text": list(texts)}
-    path = file if file is not None else Path(value[1:]) if value and value.startswith("@") else None
+    path: Path | None
+    if files:
+        contents = [_read_bytes(path) for path in files]
+        if len(files) == 1 and _is_json_file(files[0], contents[0]):
+            path, data = files[0], contents[0]
+        else:  # images or sounds: several make a batch
+            return contents if len(files) > 1 else contents[0]
+    else:
+        path = Path(value[1:]) if value and value.startswith("@") else None
+        data = _read_bytes(path) if path is not None else b""
     if path is not None:
         try:
-            raw = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise GpuxError(f"cannot read input file {path}: {exc.strerror}", "check the path", exit_code=2) from None
+            raw = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise GpuxError(
                 f"{path} is not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x})",
-                'gpux run takes text models\' inputs: a JSON file such as {"text": "..."}; '
-                "images and audio are not supported",
+                'a JSON input file holds e.g. {"text": "..."}; pass images and sounds with --file',
                 exit_code=2,
             ) from None
         where = str(path)
@@ -92,7 +111,14 @@ def _parameters(value: str | None) -> dict:
 @click.argument("name")
 @click.argument("texts", nargs=-1)
 @click.option("-i", "--input", "input_", help="JSON input, or @file.json.")
-@click.option("-f", "--file", type=click.Path(dir_okay=False, path_type=Path), help="A JSON input file.")
+@click.option(
+    "-f",
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A JSON input file, or an image or sound file for vision and audio models (repeat it for a batch).",
+)
 @click.option("--revision", help="Branch, tag or commit of a pulled model (same as NAME@REVISION).")
 @PROVIDER
 @DEVICE
@@ -124,7 +150,7 @@ def run(
     name,
     texts,
     input_,
-    file,
+    files,
     revision,
     provider,
     device_id,
@@ -145,12 +171,13 @@ def run(
 
     NAME: a model of this project, a pulled org/name[@rev] (pulled and built first if needed), or an
     artifact folder. Input: TEXT..., --input '{"text": "..."}' (or the Inference API's '{"inputs": "...",
-    "parameters": {...}}', answered in its shape), --input @file.json or --file file.json.
+    "parameters": {...}}', answered in its shape), --input @file.json or --file file.json; for vision and
+    audio models --file cat.png (several --file for a batch) or --input '{"image": BASE64}'.
     """
     from gpuxbuild.runtime import hfapi
     from gpuxbuild.runtime.inputs import check_inputs
 
-    inputs = _read_input(input_, file, texts)
+    inputs = _read_input(input_, files, texts)
     extra = _parameters(parameters)
     if revision is not None:
         base, _, given = name.rpartition("@") if "@" in name else (name, "", "")
@@ -215,7 +242,7 @@ def run(
     if plain:
         print_json(hfapi.answer(result, hf, model.task, model.raw_task, model.config) if hf is not None else result)
     else:
-        for line in _readable(result):
+        for line in _readable(result, model.task in MEDIA_TASKS):
             console.print(line, markup=False, soft_wrap=True)
 
 
@@ -223,12 +250,15 @@ def _score(item: dict) -> str:
     return f" ({item['score']:.3f})" if isinstance(item.get("score"), (int, float)) else ""
 
 
-def _readable(result) -> list[str]:
-    """A terminal's short answer for `gpux run`: one line per input (JSON stays for --json and pipes)."""
+def _readable(result, all_labels: bool = False) -> list[str]:
+    """A terminal's short answer for `gpux run`: one line per input (JSON stays for --json and pipes);
+    `all_labels`: a classification line lists every label returned (top_k of them), not only the best."""
     if isinstance(result, list):  # question-answering with top_k > 1
         return [line for item in result for line in _readable(item)]
     if set(result) == {"results"}:
-        return [line for item in result["results"] for line in _readable(item)]
+        return [line for item in result["results"] for line in _readable(item, all_labels)]
+    if "label" in result and all_labels:
+        return [", ".join(f"{item['label']}{_score(item)}" for item in result["labels"])]
     if "label" in result:
         return [f"{result['label']}{_score(result)}"]
     if "sequence" in result and "scores" in result:  # zero-shot classification
@@ -239,6 +269,16 @@ def _readable(result) -> list[str]:
         return [f"{result['answer'] or '(no answer)'}{_score(result)}"]
     if "generated_text" in result:
         return [result["generated_text"]]
+    if "text" in result:  # speech recognition
+        return [result["text"]]
+    if "objects" in result:
+        return [
+            "; ".join(
+                f"{o['label']}{_score(o)} at [{o['box']['xmin']}, {o['box']['ymin']}, {o['box']['xmax']}, {o['box']['ymax']}]"
+                for o in result["objects"]
+            )
+            or "no objects"
+        ]
     if "similarity" in result:
         return [f"similarity {result['similarity']:.4f}"]
     if "embedding" in result:

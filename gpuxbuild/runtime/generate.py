@@ -27,6 +27,9 @@ class GenerationOptions:
     eos_token_ids: tuple[int, ...] = ()
     forced_bos_token_id: int | None = None
     forced_eos_token_id: int | None = None
+    # Never chosen (generation_config suppress_tokens), and not as the first token (begin_suppress_tokens).
+    suppress_tokens: tuple[int, ...] = ()
+    begin_suppress_tokens: tuple[int, ...] = ()
 
     @classmethod
     def from_configs(cls, config: dict, generation_config: dict, options: dict) -> GenerationOptions:
@@ -41,6 +44,8 @@ class GenerationOptions:
             eos_token_ids=tuple(int(e) for e in eos_ids),
             forced_bos_token_id=merged.get("forced_bos_token_id"),
             forced_eos_token_id=merged.get("forced_eos_token_id"),
+            suppress_tokens=tuple(int(t) for t in merged.get("suppress_tokens") or ()),
+            begin_suppress_tokens=tuple(int(t) for t in merged.get("begin_suppress_tokens") or ()),
         )
         for key in ("do_sample", "temperature", "top_k", "top_p"):
             if key in generation_config:
@@ -135,6 +140,10 @@ class _Loop:
     def step(self, logits: np.ndarray) -> bool:
         """Choose and record a token; True when decoding should stop."""
         opts = self.opts
+        suppressed = opts.suppress_tokens + (() if self.tokens else opts.begin_suppress_tokens)
+        if suppressed:
+            logits = logits.copy()
+            logits[list(suppressed)] = -np.inf
         if not self.tokens and opts.forced_bos_token_id is not None:
             logits = _force(logits, opts.forced_bos_token_id)
         elif len(self.tokens) == opts.max_new_tokens - 1 and opts.forced_eos_token_id is not None:
@@ -195,15 +204,36 @@ def decode_seq2seq(
     opts: GenerationOptions,
     on_token: Callable[[int], bool | None] | None = None,
 ) -> Generated:
-    """Encode once, then decode with optimum's merged decoder (use_cache_branch false first, true after)."""
+    """Encode a text once, then decode with optimum's merged decoder (use_cache_branch false first, true after)."""
     enc_ids = np.array([input_ids], dtype=np.int64)
     enc_mask = np.ones_like(enc_ids)
-    enc_names = [i.name for i in encoder.get_inputs()]
     enc_feed = {"input_ids": enc_ids}
-    if "attention_mask" in enc_names:
+    if "attention_mask" in [i.name for i in encoder.get_inputs()]:
         enc_feed["attention_mask"] = enc_mask
     hidden = encoder.run(None, enc_feed)[0]
+    return decode_with_encoder(decoder, hidden, enc_mask, [decoder_start_token_id], opts, on_token)
 
+
+def decoder_logits(decoder, hidden: np.ndarray, prefix: list[int]) -> np.ndarray:
+    """The merged decoder's next-token logits after `prefix`, without a cache (e.g. Whisper's language detection)."""
+    names = [i.name for i in decoder.get_inputs()]
+    feed = {"input_ids": np.array([prefix], dtype=np.int64), "encoder_hidden_states": hidden}
+    feed["use_cache_branch"] = np.array([False])
+    feed.update(_empty_past(decoder, [n for n in names if n.startswith("past_key_values.")], 1))
+    outputs = dict(zip([o.name for o in decoder.get_outputs()], decoder.run(None, feed), strict=True))
+    return outputs["logits"][0, -1]
+
+
+def decode_with_encoder(
+    decoder,
+    hidden: np.ndarray,
+    enc_mask: np.ndarray | None,
+    prefix: list[int],
+    opts: GenerationOptions,
+    on_token: Callable[[int], bool | None] | None = None,
+) -> Generated:
+    """Decode after the decoder tokens `prefix` (the start token; Whisper's language and task tokens) given the
+    encoder's hidden states; `enc_mask` is fed to decoders that take an encoder attention mask."""
     names = [i.name for i in decoder.get_inputs()]
     past_names = [n for n in names if n.startswith("past_key_values.")]
     present_for = {p: "present." + p.removeprefix("past_key_values.") for p in past_names}
@@ -214,11 +244,13 @@ def decode_seq2seq(
         )
     loop = _Loop(opts, on_token)
     past = _empty_past(decoder, past_names, 1)
-    ids = np.array([[decoder_start_token_id]], dtype=np.int64)
+    ids = np.array([prefix], dtype=np.int64)
     out_names = [o.name for o in decoder.get_outputs()]
     first = True
     while True:
-        feed = {"input_ids": ids, "encoder_hidden_states": hidden, "encoder_attention_mask": enc_mask}
+        feed = {"input_ids": ids, "encoder_hidden_states": hidden}
+        if "encoder_attention_mask" in names and enc_mask is not None:
+            feed["encoder_attention_mask"] = enc_mask
         feed["use_cache_branch"] = np.array([not first])
         feed.update(past)
         outputs = dict(zip(out_names, decoder.run(None, feed), strict=True))
@@ -230,3 +262,47 @@ def decode_seq2seq(
                 past[name] = outputs[present_for[name]]
         first = False
         ids = np.array([[loop.tokens[-1]]], dtype=np.int64)
+
+
+def whisper_prompt(gen: dict, language: str | None, logits_after: Callable[[list[int]], np.ndarray]) -> list[int]:
+    """Whisper's decoder prompt as transformers' WhisperGenerationMixin builds it from the generation config:
+    <|startoftranscript|>, the forced_decoder_ids that follow it (old configs: a language slot and the task),
+    the language (`language`, else detected: the likeliest language token after the start token, by
+    `logits_after(prefix)`), <|transcribe|> when a language is given and no task is, and <|notimestamps|>."""
+    prompt: list[int | None] = [int(gen["decoder_start_token_id"])]
+    languages = {str(k): int(v) for k, v in (gen.get("lang_to_id") or {}).items()}
+    task_ids = {int(v) for v in (gen.get("task_to_id") or {}).values()}
+    forced = gen.get("forced_decoder_ids") or []
+    if language is None and forced and forced[0][0] == 1:
+        for position, (index, token) in enumerate(forced, start=1):
+            if index != position:
+                break
+            prompt.append(None if token is None else int(token))
+    if language is not None:
+        token = f"<|{language}|>" if not language.startswith("<|") else language
+        if token not in languages:
+            raise GpuxError(
+                f"language {language!r} is not one this model knows",
+                f"use one of {sorted(k[2:-2] for k in languages)[:20]}, or leave it out to detect it",
+                exit_code=2,
+            )
+        lang_id: int | None = languages[token]
+    elif languages and (len(prompt) <= 1 or prompt[1] is None):
+        logits = logits_after([t for t in prompt[:1] if t is not None])
+        masked = np.full_like(logits, -np.inf)
+        ids = sorted(languages.values())
+        masked[ids] = logits[ids]
+        lang_id = int(np.argmax(masked))  # ties: the lowest id, as torch's argmax
+    else:
+        lang_id = None
+    if lang_id is not None:
+        if len(prompt) > 1:
+            prompt[1] = lang_id
+        else:
+            prompt.append(lang_id)
+    if language is not None and task_ids and not task_ids & {t for t in prompt if t is not None}:
+        prompt.append(int(gen["task_to_id"]["transcribe"]))
+    no_timestamps = gen.get("no_timestamps_token_id")
+    if no_timestamps is not None and prompt[-1] != no_timestamps:
+        prompt.append(int(no_timestamps))
+    return [t for t in prompt if t is not None]

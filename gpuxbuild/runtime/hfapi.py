@@ -2,6 +2,7 @@
 pipeline's per-task shapes out (what `huggingface_hub.InferenceClient(model=URL)` sends and parses).
 
 `parse_request` turns a payload into what `Model.predict` takes; `answer` turns its result into the API's shape.
+Image and audio tasks take the file as base64 text in "inputs", or its raw bytes as the whole request body.
 """
 
 from __future__ import annotations
@@ -124,9 +125,9 @@ def text_key(raw_task: str, config: dict | None) -> str:
 
 
 def _one(result: dict, request: HFRequest, task: str, raw_task: str, config: dict | None):
-    if task == "text-classification":
-        if "sequence" in result:  # zero-shot: {sequence, labels, scores}
-            return result
+    if task == "text-classification" and "sequence" in result:  # zero-shot: {sequence, labels, scores}
+        return result
+    if task in ("text-classification", "image-classification", "audio-classification"):
         return [{"label": x["label"], "score": x["score"]} for x in result["labels"]]
     if task == "token-classification":
         return result["entities"]
@@ -142,7 +143,9 @@ def _one(result: dict, request: HFRequest, task: str, raw_task: str, config: dic
         return [{"generated_text": result["generated_text"] if request.return_full_text else result["completion"]}]
     if task == "text2text-generation":
         return [{text_key(raw_task, config): result["generated_text"]}]
-    return result  # question-answering: {answer, score, start, end} (a list with top_k > 1)
+    if task == "object-detection":
+        return result["objects"]
+    return result  # question-answering: {answer, score, start, end} (a list with top_k > 1); speech: {text}
 
 
 def answer(result, request: HFRequest, task: str, raw_task: str = "", config: dict | None = None):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from gpuxbuild.errors import GpuxError
+from gpuxbuild.tasks import AUDIO_TASKS, IMAGE_TASKS, MEDIA_TASKS
 
 TEXT_KEYS = ("text", "text_pair", "question", "context")
+# Keys of an image's or a sound's file content (base64, or a data: URL) in JSON inputs.
+MEDIA_KEYS = ("image", "audio")
 
 
 _ONNX_DTYPES = {
@@ -52,6 +57,7 @@ _OPTION_RULES = {
     ),
     "do_sample": (lambda v: isinstance(v, bool), "true or false"),
     "hypothesis_template": (lambda v: isinstance(v, str) and "{}" in v, 'a string with "{}" where the label goes'),
+    "language": (lambda v: isinstance(v, str) and 0 < len(v) <= 20, 'a language code such as "en"'),
     "max_answer_len": (_integer(1), "an integer >= 1"),
     "max_new_tokens": (_integer(1), "an integer >= 1"),
     "multi_label": (lambda v: isinstance(v, bool), "true or false"),
@@ -63,6 +69,7 @@ _OPTION_RULES = {
         "a non-empty string or a list of them",
     ),
     "temperature": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "threshold": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "top_k": (_integer(1), "an integer >= 1"),
     "top_p": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
 }
@@ -90,11 +97,13 @@ def validate_options(options: dict) -> dict:
 
 @dataclass
 class ParsedInputs:
-    """Either texts (with optional second texts) or raw tensors; `batched` says whether to answer with a list."""
+    """Texts (with optional second texts), files (the bytes of images or sounds) or raw tensors; `batched` says
+    whether to answer with a list."""
 
     texts: list[str] = field(default_factory=list)
     pairs: list[str] | None = None
     tensors: dict[str, np.ndarray] | None = None
+    files: list[bytes] | None = None
     batched: bool = False
     options: dict = field(default_factory=dict)
 
@@ -136,7 +145,7 @@ def _tensor(name: str, value, onnx_type: str) -> np.ndarray:
 
 
 def _check_keys(data: dict, input_types: dict[str, str]) -> None:
-    unknown = sorted(set(data) - set(TEXT_KEYS) - set(OPTION_KEYS))
+    unknown = sorted(set(data) - set(TEXT_KEYS) - set(MEDIA_KEYS) - set(OPTION_KEYS))
     if unknown:
         raise GpuxError(
             f"unknown input keys {[str(k)[:40] for k in unknown[:5]]}",
@@ -152,14 +161,16 @@ def check_inputs(data, options: dict | None = None) -> None:
     are never strings, so a string value under an unknown key is already an error.
     """
     validate_options(dict(options or {}))
+    if _are_files(data):
+        return
     if isinstance(data, list):
         _as_texts(data, "inputs", {})
     elif isinstance(data, dict) and data:
-        known = set(TEXT_KEYS) | set(OPTION_KEYS)
+        known = set(TEXT_KEYS) | set(MEDIA_KEYS) | set(OPTION_KEYS)
         if set(data) & known or any(isinstance(v, str) for v in data.values()):
             _check_keys(data, {})
             validate_options({k: data[k] for k in OPTION_KEYS if k in data})
-            for key in TEXT_KEYS:
+            for key in TEXT_KEYS + MEDIA_KEYS:
                 if key in data:
                     _as_texts(data[key], key, {})
     elif not isinstance(data, str):
@@ -175,6 +186,14 @@ def parse_inputs(
     all graph input names is taken as raw tensors and bypasses the tokenizer (the GPUX runtime's format).
     """
     opts = validate_options(dict(options or {}))
+    if task in MEDIA_TASKS and not (isinstance(data, dict) and data and set(data) <= set(input_types)):
+        return _parse_files(data, task, opts)
+    if _are_files(data) or (isinstance(data, dict) and set(data) & set(MEDIA_KEYS)):
+        raise GpuxError(
+            f"this model takes text, not images or sound (its task is {task})",
+            'send {"text": ...}, or use an image or audio model',
+            exit_code=2,
+        )
     if isinstance(data, str):
         return ParsedInputs(texts=[data], options=opts)
     if isinstance(data, list):
@@ -229,3 +248,46 @@ def parse_inputs(
             )
         batched = batched or pair_batched
     return ParsedInputs(texts=texts, pairs=pairs, batched=batched, options=opts)
+
+
+def _are_files(data) -> bool:
+    """Raw file content: the bytes of one file, or a list of them (`gpux run --file`, a request body)."""
+    return isinstance(data, bytes) or (
+        isinstance(data, list) and bool(data) and all(isinstance(v, bytes) for v in data)
+    )
+
+
+def _parse_files(data, task: str, opts: dict) -> ParsedInputs:
+    """The files of an image or audio task: raw bytes, base64 text (or a data: URL), a list of them, or
+    {"image"/"audio": one or a list}."""
+    kind = "image" if task in IMAGE_TASKS else "audio" if task in AUDIO_TASKS else "file"
+    expected = f'send the {kind} file itself, {{"{kind}": BASE64}} or a list of base64 strings'
+    if isinstance(data, dict):
+        _check_keys(data, {})
+        opts = {**opts, **validate_options({k: data[k] for k in OPTION_KEYS if k in data})}
+        if kind not in data:
+            raise GpuxError(f"no '{kind}' in the inputs (got {sorted(data)[:5]})", expected, exit_code=2)
+        data = data[kind]
+    batched = isinstance(data, list)
+    items = data if batched else [data]
+    if not items or not all(isinstance(item, (bytes, str)) for item in items):
+        raise GpuxError(f"{task} inputs must be {kind} files", expected, exit_code=2)
+    files = [item if isinstance(item, bytes) else _base64(item, kind) for item in items]
+    return ParsedInputs(files=files, batched=batched, options=opts)
+
+
+def _base64(text: str, kind: str) -> bytes:
+    """The bytes of base64 `text`, with or without a data: URL prefix; a usage error when it is not base64."""
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        data = b""
+    if not data:
+        raise GpuxError(
+            f"the {kind} input is not base64 ({_short(text)})",
+            f"send the {kind} file's bytes in base64, e.g. base64 -w0 FILE, or use gpux run --file",
+            exit_code=2,
+        )
+    return data

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 _ENV_ARTIFACT = "GPUX_SERVE_ARTIFACT"
 _ENV_PROVIDER = "GPUX_SERVE_PROVIDER"
 _ENV_DEVICE = "GPUX_SERVE_DEVICE_ID"
+# Request bodies that are a file (the Inference API's image and audio requests), not JSON.
+_FILE_CONTENT_TYPES = ("image/", "audio/", "application/octet-stream")
 # A body over the limit is read on (and dropped) up to this many bytes so the client sees the 413; past
 # that the connection is closed.
 _DRAIN_BYTES = 64 << 20
@@ -91,6 +93,14 @@ def _depth(data, limit: int) -> int:
                 break
             stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
     return deepest
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _batch_size(data) -> int:
@@ -374,12 +384,16 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
             raise too_large
         return b"".join(chunks)
 
-    def decode(body: bytes, batch_of=_batch_size):
+    def decode(body: bytes, batch_of=_batch_size, content_type: str = ""):
+        if content_type.startswith(_FILE_CONTENT_TYPES):
+            return body
         try:
             data = json.loads(body)
         except RecursionError:
             data, depth = None, limits.max_json_depth + 1
-        except ValueError:  # also non-UTF-8 bytes
+        except ValueError:
+            if body.lstrip()[:1] not in (b"{", b"[", b'"') and not _is_utf8(body):
+                return body  # an image or a sound sent without its Content-Type
             raise _Refused(
                 400, "the request body is not JSON", 'send e.g. {"text": "..."} with Content-Type: application/json'
             ) from None
@@ -437,7 +451,7 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
             return error(exc.status, exc.message, exc.hint, exc.headers, openai)
         streaming = False
         try:
-            data = decode(await read_body(request), batch_of)
+            data = decode(await read_body(request), batch_of, request.headers.get("content-type", ""))
             answer = await work(data)
             streaming = isinstance(answer, StreamingResponse)
             # Plain JSON answers skip FastAPI's jsonable_encoder walk (same bytes: JSONResponse renders them).
@@ -467,6 +481,10 @@ def create_app(artifacts, provider: str | None = "auto", device_id: int = 0, lim
         return _batch_size(rest) * (labels.count(",") + 1 if isinstance(labels, str) else _batch_size(labels))
 
     async def predict_any(data, name=None):
+        if isinstance(data, bytes):  # the Inference API's image and audio requests: the file is the body
+            target = choose(name, False)
+            result = await infer(target, data)
+            return hfapi.answer(result, hfapi.HFRequest(inputs=data), target.model.task, target.model.raw_task)
         if hfapi.is_hf_payload(data):
             target = choose(name or data.get("model"), False)
             try:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,11 @@ from gpuxbuild.runtime.inputs import ParsedInputs, parse_inputs, validate_option
 from gpuxbuild.runtime.providers import ProviderChoice, select_providers
 from gpuxbuild.runtime.tokenize import TextTokenizer
 from gpuxbuild.store.artifacts import ARTIFACT_MANIFEST, ArtifactManifest
+from gpuxbuild.tasks import IMAGE_TASKS
+
+if TYPE_CHECKING:
+    from gpuxbuild.runtime.audio import CTCVocabulary, FeatureExtractor
+    from gpuxbuild.runtime.images import ImageProcessor
 
 _HINT_REBUILD = "rebuild it with gpux build, or point at an artifact folder"
 
@@ -153,6 +159,9 @@ class Model:
         self.input_types = {i.name: i.type for i in self.main.get_inputs()}
         self.output_names = [o.name for o in self.main.get_outputs()]
         self._tokenizer: TextTokenizer | None = None
+        self._image_processor: ImageProcessor | None = None
+        self._feature_extractor: FeatureExtractor | None = None
+        self._vocabulary: CTCVocabulary | None = None
 
     @property
     def tokenizer(self) -> TextTokenizer:
@@ -250,8 +259,79 @@ class Model:
             return {
                 name: value.tolist() for name, value in self.run(self.feed(parsed.tensors), caller_tensors=True).items()
             }
+        if parsed.files is not None:
+            answers = self._predict_files(parsed.files, parsed.options)
+            return {"results": answers} if parsed.batched else answers[0]
         results = self._predict_texts(parsed, on_token)
         return {"results": results} if parsed.batched else results[0]
+
+    def _predict_files(self, files: list[bytes], opts: dict) -> list[dict]:
+        """Image classification: all images in one run; detection and audio: one file per run, as the
+        pipelines run them (their sizes differ)."""
+        labels = [f"file {i + 1} of {len(files)}" if len(files) > 1 else "the file" for i in range(len(files))]
+        if self.task in IMAGE_TASKS:
+            from gpuxbuild.runtime.images import ImageProcessor, decode_image
+
+            if self._image_processor is None:
+                self._image_processor = ImageProcessor.from_folder(self.folder)
+            decoded = [decode_image(data, label) for data, label in zip(files, labels, strict=True)]
+            if self.task == "object-detection":  # one image per run, as the pipeline: their sizes differ
+                id2label = self.config.get("id2label") or {}
+                found = []
+                for image in decoded:
+                    outputs = self.run(self.feed({"pixel_values": self._image_processor([image])}))
+                    logits, boxes = outputs["logits"][0], outputs["pred_boxes"][0]
+                    threshold = float(opts.get("threshold", 0.5))
+                    found.append(tasks.detect(logits, boxes, id2label, (image.height, image.width), threshold))
+                return found
+            logits = self.run(self.feed({"pixel_values": self._image_processor(decoded)}))["logits"]
+            return self._classify(logits, opts)
+        from gpuxbuild.runtime.audio import CTCVocabulary, FeatureExtractor, decode_audio
+
+        if self._feature_extractor is None:
+            self._feature_extractor = FeatureExtractor.from_folder(self.folder)
+        extractor = self._feature_extractor
+        seq2seq = "encoder" in self.graphs  # Whisper
+        if self.task == "automatic-speech-recognition" and not seq2seq and self._vocabulary is None:
+            self._vocabulary = CTCVocabulary.from_folder(self.folder)
+        results: list[dict] = []
+        for data, label in zip(files, labels, strict=True):
+            values = extractor(decode_audio(data, extractor.sampling_rate, label, extractor.max_seconds))
+            if seq2seq:
+                results.append({"text": self._transcribe(values, opts)})
+                continue
+            logits = self.run(self.feed({"input_values": values}))["logits"]
+            if self._vocabulary is not None:
+                results.append({"text": self._vocabulary.decode(logits[0])})
+            else:
+                results += self._classify(logits, opts)
+        return results
+
+    def _transcribe(self, features: np.ndarray, opts: dict) -> str:
+        """Whisper: encode the log-mel features, then decode greedily after the prompt transformers builds
+        (`whisper_prompt`), with the generation config's suppressed tokens, up to its max_length (or fewer
+        `max_new_tokens`); the text leaves out special and timestamp tokens, as the pipeline's."""
+        gen = {**self.config, **self.generation_config}
+        hidden = self.run({"input_features": features}, "encoder")["last_hidden_state"]
+        decoder = self.sessions["decoder"]
+        prefix = generate.whisper_prompt(
+            gen, opts.get("language"), lambda ids: generate.decoder_logits(decoder, hidden, ids)
+        )
+        no_timestamps = gen.get("no_timestamps_token_id")
+        options = generate.GenerationOptions.from_configs(self.config, self.generation_config, {})
+        limit = int(self.config.get("max_target_positions", 448))
+        options.max_new_tokens = max(1, min(int(gen.get("max_length", limit)), limit) - len(prefix))
+        if "max_new_tokens" in opts:
+            options.max_new_tokens = min(options.max_new_tokens, int(opts["max_new_tokens"]))
+        out = generate.decode_with_encoder(decoder, hidden, None, prefix, options)
+        first_timestamp = int(no_timestamps) + 1 if no_timestamps is not None else None
+        text_ids = [t for t in out.token_ids if first_timestamp is None or t < first_timestamp]
+        return self.tokenizer.decode(text_ids)
+
+    def _classify(self, logits: np.ndarray, opts: dict) -> list[dict]:
+        """Labels with scores, the top 5 unless top_k says otherwise (the vision and audio pipelines' default)."""
+        id2label = self.config.get("id2label") or {}
+        return tasks.classify(logits, id2label, self.config.get("problem_type"), opts.get("top_k", 5))
 
     def predict_texts(self, texts: list[str], pairs: list[str] | None, options: dict) -> list[dict | list[dict]]:
         """One result per text (with its pair): `predict` without the input parsing, for batches built elsewhere."""

@@ -86,6 +86,30 @@ def zero_shot(logits: np.ndarray, entailment: int, labels: list[str], multi_labe
     return {"labels": [labels[i] for i in order], "scores": [float(scores[i]) for i in order], "sequence": sequence}
 
 
+def detect(logits: np.ndarray, boxes: np.ndarray, id2label: dict, size: tuple[int, int], threshold: float) -> dict:
+    """One image's {"objects": [{"score", "label", "box": {"xmin", "ymin", "xmax", "ymax"}}]}, as the object
+    detection pipeline: the best class but the last ("no object") per query, kept above `threshold`, in query
+    order; boxes from (center, size) fractions to pixels of the original (height, width), truncated to ints."""
+    probs = softmax(logits)[..., :-1]
+    scores, labels = probs.max(axis=-1), probs.argmax(axis=-1)
+    cx, cy, w, h = boxes.astype(np.float32).T
+    corners = np.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], axis=-1)
+    height, width = size
+    corners = corners * np.array([width, height, width, height], dtype=np.float32)
+    objects = []
+    for score, label, box in zip(scores, labels, corners.astype(np.int32), strict=True):
+        if score > threshold:
+            xmin, ymin, xmax, ymax = (int(v) for v in box)
+            objects.append(
+                {
+                    "score": float(score),
+                    "label": _label(id2label, int(label)),
+                    "box": {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax},
+                }
+            )
+    return {"objects": objects}
+
+
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str = "mean") -> np.ndarray:
     """Sentence vectors from token vectors [batch, seq, dim] with the attention mask (mean, cls, max, lasttoken)."""
     mask_f = mask[..., None].astype(hidden.dtype)

@@ -183,8 +183,10 @@ class Kind:
     model_cls: str
     config_cls: str
     config: Callable[[int], dict[str, Any]]
-    tokenizer: Callable[[Path], Any]
+    tokenizer: Callable[[Path], Any] | None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The image processor or feature extractor (preprocessor_config.json) of vision and audio models.
+    processor: Callable[[], Any] | None = None
 
 
 def _bert_cfg(h: int) -> dict[str, Any]:
@@ -479,6 +481,266 @@ KINDS: dict[str, Kind] = {
     ),
 }
 
+# Vision and audio kinds: preprocessor_config.json as the real repos write it (google/vit-base-patch16-224,
+# microsoft/resnet-50, facebook/convnext-tiny-224, google/mobilenet_v2_1.0_224, facebook/wav2vec2-base-960h,
+# superb/wav2vec2-base-superb-ks), shrunk to 32x32 images.
+IMAGE_SIZE = 32
+IMAGE_LABELS = ["tabby cat", "golden retriever", "tiger", "banana", "teapot"]
+SOUND_LABELS = ["yes", "no", "up", "down", "_silence_"]
+CTC_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONISRHDLUCMFWGYPBVKXJQZ'"]
+
+
+def _processor(cls: str, **kwargs: Any) -> Callable[[], Any]:
+    def build():
+        import transformers
+
+        return getattr(transformers, cls)(**kwargs)
+
+    return build
+
+
+def _ctc_tokenizer(tmp: Path):
+    import transformers
+
+    (tmp / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(CTC_VOCAB)}))
+    return transformers.Wav2Vec2CTCTokenizer(
+        str(tmp / "vocab.json"), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|"
+    )
+
+
+def _wav2vec2_cfg(h: int) -> dict[str, Any]:
+    return {
+        "hidden_size": h,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 2 * h,
+        "conv_dim": [16, 16],
+        "conv_kernel": [10, 3],
+        "conv_stride": [5, 2],
+        "num_conv_pos_embeddings": 16,
+        "num_conv_pos_embedding_groups": 2,
+        "num_feat_extract_layers": 2,
+        "mask_time_prob": 0.0,
+        "feat_extract_norm": "group",
+        "do_stable_layer_norm": False,
+    }
+
+
+WAV2VEC2_FEATURES = _processor(
+    "Wav2Vec2FeatureExtractor",
+    feature_size=1,
+    sampling_rate=16000,
+    padding_value=0.0,
+    do_normalize=True,
+    return_attention_mask=False,
+)
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+KINDS.update(
+    {
+        "vit": Kind(
+            "ViTForImageClassification",
+            "ViTConfig",
+            lambda h: _bert_cfg(h) | {"image_size": IMAGE_SIZE, "patch_size": 8} | _labels(IMAGE_LABELS),
+            None,
+            processor=_processor(
+                "ViTImageProcessor",
+                size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+                resample=2,
+                image_mean=[0.5, 0.5, 0.5],
+                image_std=[0.5, 0.5, 0.5],
+            ),
+        ),
+        "convnext": Kind(
+            "ConvNextForImageClassification",
+            "ConvNextConfig",
+            lambda h: {"hidden_sizes": [h // 2, h], "depths": [1, 1], "num_stages": 2} | _labels(IMAGE_LABELS),
+            None,
+            processor=_processor(
+                "ConvNextImageProcessor",
+                size={"shortest_edge": IMAGE_SIZE},
+                crop_pct=0.875,
+                resample=3,
+                image_mean=IMAGENET_MEAN,
+                image_std=IMAGENET_STD,
+            ),
+        ),
+        "resnet": Kind(
+            "ResNetForImageClassification",
+            "ResNetConfig",
+            lambda h: {"embedding_size": h // 2, "hidden_sizes": [h // 2, h], "depths": [1, 1]} | _labels(IMAGE_LABELS),
+            None,
+            processor=_processor(
+                "ConvNextImageProcessor",
+                size={"shortest_edge": IMAGE_SIZE},
+                crop_pct=0.875,
+                resample=3,
+                image_mean=IMAGENET_MEAN,
+                image_std=IMAGENET_STD,
+            ),
+        ),
+        "mobilenet-v2": Kind(
+            "MobileNetV2ForImageClassification",
+            "MobileNetV2Config",
+            lambda h: {"image_size": IMAGE_SIZE, "depth_multiplier": 0.35} | _labels(IMAGE_LABELS),
+            None,
+            processor=_processor(
+                "MobileNetV2ImageProcessor",
+                size={"shortest_edge": IMAGE_SIZE + 4},
+                crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+                resample=2,
+            ),
+        ),
+        "wav2vec2-ctc": Kind(
+            "Wav2Vec2ForCTC", "Wav2Vec2Config", _wav2vec2_cfg, _ctc_tokenizer, processor=WAV2VEC2_FEATURES
+        ),
+        "wav2vec2-audio": Kind(
+            "Wav2Vec2ForSequenceClassification",
+            "Wav2Vec2Config",
+            lambda h: _wav2vec2_cfg(h) | {"classifier_proj_size": h} | _labels(SOUND_LABELS),
+            None,
+            processor=WAV2VEC2_FEATURES,
+        ),
+    }
+)
+# Whisper: the special tokens of openai/whisper-tiny (a few languages; every timestamp) after a small BPE vocab,
+# and its generation_config.json's fields (language and task tokens, suppressed tokens), decoding at most
+# WHISPER_MAX_LENGTH tokens.
+WHISPER_LANGUAGES = ["en", "de", "fr", "es"]
+WHISPER_SPECIALS = [
+    "<|endoftext|>",
+    "<|startoftranscript|>",
+    *[f"<|{lang}|>" for lang in WHISPER_LANGUAGES],
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nospeech|>",
+    "<|notimestamps|>",
+]
+WHISPER_MAX_LENGTH = 24
+
+
+def _whisper_tokenizer(tmp: Path):
+    import transformers
+    from tokenizers import ByteLevelBPETokenizer
+
+    trainer = ByteLevelBPETokenizer()
+    trainer.train_from_iterator(CORPUS_LINES, vocab_size=500, min_frequency=1, special_tokens=["<|endoftext|>"])
+    trainer.save_model(str(tmp))
+    timestamps = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
+    tokenizer = transformers.WhisperTokenizerFast(
+        vocab_file=str(tmp / "vocab.json"),
+        merges_file=str(tmp / "merges.txt"),
+        model_max_length=WHISPER_MAX_LENGTH * 4,
+        pad_token="<|endoftext|>",
+        additional_special_tokens=WHISPER_SPECIALS[1:],
+    )
+    tokenizer.add_tokens(timestamps)
+    return tokenizer
+
+
+def _whisper_generation_config(dest: Path) -> None:
+    """generation_config.json as openai/whisper-tiny's, with this tokenizer's ids."""
+    vocab = json.loads((dest / "tokenizer.json").read_text())["model"]["vocab"]
+    added = {t["content"]: t["id"] for t in json.loads((dest / "tokenizer.json").read_text())["added_tokens"]}
+    ids = {**vocab, **added}
+    eot = ids["<|endoftext|>"]
+    config = json.loads((dest / "generation_config.json").read_text())
+    config.update(
+        {
+            "_from_model_config": False,  # else transformers rebuilds it from config.json, dropping lang_to_id
+            "begin_suppress_tokens": [ids["\u0120"], eot],
+            "bos_token_id": eot,
+            "decoder_start_token_id": ids["<|startoftranscript|>"],
+            "eos_token_id": eot,
+            "forced_decoder_ids": [[1, None], [2, ids["<|transcribe|>"]]],
+            "is_multilingual": True,
+            "lang_to_id": {f"<|{lang}|>": ids[f"<|{lang}|>"] for lang in WHISPER_LANGUAGES},
+            "max_initial_timestamp_index": 50,
+            "max_length": WHISPER_MAX_LENGTH,
+            "no_timestamps_token_id": ids["<|notimestamps|>"],
+            "pad_token_id": eot,
+            "prev_sot_token_id": ids["<|startofprev|>"],
+            "return_timestamps": False,
+            "suppress_tokens": sorted({ids[c] for c in '"#()*+/:;<=>@[]^_`{|}~' if c in ids}),
+            "task_to_id": {"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+        }
+    )
+    (dest / "generation_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    model_config = json.loads((dest / "config.json").read_text())
+    model_config["decoder_start_token_id"] = config["decoder_start_token_id"]
+    (dest / "config.json").write_text(json.dumps(model_config, indent=2, sort_keys=True) + "\n")
+
+
+KINDS["whisper"] = Kind(
+    "WhisperForConditionalGeneration",
+    "WhisperConfig",
+    lambda h: {
+        "d_model": h,
+        "encoder_layers": 2,
+        "decoder_layers": 2,
+        "encoder_attention_heads": 2,
+        "decoder_attention_heads": 2,
+        "encoder_ffn_dim": 2 * h,
+        "decoder_ffn_dim": 2 * h,
+        "num_mel_bins": 80,
+        "max_source_positions": 1500,
+        "max_target_positions": 64,
+        "init_std": 1.0,  # peaky logits: what it transcribes depends on the sound, and no near-ties
+    },
+    _whisper_tokenizer,
+    {"whisper": True},
+    processor=_processor("WhisperFeatureExtractor", feature_size=80),
+)
+KINDS["yolos"] = Kind(
+    "YolosForObjectDetection",
+    "YolosConfig",
+    lambda h: (
+        _bert_cfg(h)
+        | {"image_size": [IMAGE_SIZE, 2 * IMAGE_SIZE], "patch_size": 8, "num_detection_tokens": 8}
+        | _labels(IMAGE_LABELS)
+    ),
+    None,
+    processor=_processor(
+        "YolosImageProcessor",
+        size={"shortest_edge": IMAGE_SIZE, "longest_edge": 2 * IMAGE_SIZE},
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+    ),
+)
+KINDS["detr"] = Kind(
+    "DetrForObjectDetection",
+    "DetrConfig",
+    lambda h: (
+        {
+            "use_timm_backbone": False,
+            "use_pretrained_backbone": False,
+            "backbone": None,
+            "backbone_config": {
+                "model_type": "resnet",
+                "embedding_size": h // 4,
+                "hidden_sizes": [h // 4, h // 2],
+                "depths": [1, 1],
+                "out_features": ["stage2"],
+            },
+            "d_model": h,
+            "encoder_layers": 1,
+            "decoder_layers": 1,
+            "encoder_attention_heads": 2,
+            "decoder_attention_heads": 2,
+            "encoder_ffn_dim": 2 * h,
+            "decoder_ffn_dim": 2 * h,
+            "num_queries": 8,
+        }
+        | _labels(IMAGE_LABELS)
+    ),
+    None,
+    processor=_processor("DetrImageProcessor", size={"shortest_edge": IMAGE_SIZE, "longest_edge": 2 * IMAGE_SIZE}),
+)
+IMAGE_KINDS = {"vit", "convnext", "resnet", "mobilenet-v2", "yolos", "detr"}
+AUDIO_KINDS = {"wav2vec2-ctc", "wav2vec2-audio", "whisper"}
+
 SEQ2SEQ_KINDS = {"t5", "bart"}
 CAUSAL_KINDS = {"gpt2", "gpt-neo", "opt", "bloom", "llama", "mistral", "qwen2", "phi"}
 
@@ -494,29 +756,41 @@ def _build(kind: str, hidden: int, seed: int, dest: Path) -> None:
     spec = KINDS[kind]
     # The tokenizer's source files must outlive save_pretrained, which copies them.
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = spec.tokenizer(Path(tmp))
+        tokenizer = spec.tokenizer(Path(tmp)) if spec.tokenizer else None
         config_kwargs = spec.config(hidden)
-        config_kwargs["vocab_size"] = len(tokenizer)
-        # Special token ids in config.json follow the tokenizer, as in real repos.
-        for name in ("bos", "eos", "pad"):
-            token = getattr(tokenizer, f"{name}_token")
-            if token is not None:
-                config_kwargs[f"{name}_token_id"] = tokenizer.convert_tokens_to_ids(token)
+        if tokenizer is not None:
+            config_kwargs["vocab_size"] = len(tokenizer)
+            # Special token ids in config.json follow the tokenizer, as in real repos.
+            for name in ("bos", "eos", "pad"):
+                token = getattr(tokenizer, f"{name}_token")
+                if token is not None:
+                    config_kwargs[f"{name}_token_id"] = tokenizer.convert_tokens_to_ids(token)
         config = getattr(transformers, spec.config_cls)(**config_kwargs)
         config.architectures = [spec.model_cls]
 
         torch.manual_seed(seed)
         model = getattr(transformers, spec.model_cls)(config).eval()
+        if spec.extra.get("whisper"):
+            # Zero logits for the special and timestamp tokens: random weights then transcribe words, not
+            # timestamps (the output embedding is tied to these rows).
+            first_special = tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+            with torch.no_grad():
+                model.model.decoder.embed_tokens.weight[first_special:] = 0
         if spec.extra.get("onnx"):
             config.save_pretrained(dest)
             _write_onnx_variants(model, dest / "onnx")
         else:
             model.save_pretrained(dest, safe_serialization=not spec.extra.get("pickle"))
-        tokenizer.save_pretrained(dest)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(dest)
+        if spec.processor is not None:
+            spec.processor().save_pretrained(dest)
     if spec.extra.get("slow_only"):
         (dest / "tokenizer.json").unlink()
     if spec.extra.get("sentence_transformers"):
         _write_sentence_transformers(dest, hidden)
+    if spec.extra.get("whisper"):
+        _whisper_generation_config(dest)
 
 
 def _write_sentence_transformers(dest: Path, hidden: int) -> None:

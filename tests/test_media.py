@@ -1,0 +1,444 @@
+"""Vision and audio models end to end: tiny repos on the test Hub -> gpux lock -> build -> sync -> run / serve,
+answers compared with transformers' pipelines on the same files.
+
+Tolerance: label order equal and every score within SCORE_ATOL of the pipeline's (the same Pillow resize and
+numpy arithmetic as the image processors; ONNX Runtime against PyTorch adds ~1e-7); transcripts equal
+(Whisper: against the pipeline with greedy decoding, num_beams=1; its default is a 5-beam search).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import gpux, write_manifest
+
+from gpuxbuild.errors import GpuxError
+from gpuxbuild.runtime import load
+
+pytestmark = pytest.mark.convert  # exports with torch, or runs what it exported
+
+PIL = pytest.importorskip("PIL")
+soundfile = pytest.importorskip("soundfile")
+
+SCORE_ATOL = 1e-4
+IMAGE_KINDS = ("vit", "convnext", "mobilenet-v2", "yolos", "detr")
+AUDIO_KINDS = ("wav2vec2-ctc", "wav2vec2-audio", "whisper")
+# Only vit declares its task by a pipeline tag; the others are detected from config.json.
+CARDS = {"vit": {"pipeline_tag": "image-classification"}}
+TASKS = {
+    "vit": "image-classification",
+    "convnext": "image-classification",
+    "mobilenet-v2": "image-classification",
+    "yolos": "object-detection",
+    "detr": "object-detection",
+    "wav2vec2-ctc": "automatic-speech-recognition",
+    "wav2vec2-audio": "audio-classification",
+    "whisper": "automatic-speech-recognition",
+}
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory, hub):
+    """`media(kind) -> (source folder, synced artifact folder)`; all kinds locked, built and synced once."""
+    from tinymodels import make_repo, repo_dir
+
+    root = tmp_path_factory.mktemp("media")
+    built: dict[str, tuple[Path, Path]] = {}
+
+    def get(kind: str) -> tuple[Path, Path]:
+        if not built:
+            models = {}
+            for name in (*IMAGE_KINDS, *AUDIO_KINDS):
+                repo = f"media/{name}"
+                hub.create_repo(repo, card=CARDS.get(name, {}))
+                hub.commit(repo, make_repo(name), message=f"add {name}")
+                models[name] = {"source": f"hf:{repo}"}
+            project = root / "project"
+            write_manifest(project, models)
+            env = {**os.environ, "GPUX_HOME": str(root / "gpux-home")}
+            gpux("lock", cwd=project, env=env)
+            gpux("build", "--jobs", "2", cwd=project, env=env)
+            gpux("sync", "--locked", cwd=project, env=env)
+            for name in models:
+                built[name] = (repo_dir(name), project / ".gpux" / "models" / name)
+            built["project"] = (project, project)
+        return built[kind]
+
+    return get
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _image(width: int, height: int, mode: str = "RGB", seed: int = 0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), (x + y) % 256], axis=-1)
+    noisy = np.clip(base + rng.integers(-40, 40, base.shape), 0, 255).astype(np.uint8)
+    return Image.fromarray(noisy, "RGB").convert(mode)
+
+
+def _image_bytes(image, fmt: str) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory) -> list[Path]:
+    """A landscape PNG, a portrait JPEG, an RGBA WebP and a grayscale PNG (sizes that need resizing)."""
+    folder = tmp_path_factory.mktemp("images")
+    specs = [("wide.png", 64, 40, "RGB", "PNG"), ("tall.jpg", 30, 52, "RGB", "JPEG")]
+    specs += [("alpha.webp", 45, 45, "RGBA", "WEBP"), ("gray.png", 33, 70, "L", "PNG")]
+    paths = []
+    for seed, (name, width, height, mode, fmt) in enumerate(specs):
+        (folder / name).write_bytes(_image_bytes(_image(width, height, mode, seed), fmt))
+        paths.append(folder / name)
+    return paths
+
+
+def _sound(seconds: float, rate: int, seed: int = 0, channels: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.3 * np.sin(2 * np.pi * (220 + 200 * t) * t) + 0.05 * rng.standard_normal(t.size)
+    return np.stack([wave * (1 - 0.3 * c) for c in range(channels)], axis=-1).astype(np.float32)
+
+
+def _sound_bytes(samples: np.ndarray, rate: int, fmt: str = "WAV", subtype: str = "PCM_16") -> bytes:
+    out = io.BytesIO()
+    soundfile.write(out, samples, rate, format=fmt, subtype=subtype)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sound_files(tmp_path_factory) -> list[Path]:
+    """A 16 kHz WAV and a 16 kHz FLAC (the models' rate, so the pipeline needs no resampler)."""
+    folder = tmp_path_factory.mktemp("sounds")
+    (folder / "one.wav").write_bytes(_sound_bytes(_sound(1.2, 16000, 0), 16000))
+    (folder / "two.flac").write_bytes(_sound_bytes(_sound(0.7, 16000, 1), 16000, "FLAC"))
+    return [folder / "one.wav", folder / "two.flac"]
+
+
+# --------------------------------------------------------------------------- references
+
+
+def _pipeline(task: str, source: Path):
+    import transformers
+
+    return transformers.pipeline(task, model=str(source), device="cpu")
+
+
+def _assert_same_labels(got: list[dict], want: list[dict]) -> None:
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    assert max(abs(g["score"] - w["score"]) for g, w in zip(got, want, strict=True)) < SCORE_ATOL
+
+
+# --------------------------------------------------------------------------- image classification
+
+
+@pytest.mark.parametrize("kind", [k for k in IMAGE_KINDS if k not in ("yolos", "detr")])
+def test_image_classification_matches_the_pipeline(kind, media, image_files):
+    from PIL import Image
+
+    source, artifact = media(kind)
+    model = load(artifact)
+    assert model.task == "image-classification"
+    assert (artifact / "preprocessor_config.json").read_bytes() == (source / "preprocessor_config.json").read_bytes()
+    reference = _pipeline("image-classification", source)
+    want = [reference(Image.open(path), top_k=5) for path in image_files]
+    got = model.predict([path.read_bytes() for path in image_files])["results"]
+    for g, w in zip(got, want, strict=True):
+        _assert_same_labels(g["labels"], w)
+        assert g["label"] == w[0]["label"]
+
+
+def test_gpux_yml_describes_preprocessing_and_loads_in_gpux(media):
+    import yaml
+    from gpux_runtime import load_with_gpux_runtime
+
+    _, vit = media("vit")
+    doc = yaml.safe_load((vit / "gpux.yml").read_text())
+    assert doc["preprocessing"]["resize"] == [32, 32] and doc["preprocessing"]["normalize"] == "inception"
+    assert doc["preprocessing"]["custom"]["resample"] == "bilinear"
+    assert [(i["name"], i["type"], len(i["shape"])) for i in doc["inputs"]] == [("pixel_values", "float32", 4)]
+    assert doc["outputs"][0]["labels"][:2] == ["tabby cat", "golden retriever"]
+    _, convnext = media("convnext")
+    convnext_doc = yaml.safe_load((convnext / "gpux.yml").read_text())["preprocessing"]
+    assert convnext_doc["resize"] == [32, 32] and convnext_doc["normalize"] == "imagenet"
+    _, ctc = media("wav2vec2-ctc")
+    assert yaml.safe_load((ctc / "gpux.yml").read_text())["preprocessing"]["custom"]["sampling_rate"] == 16000
+    for folder in (vit, convnext, ctc):
+        load_with_gpux_runtime(folder / "gpux.yml")
+
+
+def test_run_cli_files_batches_base64_and_top_k(media, image_files):
+    project, _ = media("project")
+    _, artifact = media("vit")
+    want = load(artifact).predict(image_files[0].read_bytes(), top_k=2)
+    one = json.loads(gpux("run", "vit", "--file", str(image_files[0]), "--top-k", "2", cwd=project).stdout)
+    assert one == want and len(one["labels"]) == 2
+    both = json.loads(
+        gpux("run", "vit", "--file", str(image_files[0]), "--file", str(image_files[1]), cwd=project).stdout
+    )
+    assert both["results"][0]["labels"][:2] == want["labels"] and len(both["results"]) == 2
+    encoded = base64.b64encode(image_files[0].read_bytes()).decode()
+    inline = gpux("run", "vit", "--input", json.dumps({"image": encoded}), "--top-k", "2", cwd=project)
+    assert json.loads(inline.stdout) == want
+    data_url = json.dumps({"inputs": f"data:image/png;base64,{encoded}", "parameters": {"top_k": 2}})
+    hf = json.loads(gpux("run", "vit", "--input", data_url, cwd=project).stdout)
+    assert hf == [{"label": x["label"], "score": x["score"]} for x in want["labels"]]
+
+
+@pytest.mark.parametrize("kind", ["yolos", "detr"])
+def test_object_detection_matches_the_pipeline(kind, media, image_files):
+    from PIL import Image
+
+    source, artifact = media(kind)
+    model = load(artifact)
+    assert model.task == "object-detection"
+    reference = _pipeline("object-detection", source)
+    for threshold in (0.0, 0.2):
+        got = model.predict([path.read_bytes() for path in image_files], threshold=threshold)["results"]
+        for path, result in zip(image_files, got, strict=True):
+            want = reference(Image.open(path), threshold=threshold)
+            assert [(o["label"], o["box"]) for o in result["objects"]] == [(w["label"], w["box"]) for w in want]
+            assert all(abs(o["score"] - w["score"]) < SCORE_ATOL for o, w in zip(result["objects"], want, strict=True))
+    boxes = [o["box"] for o in model.predict(image_files[0].read_bytes(), threshold=0.0)["objects"]]
+    assert boxes and max(b["xmax"] for b in boxes) > 32  # pixels of the 64x40 original, not of the model's input
+
+
+def test_object_detection_on_the_inference_api(media, image_files):
+    _, artifact = media("yolos")
+    model = load(artifact)
+    project, _ = media("project")
+    hf = json.loads(
+        gpux(
+            "run",
+            "yolos",
+            "--input",
+            json.dumps(
+                {"inputs": base64.b64encode(image_files[0].read_bytes()).decode(), "parameters": {"threshold": 0.0}}
+            ),
+            cwd=project,
+        ).stdout
+    )
+    assert hf == model.predict(image_files[0].read_bytes(), threshold=0.0)["objects"]
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height pixels and holds none: a decompression bomb's header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"GIF89a not really", "the file is not a readable image"),
+        (_png_header(20000, 20000), "the file is too large to decode (over 89,478,485 pixels)"),
+        (_png_header(10000, 10000), "the file is too large to decode (over 89,478,485 pixels)"),
+        ("truncated", "the file is damaged"),
+        ("base64", "the image input is not base64"),
+    ],
+)
+def test_bad_images_are_one_line_errors(media, tmp_path, content, message):
+    project, _ = media("project")
+    if content == "truncated":
+        content = _image_bytes(_image(64, 64), "PNG")[:300]
+    if content == "base64":
+        args = ["--input", '{"image": "not base64!"}']
+    else:
+        (tmp_path / "bad.png").write_bytes(content)
+        args = ["--file", str(tmp_path / "bad.png")]
+    r = gpux("run", "vit", *args, cwd=project, check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert message in _error_line(r.stderr)
+
+
+def _error_line(stderr: str) -> str:
+    """The one error line (a CPU notice may come before it, the hint after it)."""
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    return line
+
+
+# --------------------------------------------------------------------------- audio
+
+
+def test_ctc_speech_recognition_matches_the_pipeline(media, sound_files):
+    source, artifact = media("wav2vec2-ctc")
+    model = load(artifact)
+    assert model.task == "automatic-speech-recognition"
+    reference = _pipeline("automatic-speech-recognition", source)
+    got = model.predict([path.read_bytes() for path in sound_files])["results"]
+    for path, result in zip(sound_files, got, strict=True):
+        samples, rate = soundfile.read(path, dtype="float32")
+        assert result == {"text": reference({"raw": samples, "sampling_rate": rate})["text"]}
+    assert any(r["text"] for r in got)  # random weights still say something
+
+
+def test_whisper_matches_the_greedy_pipeline(media, sound_files):
+    source, artifact = media("whisper")
+    model = load(artifact)
+    assert model.task == "automatic-speech-recognition" and set(model.graphs) == {"encoder", "decoder"}
+    reference = _pipeline("automatic-speech-recognition", source)
+    texts = []
+    for path in sound_files:
+        samples, rate = soundfile.read(path, dtype="float32")
+        for language in (None, "de"):
+            kwargs = {"num_beams": 1} | ({"language": language} if language else {})
+            want = reference({"raw": samples, "sampling_rate": rate}, generate_kwargs=kwargs)["text"]
+            got = model.predict(path.read_bytes(), **({"language": language} if language else {}))
+            assert got == {"text": want}
+            texts.append(want)
+    assert len(set(texts)) > 1  # what it transcribes depends on the sound
+    short = model.predict(sound_files[0].read_bytes(), max_new_tokens=3)["text"]
+    assert 0 < len(short) < len(model.predict(sound_files[0].read_bytes())["text"])
+    with pytest.raises(GpuxError, match="language 'xx' is not one this model knows"):
+        model.predict(sound_files[0].read_bytes(), language="xx")
+
+
+def test_whisper_features_match_the_feature_extractor(media):
+    import transformers
+
+    from gpuxbuild.runtime.audio import FeatureExtractor
+
+    source, artifact = media("whisper")
+    samples = _sound(2.5, 16000, 3)[:, 0]
+    want = transformers.WhisperFeatureExtractor.from_pretrained(source)(samples, sampling_rate=16000).input_features
+    got = FeatureExtractor.from_folder(artifact)(samples)
+    assert got.shape == (1, 80, 3000) and np.max(np.abs(got - want)) < 1e-4
+
+
+def test_audio_classification_matches_the_pipeline(media, sound_files):
+    source, artifact = media("wav2vec2-audio")
+    model = load(artifact)
+    assert model.task == "audio-classification"
+    reference = _pipeline("audio-classification", source)
+    for path in sound_files:
+        samples, rate = soundfile.read(path, dtype="float32")
+        want = reference({"raw": samples, "sampling_rate": rate}, top_k=5)
+        _assert_same_labels(model.predict(path.read_bytes())["labels"], want)
+
+
+def test_other_rates_and_stereo_are_resampled_to_the_models_rate(media):
+    from gpuxbuild.runtime.audio import decode_audio
+
+    rate = 8000
+    t = np.arange(rate) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    stereo = np.stack([tone, tone], axis=-1)
+    decoded = decode_audio(_sound_bytes(stereo, rate, "WAV", "FLOAT"), 16000)
+    expected = 0.5 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
+    assert decoded.shape == (16000,)
+    assert np.max(np.abs(decoded[200:-200] - expected[200:-200])) < 1e-3  # away from the edges' filter ramp
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("garbage", "the file is not readable audio"),
+        ("truncated", "the file is not readable audio"),
+        ("long", "the file is 61 s long, over the limit of 60 s"),
+        ("empty", "the file holds no samples"),
+    ],
+)
+def test_bad_audio_is_a_one_line_error(media, tmp_path, case, message):
+    project, _ = media("project")
+    if case == "garbage":
+        content = b"RIFF\x10\x00\x00\x00WAVEjunk" + b"\x00" * 20
+    elif case == "truncated":
+        content = _sound_bytes(_sound(1.0, 16000), 16000, "FLAC")[:90]
+    elif case == "long":  # refused from its header, before a sample is decoded
+        content = _sound_bytes(np.zeros((61 * 8000, 1), dtype=np.float32), 8000, "WAV", "PCM_U8")
+    else:
+        content = _sound_bytes(np.zeros((0, 1), dtype=np.float32), 16000)
+    (tmp_path / "bad.wav").write_bytes(content)
+    r = gpux("run", "wav2vec2-ctc", "--file", str(tmp_path / "bad.wav"), cwd=project, check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert message in _error_line(r.stderr)
+
+
+def test_whisper_takes_at_most_30_seconds(media, tmp_path):
+    project, _ = media("project")
+    (tmp_path / "long.wav").write_bytes(_sound_bytes(np.zeros((31 * 8000, 1), dtype=np.float32), 8000, "WAV", "PCM_U8"))
+    r = gpux("run", "whisper", "--file", str(tmp_path / "long.wav"), cwd=project, check=False)
+    assert r.returncode == 2 and "the file is 31 s long, over the limit of 30 s" in _error_line(r.stderr)
+
+
+def test_an_image_model_given_text(media):
+    _, vit = media("vit")
+    with pytest.raises(GpuxError, match="no 'image' in the inputs"):
+        load(vit).predict({"text": "a cat"})
+
+
+def test_running_media_models_never_imports_torch_or_transformers(media, image_files, sound_files):
+    import subprocess
+    import sys
+
+    folders = {kind: str(media(kind)[1]) for kind in ("vit", "wav2vec2-ctc", "whisper")}
+    code = (
+        "import sys\n"
+        "from gpuxbuild.runtime import load\n"
+        f"load({folders['vit']!r}).predict(open({str(image_files[0])!r}, 'rb').read())\n"
+        f"for folder in ({folders['wav2vec2-ctc']!r}, {folders['whisper']!r}):\n"
+        f"    load(folder).predict(open({str(sound_files[0])!r}, 'rb').read())\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'optimum'))\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=300)
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def test_serve_takes_raw_bytes_and_base64_payloads(media, image_files, sound_files):
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("fastapi")
+    from serving import serving
+
+    _, vit = media("vit")
+    _, ctc = media("wav2vec2-ctc")
+    image, sound = image_files[0].read_bytes(), sound_files[0].read_bytes()
+    want_labels = load(vit).predict(image)["labels"]
+    want_text = load(ctc).predict(sound)["text"]
+    with serving({"vit": vit, "asr": ctc}) as (base, _):
+        raw = httpx.post(f"{base}/models/vit", content=image, headers={"content-type": "image/png"})
+        assert raw.status_code == 200 and raw.json() == [
+            {"label": x["label"], "score": x["score"]} for x in want_labels
+        ]
+        bare = httpx.post(f"{base}/models/vit", content=image)  # no Content-Type: still a file
+        assert bare.json() == raw.json()
+        payload = {"inputs": base64.b64encode(image).decode(), "parameters": {"top_k": 2}}
+        assert httpx.post(f"{base}/models/vit", json=payload).json() == raw.json()[:2]
+        speech = httpx.post(f"{base}/models/asr", content=sound, headers={"content-type": "audio/wav"})
+        assert speech.status_code == 200 and speech.json() == {"text": want_text}
+        bad = httpx.post(f"{base}/models/vit", content=b"\x89PNG broken", headers={"content-type": "image/png"})
+        assert bad.status_code == 400 and "not a readable image" in bad.json()["error"]
+
+
+def test_terminal_lines_list_the_labels_the_transcript_and_the_boxes():
+    from gpuxbuild.cli.run_cmds import _readable
+
+    labels = [{"label": "tabby cat", "score": 0.5}, {"label": "tiger", "score": 0.25}]
+    assert _readable({"label": "tabby cat", "score": 0.5, "labels": labels}, True) == [
+        "tabby cat (0.500), tiger (0.250)"
+    ]
+    assert _readable({"label": "tabby cat", "score": 0.5, "labels": labels}) == ["tabby cat (0.500)"]  # text models
+    assert _readable({"results": [{"text": "HELLO"}, {"text": "WORLD"}]}) == ["HELLO", "WORLD"]
+    box = {"xmin": 1, "ymin": 2, "xmax": 30, "ymax": 40}
+    assert _readable({"objects": [{"label": "cat", "score": 0.9, "box": box}]}) == ["cat (0.900) at [1, 2, 30, 40]"]
+    assert _readable({"objects": []}) == ["no objects"]
