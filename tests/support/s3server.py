@@ -62,6 +62,10 @@ class S3Server:
             "-admin.ui=false",
             f"-bucket={BUCKET}",
             f"-s3.config={self._identities()}",
+            # Its Iceberg and Lance listeners have fixed ports: two servers at once (two test workers) would
+            # collide on them, and the tests use neither.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
         ]
         for i, name in enumerate(_PORTS):
             args += [f"-{name}.port={base + i}", f"-{name}.port.grpc={base + 10 + i}"]
