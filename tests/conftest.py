@@ -52,28 +52,57 @@ def _have_convert_extra() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers", "optimum.exporters.onnx"))
 
 
-# The files that take longest, scheduled first under pytest-xdist so that no worker is left with one at the end.
-_LONGEST_FIRST = ("test_convert.py", "runtime-artifacts", "test_build.py", "test_docs.py", "test_remote.py")
+# Under pytest-xdist (scripts/test.sh runs two workers) a file's tests run on one worker, so its module fixtures
+# are made once, and the files sharing a costly session fixture run on one worker, so it is made once: these units
+# go out longest first, so that no worker is left with a long one at the end.
+_SHARED_FIXTURES = {"artifacts": "runtime-artifacts", "mlflow_server": "mlflow"}
+_UNITS = {  # file -> the unit of the shared fixture it uses (checked against the collected tests below)
+    "test_runtime_server.py": "runtime-artifacts",
+    "test_runtime_session.py": "runtime-artifacts",
+    "test_runtime_tasks.py": "runtime-artifacts",
+    "test_serve_batching.py": "runtime-artifacts",
+    "test_serve_protocols.py": "runtime-artifacts",
+    "test_mlflow.py": "mlflow",
+    "test_search.py": "mlflow",
+}
+_LONGEST_FIRST = ("test_convert.py", "runtime-artifacts", "test_build.py", "mlflow", "test_docs.py", "test_media.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def _unit(path: str) -> str:
+    name = path.rpartition("/")[2]
+    return _UNITS.get(name, name)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """pytest-xdist's scope scheduling with the units above (its --dist loadgroup relies on a node id attribute
+    pytest 9 no longer has)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid.split("::", 1)[0])
+
+    return ByUnit(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if getattr(config.option, "loadgroup", False):  # what pytest-xdist sets on its workers for --dist loadgroup
-        _group_by_file(items)
+    _check_units(items)
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: its order is the order units are handed out in
+        rank = {unit: n for n, unit in enumerate(_LONGEST_FIRST)}
+        order = {item.nodeid: n for n, item in enumerate(items)}
+        items.sort(key=lambda i: (rank.get(_unit(i.path.name), len(rank)), order[i.nodeid]))
     _skip_without_convert_extra(config, items)
 
 
-def _group_by_file(items: list[pytest.Item]) -> None:
-    """Under `pytest -n N --dist loadgroup` (scripts/test.sh), a file's tests run on one worker, so its module
-    fixtures are made once; the files using the session's runtime artifacts share a worker, so they are built
-    once; the longest groups go out first."""
-    sharing = {i.path.name for i in items if "artifacts" in i.fixturenames}
-    groups = {i.nodeid: "runtime-artifacts" if i.path.name in sharing else i.path.name for i in items}
+def _check_units(items: list[pytest.Item]) -> None:
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
-    rank = {name: n for n, name in enumerate(_LONGEST_FIRST)}
-    order = {nodeid: n for n, nodeid in enumerate(groups)}
-    items.sort(key=lambda i: (rank.get(groups[i.nodeid], len(rank)), order[i.nodeid]))
+        for fixture, unit in _SHARED_FIXTURES.items():
+            if fixture in item.fixturenames and _UNITS.get(item.path.name) != unit:
+                raise pytest.UsageError(
+                    f"{item.path.name} uses the session fixture {fixture!r}: add it to _UNITS in tests/conftest.py "
+                    f"as {unit!r}, so that one test worker makes it"
+                )
 
 
 def _skip_without_convert_extra(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -9,21 +9,8 @@ import uuid
 import pytest
 import requests
 from helpers import gpux
-from mlflowserver import missing_server, unique
+from mlflowserver import unique
 from tinymodels import repo_dir
-
-
-@pytest.fixture(scope="module")
-def oci(tmp_path_factory):
-    """The CNCF distribution registry on 127.0.0.1."""
-    from ociserver import OciServer, registry_binary
-
-    if registry_binary() is None:
-        missing_server("docker-registry (Debian package) is not installed: run scripts/setup.sh")
-    server = OciServer(tmp_path_factory.mktemp("registry"))
-    server.start()
-    yield server
-    server.stop()
 
 
 def push(host: str, repo: str, tag: str, files: dict[str, bytes]) -> None:
@@ -61,21 +48,21 @@ def word() -> str:
 
 
 @pytest.fixture(scope="module")
-def everywhere(hub, mlflow_server, oci, word):
+def everywhere(hub, mlflow_server, ociserver, word):
     """Models named with `word` on the Hub (two, with downloads and likes), in MLflow and on the OCI registry."""
     hub.create_repo(f"test-org/{word}-small", card={"pipeline_tag": "text-classification", "downloads": 7, "likes": 1})
     hub.create_repo(f"test-org/{word}-popular", card={"pipeline_tag": "fill-mask", "downloads": 900, "likes": 12})
     name = unique(word)
     mlflow_server.log_model("onnx", name, source=repo_dir("onnx-shipped"), alias="prod")
     small = {"config.json": b"{}", "model.onnx": b"onnx bytes"}
-    push(oci.host, f"models/{word}-onnx", "v1", small)
-    push(oci.host, f"models/{word}-onnx", "latest", small)
-    push(oci.host, "models/unrelated", "v1", small)
+    push(ociserver.host, f"models/{word}-onnx", "v1", small)
+    push(ociserver.host, f"models/{word}-onnx", "latest", small)
+    push(ociserver.host, "models/unrelated", "v1", small)
     return name
 
 
-def test_one_table_across_the_hub_mlflow_and_oci(everywhere, word, hf_env, mlflow_server, oci):
-    hf_env(MLFLOW_TRACKING_URI=mlflow_server.uri, GPUX_SEARCH_OCI=oci.host)
+def test_one_table_across_the_hub_mlflow_and_oci(everywhere, word, hf_env, mlflow_server, ociserver):
+    hf_env(MLFLOW_TRACKING_URI=mlflow_server.uri, GPUX_SEARCH_OCI=ociserver.host)
     r = gpux("search", word)
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["SOURCE", "TASK", "DOWNLOADS", "LIKES", "UPDATED", "NOTE"]
@@ -85,7 +72,7 @@ def test_one_table_across_the_hub_mlflow_and_oci(everywhere, word, hf_env, mlflo
         f"hf:test-org/{word}-popular",
         f"hf:test-org/{word}-small",
         f"mlflow:{everywhere}/1",
-        f"oci://{oci.host}/models/{word}-onnx:latest",
+        f"oci://{ociserver.host}/models/{word}-onnx:latest",
     ]
     assert lines[1].split()[1:4] == ["fill-mask", "900", "12"]
     assert "aliases: prod -> 1" in lines[3] and "tags: v1" in lines[4]
@@ -106,12 +93,12 @@ def test_one_table_across_the_hub_mlflow_and_oci(everywhere, word, hf_env, mlflo
     assert data[2]["registry"] == "mlflow" and data[3]["registry"] == "oci"
 
 
-def test_registry_task_and_limit_narrow_the_search(everywhere, word, hf_env, mlflow_server, oci):
+def test_registry_task_and_limit_narrow_the_search(everywhere, word, hf_env, mlflow_server, ociserver):
     hf_env(MLFLOW_TRACKING_URI=mlflow_server.uri)
     r = gpux("search", word, "--registry", "mlflow", "--json")
     assert [d["source"] for d in json.loads(r.stdout)] == [f"mlflow:{everywhere}/1"]
-    r = gpux("search", word, "--registry", f"oci://{oci.host}", "--json")
-    assert [d["source"] for d in json.loads(r.stdout)] == [f"oci://{oci.host}/models/{word}-onnx:latest"]
+    r = gpux("search", word, "--registry", f"oci://{ociserver.host}", "--json")
+    assert [d["source"] for d in json.loads(r.stdout)] == [f"oci://{ociserver.host}/models/{word}-onnx:latest"]
     r = gpux("search", word, "--task", "text-classification", "--json")  # only the Hub knows tasks
     assert [d["source"] for d in json.loads(r.stdout)] == [f"hf:test-org/{word}-small"]
     r = gpux("search", word, "--registry", "hf", "--limit", "1", "--json")
@@ -120,29 +107,22 @@ def test_registry_task_and_limit_narrow_the_search(everywhere, word, hf_env, mlf
     assert r.stdout == "0 models\n"
 
 
-def test_a_registry_that_fails_is_a_warning_while_the_others_answer(everywhere, word, hf_env, tmp_path_factory):
-    from ociserver import OciServer
+def test_a_registry_that_fails_is_a_warning_while_the_others_answer(everywhere, word, hf_env, ociauth):
     from processes import free_port
 
-    locked = OciServer(tmp_path_factory.mktemp("registry-auth"), auth=("ci", "registry-pass-31f9"))
-    locked.start()
-    try:
-        hf_env(GPUX_SEARCH_OCI=f"{locked.host} 127.0.0.1:{free_port()}", GPUX_HTTP_RETRIES="0")
-        r = gpux("search", word)
-        assert [line.split()[0] for line in r.stdout.splitlines()[1:-1]] == [
-            f"hf:test-org/{word}-popular",
-            f"hf:test-org/{word}-small",
-        ]
-        assert f"warning: search oci://{locked.host}: _catalog: 401 Unauthorized" in r.stderr
-        assert "docker login" in r.stderr
-        assert "warning: search oci://127.0.0.1:" in r.stderr and "connection refused or unreachable" in r.stderr
-        # Asked alone, the failure is the error.
-        r = gpux("search", word, "--registry", f"oci://{locked.host}", check=False)
-        assert r.returncode == 1 and r.stderr.startswith(
-            f"error: search oci://{locked.host}: _catalog: 401 Unauthorized"
-        )
-    finally:
-        locked.stop()
+    locked = ociauth  # a registry that wants a login
+    hf_env(GPUX_SEARCH_OCI=f"{locked.host} 127.0.0.1:{free_port()}", GPUX_HTTP_RETRIES="0")
+    r = gpux("search", word)
+    assert [line.split()[0] for line in r.stdout.splitlines()[1:-1]] == [
+        f"hf:test-org/{word}-popular",
+        f"hf:test-org/{word}-small",
+    ]
+    assert f"warning: search oci://{locked.host}: _catalog: 401 Unauthorized" in r.stderr
+    assert "docker login" in r.stderr
+    assert "warning: search oci://127.0.0.1:" in r.stderr and "connection refused or unreachable" in r.stderr
+    # Asked alone, the failure is the error.
+    r = gpux("search", word, "--registry", f"oci://{locked.host}", check=False)
+    assert r.returncode == 1 and r.stderr.startswith(f"error: search oci://{locked.host}: _catalog: 401 Unauthorized")
 
 
 @pytest.mark.parametrize(

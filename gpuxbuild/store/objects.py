@@ -279,6 +279,16 @@ class Store:
             self._record_download(sha256, size)
             return False
 
+    def _adopt(self, partial: Path, sha: str, size: int) -> None:
+        """Publish the hashed file `partial` as object `sha`, unless another process stored it meanwhile."""
+        self.hold(sha)
+        with self.lock(f"obj-{sha}"):
+            if self.has_object(sha):
+                self.record_stats(hits=1)
+            else:
+                self._publish(partial, self.object_path(sha))
+                self._record_download(sha, size)
+
     def download_to(self, sha256: str, size: int, writer: Writer, dest: Path, *, wrong: Mismatch) -> None:
         """Write the bytes of `sha256` with `writer` to the new file `dest` (not an object: an artifact's file from a
         remote), through the same resumable partial as an object: an interrupted download resumes in a later run,
@@ -351,13 +361,7 @@ class Store:
                         "the server sent other bytes than it lists; retry, or report the mirror",
                     )
                 sha = hw.sha256()
-                self.hold(sha)
-                with self.lock(f"obj-{sha}"):
-                    if self.has_object(sha):
-                        self.record_stats(hits=1)
-                    else:
-                        self._publish(partial, self.object_path(sha))
-                        self._record_download(sha, size)
+                self._adopt(partial, sha, size)
             except TooLarge:
                 raise IntegrityError(
                     f"{label}: the server sent more than the {size} bytes it lists; nothing was stored",
@@ -384,13 +388,7 @@ class Store:
                     "the file changed while it was read, or the server is faulty: run the command again",
                 )
             sha = hw.sha256()
-            self.hold(sha)
-            with self.lock(f"obj-{sha}"):
-                if self.has_object(sha):
-                    self.record_stats(hits=1)
-                else:
-                    self._publish(partial, self.object_path(sha))
-                    self._record_download(sha, actual_size)
+            self._adopt(partial, sha, actual_size)
         except TooLarge:
             raise IntegrityError(
                 f"{label}: the server sent more than the {size} bytes it lists; nothing was stored",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from processes import free_port, stop, wait_until
+from processes import free_port, missing_server, stop, wait_until
 from tinymodels import repo_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,14 +124,6 @@ class MlflowServer:
             stop(self.proc)
             self.proc = None
             self.log.close()
-
-
-def missing_server(why: str) -> None:
-    """Skip a test whose server is not installed; fail it where the set-up must have installed it
-    (GPUX_SERVERS_REQUIRED=1, as scripts/test.sh sets), so that CI cannot pass by skipping."""
-    if os.environ.get("GPUX_SERVERS_REQUIRED") == "1":
-        pytest.fail(why)
-    pytest.skip(why)
 
 
 @pytest.fixture(scope="session")
