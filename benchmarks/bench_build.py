@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-from tinymodels import write_repo  # noqa: E402
+from tinymodels import TEXT_ARCHITECTURES, write_repo  # noqa: E402
 
 FIVE = {
     "bert": "text-classification",
@@ -42,31 +42,6 @@ OPTIMUM_TASK = {
     "text-generation": "text-generation-with-past",
     "text2text-generation": "text2text-generation-with-past",
 }
-SWEEP = [
-    "bert",
-    "bert-mlm",
-    "bert-ner",
-    "bert-qa",
-    "distilbert",
-    "roberta",
-    "albert",
-    "electra",
-    "mpnet",
-    "xlm-roberta",
-    "deberta-v2",
-    "gpt2",
-    "gpt-neo",
-    "opt",
-    "bloom",
-    "llama",
-    "mistral",
-    "qwen2",
-    "phi",
-    "t5",
-    "bart",
-    "sentence-transformers",
-    "slow-tokenizer-only",
-]
 
 
 def timed(cmd: list[str], **kw) -> float:
@@ -132,12 +107,14 @@ def main() -> None:
         )
 
         if not args.skip_sweep:
-            sweep = project(tmp / "sweep", dict.fromkeys(SWEEP), 32)
+            sweep = project(tmp / "sweep", dict.fromkeys(TEXT_ARCHITECTURES), 32)
             t_sweep, out = gpux_build(sweep, "--jobs", "2")
             built = [m["name"] for m in out["models"] if m["status"] == "built"]
             failed = {m["name"]: m["error"] for m in out["models"] if m["status"] == "failed"}
-            rate = len(built) / len(SWEEP)
-            print(f"architectures:      {len(built)}/{len(SWEEP)} built ({rate:.0%}, goal > 90%) in {t_sweep:.0f} s")
+            rate = len(built) / len(TEXT_ARCHITECTURES)
+            print(
+                f"architectures:      {len(built)}/{len(TEXT_ARCHITECTURES)} built ({rate:.0%}, goal > 90%) in {t_sweep:.0f} s"
+            )
             for name, error in sorted(failed.items()):
                 print(f"  failed {name}: {error}")
 

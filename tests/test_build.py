@@ -11,35 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import gpux, publish, read_lock, write_manifest
+from tinymodels import TEXT_ARCHITECTURES
 
 from gpuxbuild.build.gpuxyml import validate_gpux_yml
 
-ARCHITECTURES = [
-    "bert",
-    "bert-mlm",
-    "bert-ner",
-    "bert-qa",
-    "distilbert",
-    "roberta",
-    "albert",
-    "electra",
-    "mpnet",
-    "xlm-roberta",
-    "deberta-v2",
-    "gpt2",
-    "gpt-neo",
-    "opt",
-    "bloom",
-    "llama",
-    "mistral",
-    "qwen2",
-    "phi",
-    "t5",
-    "bart",
-    "sentence-transformers",
-    "slow-tokenizer-only",
-    "onnx-shipped",
-]
+ARCHITECTURES = [*TEXT_ARCHITECTURES, "onnx-shipped"]
 
 
 def _project(hub, base: str, tmp_path, kinds, **extra):

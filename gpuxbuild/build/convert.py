@@ -23,6 +23,7 @@ from pathlib import Path
 
 from gpuxbuild.build.gpuxyml import GraphIO, graph_io
 from gpuxbuild.errors import GpuxError, MissingExtraError
+from gpuxbuild.preprocessor import PREPROCESSOR_CONFIG
 from gpuxbuild.tasks import MEDIA_TASKS, SUPPORTED_TASKS, is_seq2seq, optimum_task
 
 DTYPES = ("fp32", "fp16")
@@ -50,7 +51,6 @@ INT8_RELATIVE_ATOL = 0.25
 SAMPLE_TEXT = "The quick brown fox jumps over the lazy dog. Paris is the capital of France."
 SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
 # The image processor's or feature extractor's settings: what run-time preprocessing follows.
-PREPROCESSOR_CONFIG = "preprocessor_config.json"
 # A CTC model's character vocabulary (Wav2Vec2CTCTokenizer has no fast version; decoding needs only the vocab).
 CTC_TOKENIZER_FILES = ("vocab.json", "tokenizer_config.json", "special_tokens_map.json")
 TWO_GB = 2**31

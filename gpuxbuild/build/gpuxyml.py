@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from gpuxbuild.errors import GpuxError
+from gpuxbuild.preprocessor import PREPROCESSOR_CONFIG
 from gpuxbuild.schemas_io import schema_validator
 
 # Which graph the GPUX runtime runs (model.source) when an artifact has several.
@@ -47,7 +48,6 @@ DEFAULT_SERVING = {"host": "127.0.0.1", "port": 8080, "timeout": 5, "max_workers
 _MEMORY = re.compile(r"^(?P<number>[0-9]+(\.[0-9]+)?)\s*(?:(?P<unit>[KMGT])I?)?B$")
 
 # The image processor's or feature extractor's config, kept in the artifact; `gpux run` preprocesses by it.
-PREPROCESSOR_CONFIG = "preprocessor_config.json"
 PREPROCESSOR_CONFIG_KEY = "preprocessor_config"
 _MEDIA_FIELDS = (
     "image_processor_type",

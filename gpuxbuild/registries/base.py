@@ -126,6 +126,11 @@ def check_repo_path(repo: str, path: str) -> None:
         )
 
 
+def offline_miss(label: str) -> RegistryError:
+    """The error of a download that offline mode forbids; `label` names the file (`REPO: PATH`)."""
+    return RegistryError(f"{label} is not in the store and offline mode is on", "run once online")
+
+
 Progress = Callable[[int], None]
 # (commit, every path of the commit, the files whose sha256 is already known) -> the paths whose sha256
 # the caller needs (None: all of them)

@@ -23,7 +23,7 @@ from typing import BinaryIO
 from gpuxbuild.errors import RegistryError, quote
 from gpuxbuild.hashing import is_sha256, sha256_bytes
 from gpuxbuild.ociclient import CHUNK, DOCKER_MANIFEST, INDEX, MANIFEST, TITLE, OciClient
-from gpuxbuild.registries.base import Listed, ModelManager, PinnedModel, Progress, check_repo_path
+from gpuxbuild.registries.base import Listed, ModelManager, PinnedModel, Progress, check_repo_path, offline_miss
 from gpuxbuild.registries.files import model_info
 from gpuxbuild.store.files import FileEntry
 
@@ -248,7 +248,7 @@ class OciManager(ModelManager):
         progress: Progress | None = None,
     ) -> None:
         if self.offline:
-            raise RegistryError(f"{repo}: {file.path} is not in the store and offline mode is on", "run once online")
+            raise offline_miss(f"{repo}: {file.path}")
         archive = self._archive_of(repo, commit, file.path)
         if archive is None:
             self._get_blob(repo, file.sha256, dest, resume_from, progress, what=file.path)

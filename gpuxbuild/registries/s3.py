@@ -23,6 +23,7 @@ from gpuxbuild.registries.base import (
     PinnedModel,
     Progress,
     check_repo_path,
+    offline_miss,
 )
 from gpuxbuild.registries.files import model_info
 from gpuxbuild.s3client import CREDENTIALS_HINT, s3_failure, s3_store
@@ -170,5 +171,5 @@ class S3Manager(ModelManager):
         progress: Progress | None = None,
     ) -> None:
         if self.offline:
-            raise RegistryError(f"{repo}: {file.path} is not in the store and offline mode is on", "run once online")
+            raise offline_miss(f"{repo}: {file.path}")
         self._get(repo, file.path, dest, resume_from, progress)

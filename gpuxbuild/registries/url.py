@@ -28,7 +28,7 @@ from gpuxbuild.network import (
     requests_transient,
     url_host,
 )
-from gpuxbuild.registries.base import Listed, ModelManager, PinnedModel, Progress, check_repo_path
+from gpuxbuild.registries.base import Listed, ModelManager, PinnedModel, Progress, check_repo_path, offline_miss
 from gpuxbuild.registries.files import model_info
 from gpuxbuild.store.files import FileEntry
 
@@ -193,8 +193,5 @@ class UrlManager(ModelManager):
         progress: Progress | None = None,
     ) -> None:
         if self.offline:
-            raise RegistryError(
-                f"{self.display(repo)}: {quote(file.path)} is not in the store and offline mode is on",
-                "run once online",
-            )
+            raise offline_miss(f"{self.display(repo)}: {quote(file.path)}")
         self._get(repo, file.path, dest, progress)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from gpuxbuild.errors import GpuxError, MissingExtraError
+from gpuxbuild.preprocessor import read_preprocessor_config
 
-PREPROCESSOR_CONFIG = "preprocessor_config.json"
 # Longer sound is refused before it is decoded: attention memory grows with the square of the length.
 MAX_AUDIO_SECONDS = 60
 KNOWN_EXTRACTORS = frozenset({"Wav2Vec2FeatureExtractor", "WhisperFeatureExtractor"})
@@ -93,16 +93,7 @@ class FeatureExtractor:
 
     @classmethod
     def from_folder(cls, folder: Path) -> FeatureExtractor:
-        path = Path(folder) / PREPROCESSOR_CONFIG
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise GpuxError(
-                f"{path} does not exist", "rebuild the artifact: audio models carry their preprocessor config"
-            ) from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise GpuxError(f"{path} is not valid JSON: {exc}", "rebuild the artifact") from None
-        data = data if isinstance(data, dict) else {}
+        path, data = read_preprocessor_config(folder, "audio models")
         kind = str(data.get("feature_extractor_type") or "")
         if kind not in KNOWN_EXTRACTORS:
             raise GpuxError(

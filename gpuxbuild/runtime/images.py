@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gpuxbuild.errors import GpuxError, MissingExtraError
+from gpuxbuild.preprocessor import PREPROCESSOR_CONFIG, read_preprocessor_config
 
 if TYPE_CHECKING:
     from PIL import Image
 
-PREPROCESSOR_CONFIG = "preprocessor_config.json"
 # Images over this many pixels are refused before they are decoded (Pillow's own decompression-bomb limit).
 MAX_IMAGE_PIXELS = 89_478_485
 # The image processors whose steps are reproduced here (all share resize -> crop -> rescale -> normalize).
@@ -146,18 +146,8 @@ class ImageProcessor:
 
     @classmethod
     def from_folder(cls, folder: Path) -> ImageProcessor:
-        import json
-
-        path = Path(folder) / PREPROCESSOR_CONFIG
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise GpuxError(
-                f"{path} does not exist", "rebuild the artifact: vision models carry their preprocessor config"
-            ) from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise GpuxError(f"{path} is not valid JSON: {exc}", "rebuild the artifact") from None
-        return cls.from_dict(data if isinstance(data, dict) else {}, str(path))
+        path, data = read_preprocessor_config(folder, "vision models")
+        return cls.from_dict(data, str(path))
 
     def __call__(self, images: list[Image.Image]) -> np.ndarray:
         """pixel_values [batch, 3, height, width] float32 for RGB images."""

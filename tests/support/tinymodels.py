@@ -535,6 +535,15 @@ WAV2VEC2_FEATURES = _processor(
     return_attention_mask=False,
 )
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+# ConvNeXt's processor, which the published ResNet repos ship too.
+CONVNEXT_PROCESSOR = _processor(
+    "ConvNextImageProcessor",
+    size={"shortest_edge": IMAGE_SIZE},
+    crop_pct=0.875,
+    resample=3,
+    image_mean=IMAGENET_MEAN,
+    image_std=IMAGENET_STD,
+)
 
 KINDS.update(
     {
@@ -556,28 +565,14 @@ KINDS.update(
             "ConvNextConfig",
             lambda h: {"hidden_sizes": [h // 2, h], "depths": [1, 1], "num_stages": 2} | _labels(IMAGE_LABELS),
             None,
-            processor=_processor(
-                "ConvNextImageProcessor",
-                size={"shortest_edge": IMAGE_SIZE},
-                crop_pct=0.875,
-                resample=3,
-                image_mean=IMAGENET_MEAN,
-                image_std=IMAGENET_STD,
-            ),
+            processor=CONVNEXT_PROCESSOR,
         ),
         "resnet": Kind(
             "ResNetForImageClassification",
             "ResNetConfig",
             lambda h: {"embedding_size": h // 2, "hidden_sizes": [h // 2, h], "depths": [1, 1]} | _labels(IMAGE_LABELS),
             None,
-            processor=_processor(
-                "ConvNextImageProcessor",
-                size={"shortest_edge": IMAGE_SIZE},
-                crop_pct=0.875,
-                resample=3,
-                image_mean=IMAGENET_MEAN,
-                image_std=IMAGENET_STD,
-            ),
+            processor=CONVNEXT_PROCESSOR,
         ),
         "mobilenet-v2": Kind(
             "MobileNetV2ForImageClassification",
@@ -743,6 +738,32 @@ AUDIO_KINDS = {"wav2vec2-ctc", "wav2vec2-audio", "whisper"}
 
 SEQ2SEQ_KINDS = {"t5", "bart"}
 CAUSAL_KINDS = {"gpt2", "gpt-neo", "opt", "bloom", "llama", "mistral", "qwen2", "phi"}
+# The text architectures gpux build exports (test_build's matrix, benchmarks/bench_build.py's sweep).
+TEXT_ARCHITECTURES = [
+    "bert",
+    "bert-mlm",
+    "bert-ner",
+    "bert-qa",
+    "distilbert",
+    "roberta",
+    "albert",
+    "electra",
+    "mpnet",
+    "xlm-roberta",
+    "deberta-v2",
+    "gpt2",
+    "gpt-neo",
+    "opt",
+    "bloom",
+    "llama",
+    "mistral",
+    "qwen2",
+    "phi",
+    "t5",
+    "bart",
+    "sentence-transformers",
+    "slow-tokenizer-only",
+]
 
 
 # --------------------------------------------------------------------------- generation
