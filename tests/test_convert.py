@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import tinymodels
+from helpers import gpux, publish, read_lock, write_manifest
 
 from gpuxbuild.build.convert import ExportPool, ExportResult, UnsupportedModelError, ValidationError, export_onnx
 from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
@@ -172,6 +173,11 @@ def exported(request, tmp_path_factory, pool):
             for item in request.session.items
             if getattr(item, "originalname", "") in KIND_TESTS and "kind" in item.callspec.params
         }
+        | (
+            {k for k in BUILT if k != "onnx-shipped"}
+            if any(i.name == BUILD_TEST for i in request.session.items)
+            else set()
+        )
     )
     root = tmp_path_factory.mktemp("export")
 
@@ -232,6 +238,40 @@ def test_export_kind(kind, exported):
     if task in {"text-generation", "text2text-generation"} or seq2seq:
         assert any(name.startswith("past_key_values") for name in inputs)
     assert not graph.doc_string and not graph.metadata_props
+
+
+BUILT = [*tinymodels.TEXT_ARCHITECTURES, "onnx-shipped", "pickle-only"]  # the build matrix
+BUILD_TEST = "test_every_architecture_builds_reproducibly"
+
+
+@pytest.mark.slow
+def test_every_architecture_builds_reproducibly(hub, repo_id, tmp_path, exported):
+    """`gpux build` of every text architecture (from the test Hub, in a nested folder, another hash seed, a fresh
+    store) builds each one, fails the unsupported one alone, locks what it built, and places graph and runtime
+    files byte-identical to this module's exports (other processes, folders and hash seed)."""
+    kinds = [*BUILT, "unsupported"]
+    project = tmp_path / "two" / "nested"
+    models = {}
+    for kind in kinds:
+        publish(hub, f"{repo_id}-{kind}", kind)
+        models[kind] = {"source": f"hf:{repo_id}-{kind}", **({"allow_pickle": True} if kind == "pickle-only" else {})}
+    write_manifest(project, models)
+    env = {**os.environ, "GPUX_HOME": str(tmp_path / "home"), "PYTHONHASHSEED": "2"}
+    r = gpux("build", "--json", "--jobs", "2", cwd=project, env=env, check=False)
+    assert r.returncode == 1, r.stderr  # the unsupported model fails the run, at the end
+    status = {m["name"]: m for m in json.loads(r.stdout)["models"]}
+    failed = {n for n, m in status.items() if m["status"] == "failed"}
+    assert failed == {"unsupported"}, {n: status[n]["error"] for n in failed}
+    err = status["unsupported"]["error"]
+    assert "unsupported" in err.lower() or "not supported" in err.lower()
+    lock = read_lock(project)["models"]
+    for kind in BUILT:
+        assert lock[kind]["artifact"]["digest"] == status[kind]["digest"]
+        if kind == "onnx-shipped":
+            continue
+        built = _files(Path(status[kind]["path"]))
+        for path, data in _files(exported(kind)[1]).items():
+            assert built.get(path) == data, f"{kind}: {path} differs from the export's"
 
 
 def _export_in_subprocess(source: Path, out: Path, task: str, hash_seed: str, **options) -> None:
@@ -366,11 +406,12 @@ def test_validate_false_skips_validation(tmp_path, pool):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["bert", "t5"])
-def test_export_and_validation_load_the_weights_once(kind, tmp_path):
-    """Validation compares the graphs with the model the export loaded, not a second copy read from disk."""
+def test_export_and_validation_load_the_weights_once(tmp_path):
+    """Validation compares the graphs with the model the export loaded, not a second copy read from disk (an
+    encoder and an encoder-decoder model, in one process: torch is imported once)."""
+    jobs = {kind: (str(tinymodels.repo_dir(kind)), str(tmp_path / kind), _task(kind)) for kind in ("bert", "t5")}
     code = f"""
-import json, sys
+import json, os
 import transformers.modeling_utils as mu
 from gpuxbuild.build.convert import run_export
 loads = []
@@ -379,18 +420,21 @@ def counted(cls, *args, **kwargs):
     loads.append(cls.__name__)
     return original(cls, *args, **kwargs)
 mu.PreTrainedModel.from_pretrained = classmethod(counted)
-result = run_export({str(tinymodels.repo_dir(kind))!r}, {str(tmp_path / "out")!r}, task={_task(kind)!r},
-    library="transformers", opset=None, dtype="fp32", optimize=None, quantize=None, validate=True, atol=None,
-    trust_remote_code=False, name="tiny")
-print(json.dumps({{"loads": loads, "max_diff": result["max_diff"]}}))
+for kind, (source, out, task) in {jobs!r}.items():
+    loads.clear()
+    os.mkdir(out)
+    result = run_export(source, out, task=task, library="transformers", opset=None, dtype="fp32", optimize=None,
+        quantize=None, validate=True, atol=None, trust_remote_code=False, name="tiny")
+    print(json.dumps({{"kind": kind, "loads": list(loads), "max_diff": result["max_diff"]}}))
 """
-    (tmp_path / "out").mkdir()
     env = os.environ | {"PYTHONHASHSEED": "0", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(report["loads"]) == 1, report
-    assert report["max_diff"] is not None and report["max_diff"] < 1e-3
+    reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"kind"')]
+    assert [r["kind"] for r in reports] == ["bert", "t5"]
+    for report in reports:
+        assert len(report["loads"]) == 1, report
+        assert report["max_diff"] is not None and report["max_diff"] < 1e-3
 
 
 @pytest.mark.slow

@@ -738,7 +738,7 @@ AUDIO_KINDS = {"wav2vec2-ctc", "wav2vec2-audio", "whisper"}
 
 SEQ2SEQ_KINDS = {"t5", "bart"}
 CAUSAL_KINDS = {"gpt2", "gpt-neo", "opt", "bloom", "llama", "mistral", "qwen2", "phi"}
-# The text architectures gpux build exports (test_build's matrix, benchmarks/bench_build.py's sweep).
+# The text architectures gpux build exports (test_convert's build matrix, benchmarks/bench_build.py's sweep).
 TEXT_ARCHITECTURES = [
     "bert",
     "bert-mlm",
