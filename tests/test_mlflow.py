@@ -175,14 +175,16 @@ def test_a_hostile_artifact_name_is_refused(mlflow_env, tmp_path):
 
 
 @pytest.mark.slow
-def test_credentials_come_from_mlflow_variables(hf_env, tmp_path_factory, tmp_path):
+def test_credentials_come_from_mlflow_variables(hf_env, mlflow_server, mlflow_onnx, tmp_path_factory, tmp_path):
     from mlflowserver import MlflowServer
 
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-auth"), admin_password="gpux-admin-pass-7c1")
+    # MLflow's basic-auth app, serving the session server's store (its password check makes logging slow)
+    server = MlflowServer(
+        tmp_path_factory.mktemp("mlflow-auth"), admin_password="gpux-admin-pass-7c1", data=mlflow_server.root
+    )
     server.start()
     try:
-        name = unique("guarded")
-        server.log_model("onnx", name, source=repo_dir("onnx-shipped"))
+        name, _ = mlflow_onnx
         write_manifest(tmp_path, {"m": {"source": f"mlflow:{name}/1"}})
         hf_env(MLFLOW_TRACKING_URI=server.uri, MLFLOW_TRACKING_USERNAME=None, MLFLOW_TRACKING_PASSWORD=None)
         r = gpux("lock", cwd=tmp_path, check=False)

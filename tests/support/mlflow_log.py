@@ -4,6 +4,8 @@ whose site-packages (GPUX_TEST_SITE_PACKAGES) go after the venv's own, so MLflow
 
     mlflow_log.py transformers|onnx NAME FOLDER [--alias A] [--task T]   prints {"version", "run_id", "model_id"}
     mlflow_log.py alias NAME ALIAS VERSION
+    mlflow_log.py serve    reads one such argument list per line (JSON) and answers each with a line
+                           `RESULT {...}` (or `ERROR traceback`): MLflow is imported once for many calls
 """
 
 from __future__ import annotations
@@ -45,24 +47,43 @@ def log_onnx(name: str, folder: Path):
     return info
 
 
-def main() -> None:
-    if sys.argv[1] == "alias":
-        _, _, name, alias, version = sys.argv
+def run(argv: list[str]) -> dict | None:
+    """One command (the arguments of the usage above); its result."""
+    if argv[0] == "alias":
+        _, name, alias, version = argv
         MlflowClient().set_registered_model_alias(name, alias, version)
-        return
+        return None
     parser = argparse.ArgumentParser()
     parser.add_argument("kind", choices=["transformers", "onnx"])
     parser.add_argument("name")
     parser.add_argument("folder", type=Path)
     parser.add_argument("--alias")
     parser.add_argument("--task")
-    a = parser.parse_args()
-    with mlflow.start_run() as run:
+    a = parser.parse_args(argv)
+    with mlflow.start_run() as started:
         info = log_transformers(a.name, a.folder, a.task) if a.kind == "transformers" else log_onnx(a.name, a.folder)
     version = str(info.registered_model_version)
     if a.alias:
         MlflowClient().set_registered_model_alias(a.name, a.alias, version)
-    print(json.dumps({"version": version, "run_id": run.info.run_id, "model_id": info.model_id}))
+    return {"version": version, "run_id": started.info.run_id, "model_id": info.model_id}
+
+
+def serve() -> None:
+    import traceback
+
+    for line in sys.stdin:
+        try:
+            answer = "RESULT " + json.dumps(run(json.loads(line)))
+        except BaseException:  # argparse exits too: the caller raises it, with the traceback
+            answer = "ERROR " + json.dumps(traceback.format_exc())
+        print(answer, flush=True)
+
+
+def main() -> None:
+    if sys.argv[1:] == ["serve"]:
+        serve()
+    else:
+        print(json.dumps(run(sys.argv[1:])))
 
 
 if __name__ == "__main__":

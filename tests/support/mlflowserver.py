@@ -33,10 +33,12 @@ def mlflow_python() -> Path | None:
 
 
 class MlflowServer:
-    def __init__(self, root: Path, *, admin_password: str | None = None):
+    def __init__(self, root: Path, *, admin_password: str | None = None, data: Path | None = None):
         self.root = root
+        self.data = data or root  # the backend store and artifacts: another server's, to serve its models too
         self.admin_password = admin_password  # MLflow's basic-auth app, with user `admin`; None: no auth
         self.proc: subprocess.Popen | None = None
+        self.client: subprocess.Popen | None = None  # mlflow_log.py serve, started by the first call
         self.uri = ""
 
     def start(self) -> None:
@@ -49,9 +51,9 @@ class MlflowServer:
             str(python.parent / "mlflow"),
             "server",
             "--backend-store-uri",
-            f"sqlite:///{self.root / 'mlflow.db'}",
+            f"sqlite:///{self.data / 'mlflow.db'}",
             "--artifacts-destination",
-            str(self.root / "artifacts"),
+            str(self.data / "artifacts"),
             "--host",
             "127.0.0.1",
             "--port",
@@ -91,31 +93,54 @@ class MlflowServer:
         """Log the model folder `source` with MLflow's client as `kind` ("transformers" or "onnx"), registered as
         `name` (a new version), and point `alias` at it; returns {"version", "run_id", "model_id"}."""
         args = [kind, name, str(source)] + (["--alias", alias] if alias else []) + (["--task", task] if task else [])
-        return json.loads(self._client(*args).strip().splitlines()[-1])
+        result = self._client(*args)
+        assert result is not None
+        return result
 
-    def _client(self, *args: str) -> str:
-        """Run tests/support/mlflow_log.py with `args` in the MLflow venv; its stdout."""
-        python = mlflow_python()
-        assert python is not None
-        env = {
-            **self._clean_env(),
-            "MLFLOW_TRACKING_URI": self.uri,
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "GPUX_TEST_SITE_PACKAGES": sysconfig.get_paths()["purelib"],
-        }
-        if self.admin_password is not None:
-            env |= {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": self.admin_password}
-        r = subprocess.run([str(python), str(LOGGER), *args], env=env, capture_output=True, text=True, timeout=300)
-        if r.returncode != 0:
-            raise RuntimeError(f"mlflow_log.py {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
-        return r.stdout
+    def _client(self, *args: str) -> dict | None:
+        """The result of tests/support/mlflow_log.py `args`, run by one long-lived process in the MLflow venv (MLflow is
+        imported once, not once per call)."""
+        if self.client is None:
+            python = mlflow_python()
+            assert python is not None
+            env = {
+                **self._clean_env(),
+                "MLFLOW_TRACKING_URI": self.uri,
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "GPUX_TEST_SITE_PACKAGES": sysconfig.get_paths()["purelib"],
+            }
+            if self.admin_password is not None:
+                env |= {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": self.admin_password}
+            self.client = subprocess.Popen(
+                [str(python), str(LOGGER), "serve"],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.log,
+                text=True,
+            )
+        assert self.client.stdin is not None and self.client.stdout is not None
+        self.client.stdin.write(json.dumps(args) + "\n")
+        self.client.stdin.flush()
+        for line in self.client.stdout:  # MLflow and transformers may print lines of their own first
+            kind, _, answer = line.partition(" ")
+            if kind == "RESULT":
+                return json.loads(answer)
+            if kind == "ERROR":
+                raise RuntimeError(f"mlflow_log.py {' '.join(args)} failed:\n{json.loads(answer)}")
+        raise RuntimeError(f"mlflow_log.py ended (log: {self.root / 'mlflow.log'})")
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         """Point `alias` of `name` at `version` with MLflow's client."""
         self._client("alias", name, alias, version)
 
     def stop(self) -> None:
+        if self.client is not None:
+            assert self.client.stdin is not None
+            self.client.stdin.close()  # it ends at the end of its input
+            stop(self.client)
+            self.client = None
         if self.proc is not None:
             try:  # the server's uvicorn worker is a child in its session: end them all
                 os.killpg(self.proc.pid, signal.SIGTERM)
