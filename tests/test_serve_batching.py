@@ -7,6 +7,7 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from gpuxbuild.runtime import load
@@ -114,12 +115,68 @@ def test_requests_already_waiting_join_the_batch_whatever_the_wait(artifacts):
     assert [r[0]["label"] for r in results] == [model.predict(t)["label"] for t in texts]
 
 
-def test_a_batch_runs_in_groups_of_similar_length():
-    """Sorted by length, a group grows while padding to its longest costs at most 25% more, up to max_rows."""
+def _cost(groups: list[list[int]], lengths: list[int], overhead: float) -> float:
+    return sum(overhead + len(g) * max(max(lengths[i], 1) for i in g) for g in groups)
+
+
+def _partitions(items: list[int]):
+    """Every partition of `items` into groups."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for partition in _partitions(rest):
+        yield [[first], *partition]
+        for n in range(len(partition)):
+            yield [*partition[:n], [first, *partition[n]], *partition[n + 1 :]]
+
+
+@pytest.mark.parametrize("overhead", [0.0, 3.0, 25.0, 1000.0])
+@pytest.mark.parametrize("max_rows", [1, 2, 3, 32])
+def test_a_batch_runs_in_the_groups_that_cost_least(overhead, max_rows):
+    """A run costs its fixed overhead plus its rows padded to its longest: the groups are the cheapest partition
+    of all (brute force over every partition of seven rows), at most max_rows each."""
     from gpuxbuild.runtime.batching import group_rows
 
     lengths = [40, 10, 11, 39, 10, 200, 12]
-    assert group_rows(lengths, 32) == [[1, 4, 2, 6], [3, 0], [5]]
-    assert group_rows(lengths, 2) == [[1, 4], [2, 6], [3, 0], [5]]
-    assert group_rows([5] * 7, 3) == [[0, 1, 2], [3, 4, 5], [6]]
-    assert group_rows([], 8) == []
+    groups = group_rows(lengths, max_rows, overhead)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert all(len(g) <= max_rows for g in groups)
+    allowed = [p for p in _partitions(list(range(len(lengths)))) if all(len(g) <= max_rows for g in p)]
+    assert _cost(groups, lengths, overhead) == min(_cost(p, lengths, overhead) for p in allowed)
+
+
+def test_grouping_follows_the_exchange_rate_of_runs_and_padding():
+    from gpuxbuild.runtime.batching import group_rows
+
+    lengths = [40, 10, 11, 39, 10, 200, 12]
+    assert group_rows(lengths, 32, 0.0) == [[1, 4], [2], [6], [3], [0], [5]]  # free runs: only equal lengths share
+    assert group_rows(lengths, 32, 10_000.0) == [[1, 4, 2, 6, 3, 0, 5]]  # costly runs: one for all
+    assert group_rows(lengths, 32, 5.0) == [[1, 4, 2, 6], [3, 0], [5]]
+    assert group_rows([5] * 7, 3, 0.0) == [[0], [1, 2, 3], [4, 5, 6]]
+    assert group_rows([], 8, 1.0) == []
+
+
+def test_run_costs_are_learnt_from_the_runs():
+    """seconds = fixed + per_row * rows + per_unit * rows * longest: the overhead is fixed / per_unit, in units of
+    length; a default until enough runs are known; clamped when the runs say nothing sensible."""
+    from gpuxbuild.runtime.batching import RunCosts
+
+    costs = RunCosts()
+    rng = np.random.default_rng(0)
+    for _ in range(RunCosts.min_runs - 1):
+        rows, longest = int(rng.integers(1, 9)), int(rng.integers(10, 200))
+        costs.add(rows, longest, 0.004 + 0.001 * rows + 0.0001 * rows * longest)
+    assert costs.overhead() == RunCosts.DEFAULT_OVERHEAD
+    for _ in range(40):
+        rows, longest = int(rng.integers(1, 9)), int(rng.integers(10, 200))
+        costs.add(rows, longest, 0.004 + 0.001 * rows + 0.0001 * rows * longest)
+    assert costs.overhead() == pytest.approx(40.0)  # 0.004 s of fixed cost buys 40 units of padding
+
+    flat = RunCosts()
+    for n in range(RunCosts.min_runs):
+        flat.add(1 + n % 4, 20 + n, 0.01)  # runs cost the same whatever they hold: as few runs as can be, bounded
+    assert flat.overhead() == 8 * RunCosts.DEFAULT_OVERHEAD
+    for n in range(RunCosts.min_runs):
+        flat.add(1 + n % 4, 20 + n, 0.05 - 0.00001 * (1 + n % 4) * (20 + n))  # nonsense (cheaper with more work)
+    assert flat.overhead() == 8 * RunCosts.DEFAULT_OVERHEAD  # ignored: the last estimate stays

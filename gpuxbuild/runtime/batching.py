@@ -2,14 +2,17 @@
 
 A request waits at most `max_wait_s` for others to join; a batch holds at most `max_rows` texts; requests
 with different options (or with and without text pairs) never share a batch. A batch's texts are sorted by
-length and run in groups of similar length, each padded to its own longest text, so that short texts are not
-padded to the length of a long one (`group_rows`).
+length and run in groups, each padded to its own longest text: which texts share a run is decided by what runs
+cost on this machine and model (`RunCosts`): a run's fixed cost against the work its padding adds (`group_rows`).
+Where runs cost little beyond their tokens (a large model), texts run alone or with texts of their own length;
+where the fixed cost dominates (a small model), many texts share a run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,27 +24,59 @@ if TYPE_CHECKING:
 
 # Tasks whose texts are independent rows of one graph run (generation decodes token by token, per text).
 BATCHED_TASKS = ("feature-extraction", "fill-mask", "question-answering", "text-classification", "token-classification")
-# A group of rows grows while padding every row to the group's longest costs at most this share of extra work.
-PADDING_BUDGET = 0.25
 
 
-def group_rows(lengths: list[int], max_rows: int, budget: float = PADDING_BUDGET) -> list[list[int]]:
-    """Indices into `lengths` in groups to run together: sorted by length, a group grows while its rows padded
-    to the longest would be at most `budget` more than their own lengths, and up to `max_rows` rows."""
+def group_rows(lengths: list[int], max_rows: int, overhead: float) -> list[list[int]]:
+    """Indices into `lengths` in groups to run together, of at most `max_rows` rows: the partition of the rows
+    sorted by length that costs least when a run costs `overhead` plus its rows times its longest length (every
+    row is padded to the longest), all in units of length. Exact, by dynamic programming over the sorted rows."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    sizes = [max(lengths[i], 1) for i in order]
+    best = [0.0] + [float("inf")] * len(order)  # best[j]: the cost of the first j sorted rows
+    cut = [0] * (len(order) + 1)  # where the last group of the first j rows starts
+    for j in range(1, len(order) + 1):
+        for i in range(max(0, j - max_rows), j):  # the last group: sorted rows i..j-1, padded to row j-1
+            cost = best[i] + overhead + (j - i) * sizes[j - 1]
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
     groups: list[list[int]] = []
-    group: list[int] = []
-    total = 0
-    for i in order:
-        longest = max(lengths[i], 1)
-        if group and (len(group) == max_rows or longest * (len(group) + 1) > (1 + budget) * (total + longest)):
-            groups.append(group)
-            group, total = [], 0
-        group.append(i)
-        total += longest
-    if group:
-        groups.append(group)
-    return groups
+    j = len(order)
+    while j:
+        groups.append(order[cut[j] : j])
+        j = cut[j]
+    return groups[::-1]
+
+
+class RunCosts:
+    """What runs of one model cost, learnt from the runs: seconds = fixed + per_row * rows + per_unit * rows *
+    longest, fitted by least squares over the last `window` runs. `overhead()` is the fixed cost in units of
+    length (what one more run costs, as padding would): the exchange rate `group_rows` needs."""
+
+    DEFAULT_OVERHEAD = 32.0  # until `min_runs` runs are known: a few words' worth
+    window, min_runs = 256, 16
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float, float, float]] = []  # (1, rows, rows * longest, seconds)
+        self.current = self.DEFAULT_OVERHEAD
+
+    def add(self, rows: int, longest: int, seconds: float) -> None:
+        self.samples.append((1.0, float(rows), float(rows * max(longest, 1)), seconds))
+        del self.samples[: -self.window]
+        if len(self.samples) >= self.min_runs:
+            self.current = self._fit()
+
+    def _fit(self) -> float:
+        import numpy as np
+
+        data = np.array(self.samples)
+        (fixed, _per_row, per_unit), *_ = np.linalg.lstsq(data[:, :3], data[:, 3], rcond=None)
+        if per_unit <= 0:  # runs did not vary enough to tell (or noise): keep the last estimate
+            return self.current
+        # clamped: a noisy fit must neither split every run nor pad without bound
+        return float(min(max(fixed / per_unit, 0.0), 8 * self.DEFAULT_OVERHEAD))
+
+    def overhead(self) -> float:
+        return self.current
 
 
 @dataclass
@@ -67,6 +102,7 @@ class Batcher:
         self.run_in_thread, self.on_batch = run_in_thread, on_batch
         self.queue: asyncio.Queue[_Item] = asyncio.Queue()
         self.task: asyncio.Task | None = None
+        self.costs = RunCosts()
 
     async def submit(self, parsed: ParsedInputs) -> list[dict]:
         """The per-text results of `parsed` (texts, never tensors), computed in a batch with others."""
@@ -112,7 +148,7 @@ class Batcher:
                 await self._run(batch)
 
     async def _run(self, batch: list[_Item]) -> None:
-        """Run a batch's texts in groups of similar length (`group_rows`; characters stand for tokens), one
+        """Run a batch's texts in groups (`group_rows`, at this model's `costs`; characters stand for tokens), one
         onnxruntime run per group, and answer each request as soon as its texts are done: its client can send
         its next request while later groups run, so the next batch is waiting when this one ends. The requests
         of a group that fails are rerun alone, so one bad request (e.g. a text without a mask token) fails alone."""
@@ -126,18 +162,20 @@ class Batcher:
         starts, offset = {}, 0
         for item in batch:
             starts[id(item)], offset = offset, offset + len(item.parsed.texts)
-        for group in group_rows(lengths, self.max_rows):
+        for group in group_rows(lengths, self.max_rows, self.costs.overhead()):
             group = [i for i in group if not owner[i].future.done()]
             if not group:
                 continue
             try:
                 async with self.gate:
+                    start = time.perf_counter()
                     got = await self.run_in_thread(
                         self.model.predict_texts,
                         [texts[i] for i in group],
                         None if pairs is None else [pairs[i] for i in group],
                         first.options,
                     )
+                    self.costs.add(len(group), max(lengths[i] for i in group), time.perf_counter() - start)
             except Exception as exc:
                 if len(batch) == 1:
                     if not batch[0].future.done():
