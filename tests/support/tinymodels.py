@@ -733,8 +733,71 @@ KINDS["detr"] = Kind(
     None,
     processor=_processor("DetrImageProcessor", size={"shortest_edge": IMAGE_SIZE, "longest_edge": 2 * IMAGE_SIZE}),
 )
+
+
+def _clip_tokenizer(tmp: Path):
+    """A CLIP BPE (vocab.json + merges.txt, "</w>" word ends, lower case) trained on the corpus: the 512 byte
+    symbols first, then the merges, then the two special tokens, in openai/clip-vit-base-patch32's order."""
+    import transformers
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers.models.clip.tokenization_clip import bytes_to_unicode
+
+    trainer_tok = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    trainer_tok.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    trainer_tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(
+                Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""), "removed", invert=True
+            ),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        min_frequency=2,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        end_of_word_suffix="</w>",
+    )
+    trainer_tok.train_from_iterator(CORPUS_LINES, trainer)
+    merges = [m if isinstance(m, list) else m.split(" ") for m in json.loads(trainer_tok.to_str())["model"]["merges"]]
+    symbols = list(bytes_to_unicode().values())
+    vocab = list(dict.fromkeys([*symbols, *(s + "</w>" for s in symbols), *("".join(m) for m in merges)]))
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (tmp / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
+    (tmp / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    return transformers.CLIPTokenizerFast(
+        vocab_file=str(tmp / "vocab.json"), merges_file=str(tmp / "merges.txt"), model_max_length=CLIP_MAX_LENGTH
+    )
+
+
+CLIP_MAX_LENGTH = 77
+# CLIP: an image tower and a text tower (the tokenizer's ids go into text_config), openai's processor settings.
+KINDS["clip"] = Kind(
+    "CLIPModel",
+    "CLIPConfig",
+    lambda h: {
+        "text_config": _bert_cfg(h) | {"max_position_embeddings": CLIP_MAX_LENGTH},
+        "vision_config": _bert_cfg(h) | {"image_size": IMAGE_SIZE, "patch_size": 8},
+        "projection_dim": h // 2,
+    },
+    _clip_tokenizer,
+    {"text_tower": True},
+    processor=_processor(
+        "CLIPImageProcessor",
+        size={"shortest_edge": IMAGE_SIZE},
+        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        resample=3,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+    ),
+)
 IMAGE_KINDS = {"vit", "convnext", "resnet", "mobilenet-v2", "yolos", "detr"}
 AUDIO_KINDS = {"wav2vec2-ctc", "wav2vec2-audio", "whisper"}
+# Models with an image and a text tower: images and texts in.
+IMAGE_TEXT_KINDS = {"clip"}
 
 SEQ2SEQ_KINDS = {"t5", "bart"}
 CAUSAL_KINDS = {"gpt2", "gpt-neo", "opt", "bloom", "llama", "mistral", "qwen2", "phi"}
@@ -780,12 +843,14 @@ def _build(kind: str, hidden: int, seed: int, dest: Path) -> None:
         tokenizer = spec.tokenizer(Path(tmp)) if spec.tokenizer else None
         config_kwargs = spec.config(hidden)
         if tokenizer is not None:
-            config_kwargs["vocab_size"] = len(tokenizer)
+            # The text tower's config holds them where the model has one (CLIP).
+            text_kwargs = config_kwargs["text_config"] if spec.extra.get("text_tower") else config_kwargs
+            text_kwargs["vocab_size"] = len(tokenizer)
             # Special token ids in config.json follow the tokenizer, as in real repos.
             for name in ("bos", "eos", "pad"):
                 token = getattr(tokenizer, f"{name}_token")
                 if token is not None:
-                    config_kwargs[f"{name}_token_id"] = tokenizer.convert_tokens_to_ids(token)
+                    text_kwargs[f"{name}_token_id"] = tokenizer.convert_tokens_to_ids(token)
         config = getattr(transformers, spec.config_cls)(**config_kwargs)
         config.architectures = [spec.model_cls]
 
