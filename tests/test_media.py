@@ -590,3 +590,20 @@ def test_terminal_lines_of_similarities():
 
     assert _readable({"similarity": 0.25}) == ["similarity 0.2500"]
     assert _readable({"results": [{"similarity": [0.25, -0.125]}]}) == ["similarity 0.2500, -0.1250"]
+
+
+def test_openai_clip_processor_config_is_reproduced(image_files):
+    """At its real size: the same pixel_values as transformers' CLIPImageProcessor (images up- and downscaled)."""
+    import transformers
+    from PIL import Image
+    from tinymodels import OPENAI_CLIP_PREPROCESSOR
+
+    from gpuxbuild.runtime.images import ImageProcessor, decode_image
+
+    reference = transformers.CLIPImageProcessor(**OPENAI_CLIP_PREPROCESSOR)
+    processor = ImageProcessor.from_dict(OPENAI_CLIP_PREPROCESSOR)
+    large = _image_bytes(_image(500, 300, seed=7), "PNG")
+    for data in [path.read_bytes() for path in image_files] + [large]:
+        want = reference(Image.open(io.BytesIO(data)).convert("RGB"), return_tensors="np").pixel_values
+        got = processor([decode_image(data)])
+        assert got.shape == want.shape == (1, 3, 224, 224) and np.max(np.abs(got - want)) < 1e-5

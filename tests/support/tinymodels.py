@@ -774,6 +774,18 @@ def _clip_tokenizer(tmp: Path):
 
 
 CLIP_MAX_LENGTH = 77
+# openai/clip-vit-base-patch32's preprocessor_config.json: the old format (CLIPFeatureExtractor, sizes as numbers).
+OPENAI_CLIP_PREPROCESSOR = {
+    "crop_size": 224,
+    "do_center_crop": True,
+    "do_normalize": True,
+    "do_resize": True,
+    "feature_extractor_type": "CLIPFeatureExtractor",
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+    "resample": 3,
+    "size": 224,
+}
 # CLIP: an image tower and a text tower (the tokenizer's ids go into text_config), openai's processor settings.
 KINDS["clip"] = Kind(
     "CLIPModel",
@@ -790,8 +802,8 @@ KINDS["clip"] = Kind(
         size={"shortest_edge": IMAGE_SIZE},
         crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
         resample=3,
-        image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711],
+        image_mean=OPENAI_CLIP_PREPROCESSOR["image_mean"],
+        image_std=OPENAI_CLIP_PREPROCESSOR["image_std"],
     ),
 )
 IMAGE_KINDS = {"vit", "convnext", "resnet", "mobilenet-v2", "yolos", "detr"}
