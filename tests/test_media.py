@@ -65,8 +65,8 @@ def media(tmp_path_factory, hub):
                 hub.create_repo(repo, card=CARDS.get(name, {}))
                 hub.commit(repo, make_repo(name), message=f"add {name}")
                 models[name] = {"source": f"hf:{repo}"}
-            for name, (kind, task) in VARIANTS.items():
-                models[name] = {"source": f"hf:media/{kind}", "task": task}
+            for name, (base, task) in VARIANTS.items():
+                models[name] = {"source": f"hf:media/{base}", "task": task}
             project = root / "project"
             write_manifest(project, models)
             env = {**os.environ, "GPUX_HOME": str(root / "gpux-home")}
