@@ -113,6 +113,16 @@ def normalize_task(tag: str | None) -> str | None:
     return base if base in SUPPORTED_TASKS else None
 
 
+def pipeline_task(tag: str | None, config: dict | None) -> str | None:
+    """The supported task a registry's pipeline tag names for the model of `config`, or None: the image-text
+    tags name none for models without CLIP's two towers (DINOv2 and other backbones are tagged
+    image-feature-extraction), which are then detected from config.json like untagged ones."""
+    task = normalize_task(tag)
+    if task in IMAGE_TEXT_TASKS and (config or {}).get("model_type") not in IMAGE_TEXT_MODEL_TYPES:
+        return None
+    return task
+
+
 def infer_task(config: dict | None, files: list[str]) -> str | None:
     """The task of a repo from its files (sentence-transformers metadata) and config.json, or None."""
     if "modules.json" in files:

@@ -16,7 +16,7 @@ import tinymodels
 from gpuxbuild.build.convert import ExportPool, ExportResult, UnsupportedModelError, ValidationError, export_onnx
 from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
 from gpuxbuild.errors import GpuxError, MissingExtraError
-from gpuxbuild.tasks import SUPPORTED_TASKS, infer_task, normalize_task, optimum_task
+from gpuxbuild.tasks import SUPPORTED_TASKS, infer_task, normalize_task, optimum_task, pipeline_task
 
 pytestmark = pytest.mark.convert  # exports with torch, or runs what it exported
 
@@ -87,6 +87,14 @@ def test_vision_and_audio_backbones_are_not_text_feature_extractors():
     assert infer_task({"architectures": ["ViTModel"]}, ["config.json", "preprocessor_config.json"]) is None
     files = ["preprocessor_config.json", "tokenizer.json"]
     assert infer_task({"architectures": ["CLIPModel"], "model_type": "clip"}, files) == "zero-shot-image-classification"
+
+
+def test_image_text_pipeline_tags_name_clip_models_only():
+    assert pipeline_task("zero-shot-image-classification", {"model_type": "clip"}) == "zero-shot-image-classification"
+    assert pipeline_task("image-feature-extraction", {"model_type": "clip"}) == "image-feature-extraction"
+    assert pipeline_task("image-feature-extraction", {"model_type": "dinov2"}) is None  # detected from config.json
+    assert pipeline_task("image-classification", {"model_type": "vit"}) == "image-classification"
+    assert pipeline_task(None, None) is None
 
 
 def test_infer_task_sentence_transformers_and_unknown():
