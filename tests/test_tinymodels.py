@@ -169,7 +169,7 @@ def test_special_repos(tmp_path):
 @pytest.mark.slow
 def test_repos_byte_identical_across_processes(tmp_path):
     """Two fresh caches built by processes with different hash seeds hold identical bytes."""
-    kinds = ["bert", "gpt2", "t5", "llama", "pickle-only", "onnx-shipped"]
+    kinds = ["bert", "gpt2", "t5", "llama", "pickle-only", "onnx-shipped", "clip"]
     code = (
         "import sys, hashlib, tinymodels\n"
         "for k in sys.argv[1:]:\n"

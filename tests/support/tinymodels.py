@@ -735,18 +735,19 @@ KINDS["detr"] = Kind(
 )
 
 
-def _clip_tokenizer(tmp: Path):
-    """A CLIP BPE (vocab.json + merges.txt, "</w>" word ends, lower case) trained on the corpus: the 512 byte
-    symbols first, then the merges, then the two special tokens, in openai/clip-vit-base-patch32's order."""
-    import transformers
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers.models.clip.tokenization_clip import bytes_to_unicode
+def _clip_merges(count: int) -> list[tuple[str, str]]:
+    """BPE merges learned from the corpus as CLIP's tokenizer splits it (lower case, byte symbols, "</w>" on each
+    word's last symbol): the most frequent pair first, ties by spelling. Learned here because the Rust trainer
+    numbers the "</w>" symbols in hash order, so its ties break differently run to run."""
+    from collections import Counter
+    from itertools import pairwise
 
-    trainer_tok = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    trainer_tok.normalizer = normalizers.Sequence(
+    from tokenizers import Regex, normalizers, pre_tokenizers
+
+    normalizer = normalizers.Sequence(
         [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
     )
-    trainer_tok.pre_tokenizer = pre_tokenizers.Sequence(
+    splitter = pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(
                 Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""), "removed", invert=True
@@ -754,17 +755,45 @@ def _clip_tokenizer(tmp: Path):
             pre_tokenizers.ByteLevel(add_prefix_space=False),
         ]
     )
-    trainer = trainers.BpeTrainer(
-        vocab_size=600,
-        min_frequency=2,
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        end_of_word_suffix="</w>",
-    )
-    trainer_tok.train_from_iterator(CORPUS_LINES, trainer)
-    merges = [m if isinstance(m, list) else m.split(" ") for m in json.loads(trainer_tok.to_str())["model"]["merges"]]
+    words: Counter[tuple[str, ...]] = Counter()
+    for line in CORPUS_LINES:
+        for piece, _ in splitter.pre_tokenize_str(normalizer.normalize_str(line)):
+            words[(*piece[:-1], piece[-1] + "</w>")] += 1
+    merges: list[tuple[str, str]] = []
+    for _ in range(count):
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, n in words.items():
+            for pair in pairwise(word):
+                pairs[pair] += n
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair), default=None)
+        if best is None or pairs[best] < 2:
+            break
+        merges.append(best)
+        merged: Counter[tuple[str, ...]] = Counter()
+        for word, n in words.items():
+            out: list[str] = []
+            i = 0
+            while i < len(word):
+                if word[i : i + 2] == best:
+                    out.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            merged[tuple(out)] += n
+        words = merged
+    return merges
+
+
+def _clip_tokenizer(tmp: Path):
+    """A CLIP BPE (vocab.json + merges.txt, "</w>" word ends, lower case) from the corpus: the 512 byte symbols
+    first, then the merges, then the two special tokens, in openai/clip-vit-base-patch32's order."""
+    import transformers
+    from transformers.models.clip.tokenization_clip import bytes_to_unicode
+
+    merges = _clip_merges(300)
     symbols = list(bytes_to_unicode().values())
-    vocab = list(dict.fromkeys([*symbols, *(s + "</w>" for s in symbols), *("".join(m) for m in merges)]))
+    vocab = list(dict.fromkeys([*symbols, *(s + "</w>" for s in symbols), *(a + b for a, b in merges)]))
     vocab += ["<|startoftext|>", "<|endoftext|>"]
     (tmp / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
     (tmp / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
