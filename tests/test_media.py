@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import gpux, read_lock, write_manifest
+from helpers import gpux, gpux_tty, read_lock, write_manifest
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.runtime import load
@@ -535,6 +535,9 @@ def test_clip_on_the_command_line(media, image_files):
     labels = json.dumps({"candidate_labels": CLIP_LABELS})
     got = gpux("run", "clip", "--file", str(image_files[0]), "--parameters", labels, cwd=project)
     assert json.loads(got.stdout) == want
+    line = ", ".join(f"{x['label']} ({x['score']:.3f})" for x in want["labels"])  # every label, on a terminal
+    terminal = gpux_tty("run", "clip", "--file", str(image_files[0]), "--parameters", labels, cwd=project)
+    assert terminal.returncode == 0 and terminal.output.strip().splitlines()[-1] == line, terminal.output
     encoded = base64.b64encode(image_files[0].read_bytes()).decode()
     hf = gpux(
         "run",
