@@ -11,16 +11,20 @@ SUPPORTED_TASKS = (
     "feature-extraction",
     "fill-mask",
     "image-classification",
+    "image-feature-extraction",
     "object-detection",
     "question-answering",
     "text-classification",
     "text-generation",
     "text2text-generation",
     "token-classification",
+    "zero-shot-image-classification",
 )
 
+# Tasks of models with an image tower and a text tower (CLIP): images, texts, or both, in one graph.
+IMAGE_TEXT_TASKS = ("image-feature-extraction", "zero-shot-image-classification")
 # Tasks whose input is an image, or a sound, rather than text.
-IMAGE_TASKS = ("image-classification", "object-detection")
+IMAGE_TASKS = ("image-classification", "object-detection", *IMAGE_TEXT_TASKS)
 AUDIO_TASKS = ("audio-classification", "automatic-speech-recognition")
 MEDIA_TASKS = IMAGE_TASKS + AUDIO_TASKS
 
@@ -85,6 +89,15 @@ SPEECH_SEQ2SEQ_MODEL_TYPES = frozenset({"moonshine", "speech_to_text", "speecht5
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model")
 
 
+# Models with an image and a text tower, by config.json's model_type: their `...Model` class is no text encoder.
+IMAGE_TEXT_MODEL_TYPES = frozenset({"clip"})
+
+
+def takes_text(task: str) -> bool:
+    """Whether a task's model reads text, so its artifact carries a tokenizer (text models and CLIP's)."""
+    return task not in MEDIA_TASKS or task in IMAGE_TEXT_TASKS
+
+
 def _has_tokenizer(files: list[str]) -> bool:
     return any(name in files for name in _TOKENIZER_FILES)
 
@@ -98,6 +111,16 @@ def normalize_task(tag: str | None) -> str | None:
         base = "translation"
     base = TASK_ALIASES.get(base, base)
     return base if base in SUPPORTED_TASKS else None
+
+
+def pipeline_task(tag: str | None, config: dict | None) -> str | None:
+    """The supported task a registry's pipeline tag names for the model of `config`, or None: the image-text
+    tags name none for models without CLIP's two towers (DINOv2 and other backbones are tagged
+    image-feature-extraction), which are then detected from config.json like untagged ones."""
+    task = normalize_task(tag)
+    if task in IMAGE_TEXT_TASKS and (config or {}).get("model_type") not in IMAGE_TEXT_MODEL_TYPES:
+        return None
+    return task
 
 
 def infer_task(config: dict | None, files: list[str]) -> str | None:
@@ -117,6 +140,8 @@ def infer_task(config: dict | None, files: list[str]) -> str | None:
                     not config.get("is_encoder_decoder") or config.get("model_type") in SPEECH_SEQ2SEQ_MODEL_TYPES
                 ):
                     return None
+                if task == "feature-extraction" and config.get("model_type") in IMAGE_TEXT_MODEL_TYPES:
+                    return "zero-shot-image-classification"
                 # A vision or audio backbone (an image processor, no tokenizer) is no text feature extractor.
                 if task == "feature-extraction" and "preprocessor_config.json" in files and not _has_tokenizer(files):
                     return None
@@ -133,5 +158,8 @@ def is_seq2seq(task: str, config: dict) -> bool:
 
 def optimum_task(task: str, config: dict | None = None) -> str:
     """The optimum exporter task for a supported task: generative tasks (and encoder-decoder speech recognition,
-    given the model's config) are exported with their KV cache."""
+    given the model's config) are exported with their KV cache; CLIP's image features come from the same graph
+    as its zero-shot scores, which optimum calls feature-extraction."""
+    if task == "image-feature-extraction":
+        return "feature-extraction"
     return f"{task}-with-past" if task in GENERATIVE_TASKS or is_seq2seq(task, config or {}) else task

@@ -17,7 +17,7 @@ from helpers import gpux, publish, read_lock, write_manifest
 from gpuxbuild.build.convert import ExportPool, ExportResult, UnsupportedModelError, ValidationError, export_onnx
 from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
 from gpuxbuild.errors import GpuxError, MissingExtraError
-from gpuxbuild.tasks import SUPPORTED_TASKS, infer_task, normalize_task, optimum_task
+from gpuxbuild.tasks import SUPPORTED_TASKS, infer_task, normalize_task, optimum_task, pipeline_task
 
 pytestmark = pytest.mark.convert  # exports with torch, or runs what it exported
 
@@ -41,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
         ("image-classification", "image-classification"),
         ("automatic-speech-recognition", "automatic-speech-recognition"),
         ("audio-classification", "audio-classification"),
+        ("zero-shot-image-classification", "zero-shot-image-classification"),
+        ("image-feature-extraction", "image-feature-extraction"),
         ("depth-estimation", None),
         ("", None),
         (None, None),
@@ -75,6 +77,7 @@ def test_normalize_task(tag, task):
             "automatic-speech-recognition",
         ),
         ("Speech2TextForConditionalGeneration", {"model_type": "speech_to_text", "is_encoder_decoder": True}, None),
+        ("CLIPModel", {"model_type": "clip"}, "zero-shot-image-classification"),
     ],
 )
 def test_infer_task_from_architecture(arch, extra, task):
@@ -83,9 +86,16 @@ def test_infer_task_from_architecture(arch, extra, task):
 
 def test_vision_and_audio_backbones_are_not_text_feature_extractors():
     assert infer_task({"architectures": ["ViTModel"]}, ["config.json", "preprocessor_config.json"]) is None
-    assert infer_task({"architectures": ["CLIPModel"]}, ["preprocessor_config.json", "tokenizer.json"]) == (
-        "feature-extraction"
-    )
+    files = ["preprocessor_config.json", "tokenizer.json"]
+    assert infer_task({"architectures": ["CLIPModel"], "model_type": "clip"}, files) == "zero-shot-image-classification"
+
+
+def test_image_text_pipeline_tags_name_clip_models_only():
+    assert pipeline_task("zero-shot-image-classification", {"model_type": "clip"}) == "zero-shot-image-classification"
+    assert pipeline_task("image-feature-extraction", {"model_type": "clip"}) == "image-feature-extraction"
+    assert pipeline_task("image-feature-extraction", {"model_type": "dinov2"}) is None  # detected from config.json
+    assert pipeline_task("image-classification", {"model_type": "vit"}) == "image-classification"
+    assert pipeline_task(None, None) is None
 
 
 def test_infer_task_sentence_transformers_and_unknown():
@@ -94,6 +104,8 @@ def test_infer_task_sentence_transformers_and_unknown():
     assert infer_task(None, []) is None
     assert optimum_task("text-generation") == "text-generation-with-past"
     assert optimum_task("fill-mask") == "fill-mask"
+    assert optimum_task("image-feature-extraction") == "feature-extraction"  # CLIP's two-tower graph
+    assert optimum_task("zero-shot-image-classification") == "zero-shot-image-classification"
     assert set(SUPPORTED_TASKS) >= {normalize_task(t) for t in SUPPORTED_TASKS}
 
 
@@ -223,7 +235,8 @@ def test_export_kind(kind, exported):
     assert result.max_diff is not None and result.max_diff < 1e-3
     assert {"export", "validate", "total"} <= set(result.stages)
     runtime_files = {"config.json", *expected_graphs.values()}
-    if kind in tinymodels.IMAGE_KINDS | tinymodels.AUDIO_KINDS:  # the processor config, a CTC model's vocab
+    if kind in tinymodels.IMAGE_KINDS | tinymodels.AUDIO_KINDS | tinymodels.IMAGE_TEXT_KINDS:
+        # the processor config, a CTC model's vocab
         runtime_files |= {"preprocessor_config.json"} | ({"vocab.json"} if kind == "wav2vec2-ctc" else set())
     if kind not in tinymodels.IMAGE_KINDS | tinymodels.AUDIO_KINDS or kind == "whisper":
         runtime_files |= {"tokenizer.json", "tokenizer_config.json"}
@@ -313,6 +326,13 @@ def test_unsupported_architecture_is_named(tmp_path, pool):
     with pytest.raises(UnsupportedModelError, match=r"BertForSequenceClassification.*text2text-generation") as info:
         export_onnx(tinymodels.repo_dir("bert"), tmp_path / "out", task="text2text-generation", pool=pool)
     assert "text-classification" in info.value.hint
+
+    # CLIP's tasks need its two towers; its two towers run only as those tasks.
+    with pytest.raises(UnsupportedModelError, match=r"zero-shot-image-classification .* \(CLIP\), not ViTForImage"):
+        export_onnx(tinymodels.repo_dir("vit"), tmp_path / "out", task="zero-shot-image-classification", pool=pool)
+    with pytest.raises(UnsupportedModelError, match="CLIPModel runs as image-feature-extraction or zero-shot") as info:
+        export_onnx(tinymodels.repo_dir("clip"), tmp_path / "out", task="feature-extraction", pool=pool)
+    assert "task: zero-shot-image-classification" in info.value.hint
 
 
 @pytest.mark.slow

@@ -463,3 +463,15 @@ def test_optimum_export_end_to_end(tmp_path, kind, task, roles):
         ]
     assert load_with_gpux_runtime(_write(out, text))["model"]["source"] == graphs.get("model", "encoder_model.onnx")
     _assert_runtime_inspection_matches(out / doc["model"]["source"], doc)
+
+
+def test_old_image_processor_configs_give_the_crop_as_resize(tmp_path):
+    from tinymodels import OPENAI_CLIP_PREPROCESSOR
+
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    onnx.save(t5_encoder(), str(folder / "model.onnx"))
+    (folder / "preprocessor_config.json").write_text(json.dumps(OPENAI_CLIP_PREPROCESSOR))
+    doc = yaml.safe_load(_render(folder, task="zero-shot-image-classification", config={}))
+    assert doc["preprocessing"]["resize"] == [224, 224] and doc["preprocessing"]["normalize"] == "clip"
+    assert doc["preprocessing"]["custom"]["resample"] == "bicubic"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import gpux, write_manifest
+from helpers import gpux, gpux_tty, read_lock, write_manifest
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.runtime import load
@@ -31,6 +31,9 @@ soundfile = pytest.importorskip("soundfile")
 SCORE_ATOL = 1e-4
 IMAGE_KINDS = ("vit", "convnext", "mobilenet-v2", "yolos", "detr")
 AUDIO_KINDS = ("wav2vec2-ctc", "wav2vec2-audio", "whisper")
+IMAGE_TEXT_KINDS = ("clip",)
+# Models of the project built from another one's repo with a task of their own: name -> (kind, task).
+VARIANTS = {"clip-features": ("clip", "image-feature-extraction")}
 # Only vit declares its task by a pipeline tag; the others are detected from config.json.
 CARDS = {"vit": {"pipeline_tag": "image-classification"}}
 TASKS = {
@@ -42,6 +45,7 @@ TASKS = {
     "wav2vec2-ctc": "automatic-speech-recognition",
     "wav2vec2-audio": "audio-classification",
     "whisper": "automatic-speech-recognition",
+    "clip": "zero-shot-image-classification",
 }
 
 
@@ -56,11 +60,13 @@ def media(tmp_path_factory, hub):
     def get(kind: str) -> tuple[Path, Path]:
         if not built:
             models = {}
-            for name in (*IMAGE_KINDS, *AUDIO_KINDS):
+            for name in (*IMAGE_KINDS, *AUDIO_KINDS, *IMAGE_TEXT_KINDS):
                 repo = f"media/{name}"
                 hub.create_repo(repo, card=CARDS.get(name, {}))
                 hub.commit(repo, make_repo(name), message=f"add {name}")
                 models[name] = {"source": f"hf:{repo}"}
+            for name, (base, task) in VARIANTS.items():
+                models[name] = {"source": f"hf:media/{base}", "task": task}
             project = root / "project"
             write_manifest(project, models)
             env = {**os.environ, "GPUX_HOME": str(root / "gpux-home")}
@@ -68,7 +74,7 @@ def media(tmp_path_factory, hub):
             gpux("build", "--jobs", "2", cwd=project, env=env)
             gpux("sync", "--locked", cwd=project, env=env)
             for name in models:
-                built[name] = (repo_dir(name), project / ".gpux" / "models" / name)
+                built[name] = (repo_dir(VARIANTS.get(name, (name,))[0]), project / ".gpux" / "models" / name)
             built["project"] = (project, project)
         return built[kind]
 
@@ -442,3 +448,165 @@ def test_terminal_lines_list_the_labels_the_transcript_and_the_boxes():
     box = {"xmin": 1, "ymin": 2, "xmax": 30, "ymax": 40}
     assert _readable({"objects": [{"label": "cat", "score": 0.9, "box": box}]}) == ["cat (0.900) at [1, 2, 30, 40]"]
     assert _readable({"objects": []}) == ["no objects"]
+
+
+# --------------------------------------------------------------------------- image and text (CLIP)
+
+CLIP_LABELS = ["tabby cat", "golden retriever", "a bowl of soup"]
+
+
+def test_clip_is_detected_and_keeps_its_tokenizer_and_processor(media):
+    import yaml
+    from gpux_runtime import load_with_gpux_runtime
+
+    source, artifact = media("clip")
+    project, _ = media("project")
+    locked = {name: entry["task"] for name, entry in read_lock(project)["models"].items()}
+    assert locked["clip"] == "zero-shot-image-classification"  # from config.json's CLIPModel
+    assert locked["clip-features"] == "image-feature-extraction"
+    for name in ("preprocessor_config.json", "tokenizer.json"):
+        assert (artifact / name).read_bytes() == (source / name).read_bytes()
+    doc = yaml.safe_load((artifact / "gpux.yml").read_text())
+    assert {i["name"] for i in doc["inputs"]} == {"pixel_values", "input_ids", "attention_mask"}
+    assert {o["name"] for o in doc["outputs"]} >= {"logits_per_image", "image_embeds", "text_embeds"}
+    pre = doc["preprocessing"]
+    assert (pre["tokenizer"], pre["max_length"], pre["resize"], pre["normalize"]) == (
+        "tokenizer.json",
+        77,
+        [32, 32],
+        "clip",
+    )
+    load_with_gpux_runtime(artifact / "gpux.yml")
+
+
+def test_clip_zero_shot_matches_the_pipeline(media, image_files):
+    from PIL import Image
+
+    source, artifact = media("clip")
+    model = load(artifact)
+    assert model.task == "zero-shot-image-classification"
+    reference = _pipeline("zero-shot-image-classification", source)
+    for template in (None, "a picture of {}"):
+        options = {"hypothesis_template": template} if template else {}
+        got = model.predict([path.read_bytes() for path in image_files], candidate_labels=CLIP_LABELS, **options)
+        for path, result in zip(image_files, got["results"], strict=True):
+            want = reference(Image.open(path), candidate_labels=CLIP_LABELS, **options)
+            _assert_same_labels(result["labels"], want)
+    first = image_files[0].read_bytes()
+    one = model.predict(first, candidate_labels=",".join(CLIP_LABELS), top_k=2)  # labels in one string, as the API
+    assert one["labels"] == model.predict(first, candidate_labels=CLIP_LABELS)["labels"][:2]
+
+
+def test_clip_features_and_similarity_match_the_towers(media, image_files):
+    import torch
+    import transformers
+    from PIL import Image
+
+    source, artifact = media("clip-features")
+    model = load(artifact)
+    assert model.task == "image-feature-extraction"
+    reference = transformers.CLIPModel.from_pretrained(source).eval()
+    processor = transformers.CLIPProcessor.from_pretrained(source)
+    texts = ["a photo of a cat", "soup"]
+    with torch.no_grad():
+        images = processor(images=[Image.open(p) for p in image_files], return_tensors="pt")
+        image_features = reference.get_image_features(**images).numpy()
+        text_features = reference.get_text_features(**processor(text=texts, return_tensors="pt", padding=True)).numpy()
+    image_features /= np.linalg.norm(image_features, axis=-1, keepdims=True)
+    text_features /= np.linalg.norm(text_features, axis=-1, keepdims=True)
+    got = np.array([r["embedding"] for r in model.predict([p.read_bytes() for p in image_files])["results"]])
+    assert got.shape == image_features.shape and np.max(np.abs(got - image_features)) < SCORE_ATOL
+    got_texts = np.array([r["embedding"] for r in model.predict({"text": texts})["results"]])
+    assert np.max(np.abs(got_texts - text_features)) < SCORE_ATOL
+    encoded = [base64.b64encode(p.read_bytes()).decode() for p in image_files]
+    similar = model.predict({"image": encoded, "text": texts})["results"]
+    assert np.max(np.abs(np.array([r["similarity"] for r in similar]) - image_features @ text_features.T)) < SCORE_ATOL
+    single = model.predict({"image": encoded[0], "text": texts[0]})
+    assert abs(single["similarity"] - float(image_features[0] @ text_features[0])) < SCORE_ATOL
+    # The zero-shot artifact answers the same similarities (one graph, two tasks).
+    _, zero_shot = media("clip")
+    assert load(zero_shot).predict({"image": encoded[0], "text": texts[0]}) == single
+
+
+def test_clip_on_the_command_line(media, image_files):
+    project, _ = media("project")
+    _, artifact = media("clip")
+    want = load(artifact).predict(image_files[0].read_bytes(), candidate_labels=CLIP_LABELS)
+    labels = json.dumps({"candidate_labels": CLIP_LABELS})
+    got = gpux("run", "clip", "--file", str(image_files[0]), "--parameters", labels, cwd=project)
+    assert json.loads(got.stdout) == want
+    line = ", ".join(f"{x['label']} ({x['score']:.3f})" for x in want["labels"])  # every label, on a terminal
+    terminal = gpux_tty("run", "clip", "--file", str(image_files[0]), "--parameters", labels, cwd=project)
+    assert terminal.returncode == 0 and terminal.output.strip().splitlines()[-1] == line, terminal.output
+    encoded = base64.b64encode(image_files[0].read_bytes()).decode()
+    hf = gpux(
+        "run",
+        "clip",
+        "--input",
+        json.dumps({"inputs": encoded, "parameters": {"candidate_labels": CLIP_LABELS}}),
+        cwd=project,
+    )
+    assert json.loads(hf.stdout) == [{"label": x["label"], "score": x["score"]} for x in want["labels"]]
+    text = json.loads(gpux("run", "clip-features", "a photo of a cat", cwd=project).stdout)
+    assert len(text["embedding"]) == 16
+    missing = gpux("run", "clip", "--file", str(image_files[0]), cwd=project, check=False)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "needs candidate_labels" in _error_line(missing.stderr)
+
+
+def test_clip_on_the_inference_api(media, image_files):
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("fastapi")
+    from huggingface_hub import InferenceClient
+    from serving import serving
+
+    _, artifact = media("clip")
+    image = image_files[1].read_bytes()
+    want = load(artifact).predict(image, candidate_labels=CLIP_LABELS)["labels"]
+    with serving({"clip": artifact}) as (base, _):
+        got = InferenceClient(model=f"{base}/models/clip").zero_shot_image_classification(
+            image, candidate_labels=CLIP_LABELS
+        )
+        assert [(x.label, x.score) for x in got] == [(x["label"], x["score"]) for x in want]
+        raw = httpx.post(f"{base}/models/clip", content=image, headers={"content-type": "image/jpeg"})
+        assert raw.status_code == 400 and "needs candidate_labels" in raw.json()["error"]
+
+
+def test_running_clip_never_imports_torch_or_transformers(media, image_files):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from gpuxbuild.runtime import load\n"
+        f"model = load({str(media('clip')[1])!r})\n"
+        f"model.predict(open({str(image_files[0])!r}, 'rb').read(), candidate_labels=['a', 'b'])\n"
+        "model.predict({'text': 'a cat'})\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'optimum'))\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=300)
+
+
+def test_terminal_lines_of_similarities():
+    from gpuxbuild.cli.run_cmds import _readable
+
+    assert _readable({"similarity": 0.25}) == ["similarity 0.2500"]
+    assert _readable({"results": [{"similarity": [0.25, -0.125]}]}) == ["similarity 0.2500, -0.1250"]
+
+
+def test_openai_clip_processor_config_is_reproduced(image_files):
+    """At its real size: the same pixel_values as transformers' CLIPImageProcessor (images up- and downscaled)."""
+    import transformers
+    from PIL import Image
+    from tinymodels import OPENAI_CLIP_PREPROCESSOR
+
+    from gpuxbuild.runtime.images import ImageProcessor, decode_image
+
+    reference = transformers.CLIPImageProcessor(**OPENAI_CLIP_PREPROCESSOR)
+    processor = ImageProcessor.from_dict(OPENAI_CLIP_PREPROCESSOR)
+    large = _image_bytes(_image(500, 300, seed=7), "PNG")
+    for data in [path.read_bytes() for path in image_files] + [large]:
+        want = reference(Image.open(io.BytesIO(data)).convert("RGB"), return_tensors="np").pixel_values
+        got = processor([decode_image(data)])
+        assert got.shape == want.shape == (1, 3, 224, 224) and np.max(np.abs(got - want)) < 1e-5

@@ -60,10 +60,32 @@ def _load_and_run_media(kind: str, folder: Path) -> None:
     assert logits.shape[-1] == classes.get(kind, model.config.num_labels)
 
 
+def _load_and_run_image_text(folder: Path) -> None:
+    """CLIP: its processor (image processor and fast tokenizer) feeds both towers."""
+    import numpy as np
+    import torch
+    import transformers
+
+    processor = transformers.CLIPProcessor.from_pretrained(folder)
+    assert processor.tokenizer.is_fast
+    inputs = processor(
+        text=["a photo of a cat", "a dog"],
+        images=np.zeros((40, 50, 3), dtype=np.uint8),
+        return_tensors="pt",
+        padding=True,
+    )
+    model = transformers.AutoModelForZeroShotImageClassification.from_pretrained(folder).eval()
+    assert inputs["input_ids"].max() < model.config.text_config.vocab_size
+    with torch.no_grad():
+        assert model(**inputs).logits_per_image.shape == (1, 2)
+
+
 def _load_and_run(kind: str, folder: Path) -> None:
     import torch
     import transformers
 
+    if kind in tinymodels.IMAGE_TEXT_KINDS:
+        return _load_and_run_image_text(folder)
     if kind in tinymodels.IMAGE_KINDS | tinymodels.AUDIO_KINDS:
         return _load_and_run_media(kind, folder)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
@@ -149,7 +171,7 @@ def test_repos_byte_identical_across_processes(tmp_path):
     """A fresh cache built by a process with another hash seed holds the bytes of this session's cache."""
     import hashlib
 
-    kinds = ["bert", "gpt2", "t5", "llama", "pickle-only", "onnx-shipped"]
+    kinds = ["bert", "gpt2", "t5", "llama", "pickle-only", "onnx-shipped", "clip"]
     code = (
         "import sys, hashlib, tinymodels\n"
         "for k in sys.argv[1:]:\n"

@@ -24,7 +24,14 @@ from pathlib import Path
 from gpuxbuild.build.gpuxyml import GraphIO, graph_io
 from gpuxbuild.errors import GpuxError, MissingExtraError
 from gpuxbuild.preprocessor import PREPROCESSOR_CONFIG
-from gpuxbuild.tasks import MEDIA_TASKS, SUPPORTED_TASKS, is_seq2seq, optimum_task
+from gpuxbuild.tasks import (
+    IMAGE_TEXT_MODEL_TYPES,
+    IMAGE_TEXT_TASKS,
+    SUPPORTED_TASKS,
+    is_seq2seq,
+    optimum_task,
+    takes_text,
+)
 
 DTYPES = ("fp32", "fp16")
 OPTIMIZE_LEVELS = (0, 1, 2, 99)
@@ -37,12 +44,14 @@ TASK_ATOL = {
     "feature-extraction": 1e-3,
     "fill-mask": 1e-3,
     "image-classification": 1e-3,
+    "image-feature-extraction": 1e-3,
     "object-detection": 1e-3,
     "question-answering": 1e-3,
     "text-classification": 1e-3,
     "token-classification": 1e-3,
     "text-generation": 2e-3,
     "text2text-generation": 2e-3,
+    "zero-shot-image-classification": 1e-3,
 }
 FP16_ATOL_FACTOR = 50
 # Dynamic int8 error grows with the output's magnitude: tolerate this fraction of the largest reference value.
@@ -471,6 +480,7 @@ def _check_supported(name: str, config: dict, task: str) -> None:
 
     model_type = config.get("model_type") or "unknown"
     arch = ", ".join(config.get("architectures") or []) or model_type
+    _check_image_text(name, arch, model_type, task)
     try:
         supported = TasksManager.get_supported_tasks_for_model_type(
             model_type, exporter="onnx", library_name="transformers"
@@ -485,6 +495,21 @@ def _check_supported(name: str, config: dict, task: str) -> None:
         raise UnsupportedModelError(
             f"{name}: architecture {arch} (model_type {model_type}) cannot be exported to ONNX for task {task}",
             f"set `task:` to one it supports: {', '.join(tasks) or 'none that gpux runs'}",
+        )
+
+
+def _check_image_text(name: str, arch: str, model_type: str, task: str) -> None:
+    """Image-text tasks are CLIP's (one graph of both towers); CLIP's tower pair runs only as those tasks."""
+    clip = model_type in IMAGE_TEXT_MODEL_TYPES
+    if task in IMAGE_TEXT_TASKS and not clip:
+        raise UnsupportedModelError(
+            f"{name}: task {task} is built for models with an image and a text tower (CLIP), not {arch}",
+            "set `task:` to the model's own task, e.g. image-classification",
+        )
+    if clip and task not in IMAGE_TEXT_TASKS and "ForImageClassification" not in arch:
+        raise UnsupportedModelError(
+            f"{name}: {arch} runs as {' or '.join(IMAGE_TEXT_TASKS)}, not {task}",
+            "set `task: zero-shot-image-classification` (or image-feature-extraction), or leave it out",
         )
 
 
@@ -614,7 +639,7 @@ def _copy_runtime_files(source: Path, out: Path, task: str, seq2seq: bool) -> No
     names = ["config.json", "generation_config.json", PREPROCESSOR_CONFIG, *SENTENCE_TRANSFORMERS_FILES]
     if task == "automatic-speech-recognition" and not seq2seq:
         names += CTC_TOKENIZER_FILES
-    elif task not in MEDIA_TASKS or seq2seq:
+    elif takes_text(task) or seq2seq:
         from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
 
         ensure_fast_tokenizer(source, out)
@@ -636,6 +661,8 @@ AUTO_CLASSES = {
     "automatic-speech-recognition": "AutoModelForCTC",  # AutoModelForSpeechSeq2Seq for Whisper
     "feature-extraction": "AutoModel",
     "image-classification": "AutoModelForImageClassification",
+    "image-feature-extraction": "AutoModel",
+    "zero-shot-image-classification": "AutoModelForZeroShotImageClassification",
     "object-detection": "AutoModelForObjectDetection",
     "fill-mask": "AutoModelForMaskedLM",
     "question-answering": "AutoModelForQuestionAnswering",
@@ -667,7 +694,7 @@ def _validate(
     import torch
     import transformers
 
-    media = task in MEDIA_TASKS
+    media = not takes_text(task)
     speech_seq2seq = media and "encoder" in graphs
     if not media:
         tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(out / "tokenizer.json"))
@@ -722,6 +749,8 @@ def _validate(
                     "position_ids": np.arange(ids.shape[1], dtype=np.int64)[None],
                 }
             )
+            if task in IMAGE_TEXT_TASKS:  # CLIP: an image for the image tower as well
+                feeds.update(_media_sample(model.config.vision_config))
             torch_inputs: dict[str, torch.Tensor | bool] = {
                 k: torch.from_numpy(v)
                 for k, v in feeds.items()

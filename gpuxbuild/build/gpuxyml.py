@@ -349,6 +349,8 @@ def _media_preprocessing(artifact_dir: Path) -> dict[str, Any]:
         custom["resample"] = _RESAMPLE_NAMES.get(custom["resample"], custom["resample"])
     media: dict[str, Any] = {}
     size = data.get("crop_size") if data.get("do_center_crop") else data.get("size")
+    if data.get("do_center_crop") and isinstance(size, int):  # old configs (openai/clip-*): a square crop
+        size = {"height": size, "width": size}
     if isinstance(size, dict) and "shortest_edge" in size and "crop_pct" in data:  # ConvNeXt crops to a square
         size = {"height": size["shortest_edge"], "width": size["shortest_edge"]}
     if isinstance(size, dict) and {"height", "width"} <= set(size):

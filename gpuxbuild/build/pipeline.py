@@ -39,7 +39,7 @@ from gpuxbuild.store.fetch import missing_files
 from gpuxbuild.store.files import FileEntry
 from gpuxbuild.store.linker import Linker
 from gpuxbuild.store.refs import ArtifactRef, Records
-from gpuxbuild.tasks import MEDIA_TASKS
+from gpuxbuild.tasks import takes_text
 
 if TYPE_CHECKING:
     from gpuxbuild.remote.cache import RemoteCache
@@ -206,7 +206,7 @@ def _convert(job: BuildJob, src: Path, out: Path, validate: bool, stages: dict, 
         t = time.perf_counter()
         graphs = place_onnx(src, out, convert.get("variant"), repo=job.repo)
         _copy_metadata(src, out)
-        if job.task not in MEDIA_TASKS and not (out / "tokenizer.json").exists():
+        if takes_text(job.task) and not (out / "tokenizer.json").exists():
             from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
 
             ensure_fast_tokenizer(src, out)

@@ -279,8 +279,9 @@ def _readable(result, all_labels: bool = False) -> list[str]:
             )
             or "no objects"
         ]
-    if "similarity" in result:
-        return [f"similarity {result['similarity']:.4f}"]
+    if "similarity" in result:  # a list: an image's similarities to several texts
+        values = result["similarity"] if isinstance(result["similarity"], list) else [result["similarity"]]
+        return [f"similarity {', '.join(f'{v:.4f}' for v in values)}"]
     if "embedding" in result:
         vector = result["embedding"]
         head = ", ".join(f"{v:.4f}" for v in vector[:4])

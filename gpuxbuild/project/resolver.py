@@ -61,12 +61,11 @@ class LockPlan:
 
 def resolve_task(spec: ModelSpec, pinned: PinnedModel, paths: list[str]) -> str:
     """The manifest's task, else the registry's pipeline tag, else one derived from config.json."""
-    from gpuxbuild.tasks import infer_task, normalize_task
+    from gpuxbuild.tasks import infer_task, normalize_task, pipeline_task
 
-    for candidate in (spec.task, pinned.info.pipeline_tag):
-        task = normalize_task(candidate) if candidate else None
-        if task:
-            return task
+    task = normalize_task(spec.task) or pipeline_task(pinned.info.pipeline_tag, pinned.info.config)
+    if task:
+        return task
     task = infer_task(pinned.info.config, paths)
     if task:
         return task

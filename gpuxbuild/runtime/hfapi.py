@@ -13,6 +13,7 @@ import numpy as np
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.runtime.inputs import OPTION_KEYS, TEXT_KEYS, validate_options
+from gpuxbuild.tasks import IMAGE_TEXT_TASKS
 
 # Payload keys besides inputs/parameters: "options" (the API's wait_for_model/use_cache: nothing to wait for
 # here), "stream" (false only: token streaming is the OpenAI endpoints'), "model" (selects a served model).
@@ -124,7 +125,16 @@ def text_key(raw_task: str, config: dict | None) -> str:
     return _TEXT_KEYS[kinds.pop()] if len(kinds) == 1 else "generated_text"
 
 
+def _image_text(result: dict):
+    """CLIP's answers: zero-shot [{label, score}], an embedding's floats, or the similarities to the texts."""
+    if "labels" in result:
+        return [{"label": x["label"], "score": x["score"]} for x in result["labels"]]
+    return result["embedding"] if "embedding" in result else result["similarity"]
+
+
 def _one(result: dict, request: HFRequest, task: str, raw_task: str, config: dict | None):
+    if task in IMAGE_TEXT_TASKS:
+        return _image_text(result)
     if task == "text-classification" and "sequence" in result:  # zero-shot: {sequence, labels, scores}
         return result
     if task in ("text-classification", "image-classification", "audio-classification"):

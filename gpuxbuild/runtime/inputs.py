@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gpuxbuild.errors import GpuxError
-from gpuxbuild.tasks import AUDIO_TASKS, IMAGE_TASKS, MEDIA_TASKS
+from gpuxbuild.tasks import AUDIO_TASKS, IMAGE_TASKS, IMAGE_TEXT_TASKS, MEDIA_TASKS
 
 TEXT_KEYS = ("text", "text_pair", "question", "context")
 # Keys of an image's or a sound's file content (base64, or a data: URL) in JSON inputs.
@@ -106,6 +106,7 @@ class ParsedInputs:
     files: list[bytes] | None = None
     batched: bool = False
     options: dict = field(default_factory=dict)
+    texts_batched: bool = False  # image-text models: the texts came as a list (answers list per text)
 
     @property
     def is_tensors(self) -> bool:
@@ -186,6 +187,8 @@ def parse_inputs(
     all graph input names is taken as raw tensors and bypasses the tokenizer (the GPUX runtime's format).
     """
     opts = validate_options(dict(options or {}))
+    if task in IMAGE_TEXT_TASKS and isinstance(data, dict) and "text" in data and not set(data) <= set(input_types):
+        return _parse_image_text(data, task, opts)
     if task in MEDIA_TASKS and not (isinstance(data, dict) and data and set(data) <= set(input_types)):
         return _parse_files(data, task, opts)
     if _are_files(data) or (isinstance(data, dict) and set(data) & set(MEDIA_KEYS)):
@@ -274,6 +277,29 @@ def _parse_files(data, task: str, opts: dict) -> ParsedInputs:
         raise GpuxError(f"{task} inputs must be {kind} files", expected, exit_code=2)
     files = [item if isinstance(item, bytes) else _base64(item, kind) for item in items]
     return ParsedInputs(files=files, batched=batched, options=opts)
+
+
+def _parse_image_text(data: dict, task: str, opts: dict) -> ParsedInputs:
+    """{"text": ..., "image": ...} for a model with an image and a text tower (CLIP): texts, with images or not;
+    `batched` follows the images when there are some, else the texts."""
+    _check_keys(data, {})
+    extra = sorted(set(data) & set(TEXT_KEYS) - {"text"})
+    if extra:
+        raise GpuxError(
+            f"{task} inputs take 'text' and 'image', not {extra}",
+            'send {"image": BASE64, "text": ["a cat", "a dog"]}, or one of the two',
+            exit_code=2,
+        )
+    opts = {**opts, **validate_options({k: data[k] for k in OPTION_KEYS if k in data})}
+    texts, texts_batched = _as_texts(data["text"], "text", {})
+    images = _parse_files({"image": data["image"]}, task, {}) if "image" in data else None
+    return ParsedInputs(
+        texts=texts,
+        files=images.files if images else None,
+        batched=images.batched if images else texts_batched,
+        options=opts,
+        texts_batched=texts_batched,
+    )
 
 
 def _base64(text: str, kind: str) -> bytes:

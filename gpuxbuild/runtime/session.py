@@ -17,7 +17,7 @@ from gpuxbuild.runtime.inputs import ParsedInputs, parse_inputs, validate_option
 from gpuxbuild.runtime.providers import ProviderChoice, select_providers
 from gpuxbuild.runtime.tokenize import TextTokenizer
 from gpuxbuild.store.artifacts import ARTIFACT_MANIFEST, ArtifactManifest
-from gpuxbuild.tasks import IMAGE_TASKS
+from gpuxbuild.tasks import IMAGE_TASKS, IMAGE_TEXT_TASKS
 
 if TYPE_CHECKING:
     from gpuxbuild.runtime.audio import CTCVocabulary, FeatureExtractor
@@ -259,6 +259,9 @@ class Model:
             return {
                 name: value.tolist() for name, value in self.run(self.feed(parsed.tensors), caller_tensors=True).items()
             }
+        if self.task in IMAGE_TEXT_TASKS:
+            answers = self._predict_image_text(parsed)
+            return {"results": answers} if parsed.batched else answers[0]
         if parsed.files is not None:
             answers = self._predict_files(parsed.files, parsed.options)
             return {"results": answers} if parsed.batched else answers[0]
@@ -401,6 +404,59 @@ class Model:
         logits = outputs.get("logits", next(iter(outputs.values())))
         entailment = tasks.entailment_id(self.config.get("label2id") or {})
         return tasks.zero_shot(logits, int(entailment or 0), labels, bool(opts.get("multi_label")), text)
+
+    def _predict_image_text(self, parsed: ParsedInputs) -> list[dict]:
+        """CLIP (an image and a text tower in one graph): per image, the zero-shot answer for candidate_labels,
+        or the cosine similarity to each text, or (image-feature-extraction) its embedding; texts alone: their
+        embeddings. Embeddings are CLIP's image_embeds / text_embeds, unit length."""
+        opts = parsed.options
+        labels = opts.get("candidate_labels")
+        if parsed.files is None:  # texts alone
+            if labels is not None:
+                raise GpuxError(
+                    "candidate_labels needs an image to classify", 'send {"image": BASE64} or --file', exit_code=2
+                )
+            return [{"embedding": v.tolist()} for v in self._image_text_run(None, parsed.texts)["text_embeds"]]
+        if labels is not None:
+            if parsed.texts:
+                raise GpuxError(
+                    "give candidate_labels or text, not both",
+                    "candidate_labels scores the image against labels; text asks for similarities",
+                    exit_code=2,
+                )
+            names = tasks.candidate_labels(labels)
+            template = opts.get("hypothesis_template") or tasks.CLIP_HYPOTHESIS
+            hypotheses = [template.replace("{}", label) for label in names]  # not str.format: no attribute lookups
+            logits = self._image_text_run(parsed.files, hypotheses)["logits_per_image"]
+            return [tasks.zero_shot_image(row, names, opts.get("top_k")) for row in logits]
+        if parsed.texts:
+            outputs = self._image_text_run(parsed.files, parsed.texts)
+            scores = tasks.image_text_similarity(outputs["image_embeds"], outputs["text_embeds"])
+            return [{"similarity": row.tolist() if parsed.texts_batched else float(row[0])} for row in scores]
+        if self.task == "zero-shot-image-classification":
+            raise GpuxError(
+                "zero-shot-image-classification needs candidate_labels, the labels to score the image against",
+                'pass e.g. --parameters \'{"candidate_labels": ["cat", "dog"]}\' (in a request: "parameters"); '
+                "for the image's embedding, build the model with task: image-feature-extraction",
+                exit_code=2,
+            )
+        return [{"embedding": v.tolist()} for v in self._image_text_run(parsed.files, [""])["image_embeds"]]
+
+    def _image_text_run(self, files: list[bytes] | None, texts: list[str]) -> dict[str, np.ndarray]:
+        """CLIP's graph on the images (None: one blank image, for texts alone: the graph needs both towers) and the
+        texts (one empty text for images alone: a start and an end token)."""
+        from gpuxbuild.runtime.images import ImageProcessor, decode_image
+
+        if files is None:
+            size = int((self.config.get("vision_config") or {}).get("image_size", 224))
+            pixels = np.zeros((1, 3, size, size), dtype=np.float32)
+        else:
+            if self._image_processor is None:
+                self._image_processor = ImageProcessor.from_folder(self.folder)
+            labels = [f"file {i + 1} of {len(files)}" if len(files) > 1 else "the file" for i in range(len(files))]
+            pixels = self._image_processor([decode_image(d, label) for d, label in zip(files, labels, strict=True)])
+        batch = self.tokenizer.encode(texts)
+        return self.run(self.feed({**batch.arrays, "pixel_values": pixels}))
 
     def generate(self, prompt: str, on_token=None, *, add_special_tokens: bool = True, **options) -> tuple[dict, int]:
         """(`predict`'s result, prompt tokens) for one prompt of a generation model; `add_special_tokens` False

@@ -86,6 +86,25 @@ def zero_shot(logits: np.ndarray, entailment: int, labels: list[str], multi_labe
     return {"labels": [labels[i] for i in order], "scores": [float(scores[i]) for i in order], "sequence": sequence}
 
 
+CLIP_HYPOTHESIS = "This is a photo of {}."  # the zero-shot-image-classification pipeline's default template
+
+
+def zero_shot_image(logits: np.ndarray, labels: list[str], top_k: int | None = None) -> dict:
+    """One image's zero-shot answer from its row of CLIP's logits_per_image (one logit per label's hypothesis):
+    {"label", "score", "labels": [{"label", "score"}]}, the softmax over the labels, likeliest first, ties in
+    the labels' order (as the pipeline sorts)."""
+    scores = softmax(logits)
+    order = sorted(range(len(labels)), key=lambda i: -scores[i])[: top_k or None]
+    ranked = [{"label": labels[i], "score": float(scores[i])} for i in order]
+    return {"label": ranked[0]["label"], "score": ranked[0]["score"], "labels": ranked}
+
+
+def image_text_similarity(image_embeds: np.ndarray, text_embeds: np.ndarray) -> np.ndarray:
+    """[images, texts] cosine similarities of CLIP's image and text embeddings (logits_per_image without the
+    model's logit scale)."""
+    return l2_normalize(image_embeds.astype(np.float64)) @ l2_normalize(text_embeds.astype(np.float64)).T
+
+
 def detect(logits: np.ndarray, boxes: np.ndarray, id2label: dict, size: tuple[int, int], threshold: float) -> dict:
     """One image's {"objects": [{"score", "label", "box": {"xmin", "ymin", "xmax", "ymax"}}]}, as the object
     detection pipeline: the best class but the last ("no object") per query, kept above `threshold`, in query

@@ -733,8 +733,112 @@ KINDS["detr"] = Kind(
     None,
     processor=_processor("DetrImageProcessor", size={"shortest_edge": IMAGE_SIZE, "longest_edge": 2 * IMAGE_SIZE}),
 )
+
+
+def _clip_merges(count: int) -> list[tuple[str, str]]:
+    """BPE merges learned from the corpus as CLIP's tokenizer splits it (lower case, byte symbols, "</w>" on each
+    word's last symbol): the most frequent pair first, ties by spelling. Learned here because the Rust trainer
+    numbers the "</w>" symbols in hash order, so its ties break differently run to run."""
+    from collections import Counter
+    from itertools import pairwise
+
+    from tokenizers import Regex, normalizers, pre_tokenizers
+
+    normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    splitter = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(
+                Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""), "removed", invert=True
+            ),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    words: Counter[tuple[str, ...]] = Counter()
+    for line in CORPUS_LINES:
+        for piece, _ in splitter.pre_tokenize_str(normalizer.normalize_str(line)):
+            words[(*piece[:-1], piece[-1] + "</w>")] += 1
+    merges: list[tuple[str, str]] = []
+    for _ in range(count):
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, n in words.items():
+            for pair in pairwise(word):
+                pairs[pair] += n
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair), default=None)
+        if best is None or pairs[best] < 2:
+            break
+        merges.append(best)
+        merged: Counter[tuple[str, ...]] = Counter()
+        for word, n in words.items():
+            out: list[str] = []
+            i = 0
+            while i < len(word):
+                if word[i : i + 2] == best:
+                    out.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            merged[tuple(out)] += n
+        words = merged
+    return merges
+
+
+def _clip_tokenizer(tmp: Path):
+    """A CLIP BPE (vocab.json + merges.txt, "</w>" word ends, lower case) from the corpus: the 512 byte symbols
+    first, then the merges, then the two special tokens, in openai/clip-vit-base-patch32's order."""
+    import transformers
+    from transformers.models.clip.tokenization_clip import bytes_to_unicode
+
+    merges = _clip_merges(300)
+    symbols = list(bytes_to_unicode().values())
+    vocab = list(dict.fromkeys([*symbols, *(s + "</w>" for s in symbols), *(a + b for a, b in merges)]))
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (tmp / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
+    (tmp / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    return transformers.CLIPTokenizerFast(
+        vocab_file=str(tmp / "vocab.json"), merges_file=str(tmp / "merges.txt"), model_max_length=CLIP_MAX_LENGTH
+    )
+
+
+CLIP_MAX_LENGTH = 77
+# openai/clip-vit-base-patch32's preprocessor_config.json: the old format (CLIPFeatureExtractor, sizes as numbers).
+OPENAI_CLIP_PREPROCESSOR = {
+    "crop_size": 224,
+    "do_center_crop": True,
+    "do_normalize": True,
+    "do_resize": True,
+    "feature_extractor_type": "CLIPFeatureExtractor",
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+    "resample": 3,
+    "size": 224,
+}
+# CLIP: an image tower and a text tower (the tokenizer's ids go into text_config), openai's processor settings.
+KINDS["clip"] = Kind(
+    "CLIPModel",
+    "CLIPConfig",
+    lambda h: {
+        "text_config": _bert_cfg(h) | {"max_position_embeddings": CLIP_MAX_LENGTH},
+        "vision_config": _bert_cfg(h) | {"image_size": IMAGE_SIZE, "patch_size": 8},
+        "projection_dim": h // 2,
+    },
+    _clip_tokenizer,
+    {"text_tower": True},
+    processor=_processor(
+        "CLIPImageProcessor",
+        size={"shortest_edge": IMAGE_SIZE},
+        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        resample=3,
+        image_mean=OPENAI_CLIP_PREPROCESSOR["image_mean"],
+        image_std=OPENAI_CLIP_PREPROCESSOR["image_std"],
+    ),
+)
 IMAGE_KINDS = {"vit", "convnext", "resnet", "mobilenet-v2", "yolos", "detr"}
 AUDIO_KINDS = {"wav2vec2-ctc", "wav2vec2-audio", "whisper"}
+# Models with an image and a text tower: images and texts in.
+IMAGE_TEXT_KINDS = {"clip"}
 
 SEQ2SEQ_KINDS = {"t5", "bart"}
 CAUSAL_KINDS = {"gpt2", "gpt-neo", "opt", "bloom", "llama", "mistral", "qwen2", "phi"}
@@ -780,12 +884,14 @@ def _build(kind: str, hidden: int, seed: int, dest: Path) -> None:
         tokenizer = spec.tokenizer(Path(tmp)) if spec.tokenizer else None
         config_kwargs = spec.config(hidden)
         if tokenizer is not None:
-            config_kwargs["vocab_size"] = len(tokenizer)
+            # The text tower's config holds them where the model has one (CLIP).
+            text_kwargs = config_kwargs["text_config"] if spec.extra.get("text_tower") else config_kwargs
+            text_kwargs["vocab_size"] = len(tokenizer)
             # Special token ids in config.json follow the tokenizer, as in real repos.
             for name in ("bos", "eos", "pad"):
                 token = getattr(tokenizer, f"{name}_token")
                 if token is not None:
-                    config_kwargs[f"{name}_token_id"] = tokenizer.convert_tokens_to_ids(token)
+                    text_kwargs[f"{name}_token_id"] = tokenizer.convert_tokens_to_ids(token)
         config = getattr(transformers, spec.config_cls)(**config_kwargs)
         config.architectures = [spec.model_cls]
 
