@@ -11,6 +11,7 @@ SUPPORTED_TASKS = (
     "feature-extraction",
     "fill-mask",
     "image-classification",
+    "image-segmentation",
     "object-detection",
     "question-answering",
     "text-classification",
@@ -20,7 +21,7 @@ SUPPORTED_TASKS = (
 )
 
 # Tasks whose input is an image, or a sound, rather than text.
-IMAGE_TASKS = ("image-classification", "object-detection")
+IMAGE_TASKS = ("image-classification", "image-segmentation", "object-detection")
 AUDIO_TASKS = ("audio-classification", "automatic-speech-recognition")
 MEDIA_TASKS = IMAGE_TASKS + AUDIO_TASKS
 
@@ -41,6 +42,7 @@ TASK_ALIASES = {
     "summarization": "text2text-generation",
     "translation": "text2text-generation",
     "asr": "automatic-speech-recognition",
+    "semantic-segmentation": "image-segmentation",
 }
 
 # config.json architecture name suffix -> task; the first matching suffix wins.
@@ -48,6 +50,7 @@ ARCHITECTURE_SUFFIXES = (
     ("ForImageClassification", "image-classification"),
     ("ForImageClassificationWithTeacher", "image-classification"),
     ("ForObjectDetection", "object-detection"),
+    ("ForSemanticSegmentation", "image-segmentation"),
     ("ForCTC", "automatic-speech-recognition"),
     ("ForAudioClassification", "audio-classification"),
     ("ForSequenceClassification", "text-classification"),
@@ -133,5 +136,8 @@ def is_seq2seq(task: str, config: dict) -> bool:
 
 def optimum_task(task: str, config: dict | None = None) -> str:
     """The optimum exporter task for a supported task: generative tasks (and encoder-decoder speech recognition,
-    given the model's config) are exported with their KV cache."""
+    given the model's config) are exported with their KV cache; image segmentation as optimum's
+    semantic-segmentation (its logits keep dynamic height and width, and it is the semantic models' task)."""
+    if task == "image-segmentation":
+        return "semantic-segmentation"
     return f"{task}-with-past" if task in GENERATIVE_TASKS or is_seq2seq(task, config or {}) else task

@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
         ("image-classification", "image-classification"),
         ("automatic-speech-recognition", "automatic-speech-recognition"),
         ("audio-classification", "audio-classification"),
+        ("image-segmentation", "image-segmentation"),
+        ("semantic-segmentation", "image-segmentation"),
         ("depth-estimation", None),
         ("", None),
         (None, None),
@@ -65,6 +67,7 @@ def test_normalize_task(tag, task):
         ("BertForMultipleChoice", {}, None),
         ("ViTForImageClassification", {}, "image-classification"),
         ("ConvNextForImageClassification", {}, "image-classification"),
+        ("SegformerForSemanticSegmentation", {"model_type": "segformer"}, "image-segmentation"),
         ("Wav2Vec2ForCTC", {"model_type": "wav2vec2"}, "automatic-speech-recognition"),
         ("Wav2Vec2ForSequenceClassification", {"model_type": "wav2vec2"}, "audio-classification"),
         ("ASTForAudioClassification", {"model_type": "audio-spectrogram-transformer"}, "audio-classification"),
@@ -93,6 +96,7 @@ def test_infer_task_sentence_transformers_and_unknown():
     assert infer_task(None, []) is None
     assert optimum_task("text-generation") == "text-generation-with-past"
     assert optimum_task("fill-mask") == "fill-mask"
+    assert optimum_task("image-segmentation") == "semantic-segmentation"  # logits with dynamic height and width
     assert set(SUPPORTED_TASKS) >= {normalize_task(t) for t in SUPPORTED_TASKS}
 
 
