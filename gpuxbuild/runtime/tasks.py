@@ -113,7 +113,7 @@ def detect(logits: np.ndarray, boxes: np.ndarray, id2label: dict, size: tuple[in
 
 
 # Logits resized at once for a segmentation map: a band of rows at most this many values (bounded memory).
-_RESIZE_BAND_VALUES = 1 << 24
+_RESIZE_BAND_VALUES = 1 << 22
 
 
 def _bilinear_axis(out: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -137,8 +137,7 @@ def semantic_map(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     logits = logits.astype(np.float32)
     top, bottom, top_w, bottom_w = _bilinear_axis(height, logits.shape[1])
     left, right, left_w, right_w = _bilinear_axis(width, logits.shape[2])
-    dtype = np.uint8 if labels <= 256 else np.uint16 if labels <= 65536 else np.int64
-    classes = np.empty((height, width), dtype=dtype)
+    classes = np.empty((height, width), dtype=np.uint8 if labels <= 256 else np.uint16)  # PNG's pixel depths
     band = max(1, _RESIZE_BAND_VALUES // max(1, labels * width))
     for start in range(0, height, band):
         rows = slice(start, min(height, start + band))
