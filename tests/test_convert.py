@@ -279,6 +279,17 @@ def test_unsupported_architecture_is_named(tmp_path, pool):
     assert "text-classification" in info.value.hint
 
 
+def test_unsupported_task_hint_names_only_tasks_the_export_has():
+    """DETR's optimum "image-segmentation" is panoptic; gpux exports image-segmentation as semantic-segmentation."""
+    from gpuxbuild.build.convert import _check_supported
+
+    pytest.importorskip("optimum.exporters.onnx.model_configs")  # registers the ONNX configs, as the export does
+    config = {"model_type": "detr", "architectures": ["DetrForSegmentation"]}
+    with pytest.raises(UnsupportedModelError, match="cannot be exported to ONNX for task image-segmentation") as info:
+        _check_supported("tiny-detr", config, "image-segmentation")
+    assert info.value.hint == "set `task:` to one it supports: feature-extraction, object-detection"
+
+
 @pytest.mark.slow
 def test_missing_convert_extra(tmp_path):
     shim = tmp_path / "shim" / "torch"
