@@ -1,6 +1,6 @@
 """Benchmark a cold `gpux run org/name TEXT` (resolve, download, convert, first answer) of popular models at real size.
 
-Six architectures with their published configs and random weights (the Hub is unreachable here), served by the
+Eight architectures with their published configs and random weights (the Hub is unreachable here), served by the
 test Hub (tests/support/hubserver.py) on loopback from this process, plus a transformers.js-style repo that ships ONNX:
 
     bert       google-bert/bert-base-uncased                                 BertForMaskedLM
@@ -10,6 +10,15 @@ test Hub (tests/support/hubserver.py) on loopback from this process, plus a tran
     minilm     sentence-transformers/all-MiniLM-L6-v2                        BertModel + sentence-transformers files
     t5         google-t5/t5-small                                            T5ForConditionalGeneration
     onnx       Xenova/all-MiniLM-L6-v2                                       config + tokenizer + onnx/model*.onnx
+    vit        google/vit-base-patch16-224                                   ViTForImageClassification (86M)
+    whisper    openai/whisper-tiny                                           WhisperForConditionalGeneration (38M)
+
+The vision and speech models answer a generated file (`gpux run REPO --file FILE`): a 640x480 JPEG, a 5 s 16 kHz
+WAV. vit's config holds 1000 generated label names (ImageNet's are not reachable here) and its published
+preprocessor config; whisper-tiny's preprocessor config leaves out the precomputed `mel_filters` (transformers
+computes them), and its generation config has the fields transformers and gpux read (language and task ids,
+suppressed tokens) at the published ids. whisper-tiny decodes at most 20 tokens (`max_new_tokens`, the text
+generators' default): with random weights it would never stop before its max_length of 448.
 
 For each model, every command is a fresh process with a fresh GPUX_HOME and HF_HOME:
   cold:   `gpux run REPO TEXT`                        -> cold total (goal < 20 s on 2 cores; < 3 s for ONNX repos)
@@ -24,7 +33,8 @@ a loaded machine the wall time depends on the neighbours, the CPU time much less
 spinning in another process for the whole benchmark (a shared CI runner, a laptop with a build running).
 
 Tokenizers are full size (benchmarks/fullsize_tokenizers.py: 30522-entry WordPiece for bert/distilbert/MiniLM,
-50257/50265-id byte-level BPE with their merges for gpt2/roberta, 32100-piece unigram SentencePiece for t5),
+50257/50265-id byte-level BPE with their merges for gpt2/roberta, 32100-piece unigram SentencePiece for t5, and
+whisper-tiny's 51865 ids: byte-level BPE, 99 languages, task tokens and timestamps),
 generated deterministically with the special tokens at their published ids; every config value is the published
 one. Repos (weights from torch.manual_seed(0), tokenizers) are generated once into a cache folder, so re-runs
 start serving at once. Python's imports are warmed once before timing, so the first model does not pay for a
@@ -104,7 +114,7 @@ class Model:
 
     key: str
     repo: str
-    tokenizer_kind: str  # the tokenizer family, generated at full size by fullsize_tokenizers.for_kind
+    tokenizer_kind: str | None  # the tokenizer family, generated at full size by fullsize_tokenizers.for_kind
     config: dict
     card: dict
     text: str
@@ -112,6 +122,14 @@ class Model:
     generation_config: dict = field(default_factory=dict)
     sentence_transformers: bool = False
     onnx_from: str | None = None  # key of the model exported once into this repo's onnx/ folder
+    preprocessor_config: dict = field(default_factory=dict)  # vision and audio models' preprocessor_config.json
+    input_file: str | None = None  # the model answers this generated file (input_file()) instead of `text`
+    parameters: dict = field(default_factory=dict)  # `gpux run --parameters`
+
+    def run_args(self, work: Path) -> list[str]:
+        """What follows `gpux run REPO`: the text, or the generated file, and the parameters."""
+        args = ["--file", str(input_file(self.input_file, work))] if self.input_file else [self.text]
+        return args + (["--parameters", json.dumps(self.parameters)] if self.parameters else [])
 
 
 BERT_BASE = {
@@ -298,6 +316,171 @@ MODELS = {
 }
 QUICK = ("distilbert", "onnx")
 
+VIT_BASE = {
+    "architectures": ["ViTForImageClassification"],
+    "attention_probs_dropout_prob": 0.0,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.0,
+    "hidden_size": 768,
+    "image_size": 224,
+    "initializer_range": 0.02,
+    "intermediate_size": 3072,
+    "layer_norm_eps": 1e-12,
+    "model_type": "vit",
+    "num_attention_heads": 12,
+    "num_channels": 3,
+    "num_hidden_layers": 12,
+    "patch_size": 16,
+    "qkv_bias": True,
+}
+WHISPER_TINY = {
+    "activation_dropout": 0.0,
+    "activation_function": "gelu",
+    "architectures": ["WhisperForConditionalGeneration"],
+    "attention_dropout": 0.0,
+    "begin_suppress_tokens": [220, 50257],
+    "bos_token_id": 50257,
+    "d_model": 384,
+    "decoder_attention_heads": 6,
+    "decoder_ffn_dim": 1536,
+    "decoder_layerdrop": 0.0,
+    "decoder_layers": 4,
+    "decoder_start_token_id": 50258,
+    "dropout": 0.0,
+    "encoder_attention_heads": 6,
+    "encoder_ffn_dim": 1536,
+    "encoder_layerdrop": 0.0,
+    "encoder_layers": 4,
+    "eos_token_id": 50257,
+    "forced_decoder_ids": [[1, 50259], [2, 50359], [3, 50363]],
+    "init_std": 0.02,
+    "is_encoder_decoder": True,
+    "max_length": 448,
+    "max_source_positions": 1500,
+    "max_target_positions": 448,
+    "model_type": "whisper",
+    "num_hidden_layers": 4,
+    "num_mel_bins": 80,
+    "pad_token_id": 50257,
+    "scale_embedding": False,
+    "use_cache": True,
+    "vocab_size": 51865,
+}
+# whisper-tiny's suppress_tokens (config.json and generation_config.json).
+WHISPER_SUPPRESS = [1, 2, 7, 8, 9, 10, 14, 25, 26, 27, 28, 29, 31, 58, 59, 60, 61, 62, 63, 90, 91, 92, 93, 359, 503]
+WHISPER_SUPPRESS += [522, 542, 873, 893, 902, 918, 922, 931, 1350, 1853, 1982, 2460, 2627, 3246, 3253, 3268, 3536]
+WHISPER_SUPPRESS += [3846, 3961, 4183, 4667, 6585, 6647, 7273, 9061, 9383, 10428, 10929, 11938, 12033, 12331, 12562]
+WHISPER_SUPPRESS += [13793, 14157, 14635, 15265, 15618, 16553, 16604, 18362, 18956, 20075, 21675, 22520, 26130]
+WHISPER_SUPPRESS += [26161, 26435, 28279, 29464, 31650, 32302, 32470, 36865, 42863, 47425, 49870, 50254, 50258]
+WHISPER_SUPPRESS += [50358, 50359, 50360, 50361, 50362]
+WHISPER_TINY["suppress_tokens"] = WHISPER_SUPPRESS
+
+
+def _imagenet_sized_labels(count: int = 1000) -> dict[str, dict]:
+    """id2label and label2id of `count` generated names (ImageNet's 1000 are not reachable here)."""
+    names = [word for word, _ in zip(fullsize_tokenizers.words(seed=1), range(count), strict=False)]
+    return {"id2label": {str(i): n for i, n in enumerate(names)}, "label2id": {n: i for i, n in enumerate(names)}}
+
+
+def _whisper_generation_config() -> dict:
+    """whisper-tiny's generation_config.json at the ids of fullsize_tokenizers.whisper (those it publishes)."""
+    specials = fullsize_tokenizers.whisper_specials()
+    ids = {token: 50258 + i for i, token in enumerate(specials)}
+    languages = specials[1:-6]
+    return {
+        "begin_suppress_tokens": [220, 50257],
+        "bos_token_id": 50257,
+        "decoder_start_token_id": 50258,
+        "eos_token_id": 50257,
+        "forced_decoder_ids": [[1, None], [2, 50359]],
+        "is_multilingual": True,
+        "lang_to_id": {token: ids[token] for token in languages},
+        "max_initial_timestamp_index": 50,
+        "max_length": 448,
+        "no_timestamps_token_id": 50363,
+        "pad_token_id": 50257,
+        "prev_sot_token_id": 50361,
+        "return_timestamps": False,
+        "suppress_tokens": WHISPER_SUPPRESS,
+        "task_to_id": {"transcribe": 50359, "translate": 50358},
+    }
+
+
+MEDIA_MODELS = (
+    Model(
+        "vit",
+        "google/vit-base-patch16-224",
+        None,
+        VIT_BASE | _imagenet_sized_labels(),
+        {"pipeline_tag": "image-classification", "library_name": "transformers", "license": "apache-2.0"},
+        "",
+        "image-classification",
+        preprocessor_config={
+            "do_normalize": True,
+            "do_resize": True,
+            "feature_extractor_type": "ViTFeatureExtractor",
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5],
+            "resample": 2,
+            "size": 224,
+        },
+        input_file="image.jpg",
+    ),
+    Model(
+        "whisper",
+        "openai/whisper-tiny",
+        "whisper",
+        WHISPER_TINY,
+        {"pipeline_tag": "automatic-speech-recognition", "library_name": "transformers", "license": "apache-2.0"},
+        "",
+        "automatic-speech-recognition",
+        preprocessor_config={
+            "chunk_length": 30,
+            "feature_extractor_type": "WhisperFeatureExtractor",
+            "feature_size": 80,
+            "hop_length": 160,
+            "n_fft": 400,
+            "n_samples": 480000,
+            "nb_max_frames": 3000,
+            "padding_side": "right",
+            "padding_value": 0.0,
+            "processor_class": "WhisperProcessor",
+            "return_attention_mask": False,
+            "sampling_rate": 16000,
+        },
+        input_file="speech.wav",
+        # At most the text generators' default of 20 new tokens: random weights never say <|endoftext|>, and
+        # would decode up to max_length (448), which a real transcript of 5 s never does.
+        parameters={"max_new_tokens": 20},
+    ),
+)
+MODELS |= {m.key: m for m in MEDIA_MODELS}
+
+
+def input_file(name: str, folder: Path) -> Path:
+    """The generated input `name` in `folder` (written on first use, the same bytes every time): a 640x480 JPEG of
+    gradients and noise, or 5 s of a 16 kHz tone sweep with noise as a WAV."""
+    import numpy as np
+
+    path = folder / name
+    if path.is_file():
+        return path
+    rng = np.random.default_rng(0)
+    if name.endswith(".jpg"):
+        from PIL import Image
+
+        y, x = np.mgrid[0:480, 0:640]
+        base = np.stack([x * 255 // 639, y * 255 // 479, (x + y) % 256], axis=-1)
+        pixels = np.clip(base + rng.integers(-40, 40, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels, "RGB").save(path, format="JPEG", quality=90)
+    else:
+        import soundfile
+
+        t = np.arange(5 * 16000) / 16000
+        wave = 0.3 * np.sin(2 * np.pi * (220 + 200 * t) * t) + 0.05 * rng.standard_normal(t.size)
+        soundfile.write(path, wave.astype(np.float32), 16000, subtype="PCM_16")
+    return path
+
 
 def _json_bytes(data: dict) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
@@ -339,8 +522,9 @@ def _generate(model: Model, dest: Path, cache: Path) -> dict:
     if model.onnx_from:
         return _generate_onnx(model, dest, config, cache)
     # Full-size tokenizers with the special tokens at their published ids (the config's ids hold as published).
-    tokenizer = fullsize_tokenizers.for_kind(model.tokenizer_kind, config["vocab_size"])
-    _write_files(dest, {p: d for p, d in tokenizer.items() if p in TOKENIZER_FILES})
+    if model.tokenizer_kind:
+        tokenizer = fullsize_tokenizers.for_kind(model.tokenizer_kind, config["vocab_size"])
+        _write_files(dest, {p: d for p, d in tokenizer.items() if p in TOKENIZER_FILES})
 
     import torch
     import transformers
@@ -358,6 +542,10 @@ def _generate(model: Model, dest: Path, cache: Path) -> dict:
         )
     if model.sentence_transformers:
         files |= _sentence_transformers_files(config["hidden_size"])
+    if model.preprocessor_config:
+        files["preprocessor_config.json"] = _json_bytes(model.preprocessor_config)
+    if config["model_type"] == "whisper":
+        files["generation_config.json"] = _json_bytes(_whisper_generation_config())
     _write_files(dest, files)
     return {"params": net.num_parameters()}
 
@@ -465,7 +653,7 @@ def anchor(model: Model, env: dict, home: Path) -> Timing:
     from gpuxbuild.tasks import optimum_task
 
     cli = str(Path(sys.executable).with_name("optimum-cli"))
-    argv = [sys.executable, "-c", ANCHOR, model.repo, cli, optimum_task(model.task), str(home / "onnx")]
+    argv = [sys.executable, "-c", ANCHOR, model.repo, cli, optimum_task(model.task, model.config), str(home / "onnx")]
     return timed(argv, env, home / "cwd")[0]
 
 
@@ -485,7 +673,9 @@ def bench(model: Model, base_env: dict, work: Path, repeat: int) -> dict:
     row: dict = {"cold": [], "anchor": []}
     for n in range(repeat):
         home = work / f"{model.key}-cold-{n}"
-        timing, out = gpux(["run", model.repo, model.text, "--json"], fresh_env(base_env, home), home / "cwd")
+        timing, out = gpux(
+            ["run", model.repo, *model.run_args(work), "--json"], fresh_env(base_env, home), home / "cwd"
+        )
         row["cold"].append(timing)
         print(f"  cold gpux run             {timing}   {answer_preview(out)}", flush=True)
         shutil.rmtree(home, ignore_errors=True)
@@ -502,7 +692,7 @@ def bench(model: Model, base_env: dict, work: Path, repeat: int) -> dict:
     stages = (
         ("download", "gpux pull --no-build    ", ["pull", model.repo, "--no-build", "--json"]),
         ("convert", "gpux pull (build only)   ", ["pull", model.repo, "--json"]),
-        ("answer", "gpux run (load + answer) ", ["run", model.repo, model.text, "--json"]),
+        ("answer", "gpux run (load + answer) ", ["run", model.repo, *model.run_args(work), "--json"]),
     )
     for key, label, args in stages:
         row[key], out = gpux(args, env, split / "cwd")

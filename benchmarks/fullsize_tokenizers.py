@@ -7,6 +7,8 @@ time grows with its vocabulary, so the benchmarks serve generated ones of the sa
                            [MASK]=103, characters and their ## forms, then words and ## pieces
     byte_bpe(size, ...)    gpt2/roberta: 256 byte symbols, (size - 256 - specials) merges, specials at their ids
     unigram(size, ...)     t5-small: a SentencePiece unigram model of `size` pieces (pad=0, eos=1, unk=2)
+    whisper(size)          whisper-tiny (multilingual): a byte-level BPE whose <|endoftext|> is 50257, then its
+                           special tokens (99 languages, task tokens, <|notimestamps|>=50363) and 1501 timestamps
 
 Words are pronounceable strings drawn from syllables by random.Random(0), so every run gives the same bytes.
 Each function returns the files of the tokenizer (path -> bytes) as the fast tokenizer class saves them.
@@ -102,8 +104,16 @@ def _bytes_to_unicode() -> dict[int, str]:
     return mapping
 
 
-def byte_bpe(size: int, fast_cls: str, leading: list[str], trailing: list[str], **specials: str) -> dict[str, bytes]:
-    """A byte-level BPE of `size` ids: `leading` specials first, 256 byte symbols, merges, `trailing` specials last.
+def byte_bpe(
+    size: int,
+    fast_cls: str,
+    leading: list[str],
+    trailing: list[str],
+    added: tuple[str, ...] = (),
+    **specials: str | list[str],
+) -> dict[str, bytes]:
+    """A byte-level BPE of `size` ids: `leading` specials first, 256 byte symbols, merges, `trailing` specials last;
+    then (beyond `size`) the special tokens of `specials`' additional_special_tokens and the `added` tokens.
 
     Merges build words left to right (`Ġ` marks a leading space, as in GPT-2), so every merge's parts exist.
     """
@@ -137,6 +147,8 @@ def byte_bpe(size: int, fast_cls: str, leading: list[str], trailing: list[str], 
             model_max_length=MAX_LEN,
             **specials,
         )
+        if added:
+            tok.add_tokens(list(added))
         return _saved(tok)
 
 
@@ -177,6 +189,37 @@ def unigram(size: int = 32000, extra_ids: int = 100) -> dict[str, bytes]:
         return _saved(tok)
 
 
+def whisper_specials() -> list[str]:
+    """whisper-tiny's special tokens after <|endoftext|> (ids 50258-50363): its 99 languages (transformers' list
+    without Cantonese, which large-v3 added)."""
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    languages = [f"<|{code}|>" for code in LANGUAGES if code != "yue"]
+    tasks = ["<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>"]
+    return ["<|startoftranscript|>", *languages, *tasks, "<|notimestamps|>"]
+
+
+def whisper(size: int = 51865) -> dict[str, bytes]:
+    """A multilingual Whisper tokenizer of `size` ids: byte-level BPE up to <|endoftext|>, the special tokens,
+    then the 1501 timestamp tokens <|0.00|> ... <|30.00|>."""
+    eot = "<|endoftext|>"
+    specials = whisper_specials()
+    timestamps = tuple(f"<|{i * 0.02:.2f}|>" for i in range(1501))
+    base = size - len(specials) - len(timestamps)
+    return byte_bpe(
+        base,
+        "WhisperTokenizerFast",
+        [],
+        [eot],
+        timestamps,
+        bos_token=eot,
+        eos_token=eot,
+        unk_token=eot,
+        pad_token=eot,
+        additional_special_tokens=specials,
+    )
+
+
 ROBERTA_SPECIALS = {
     "bos_token": "<s>",
     "pad_token": "<pad>",
@@ -201,4 +244,6 @@ def for_kind(kind: str, vocab_size: int) -> dict[str, bytes]:
         )
     if kind == "t5":  # 32000 pieces + 100 sentinels; the config's 32128 rows pad the embedding, as published
         return unigram()
+    if kind == "whisper":
+        return whisper(vocab_size)
     raise ValueError(f"no full-size tokenizer for kind {kind!r}")

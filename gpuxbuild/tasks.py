@@ -12,6 +12,7 @@ SUPPORTED_TASKS = (
     "fill-mask",
     "image-classification",
     "image-feature-extraction",
+    "image-segmentation",
     "object-detection",
     "question-answering",
     "text-classification",
@@ -24,7 +25,7 @@ SUPPORTED_TASKS = (
 # Tasks of models with an image tower and a text tower (CLIP): images, texts, or both, in one graph.
 IMAGE_TEXT_TASKS = ("image-feature-extraction", "zero-shot-image-classification")
 # Tasks whose input is an image, or a sound, rather than text.
-IMAGE_TASKS = ("image-classification", "object-detection", *IMAGE_TEXT_TASKS)
+IMAGE_TASKS = ("image-classification", "image-segmentation", "object-detection", *IMAGE_TEXT_TASKS)
 AUDIO_TASKS = ("audio-classification", "automatic-speech-recognition")
 MEDIA_TASKS = IMAGE_TASKS + AUDIO_TASKS
 
@@ -45,6 +46,7 @@ TASK_ALIASES = {
     "summarization": "text2text-generation",
     "translation": "text2text-generation",
     "asr": "automatic-speech-recognition",
+    "semantic-segmentation": "image-segmentation",
 }
 
 # config.json architecture name suffix -> task; the first matching suffix wins.
@@ -52,6 +54,7 @@ ARCHITECTURE_SUFFIXES = (
     ("ForImageClassification", "image-classification"),
     ("ForImageClassificationWithTeacher", "image-classification"),
     ("ForObjectDetection", "object-detection"),
+    ("ForSemanticSegmentation", "image-segmentation"),
     ("ForCTC", "automatic-speech-recognition"),
     ("ForAudioClassification", "audio-classification"),
     ("ForSequenceClassification", "text-classification"),
@@ -159,7 +162,10 @@ def is_seq2seq(task: str, config: dict) -> bool:
 def optimum_task(task: str, config: dict | None = None) -> str:
     """The optimum exporter task for a supported task: generative tasks (and encoder-decoder speech recognition,
     given the model's config) are exported with their KV cache; CLIP's image features come from the same graph
-    as its zero-shot scores, which optimum calls feature-extraction."""
+    as its zero-shot scores, which optimum calls feature-extraction; image segmentation as optimum's
+    semantic-segmentation (its logits keep dynamic height and width, and it is the semantic models' task)."""
     if task == "image-feature-extraction":
         return "feature-extraction"
+    if task == "image-segmentation":
+        return "semantic-segmentation"
     return f"{task}-with-past" if task in GENERATIVE_TASKS or is_seq2seq(task, config or {}) else task

@@ -43,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
         ("audio-classification", "audio-classification"),
         ("zero-shot-image-classification", "zero-shot-image-classification"),
         ("image-feature-extraction", "image-feature-extraction"),
+        ("image-segmentation", "image-segmentation"),
+        ("semantic-segmentation", "image-segmentation"),
         ("depth-estimation", None),
         ("", None),
         (None, None),
@@ -68,6 +70,7 @@ def test_normalize_task(tag, task):
         ("BertForMultipleChoice", {}, None),
         ("ViTForImageClassification", {}, "image-classification"),
         ("ConvNextForImageClassification", {}, "image-classification"),
+        ("SegformerForSemanticSegmentation", {"model_type": "segformer"}, "image-segmentation"),
         ("Wav2Vec2ForCTC", {"model_type": "wav2vec2"}, "automatic-speech-recognition"),
         ("Wav2Vec2ForSequenceClassification", {"model_type": "wav2vec2"}, "audio-classification"),
         ("ASTForAudioClassification", {"model_type": "audio-spectrogram-transformer"}, "audio-classification"),
@@ -106,6 +109,7 @@ def test_infer_task_sentence_transformers_and_unknown():
     assert optimum_task("fill-mask") == "fill-mask"
     assert optimum_task("image-feature-extraction") == "feature-extraction"  # CLIP's two-tower graph
     assert optimum_task("zero-shot-image-classification") == "zero-shot-image-classification"
+    assert optimum_task("image-segmentation") == "semantic-segmentation"  # logits with dynamic height and width
     assert set(SUPPORTED_TASKS) >= {normalize_task(t) for t in SUPPORTED_TASKS}
 
 
@@ -333,6 +337,17 @@ def test_unsupported_architecture_is_named(tmp_path, pool):
     with pytest.raises(UnsupportedModelError, match="CLIPModel runs as image-feature-extraction or zero-shot") as info:
         export_onnx(tinymodels.repo_dir("clip"), tmp_path / "out", task="feature-extraction", pool=pool)
     assert "task: zero-shot-image-classification" in info.value.hint
+
+
+def test_unsupported_task_hint_names_only_tasks_the_export_has():
+    """DETR's optimum "image-segmentation" is panoptic; gpux exports image-segmentation as semantic-segmentation."""
+    from gpuxbuild.build.convert import _check_supported
+
+    pytest.importorskip("optimum.exporters.onnx.model_configs")  # registers the ONNX configs, as the export does
+    config = {"model_type": "detr", "architectures": ["DetrForSegmentation"]}
+    with pytest.raises(UnsupportedModelError, match="cannot be exported to ONNX for task image-segmentation") as info:
+        _check_supported("tiny-detr", config, "image-segmentation")
+    assert info.value.hint == "set `task:` to one it supports: feature-extraction, object-detection"
 
 
 @pytest.mark.slow

@@ -3,7 +3,8 @@ answers compared with transformers' pipelines on the same files.
 
 Tolerance: label order equal and every score within SCORE_ATOL of the pipeline's (the same Pillow resize and
 numpy arithmetic as the image processors; ONNX Runtime against PyTorch adds ~1e-7); transcripts equal
-(Whisper: against the pipeline with greedy decoding, num_beams=1; its default is a 5-beam search).
+(Whisper: against the pipeline with greedy decoding, num_beams=1; its default is a 5-beam search); segmentation
+masks equal but for at most MASK_PIXEL_TOLERANCE of the pixels (near-ties of two classes' logits at their border).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ PIL = pytest.importorskip("PIL")
 soundfile = pytest.importorskip("soundfile")
 
 SCORE_ATOL = 1e-4
-IMAGE_KINDS = ("vit", "convnext", "mobilenet-v2", "yolos", "detr")
-AUDIO_KINDS = ("wav2vec2-ctc", "wav2vec2-audio", "whisper")
+MASK_PIXEL_TOLERANCE = 0.001
+IMAGE_KINDS = ("vit", "convnext", "mobilenet-v2", "yolos", "detr", "segformer")
+AUDIO_KINDS = ("wav2vec2-ctc", "wav2vec2-audio", "whisper", "ast")
 IMAGE_TEXT_KINDS = ("clip",)
 # Models of the project built from another one's repo with a task of their own: name -> (kind, task).
 VARIANTS = {"clip-features": ("clip", "image-feature-extraction")}
@@ -46,6 +48,8 @@ TASKS = {
     "wav2vec2-audio": "audio-classification",
     "whisper": "automatic-speech-recognition",
     "clip": "zero-shot-image-classification",
+    "segformer": "image-segmentation",
+    "ast": "audio-classification",
 }
 
 
@@ -152,7 +156,7 @@ def _assert_same_labels(got: list[dict], want: list[dict]) -> None:
 # --------------------------------------------------------------------------- image classification
 
 
-@pytest.mark.parametrize("kind", [k for k in IMAGE_KINDS if k not in ("yolos", "detr")])
+@pytest.mark.parametrize("kind", [k for k in IMAGE_KINDS if TASKS[k] == "image-classification"])
 def test_image_classification_matches_the_pipeline(kind, media, image_files):
     from PIL import Image
 
@@ -395,12 +399,13 @@ def test_running_media_models_never_imports_torch_or_transformers(media, image_f
     import subprocess
     import sys
 
-    folders = {kind: str(media(kind)[1]) for kind in ("vit", "wav2vec2-ctc", "whisper")}
+    folders = {kind: str(media(kind)[1]) for kind in ("vit", "segformer", "wav2vec2-ctc", "whisper", "ast")}
     code = (
         "import sys\n"
         "from gpuxbuild.runtime import load\n"
-        f"load({folders['vit']!r}).predict(open({str(image_files[0])!r}, 'rb').read())\n"
-        f"for folder in ({folders['wav2vec2-ctc']!r}, {folders['whisper']!r}):\n"
+        f"for folder in ({folders['vit']!r}, {folders['segformer']!r}):\n"
+        f"    load(folder).predict(open({str(image_files[0])!r}, 'rb').read())\n"
+        f"for folder in ({folders['wav2vec2-ctc']!r}, {folders['whisper']!r}, {folders['ast']!r}):\n"
         f"    load(folder).predict(open({str(sound_files[0])!r}, 'rb').read())\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'optimum'))\n"
         "assert not bad, bad\n"
@@ -610,3 +615,157 @@ def test_openai_clip_processor_config_is_reproduced(image_files):
         want = reference(Image.open(io.BytesIO(data)).convert("RGB"), return_tensors="np").pixel_values
         got = processor([decode_image(data)])
         assert got.shape == want.shape == (1, 3, 224, 224) and np.max(np.abs(got - want)) < 1e-5
+
+
+# --------------------------------------------------------------------------- segmentation (SegFormer)
+
+
+def _mask(encoded: str) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))))
+
+
+def test_semantic_segmentation_matches_the_pipeline(media, image_files):
+    from PIL import Image
+
+    source, artifact = media("segformer")
+    model = load(artifact)
+    assert model.task == "image-segmentation"
+    assert (artifact / "preprocessor_config.json").read_bytes() == (source / "preprocessor_config.json").read_bytes()
+    reference = _pipeline("image-segmentation", source)
+    got = model.predict([path.read_bytes() for path in image_files])["results"]
+    labels_seen = set()
+    for path, result in zip(image_files, got, strict=True):
+        image = Image.open(path)
+        want = reference(image)
+        assert [(s["score"], s["label"]) for s in result["segments"]] == [(None, w["label"]) for w in want]
+        classes = _mask(result["label_map"])
+        assert classes.shape == (image.height, image.width)  # the original image's pixels, not the model's 32x32
+        differ = 0
+        for segment, w in zip(result["segments"], want, strict=True):
+            mask = _mask(segment["mask"])
+            assert set(np.unique(mask)) <= {0, 255} and np.array_equal(mask == 255, classes == segment["id"])
+            assert segment["share"] == pytest.approx((mask == 255).mean())
+            differ += int((mask != np.asarray(w["mask"])).sum())
+        assert differ <= MASK_PIXEL_TOLERANCE * classes.size
+        assert sum(s["share"] for s in result["segments"]) == pytest.approx(1.0)
+        labels_seen |= {s["label"] for s in result["segments"]}
+    assert len(labels_seen) > 1  # random weights still tell regions apart
+
+
+def test_semantic_map_resizes_as_torch():
+    """The upsampling alone, against torch's bilinear interpolation, over sizes up and down and a many-label map
+    that is resized in bands of rows: the same classes but at exact ties."""
+    torch = pytest.importorskip("torch")
+    from gpuxbuild.runtime import tasks
+
+    rng = np.random.default_rng(0)
+    for labels, small, size in [
+        (5, (8, 8), (40, 64)),
+        (5, (8, 8), (70, 33)),
+        (5, (16, 16), (5, 7)),
+        (150, (32, 32), (600, 500)),
+    ]:
+        logits = rng.standard_normal((labels, *small), dtype=np.float32) * 3
+        resized = torch.nn.functional.interpolate(
+            torch.from_numpy(logits)[None], size=size, mode="bilinear", align_corners=False
+        )
+        assert np.array_equal(tasks.semantic_map(logits, size), resized[0].argmax(dim=0).numpy())
+
+
+def test_segmentation_on_the_cli_the_inference_api_and_the_terminal(media, image_files):
+    from gpuxbuild.cli.run_cmds import _readable
+
+    project, _ = media("project")
+    _, artifact = media("segformer")
+    want = load(artifact).predict(image_files[0].read_bytes())
+    assert json.loads(gpux("run", "segformer", "--file", str(image_files[0]), cwd=project).stdout) == want
+    encoded = base64.b64encode(image_files[0].read_bytes()).decode()
+    hf = json.loads(gpux("run", "segformer", "--input", json.dumps({"inputs": encoded}), cwd=project).stdout)
+    assert hf == [{"score": None, "label": s["label"], "mask": s["mask"]} for s in want["segments"]]
+    segments = [
+        {"score": None, "label": "wall", "mask": "", "id": 0, "share": 0.25},
+        {"score": None, "label": "sky", "mask": "", "id": 1, "share": 0.75},
+    ]
+    assert _readable({"segments": segments, "label_map": ""}) == ["sky 75.0%, wall 25.0%"]
+
+
+# --------------------------------------------------------------------------- audio classification (AST)
+
+
+def test_ast_features_match_the_feature_extractor(media, sound_files):
+    """transformers' numpy filter banks (no torchaudio here), padded (0.7 s) and cut (1.2 s) to 100 frames."""
+    import transformers
+
+    from gpuxbuild.runtime.audio import FeatureExtractor
+
+    source, artifact = media("ast")
+    extractor = transformers.ASTFeatureExtractor.from_pretrained(source)
+    ours = FeatureExtractor.from_folder(artifact)
+    for path in sound_files:
+        samples, _ = soundfile.read(path, dtype="float32")
+        want = extractor(samples, sampling_rate=16000, return_tensors="np").input_values
+        got = ours(samples)
+        assert got.shape == (1, 100, 128) and np.max(np.abs(got - want)) < 1e-5
+
+
+def test_ast_audio_classification_matches_the_pipeline(media, sound_files):
+    source, artifact = media("ast")
+    model = load(artifact)
+    assert model.task == "audio-classification"
+    reference = _pipeline("audio-classification", source)
+    for path in sound_files:
+        samples, rate = soundfile.read(path, dtype="float32")
+        want = reference({"raw": samples, "sampling_rate": rate}, top_k=5)
+        _assert_same_labels(model.predict(path.read_bytes())["labels"], want)
+
+
+def test_gpux_yml_of_segformer_and_ast(media):
+    import yaml
+    from gpux_runtime import load_with_gpux_runtime
+
+    _, segformer = media("segformer")
+    doc = yaml.safe_load((segformer / "gpux.yml").read_text())
+    assert doc["preprocessing"]["resize"] == [32, 32] and doc["preprocessing"]["normalize"] == "imagenet"
+    assert doc["metadata"]["gpuxbuild"]["axes"]["logits"] == ["batch_size", "num_labels", "height", "width"]
+    _, ast = media("ast")
+    custom = yaml.safe_load((ast / "gpux.yml").read_text())["preprocessing"]["custom"]
+    assert custom["feature_extractor_type"] == "ASTFeatureExtractor" and custom["sampling_rate"] == 16000
+    assert (custom["num_mel_bins"], custom["max_length"]) == (128, 100)
+    for folder in (segformer, ast):
+        load_with_gpux_runtime(folder / "gpux.yml")
+
+
+def test_inference_client_segments_images_and_classifies_sound(media, image_files, sound_files):
+    pytest.importorskip("fastapi")
+    from huggingface_hub import InferenceClient
+    from serving import serving
+
+    _, segformer = media("segformer")
+    _, ast = media("ast")
+    image, sound = image_files[1].read_bytes(), sound_files[0].read_bytes()
+    want_segments = load(segformer).predict(image)["segments"]
+    want_labels = load(ast).predict(sound)["labels"]
+    with serving({"seg": segformer, "ast": ast}) as (base, _):
+        segments = InferenceClient(model=f"{base}/models/seg").image_segmentation(image)
+        assert [(s.label, s.score) for s in segments] == [(w["label"], None) for w in want_segments]
+        for segment, want in zip(segments, want_segments, strict=True):
+            assert np.array_equal(np.asarray(segment.mask), _mask(want["mask"]))
+        labels = InferenceClient(model=f"{base}/models/ast").audio_classification(sound)
+        assert [(x.label, x.score) for x in labels] == [(w["label"], w["score"]) for w in want_labels]
+
+
+@pytest.mark.parametrize(
+    "kind, content, message",
+    [
+        ("segformer", b"\x89PNG\r\n\x1a\n broken", "the file is not a readable image"),
+        ("ast", b"fLaC truncated", "the file is not readable audio"),
+    ],
+)
+def test_bad_files_for_segformer_and_ast_are_one_line_errors(media, tmp_path, kind, content, message):
+    project, _ = media("project")
+    (tmp_path / "bad").write_bytes(content)
+    r = gpux("run", kind, "--file", str(tmp_path / "bad"), cwd=project, check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert message in _error_line(r.stderr)

@@ -39,6 +39,7 @@ def _load_and_run_media(kind: str, folder: Path) -> None:
         inputs = processor(np.zeros((40, 50, 3), dtype=np.uint8), return_tensors="pt")
         detection = kind in ("yolos", "detr")
         auto = "AutoModelForObjectDetection" if detection else "AutoModelForImageClassification"
+        auto = "AutoModelForSemanticSegmentation" if kind == "segformer" else auto
     else:
         processor = transformers.AutoFeatureExtractor.from_pretrained(folder)
         inputs = processor(np.zeros(16000, dtype=np.float32), sampling_rate=16000, return_tensors="pt")
@@ -57,7 +58,8 @@ def _load_and_run_media(kind: str, folder: Path) -> None:
         return
     no_object = model.config.num_labels + 1
     classes = {"wav2vec2-ctc": len(tinymodels.CTC_VOCAB), "yolos": no_object, "detr": no_object}
-    assert logits.shape[-1] == classes.get(kind, model.config.num_labels)
+    axis = 1 if kind == "segformer" else -1  # [batch, labels, height, width]
+    assert logits.shape[axis] == classes.get(kind, model.config.num_labels)
 
 
 def _load_and_run_image_text(folder: Path) -> None:

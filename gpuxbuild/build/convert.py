@@ -45,6 +45,7 @@ TASK_ATOL = {
     "fill-mask": 1e-3,
     "image-classification": 1e-3,
     "image-feature-extraction": 1e-3,
+    "image-segmentation": 1e-3,
     "object-detection": 1e-3,
     "question-answering": 1e-3,
     "text-classification": 1e-3,
@@ -491,7 +492,7 @@ def _check_supported(name: str, config: dict, task: str) -> None:
             "optimum's ONNX exporter does not support it; choose a model that ships ONNX files or another architecture",
         ) from None
     if optimum_task(task, config) not in supported:
-        tasks = sorted({t.removesuffix("-with-past") for t in supported} & set(SUPPORTED_TASKS))
+        tasks = sorted(t for t in SUPPORTED_TASKS if optimum_task(t, config) in supported)
         raise UnsupportedModelError(
             f"{name}: architecture {arch} (model_type {model_type}) cannot be exported to ONNX for task {task}",
             f"set `task:` to one it supports: {', '.join(tasks) or 'none that gpux runs'}",
@@ -663,6 +664,7 @@ AUTO_CLASSES = {
     "image-classification": "AutoModelForImageClassification",
     "image-feature-extraction": "AutoModel",
     "zero-shot-image-classification": "AutoModelForZeroShotImageClassification",
+    "image-segmentation": "AutoModelForSemanticSegmentation",
     "object-detection": "AutoModelForObjectDetection",
     "fill-mask": "AutoModelForMaskedLM",
     "question-answering": "AutoModelForQuestionAnswering",
@@ -781,11 +783,13 @@ def _validate(
 
 
 def _media_sample(config) -> dict:
-    """A fixed random image (pixel_values), second of sound (input_values) or log-mel spectrogram (input_features)
-    for the model of ``config``."""
+    """A fixed random image (pixel_values), second of sound (input_values) or log-mel spectrogram (input_features;
+    AST's input_values) for the model of ``config``."""
     import numpy as np
 
     rng = np.random.default_rng(0)
+    if getattr(config, "model_type", None) == "audio-spectrogram-transformer":  # log-mel frames, then bins
+        return {"input_values": rng.standard_normal((1, config.max_length, config.num_mel_bins), dtype=np.float32)}
     if hasattr(config, "num_mel_bins"):  # Whisper: 30 s of log-mel features
         return {"input_features": rng.standard_normal((1, config.num_mel_bins, 3000), dtype=np.float32)}
     if hasattr(config, "num_channels"):

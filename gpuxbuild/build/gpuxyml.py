@@ -60,6 +60,10 @@ _MEDIA_FIELDS = (
     "image_mean",
     "image_std",
     "sampling_rate",
+    "num_mel_bins",
+    "max_length",
+    "mean",
+    "std",
 )
 _RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 _NORMALIZE_NAMES = {

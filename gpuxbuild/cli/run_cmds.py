@@ -279,6 +279,9 @@ def _readable(result, all_labels: bool = False) -> list[str]:
             )
             or "no objects"
         ]
+    if "segments" in result:  # image segmentation: the labels by their share of the pixels
+        shares = sorted(result["segments"], key=lambda s: -s["share"])
+        return [", ".join(f"{s['label']} {100 * s['share']:.1f}%" for s in shares) or "no segments"]
     if "similarity" in result:  # a list: an image's similarities to several texts
         values = result["similarity"] if isinstance(result["similarity"], list) else [result["similarity"]]
         return [f"similarity {', '.join(f'{v:.4f}' for v in values)}"]

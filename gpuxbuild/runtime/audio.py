@@ -2,8 +2,9 @@
 and CTC decoding of the character vocabulary. No torch or transformers at run time.
 
 `FeatureExtractor` follows an artifact's preprocessor_config.json as transformers' Wav2Vec2FeatureExtractor
-does (mono float32 at the model's sampling rate, zero mean and unit variance when do_normalize), and
-WhisperFeatureExtractor (the log-mel spectrogram of the sound padded to chunk_length seconds).
+does (mono float32 at the model's sampling rate, zero mean and unit variance when do_normalize),
+WhisperFeatureExtractor (the log-mel spectrogram of the sound padded to chunk_length seconds) and
+ASTFeatureExtractor (Kaldi-style log-mel filter banks, max_length frames, normalized by the dataset's mean and std).
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ from gpuxbuild.preprocessor import read_preprocessor_config
 
 # Longer sound is refused before it is decoded: attention memory grows with the square of the length.
 MAX_AUDIO_SECONDS = 60
-KNOWN_EXTRACTORS = frozenset({"Wav2Vec2FeatureExtractor", "WhisperFeatureExtractor"})
+KNOWN_EXTRACTORS = frozenset({"ASTFeatureExtractor", "Wav2Vec2FeatureExtractor", "WhisperFeatureExtractor"})
 WHISPER_DEFAULTS = {"feature_size": 80, "n_fft": 400, "hop_length": 160, "chunk_length": 30}
+# ASTFeatureExtractor's defaults (AudioSet's mean and standard deviation of the log-mel values).
+AST_DEFAULTS = {"num_mel_bins": 128, "max_length": 1024, "mean": -4.2677393, "std": 4.5689974}
+# Kaldi's filter-bank frames at 16 kHz: 25 ms every 10 ms, a 512-point FFT; the log's floor (float32's epsilon).
+FBANK_FRAME, FBANK_HOP, FBANK_FFT, FBANK_FLOOR = 400, 160, 512, 1.192092955078125e-07
 
 
 def _soundfile():
@@ -90,6 +95,11 @@ class FeatureExtractor:
     n_fft: int = 400
     hop_length: int = 160
     chunk_length: int = 30
+    # AST's filter banks
+    num_mel_bins: int = 128
+    max_length: int = 1024
+    mean: float = -4.2677393
+    std: float = 4.5689974
 
     @classmethod
     def from_folder(cls, folder: Path) -> FeatureExtractor:
@@ -108,7 +118,20 @@ class FeatureExtractor:
             if not all(isinstance(v, int) and v > 0 for v in sizes.values()):
                 raise GpuxError(f"{path}: {sizes} are not all positive integers", "rebuild the artifact")
             return cls(kind=kind, sampling_rate=rate, **sizes)
+        if kind == "ASTFeatureExtractor":
+            return cls._ast(path, data, rate)
         return cls(kind=kind, sampling_rate=rate, do_normalize=bool(data.get("do_normalize", True)))
+
+    @classmethod
+    def _ast(cls, path: Path, data: dict, rate: int) -> FeatureExtractor:
+        values = {k: data.get(k, default) for k, default in AST_DEFAULTS.items()}
+        sizes_ok = all(isinstance(values[k], int) and values[k] > 0 for k in ("num_mel_bins", "max_length"))
+        stats_ok = all(isinstance(values[k], (int, float)) and not isinstance(values[k], bool) for k in ("mean", "std"))
+        if not (sizes_ok and stats_ok) or values["std"] == 0:
+            raise GpuxError(f"{path}: {values} are not valid filter-bank settings", "rebuild the artifact")
+        return cls(
+            kind="ASTFeatureExtractor", sampling_rate=rate, do_normalize=bool(data.get("do_normalize", True)), **values
+        )
 
     @property
     def max_seconds(self) -> int:
@@ -120,6 +143,8 @@ class FeatureExtractor:
         input_features [1, feature_size, frames]."""
         if self.kind == "WhisperFeatureExtractor":
             return self._log_mel(samples)[None]
+        if self.kind == "ASTFeatureExtractor":
+            return self._filter_banks(samples)[None]
         values = samples.astype(np.float32)
         if self.do_normalize:
             values = (values - values.mean()) / np.sqrt(values.var() + 1e-7)
@@ -143,6 +168,32 @@ class FeatureExtractor:
         log_spec = np.log10(np.maximum(power @ mel, 1e-10)).T[:, :-1]
         log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
         return ((log_spec + 4.0) / 4.0).astype(np.float32)
+
+    def _filter_banks(self, samples: np.ndarray) -> np.ndarray:
+        """AST's input_values [max_length, num_mel_bins] as ASTFeatureExtractor computes them without torchaudio
+        (transformers' numpy path): 25 ms frames every 10 ms from the first sample (no padding), each with its
+        mean removed, pre-emphasis 0.97 and a symmetric Hann window, a 512-point power spectrum (the spectrum
+        rounded to complex64 on the way, as transformers stores it) through triangular filters on Kaldi's mel
+        scale from 20 Hz to half the sampling rate, the natural log (floored at float32's epsilon); frames cut
+        or zero-padded to max_length; then (x - mean) / (2 std) when do_normalize."""
+        wave = samples.astype(np.float64)
+        frames = max(0, 1 + (wave.size - FBANK_FRAME) // FBANK_HOP)
+        index = np.arange(FBANK_FRAME)[None, :] + FBANK_HOP * np.arange(frames)[:, None]
+        chunks = wave[index]
+        chunks -= chunks.mean(axis=1, keepdims=True)
+        chunks[:, 1:] -= 0.97 * chunks[:, :-1]
+        chunks[:, 0] *= 1 - 0.97
+        spectrum = np.fft.rfft(chunks * np.hanning(FBANK_FRAME), n=FBANK_FFT).astype(np.complex64)
+        power = np.abs(spectrum, dtype=np.float64) ** 2  # [frames, FBANK_FFT // 2 + 1]
+        bank = kaldi_mel_filter_bank(
+            FBANK_FFT // 2 + 1, self.num_mel_bins, 20.0, self.sampling_rate // 2, self.sampling_rate
+        )
+        fbank = np.log(np.maximum(FBANK_FLOOR, power @ bank)).astype(np.float32)
+        features = np.zeros((self.max_length, self.num_mel_bins), dtype=np.float32)
+        features[: min(frames, self.max_length)] = fbank[: self.max_length]
+        if self.do_normalize:
+            features = (features - self.mean) / (self.std * 2)
+        return features.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -212,9 +263,25 @@ def mel_filter_bank(bins: int, filters: int, low: float, high: float, sampling_r
     low_mel, high_mel = _hertz_to_mel(np.array([low, high], dtype=np.float64))
     mel_edges = np.linspace(low_mel, high_mel, filters + 2)
     edges = _mel_to_hertz(mel_edges)
-    fft_freqs = np.linspace(0, sampling_rate // 2, bins)
-    widths = np.diff(edges)
-    slopes = edges[None, :] - fft_freqs[:, None]
-    down, up = -slopes[:, :-2] / widths[:-1], slopes[:, 2:] / widths[1:]
-    bank = np.maximum(0.0, np.minimum(down, up))
+    bank = _triangles(np.linspace(0, sampling_rate // 2, bins), edges)
     return bank * (2.0 / (edges[2 : filters + 2] - edges[:filters]))[None, :]
+
+
+def _kaldi_mel(freq: np.ndarray | float) -> np.ndarray:
+    return 1127.0 * np.log(1.0 + np.asarray(freq, dtype=np.float64) / 700.0)
+
+
+def kaldi_mel_filter_bank(bins: int, filters: int, low: float, high: float, sampling_rate: int) -> np.ndarray:
+    """[bins, filters] triangular filters evenly spaced on Kaldi's mel scale and triangular in mel (not in Hz),
+    unnormalized, as transformers' mel_filter_bank(norm=None, mel_scale="kaldi", triangularize_in_mel_space=True)."""
+    mel_edges = np.linspace(_kaldi_mel(low), _kaldi_mel(high), filters + 2)
+    bin_mels = _kaldi_mel(sampling_rate / ((bins - 1) * 2) * np.arange(bins))
+    return _triangles(bin_mels, mel_edges)
+
+
+def _triangles(points: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """[points, len(edges) - 2] triangles rising from edges[i] to edges[i + 1] and falling to edges[i + 2]."""
+    widths = np.diff(edges)
+    slopes = edges[None, :] - points[:, None]
+    down, up = -slopes[:, :-2] / widths[:-1], slopes[:, 2:] / widths[1:]
+    return np.maximum(0.0, np.minimum(down, up))

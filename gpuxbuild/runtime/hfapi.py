@@ -155,6 +155,8 @@ def _one(result: dict, request: HFRequest, task: str, raw_task: str, config: dic
         return [{text_key(raw_task, config): result["generated_text"]}]
     if task == "object-detection":
         return result["objects"]
+    if task == "image-segmentation":
+        return [{"score": s["score"], "label": s["label"], "mask": s["mask"]} for s in result["segments"]]
     return result  # question-answering: {answer, score, start, end} (a list with top_k > 1); speech: {text}
 
 

@@ -8,6 +8,7 @@ channels first. No torch or transformers at run time.
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 import warnings
@@ -36,6 +37,7 @@ KNOWN_PROCESSORS = frozenset(
         "DetrImageProcessor",
         "MobileNetV1ImageProcessor",
         "MobileNetV2ImageProcessor",
+        "SegformerImageProcessor",
         "ViTImageProcessor",
         "YolosImageProcessor",
     }
@@ -218,6 +220,14 @@ def detection_size(size: tuple[int, int], edge: int, longest: int | None, *, yol
 def _pil_resize(image: Image.Image, size: tuple[int, int], resample: int) -> np.ndarray:
     height, width = size
     return np.asarray(image.resize((width, height), resample=resample, reducing_gap=None))
+
+
+def png_base64(array: np.ndarray) -> str:
+    """A [height, width] uint8 (or uint16) array as base64 PNG text: how the Inference API sends masks."""
+    image_mod, _ = _pil()
+    out = io.BytesIO()
+    image_mod.fromarray(array).save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode("ascii")
 
 
 def center_crop(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:

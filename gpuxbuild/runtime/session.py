@@ -287,6 +287,8 @@ class Model:
                     threshold = float(opts.get("threshold", 0.5))
                     found.append(tasks.detect(logits, boxes, id2label, (image.height, image.width), threshold))
                 return found
+            if self.task == "image-segmentation":
+                return [self._segment(image) for image in decoded]
             logits = self.run(self.feed({"pixel_values": self._image_processor(decoded)}))["logits"]
             return self._classify(logits, opts)
         from gpuxbuild.runtime.audio import CTCVocabulary, FeatureExtractor, decode_audio
@@ -309,6 +311,21 @@ class Model:
             else:
                 results += self._classify(logits, opts)
         return results
+
+    def _segment(self, image) -> dict:
+        """One image's segments (one run per image, as the pipeline), the class map at the image's own size."""
+        from gpuxbuild.runtime.images import png_base64
+
+        if self._image_processor is None:  # never: _predict_files made it
+            raise ValueError("segmenting without an image processor")
+        logits = self.run(self.feed({"pixel_values": self._image_processor([image])}))["logits"]
+        if logits.ndim != 4:
+            raise GpuxError(
+                f"the model's logits have shape {list(logits.shape)}, not [batch, labels, height, width]",
+                "gpux run segments images with semantic segmentation models (SegFormer); pass raw tensors instead",
+            )
+        classes = tasks.semantic_map(logits[0], (image.height, image.width))
+        return tasks.segment(classes, self.config.get("id2label") or {}, png_base64)
 
     def _transcribe(self, features: np.ndarray, opts: dict) -> str:
         """Whisper: encode the log-mel features, then decode greedily after the prompt transformers builds

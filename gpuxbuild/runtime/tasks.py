@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from gpuxbuild.errors import GpuxError
@@ -127,6 +129,62 @@ def detect(logits: np.ndarray, boxes: np.ndarray, id2label: dict, size: tuple[in
                 }
             )
     return {"objects": objects}
+
+
+# Logits resized at once for a segmentation map: a band of rows at most this many values (bounded memory).
+_RESIZE_BAND_VALUES = 1 << 22
+
+
+def _bilinear_axis(out: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Along one axis of torch's bilinear resize (align_corners=False) from `size` to `out` samples: the two source
+    indices and weights of each output sample (half-pixel centres, clamped at 0; the position is rounded to float32
+    once, as torch's fused multiply-add)."""
+    scale = np.float32(size) / np.float32(out)
+    src = np.maximum((np.float64(scale) * (np.arange(out) + 0.5) - 0.5).astype(np.float32), np.float32(0))
+    low = src.astype(np.int64)
+    high = np.minimum(low + 1, size - 1)
+    weight = src - low.astype(np.float32)
+    return low, high, np.float32(1) - weight, weight
+
+
+def semantic_map(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The class of each pixel [height, width] of an image of `size` (height, width) from a semantic segmentation
+    model's logits [labels, h, w]: resized bilinearly, then the best class, as SegformerImageProcessor's
+    post_process_semantic_segmentation; a band of rows at a time, so a large image never holds all labels' planes."""
+    height, width = size
+    labels = logits.shape[0]
+    logits = logits.astype(np.float32)
+    top, bottom, top_w, bottom_w = _bilinear_axis(height, logits.shape[1])
+    left, right, left_w, right_w = _bilinear_axis(width, logits.shape[2])
+    classes = np.empty((height, width), dtype=np.uint8 if labels <= 256 else np.uint16)  # PNG's pixel depths
+    band = max(1, _RESIZE_BAND_VALUES // max(1, labels * width))
+    for start in range(0, height, band):
+        rows = slice(start, min(height, start + band))
+        upper, lower = logits[:, top[rows]], logits[:, bottom[rows]]
+        upper = upper[:, :, left] * left_w + upper[:, :, right] * right_w
+        lower = lower[:, :, left] * left_w + lower[:, :, right] * right_w
+        resized = top_w[rows, None] * upper + bottom_w[rows, None] * lower
+        classes[rows] = resized.argmax(axis=0)
+    return classes
+
+
+def segment(classes: np.ndarray, id2label: dict, encode: Callable[[np.ndarray], str]) -> dict:
+    """One image's {"segments": [{"score": None, "label", "mask", "id", "share"}], "label_map"} from its class map,
+    as the image-segmentation pipeline answers for semantic models: a segment per class present, in class order,
+    its mask 255 on the class's pixels and 0 elsewhere; `share` is the fraction of the image's pixels; masks and
+    the class map (pixel value = class id) are PNG images `encode`d (base64)."""
+    ids, counts = np.unique(classes, return_counts=True)
+    segments = [
+        {
+            "score": None,
+            "label": _label(id2label, int(i)),
+            "mask": encode(np.where(classes == i, 255, 0).astype(np.uint8)),
+            "id": int(i),
+            "share": float(count / classes.size),
+        }
+        for i, count in zip(ids, counts, strict=True)
+    ]
+    return {"segments": segments, "label_map": encode(classes)}
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, mode: str = "mean") -> np.ndarray:

@@ -835,8 +835,53 @@ KINDS["clip"] = Kind(
         image_std=OPENAI_CLIP_PREPROCESSOR["image_std"],
     ),
 )
-IMAGE_KINDS = {"vit", "convnext", "resnet", "mobilenet-v2", "yolos", "detr"}
-AUDIO_KINDS = {"wav2vec2-ctc", "wav2vec2-audio", "whisper"}
+# SegFormer as nvidia/segformer-b0-finetuned-ade-512-512 (its processor, two of its four stages) on 32x32 images.
+SEGMENT_LABELS = ["wall", "sky", "tree", "road", "person"]
+KINDS["segformer"] = Kind(
+    "SegformerForSemanticSegmentation",
+    "SegformerConfig",
+    lambda h: (
+        {
+            "num_encoder_blocks": 2,
+            "depths": [1, 1],
+            "sr_ratios": [2, 1],
+            "hidden_sizes": [h // 4, h // 2],
+            "patch_sizes": [7, 3],
+            "strides": [4, 2],
+            "num_attention_heads": [1, 2],
+            "mlp_ratios": [2, 2],
+            "decoder_hidden_size": h,
+            "initializer_range": 0.5,  # several labels per image, not one everywhere
+        }
+        | _labels(SEGMENT_LABELS)
+    ),
+    None,
+    processor=_processor(
+        "SegformerImageProcessor", size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, do_reduce_labels=True
+    ),
+)
+# AST as MIT/ast-finetuned-speech-commands-v2 (its feature extractor: 128 mel bins, AudioSet mean and std) over
+# AST_FRAMES frames (1 s) instead of 128: the test sounds are padded and cut.
+AST_FRAMES = 100
+KINDS["ast"] = Kind(
+    "ASTForAudioClassification",
+    "ASTConfig",
+    lambda h: (
+        {
+            "hidden_size": h,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 2 * h,
+            "max_length": AST_FRAMES,
+            "num_mel_bins": 128,
+        }
+        | _labels(SOUND_LABELS)
+    ),
+    None,
+    processor=_processor("ASTFeatureExtractor", max_length=AST_FRAMES, num_mel_bins=128),
+)
+IMAGE_KINDS = {"vit", "convnext", "resnet", "mobilenet-v2", "yolos", "detr", "segformer"}
+AUDIO_KINDS = {"wav2vec2-ctc", "wav2vec2-audio", "whisper", "ast"}
 # Models with an image and a text tower: images and texts in.
 IMAGE_TEXT_KINDS = {"clip"}
 
