@@ -8,8 +8,8 @@ The models are distilbert-base-uncased-finetuned-sst-2-english and all-MiniLM-L6
 For each model:
   limit:  a bare loop in this process, tokenizers + onnxruntime on the same texts, at batch sizes 1..32;
           the best texts/s is the limit.
-  grouped: the same loop with each window of texts sorted by length and run in groups of similar length, as
-          the server's batcher does (for reference: the server may beat the in-order limit by grouping).
+  grouped: the same loop with each window of texts run in the groups the server's batcher would choose (its cost
+          model, learnt from the loop's own runs; for reference: the server may beat the in-order limit by grouping).
   served: `gpux serve` (one process, both models) with `--clients` concurrent clients, each POSTing one text at a
           time in the Inference API's payload over its own keep-alive connection (a minimal asyncio client: the
           load generator shares the CPUs and must cost them little); requests/s and p50/p99 latency.
@@ -83,24 +83,37 @@ def bare_limit(
     folder: Path, items: list[str], sizes: tuple[int, ...] = BATCH_SIZES, grouped: bool = False, repeat: int = 1
 ) -> tuple[int, float, float]:
     """(best batch size, texts/s, CPU seconds per text at that size) of tokenizers + onnxruntime alone over
-    `items`, in batches of consecutive texts; `grouped`: each window of `size` texts sorted by length and run in
-    groups of similar length, as the server's batcher runs its batches (gpuxbuild.runtime.batching.group_rows)."""
+    `items`, in batches of consecutive texts; `grouped`: each window of `size` texts run in the groups the server's
+    batcher would run (gpuxbuild.runtime.batching: group_rows at the costs learnt from this loop's runs)."""
     from gpuxbuild.runtime import load
-    from gpuxbuild.runtime.batching import group_rows
+    from gpuxbuild.runtime.batching import RunCosts, group_rows
 
     model = load(folder, provider="cpu")
     session = model.main
+    costs = RunCosts()
+
+    def run(chunk: list[str]) -> None:
+        start = time.perf_counter()
+        session.run(None, model.feed(model.tokenizer.encode(chunk).arrays))
+        costs.add(len(chunk), max(len(t) for t in chunk), time.perf_counter() - start)
+
+    def groups(window: list[str], size: int) -> list[list[str]]:
+        if not grouped:
+            return [window]
+        return [[window[i] for i in g] for g in group_rows([len(t) for t in window], size, costs.overhead())]
+
     best = (1, 0.0, 0.0)
     for size in sizes:
-        chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        if grouped:
-            chunks = [[c[i] for i in g] for c in chunks for g in group_rows([len(t) for t in c], size)]
-        session.run(None, model.feed(model.tokenizer.encode(chunks[0]).arrays))  # warm-up
+        windows = [items[i : i + size] for i in range(0, len(items), size)]
+        for window in windows[:4]:  # warm-up (and the grouping's first costs)
+            for chunk in groups(window, size):
+                run(chunk)
         rate, per_text = 0.0, 0.0
         for _ in range(repeat):  # the best of `repeat` passes: neighbours only ever slow a pass down
             start, cpu = time.perf_counter(), cpu_seconds()
-            for chunk in chunks:
-                session.run(None, model.feed(model.tokenizer.encode(chunk).arrays))
+            for window in windows:
+                for chunk in groups(window, size):
+                    run(chunk)
             this = len(items) / (time.perf_counter() - start)
             if this > rate:
                 rate, per_text = this, (cpu_seconds() - cpu) / len(items)
