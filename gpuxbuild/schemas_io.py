@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from functools import cache
@@ -10,6 +11,7 @@ from pathlib import Path
 from gpuxbuild.errors import quote
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+ENUM_LISTED = 8  # an error lists the accepted values of an enum up to this many
 
 
 @cache
@@ -65,8 +67,16 @@ def describe_error(err) -> tuple[list, str]:
             f"invalid name {quote(err.instance)}: use letters, digits, '.', '_' or '-' (first a letter or digit)",
         )
     if v in ("enum", "const"):
-        allowed = err.validator_value if v == "enum" else [err.validator_value]
-        return path, f"{quote(err.instance)} is not one of: {', '.join(map(str, allowed))}"
+        allowed = [str(a) for a in (err.validator_value if v == "enum" else [err.validator_value])]
+        if len(allowed) <= ENUM_LISTED:
+            return path, f"{quote(err.instance)} is not one of: {', '.join(allowed)}"
+        # a long list would hide the one line's point: the likeliest value, and where the list is
+        close = difflib.get_close_matches(str(err.instance), allowed, n=1)
+        guess = f"; did you mean '{close[0]}'?" if close else ""
+        return (
+            path,
+            f"{quote(err.instance)} is not one of the {len(allowed)} accepted values{guess} (listed in `gpux help manifest`)",
+        )
     if v == "type":
         return path, f"expected {err.validator_value}, got {type(err.instance).__name__} {quote(err.instance)}"
     # jsonschema's own messages start with the whole instance ("'xxx...' is too long"): cut it.

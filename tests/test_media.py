@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import gpux, gpux_tty, read_lock, write_manifest
+from helpers import check_exported_files, gpux, gpux_tty, read_lock, write_manifest
+from tinymodels import END_TO_END_MEDIA
 
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.runtime import load
@@ -64,7 +65,7 @@ def media(tmp_path_factory, hub):
     def get(kind: str) -> tuple[Path, Path]:
         if not built:
             models = {}
-            for name in (*IMAGE_KINDS, *AUDIO_KINDS, *IMAGE_TEXT_KINDS):
+            for name in END_TO_END_MEDIA:
                 repo = f"media/{name}"
                 hub.create_repo(repo, card=CARDS.get(name, {}))
                 hub.commit(repo, make_repo(name), message=f"add {name}")
@@ -137,6 +138,20 @@ def sound_files(tmp_path_factory) -> list[Path]:
     (folder / "one.wav").write_bytes(_sound_bytes(_sound(1.2, 16000, 0), 16000))
     (folder / "two.flac").write_bytes(_sound_bytes(_sound(0.7, 16000, 1), 16000, "FLAC"))
     return [folder / "one.wav", folder / "two.flac"]
+
+
+def test_the_media_matrix_is_what_the_tests_below_run():
+    assert sorted(END_TO_END_MEDIA) == sorted((*IMAGE_KINDS, *AUDIO_KINDS, *IMAGE_TEXT_KINDS))
+
+
+@pytest.mark.parametrize("kind", END_TO_END_MEDIA)
+def test_every_artifact_holds_its_graphs_and_runtime_files(media, kind):
+    """The export checks of test_convert.py (which leaves these kinds to this module), on the built artifacts; their
+    validation against PyTorch passed, or the build would have failed."""
+    project, _ = media("project")
+    _, artifact = media(kind)
+    manifest = json.loads((artifact / "artifact.json").read_text())
+    check_exported_files(kind, read_lock(project)["models"][kind]["task"], artifact, manifest["graphs"])
 
 
 # --------------------------------------------------------------------------- references

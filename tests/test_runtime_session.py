@@ -181,8 +181,8 @@ def test_broken_artifacts_are_user_errors(artifacts, tmp_path):
         load(tmp_path / "nope")
     folder = _copy(artifacts("bert"), tmp_path)
     manifest = json.loads((folder / "artifact.json").read_text())
-    (folder / "artifact.json").write_text(json.dumps({**manifest, "task": "image-segmentation"}))
-    with pytest.raises(GpuxError, match="image-segmentation"):
+    (folder / "artifact.json").write_text(json.dumps({**manifest, "task": "depth-estimation"}))
+    with pytest.raises(GpuxError, match="depth-estimation"):
         load(folder)
     (folder / "artifact.json").write_text(json.dumps({**manifest, "graphs": {"model": "missing.onnx"}}))
     with pytest.raises(GpuxError, match=r"missing\.onnx"):

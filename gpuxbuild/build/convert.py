@@ -492,7 +492,10 @@ def _check_supported(name: str, config: dict, task: str) -> None:
             "optimum's ONNX exporter does not support it; choose a model that ships ONNX files or another architecture",
         ) from None
     if optimum_task(task, config) not in supported:
-        tasks = sorted(t for t in SUPPORTED_TASKS if optimum_task(t, config) in supported)
+        clip = model_type in IMAGE_TEXT_MODEL_TYPES
+        tasks = sorted(
+            t for t in SUPPORTED_TASKS if optimum_task(t, config) in supported and (t not in IMAGE_TEXT_TASKS or clip)
+        )
         raise UnsupportedModelError(
             f"{name}: architecture {arch} (model_type {model_type}) cannot be exported to ONNX for task {task}",
             f"set `task:` to one it supports: {', '.join(tasks) or 'none that gpux runs'}",

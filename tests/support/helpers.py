@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import tinymodels
 import yaml
 from tinymodels import make_repo
 
@@ -211,3 +212,35 @@ def gpux_tty(
     if interrupt_when and not interrupted:
         raise AssertionError(f"{interrupt_when!r} never appeared:\n{out.decode(errors='replace')}")
     return TtyRun(rc, out.decode(errors="replace"))
+
+
+def check_exported_files(kind: str, task: str, folder: Path, graphs: dict[str, str]) -> None:
+    """What an export of tiny model `kind` for `task` must have placed in `folder` (an export's output or a built
+    artifact): its graphs, the files the runtime reads and no weights, stripped graphs, a KV cache where it decodes."""
+    import onnx
+
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    seq2seq = task == "text2text-generation" or kind == "whisper"
+    expected_graphs = (
+        {"encoder": "encoder_model.onnx", "decoder": "decoder_model_merged.onnx"}
+        if seq2seq
+        else {"model": "model.onnx"}
+    )
+    assert graphs == expected_graphs
+    runtime_files = {"config.json", *expected_graphs.values()}
+    media = tinymodels.IMAGE_KINDS | tinymodels.AUDIO_KINDS
+    if kind in media | tinymodels.IMAGE_TEXT_KINDS:  # the processor config, a CTC model's vocab
+        runtime_files |= {"preprocessor_config.json"} | ({"vocab.json"} if kind == "wav2vec2-ctc" else set())
+    if kind not in media or kind == "whisper":
+        runtime_files |= {"tokenizer.json", "tokenizer_config.json"}
+        assert "vocab.json" not in files
+    assert runtime_files <= files
+    assert not any(f.endswith((".safetensors", ".bin", ".txt", ".model")) for f in files)
+    assert ("generation_config.json" in files) == (task in {"text-generation", "text2text-generation"} or seq2seq)
+    if kind == "sentence-transformers":
+        assert {"modules.json", "sentence_bert_config.json", "1_Pooling/config.json"} <= files
+    graph = onnx.load(str(folder / expected_graphs.get("model", expected_graphs.get("decoder"))))
+    inputs = {i.name for i in graph.graph.input}
+    if task in {"text-generation", "text2text-generation"} or seq2seq:
+        assert any(name.startswith("past_key_values") for name in inputs)
+    assert not graph.doc_string and not graph.metadata_props

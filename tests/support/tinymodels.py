@@ -884,6 +884,9 @@ IMAGE_KINDS = {"vit", "convnext", "resnet", "mobilenet-v2", "yolos", "detr", "se
 AUDIO_KINDS = {"wav2vec2-ctc", "wav2vec2-audio", "whisper", "ast"}
 # Models with an image and a text tower: images and texts in.
 IMAGE_TEXT_KINDS = {"clip"}
+# The vision and audio kinds tests/test_media.py locks, builds and runs end to end.
+END_TO_END_MEDIA = ("vit", "convnext", "mobilenet-v2", "yolos", "detr", "segformer", "wav2vec2-ctc", "wav2vec2-audio")
+END_TO_END_MEDIA += ("whisper", "ast", "clip")
 
 SEQ2SEQ_KINDS = {"t5", "bart"}
 CAUSAL_KINDS = {"gpt2", "gpt-neo", "opt", "bloom", "llama", "mistral", "qwen2", "phi"}
