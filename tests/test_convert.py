@@ -388,6 +388,39 @@ def test_seq2seq_int8_with_optimizer(tmp_path, pool):
 
 
 @pytest.mark.slow
+def test_decoders_merged_in_memory_are_optimums_merge_to_the_byte(tmp_path):
+    """Decoders that no option post-processes merge in memory (read once, written once as the merged graph):
+    the bytes and inputs/outputs are those of optimum's own merge_decoders of the stripped files (the path
+    optimize/fp16/int8 take), and onnx's checker still refuses a broken merged graph, writing nothing."""
+    import onnx
+    from optimum.exporters.onnx import main_export
+
+    from gpuxbuild.build.convert import _merge_decoders, _merge_in_memory, _post_process
+
+    raw, files, memory, broken = (tmp_path / name for name in ("raw", "files", "memory", "broken"))
+    task = "text2text-generation-with-past"
+    main_export(str(tinymodels.repo_dir("t5")), raw, task=task, device="cpu", do_validation=False, no_post_process=True)
+    decoders = ("decoder_model.onnx", "decoder_with_past_model.onnx")
+    for folder in (files, memory, broken):
+        folder.mkdir()
+    for name in decoders:
+        _post_process(raw / name, files / name, {}, None, "fp32", None, stage=print)
+    expected_io = _merge_decoders(files)
+
+    io = _merge_in_memory(raw, memory / "decoder_model_merged.onnx")
+    assert (memory / "decoder_model_merged.onnx").read_bytes() == (files / "decoder_model_merged.onnx").read_bytes()
+    assert io == expected_io
+
+    graph = onnx.load(str(raw / decoders[0]))
+    graph.graph.node[0].input[0] = "defined-nowhere"
+    onnx.save(graph, str(broken / decoders[0]))
+    shutil.copy(raw / decoders[1], broken / decoders[1])
+    with pytest.raises(onnx.checker.ValidationError, match="defined-nowhere"):
+        _merge_in_memory(broken, broken / "decoder_model_merged.onnx")
+    assert not (broken / "decoder_model_merged.onnx").exists()
+
+
+@pytest.mark.slow
 def test_validation_failure_names_max_difference(tmp_path, pool):
     with pytest.raises(ValidationError) as info:
         export_onnx(

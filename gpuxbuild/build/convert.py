@@ -417,14 +417,24 @@ def run_export(
         )
         processed = export_dir / "processed"
         processed.mkdir()
-        io = {}
         for file_name in parts:
             if not (export_dir / file_name).is_file():
                 raise ExportError(f"{name}: the exporter wrote no {file_name}", "report this model")
+        # Decoders that no option post-processes merge in memory: each read once, written only as the merged graph.
+        in_memory = (
+            seq2seq
+            and (optimize, dtype, quantize) == (None, "fp32", None)
+            and all(_disk_size(export_dir / file_name) < TWO_GB // 2 for file_name in parts[1:])
+        )
+        io = {}
+        for file_name in parts[:1] if in_memory else parts:
             io[file_name] = _post_process(
                 export_dir / file_name, processed / file_name, config, optimize, dtype, quantize, stage
             )
-        if seq2seq:
+        if in_memory:
+            io[graphs["decoder"]] = _merge_in_memory(export_dir, processed / graphs["decoder"])
+            stage("merge")
+        elif seq2seq:
             io[graphs["decoder"]] = _merge_decoders(processed)
             stage("merge")
         for file_name in graphs.values():
@@ -582,6 +592,86 @@ def _merge_decoders(folder: Path) -> GraphIO:
     _strip(model)
     _save(model, folder / "decoder_model_merged.onnx", merged)
     return graph_io(model, "decoder_model_merged.onnx")
+
+
+def _merge_in_memory(export_dir: Path, dest: Path) -> GraphIO:
+    """The exported decoder_model.onnx + decoder_with_past_model.onnx (each under 1 GB) -> ``dest``: merged in
+    memory, stripped, checked once and written once; returns its inputs and outputs.
+
+    The bytes are those ``_merge_decoders`` writes from the stripped files (the merge drops the decoders' own
+    doc strings and metadata, and stripping the merged graph reaches every node stripping each decoder would),
+    without its writes and re-reads of both decoders and of the merged graph, its size pass, and its second
+    check (of the file it has just written).
+    """
+    import onnx
+
+    decoder = onnx.load(str(export_dir / "decoder_model.onnx"))
+    with_past = onnx.load(str(export_dir / "decoder_with_past_model.onnx"))
+    model = _merged(decoder, with_past)
+    del decoder, with_past  # the merged graph holds copies of their nodes and initializers
+    _strip(model)
+    data = model.SerializeToString()  # under 2 GB: the union of two graphs under 1 GB each
+    try:
+        onnx.checker.check_model(data)
+    except onnx.checker.ValidationError as e:
+        if "No Op registered for" not in str(e):  # an op of another domain (onnxruntime's): as optimum's check
+            raise
+    dest.write_bytes(data)
+    return graph_io(model, dest.name)
+
+
+def _merged(decoder, with_past):
+    """optimum's ``merge_decoders(decoder, with_past, strict=False)`` (optimum 2.x, optimum/onnx/
+    graph_transformations.py) on the same in-memory graphs, up to the merged ModelProto: the same helpers with
+    the same arguments in the same order, without its ``check_and_save_model`` (which cannot skip writing the
+    file). One If node on ``use_cache_branch``: then the graph with the KV cache, else the one without; weights
+    shared by both are deduplicated into the outer graph. Both inputs are changed in place (as optimum does).
+    tests/test_convert.py checks the result is byte-identical to optimum's own merge.
+    """
+    import onnx
+    from optimum.onnx.transformations_utils import (
+        _deduplicated_cross_model_initializers,
+        _get_all_inputs,
+        _unify_onnx_outputs,
+    )
+
+    graph_name = "merged"
+    _unify_onnx_outputs(decoder, with_past, strict=False)
+    inputs = _get_all_inputs([decoder, with_past])
+    initializers = _deduplicated_cross_model_initializers([decoder, with_past], suffix=graph_name)
+
+    def branch(model, name: str):
+        # Scalars and 1-D int32/int64 weights stay in each branch (ONNX Runtime needs that after optimization).
+        kept = [t for t in model.graph.initializer if len(t.dims) == 0 or (len(t.dims) == 1 and t.data_type in (6, 7))]
+        return onnx.helper.make_graph(
+            nodes=model.graph.node, name=name, inputs=[], outputs=model.graph.output, initializer=kept
+        )
+
+    no_past, past = branch(decoder, "no_past"), branch(with_past, "with_past")
+    use_cache_branch = onnx.helper.make_tensor_value_info(
+        name="use_cache_branch", elem_type=onnx.TensorProto.BOOL, shape=[1]
+    )
+    if_node = onnx.helper.make_node(
+        "If",
+        inputs=["use_cache_branch"],
+        outputs=[output.name for output in no_past.output],
+        name="optimum::if",
+        then_branch=past,
+        else_branch=no_past,
+    )
+    graph = onnx.helper.make_graph(
+        nodes=[if_node],
+        name=graph_name,
+        inputs=[*inputs, use_cache_branch],
+        outputs=no_past.output,
+        initializer=initializers,
+    )
+    opsets: dict[str, object] = {}  # the first import of each domain, the decoder's before the other's
+    for opset in [*decoder.opset_import, *with_past.opset_import]:
+        opsets.setdefault(opset.domain, opset)
+    return onnx.helper.make_model_gen_version(
+        graph, producer_name="optimum-onnx", opset_imports=list(opsets.values()), ir_version=9
+    )
 
 
 def _disk_size(path: Path) -> int:
