@@ -9,6 +9,7 @@ ends up in the bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -629,16 +630,12 @@ def _merged(decoder, with_past):
     tests/test_convert.py checks the result is byte-identical to optimum's own merge.
     """
     import onnx
-    from optimum.onnx.transformations_utils import (
-        _deduplicated_cross_model_initializers,
-        _get_all_inputs,
-        _unify_onnx_outputs,
-    )
+    from optimum.onnx.transformations_utils import _get_all_inputs, _unify_onnx_outputs
 
     graph_name = "merged"
     _unify_onnx_outputs(decoder, with_past, strict=False)
     inputs = _get_all_inputs([decoder, with_past])
-    initializers = _deduplicated_cross_model_initializers([decoder, with_past], suffix=graph_name)
+    initializers = _shared_initializers([decoder, with_past], suffix=graph_name)
 
     def branch(model, name: str):
         # Scalars and 1-D int32/int64 weights stay in each branch (ONNX Runtime needs that after optimization).
@@ -672,6 +669,38 @@ def _merged(decoder, with_past):
     return onnx.helper.make_model_gen_version(
         graph, producer_name="optimum-onnx", opset_imports=list(opsets.values()), ir_version=9
     )
+
+
+def _shared_initializers(models: list, suffix: str) -> list:
+    """optimum's ``_deduplicated_cross_model_initializers`` (optimum 2.x): the weights of `models` with equal
+    type, shape and data, once each, renamed and referenced by the same name in every model. Its duplicate finder
+    copies every weight into numpy and hashes it with SHA-512 (0.6 s of a whisper-tiny merge); here the stored
+    bytes are hashed with SHA-256 (hardware-accelerated, no copy). The groups, their order and so the names and
+    bytes are the same: the digest only keys a group."""
+    from collections import defaultdict
+
+    import onnx
+    from optimum.onnx.transformations_utils import _create_name_sharing_dict, _replace_input_names
+
+    duplicates: defaultdict[tuple, set[tuple[str, int]]] = defaultdict(set)
+    for i, model in enumerate(models):
+        for tensor in model.graph.initializer:
+            dims = tuple(tensor.dims)
+            if len(dims) > 1 or (len(dims) == 1 and tensor.data_type not in (6, 7)):
+                # the bytes optimum hashes: raw_data is what numpy_helper.to_array reads (little-endian)
+                data = tensor.raw_data or onnx.numpy_helper.to_array(tensor).tobytes()
+                duplicates[(tensor.data_type, hashlib.sha256(data).digest(), dims)].add((tensor.name, i))
+    names = _create_name_sharing_dict(duplicates, suffix=suffix)
+    _replace_input_names(models, names)
+    shared, seen = [], set()
+    for i, model in enumerate(models):
+        for tensor in model.graph.initializer:
+            name = names.get((tensor.name, i))
+            if name is not None and name not in seen:
+                seen.add(name)
+                tensor.name = name
+                shared.append(tensor)
+    return shared
 
 
 def _disk_size(path: Path) -> int:
