@@ -389,34 +389,40 @@ def test_seq2seq_int8_with_optimizer(tmp_path, pool):
 
 @pytest.mark.slow
 def test_decoders_merged_in_memory_are_optimums_merge_to_the_byte(tmp_path):
-    """Decoders that no option post-processes merge in memory (read once, written once as the merged graph):
-    the bytes and inputs/outputs are those of optimum's own merge_decoders of the stripped files (the path
-    optimize/fp16/int8 take), and onnx's checker still refuses a broken merged graph, writing nothing."""
+    """Small decoders merge in memory (read once, written once as the merged graph), straight from the export
+    or after post-processing: the bytes and inputs/outputs are those of optimum's own merge_decoders of the
+    stripped files, stripped (the path of decoders over 1 GB); onnx's checker still refuses a broken merged
+    graph, writing nothing."""
     import onnx
     from optimum.exporters.onnx import main_export
+    from optimum.onnx import merge_decoders
 
-    from gpuxbuild.build.convert import _merge_decoders, _merge_in_memory, _post_process
+    from gpuxbuild.build.convert import DECODERS, _merge_decoders, _post_process, _strip
+    from gpuxbuild.build.gpuxyml import graph_io
 
     raw, files, memory, broken = (tmp_path / name for name in ("raw", "files", "memory", "broken"))
     task = "text2text-generation-with-past"
     main_export(str(tinymodels.repo_dir("t5")), raw, task=task, device="cpu", do_validation=False, no_post_process=True)
-    decoders = ("decoder_model.onnx", "decoder_with_past_model.onnx")
     for folder in (files, memory, broken):
         folder.mkdir()
-    for name in decoders:
+    for name in DECODERS:
         _post_process(raw / name, files / name, {}, None, "fp32", None, stage=print)
-    expected_io = _merge_decoders(files)
+    merge_decoders(files / DECODERS[0], files / DECODERS[1], save_path=files / "merged.onnx", strict=False)
+    expected = onnx.load(str(files / "merged.onnx"))
+    _strip(expected)
+    expected_io = graph_io(expected, "decoder_model_merged.onnx")
 
-    io = _merge_in_memory(raw, memory / "decoder_model_merged.onnx")
-    assert (memory / "decoder_model_merged.onnx").read_bytes() == (files / "decoder_model_merged.onnx").read_bytes()
-    assert io == expected_io
+    for source, dest in ((raw, memory / "decoder_model_merged.onnx"), (files, files / "decoder_model_merged.onnx")):
+        io = _merge_decoders(source, dest)
+        assert dest.read_bytes() == expected.SerializeToString()
+        assert io == expected_io
 
-    graph = onnx.load(str(raw / decoders[0]))
+    graph = onnx.load(str(raw / DECODERS[0]))
     graph.graph.node[0].input[0] = "defined-nowhere"
-    onnx.save(graph, str(broken / decoders[0]))
-    shutil.copy(raw / decoders[1], broken / decoders[1])
+    onnx.save(graph, str(broken / DECODERS[0]))
+    shutil.copy(raw / DECODERS[1], broken / DECODERS[1])
     with pytest.raises(onnx.checker.ValidationError, match="defined-nowhere"):
-        _merge_in_memory(broken, broken / "decoder_model_merged.onnx")
+        _merge_decoders(broken, broken / "decoder_model_merged.onnx")
     assert not (broken / "decoder_model_merged.onnx").exists()
 
 

@@ -421,22 +421,17 @@ def run_export(
         for file_name in parts:
             if not (export_dir / file_name).is_file():
                 raise ExportError(f"{name}: the exporter wrote no {file_name}", "report this model")
-        # Decoders that no option post-processes merge in memory: each read once, written only as the merged graph.
-        in_memory = (
-            seq2seq
-            and (optimize, dtype, quantize) == (None, "fp32", None)
-            and all(_disk_size(export_dir / file_name) < TWO_GB // 2 for file_name in parts[1:])
-        )
+        # Without optimize/fp16/int8 the decoders need nothing before the merge, which strips them: small ones
+        # are merged straight from the export, each read once (see `_merge_decoders`).
+        raw_decoders = seq2seq and (optimize, dtype, quantize) == (None, "fp32", None) and _merges_in_memory(export_dir)
         io = {}
-        for file_name in parts[:1] if in_memory else parts:
+        for file_name in parts[:1] if raw_decoders else parts:
             io[file_name] = _post_process(
                 export_dir / file_name, processed / file_name, config, optimize, dtype, quantize, stage
             )
-        if in_memory:
-            io[graphs["decoder"]] = _merge_in_memory(export_dir, processed / graphs["decoder"])
-            stage("merge")
-        elif seq2seq:
-            io[graphs["decoder"]] = _merge_decoders(processed)
+        if seq2seq:
+            merge_from = export_dir if raw_decoders else processed
+            io[graphs["decoder"]] = _merge_decoders(merge_from, processed / graphs["decoder"])
             stage("merge")
         for file_name in graphs.values():
             for path in processed.glob(f"{file_name}*"):
@@ -576,38 +571,39 @@ def _post_process(
     return graph_io(model, dest.name)
 
 
-def _merge_decoders(folder: Path) -> GraphIO:
-    """decoder_model.onnx + decoder_with_past_model.onnx -> decoder_model_merged.onnx (one graph, If on the cache);
-    returns its inputs and outputs."""
-    import onnx
-    from optimum.onnx import merge_decoders
-
-    merged = folder / "merged.onnx"
-    merge_decoders(
-        decoder=folder / "decoder_model.onnx",
-        decoder_with_past=folder / "decoder_with_past_model.onnx",
-        save_path=merged,
-        strict=False,
-    )
-    model = onnx.load(str(merged))
-    _strip(model)
-    _save(model, folder / "decoder_model_merged.onnx", merged)
-    return graph_io(model, "decoder_model_merged.onnx")
+DECODERS = ("decoder_model.onnx", "decoder_with_past_model.onnx")
 
 
-def _merge_in_memory(export_dir: Path, dest: Path) -> GraphIO:
-    """The exported decoder_model.onnx + decoder_with_past_model.onnx (each under 1 GB) -> ``dest``: merged in
-    memory, stripped, checked once and written once; returns its inputs and outputs.
+def _merges_in_memory(folder: Path) -> bool:
+    """Whether the decoders in `folder` are small enough (under 1 GB each) for `_merge_decoders` to merge them in
+    memory: their union stays under protobuf's 2 GB."""
+    return all(_disk_size(folder / name) < TWO_GB // 2 for name in DECODERS)
 
-    The bytes are those ``_merge_decoders`` writes from the stripped files (the merge drops the decoders' own
-    doc strings and metadata, and stripping the merged graph reaches every node stripping each decoder would),
-    without its writes and re-reads of both decoders and of the merged graph, its size pass, and its second
-    check (of the file it has just written).
+
+def _merge_decoders(folder: Path, dest: Path) -> GraphIO:
+    """`folder`'s decoder_model.onnx + decoder_with_past_model.onnx -> ``dest`` (one graph, If on the cache),
+    stripped; returns its inputs and outputs.
+
+    Decoders under 1 GB each are merged in memory (`_merged`), stripped, checked once and written once: the bytes
+    optimum's ``merge_decoders`` writes from the stripped decoders (the merge drops the decoders' own doc strings
+    and metadata, and stripping the merged graph reaches every node stripping each decoder would), without its
+    writes and re-reads of the merged graph, its size pass and its second check (of the file it has just
+    written). Larger ones go through optimum's ``merge_decoders``, which writes their weights beside the graph.
     """
     import onnx
 
-    decoder = onnx.load(str(export_dir / "decoder_model.onnx"))
-    with_past = onnx.load(str(export_dir / "decoder_with_past_model.onnx"))
+    if not _merges_in_memory(folder):
+        from optimum.onnx import merge_decoders
+
+        merged = dest.with_name("merged.onnx")
+        merge_decoders(
+            decoder=folder / DECODERS[0], decoder_with_past=folder / DECODERS[1], save_path=merged, strict=False
+        )
+        model = onnx.load(str(merged))
+        _strip(model)
+        _save(model, dest, merged)
+        return graph_io(model, dest.name)
+    decoder, with_past = (onnx.load(str(folder / name)) for name in DECODERS)
     model = _merged(decoder, with_past)
     del decoder, with_past  # the merged graph holds copies of their nodes and initializers
     _strip(model)
@@ -638,8 +634,7 @@ def _merged(decoder, with_past):
     initializers = _shared_initializers([decoder, with_past], suffix=graph_name)
 
     def branch(model, name: str):
-        # Scalars and 1-D int32/int64 weights stay in each branch (ONNX Runtime needs that after optimization).
-        kept = [t for t in model.graph.initializer if len(t.dims) == 0 or (len(t.dims) == 1 and t.data_type in (6, 7))]
+        kept = [t for t in model.graph.initializer if _stays_in_branch(t)]
         return onnx.helper.make_graph(
             nodes=model.graph.node, name=name, inputs=[], outputs=model.graph.output, initializer=kept
         )
@@ -671,6 +666,12 @@ def _merged(decoder, with_past):
     )
 
 
+def _stays_in_branch(tensor) -> bool:
+    """Whether a decoder's weight stays in its own branch of the merged graph (scalars and 1-D int32/int64, as
+    optimum keeps them: ONNX Runtime needs that after optimization) rather than shared in the outer graph."""
+    return len(tensor.dims) == 0 or (len(tensor.dims) == 1 and tensor.data_type in (6, 7))
+
+
 def _shared_initializers(models: list, suffix: str) -> list:
     """optimum's ``_deduplicated_cross_model_initializers`` (optimum 2.x): the weights of `models` with equal
     type, shape and data, once each, renamed and referenced by the same name in every model. Its duplicate finder
@@ -685,11 +686,10 @@ def _shared_initializers(models: list, suffix: str) -> list:
     duplicates: defaultdict[tuple, set[tuple[str, int]]] = defaultdict(set)
     for i, model in enumerate(models):
         for tensor in model.graph.initializer:
-            dims = tuple(tensor.dims)
-            if len(dims) > 1 or (len(dims) == 1 and tensor.data_type not in (6, 7)):
+            if not _stays_in_branch(tensor):
                 # the bytes optimum hashes: raw_data is what numpy_helper.to_array reads (little-endian)
                 data = tensor.raw_data or onnx.numpy_helper.to_array(tensor).tobytes()
-                duplicates[(tensor.data_type, hashlib.sha256(data).digest(), dims)].add((tensor.name, i))
+                duplicates[(tensor.data_type, hashlib.sha256(data).digest(), tuple(tensor.dims))].add((tensor.name, i))
     names = _create_name_sharing_dict(duplicates, suffix=suffix)
     _replace_input_names(models, names)
     shared, seen = [], set()
