@@ -148,6 +148,18 @@ def gets(hub, repo_id: str) -> dict[str, int]:
     return out
 
 
+def synced_project(root: Path, models: dict) -> Path:
+    """`root`/project with `models` in its gpux.models.yml, locked, built and synced with its own GPUX_HOME
+    (`root`/gpux-home), as a user would: `gpux lock`, `gpux build`, `gpux sync --locked`."""
+    project = root / "project"
+    write_manifest(project, models)
+    env = {**os.environ, "GPUX_HOME": str(root / "gpux-home")}
+    gpux("lock", cwd=project, env=env)
+    gpux("build", "--jobs", "2", cwd=project, env=env)
+    gpux("sync", "--locked", cwd=project, env=env)
+    return project
+
+
 def read_lock(project: Path) -> dict:
     return yaml.safe_load((project / "gpux.lock").read_text())
 

@@ -8,7 +8,6 @@ except the few kinds it lacks, which are made here.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,7 +186,7 @@ def write_source(kind: str, dest: Path) -> Path:
 def sync_artifacts(hub, kinds: list[str], sources: dict[str, Path], root: Path) -> dict[str, Path]:
     """Publish each source on the test Hub, then `gpux lock`, `gpux build` and `gpux sync` them in one project,
     exactly as a user would; returns kind -> synced model folder."""
-    from helpers import gpux, write_manifest
+    from helpers import synced_project
 
     models = {}
     for kind in kinds:
@@ -198,12 +197,7 @@ def sync_artifacts(hub, kinds: list[str], sources: dict[str, Path], root: Path) 
         }
         hub.commit(repo, files, message=f"add {kind}")
         models[kind] = {"source": f"hf:{repo}", "task": KINDS[kind][1]}
-    project = root / "project"
-    write_manifest(project, models)
-    env = {**os.environ, "GPUX_HOME": str(root / "gpux-home")}
-    gpux("lock", cwd=project, env=env)
-    gpux("build", "--jobs", "2", cwd=project, env=env)
-    gpux("sync", "--locked", cwd=project, env=env)
+    project = synced_project(root, models)
     return {kind: project / ".gpux" / "models" / kind for kind in kinds}
 
 
