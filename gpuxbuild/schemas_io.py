@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 from functools import cache
@@ -71,6 +70,8 @@ def describe_error(err) -> tuple[list, str]:
         if len(allowed) <= ENUM_LISTED:
             return path, f"{quote(err.instance)} is not one of: {', '.join(allowed)}"
         # a long list would hide the one line's point: the likeliest value, and where the list is
+        import difflib  # only for this message: every command validates a file, few of them fail
+
         close = difflib.get_close_matches(str(err.instance), allowed, n=1)
         guess = f"; did you mean '{close[0]}'?" if close else ""
         return (

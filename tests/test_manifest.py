@@ -90,7 +90,15 @@ def test_digest_ignores_order_comments_and_formatting():
         ("version: 1\nmodels:\n  a:\n    revision: main\n", ["models.a", "'source' is required"]),
         (
             "version: 1\nmodels:\n  a:\n    source: hf:o/n\n    task: dance\n",
-            ["models.a.task", "'dance' is not one of"],
+            ["models.a.task", "'dance' is not one of the 18 accepted values (listed in `gpux help manifest`)"],
+        ),
+        (
+            "version: 1\nmodels:\n  a:\n    source: hf:o/n\n    task: image-segmentaton\n",
+            ["models.a.task", "did you mean 'image-segmentation'?"],
+        ),
+        (
+            "version: 1\nmodels:\n  a:\n    source: hf:o/n\n    convert: {from: pip}\n",
+            ["models.a.convert.from", "'pip' is not one of: auto, onnx, export"],
         ),
         ("version: 1\nmodels:\n  a:\n    source: hf:o/n\n    convert: {dtype: fp8}\n", ["models.a.convert.dtype"]),
         ("version: 1\nmodels:\n  a:\n    source: path:/abs/x\n", ["models.a.source", "absolute path"]),
