@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from processes import free_port, missing_server, stop, wait_until
+from processes import free_port, missing_server, start_retrying, stop, wait_until
 from tinymodels import repo_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +42,9 @@ class MlflowServer:
         self.uri = ""
 
     def start(self) -> None:
+        start_retrying(self._start)
+
+    def _start(self) -> None:
         python = mlflow_python()
         if python is None:
             raise RuntimeError("the MLflow venv is not installed")
@@ -71,7 +74,8 @@ class MlflowServer:
             args, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True
         )
         try:
-            wait_until(self._answers, self.proc, timeout=120, what=f"mlflow server (log: {self.root / 'mlflow.log'})")
+            log = self.root / "mlflow.log"
+            wait_until(self._answers, self.proc, timeout=120, what=f"mlflow server (log: {log})", log=log)
         except BaseException:
             self.stop()
             raise

@@ -7,7 +7,7 @@ import subprocess
 from typing import TYPE_CHECKING
 
 import requests
-from processes import free_port, stop, wait_until
+from processes import free_port, start_retrying, stop, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -25,6 +25,9 @@ class OciServer:
         self.host = ""
 
     def start(self) -> None:
+        start_retrying(self._start)
+
+    def _start(self) -> None:
         self.host = f"127.0.0.1:{free_port()}"
         config = self.root / "config.yml"
         config.write_text(
@@ -38,7 +41,8 @@ class OciServer:
             [registry_binary() or "docker-registry", "serve", str(config)], stdout=self.log, stderr=subprocess.STDOUT
         )
         try:
-            wait_until(self._answers, self.proc, timeout=30, what=f"the registry (log: {self.root / 'registry.log'})")
+            log = self.root / "registry.log"
+            wait_until(self._answers, self.proc, timeout=30, what=f"the registry (log: {log})", log=log)
         except BaseException:
             self.stop()
             raise

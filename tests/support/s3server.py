@@ -5,38 +5,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
 
-from processes import free_port, stop, wait_until
+from processes import free_port, start_retrying, stop, wait_until
 
 ACCESS_KEY, SECRET_KEY = "gpuxtest", "gpux-test-secret-4e1d"
 READER_KEY, READER_SECRET = "gpuxreader", "gpux-reader-secret-99"  # may read and list, not write
 BUCKET = "gpux"
 _PORTS = ("master", "volume", "filer", "s3", "admin")
-
-
-def _free_base() -> int:
-    """A base port B such that B..B+4 and B+10..B+14 (the gRPC ports) are free now."""
-    for _ in range(50):
-        base = free_port()
-        if base > 60000:
-            continue
-        ports = [base + i for i in range(5)] + [base + 10 + i for i in range(5)]
-        ok = True
-        for p in ports:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free ports for SeaweedFS")
 
 
 def weed_binary() -> str | None:
@@ -51,7 +30,10 @@ class S3Server:
         self.endpoint = ""
 
     def start(self) -> None:
-        base = _free_base()
+        start_retrying(self._start)
+
+    def _start(self) -> None:
+        base = free_port(span=15)  # base..base+4 for HTTP, base+10..base+14 for gRPC
         args = [
             weed_binary() or "weed",
             "mini",
@@ -104,7 +86,8 @@ class S3Server:
 
     def _wait_ready(self) -> None:
         assert self.proc is not None
-        wait_until(self._bucket_ready, self.proc, timeout=60, what=f"SeaweedFS (log: {self.root / 'weed.log'})")
+        log = self.root / "weed.log"
+        wait_until(self._bucket_ready, self.proc, timeout=60, what=f"SeaweedFS (log: {log})", log=log)
 
     def _bucket_ready(self) -> bool:
         import obstore
