@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import signal
 import sys
 import tempfile
 
@@ -15,6 +16,12 @@ from mlflowserver import mlflow_bert, mlflow_onnx, mlflow_server  # noqa: F401  
 from processes import missing_server
 from runtime_artifacts import artifacts  # noqa: F401  (one session-wide instance for every test module)
 from testhome import tests_home
+
+# A suite started in the background by a shell (`cmd &`, nohup) inherits SIGINT ignored, and so would every
+# command it starts (an ignored signal stays ignored across exec): the Ctrl-C tests, which send SIGINT, would then
+# see commands that cannot be interrupted. A handler, unlike SIG_IGN, is reset to the default in a started program.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Temporary folders (pytest's, and those of the commands the tests run) go to the suite's one folder.
 _TMP = tests_home() / "tmp"
