@@ -185,6 +185,32 @@ def test_prune_beside_a_pull_keeps_what_the_pull_fetched(hub, repo_id, gpux_home
     assert not list((gpux_home / "holds").iterdir())  # the pull's hold is gone with it
 
 
+def test_prune_leaves_an_index_write_in_flight_alone(tmp_path):
+    """An index entry being written by another process exists first as write_atomic's temp file, empty or half
+    written: the prune's sweep of stale entries must not remove it (the writer's rename would then fail), while
+    one left by a killed process long ago goes."""
+    import time
+
+    from gpuxbuild.store.objects import STALE_TMP_SECONDS, Store
+
+    store = Store(tmp_path / "home")
+    sha = hashlib.sha256(b"weights").hexdigest()
+    store.object_path(sha).parent.mkdir(parents=True)
+    store.object_path(sha).write_bytes(b"weights")
+    store.remember_blob("0e" + "1" * 38, sha)
+    store.remember_blob("0e" + "2" * 38, "0" * 64)  # its object is gone: a stale entry
+    folder = tmp_path / "home" / "index" / "gitsha1" / "0e"
+    in_flight = folder / f".0e{'3' * 38}.1a2b3c4d.tmp"
+    in_flight.write_bytes(b"")
+    left_over = folder / f".0e{'4' * 38}.5e6f7a8b.tmp"
+    left_over.write_bytes(b"")
+    old = time.time() - STALE_TMP_SECONDS - 60
+    os.utime(left_over, (old, old))
+
+    assert store.drop_stale_index() == 1
+    assert sorted(p.name for p in folder.iterdir()) == [in_flight.name, "0e" + "1" * 38]
+
+
 def test_after_a_full_disk_the_hint_and_prune_free_the_partial_download(tmp_path, gpux_home, monkeypatch):
     import errno
     import subprocess

@@ -186,6 +186,23 @@ class Stats:
         return self.downloaded + self.copied, self.bytes_downloaded + self.bytes_copied
 
 
+def _index_entries(folder: Path) -> list[Path]:
+    """The entries of an index folder (`folder/XX/NAME`). The temp files of index writes (write_atomic's
+    `.NAME.ID.tmp`) are not entries: one may belong to a write in flight in another process, which removing it
+    would fail; one left by a killed process is removed once older than STALE_TMP_SECONDS."""
+    entries = []
+    for p in sorted(folder.glob("*/*")) if folder.is_dir() else []:
+        if not p.name.startswith("."):
+            entries.append(p)
+            continue
+        try:
+            if time.time() - p.lstat().st_mtime > STALE_TMP_SECONDS:
+                p.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
+    return entries
+
+
 class Store:
     """A content-addressed store rooted at `root` (default: `gpux_home()`)."""
 
@@ -414,7 +431,7 @@ class Store:
         returns how many."""
         base = self.root / "index" / "gitsha1"
         dropped = 0
-        for p in sorted(base.glob("*/*")) if base.is_dir() else []:
+        for p in _index_entries(base):
             try:
                 sha = p.read_text().strip()
             except FileNotFoundError:
@@ -427,8 +444,8 @@ class Store:
             ("objects", self.has_object),
             ("artifacts", lambda k: (self.root / "artifacts" / k).is_dir()),
         ):
-            for p in sorted((verified / kind).glob("*/*")):
-                if not p.name.startswith(".") and not exists(p.name):
+            for p in _index_entries(verified / kind):
+                if not exists(p.name):
                     p.unlink(missing_ok=True)
                     dropped += 1
         return dropped
