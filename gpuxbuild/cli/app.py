@@ -39,7 +39,11 @@ class LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            object.__setattr__(self, "_console", Console(**self._options))
+            made = Console(**self._options)
+            # Piped output is read by scripts: a line naming a model is never broken at 80 columns there. A
+            # terminal keeps rich's wrapping at word boundaries.
+            made.soft_wrap = not made.is_terminal
+            object.__setattr__(self, "_console", made)
         return self._console
 
     @property
