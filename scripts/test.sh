@@ -7,5 +7,6 @@ bash scripts/setup.sh
 .venv/bin/python tests/support/gpux_runtime.py >/dev/null
 # Here every extra is installed: a test that needs one must run, never skip.
 export GPUX_RUNTIME_REQUIRED=1 GPUX_CONVERT_REQUIRED=1 GPUX_SERVERS_REQUIRED=1
-# Two workers (pytest-xdist): a file's tests stay on one worker, the longest start first (tests/conftest.py).
-exec .venv/bin/python -m pytest -q --durations=15 -n "${GPUX_TEST_WORKERS:-2}" --no-loadscope-reorder "$@"
+# Three workers (pytest-xdist), also on 2 cores: the suite waits on servers and subprocesses a third of the time, which
+# a third worker fills. A file's tests stay on one worker, the longest start first (tests/conftest.py).
+exec .venv/bin/python -m pytest -q --durations=15 -n "${GPUX_TEST_WORKERS:-3}" --no-loadscope-reorder "$@"

@@ -59,7 +59,7 @@ def _have_convert_extra() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers", "optimum.exporters.onnx"))
 
 
-# Under pytest-xdist (scripts/test.sh runs two workers) a file's tests run on one worker, so its module fixtures
+# Under pytest-xdist (scripts/test.sh runs three workers) a file's tests run on one worker, so its module fixtures
 # are made once, and the files sharing a costly session fixture run on one worker, so it is made once: these units
 # go out longest first, so that no worker is left with a long one at the end.
 _SHARED_FIXTURES = {"artifacts": "runtime-artifacts", "mlflow_server": "mlflow"}
