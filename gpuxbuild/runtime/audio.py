@@ -24,8 +24,9 @@ from gpuxbuild.preprocessor import read_preprocessor_config
 MAX_AUDIO_SECONDS = 60
 KNOWN_EXTRACTORS = frozenset({"ASTFeatureExtractor", "Wav2Vec2FeatureExtractor", "WhisperFeatureExtractor"})
 WHISPER_DEFAULTS = {"feature_size": 80, "n_fft": 400, "hop_length": 160, "chunk_length": 30}
-# ASTFeatureExtractor's defaults (AudioSet's mean and standard deviation of the log-mel values).
-AST_DEFAULTS = {"num_mel_bins": 128, "max_length": 1024, "mean": -4.2677393, "std": 4.5689974}
+# ASTFeatureExtractor's defaults: its sizes, and AudioSet's mean and standard deviation of the log-mel values.
+AST_SIZES = {"num_mel_bins": 128, "max_length": 1024}
+AST_STATS = {"mean": -4.2677393, "std": 4.5689974}
 # Kaldi's filter-bank frames at 16 kHz: 25 ms every 10 ms, a 512-point FFT; the log's floor (float32's epsilon).
 FBANK_FRAME, FBANK_HOP, FBANK_FFT, FBANK_FLOOR = 400, 160, 512, 1.192092955078125e-07
 
@@ -91,15 +92,15 @@ class FeatureExtractor:
     sampling_rate: int
     do_normalize: bool = True
     # Whisper's log-mel spectrogram
-    feature_size: int = 80
-    n_fft: int = 400
-    hop_length: int = 160
-    chunk_length: int = 30
+    feature_size: int = WHISPER_DEFAULTS["feature_size"]
+    n_fft: int = WHISPER_DEFAULTS["n_fft"]
+    hop_length: int = WHISPER_DEFAULTS["hop_length"]
+    chunk_length: int = WHISPER_DEFAULTS["chunk_length"]
     # AST's filter banks
-    num_mel_bins: int = 128
-    max_length: int = 1024
-    mean: float = -4.2677393
-    std: float = 4.5689974
+    num_mel_bins: int = AST_SIZES["num_mel_bins"]
+    max_length: int = AST_SIZES["max_length"]
+    mean: float = AST_STATS["mean"]
+    std: float = AST_STATS["std"]
 
     @classmethod
     def from_folder(cls, folder: Path) -> FeatureExtractor:
@@ -124,9 +125,9 @@ class FeatureExtractor:
 
     @classmethod
     def _ast(cls, path: Path, data: dict, rate: int) -> FeatureExtractor:
-        values = {k: data.get(k, default) for k, default in AST_DEFAULTS.items()}
-        sizes_ok = all(isinstance(values[k], int) and values[k] > 0 for k in ("num_mel_bins", "max_length"))
-        stats_ok = all(isinstance(values[k], (int, float)) and not isinstance(values[k], bool) for k in ("mean", "std"))
+        values = {k: data.get(k, default) for k, default in (AST_SIZES | AST_STATS).items()}
+        sizes_ok = all(isinstance(values[k], int) and values[k] > 0 for k in AST_SIZES)
+        stats_ok = all(isinstance(values[k], (int, float)) and not isinstance(values[k], bool) for k in AST_STATS)
         if not (sizes_ok and stats_ok) or values["std"] == 0:
             raise GpuxError(f"{path}: {values} are not valid filter-bank settings", "rebuild the artifact")
         return cls(
