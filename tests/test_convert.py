@@ -427,6 +427,43 @@ def test_decoders_merged_in_memory_are_optimums_merge_to_the_byte(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind, auto", [("bert-mlm", "AutoModelForMaskedLM"), ("gpt2", "AutoModelForCausalLM")])
+def test_tied_weights_deduplicated_in_memory_are_optimums_post_processing_to_the_byte(kind, auto, tmp_path):
+    """A single graph's tied weights (the LM head sharing the input embedding) are stored once on the graph the
+    build reads anyway: the bytes and inputs/outputs are those of optimum's own post-processing, stripped; onnx's
+    checker still refuses a broken graph, writing nothing."""
+    import onnx
+    import transformers
+    from optimum.exporters.onnx import main_export
+
+    from gpuxbuild.build.convert import _post_process, _strip
+    from gpuxbuild.build.gpuxyml import graph_io
+
+    source = tinymodels.repo_dir(kind)
+    raw, optimum_done, ours = tmp_path / "raw", tmp_path / "optimum", tmp_path / "ours"
+    task = optimum_task(_task(kind))
+    for folder, post_process in ((raw, False), (optimum_done, True)):
+        main_export(str(source), folder, task=task, device="cpu", do_validation=False, no_post_process=not post_process)
+    expected = onnx.load(str(optimum_done / "model.onnx"))
+    _strip(expected)
+    model = getattr(transformers, auto).from_pretrained(source)
+    initializers = len(onnx.load(str(raw / "model.onnx")).graph.initializer)
+    assert len(expected.graph.initializer) < initializers  # there was a duplicate to remove
+
+    ours.mkdir()
+    io = _post_process(raw / "model.onnx", ours / "model.onnx", {}, None, "fp32", None, stage=print, tied_model=model)
+    assert (ours / "model.onnx").read_bytes() == expected.SerializeToString()
+    assert io == graph_io(expected, "model.onnx")
+
+    broken = onnx.load(str(raw / "model.onnx"))
+    broken.graph.node[-1].input[0] = "defined-nowhere"
+    onnx.save(broken, str(tmp_path / "broken.onnx"))
+    with pytest.raises(onnx.checker.ValidationError, match="defined-nowhere"):
+        _post_process(tmp_path / "broken.onnx", tmp_path / "out.onnx", {}, None, "fp32", None, print, model)
+    assert not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.slow
 def test_validation_failure_names_max_difference(tmp_path, pool):
     with pytest.raises(ValidationError) as info:
         export_onnx(

@@ -392,8 +392,10 @@ def run_export(
         seq2seq = is_seq2seq(task, config)
         # sentence-transformers models export as their transformer (last_hidden_state); the runtime pools
         # per the copied 1_Pooling config, so the export needs no sentence-transformers package.
-        # Seq2seq decoders are post-processed before they are merged: ORT's optimizer, fp16 converter and
-        # quantizer do not handle the merged graph's If subgraphs.
+        # optimum's own post-processing is done here instead: a single graph's tied weights are deduplicated on
+        # the graph gpuxbuild reads anyway (`_post_process`), and seq2seq decoders are post-processed before
+        # they are merged (ORT's optimizer, fp16 converter and quantizer do not handle the merged graph's If
+        # subgraphs).
         with _keeping_loaded_model() as loaded:
             main_export(
                 str(source),
@@ -405,7 +407,7 @@ def run_export(
                 do_validation=False,
                 library_name="transformers",
                 trust_remote_code=trust_remote_code,
-                no_post_process=seq2seq,
+                no_post_process=True,
             )
         stage("export")
         graphs = (
@@ -424,10 +426,12 @@ def run_export(
         # Without optimize/fp16/int8 the decoders need nothing before the merge, which strips them: small ones
         # are merged straight from the export, each read once (see `_merge_decoders`).
         raw_decoders = seq2seq and (optimize, dtype, quantize) == (None, "fp32", None) and _merges_in_memory(export_dir)
+        # optimum post-processes only the single graph of a model it loaded as one (not seq2seq's parts).
+        tied_model = None if seq2seq or len(loaded) != 1 else loaded[0]
         io = {}
         for file_name in parts[:1] if raw_decoders else parts:
             io[file_name] = _post_process(
-                export_dir / file_name, processed / file_name, config, optimize, dtype, quantize, stage
+                export_dir / file_name, processed / file_name, config, optimize, dtype, quantize, stage, tied_model
             )
         if seq2seq:
             merge_from = export_dir if raw_decoders else processed
@@ -524,12 +528,27 @@ def _check_image_text(name: str, arch: str, model_type: str, task: str) -> None:
 
 
 def _post_process(
-    src: Path, dest: Path, config: dict, optimize: int | None, dtype: str, quantize: str | None, stage
+    src: Path,
+    dest: Path,
+    config: dict,
+    optimize: int | None,
+    dtype: str,
+    quantize: str | None,
+    stage,
+    tied_model=None,
 ) -> GraphIO:
     """Optimize / fp16 / int8 one graph, then write it to ``dest`` without doc strings or metadata; returns its
-    inputs and outputs."""
+    inputs and outputs. ``tied_model``: the PyTorch model of a single-graph export, whose tied weights the graph
+    then stores once (`_tied_weights`)."""
     import onnx
 
+    tied = _tied_weights(tied_model) if tied_model is not None else []
+    if tied and (optimize, dtype, quantize) != (None, "fp32", None):
+        # ORT's optimizer and quantizer read the graph from its file: deduplicate it there first, as optimum does.
+        from optimum.onnx import remove_duplicate_weights_from_tied_info
+
+        remove_duplicate_weights_from_tied_info(onnx.load(str(src)), tied_model, tied, save_path=str(src))
+        tied = []
     work = src
     if optimize is not None:
         from onnxruntime.transformers.optimizer import optimize_model
@@ -566,9 +585,36 @@ def _post_process(
         work = quantized
         stage("quantize")
     model = onnx.load(str(work))
+    if tied:
+        _deduplicate_tied(model, tied_model, tied)
     _strip(model)
-    _save(model, dest, work)
+    _save(model, dest, work, check=bool(tied))
     return graph_io(model, dest.name)
+
+
+def _tied_weights(torch_model) -> list[list[str]]:
+    """The groups of parameters ``torch_model`` ties (an LM head sharing the input embedding), as optimum's
+    post-processing finds them."""
+    from accelerate.utils import find_tied_parameters
+
+    return find_tied_parameters(torch_model)
+
+
+def _deduplicate_tied(model, torch_model, tied: list[list[str]]) -> None:
+    """optimum's ``remove_duplicate_weights_from_tied_info`` (optimum 2.x, optimum/onnx/graph_transformations.py;
+    what its ``main_export`` post-processing runs on a single graph) on the graph in memory, up to its
+    ``check_and_save_model``: the same helpers with the same arguments. Its size pass, its two checks and its
+    write, which gpuxbuild read back to strip, become one check of the bytes gpuxbuild writes (`_save`)."""
+    from optimum.onnx.transformations_utils import (
+        _deduplicate_gather_matmul,
+        _find_matching_initializers,
+        _get_weights_to_tie,
+    )
+
+    with_op, to_tie, _ignored = _get_weights_to_tie(tied, torch_model)
+    index = {initializer.name: i for i, initializer in enumerate(model.graph.initializer)}
+    groups = _find_matching_initializers(with_op, model, index)
+    _deduplicate_gather_matmul(model, to_tie, groups, index)
 
 
 DECODERS = ("decoder_model.onnx", "decoder_with_past_model.onnx")
@@ -608,11 +654,7 @@ def _merge_decoders(folder: Path, dest: Path) -> GraphIO:
     del decoder, with_past  # the merged graph holds copies of their nodes and initializers
     _strip(model)
     data = model.SerializeToString()  # under 2 GB: the union of two graphs under 1 GB each
-    try:
-        onnx.checker.check_model(data)
-    except onnx.checker.ValidationError as e:
-        if "No Op registered for" not in str(e):  # an op of another domain (onnxruntime's): as optimum's check
-            raise
+    _check(data)
     dest.write_bytes(data)
     return graph_io(model, dest.name)
 
@@ -731,19 +773,37 @@ def _strip(model) -> None:
     graph(model.graph)
 
 
-def _save(model, dest: Path, loaded_from: Path) -> None:
+def _check(model) -> None:
+    """onnx's checker on a graph (a ModelProto, its bytes or its file), as optimum checks what it writes: an op
+    of another domain (onnxruntime's) is not an error."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        if "No Op registered for" not in str(e):
+            raise
+
+
+def _save(model, dest: Path, loaded_from: Path, *, check: bool = False) -> None:
     """Save a graph read from ``loaded_from``; over 2 GB its weights go to ``<name>_data`` next to it (a relative
-    location).
+    location). ``check``: run onnx's checker on it, before writing it (over 2 GB onnx checks only files: after).
 
     A graph read from under 1 GB of files is far from the limit (stripping and fp16 only shrink it), so it is
-    serialized once, without ``ByteSize()`` first: that walks the whole graph, as long as serializing it does.
-    The bytes are those ``onnx.save`` writes (it writes ``SerializeToString()`` of a graph without external data).
+    serialized once, without ``ByteSize()`` first: that walks the whole graph, as long as serializing it does,
+    and checked in those bytes. The bytes are those ``onnx.save`` writes (it writes ``SerializeToString()`` of a
+    graph without external data).
     """
     import onnx
 
     if _disk_size(loaded_from) < TWO_GB // 2:
-        dest.write_bytes(model.SerializeToString())
+        data = model.SerializeToString()
+        if check:
+            _check(data)
+        dest.write_bytes(data)
     elif model.ByteSize() < TWO_GB:
+        if check:
+            _check(model)
         onnx.save(model, str(dest))
     else:
         onnx.save(
@@ -754,6 +814,8 @@ def _save(model, dest: Path, loaded_from: Path) -> None:
             location=f"{dest.name}_data",
             size_threshold=1024,
         )
+        if check:
+            _check(str(dest))
 
 
 def _copy_runtime_files(source: Path, out: Path, task: str, seq2seq: bool) -> None:
