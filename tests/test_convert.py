@@ -326,6 +326,24 @@ def test_unsupported_task_hint_names_only_tasks_the_export_has():
 
 
 @pytest.mark.slow
+def test_graph_writer_writes_in_the_background_and_raises_a_failed_write(tmp_path):
+    """Final graphs are written while validation reads their bytes from memory: leaving the block waits for the
+    writes and releases the bytes; a write that failed raises then (the export fails, nothing half-written is
+    kept: export_onnx removes its output folder)."""
+    from gpuxbuild.build.convert import _GraphWriter
+
+    with _GraphWriter() as writer:
+        writer.write(tmp_path / "model.onnx", b"graph")
+        assert writer.graphs == {"model.onnx": b"graph"}
+    assert (tmp_path / "model.onnx").read_bytes() == b"graph" and writer.graphs == {}
+
+    with pytest.raises(FileNotFoundError), _GraphWriter() as writer:
+        writer.write(tmp_path / "missing" / "model.onnx", b"graph")
+    with pytest.raises(ValueError, match="validation"), _GraphWriter() as writer:  # the export's own error wins
+        writer.write(tmp_path / "missing" / "model.onnx", b"graph")
+        raise ValueError("validation failed")
+
+
 def test_missing_convert_extra(tmp_path):
     shim = tmp_path / "shim" / "torch"
     shim.mkdir(parents=True)

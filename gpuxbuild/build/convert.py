@@ -387,7 +387,10 @@ def run_export(
     source, out = Path(source_dir), Path(out_dir)
     config = json.loads((source / "config.json").read_text())
     _check_supported(name, config, task)
-    with tempfile.TemporaryDirectory(prefix="gpux-onnx-", dir=out.parent) as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="gpux-onnx-", dir=out.parent) as tmp,
+        _GraphWriter() as writer,
+    ):
         export_dir = Path(tmp)
         seq2seq = is_seq2seq(task, config)
         # sentence-transformers models export as their transformer (last_hidden_state); the runtime pools
@@ -429,28 +432,36 @@ def run_export(
         # optimum post-processes only the single graph of a model it loaded as one (not seq2seq's parts).
         tied_model = None if seq2seq or len(loaded) != 1 else loaded[0]
         io = {}
+        final = set(graphs.values())  # written into `out`; the decoders before a merge stay in `processed`
         for file_name in parts[:1] if raw_decoders else parts:
+            dest = (out if file_name in final else processed) / file_name
             io[file_name] = _post_process(
-                export_dir / file_name, processed / file_name, config, optimize, dtype, quantize, stage, tied_model
+                export_dir / file_name,
+                dest,
+                config,
+                optimize,
+                dtype,
+                quantize,
+                stage,
+                tied_model,
+                writer if file_name in final else None,
             )
         if seq2seq:
             merge_from = export_dir if raw_decoders else processed
-            io[graphs["decoder"]] = _merge_decoders(merge_from, processed / graphs["decoder"])
+            io[graphs["decoder"]] = _merge_decoders(merge_from, out / graphs["decoder"], writer)
             stage("merge")
-        for file_name in graphs.values():
-            for path in processed.glob(f"{file_name}*"):
-                shutil.move(path, out / path.name)  # a rename when both folders share a filesystem
         # Older repos keep generation settings in config.json; optimum moves them to a generation config.
         if not (source / "generation_config.json").is_file() and (export_dir / "generation_config.json").is_file():
             shutil.copyfile(export_dir / "generation_config.json", out / "generation_config.json")
-    _copy_runtime_files(source, out, task, seq2seq)
-    stage("files")
+        _copy_runtime_files(source, out, task, seq2seq)
+        stage("files")
 
-    max_diff = None
-    if validate:
-        reference = loaded[0] if len(loaded) == 1 else None
-        max_diff = _validate(source, out, graphs, task, name, dtype, quantize, atol, reference)
-        stage("validate")
+        max_diff = None
+        if validate:
+            reference = loaded[0] if len(loaded) == 1 else None
+            max_diff = _validate(source, out, graphs, task, name, dtype, quantize, atol, reference, writer.graphs)
+            stage("validate")
+    stage("write")
     return {"graphs": graphs, "max_diff": max_diff, "stages": stages, "io": {f: io[f] for f in graphs.values()}}
 
 
@@ -536,10 +547,11 @@ def _post_process(
     quantize: str | None,
     stage,
     tied_model=None,
+    writer: _GraphWriter | None = None,
 ) -> GraphIO:
-    """Optimize / fp16 / int8 one graph, then write it to ``dest`` without doc strings or metadata; returns its
-    inputs and outputs. ``tied_model``: the PyTorch model of a single-graph export, whose tied weights the graph
-    then stores once (`_tied_weights`)."""
+    """Optimize / fp16 / int8 one graph, then write it to ``dest`` without doc strings or metadata (with a
+    ``writer``, see `_save`); returns its inputs and outputs. ``tied_model``: the PyTorch model of a single-graph
+    export, whose tied weights the graph then stores once (`_tied_weights`)."""
     import onnx
 
     tied = _tied_weights(tied_model) if tied_model is not None else []
@@ -588,7 +600,7 @@ def _post_process(
     if tied:
         _deduplicate_tied(model, tied_model, tied)
     _strip(model)
-    _save(model, dest, work, check=bool(tied))
+    _save(model, dest, work, check=bool(tied), writer=writer)
     return graph_io(model, dest.name)
 
 
@@ -626,9 +638,9 @@ def _merges_in_memory(folder: Path) -> bool:
     return all(_disk_size(folder / name) < TWO_GB // 2 for name in DECODERS)
 
 
-def _merge_decoders(folder: Path, dest: Path) -> GraphIO:
+def _merge_decoders(folder: Path, dest: Path, writer: _GraphWriter | None = None) -> GraphIO:
     """`folder`'s decoder_model.onnx + decoder_with_past_model.onnx -> ``dest`` (one graph, If on the cache),
-    stripped; returns its inputs and outputs.
+    stripped (with a ``writer``, see `_save`); returns its inputs and outputs.
 
     Decoders under 1 GB each are merged in memory (`_merged`), stripped, checked once and written once: the bytes
     optimum's ``merge_decoders`` writes from the stripped decoders (the merge drops the decoders' own doc strings
@@ -641,7 +653,7 @@ def _merge_decoders(folder: Path, dest: Path) -> GraphIO:
     if not _merges_in_memory(folder):
         from optimum.onnx import merge_decoders
 
-        merged = dest.with_name("merged.onnx")
+        merged = folder / "merged.onnx"
         merge_decoders(
             decoder=folder / DECODERS[0], decoder_with_past=folder / DECODERS[1], save_path=merged, strict=False
         )
@@ -655,7 +667,10 @@ def _merge_decoders(folder: Path, dest: Path) -> GraphIO:
     _strip(model)
     data = model.SerializeToString()  # under 2 GB: the union of two graphs under 1 GB each
     _check(data)
-    dest.write_bytes(data)
+    if writer is None:
+        dest.write_bytes(data)
+    else:
+        writer.write(dest, data)
     return graph_io(model, dest.name)
 
 
@@ -773,6 +788,33 @@ def _strip(model) -> None:
     graph(model.graph)
 
 
+class _GraphWriter:
+    """Writes an export's final graphs in a background thread, so that writing them to disk overlaps their
+    validation, which reads the same bytes from memory (``graphs``: file name -> bytes). Leaving the ``with``
+    block waits for every write and releases the bytes; a failed write then raises."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.graphs: dict[str, bytes] = {}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gpux-graph-writer")
+        self._writes: list = []
+
+    def write(self, dest: Path, data: bytes) -> None:
+        self.graphs[dest.name] = data
+        self._writes.append(self._pool.submit(dest.write_bytes, data))
+
+    def __enter__(self) -> _GraphWriter:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self._pool.shutdown()  # waits for the writes in flight
+        self.graphs.clear()
+        if exc_type is None:
+            for write in self._writes:
+                write.result()
+
+
 def _check(model) -> None:
     """onnx's checker on a graph (a ModelProto, its bytes or its file), as optimum checks what it writes: an op
     of another domain (onnxruntime's) is not an error."""
@@ -785,9 +827,10 @@ def _check(model) -> None:
             raise
 
 
-def _save(model, dest: Path, loaded_from: Path, *, check: bool = False) -> None:
+def _save(model, dest: Path, loaded_from: Path, *, check: bool = False, writer: _GraphWriter | None = None) -> None:
     """Save a graph read from ``loaded_from``; over 2 GB its weights go to ``<name>_data`` next to it (a relative
     location). ``check``: run onnx's checker on it, before writing it (over 2 GB onnx checks only files: after).
+    With a ``writer``, a graph read from under 1 GB is handed to it: written in the background, its bytes kept.
 
     A graph read from under 1 GB of files is far from the limit (stripping and fp16 only shrink it), so it is
     serialized once, without ``ByteSize()`` first: that walks the whole graph, as long as serializing it does,
@@ -800,7 +843,10 @@ def _save(model, dest: Path, loaded_from: Path, *, check: bool = False) -> None:
         data = model.SerializeToString()
         if check:
             _check(data)
-        dest.write_bytes(data)
+        if writer is None:
+            dest.write_bytes(data)
+        else:
+            writer.write(dest, data)
     elif model.ByteSize() < TWO_GB:
         if check:
             _check(model)
@@ -869,10 +915,12 @@ def _validate(
     quantize: str | None,
     atol: float | None,
     model=None,
+    graph_bytes: dict[str, bytes] | None = None,
 ) -> float:
     """Run the final graphs and the PyTorch model on a sample text; raise ValidationError beyond the tolerance.
 
-    ``model`` is the PyTorch model the export loaded (None: load it from ``source``). Generative graphs are
+    ``model`` is the PyTorch model the export loaded (None: load it from ``source``); ``graph_bytes``: graph
+    file name -> the bytes being written there (read from memory, not from the file). Generative graphs are
     checked on their first step (empty KV cache), the step every generation starts with.
     """
     import numpy as np
@@ -894,7 +942,8 @@ def _validate(
     options.log_severity_level = 3
 
     def session(file_name: str):
-        return ort.InferenceSession(str(out / file_name), options, providers=["CPUExecutionProvider"])
+        graph = (graph_bytes or {}).get(file_name) or str(out / file_name)
+        return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     pairs: list[tuple[str, np.ndarray, np.ndarray]] = []  # (output, onnx, torch)
     with torch.no_grad():
