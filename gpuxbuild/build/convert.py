@@ -399,7 +399,7 @@ def run_export(
         # the graph gpuxbuild reads anyway (`_post_process`), and seq2seq decoders are post-processed before
         # they are merged (ORT's optimizer, fp16 converter and quantizer do not handle the merged graph's If
         # subgraphs).
-        with _keeping_loaded_model() as loaded:
+        with _keeping_loaded_model() as loaded, _fixing_dynamic_axes_only_when_declared():
             main_export(
                 str(source),
                 export_dir,
@@ -495,6 +495,51 @@ def _keeping_loaded_model() -> Iterator[list]:
         for config, attributes in saved:
             vars(config).clear()
             vars(config).update(attributes)
+
+
+@contextmanager
+def _fixing_dynamic_axes_only_when_declared() -> Iterator[None]:
+    """optimum's ``OnnxConfig.fix_dynamic_axes`` opens an onnxruntime session on every exported graph to find
+    output dimensions the exporter left symbolic but the config does not name as dynamic; only when it finds
+    one does it run the graph and rewrite the file with the dimensions seen. When the file itself declares
+    every output dimension as a number or as one of the config's dynamic axes, the session can only report
+    numbers or those axes (onnxruntime merges the shapes it infers into the declared ones: a declared number
+    stays, a declared name stays or becomes a number), so there is nothing to fix and the session — about a
+    second for a 400 MB graph — is skipped. Any other graph goes through optimum's method as before.
+    """
+    from optimum.exporters.onnx.base import OnnxConfig
+
+    original = OnnxConfig.fix_dynamic_axes
+
+    def fix(self, model_path, *args, **kwargs):
+        dynamic = {axis for axes in (*self.inputs.values(), *self.outputs.values()) for axis in axes.values()}
+        if not _outputs_declared(Path(model_path), dynamic):
+            original(self, model_path, *args, **kwargs)
+
+    OnnxConfig.fix_dynamic_axes = fix
+    try:
+        yield
+    finally:
+        OnnxConfig.fix_dynamic_axes = original
+
+
+def _outputs_declared(path: Path, dynamic: set[str]) -> bool:
+    """Whether every output of the graph in ``path`` is a tensor whose every dimension is a number or one of
+    the ``dynamic`` axis names (read without parsing the weights: see `onnx_wire.graph_outputs`)."""
+    from gpuxbuild.build.onnx_wire import graph_outputs
+
+    try:
+        outputs = graph_outputs(path)
+    except (OSError, ValueError):  # optimum's method then reports what is wrong with the file
+        return False
+    for output in outputs:
+        tensor = output.type.tensor_type
+        if not output.type.HasField("tensor_type") or not tensor.HasField("shape"):
+            return False
+        for dim in tensor.shape.dim:
+            if not (dim.HasField("dim_value") or (dim.HasField("dim_param") and dim.dim_param in dynamic)):
+                return False
+    return True
 
 
 def _check_supported(name: str, config: dict, task: str) -> None:

@@ -1,0 +1,74 @@
+"""Reading a graph's outputs from an ONNX file without parsing its weights, and what decides optimum's dynamic-axes
+fix (build/onnx_wire.py, build/convert.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from gpuxbuild.build.convert import _outputs_declared
+from gpuxbuild.build.onnx_wire import graph_outputs
+
+
+def _graph(output_dims: list, *, weights: int = 1000, name: str = "logits") -> onnx.ModelProto:
+    """x @ W + 1: a weight before the outputs in the file, as in an exported model."""
+    w = numpy_helper.from_array(np.arange(weights * 4, dtype=np.float32).reshape(4, weights), "W")
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["y"]), helper.make_node("Add", ["y", "one"], [name])]
+    one = numpy_helper.from_array(np.ones((1,), dtype=np.float32), "one")
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch_size", 4])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, output_dims)],
+        initializer=[w, one],
+    )
+    return helper.make_model(graph)
+
+
+def test_graph_outputs_are_onnx_loads(tmp_path):
+    path = tmp_path / "model.onnx"
+    model = _graph(["batch_size", 1000], weights=1000)
+    model.graph.output.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, None))  # no shape
+    onnx.save(model, str(path))
+    assert graph_outputs(path) == list(onnx.load(str(path)).graph.output)
+    assert [o.name for o in graph_outputs(path)] == ["logits", "y"]
+
+
+def test_a_graph_field_given_twice_is_merged_as_onnx_load_does(tmp_path):
+    """Two serialized messages back to back are one message, their repeated fields concatenated."""
+    path = tmp_path / "model.onnx"
+    path.write_bytes(_graph([1, 1000]).SerializeToString() + _graph([2, 1000], name="other").SerializeToString())
+    assert [o.name for o in graph_outputs(path)] == [o.name for o in onnx.load(str(path)).graph.output]
+    assert len(graph_outputs(path)) == 2
+
+
+@pytest.mark.parametrize("data", [b"", b"\x3a\xff\xff\xff\x0f", b"\x08"])
+def test_empty_or_truncated_files_are_value_errors(tmp_path, data):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(data)
+    with pytest.raises(ValueError):
+        graph_outputs(path)
+
+
+@pytest.mark.parametrize(
+    "dims, declared",
+    [
+        (["batch_size", "sequence_length", 1000], True),  # numbers and the config's dynamic axes: nothing to fix
+        ([1, 1000], True),
+        (["batch_size", "Addlogits_dim_1"], False),  # a name the config does not know: optimum's fix decides
+        (["batch_size", None], False),  # an unknown dimension: onnxruntime may name it
+        (None, False),  # no shape at all
+    ],
+)
+def test_optimums_dynamic_axes_fix_runs_unless_every_output_dimension_is_declared(tmp_path, dims, declared):
+    path = tmp_path / "model.onnx"
+    onnx.save(_graph(dims), str(path))
+    assert _outputs_declared(path, {"batch_size", "sequence_length"}) is declared
+
+
+def test_an_unreadable_graph_goes_to_optimums_fix(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"\x08")
+    assert _outputs_declared(tmp_path / "model.onnx", {"batch_size"}) is False
+    assert _outputs_declared(tmp_path / "missing.onnx", {"batch_size"}) is False
