@@ -325,7 +325,6 @@ def test_unsupported_task_hint_names_only_tasks_the_export_has():
     assert info.value.hint == "set `task:` to one it supports: feature-extraction, object-detection"
 
 
-@pytest.mark.slow
 def test_graph_writer_writes_in_the_background_and_raises_a_failed_write(tmp_path):
     """Final graphs are written while validation reads their bytes from memory: leaving the block waits for the
     writes and releases the bytes; a write that failed raises then (the export fails, nothing half-written is
@@ -344,6 +343,7 @@ def test_graph_writer_writes_in_the_background_and_raises_a_failed_write(tmp_pat
         raise ValueError("validation failed")
 
 
+@pytest.mark.slow
 def test_missing_convert_extra(tmp_path):
     shim = tmp_path / "shim" / "torch"
     shim.mkdir(parents=True)
