@@ -712,10 +712,7 @@ def _merge_decoders(folder: Path, dest: Path, writer: _GraphWriter | None = None
     _strip(model)
     data = model.SerializeToString()  # under 2 GB: the union of two graphs under 1 GB each
     _check(data)
-    if writer is None:
-        dest.write_bytes(data)
-    else:
-        writer.write(dest, data)
+    _write(dest, data, writer)
     return graph_io(model, dest.name)
 
 
@@ -860,6 +857,14 @@ class _GraphWriter:
                 write.result()
 
 
+def _write(dest: Path, data: bytes, writer: _GraphWriter | None) -> None:
+    """Write a serialized graph to ``dest``: now, or in the background by ``writer``."""
+    if writer is None:
+        dest.write_bytes(data)
+    else:
+        writer.write(dest, data)
+
+
 def _check(model) -> None:
     """onnx's checker on a graph (a ModelProto, its bytes or its file), as optimum checks what it writes: an op
     of another domain (onnxruntime's) is not an error."""
@@ -888,10 +893,7 @@ def _save(model, dest: Path, loaded_from: Path, *, check: bool = False, writer: 
         data = model.SerializeToString()
         if check:
             _check(data)
-        if writer is None:
-            dest.write_bytes(data)
-        else:
-            writer.write(dest, data)
+        _write(dest, data, writer)
     elif model.ByteSize() < TWO_GB:
         if check:
             _check(model)
