@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from gpuxbuild.fsutil import remove_tree
 from gpuxbuild.hashing import is_sha256, sha256_file
-from gpuxbuild.store.objects import STALE_TMP_SECONDS, Store
+from gpuxbuild.store.objects import Store, remove_if_stale
 from gpuxbuild.store.verified import stat_fields
 
 if TYPE_CHECKING:
@@ -50,8 +50,8 @@ def held_objects(store: Store, *, clean: bool = True) -> set[str]:
         if store.holds_file == p:
             continue
         if p.name.startswith("."):  # a process killed while starting to hold: gone once stale
-            if clean and time.time() - p.stat().st_mtime > STALE_TMP_SECONDS:
-                p.unlink(missing_ok=True)
+            if clean:
+                remove_if_stale(p)
             continue
         try:
             f = open(p)  # noqa: SIM115 -- `with f:` below; only the open may skip a vanished file

@@ -186,20 +186,26 @@ class Stats:
         return self.downloaded + self.copied, self.bytes_downloaded + self.bytes_copied
 
 
+def remove_if_stale(path: Path) -> None:
+    """Remove ``path``, a temp file another process writes or a killed one left, once older than
+    STALE_TMP_SECONDS (a younger one may belong to a write in flight); nothing if it is already gone."""
+    try:
+        if time.time() - path.lstat().st_mtime > STALE_TMP_SECONDS:
+            path.unlink(missing_ok=True)
+    except FileNotFoundError:
+        pass
+
+
 def _index_entries(folder: Path) -> list[Path]:
     """The entries of an index folder (`folder/XX/NAME`). The temp files of index writes (write_atomic's
     `.NAME.ID.tmp`) are not entries: one may belong to a write in flight in another process, which removing it
-    would fail; one left by a killed process is removed once older than STALE_TMP_SECONDS."""
+    would fail (`remove_if_stale`)."""
     entries = []
     for p in sorted(folder.glob("*/*")) if folder.is_dir() else []:
-        if not p.name.startswith("."):
+        if p.name.startswith("."):
+            remove_if_stale(p)
+        else:
             entries.append(p)
-            continue
-        try:
-            if time.time() - p.lstat().st_mtime > STALE_TMP_SECONDS:
-                p.unlink(missing_ok=True)
-        except FileNotFoundError:
-            pass
     return entries
 
 
