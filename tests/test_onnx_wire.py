@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from gpuxbuild.build.convert import _outputs_declared
+from gpuxbuild.build.exported_graphs import ExportedGraphs
 from gpuxbuild.build.onnx_wire import graph_outputs
 
 
@@ -65,10 +66,11 @@ def test_empty_or_truncated_files_are_value_errors(tmp_path, data):
 def test_optimums_dynamic_axes_fix_runs_unless_every_output_dimension_is_declared(tmp_path, dims, declared):
     path = tmp_path / "model.onnx"
     onnx.save(_graph(dims), str(path))
-    assert _outputs_declared(path, {"batch_size", "sequence_length"}) is declared
+    assert _outputs_declared(ExportedGraphs(tmp_path), path, {"batch_size", "sequence_length"}) is declared
 
 
 def test_an_unreadable_graph_goes_to_optimums_fix(tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"\x08")
-    assert _outputs_declared(tmp_path / "model.onnx", {"batch_size"}) is False
-    assert _outputs_declared(tmp_path / "missing.onnx", {"batch_size"}) is False
+    exported = ExportedGraphs(tmp_path)
+    assert _outputs_declared(exported, tmp_path / "model.onnx", {"batch_size"}) is False
+    assert _outputs_declared(exported, tmp_path / "missing.onnx", {"batch_size"}) is False

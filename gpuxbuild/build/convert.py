@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpuxbuild.build.exported_graphs import TWO_GB, ExportedGraphs, disk_size
 from gpuxbuild.build.gpuxyml import GraphIO, graph_io
 from gpuxbuild.errors import GpuxError, MissingExtraError
 from gpuxbuild.preprocessor import PREPROCESSOR_CONFIG
@@ -64,7 +65,6 @@ SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "con
 # The image processor's or feature extractor's settings: what run-time preprocessing follows.
 # A CTC model's character vocabulary (Wav2Vec2CTCTokenizer has no fast version; decoding needs only the vocab).
 CTC_TOKENIZER_FILES = ("vocab.json", "tokenizer_config.json", "special_tokens_map.json")
-TWO_GB = 2**31
 
 
 class ExportError(GpuxError):
@@ -392,14 +392,19 @@ def run_export(
         _GraphWriter() as writer,
     ):
         export_dir = Path(tmp)
+        exported = ExportedGraphs(export_dir)
         seq2seq = is_seq2seq(task, config)
         # sentence-transformers models export as their transformer (last_hidden_state); the runtime pools
         # per the copied 1_Pooling config, so the export needs no sentence-transformers package.
         # optimum's own post-processing is done here instead: a single graph's tied weights are deduplicated on
         # the graph gpuxbuild reads anyway (`_post_process`), and seq2seq decoders are post-processed before
         # they are merged (ORT's optimizer, fp16 converter and quantizer do not handle the merged graph's If
-        # subgraphs).
-        with _keeping_loaded_model() as loaded, _fixing_dynamic_axes_only_when_declared():
+        # subgraphs). The exported graphs stay in memory for that (`ExportedGraphs`).
+        with (
+            _keeping_loaded_model() as loaded,
+            exported.capturing(),
+            _fixing_dynamic_axes_only_when_declared(exported),
+        ):
             main_export(
                 str(source),
                 export_dir,
@@ -424,11 +429,13 @@ def run_export(
         processed = export_dir / "processed"
         processed.mkdir()
         for file_name in parts:
-            if not (export_dir / file_name).is_file():
+            if not exported.exists(export_dir / file_name):
                 raise ExportError(f"{name}: the exporter wrote no {file_name}", "report this model")
         # Without optimize/fp16/int8 the decoders need nothing before the merge, which strips them: small ones
         # are merged straight from the export, each read once (see `_merge_decoders`).
-        raw_decoders = seq2seq and (optimize, dtype, quantize) == (None, "fp32", None) and _merges_in_memory(export_dir)
+        raw_decoders = (
+            seq2seq and (optimize, dtype, quantize) == (None, "fp32", None) and _merges_in_memory(export_dir, exported)
+        )
         # optimum post-processes only the single graph of a model it loaded as one (not seq2seq's parts).
         tied_model = None if seq2seq or len(loaded) != 1 else loaded[0]
         io = {}
@@ -445,10 +452,11 @@ def run_export(
                 stage,
                 tied_model,
                 writer if file_name in final else None,
+                exported,
             )
         if seq2seq:
             merge_from = export_dir if raw_decoders else processed
-            io[graphs["decoder"]] = _merge_decoders(merge_from, out / graphs["decoder"], writer)
+            io[graphs["decoder"]] = _merge_decoders(merge_from, out / graphs["decoder"], writer, exported)
             stage("merge")
         # Older repos keep generation settings in config.json; optimum moves them to a generation config.
         if not (source / "generation_config.json").is_file() and (export_dir / "generation_config.json").is_file():
@@ -498,14 +506,15 @@ def _keeping_loaded_model() -> Iterator[list]:
 
 
 @contextmanager
-def _fixing_dynamic_axes_only_when_declared() -> Iterator[None]:
+def _fixing_dynamic_axes_only_when_declared(exported: ExportedGraphs) -> Iterator[None]:
     """optimum's ``OnnxConfig.fix_dynamic_axes`` opens an onnxruntime session on every exported graph to find
     output dimensions the exporter left symbolic but the config does not name as dynamic; only when it finds
     one does it run the graph and rewrite the file with the dimensions seen. When the file itself declares
     every output dimension as a number or as one of the config's dynamic axes, the session can only report
     numbers or those axes (onnxruntime merges the shapes it infers into the declared ones: a declared number
     stays, a declared name stays or becomes a number), so there is nothing to fix and the session — about a
-    second for a 400 MB graph — is skipped. Any other graph goes through optimum's method as before.
+    second for a 400 MB graph — is skipped. Any other graph goes through optimum's method as before, from its
+    file (written now if it was kept in memory).
     """
     from optimum.exporters.onnx.base import OnnxConfig
 
@@ -513,7 +522,9 @@ def _fixing_dynamic_axes_only_when_declared() -> Iterator[None]:
 
     def fix(self, model_path, *args, **kwargs):
         dynamic = {axis for axes in (*self.inputs.values(), *self.outputs.values()) for axis in axes.values()}
-        if not _outputs_declared(Path(model_path), dynamic):
+        path = Path(model_path)
+        if not _outputs_declared(exported, path, dynamic):
+            exported.materialize(path)
             original(self, model_path, *args, **kwargs)
 
     OnnxConfig.fix_dynamic_axes = fix
@@ -523,13 +534,11 @@ def _fixing_dynamic_axes_only_when_declared() -> Iterator[None]:
         OnnxConfig.fix_dynamic_axes = original
 
 
-def _outputs_declared(path: Path, dynamic: set[str]) -> bool:
-    """Whether every output of the graph in ``path`` is a tensor whose every dimension is a number or one of
-    the ``dynamic`` axis names (read without parsing the weights: see `onnx_wire.graph_outputs`)."""
-    from gpuxbuild.build.onnx_wire import graph_outputs
-
+def _outputs_declared(exported: ExportedGraphs, path: Path, dynamic: set[str]) -> bool:
+    """Whether every output of the graph at ``path`` is a tensor whose every dimension is a number or one of
+    the ``dynamic`` axis names (see `ExportedGraphs.outputs`)."""
     try:
-        outputs = graph_outputs(path)
+        outputs = exported.outputs(path)
     except (OSError, ValueError):  # optimum's method then reports what is wrong with the file
         return False
     for output in outputs:
@@ -593,13 +602,18 @@ def _post_process(
     stage,
     tied_model=None,
     writer: _GraphWriter | None = None,
+    exported: ExportedGraphs | None = None,
 ) -> GraphIO:
     """Optimize / fp16 / int8 one graph, then write it to ``dest`` without doc strings or metadata (with a
     ``writer``, see `_save`); returns its inputs and outputs. ``tied_model``: the PyTorch model of a single-graph
-    export, whose tied weights the graph then stores once (`_tied_weights`)."""
+    export, whose tied weights the graph then stores once (`_tied_weights`). ``exported``: where ``src`` may be
+    kept in memory."""
     import onnx
 
+    exported = exported or ExportedGraphs(src.parent)
     tied = _tied_weights(tied_model) if tied_model is not None else []
+    if (optimize, dtype, quantize) != (None, "fp32", None):
+        exported.materialize(src)  # ORT's optimizer and quantizer, and the fp16 converter here, read files
     if tied and (optimize, dtype, quantize) != (None, "fp32", None):
         # ORT's optimizer and quantizer read the graph from its file: deduplicate it there first, as optimum does.
         from optimum.onnx import remove_duplicate_weights_from_tied_info
@@ -617,7 +631,7 @@ def _post_process(
             str(work), model_type=model_type, num_heads=0, hidden_size=0, opt_level=optimize, use_gpu=False
         )
         work = src.with_name(f"optimized-{src.name}")
-        optimized.save_model_to_file(str(work), use_external_data_format=_is_large(src))
+        optimized.save_model_to_file(str(work), use_external_data_format=disk_size(src) >= TWO_GB)
         stage("optimize")
     if dtype == "fp16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -625,7 +639,7 @@ def _post_process(
         # Inputs and outputs stay float32 so the runtime feeds every dtype the same way.
         half = convert_float_to_float16(onnx.load(str(work)), keep_io_types=True)
         loaded_from, work = work, src.with_name(f"fp16-{src.name}")
-        _save(half, work, loaded_from)
+        _save(half, work, disk_size(loaded_from))
         stage("fp16")
     if quantize == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -636,16 +650,17 @@ def _post_process(
             work,
             quantized,
             weight_type=QuantType.QInt8,
-            use_external_data_format=_is_large(work),
+            use_external_data_format=disk_size(work) >= TWO_GB,
             extra_options={"EnableSubgraph": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
         )
         work = quantized
         stage("quantize")
-    model = onnx.load(str(work))
+    size = exported.size(work)
+    model = exported.load(work)
     if tied:
         _deduplicate_tied(model, tied_model, tied)
     _strip(model)
-    _save(model, dest, work, check=bool(tied), writer=writer)
+    _save(model, dest, size, check=bool(tied), writer=writer)
     return graph_io(model, dest.name)
 
 
@@ -677,13 +692,15 @@ def _deduplicate_tied(model, torch_model, tied: list[list[str]]) -> None:
 DECODERS = ("decoder_model.onnx", "decoder_with_past_model.onnx")
 
 
-def _merges_in_memory(folder: Path) -> bool:
+def _merges_in_memory(folder: Path, exported: ExportedGraphs) -> bool:
     """Whether the decoders in `folder` are small enough (under 1 GB each) for `_merge_decoders` to merge them in
     memory: their union stays under protobuf's 2 GB."""
-    return all(_disk_size(folder / name) < TWO_GB // 2 for name in DECODERS)
+    return all(exported.size(folder / name) < TWO_GB // 2 for name in DECODERS)
 
 
-def _merge_decoders(folder: Path, dest: Path, writer: _GraphWriter | None = None) -> GraphIO:
+def _merge_decoders(
+    folder: Path, dest: Path, writer: _GraphWriter | None = None, exported: ExportedGraphs | None = None
+) -> GraphIO:
     """`folder`'s decoder_model.onnx + decoder_with_past_model.onnx -> ``dest`` (one graph, If on the cache),
     stripped (with a ``writer``, see `_save`); returns its inputs and outputs.
 
@@ -692,11 +709,16 @@ def _merge_decoders(folder: Path, dest: Path, writer: _GraphWriter | None = None
     and metadata, and stripping the merged graph reaches every node stripping each decoder would), without its
     writes and re-reads of the merged graph, its size pass and its second check (of the file it has just
     written). Larger ones go through optimum's ``merge_decoders``, which writes their weights beside the graph.
+    ``exported``: where the decoders may be kept in memory.
     """
     import onnx
 
-    if not _merges_in_memory(folder):
+    exported = exported or ExportedGraphs(folder)
+    if not _merges_in_memory(folder, exported):
         from optimum.onnx import merge_decoders
+
+        for name in DECODERS:
+            exported.materialize(folder / name)
 
         merged = folder / "merged.onnx"
         merge_decoders(
@@ -704,9 +726,9 @@ def _merge_decoders(folder: Path, dest: Path, writer: _GraphWriter | None = None
         )
         model = onnx.load(str(merged))
         _strip(model)
-        _save(model, dest, merged)
+        _save(model, dest, disk_size(merged))
         return graph_io(model, dest.name)
-    decoder, with_past = (onnx.load(str(folder / name)) for name in DECODERS)
+    decoder, with_past = (exported.load(folder / name) for name in DECODERS)
     model = _merged(decoder, with_past)
     del decoder, with_past  # the merged graph holds copies of their nodes and initializers
     _strip(model)
@@ -802,15 +824,6 @@ def _shared_initializers(models: list, suffix: str) -> list:
     return shared
 
 
-def _disk_size(path: Path) -> int:
-    """Bytes of a graph file and its external data files (``<name>_data`` etc. beside it)."""
-    return sum(p.stat().st_size for p in path.parent.glob(f"{path.name}*"))
-
-
-def _is_large(path: Path) -> bool:
-    return _disk_size(path) >= TWO_GB
-
-
 def _strip(model) -> None:
     """Drop what may carry machine-specific text: doc strings and metadata, in every (sub)graph."""
     model.doc_string = ""
@@ -877,19 +890,20 @@ def _check(model) -> None:
             raise
 
 
-def _save(model, dest: Path, loaded_from: Path, *, check: bool = False, writer: _GraphWriter | None = None) -> None:
-    """Save a graph read from ``loaded_from``; over 2 GB its weights go to ``<name>_data`` next to it (a relative
-    location). ``check``: run onnx's checker on it, before writing it (over 2 GB onnx checks only files: after).
-    With a ``writer``, a graph read from under 1 GB is handed to it: written in the background, its bytes kept.
+def _save(model, dest: Path, size: int, *, check: bool = False, writer: _GraphWriter | None = None) -> None:
+    """Save a graph that was read from ``size`` bytes (its files, or the bytes it was parsed from); over 2 GB its
+    weights go to ``<name>_data`` next to it (a relative location). ``check``: run onnx's checker on it, before
+    writing it (over 2 GB onnx checks only files: after). With a ``writer``, a graph read from under 1 GB is handed
+    to it: written in the background, its bytes kept.
 
-    A graph read from under 1 GB of files is far from the limit (stripping and fp16 only shrink it), so it is
+    A graph read from under 1 GB is far from the limit (stripping and fp16 only shrink it), so it is
     serialized once, without ``ByteSize()`` first: that walks the whole graph, as long as serializing it does,
     and checked in those bytes. The bytes are those ``onnx.save`` writes (it writes ``SerializeToString()`` of a
     graph without external data).
     """
     import onnx
 
-    if _disk_size(loaded_from) < TWO_GB // 2:
+    if size < TWO_GB // 2:
         data = model.SerializeToString()
         if check:
             _check(data)
