@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from gpuxbuild.build.convert import _outputs_declared
 from gpuxbuild.build.exported_graphs import ExportedGraphs
-from gpuxbuild.build.onnx_wire import graph_outputs
+from gpuxbuild.build.onnx_wire import graph_outputs, with_initializers
 
 
 def _graph(output_dims: list, *, weights: int = 1000, name: str = "logits") -> onnx.ModelProto:
@@ -43,6 +43,51 @@ def test_a_graph_field_given_twice_is_merged_as_onnx_load_does(tmp_path):
     path.write_bytes(_graph([1, 1000]).SerializeToString() + _graph([2, 1000], name="other").SerializeToString())
     assert [o.name for o in graph_outputs(path)] == [o.name for o in onnx.load(str(path)).graph.output]
     assert len(graph_outputs(path)) == 2
+
+
+def _stripped(model: onnx.ModelProto) -> onnx.ModelProto:
+    from gpuxbuild.build.convert import _strip
+
+    stripped = onnx.ModelProto.FromString(model.SerializeToString())
+    _strip(stripped)
+    return stripped
+
+
+def _rich_graph() -> onnx.ModelProto:
+    """Fields before and after the initializers in the graph and the model, doc strings and metadata to strip, and
+    a large weight (a multi-byte length prefix) among small ones."""
+    model = _graph(["batch_size", 300_000], weights=300_000)
+    model.graph.initializer.append(numpy_helper.from_array(np.arange(3, dtype=np.int64), "shape"))
+    model.graph.value_info.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch_size", 300_000]))
+    model.graph.doc_string = "graph doc"
+    model.doc_string = "/home/someone/model.py"
+    model.graph.node[0].doc_string = "node doc"
+    helper.set_model_props(model, {"source": "/tmp/x"})
+    return model
+
+
+@pytest.mark.parametrize("build", [_rich_graph, lambda: _graph([1, 1000])])
+def test_a_graph_completed_with_the_original_initializers_is_its_serialization_to_the_byte(build):
+    original = build().SerializeToString()
+    model = _stripped(onnx.ModelProto.FromString(original))
+    expected = model.SerializeToString()
+    count = len(model.graph.initializer)
+    del model.graph.initializer[:]
+    assert with_initializers(model.SerializeToString(), original, count) == expected
+
+
+def test_completing_a_graph_refuses_what_is_not_a_graph_without_initializers():
+    original = _rich_graph().SerializeToString()
+    head = _stripped(onnx.ModelProto.FromString(original))
+    with pytest.raises(ValueError, match="has initializers"):
+        with_initializers(head.SerializeToString(), original, 3)
+    del head.graph.initializer[:]
+    with pytest.raises(ValueError, match="not 2"):
+        with_initializers(head.SerializeToString(), original, 2)
+    with pytest.raises(ValueError, match="2 graph fields"):
+        with_initializers(head.SerializeToString(), original + original, 3)
+    with pytest.raises(ValueError):
+        with_initializers(head.SerializeToString()[:-3], original, 3)
 
 
 @pytest.mark.parametrize("data", [b"", b"\x3a\xff\xff\xff\x0f", b"\x08"])

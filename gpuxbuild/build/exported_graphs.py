@@ -6,14 +6,15 @@ see whether its weights are external, and gpuxbuild parses it a third time to po
 bert-base graph that is a write, two reads and two parses (2-3 s of a 13 s export) of bytes already in memory.
 
 While ``ExportedGraphs.capturing()`` is active, a graph torch exports into the folder with its weights inline is
-kept as the ModelProto torch parsed, and not written. optimum's check gets that ModelProto (``onnx.load`` of the
-path); gpuxbuild's post-processing takes it (``load``). Anything that must read the file itself (onnxruntime, the
+kept as the ModelProto torch parsed and the bytes it parsed it from, and not written. optimum's check gets that
+ModelProto (``onnx.load`` of the path); gpuxbuild's post-processing takes both (``load``): it strips the graph and
+serializes it again copying the weights' encoded bytes from those bytes (`onnx_wire.with_initializers`). Anything that must read the file itself (onnxruntime, the
 optimizer, optimum's dynamic-axes fix) calls ``materialize`` first, which writes the bytes the file would have had.
 The graph is the same message either way, so the artifact's bytes are unchanged.
 
-Kept: graphs under 1 GB, up to 2 GB in all (seq2seq's three graphs wait for their merge), which bounds the memory
-this adds to an export. A single graph adds none to its peak: the bytes torch serialized are freed, and
-post-processing held the parsed graph anyway. Larger graphs, graphs with external data and graphs written anywhere
+Kept: graphs under 1 GB, up to 2 GB in all counting the parsed graph and its bytes (seq2seq's three graphs wait
+for their merge), which bounds the memory this adds to an export. A single graph adds none to its peak: torch held
+both while it exported, and post-processing held a graph and its new serialization anyway. Larger graphs, graphs with external data and graphs written anywhere
 else are written as before.
 """
 
@@ -43,7 +44,7 @@ class ExportedGraphs:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
-        self._kept: dict[Path, tuple[ModelProto, int]] = {}  # path -> (ModelProto, its serialized size)
+        self._kept: dict[Path, tuple[ModelProto, bytes]] = {}  # path -> (ModelProto, the bytes it was parsed from)
 
     def exists(self, path: Path) -> bool:
         return path in self._kept or path.is_file()
@@ -51,7 +52,7 @@ class ExportedGraphs:
     def size(self, path: Path) -> int:
         """The graph's serialized size: in memory, or of its files."""
         kept = self._kept.get(path)
-        return kept[1] if kept else disk_size(path)
+        return len(kept[1]) if kept else disk_size(path)
 
     def outputs(self, path: Path) -> list:
         """The graph's outputs (ValueInfoProtos): of the graph in memory, or read from its file without parsing
@@ -63,21 +64,21 @@ class ExportedGraphs:
 
         return graph_outputs(path)
 
-    def load(self, path: Path) -> ModelProto:
-        """The graph at ``path`` as a ModelProto, now the caller's (it is no longer kept): the one in memory, or
-        parsed from its file."""
+    def load(self, path: Path) -> tuple[ModelProto, bytes | None]:
+        """The graph at ``path`` as a ModelProto, now the caller's (it is no longer kept), and the bytes it was
+        parsed from: the one in memory, or parsed from its file (bytes None)."""
         kept = self._kept.pop(path, None)
         if kept is not None:
-            return kept[0]
+            return kept
         import onnx
 
-        return onnx.load(str(path))
+        return onnx.load(str(path)), None
 
     def materialize(self, path: Path) -> None:
         """Write a kept graph to its file, for readers of files; from then on the file is the graph."""
         kept = self._kept.pop(path, None)
         if kept is not None:
-            path.write_bytes(kept[0].SerializeToString())
+            path.write_bytes(kept[1])
 
     def materialize_all(self) -> None:
         for path in list(self._kept):
@@ -118,7 +119,7 @@ class ExportedGraphs:
         def export_file(model_bytes, f, export_map):
             candidate = parsed.pop() if parsed else None
             if candidate is not None and candidate[0] is model_bytes and self._keeps(f, model_bytes, candidate[1]):
-                self._kept[Path(f)] = (candidate[1], len(model_bytes))
+                self._kept[Path(f)] = (candidate[1], model_bytes)
                 return
             original_export_file(model_bytes, f, export_map)
 
@@ -143,7 +144,7 @@ class ExportedGraphs:
 
         if not isinstance(f, str) or Path(f).parent != self.folder or len(model_bytes) >= _KEPT_GRAPH_LIMIT:
             return False
-        if sum(size for _, size in self._kept.values()) + len(model_bytes) > _KEPT_TOTAL_LIMIT:
+        if 2 * (sum(len(data) for _, data in self._kept.values()) + len(model_bytes)) > _KEPT_TOTAL_LIMIT:
             return False
         # optimum re-saves a graph with external weights (or all, with FORCE_ONNX_EXTERNAL_DATA) from its file
         if os.getenv("FORCE_ONNX_EXTERNAL_DATA", "0") == "1":

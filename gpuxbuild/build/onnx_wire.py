@@ -1,8 +1,11 @@
-"""Read a graph's outputs from an ONNX file without parsing its weights.
+"""Read a graph's outputs from an ONNX file, and serialize a graph with unchanged weights, without touching
+the weights themselves.
 
 A ModelProto is a protobuf message: its graph (field 7) holds the nodes, the initializers (the weights,
 hundreds of megabytes) and the outputs (field 12). Walking the wire format and skipping every other field by
-its length reads the outputs of a 400 MB graph in milliseconds, where ``onnx.load`` parses everything.
+its length reads the outputs of a 400 MB graph in milliseconds, where ``onnx.load`` parses everything; and the
+initializers' encoded bytes can be copied as they are into a graph serialized without them
+(`with_initializers`), where ``SerializeToString`` encodes every weight again.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 _MODEL_GRAPH = 7  # ModelProto.graph
+_GRAPH_INITIALIZER = 5  # GraphProto.initializer
 _GRAPH_OUTPUT = 12  # GraphProto.output
 _LENGTH_DELIMITED = 2
 
@@ -27,10 +31,21 @@ def _varint(buf, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
-    """(field number, wire type, start, end of its value) of each field of the message in ``buf[start:end]``."""
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """(field number, wire type, start of the field's record (its key), start and end of its value) of each field
+    of the message in ``buf[start:end]``."""
     pos = start
     while pos < end:
+        record = pos
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:  # varint
@@ -46,7 +61,7 @@ def _fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
             raise ValueError(f"unexpected protobuf wire type {wire}")
         if nxt > end:
             raise ValueError("truncated protobuf message")
-        yield number, wire, pos, nxt
+        yield number, wire, record, pos, nxt
         pos = nxt
 
 
@@ -62,13 +77,49 @@ def graph_outputs(path: Path) -> list:
             raise ValueError(f"{path.name} is empty")
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             try:
-                for number, wire, start, end in _fields(buf, 0, len(buf)):
+                for number, wire, _, start, end in _fields(buf, 0, len(buf)):
                     if number == _MODEL_GRAPH and wire == _LENGTH_DELIMITED:
                         outputs += [
                             onnx.ValueInfoProto.FromString(buf[s:e])
-                            for n, w, s, e in _fields(buf, start, end)
+                            for n, w, _, s, e in _fields(buf, start, end)
                             if n == _GRAPH_OUTPUT and w == _LENGTH_DELIMITED
                         ]
             except IndexError:
                 raise ValueError(f"{path.name}: truncated protobuf message") from None
     return outputs
+
+
+def _graph(buf) -> tuple[int, int, int]:
+    """(record start, value start, value end) of the only graph field of the serialized ModelProto ``buf``."""
+    try:
+        graphs = [(r, s, e) for n, w, r, s, e in _fields(buf, 0, len(buf)) if n == _MODEL_GRAPH]
+    except IndexError:
+        raise ValueError("truncated protobuf message") from None
+    if len(graphs) != 1:
+        raise ValueError(f"{len(graphs)} graph fields in the model, not one")
+    return graphs[0]
+
+
+def with_initializers(head: bytes, original: bytes, count: int) -> bytes:
+    """The serialized ModelProto ``head``, whose graph has no initializers, with the ``count`` initializer records
+    of the serialized ModelProto ``original`` put where a protobuf serializer writes them: after the graph's nodes
+    and name (fields 1 and 2), before its other fields (serializers write known fields in field-number order,
+    repeated ones in their order). When ``head`` serializes ``original``'s model with its initializers removed and
+    nothing about them changed, the result is what serializing the model with them gives, byte for byte; the
+    weights are copied once instead of encoded again. ValueError when either is not such a message, or when
+    ``original`` does not hold ``count`` initializers."""
+    view = memoryview(original)
+    _, start, end = _graph(view)
+    records = [view[r:e] for n, _, r, _, e in _fields(view, start, end) if n == _GRAPH_INITIALIZER]
+    if len(records) != count:
+        raise ValueError(f"{len(records)} initializers in the original graph, not {count}")
+    record, start, end = _graph(head)
+    fields = list(_fields(head, start, end))
+    if any(n == _GRAPH_INITIALIZER for n, *_ in fields):
+        raise ValueError("the graph to complete has initializers")
+    insert = next((r for n, _, r, _, _ in fields if n > _GRAPH_INITIALIZER), end)
+    size = end - start + sum(len(r) for r in records)
+    key = _encode_varint(_MODEL_GRAPH << 3 | _LENGTH_DELIMITED)
+    return b"".join(
+        [head[:record], key, _encode_varint(size), head[start:insert], *records, head[insert:end], head[end:]]
+    )
