@@ -448,13 +448,14 @@ def test_decoders_merged_in_memory_are_optimums_merge_to_the_byte(tmp_path):
 @pytest.mark.parametrize("kind, auto", [("bert-mlm", "AutoModelForMaskedLM"), ("gpt2", "AutoModelForCausalLM")])
 def test_tied_weights_deduplicated_in_memory_are_optimums_post_processing_to_the_byte(kind, auto, tmp_path):
     """A single graph's tied weights (the LM head sharing the input embedding) are stored once on the graph the
-    build reads anyway: the bytes and inputs/outputs are those of optimum's own post-processing, stripped; onnx's
-    checker still refuses a broken graph, writing nothing."""
+    build reads anyway: the bytes and inputs/outputs are those of optimum's own post-processing, stripped, also
+    from a graph kept in memory; onnx's checker still refuses a broken graph, writing nothing."""
     import onnx
     import transformers
     from optimum.exporters.onnx import main_export
 
-    from gpuxbuild.build.convert import _post_process, _strip
+    from gpuxbuild.build.convert import _fixing_dynamic_axes_only_when_declared, _post_process, _strip
+    from gpuxbuild.build.exported_graphs import ExportedGraphs
     from gpuxbuild.build.gpuxyml import graph_io
 
     source = tinymodels.repo_dir(kind)
@@ -472,6 +473,16 @@ def test_tied_weights_deduplicated_in_memory_are_optimums_post_processing_to_the
     io = _post_process(raw / "model.onnx", ours / "model.onnx", {}, None, "fp32", None, stage=print, tied_model=model)
     assert (ours / "model.onnx").read_bytes() == expected.SerializeToString()
     assert io == graph_io(expected, "model.onnx")
+
+    # the same from a graph kept in memory, serialized with the exporter's weight bytes (onnx_wire.with_initializers)
+    kept, ours_kept = tmp_path / "kept", tmp_path / "ours-kept"
+    exported = ExportedGraphs(kept)
+    with exported.capturing(), _fixing_dynamic_axes_only_when_declared(exported):
+        main_export(str(source), kept, task=task, device="cpu", do_validation=False, no_post_process=True)
+    assert not (kept / "model.onnx").exists()
+    ours_kept.mkdir()
+    _post_process(kept / "model.onnx", ours_kept / "model.onnx", {}, None, "fp32", None, print, model, None, exported)
+    assert (ours_kept / "model.onnx").read_bytes() == expected.SerializeToString()
 
     broken = onnx.load(str(raw / "model.onnx"))
     broken.graph.node[-1].input[0] = "defined-nowhere"

@@ -71,23 +71,37 @@ def test_a_graph_completed_with_the_original_initializers_is_its_serialization_t
     original = build().SerializeToString()
     model = _stripped(onnx.ModelProto.FromString(original))
     expected = model.SerializeToString()
-    count = len(model.graph.initializer)
+    names = [t.name for t in model.graph.initializer]
     del model.graph.initializer[:]
-    assert with_initializers(model.SerializeToString(), original, count) == expected
+    assert with_initializers(model.SerializeToString(), original, names) == expected
+
+
+def test_a_graph_that_dropped_initializers_gets_back_only_the_ones_it_kept():
+    original = _rich_graph().SerializeToString()
+    model = _stripped(onnx.ModelProto.FromString(original))
+    model.graph.initializer.pop(1)  # "one", between W and shape: as optimum drops a tied weight
+    expected = model.SerializeToString()
+    names = [t.name for t in model.graph.initializer]
+    del model.graph.initializer[:]
+    assert names == ["W", "shape"]
+    assert with_initializers(model.SerializeToString(), original, names) == expected
 
 
 def test_completing_a_graph_refuses_what_is_not_a_graph_without_initializers():
     original = _rich_graph().SerializeToString()
     head = _stripped(onnx.ModelProto.FromString(original))
+    names = [t.name for t in head.graph.initializer]
     with pytest.raises(ValueError, match="has initializers"):
-        with_initializers(head.SerializeToString(), original, 3)
+        with_initializers(head.SerializeToString(), original, names)
     del head.graph.initializer[:]
-    with pytest.raises(ValueError, match="not 2"):
-        with_initializers(head.SerializeToString(), original, 2)
+    with pytest.raises(ValueError, match="'other' is not in the original graph"):
+        with_initializers(head.SerializeToString(), original, ["W", "other"])
+    with pytest.raises(ValueError, match="not in its order"):
+        with_initializers(head.SerializeToString(), original, ["one", "W"])
     with pytest.raises(ValueError, match="2 graph fields"):
-        with_initializers(head.SerializeToString(), original + original, 3)
+        with_initializers(head.SerializeToString(), original + original, names)
     with pytest.raises(ValueError):
-        with_initializers(head.SerializeToString()[:-3], original, 3)
+        with_initializers(head.SerializeToString()[:-3], original, names)
 
 
 @pytest.mark.parametrize("data", [b"", b"\x3a\xff\xff\xff\x0f", b"\x08"])

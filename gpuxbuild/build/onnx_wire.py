@@ -17,6 +17,7 @@ from pathlib import Path
 _MODEL_GRAPH = 7  # ModelProto.graph
 _GRAPH_INITIALIZER = 5  # GraphProto.initializer
 _GRAPH_OUTPUT = 12  # GraphProto.output
+_TENSOR_NAME = 8  # TensorProto.name
 _LENGTH_DELIMITED = 2
 
 
@@ -100,19 +101,35 @@ def _graph(buf) -> tuple[int, int, int]:
     return graphs[0]
 
 
-def with_initializers(head: bytes, original: bytes, count: int) -> bytes:
-    """The serialized ModelProto ``head``, whose graph has no initializers, with the ``count`` initializer records
-    of the serialized ModelProto ``original`` put where a protobuf serializer writes them: after the graph's nodes
-    and name (fields 1 and 2), before its other fields (serializers write known fields in field-number order,
-    repeated ones in their order). When ``head`` serializes ``original``'s model with its initializers removed and
-    nothing about them changed, the result is what serializing the model with them gives, byte for byte; the
-    weights are copied once instead of encoded again. ValueError when either is not such a message, or when
-    ``original`` does not hold ``count`` initializers."""
+def _tensor_name(buf, start: int, end: int) -> str:
+    """The name of the TensorProto in ``buf[start:end]`` (its fields before the name are dims, type and small
+    data; the weights' raw_data comes after it)."""
+    for number, wire, _, s, e in _fields(buf, start, end):
+        if number == _TENSOR_NAME and wire == _LENGTH_DELIMITED:
+            return bytes(buf[s:e]).decode()
+    return ""
+
+
+def with_initializers(head: bytes, original: bytes, names: list[str]) -> bytes:
+    """The serialized ModelProto ``head``, whose graph has no initializers, with the initializer records named
+    ``names`` of the serialized ModelProto ``original`` put where a protobuf serializer writes them: after the
+    graph's nodes and name (fields 1 and 2), before its other fields (serializers write known fields in
+    field-number order, repeated ones in their order). When ``head`` serializes ``original``'s model with its
+    initializers removed, and ``names`` are those it kept (others may have been dropped; none changed), the
+    result is what serializing the model with them gives, byte for byte: the weights are copied once instead of
+    encoded again. ValueError when either is not such a message, or ``names`` are not initializers of
+    ``original`` in its order."""
     view = memoryview(original)
     _, start, end = _graph(view)
-    records = [view[r:e] for n, _, r, _, e in _fields(view, start, end) if n == _GRAPH_INITIALIZER]
-    if len(records) != count:
-        raise ValueError(f"{len(records)} initializers in the original graph, not {count}")
+    originals = iter(
+        (_tensor_name(view, s, e), view[r:e]) for n, _, r, s, e in _fields(view, start, end) if n == _GRAPH_INITIALIZER
+    )
+    records = []
+    for name in names:
+        found = next((record for candidate, record in originals if candidate == name), None)
+        if found is None:
+            raise ValueError(f"initializer {name!r} is not in the original graph, or not in its order")
+        records.append(found)
     record, start, end = _graph(head)
     fields = list(_fields(head, start, end))
     if any(n == _GRAPH_INITIALIZER for n, *_ in fields):
