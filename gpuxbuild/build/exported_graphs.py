@@ -8,14 +8,15 @@ bert-base graph that is a write, two reads and two parses (2-3 s of a 13 s expor
 While ``ExportedGraphs.capturing()`` is active, a graph torch exports into the folder with its weights inline is
 kept as the ModelProto torch parsed and the bytes it parsed it from, and not written. optimum's check gets that
 ModelProto (``onnx.load`` of the path); gpuxbuild's post-processing takes both (``load``): it strips the graph and
-serializes it again copying the weights' encoded bytes from those bytes (`onnx_wire.with_initializers`). Anything that must read the file itself (onnxruntime, the
-optimizer, optimum's dynamic-axes fix) calls ``materialize`` first, which writes the bytes the file would have had.
-The graph is the same message either way, so the artifact's bytes are unchanged.
+serializes it again copying the weights' encoded bytes from those bytes (`onnx_wire.with_initializers`).
+Anything that must read the file itself (onnxruntime, the optimizer, optimum's dynamic-axes fix) calls
+``materialize`` first, which writes the bytes torch would have written. The graph is the same message either way,
+so the artifact's bytes are unchanged.
 
 Kept: graphs under 1 GB, up to 2 GB in all counting the parsed graph and its bytes (seq2seq's three graphs wait
 for their merge), which bounds the memory this adds to an export. A single graph adds none to its peak: torch held
-both while it exported, and post-processing held a graph and its new serialization anyway. Larger graphs, graphs with external data and graphs written anywhere
-else are written as before.
+both while it exported, and post-processing held a graph and its new serialization anyway. Larger graphs, graphs
+with external data and graphs written anywhere else are written as before.
 """
 
 from __future__ import annotations
@@ -79,10 +80,6 @@ class ExportedGraphs:
         kept = self._kept.pop(path, None)
         if kept is not None:
             path.write_bytes(kept[1])
-
-    def materialize_all(self) -> None:
-        for path in list(self._kept):
-            self.materialize(path)
 
     @contextmanager
     def capturing(self) -> Iterator[ExportedGraphs]:
