@@ -8,9 +8,8 @@ with fresh caches, alternating to even out noise:
 and prints the median ratio (goal of issue 15: <= 1.05x in every run); then the same with the server
 sending at a realistic rate (--mb-per-s, default 125 MB/s) and answering each request after --latency-ms
 (default 20 ms), where the transfer and the round trips, not the fixed costs of each command, set the
-time; then times a
-second `gpux pull` of the pulled model (goal: < 0.3 s, nothing downloaded) and a pull by commit (no
-request at all). Finally the loopback comparison inside one process, which leaves out
+time; then times a second `gpux pull` of the pulled model (goal: < 0.3 s, nothing downloaded) and a pull
+by commit (no request at all). Finally the loopback comparison inside one process, which leaves out
 interpreter start and imports.
 
 On loopback, a 100 MB transfer takes ~0.1 s, so what gpux pull does besides it shows: hashing the

@@ -614,12 +614,11 @@ def _post_process(
     tied = _tied_weights(tied_model) if tied_model is not None else []
     if (optimize, dtype, quantize) != (None, "fp32", None):
         exported.materialize(src)  # ORT's optimizer and quantizer, and the fp16 converter here, read files
-    if tied and (optimize, dtype, quantize) != (None, "fp32", None):
-        # ORT's optimizer and quantizer read the graph from its file: deduplicate it there first, as optimum does.
-        from optimum.onnx import remove_duplicate_weights_from_tied_info
+        if tied:  # deduplicate the file first, as optimum does
+            from optimum.onnx import remove_duplicate_weights_from_tied_info
 
-        remove_duplicate_weights_from_tied_info(onnx.load(str(src)), tied_model, tied, save_path=str(src))
-        tied = []
+            remove_duplicate_weights_from_tied_info(onnx.load(str(src)), tied_model, tied, save_path=str(src))
+            tied = []
     work = src
     if optimize is not None:
         from onnxruntime.transformers.optimizer import optimize_model
