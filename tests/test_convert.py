@@ -14,7 +14,14 @@ import pytest
 import tinymodels
 from helpers import check_exported_files, gpux, publish, read_lock, write_manifest
 
-from gpuxbuild.build.convert import ExportPool, ExportResult, UnsupportedModelError, ValidationError, export_onnx
+from gpuxbuild.build.convert import (
+    ExportPool,
+    ExportResult,
+    UnsupportedModelError,
+    ValidationError,
+    _worker_env,
+    export_onnx,
+)
 from gpuxbuild.build.tokenizer import ensure_fast_tokenizer
 from gpuxbuild.errors import GpuxError, MissingExtraError
 from gpuxbuild.tasks import SUPPORTED_TASKS, infer_task, normalize_task, optimum_task, pipeline_task
@@ -214,6 +221,30 @@ def exported(request, tmp_path_factory, pool):
         return cache[kind]
 
     return get
+
+
+def test_export_worker_imports_without_the_collector_then_freezes_them():
+    """The worker imports torch, transformers and optimum with the cyclic garbage collector off (it traversed
+    their objects again and again while they were created); afterwards the collector is on again, for the exports,
+    and the imported objects are frozen out of its reach."""
+    code = (
+        "import gc, sys\n"
+        "from gpuxbuild.build._export_worker import serve\n"
+        "serve()\n"  # stdin is empty: no request, it returns once the imports are done
+        "print('collector', gc.isenabled(), gc.get_freeze_count(), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    _, enabled, frozen = done.stderr.split()[-3:]
+    assert enabled == "True"
+    assert int(frozen) > 100_000  # torch alone leaves far more objects than that
+
+
+def test_export_worker_threads_wait_passively_unless_told_otherwise():
+    assert _worker_env(None)["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert _worker_env({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 KIND_TESTS = {

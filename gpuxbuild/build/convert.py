@@ -325,6 +325,10 @@ def _worker_env(extra: dict[str, str] | None) -> dict[str, str]:
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
     env["TOKENIZERS_PARALLELISM"] = "false"
+    # torch's OpenMP threads otherwise spin after each of the export's thousands of small parallel regions, taking
+    # the core the exporting thread needs when another process has the other one (bert-base's export, one core
+    # busy: 9.9 s -> 6.0 s). The wait policy changes no result; a user's own setting is kept.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # The worker imports gpuxbuild from wherever this process did.
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
