@@ -19,6 +19,7 @@ from gpuxbuild.build.convert import (
     ExportResult,
     UnsupportedModelError,
     ValidationError,
+    _DeferredPreprocessors,
     _worker_env,
     export_onnx,
 )
@@ -240,6 +241,15 @@ def test_export_worker_imports_without_the_collector_then_freezes_them():
     _, enabled, frozen = done.stderr.split()[-3:]
     assert enabled == "True"
     assert int(frozen) > 100_000  # torch alone leaves far more objects than that
+
+
+def test_preprocessors_optimum_loads_up_front_load_once_when_first_read():
+    """The few ONNX configs that read optimum's preprocessors (pix2struct: `len`, then an index) still get them."""
+    calls = []
+    deferred = _DeferredPreprocessors(lambda: calls.append("load") or ["tokenizer", "processor"])
+    assert not calls and deferred is not None
+    assert len(deferred) == 2 and deferred[1] == "processor" and list(deferred) == ["tokenizer", "processor"]
+    assert calls == ["load"]
 
 
 def test_export_worker_threads_wait_passively_unless_told_otherwise():
@@ -552,26 +562,40 @@ def test_validate_false_skips_validation(tmp_path, pool):
 
 
 @pytest.mark.slow
-def test_export_and_validation_load_the_weights_once(tmp_path):
-    """Validation compares the graphs with the model the export loaded, not a second copy read from disk (an
-    encoder and an encoder-decoder model, in one process: torch is imported once)."""
+def test_export_loads_the_weights_once_and_no_preprocessor_it_does_not_use(tmp_path):
+    """Validation compares the graphs with the model the export loaded, not a second copy read from disk, and
+    the export does not load the tokenizer through optimum's preprocessor loading, which these models' ONNX configs
+    never read, nor again to save copies nobody reads (an encoder and an encoder-decoder model, in one process:
+    torch is imported once)."""
     jobs = {kind: (str(tinymodels.repo_dir(kind)), str(tmp_path / kind), _task(kind)) for kind in ("bert", "t5")}
     code = f"""
 import json, os
+import transformers
 import transformers.modeling_utils as mu
+from optimum.utils.save_utils import maybe_load_preprocessors
 from gpuxbuild.build.convert import run_export
-loads = []
+loads, tokenizers = [], []
 original = mu.PreTrainedModel.from_pretrained.__func__
 def counted(cls, *args, **kwargs):
     loads.append(cls.__name__)
     return original(cls, *args, **kwargs)
 mu.PreTrainedModel.from_pretrained = classmethod(counted)
+original_tokenizer = transformers.AutoTokenizer.from_pretrained.__func__
+def counted_tokenizer(cls, *args, **kwargs):
+    tokenizers.append(cls.__name__)
+    return original_tokenizer(cls, *args, **kwargs)
+transformers.AutoTokenizer.from_pretrained = classmethod(counted_tokenizer)
 for kind, (source, out, task) in {jobs!r}.items():
+    tokenizers.clear()
+    maybe_load_preprocessors(source)
+    by_optimum = len(tokenizers)
     loads.clear()
+    tokenizers.clear()
     os.mkdir(out)
     result = run_export(source, out, task=task, library="transformers", opset=None, dtype="fp32", optimize=None,
         quantize=None, validate=True, atol=None, trust_remote_code=False, name="tiny")
-    print(json.dumps({{"kind": kind, "loads": list(loads), "max_diff": result["max_diff"]}}))
+    print(json.dumps({{"kind": kind, "loads": list(loads), "tokenizers": [len(tokenizers), by_optimum],
+        "max_diff": result["max_diff"]}}))
 """
     env = os.environ | {"PYTHONHASHSEED": "0", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
@@ -580,6 +604,8 @@ for kind, (source, out, task) in {jobs!r}.items():
     assert [r["kind"] for r in reports] == ["bert", "t5"]
     for report in reports:
         assert len(report["loads"]) == 1, report
+        exported, by_optimum = report["tokenizers"]
+        assert by_optimum >= 1 and exported == 0, report
         assert report["max_diff"] is not None and report["max_diff"] < 1e-3
 
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -408,6 +408,7 @@ def run_export(
             _keeping_loaded_model() as loaded,
             exported.capturing(),
             _fixing_dynamic_axes_only_when_declared(exported),
+            _preprocessors_on_use(),
         ):
             main_export(
                 str(source),
@@ -507,6 +508,46 @@ def _keeping_loaded_model() -> Iterator[list]:
         for config, attributes in saved:
             vars(config).clear()
             vars(config).update(attributes)
+
+
+class _DeferredPreprocessors(Sequence):
+    """The preprocessors optimum's export loads up front, loaded on first use instead (see ``_preprocessors_on_use``)."""
+
+    def __init__(self, load: Callable[[], list]):
+        self._load = load
+        self._items: list | None = None
+
+    def _loaded(self) -> list:
+        if self._items is None:
+            self._items = self._load()
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+    def __getitem__(self, index):
+        return self._loaded()[index]
+
+
+@contextmanager
+def _preprocessors_on_use() -> Iterator[None]:
+    """optimum's export loads the repo's tokenizer, processor, feature extractor and image processor before
+    exporting, for the few ONNX configs that read input shapes from them (pix2struct), and loads them all again
+    afterwards (``maybe_save_preprocessors``) only to save copies beside the graphs. Here the first loading happens
+    only if a config reads them, and the second not at all: gpuxbuild places the runtime files from the source
+    itself (``_copy_runtime_files``) and never reads those copies. The two took 0.2 s (a WordPiece tokenizer),
+    0.8 s (GPT-2's byte-level BPE), 1.7 s (t5-small's) and 3 s (whisper-tiny's processor, whose modules they
+    also imported) of an export."""
+    import optimum.exporters.onnx.__main__ as onnx_main
+    import optimum.exporters.onnx.convert as onnx_convert
+
+    load, save = onnx_main.maybe_load_preprocessors, onnx_convert.maybe_save_preprocessors
+    onnx_main.maybe_load_preprocessors = lambda *args, **kwargs: _DeferredPreprocessors(lambda: load(*args, **kwargs))
+    onnx_convert.maybe_save_preprocessors = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        onnx_main.maybe_load_preprocessors, onnx_convert.maybe_save_preprocessors = load, save
 
 
 @contextmanager
