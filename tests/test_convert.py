@@ -20,6 +20,7 @@ from gpuxbuild.build.convert import (
     UnsupportedModelError,
     ValidationError,
     _DeferredPreprocessors,
+    _shape_inference_without_weights,
     _worker_env,
     export_onnx,
 )
@@ -559,6 +560,58 @@ def test_validate_false_skips_validation(tmp_path, pool):
 
     graph = onnx.load(str(tmp_path / "out/model.onnx"))
     assert {o.domain: o.version for o in graph.opset_import}[""] == 17
+
+
+def test_shape_inference_gets_no_weight_values_and_infers_the_same_graph(tmp_path, monkeypatch):
+    """torch's exporter copied every weight into its shape inference, twice per export; the weights' values
+    decide no shape, so the pass now gets only small tensors' values, and the exported bytes do not change."""
+    import contextlib
+
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(100, 32)
+            self.proj = torch.nn.Linear(32, 64)
+            self.scale = torch.nn.Parameter(torch.full((8,), 0.5))
+
+        def forward(self, ids):
+            x = self.proj(self.embed(ids)).reshape(ids.shape[0], -1, 8, 8) * self.scale
+            return x.transpose(1, 2).flatten(2)
+
+    given: list[dict[str, tuple]] = []
+    inference = torch._C._jit_pass_onnx_graph_shape_type_inference
+
+    def spy(graph, params_dict, opset_version):
+        given.append({name: (value.is_floating_point(), value.numel()) for name, value in params_dict.items()})
+        return inference(graph, params_dict, opset_version)
+
+    monkeypatch.setattr(torch._C, "_jit_pass_onnx_graph_shape_type_inference", spy)
+
+    def export(path: Path, context) -> tuple[bytes, list[dict[str, tuple]]]:
+        given.clear()
+        torch.manual_seed(0)
+        net = Net().eval()
+        with context, torch.no_grad():
+            torch.onnx.export(
+                net,
+                (torch.zeros(2, 5, dtype=torch.long),),
+                str(path),
+                dynamo=False,
+                input_names=["ids"],
+                output_names=["out"],
+                dynamic_axes={"ids": {0: "batch", 1: "sequence"}, "out": {0: "batch"}},
+            )
+        return path.read_bytes(), list(given)
+
+    plain, plain_given = export(tmp_path / "plain.onnx", contextlib.nullcontext())
+    trimmed, trimmed_given = export(tmp_path / "trimmed.onnx", _shape_inference_without_weights())
+    assert trimmed == plain
+    weights = {(True, 100 * 32), (True, 64 * 32)}
+    assert plain_given and all(weights <= set(g.values()) for g in plain_given)
+    assert trimmed_given and not any(weights & set(g.values()) for g in trimmed_given)
+    assert all((True, 8) in g.values() for g in trimmed_given)  # small tensors keep their values
 
 
 @pytest.mark.slow

@@ -409,6 +409,7 @@ def run_export(
             exported.capturing(),
             _fixing_dynamic_axes_only_when_declared(exported),
             _preprocessors_on_use(),
+            _shape_inference_without_weights(),
         ):
             main_export(
                 str(source),
@@ -577,6 +578,41 @@ def _fixing_dynamic_axes_only_when_declared(exported: ExportedGraphs) -> Iterato
         yield
     finally:
         OnnxConfig.fix_dynamic_axes = original
+
+
+# Fewer elements than any weight matrix, more than any tensor whose values decide a shape (Range's scalars, Resize's
+# scales: one per dimension).
+_SHAPE_VALUE_LIMIT = 1024
+
+
+@contextmanager
+def _shape_inference_without_weights() -> Iterator[None]:
+    """torch's ONNX exporter infers the graph's shapes twice (``_jit_pass_onnx_graph_shape_type_inference``), and
+    for every node that reads a parameter it copies that parameter's values into a one-node ONNX model to run
+    onnx's shape inference on: every weight, twice: 3.6 s of a roberta-base export. Only the values of small
+    tensors can decide a shape (a Reshape's target, a Range's bounds); a floating-point tensor of 1024 elements
+    or more is given to the pass by its type alone (dtype and shape, which the traced graph declares), as the
+    pass does for any input whose value it does not know. The shapes inferred, and so the bytes, are the same.
+    """
+    import torch
+
+    original = torch._C._jit_pass_onnx_graph_shape_type_inference
+
+    def infer(graph, params_dict, opset_version):
+        values = {
+            name: value
+            for name, value in params_dict.items()
+            if not (
+                isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel() >= _SHAPE_VALUE_LIMIT
+            )
+        }
+        return original(graph, values, opset_version)
+
+    torch._C._jit_pass_onnx_graph_shape_type_inference = infer
+    try:
+        yield
+    finally:
+        torch._C._jit_pass_onnx_graph_shape_type_inference = original
 
 
 def _outputs_declared(exported: ExportedGraphs, path: Path, dynamic: set[str]) -> bool:
