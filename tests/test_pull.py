@@ -483,6 +483,47 @@ def test_large_files_are_listed_before_any_file_is_fetched(hub, repo_id, tmp_pat
     assert pinned.files == manager.resolve(repo_id, None).files
 
 
+def test_the_export_worker_starts_before_a_new_model_resolves_and_stops_when_nothing_exports(tmp_path):
+    """A model never pulled before gets its export worker at once, before resolution (whose 0.4-0.8 s the worker's
+    imports would otherwise wait for); it is killed as soon as the pull shows a model that ships ONNX. A model whose
+    pull record says it is built starts none, nor does a project with a remote cache (which may supply it)."""
+    from gpuxbuild.build.convert import ExportPool
+    from gpuxbuild.build.pipeline import prestart_export
+    from gpuxbuild.models.pull import parse_ref
+    from gpuxbuild.store.refs import PulledRecord, Records
+
+    store = Store(tmp_path / "home")
+    ref = parse_ref("org/model")
+
+    def record(*paths: str) -> PulledRecord:
+        files = [{"path": p, "sha256": hashlib.sha256(p.encode()).hexdigest(), "size": 1} for p in paths]
+        return PulledRecord(
+            "huggingface", "org/model", "c" * 40, "feature-extraction", "transformers", None, None, files, 3
+        )
+
+    def running(pool: ExportPool) -> list[bool]:
+        return [worker.proc.poll() is None for worker in pool._all]
+
+    with ExportPool(1) as pool:
+        on_resolved = prestart_export(pool, ref, False, store, None)
+        assert running(pool) == [True]  # before anything resolved
+        on_resolved(record("config.json", "onnx/model.onnx", "tokenizer.json"))
+        assert running(pool) == []
+    with ExportPool(1) as pool:
+        on_resolved = prestart_export(pool, ref, False, store, None)
+        on_resolved(record("config.json", "model.safetensors", "tokenizer.json"))
+        assert running(pool) == [True]  # the same worker, kept for the export
+    with ExportPool(1) as pool:
+        prestart_export(pool, ref, False, store, remotes=["s3://cache"])(record("config.json", "model.safetensors"))
+        assert running(pool) == []
+
+    shipped = record("config.json", "onnx/model.onnx")
+    Records(store).save(shipped, "main")
+    with ExportPool(1) as pool:
+        prestart_export(pool, ref, False, store, None)
+        assert running(pool) == []  # its record says nothing exports
+
+
 def test_early_files_follow_the_lock_selection():
     from gpuxbuild.models.pull import early_files as early
     from gpuxbuild.project.manifest import adhoc_spec
