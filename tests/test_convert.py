@@ -258,6 +258,47 @@ def test_export_worker_threads_wait_passively_unless_told_otherwise():
     assert _worker_env({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
+_ALLOCATION = """
+import sys
+from gpuxbuild.allocator import release_freed_memory, reuse_freed_memory
+def rss():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) // 1024
+if sys.argv[1] == "call":
+    reuse_freed_memory()
+before = rss()
+buffer = bytearray(256 << 20)
+buffer[::4096] = b"x" * len(range(0, 256 << 20, 4096))
+del buffer
+kept = rss()
+release_freed_memory()
+print(before, kept, rss())
+"""
+
+
+def _allocation(env: dict[str, str], how: str) -> tuple[int, int]:
+    """MB more resident than before a 256 MB buffer: after it was freed, and after release_freed_memory()."""
+    done = subprocess.run([sys.executable, "-c", _ALLOCATION, how], env=env, capture_output=True, text=True, check=True)
+    before, kept, released = map(int, done.stdout.split())
+    return kept - before, released - before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator settings")
+def test_freed_memory_is_kept_for_reuse_in_the_worker_and_in_gpux_run_until_released():
+    """In the export worker's environment, and in a process that called reuse_freed_memory() (`gpux run`,
+    `gpux serve`), a freed 256 MB buffer stays with the process for the next large buffer to reuse without
+    faulting in fresh pages, until release_freed_memory() gives it back (the worker, after each export). A user's
+    own allocator settings are kept."""
+    plain = {k: v for k, v in _worker_env(None).items() if not k.startswith("MALLOC_")}
+    for env, how in ((_worker_env(None), "env"), (plain, "call")):
+        kept, released = _allocation(env, how)
+        assert kept > 200 and released < 50, (how, kept, released)
+    kept, _ = _allocation(plain, "env")
+    assert kept < 50  # glibc's default: the buffer was its own mapping, gone when freed
+    kept, _ = _allocation(plain | {"MALLOC_MMAP_MAX_": "65536"}, "call")
+    assert kept < 50  # the user's setting stands
+    assert _worker_env({"MALLOC_MMAP_MAX_": "65536"})["MALLOC_MMAP_MAX_"] == "65536"
+
+
 KIND_TESTS = {
     "test_export_kind",
     "test_export_is_byte_identical_across_processes_and_folders",

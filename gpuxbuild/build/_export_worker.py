@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from gpuxbuild.allocator import release_freed_memory
 from gpuxbuild.build.convert import ValidationError, run_export
 from gpuxbuild.errors import GpuxError
 
@@ -51,6 +52,7 @@ def serve() -> None:
         main(request_path, result_path)
         protocol.write("done\n")
         protocol.flush()
+        release_freed_memory()  # while waiting for the next export (see convert._worker_env)
 
 
 if __name__ == "__main__":
