@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
+from bytecode import compile_gpuxbuild  # noqa: E402  (benchmarks/, on the path as the script's folder)
 from tinymodels import TEXT_ARCHITECTURES, write_repo  # noqa: E402
 
 FIVE = {
@@ -91,6 +92,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="one-model runs of each side, alternating (default 3)")
     ap.add_argument("--skip-sweep", action="store_true", help="skip the architecture success-rate sweep")
     args = ap.parse_args()
+    compile_gpuxbuild()  # as an install does (see bytecode.py)
     with tempfile.TemporaryDirectory(prefix="gpux-bench-build-") as tmp:
         tmp = Path(tmp)
         one = project(tmp / "one", {"bert": FIVE["bert"]}, args.hidden)

@@ -39,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
+from bytecode import compile_gpuxbuild  # noqa: E402  (benchmarks/, on the path as the script's folder)
 from hubserver import HubServer  # noqa: E402
 
 REPO = "bench/bert-base-random"
@@ -166,6 +167,7 @@ def main() -> None:
     )
     args = ap.parse_args()
 
+    compile_gpuxbuild()  # as an install does (see bytecode.py)
     hub = HubServer().start()
     hub.create_repo(
         REPO, card={"pipeline_tag": "text-classification", "library_name": "transformers", "license": "mit"}
