@@ -137,41 +137,34 @@ def pull(
     ctx: Context, ref, registry, revision, task, allow_pickle, no_build, upgrade, force, jobs, offline, as_json
 ) -> None:
     """Download a model (org/name[@REV], hf:org/name[@REV], path:./dir) into the store and build it."""
-    from gpuxbuild.build.convert import ExportPool
-    from gpuxbuild.build.remote_artifact import project_remotes
     from gpuxbuild.models.pull import parse_ref
 
     store = _store()
     parsed = parse_ref(ref, registry=registry, revision=revision)
     reporter = RichReporter() if show_progress(ctx, as_json) else None
+    args = (allow_pickle, task, no_build, upgrade, force, jobs, offline, as_json)
+    if no_build:  # nothing to export, and no remote cache to ask: neither is even imported
+        _pull(ctx, parsed, store, reporter, None, None, *args)
+        return
+    from gpuxbuild.build.convert import ExportPool
+    from gpuxbuild.build.remote_artifact import project_remotes
+
     remotes = project_remotes(None)
     with ExportPool(1) as pool:  # its worker starts (and imports) during the download when a build will export
-        _pull(
-            ctx,
-            parsed,
-            store,
-            reporter,
-            remotes,
-            pool,
-            allow_pickle,
-            task,
-            no_build,
-            upgrade,
-            force,
-            jobs,
-            offline,
-            as_json,
-        )
+        _pull(ctx, parsed, store, reporter, remotes, pool, *args)
 
 
 def _pull(
     ctx, parsed, store, reporter, remotes, pool, allow_pickle, task, no_build, upgrade, force, jobs, offline, as_json
 ):
-    from gpuxbuild.build.pipeline import prestart_export
     from gpuxbuild.models.pull import human_size
     from gpuxbuild.models.pull import pull as do_pull
 
-    prestart = prestart_export(pool, parsed, allow_pickle, store, remotes) if not no_build else None
+    prestart = None
+    if not no_build:
+        from gpuxbuild.build.pipeline import prestart_export
+
+        prestart = prestart_export(pool, parsed, allow_pickle, store, remotes)
 
     def on_resolved(record):
         if prestart:
