@@ -284,8 +284,8 @@ def _allocation(env: dict[str, str], how: str) -> tuple[int, int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator settings")
 def test_freed_memory_is_kept_for_reuse_in_the_worker_and_in_gpux_run_until_released():
-    """In the export worker's environment, and in a process that called reuse_freed_memory() (`gpux run`,
-    `gpux serve`), a freed 256 MB buffer stays with the process for the next large buffer to reuse without
+    """In the export worker's environment, and in a process that called reuse_freed_memory() (`gpux run`, before
+    it loads the model), a freed 256 MB buffer stays with the process for the next large buffer to reuse without
     faulting in fresh pages, until release_freed_memory() gives it back (the worker, after each export). A user's
     own allocator settings are kept."""
     plain = {k: v for k, v in _worker_env(None).items() if not k.startswith("MALLOC_")}
