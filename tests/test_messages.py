@@ -85,13 +85,15 @@ def test_init_creates_a_project_folder_that_does_not_exist(tmp_path):
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 # Variables the docs name that no `--help` need name: the test suite's own, and huggingface_hub's download
-# knobs (the error hints name them where they help).
+# and login knobs (the error hints name them where they help; gpuxbuild reads them as huggingface_hub does).
 NOT_IN_HELP = {
     "GPUX_RUNTIME_VENV",
     "GPUX_RUNTIME_REQUIRED",
     "GPUX_TEST_HOME",
     "HF_HUB_DISABLE_XET",
     "HF_HUB_ENABLE_HF_TRANSFER",
+    "HF_HUB_DISABLE_IMPLICIT_TOKEN",
+    "HF_TOKEN_PATH",
 }
 
 

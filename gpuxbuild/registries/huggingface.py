@@ -1,4 +1,4 @@
-"""`HuggingFaceManager`: models on the Hugging Face Hub (or any server at `HF_ENDPOINT`), via `huggingface_hub`.
+"""`HuggingFaceManager`: models on the Hugging Face Hub (or any server at `HF_ENDPOINT`), through `hub_api`.
 
 A branch or tag is resolved to its commit once; everything afterwards uses that commit only.
 Large (LFS) files carry the sha256 the Hub reports; small files only have a git blob sha1, so they
@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
 from gpuxbuild.errors import RegistryError, quote
@@ -41,6 +41,9 @@ from gpuxbuild.registries.base import (
 )
 from gpuxbuild.store.files import FileEntry
 
+if TYPE_CHECKING:
+    from gpuxbuild.registries.hub_api import RepoFile
+
 SMALL_FILE_JOBS = 8  # small files are fetched at resolve time to learn their sha256, in parallel
 MAX_RELATIVE_REDIRECTS = 5  # as a renamed repo's old name answers
 
@@ -54,17 +57,32 @@ class _Head:
     xet: Any
 
 
-def check_listed_hashes(where: str, sib) -> None:
-    """Refuse a listing whose hashes are not hex digests: they name files in the store."""
-    if sib.lfs is not None:
-        what, value, ok = "sha256", sib.lfs.sha256, is_sha256(sib.lfs.sha256)
+def check_listed_file(where: str, sib: RepoFile) -> FileEntry | None:
+    """Refuse a listed file whose hashes are not hex digests (they name files in the store) or whose large
+    file has no size; returns a large (LFS) file's entry, its sha256 and size as listed."""
+    if sib.lfs:
+        what, value, ok = "sha256", sib.lfs_sha256, is_sha256(sib.lfs_sha256)
     else:
         what, value, ok = "git blob id", sib.blob_id, sib.blob_id is None or is_hex_digest(sib.blob_id, 40)
     if not ok:
         raise RegistryError(
-            f"{where}: the server lists an invalid {what} {quote(value)} for {quote(sib.rfilename)}",
+            f"{where}: the server lists an invalid {what} {quote(value)} for {quote(sib.path)}",
             "check HF_ENDPOINT points to a Hub (or a faithful mirror)",
         )
+    if not sib.lfs:
+        return None
+    if sib.lfs_sha256 is None or sib.lfs_size is None:
+        raise RegistryError(
+            f"{where}: the server lists no size for the large file {quote(sib.path)}",
+            "check HF_ENDPOINT points to a Hub (or a faithful mirror)",
+        )
+    return FileEntry(sib.path, sib.lfs_sha256, sib.lfs_size)
+
+
+def _xet_available() -> bool:
+    from huggingface_hub.file_download import is_xet_available
+
+    return is_xet_available()
 
 
 class HuggingFaceManager(ModelManager):
@@ -85,9 +103,9 @@ class HuggingFaceManager(ModelManager):
 
     @property
     def endpoint(self) -> str:
-        from huggingface_hub import constants
+        from gpuxbuild.registries import hub_api
 
-        return os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+        return hub_api.endpoint()
 
     def _need_network(self, what: str) -> None:
         if self.offline:
@@ -98,39 +116,43 @@ class HuggingFaceManager(ModelManager):
 
     @contextmanager
     def _errors(self, repo: str, revision: str | None = None, path: str | None = None):
-        """Translate huggingface_hub and network exceptions into one-line RegistryErrors."""
+        """Translate the Hub's error answers and network exceptions into one-line RegistryErrors."""
         import requests
-        from huggingface_hub import errors as hf_errors
+
+        from gpuxbuild.registries.hub_api import HubHTTPError, NotAListing
 
         where = f"hf:{repo}" + (f"@{revision}" if revision else "")
         endpoint = redact_url(self.endpoint)
         try:
             yield
-        except hf_errors.GatedRepoError:
-            raise RegistryError(
-                f"{where} is gated: you need to accept its terms and authenticate",
-                "accept the terms on the model page, then set HF_TOKEN (or `huggingface-cli login`)",
-            ) from None
-        except hf_errors.RepositoryNotFoundError:
-            raise RegistryError(
-                f"{where}: repository not found on {endpoint} (or it is private)",
-                "check the repo id in the model's source; for a private repo set HF_TOKEN",
-            ) from None
-        except hf_errors.RevisionNotFoundError:
-            raise RegistryError(
-                f"{where}: revision {revision!r} not found",
-                "use an existing branch, tag or commit of the repo",
-            ) from None
-        except hf_errors.EntryNotFoundError:
-            raise RegistryError(
-                f"{where}: file {path!r} not found", "re-lock the model: `gpux lock --upgrade NAME`"
-            ) from None
-        except hf_errors.OfflineModeIsEnabled:
-            raise RegistryError(
-                f"{where}: HF_HUB_OFFLINE is set, so the Hub cannot be reached", "unset it, or use what is in the store"
-            ) from None
+        except HubHTTPError as exc:
+            if exc.code == "GatedRepo":
+                raise RegistryError(
+                    f"{where} is gated: you need to accept its terms and authenticate",
+                    "accept the terms on the model page, then set HF_TOKEN (or `huggingface-cli login`)",
+                ) from None
+            if exc.code == "RepoNotFound":
+                raise RegistryError(
+                    f"{where}: repository not found on {endpoint} (or it is private)",
+                    "check the repo id in the model's source; for a private repo set HF_TOKEN",
+                ) from None
+            if exc.code == "RevisionNotFound":
+                raise RegistryError(
+                    f"{where}: revision {revision!r} not found",
+                    "use an existing branch, tag or commit of the repo",
+                ) from None
+            if exc.code == "EntryNotFound":
+                raise RegistryError(
+                    f"{where}: file {path!r} not found", "re-lock the model: `gpux lock --upgrade NAME`"
+                ) from None
+            raise self._network_error(where, path, exc) from None
         except (requests.RequestException, GaveUp) as exc:
             raise self._network_error(where, path, exc) from None
+        except NotAListing:
+            raise RegistryError(
+                f"{where}: {url_host(self.endpoint)} answered something that is not a Hub repo listing",
+                "check HF_ENDPOINT points to a Hub (or a faithful mirror)",
+            ) from None
 
     def _network_error(self, where: str, path: str | None, exc: BaseException) -> RegistryError:
         """One line for a failed request, naming the host it went to (never its credentials)."""
@@ -176,56 +198,42 @@ class HuggingFaceManager(ModelManager):
         return self._resolve(repo, revision, pin, on_listed)
 
     def _resolve(self, repo: str, revision: str | None, pin: str | None, on_listed: Listed | None) -> PinnedModel:
-        from huggingface_hub import HfApi
+        from gpuxbuild.registries import hub_api
 
         rev = pin or revision or "main"
         self._need_network(f"resolving hf:{repo}@{rev}")
         timeout = http_timeout("metadata")
         with self._errors(repo, rev):
-            info = self.retry.run(
-                lambda: HfApi(endpoint=self.endpoint).model_info(
-                    # huggingface_hub annotates a float, but hands the timeout to requests, which takes
-                    # (connect, read) as here.
-                    repo,
-                    revision=rev,
-                    files_metadata=True,
-                    timeout=(timeout, timeout),  # type: ignore[arg-type]
-                ),
-                requests_transient,
-            )
-        commit = info.sha or ""
+            info = self.retry.run(lambda: hub_api.list_revision(repo, rev, timeout=timeout), requests_transient)
+        commit = info.commit
         if not is_git_commit(commit):
             raise RegistryError(
                 f"hf:{repo}@{rev}: the server returned no commit id", "check HF_ENDPOINT points to a Hub"
             )
         config: dict = {}
-        siblings = sorted(info.siblings or [], key=lambda s: s.rfilename)
+        siblings = sorted(info.files, key=lambda s: s.path)
+        large: list[FileEntry] = []
         for sib in siblings:  # every name and hash is checked before anything is downloaded
-            check_repo_path(repo, sib.rfilename)
-            check_listed_hashes(f"hf:{repo}@{commit[:12]}", sib)
-        large = [FileEntry(s.rfilename, s.lfs.sha256, s.lfs.size) for s in siblings if s.lfs is not None]
-        paths = [s.rfilename for s in siblings]
+            check_repo_path(repo, sib.path)
+            if entry := check_listed_file(f"hf:{repo}@{commit[:12]}", sib):
+                large.append(entry)
+        paths = [s.path for s in siblings]
         wanted = on_listed(commit, paths, large) if on_listed is not None else None
         # config.json is read for the model's metadata even when the caller does not keep it.
-        small = [
-            s
-            for s in siblings
-            if s.lfs is None and (wanted is None or s.rfilename in wanted or s.rfilename == "config.json")
-        ]
+        small = [s for s in siblings if not s.lfs and (wanted is None or s.path in wanted or s.path == "config.json")]
         with ThreadPoolExecutor(max_workers=min(SMALL_FILE_JOBS, len(small) or 1)) as pool:
-            hashed = list(pool.map(lambda s: self._hash_small(repo, commit, s.rfilename, s.blob_id, s.size), small))
+            hashed = list(pool.map(lambda s: self._hash_small(repo, commit, s.path, s.blob_id, s.size), small))
         for entry in hashed:
             if entry.path == "config.json":
                 config = self._read_json(entry, repo)
         files = sorted(hashed + large)
-        card = info.card_data.to_dict() if info.card_data is not None else {}
         model_info = ModelInfo(
             pipeline_tag=info.pipeline_tag,
-            library=info.library_name,
-            architectures=list(config.get("architectures") or (info.config or {}).get("architectures") or []),
-            model_type=config.get("model_type") or (info.config or {}).get("model_type"),
-            license=license_of(card, config, info.tags or ()),
-            card_data=card,
+            library=info.library,
+            architectures=list(config.get("architectures") or info.config.get("architectures") or []),
+            model_type=config.get("model_type") or info.config.get("model_type"),
+            license=license_of(info.card, config, info.tags),
+            card_data=info.card,
             config=config,
         )
         return PinnedModel(self.name, repo, revision, commit, files, model_info, paths)
@@ -270,15 +278,13 @@ class HuggingFaceManager(ModelManager):
     ):
         """Download one file of `commit` into `dest`, from `dest.tell()` on; `head` first asks for its metadata
         (CDN location, Xet). Transient failures are retried, each attempt resuming from what arrived."""
-        from huggingface_hub import hf_hub_url
-        from huggingface_hub.file_download import is_xet_available
-        from huggingface_hub.utils import build_hf_headers
+        from gpuxbuild.registries import hub_api
 
         self._need_network(f"downloading hf:{repo}@{commit[:12]}/{path}")
         check = (lambda: progress(0)) if progress else (lambda: None)  # a stopped fetch ends a retry's wait
         with self._errors(repo, commit, path):
-            url = hf_hub_url(repo, path, revision=commit, endpoint=self.endpoint)
-            headers = build_hf_headers()
+            url = hub_api.file_url(repo, commit, path)
+            headers = hub_api.headers()
             if head:
                 meta = self.retry.run(lambda: self._head(url, headers), requests_transient, check=check)
                 if meta.commit and meta.commit != commit:
@@ -286,7 +292,7 @@ class HuggingFaceManager(ModelManager):
                         f"hf:{repo}: asked for commit {commit}, server answered {meta.commit}", "check HF_ENDPOINT"
                     )
                 # As hf_hub_download does: Xet only when hf_xet is installed and HF_HUB_DISABLE_XET is unset.
-                if meta.xet is not None and is_xet_available():
+                if meta.xet is not None and _xet_available():
                     self._xet_get(meta.xet, dest, size, path, label=f"hf:{repo}@{commit[:12]}: {path}")
                     return
                 if urlsplit(meta.location).netloc != urlsplit(url).netloc:
@@ -310,11 +316,11 @@ class HuggingFaceManager(ModelManager):
 
     def _head(self, url: str, headers: dict) -> _Head:
         """The file's commit, location and Xet data from a HEAD request; relative redirects (a renamed repo) are followed."""
-        from huggingface_hub.utils import get_session, hf_raise_for_status, parse_xet_file_data_from_response
+        from gpuxbuild.registries import hub_api
 
         timeout = http_timeout("metadata")
         for _ in range(MAX_RELATIVE_REDIRECTS):
-            r = get_session().head(
+            r = hub_api.session().head(
                 url,
                 headers={**headers, "Accept-Encoding": "identity"},
                 allow_redirects=False,
@@ -324,11 +330,11 @@ class HuggingFaceManager(ModelManager):
             if not (300 <= r.status_code < 400 and target and not urlsplit(target).netloc):
                 break
             url = urlsplit(url)._replace(path=urlsplit(target).path).geturl()
-        hf_raise_for_status(r)
+        hub_api.raise_for_status(r)
         return _Head(
             r.headers.get("X-Repo-Commit"),
             r.headers.get("Location") or r.url,  # r.url is the URL requested: redirects are not followed
-            parse_xet_file_data_from_response(r, endpoint=self.endpoint),
+            hub_api.xet_file_data(r),
         )
 
     @staticmethod
@@ -336,15 +342,16 @@ class HuggingFaceManager(ModelManager):
         """One GET of `url` into `dest`, asking only for the bytes after `dest.tell()`."""
         import requests
         from huggingface_hub import constants
-        from huggingface_hub.utils import get_session, hf_raise_for_status
+
+        from gpuxbuild.registries import hub_api
 
         offset = dest.tell()
         headers = {**headers, "Accept-Encoding": "identity"}  # the file's own bytes, so that Range offsets are theirs
         if offset:
             headers["Range"] = f"bytes={offset}-"
         timeout = http_timeout("download")
-        with get_session().get(url, headers=headers, stream=True, timeout=(timeout, timeout)) as r:
-            hf_raise_for_status(r)
+        with hub_api.session().get(url, headers=headers, stream=True, timeout=(timeout, timeout)) as r:
+            hub_api.raise_for_status(r)
             if offset and r.status_code == 200:  # the server ignored the Range: start over
                 dest.seek(0)
                 dest.truncate()
@@ -364,7 +371,8 @@ class HuggingFaceManager(ModelManager):
 
         from huggingface_hub import errors as hf_errors
         from huggingface_hub.file_download import xet_get
-        from huggingface_hub.utils import build_hf_headers
+
+        from gpuxbuild.registries import hub_api
 
         hint = "retry; or set HF_HUB_DISABLE_XET=1 to download it over plain HTTP"
         with tempfile.TemporaryDirectory(dir=self._store().tmp_dir()) as d:
@@ -373,7 +381,7 @@ class HuggingFaceManager(ModelManager):
                 xet_get(
                     incomplete_path=tmp,
                     xet_file_data=xet_file_data,
-                    headers=build_hf_headers(),
+                    headers=hub_api.headers(),
                     expected_size=size,
                     displayed_filename=path,
                 )
