@@ -25,6 +25,7 @@ from pathlib import Path
 from gpuxbuild.allocator import reuse_env
 from gpuxbuild.build.exported_graphs import TWO_GB, ExportedGraphs, disk_size
 from gpuxbuild.build.gpuxyml import GraphIO, graph_io
+from gpuxbuild.build.patching import patched
 from gpuxbuild.errors import GpuxError, MissingExtraError
 from gpuxbuild.preprocessor import PREPROCESSOR_CONFIG
 from gpuxbuild.tasks import (
@@ -505,11 +506,10 @@ def _keeping_loaded_model() -> Iterator[list]:
         loaded.append(model)
         return model
 
-    TasksManager.get_model_from_task = staticmethod(keep)
     try:
-        yield loaded
+        with patched(TasksManager, get_model_from_task=staticmethod(keep)):
+            yield loaded
     finally:
-        TasksManager.get_model_from_task = original
         for config, attributes in saved:
             vars(config).clear()
             vars(config).update(attributes)
@@ -546,13 +546,15 @@ def _preprocessors_on_use() -> Iterator[None]:
     import optimum.exporters.onnx.__main__ as onnx_main
     import optimum.exporters.onnx.convert as onnx_convert
 
-    load, save = onnx_main.maybe_load_preprocessors, onnx_convert.maybe_save_preprocessors
-    onnx_main.maybe_load_preprocessors = lambda *args, **kwargs: _DeferredPreprocessors(lambda: load(*args, **kwargs))
-    onnx_convert.maybe_save_preprocessors = lambda *args, **kwargs: None
-    try:
+    load = onnx_main.maybe_load_preprocessors
+    with (
+        patched(
+            onnx_main,
+            maybe_load_preprocessors=lambda *args, **kwargs: _DeferredPreprocessors(lambda: load(*args, **kwargs)),
+        ),
+        patched(onnx_convert, maybe_save_preprocessors=lambda *args, **kwargs: None),
+    ):
         yield
-    finally:
-        onnx_main.maybe_load_preprocessors, onnx_convert.maybe_save_preprocessors = load, save
 
 
 @contextmanager
@@ -577,11 +579,8 @@ def _fixing_dynamic_axes_only_when_declared(exported: ExportedGraphs) -> Iterato
             exported.materialize(path)
             original(self, model_path, *args, **kwargs)
 
-    OnnxConfig.fix_dynamic_axes = fix
-    try:
+    with patched(OnnxConfig, fix_dynamic_axes=fix):
         yield
-    finally:
-        OnnxConfig.fix_dynamic_axes = original
 
 
 # Fewer elements than any weight matrix, more than any tensor whose values decide a shape (Range's scalars, Resize's
@@ -612,11 +611,8 @@ def _shape_inference_without_weights() -> Iterator[None]:
         }
         return original(graph, values, opset_version)
 
-    torch._C._jit_pass_onnx_graph_shape_type_inference = infer
-    try:
+    with patched(torch._C, _jit_pass_onnx_graph_shape_type_inference=infer):
         yield
-    finally:
-        torch._C._jit_pass_onnx_graph_shape_type_inference = original
 
 
 def _outputs_declared(exported: ExportedGraphs, path: Path, dynamic: set[str]) -> bool:

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gpuxbuild.build.patching import patched
+
 if TYPE_CHECKING:
     from onnx import ModelProto
 
@@ -107,11 +109,8 @@ class ExportedGraphs:
             return model
 
         def add_functions(model_bytes, custom_opsets):
-            onnx.load_model_from_string = parse  # type: ignore[assignment]
-            try:
+            with patched(onnx, load_model_from_string=parse):
                 return original_add_functions(model_bytes, custom_opsets)
-            finally:
-                onnx.load_model_from_string = original_parse
 
         def export_file(model_bytes, f, export_map):
             candidate = parsed.pop() if parsed else None
@@ -125,16 +124,11 @@ class ExportedGraphs:
                 return self._kept[Path(f)][0]
             return original_load(f, *args, **kwargs)
 
-        onnx.load = load
-        onnx_proto_utils._add_onnxscript_fn, onnx_proto_utils._export_file = add_functions, export_file
-        try:
+        with (
+            patched(onnx, load=load),
+            patched(onnx_proto_utils, _add_onnxscript_fn=add_functions, _export_file=export_file),
+        ):
             yield self
-        finally:
-            onnx.load = original_load
-            onnx_proto_utils._add_onnxscript_fn, onnx_proto_utils._export_file = (
-                original_add_functions,
-                original_export_file,
-            )
 
     def _keeps(self, f, model_bytes: bytes, model: ModelProto) -> bool:
         from onnx.external_data_helper import uses_external_data
