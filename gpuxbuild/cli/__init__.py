@@ -18,6 +18,10 @@ def main(args: list[str] | None = None) -> None:
     try:
         if quick_sync(argv):
             return
+        if args is None:  # the process is gpux's own: see `allocator`
+            from gpuxbuild.allocator import reuse_freed_memory
+
+            reuse_freed_memory()
         from gpuxbuild.cli.app import cli
 
         cli.main(args=argv, prog_name="gpux")

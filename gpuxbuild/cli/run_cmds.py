@@ -208,12 +208,10 @@ def run(
         data, options = inputs, {**extra, **options}
     check_inputs(data, options)  # before locating (maybe building) and loading the model: a typo fails at once
 
-    from gpuxbuild.allocator import reuse_freed_memory
     from gpuxbuild.runtime import benchmark as bench
     from gpuxbuild.runtime import load
 
     folder = _locate(ctx, name, offline)
-    reuse_freed_memory()  # loading a session frees and allocates large buffers: reuse them (see `allocator`)
     model = load(folder, provider or None, device_id)
     if model.notice and not ctx.quiet:
         err_console.print(f"[yellow]notice:[/] {model.notice}", soft_wrap=True)
