@@ -320,3 +320,17 @@ def test_every_id_pull_takes_works_for_run_inspect_and_rm(hub, tmp_path):
     gpux("rm", "hf:legacy-sentiment", cwd=tmp_path)
     r = gpux("inspect", "legacy-sentiment", cwd=tmp_path, check=False)
     assert r.returncode != 0 and "no such pulled model" in r.stderr
+
+
+def test_gpux_run_starts_pulling_before_it_imports_the_runtime():
+    """`gpux run org/name` of a model not here yet pulls (and starts the export worker) first: its command module
+    imports neither numpy nor the runtime's session, which `gpux serve`'s options need (0.1-0.15 s)."""
+    code = (
+        "import sys, gpuxbuild.cli.app, gpuxbuild.cli.run_cmds\n"
+        "bad = [m for m in ('numpy', 'gpuxbuild.runtime.session', 'gpuxbuild.runtime.server') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "import gpuxbuild.cli.serve_cmds\n"
+        "assert 'gpuxbuild.runtime.server' in sys.modules\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -98,6 +98,33 @@ pass_context = click.make_pass_decorator(Context)
 # Options several commands share.
 OFFLINE = click.option("--offline", is_flag=True, help="Make no network request (also: HF_HUB_OFFLINE=1).")
 JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+PROVIDER = click.option(
+    "--provider",
+    default=None,
+    help="Execution provider: auto, cuda, tensorrt, rocm, migraphx, coreml, directml, openvino, cpu "
+    "(default: gpux.yml runtime.gpu.backend, else auto).",
+)
+DEVICE = click.option(
+    "--device-id", default=0, show_default=True, type=click.IntRange(min=0), help="GPU index for CUDA/ROCm/TensorRT."
+)
+
+
+def locate_model(ctx: Context, name: str, offline: bool) -> Path:
+    """The folder of model NAME for `gpux run`/`serve`: synced, locked (built now), or pulled (pulled now)."""
+    from gpuxbuild.models.locate import locate
+    from gpuxbuild.store.objects import Store
+
+    def on_pull(ref):
+        if not ctx.quiet:
+            err_console.print(f"{ref} is not here yet: pulling and building it")
+
+    def on_build(model):
+        if not ctx.quiet:
+            err_console.print(
+                f"{model} is locked but not built here yet: building it (`gpux sync` places it in the project)"
+            )
+
+    return locate(name, project=ctx.project, store=Store(), offline=offline, on_pull=on_pull, on_build=on_build)
 
 
 def REMOTE(f):
@@ -163,7 +190,8 @@ COMMANDS: dict[str, CommandEntry] = {
     "cache": CommandEntry("store_cmds", "Inspect and maintain the store ($GPUX_HOME)."),
     "run": CommandEntry("run_cmds", "Run a model on text (or raw tensors) and print the task's answer."),
     "serve": CommandEntry(
-        "run_cmds", "Serve models over HTTP: the Hugging Face Inference API (POST /), OpenAI /v1, and GPUX's /predict."
+        "serve_cmds",
+        "Serve models over HTTP: the Hugging Face Inference API (POST /), OpenAI /v1, and GPUX's /predict.",
     ),
     "doctor": CommandEntry(
         "run_cmds",

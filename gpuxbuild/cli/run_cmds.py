@@ -1,4 +1,4 @@
-"""`gpux run`, `gpux serve`, `gpux doctor`."""
+"""`gpux run`, `gpux doctor`."""
 
 from __future__ import annotations
 
@@ -8,36 +8,22 @@ from pathlib import Path
 
 import click
 
-from gpuxbuild.cli.app import JSON, OFFLINE, Context, cli, console, counted, err_console, pass_context, print_json
+from gpuxbuild.cli.app import (
+    DEVICE,
+    JSON,
+    OFFLINE,
+    PROVIDER,
+    Context,
+    cli,
+    console,
+    counted,
+    err_console,
+    locate_model,
+    pass_context,
+    print_json,
+)
 from gpuxbuild.errors import GpuxError
 from gpuxbuild.tasks import MEDIA_TASKS
-
-PROVIDER = click.option(
-    "--provider",
-    default=None,
-    help="Execution provider: auto, cuda, tensorrt, rocm, migraphx, coreml, directml, openvino, cpu "
-    "(default: gpux.yml runtime.gpu.backend, else auto).",
-)
-DEVICE = click.option(
-    "--device-id", default=0, show_default=True, type=click.IntRange(min=0), help="GPU index for CUDA/ROCm/TensorRT."
-)
-
-
-def _locate(ctx: Context, name: str, offline: bool) -> Path:
-    from gpuxbuild.models.locate import locate
-    from gpuxbuild.store.objects import Store
-
-    def on_pull(ref):
-        if not ctx.quiet:
-            err_console.print(f"{ref} is not here yet: pulling and building it")
-
-    def on_build(model):
-        if not ctx.quiet:
-            err_console.print(
-                f"{model} is locked but not built here yet: building it (`gpux sync` places it in the project)"
-            )
-
-    return locate(name, project=ctx.project, store=Store(), offline=offline, on_pull=on_pull, on_build=on_build)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -211,7 +197,7 @@ def run(
     from gpuxbuild.runtime import benchmark as bench
     from gpuxbuild.runtime import load
 
-    folder = _locate(ctx, name, offline)
+    folder = locate_model(ctx, name, offline)
     model = load(folder, provider or None, device_id)
     if model.notice and not ctx.quiet:
         err_console.print(f"[yellow]notice:[/] {model.notice}", soft_wrap=True)
@@ -299,82 +285,6 @@ def _readable(result, all_labels: bool = False) -> list[str]:
     import numpy as np  # raw tensor outputs by name: their shapes
 
     return [", ".join(f"{name}: shape {list(np.asarray(value).shape)}" for name, value in sorted(result.items()))]
-
-
-def _limit_option(field: str, help_text: str):
-    """A --max-... option of `gpux serve` for a ServeLimits field, also read from GPUX_SERVE_<FIELD>."""
-    from gpuxbuild.runtime.server import ServeLimits
-
-    default = ServeLimits.__dataclass_fields__[field].default
-    return click.option(
-        f"--{field.replace('_', '-')}",
-        field,
-        type=click.IntRange(min=1),
-        default=default,
-        show_default=True,
-        envvar=ServeLimits.env_name(field),
-        show_envvar=True,
-        help=help_text,
-    )
-
-
-def _synced_models(ctx: Context) -> dict[str, Path]:
-    """name -> folder of every model synced into the project (.gpux/models/NAME with an artifact.json)."""
-    models_dir = ctx.project / ".gpux" / "models"
-    found = (
-        {p.name: p for p in sorted(models_dir.iterdir()) if (p / "artifact.json").is_file()}
-        if models_dir.is_dir()
-        else {}
-    )
-    if not found:
-        raise GpuxError(
-            f"no synced models in {models_dir}", "run gpux sync first, or name a model: gpux serve NAME", exit_code=2
-        )
-    return found
-
-
-@cli.command()
-@click.argument("names", nargs=-1)
-@click.option(
-    "--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 exposes it to the network)."
-)
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
-@_limit_option("max_body_bytes", "Largest POST body; a larger one is answered 413.")
-@_limit_option("max_batch", "Most texts (or tensor rows) in one request; more is answered 413.")
-@_limit_option("max_json_depth", "Deepest nesting of JSON lists and objects; deeper is answered 400.")
-@_limit_option("max_queue", "Predictions accepted at once per worker (one runs, the rest wait); more get 503.")
-@_limit_option("retry_after_s", "Seconds in the Retry-After header of that 503.")
-@_limit_option("max_wait_ms", "Dynamic batching: how long a request waits for others to share its onnxruntime run.")
-@PROVIDER
-@DEVICE
-@OFFLINE
-@pass_context
-def serve(ctx: Context, names, host, port, workers, provider, device_id, offline, **limits) -> None:
-    """Serve models over HTTP: the Hugging Face Inference API (POST /), OpenAI /v1, and GPUX's /predict.
-
-    NAMES: models as for `gpux run`; none serves every synced model of the project. See `gpux help serve`.
-    """
-    from gpuxbuild.runtime import serve as do_serve
-    from gpuxbuild.runtime.server import ServeLimits
-
-    serve_limits = ServeLimits(**limits)  # bad limits fail before any model is located
-    target: Path | dict[str, Path]
-    if len(names) == 1:
-        target = _locate(ctx, names[0], offline)
-    elif names:
-        target = {name: _locate(ctx, name, offline) for name in dict.fromkeys(names)}
-    else:
-        target = _synced_models(ctx)
-    do_serve(
-        target,
-        host=host,
-        port=port,
-        workers=workers,
-        provider=provider or None,
-        device_id=device_id,
-        limits=serve_limits,
-    )
 
 
 @cli.command()
