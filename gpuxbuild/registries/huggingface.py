@@ -126,26 +126,23 @@ class HuggingFaceManager(ModelManager):
         try:
             yield
         except HubHTTPError as exc:
-            if exc.code == "GatedRepo":
-                raise RegistryError(
+            # What the Hub's error code says, and what to do; any other error answer is reported by its status.
+            said = {
+                "GatedRepo": (
                     f"{where} is gated: you need to accept its terms and authenticate",
                     "accept the terms on the model page, then set HF_TOKEN (or `huggingface-cli login`)",
-                ) from None
-            if exc.code == "RepoNotFound":
-                raise RegistryError(
+                ),
+                "RepoNotFound": (
                     f"{where}: repository not found on {endpoint} (or it is private)",
                     "check the repo id in the model's source; for a private repo set HF_TOKEN",
-                ) from None
-            if exc.code == "RevisionNotFound":
-                raise RegistryError(
+                ),
+                "RevisionNotFound": (
                     f"{where}: revision {revision!r} not found",
                     "use an existing branch, tag or commit of the repo",
-                ) from None
-            if exc.code == "EntryNotFound":
-                raise RegistryError(
-                    f"{where}: file {path!r} not found", "re-lock the model: `gpux lock --upgrade NAME`"
-                ) from None
-            raise self._network_error(where, path, exc) from None
+                ),
+                "EntryNotFound": (f"{where}: file {path!r} not found", "re-lock the model: `gpux lock --upgrade NAME`"),
+            }.get(exc.code or "")
+            raise (RegistryError(*said) if said else self._network_error(where, path, exc)) from None
         except (requests.RequestException, GaveUp) as exc:
             raise self._network_error(where, path, exc) from None
         except NotAListing:
